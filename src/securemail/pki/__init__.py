@@ -1,0 +1,1 @@
+"""Issuing certificates and CRLs for SecureMail federations, demos and tests."""

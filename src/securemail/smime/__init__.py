@@ -1,0 +1,55 @@
+"""The S/MIME protection core: pure functions from bytes and keys to bytes and verdicts.
+
+No sockets, no database, no clock: callers pass ``now``. Entry points:
+
+- :func:`protect` / :func:`sign_message` — sign, then encrypt, a whole RFC 5322 message.
+- :func:`unprotect` — decrypt, verify, validate; returns exactly the signed bytes.
+- :func:`make_receipt` / :func:`verify_receipt` — RFC 2634 signed receipts.
+
+Every refusal is a :class:`SmimeError` with a stable :class:`Reason` code.
+"""
+
+from securemail.smime.attributes import ReceiptRequest
+from securemail.smime.errors import Reason, SmimeError
+from securemail.smime.keys import RecipientIdentity, SignerIdentity
+from securemail.smime.labels import SecurityLabel
+from securemail.smime.limits import Limits
+from securemail.smime.message import (
+    ProtectOptions,
+    Protected,
+    Unprotected,
+    protect,
+    sign_message,
+    unprotect,
+)
+from securemail.smime.receipts import (
+    ReceiptBasis,
+    VerifiedReceipt,
+    make_receipt,
+    receipt_entity,
+    verify_receipt,
+)
+from securemail.smime.trust import TrustStore, ValidatedPath
+
+__all__ = [
+    "Limits",
+    "ProtectOptions",
+    "Protected",
+    "Reason",
+    "ReceiptBasis",
+    "ReceiptRequest",
+    "RecipientIdentity",
+    "SecurityLabel",
+    "SignerIdentity",
+    "SmimeError",
+    "TrustStore",
+    "Unprotected",
+    "ValidatedPath",
+    "VerifiedReceipt",
+    "make_receipt",
+    "protect",
+    "receipt_entity",
+    "sign_message",
+    "unprotect",
+    "verify_receipt",
+]

@@ -1,0 +1,210 @@
+"""Open CMS AuthEnvelopedData and EnvelopedData addressed to one of our keys.
+
+Theory of operation. Find the RecipientInfo naming one of our certificates (by issuer and
+serial or subject key identifier), recover the content-encryption key, then decrypt. No
+plaintext leaves this module unless the cipher's own integrity check passed (GCM tag, or
+for legacy CBC the padding; CBC integrity is then the inner signature's job). A key that
+fails to unwrap is replaced by a random one (RFC 3218 §2.3.2), so a forged RSA block
+fails exactly like a forged ciphertext and no padding oracle is offered.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asn1crypto import algos, cms, core
+from cryptography import x509
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms as ciphers, modes
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
+
+from securemail.smime import algorithms, asn1, oids
+from securemail.smime.encrypt import CBC_BLOCK, ecdh_kek
+from securemail.smime.errors import Reason, SmimeError
+from securemail.smime.keys import RecipientIdentity
+
+MIN_GCM_TAG = 12
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """How a message was encrypted, and to which of our certificates."""
+
+    content_encryption: str  # e.g. "aes256-gcm"
+    key_management: str  # e.g. "rsa-oaep-sha256", "rsa-pkcs1v15", "ecdh-sha256kdf-aes256-wrap"
+    recipient: x509.Certificate
+
+
+def decrypt(data: bytes, identities: Sequence[RecipientIdentity]) -> tuple[bytes, Encryption]:
+    """Decrypt a ContentInfo (AuthEnvelopedData or EnvelopedData) with one of ``identities``."""
+    try:
+        info = cms.ContentInfo.load(data, strict=True)
+        content_type = info["content_type"].dotted
+        if content_type == oids.ID_AUTH_ENVELOPED_DATA:
+            envelope = info["content"]
+            encrypted_info = envelope["auth_encrypted_content_info"]
+        elif content_type == oids.ID_ENVELOPED_DATA:
+            envelope = info["content"]
+            encrypted_info = envelope["encrypted_content_info"]
+        else:
+            raise SmimeError(Reason.NOT_ENCRYPTED, f"content type {content_type} is not encrypted")
+        cipher_oid = encrypted_info["content_encryption_algorithm"]["algorithm"].dotted
+        cipher_name, key_size, aead = _cipher(cipher_oid)
+        if aead != (content_type == oids.ID_AUTH_ENVELOPED_DATA):
+            raise SmimeError(Reason.MALFORMED, f"{cipher_name} in the wrong envelope type")
+        if encrypted_info["content_type"].dotted != oids.ID_DATA:
+            raise SmimeError(Reason.MALFORMED, "encrypted content is not id-data")
+        cek, management, recipient = _content_key(envelope["recipient_infos"], identities,
+                                                  key_size)
+        ciphertext = bytes(encrypted_info["encrypted_content"].native or b"")
+        params = encrypted_info["content_encryption_algorithm"]["parameters"]
+        if aead:
+            plaintext = _open_gcm(cek, params, ciphertext, envelope)
+        else:
+            plaintext = _open_cbc(cek, params, ciphertext)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SmimeError(Reason.MALFORMED, f"encrypted message: {exc}") from None
+    return plaintext, Encryption(cipher_name, management, recipient)
+
+
+def _cipher(oid: str) -> tuple[str, int, bool]:
+    if oid in algorithms.WEAK_CIPHERS:
+        raise SmimeError(Reason.WEAK_ALGORITHM, f"cipher {algorithms.WEAK_CIPHERS[oid]}")
+    try:
+        return algorithms.CIPHERS[oid]
+    except KeyError:
+        raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, f"content cipher {oid}") from None
+
+
+def _content_key(infos: cms.RecipientInfos, identities: Sequence[RecipientIdentity],
+                 key_size: int) -> tuple[bytes, str, x509.Certificate]:
+    for info in infos:
+        for identity in identities:
+            if info.name == "ktri" and _ktri_matches(info.chosen, identity):
+                cek, management = _unwrap_ktri(info.chosen, identity)
+            elif info.name == "kari" and (encrypted := _kari_key(info.chosen, identity)):
+                cek, management = _unwrap_kari(info.chosen, encrypted, identity)
+            else:
+                continue
+            if cek is None or len(cek) != key_size:
+                cek = os.urandom(key_size)  # fail later, like any forgery would
+            return cek, management, identity.certificate
+    raise SmimeError(Reason.NOT_FOR_US, "no recipient info for any of our certificates")
+
+
+def _ktri_matches(ktri: cms.KeyTransRecipientInfo, identity: RecipientIdentity) -> bool:
+    rid = ktri["rid"]
+    if rid.name == "issuer_and_serial_number":
+        return bool(rid.chosen.dump() == identity.issuer_and_serial)
+    return bool(rid.chosen.native == identity.subject_key_identifier)
+
+
+def _unwrap_ktri(ktri: cms.KeyTransRecipientInfo, identity: RecipientIdentity
+                 ) -> tuple[bytes | None, str]:
+    key = identity.private_key
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise SmimeError(Reason.MALFORMED, "key transport to a non-RSA certificate")
+    algorithm = ktri["key_encryption_algorithm"]
+    oid = algorithm["algorithm"].dotted
+    if oid == oids.RSA_ENCRYPTION:
+        pad: padding.AsymmetricPadding = padding.PKCS1v15()
+        management = "rsa-pkcs1v15"
+    elif oid == oids.RSAES_OAEP:
+        pad, hash_name = _oaep(algorithm["parameters"])
+        management = f"rsa-oaep-{hash_name}"
+    else:
+        raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, f"key transport {oid}")
+    try:
+        return key.decrypt(bytes(ktri["encrypted_key"].native), pad), management
+    except ValueError:
+        return None, management
+
+
+def _oaep(params: algos.RSAESOAEPParams) -> tuple[padding.OAEP, str]:
+    hash_oid = params["hash_algorithm"]["algorithm"].dotted
+    mgf = params["mask_gen_algorithm"]
+    mgf_oid = mgf["parameters"]["algorithm"].dotted
+    if (hash_oid not in algorithms.OAEP_HASHES or mgf_oid != hash_oid
+            or mgf["algorithm"].dotted != oids.MGF1
+            or params["p_source_algorithm"]["parameters"].native != b""):
+        raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, f"RSA-OAEP with {hash_oid}/{mgf_oid}")
+    hash_alg = algorithms.hash_algorithm(algorithms.OAEP_HASHES[hash_oid])
+    return padding.OAEP(padding.MGF1(hash_alg), hash_alg, None), hash_alg.name
+
+
+def _kari_key(kari: cms.KeyAgreeRecipientInfo, identity: RecipientIdentity) -> bytes | None:
+    """The encrypted key in ``kari`` meant for ``identity``, if there is one."""
+    for rek in kari["recipient_encrypted_keys"]:
+        rid = rek["rid"]
+        if rid.name == "issuer_and_serial_number":
+            if rid.chosen.dump() == identity.issuer_and_serial:
+                return bytes(rek["encrypted_key"].native)
+        elif rid.chosen["subject_key_identifier"].native == identity.subject_key_identifier:
+            return bytes(rek["encrypted_key"].native)
+    return None
+
+
+def _unwrap_kari(kari: cms.KeyAgreeRecipientInfo, encrypted_key: bytes,
+                 identity: RecipientIdentity) -> tuple[bytes | None, str]:
+    private = identity.private_key
+    originator = kari["originator"]
+    if not isinstance(private, ec.EllipticCurvePrivateKey) or originator.name != "originator_key":
+        raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, "key agreement other than ephemeral ECDH")
+    scheme = kari["key_encryption_algorithm"]["algorithm"].dotted
+    if scheme not in algorithms.ECDH_KDFS:
+        raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, f"ECDH scheme {scheme}")
+    kdf_hash = algorithms.ECDH_KDFS[scheme]
+    wrap = cms.KeyEncryptionAlgorithm.load(kari["key_encryption_algorithm"]["parameters"].dump())
+    wrap_oid = wrap["algorithm"].dotted
+    if wrap_oid not in algorithms.KEY_WRAPS:
+        raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, f"key wrap {wrap_oid}")
+    point = bytes(originator.chosen["public_key"].native)
+    try:
+        public = ec.EllipticCurvePublicKey.from_encoded_point(private.curve, point)
+    except ValueError:
+        raise SmimeError(Reason.DECRYPT_FAILED, "originator key is not on our curve") from None
+    ukm = kari["ukm"].native
+    kek = ecdh_kek(private, public, kdf_hash, wrap_oid, None if ukm is None else bytes(ukm))
+    wrap_bits = algorithms.KEY_WRAPS[wrap_oid] * 8
+    management = f"ecdh-{kdf_hash}kdf-aes{wrap_bits}-wrap"
+    try:
+        return aes_key_unwrap(kek, encrypted_key), management
+    except InvalidUnwrap:
+        return None, management
+
+
+def _open_gcm(cek: bytes, params: core.Asn1Value, ciphertext: bytes,
+              envelope: cms.AuthEnvelopedData) -> bytes:
+    gcm = asn1.GCMParameters.load(params.dump())
+    nonce = bytes(gcm["aes_nonce"].native)
+    tag = bytes(envelope["mac"].native)
+    if len(tag) != gcm["aes_icv_len"].native or len(tag) < MIN_GCM_TAG or len(tag) > 16:
+        raise SmimeError(Reason.MALFORMED, f"GCM tag of {len(tag)} bytes")
+    auth_attrs = envelope["auth_attrs"]
+    aad = b"" if auth_attrs.native is None else b"\x31" + bytes(auth_attrs.dump())[1:]
+    decryptor = Cipher(ciphers.AES(cek), modes.GCM(nonce, tag, min_tag_length=len(tag))
+                       ).decryptor()
+    decryptor.authenticate_additional_data(aad)
+    plaintext = decryptor.update(ciphertext)
+    try:
+        decryptor.finalize()
+    except InvalidTag:
+        del plaintext
+        raise SmimeError(Reason.INTEGRITY_FAILED,
+                         "authentication tag does not match: altered or wrong key") from None
+    return plaintext
+
+
+def _open_cbc(cek: bytes, params: core.Asn1Value, ciphertext: bytes) -> bytes:
+    iv = bytes(core.OctetString.load(params.dump()).native)
+    if len(iv) != CBC_BLOCK or not ciphertext or len(ciphertext) % CBC_BLOCK:
+        raise SmimeError(Reason.MALFORMED, "CBC IV or ciphertext length")
+    decryptor = Cipher(ciphers.AES(cek), modes.CBC(iv)).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    pad = padded[-1]
+    if not 1 <= pad <= CBC_BLOCK or padded[-pad:] != bytes((pad,)) * pad:
+        raise SmimeError(Reason.DECRYPT_FAILED, "CBC padding invalid: altered or wrong key")
+    return padded[:-pad]

@@ -1,0 +1,151 @@
+"""Protect a whole message (sign, then encrypt) and unprotect it again.
+
+The complete original message, header and body, CRLF-canonical, is the signed content; the
+outer message shows only the routing fields (From, To, Cc, Date, Message-ID) and a neutral
+Subject, so nothing else leaks (header protection in the style of RFC 9788: the protected
+fields travel inside and are restored, byte for byte, on delivery).
+
+Layout of a protected message::
+
+    From/To/Cc/Date/Message-ID (copied), Subject: SecureMail message
+    Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data   (base64)
+      └ AuthEnvelopedData (AES-GCM) or EnvelopedData (AES-CBC, legacy peers)
+          └ inner entity: application/pkcs7-mime; smime-type=signed-data
+              (Content-Transfer-Encoding binary by default, RFC 8551 §3.1.2; base64 on request)
+              └ SignedData, one signer, eContent = the original message
+
+``unprotect`` also accepts what other S/MIME implementations send: detached
+``multipart/signed`` inside or outside the encryption, base64 inner entities, EnvelopedData
+with AES-CBC, and signed-only messages when encryption is not required.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from cryptography import x509
+
+from securemail.smime import attributes, decrypt, der, encrypt, limits, mime, oids, sign, verify
+from securemail.smime.algorithms import CipherName, DigestName, RsaPadding
+from securemail.smime.errors import Reason, SmimeError
+from securemail.smime.keys import RecipientIdentity, SignerIdentity
+from securemail.smime.labels import SecurityLabel
+from securemail.smime.receipts import ReceiptBasis
+from securemail.smime.trust import TrustStore, ValidatedPath
+
+OUTER_FIELDS = ("From", "To", "Cc", "Date", "Message-ID")
+OUTER_SUBJECT = b"SecureMail message"
+
+
+@dataclass(frozen=True)
+class ProtectOptions:
+    """How to sign and encrypt; the defaults are the profile's."""
+
+    cipher: CipherName = "aes256-gcm"
+    digest: DigestName = "sha256"
+    rsa_padding: RsaPadding = "pkcs1v15"
+    label: SecurityLabel | None = None
+    receipt_request: attributes.ReceiptRequest | None = None
+    inner_encoding: Literal["binary", "base64"] = "binary"
+
+
+@dataclass(frozen=True)
+class Protected:
+    """A protected message, and what its sender keeps to check a receipt for it later."""
+
+    message: bytes
+    receipt_basis: ReceiptBasis | None
+
+
+@dataclass(frozen=True)
+class Unprotected:
+    """A verified message: exactly the bytes the signer signed, and the evidence."""
+
+    content: bytes
+    signature: verify.Signature
+    path: ValidatedPath
+    encryption: decrypt.Encryption | None
+
+
+def _outer_header(original_fields: mime.Fields, subject: bytes | None) -> bytes:
+    lines = [f"{name}: ".encode("ascii") + value
+             for name, value in original_fields if name.lower() in _OUTER_LOWER]
+    if subject is not None:
+        lines.append(b"Subject: " + subject)
+    lines.append(b"MIME-Version: 1.0")
+    return b"".join(line + mime.CRLF for line in lines)
+
+
+_OUTER_LOWER = {name.lower() for name in OUTER_FIELDS}
+
+
+def _signed_entity(message: bytes, signer: SignerIdentity, now: datetime,
+                   options: ProtectOptions, binary: bool) -> tuple[der.Chunks, ReceiptBasis | None]:
+    signed = sign.sign(message, signer, now=now, digest=options.digest,
+                       rsa_padding=options.rsa_padding, label=options.label,
+                       receipt_request=options.receipt_request)
+    body: bytes | der.Chunks = signed.der if binary else mime.encode_base64(signed.der.join())
+    entity = der.Chunks([mime.entity_header("signed-data", binary=binary), mime.CRLF, *(
+        body.parts if isinstance(body, der.Chunks) else (body,))])
+    basis = None
+    if options.receipt_request is not None:
+        basis = ReceiptBasis(oids.ID_DATA, options.receipt_request.content_identifier,
+                             signed.signature_value, signed.signed_attributes, signed.digest)
+    return entity, basis
+
+
+def protect(message: bytes, signer: SignerIdentity, recipients: Sequence[x509.Certificate],
+            *, now: datetime, options: ProtectOptions = ProtectOptions()) -> Protected:
+    """Sign ``message`` as ``signer``, encrypt it to ``recipients``; return the S/MIME message."""
+    message = mime.canonicalize(message)
+    block, _ = mime.split_header(message, limits.Limits())
+    fields = mime.header_fields(block, limits.Limits())
+    inner, basis = _signed_entity(message, signer, now, options,
+                                  binary=options.inner_encoding == "binary")
+    envelope = encrypt.encrypt(inner, recipients, cipher=options.cipher)
+    smime_type = "authEnveloped-data" if options.cipher.endswith("gcm") else "enveloped-data"
+    outer = (_outer_header(fields, OUTER_SUBJECT) + mime.entity_header(smime_type) + mime.CRLF
+             + mime.encode_base64(envelope.join()))
+    return Protected(outer, basis)
+
+
+def sign_message(message: bytes, signer: SignerIdentity, *, now: datetime,
+                 options: ProtectOptions = ProtectOptions()) -> Protected:
+    """Sign ``message`` without encrypting it (opaque signed-data, RFC 8551 §3.5.2)."""
+    message = mime.canonicalize(message)
+    block, _ = mime.split_header(message, limits.Limits())
+    fields = mime.header_fields(block, limits.Limits())
+    inner, basis = _signed_entity(message, signer, now, options, binary=False)
+    return Protected(_outer_header(fields, mime.field(fields, "Subject")) + inner.join(), basis)
+
+
+def unprotect(message: bytes, *, identities: Sequence[RecipientIdentity], trust: TrustStore,
+              now: datetime, require_encryption: bool = False,
+              bounds: limits.Limits = limits.Limits()) -> Unprotected:
+    """Decrypt (if encrypted), verify and validate; return the signed message and evidence."""
+    bounds.check_size(message)
+    entity = mime.read_entity(mime.canonicalize(message), bounds)
+    encryption = None
+    if entity.detached_content is None and _is_encrypted(entity.der, bounds):
+        inner, encryption = decrypt.decrypt(entity.der, identities)
+        entity = mime.read_entity(inner, bounds)
+        if entity.detached_content is None and _is_encrypted(entity.der, bounds):
+            raise SmimeError(Reason.MALFORMED, "encrypted twice")
+    elif require_encryption:
+        raise SmimeError(Reason.NOT_ENCRYPTED, "message is signed but not encrypted")
+    limits.check_der(entity.der, bounds)
+    content, signature = verify.verify_signed_data(entity.der, entity.detached_content)
+    if signature.content_type != oids.ID_DATA:
+        raise SmimeError(Reason.MALFORMED, f"signed content type {signature.content_type}")
+    others = [c for c in signature.certificates if c != signature.signer]
+    path = trust.validate(signature.signer, now=now, intermediates=others)
+    return Unprotected(content, signature, path, encryption)
+
+
+def _is_encrypted(data: bytes, bounds: limits.Limits) -> bool:
+    limits.check_der(data, bounds)
+    content_type = verify.content_type_of(data)
+    return content_type in (oids.ID_ENVELOPED_DATA, oids.ID_AUTH_ENVELOPED_DATA)

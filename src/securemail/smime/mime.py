@@ -1,0 +1,173 @@
+"""The MIME face of S/MIME (RFC 8551 §3): entities in, DER out, and back.
+
+Bytes in, bytes out, CRLF throughout. Headers are read by a small strict reader rather
+than the ``email`` package, so that a large body is never copied or re-serialised and an
+odd header cannot change what is parsed. Only the shapes S/MIME uses are accepted:
+``application/pkcs7-mime`` (opaque signed, enveloped, auth-enveloped, signed receipt) and
+``multipart/signed`` with exactly two parts (RFC 1847). Anything else is not S/MIME.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.message import Message
+
+import pybase64
+
+from securemail.smime.errors import Reason, SmimeError
+from securemail.smime.limits import Limits
+
+CRLF = b"\r\n"
+PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+_FIELD_NAME = re.compile(rb"[!-9;-~]+")
+
+Fields = list[tuple[str, bytes]]
+
+
+def canonicalize(data: bytes) -> bytes:
+    """Return ``data`` with every line ending as CRLF (RFC 5322 §2.3; bare CR/LF repaired)."""
+    if data.count(b"\n") == data.count(CRLF) == data.count(b"\r"):
+        return data
+    return _LINE_ENDS.sub(CRLF, data)
+
+
+def split_header(data: bytes, limits: Limits) -> tuple[bytes, bytes]:
+    """Split at the first empty line: (header block incl. its last CRLF, body)."""
+    if data.startswith(CRLF):
+        return b"", data[2:]
+    end = data.find(b"\r\n\r\n", 0, limits.max_header_bytes + 4)
+    if end < 0:
+        if len(data) > limits.max_header_bytes:
+            raise SmimeError(Reason.TOO_LARGE, f"header over {limits.max_header_bytes} bytes")
+        raise SmimeError(Reason.MALFORMED, "no empty line after the header")
+    return data[:end + 2], data[end + 4:]
+
+
+def header_fields(block: bytes, limits: Limits) -> Fields:
+    """Parse a header block into (name, unfolded raw value) pairs, in order."""
+    fields: Fields = []
+    for line in block.split(CRLF)[:-1] if block else ():
+        if line[:1] in (b" ", b"\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + b" " + line.strip())
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not _FIELD_NAME.fullmatch(name):
+            raise SmimeError(Reason.MALFORMED, "a header line is not a field")
+        fields.append((name.decode("ascii"), value.strip()))
+        if len(fields) > limits.max_header_fields:
+            raise SmimeError(Reason.TOO_LARGE, f"more than {limits.max_header_fields} fields")
+    return fields
+
+
+def field(fields: Fields, name: str) -> bytes | None:
+    """The value of the only field called ``name``; None if absent; refuse duplicates."""
+    values = [v for n, v in fields if n.lower() == name.lower()]
+    if len(values) > 1:
+        raise SmimeError(Reason.MALFORMED, f"{len(values)} {name} fields")
+    return values[0] if values else None
+
+
+def content_type(fields: Fields) -> tuple[str, dict[str, str]]:
+    """(lower-case type/subtype, parameters) of the Content-Type field (default text/plain)."""
+    raw = field(fields, "Content-Type")
+    if raw is None:
+        return "text/plain", {}
+    message = Message()
+    message["Content-Type"] = raw.decode("ascii", "replace")
+    params = {str(k).lower(): str(v) for k, v in message.get_params(failobj=[])[1:]}
+    return message.get_content_type(), params
+
+
+def encode_base64(data: bytes) -> bytes:
+    """Base64 in 76-character CRLF lines (RFC 2045 §6.8)."""
+    return pybase64.encodebytes(data).replace(b"\n", CRLF)
+
+
+def decode_base64(data: bytes) -> bytes:
+    """Decode a base64 body; characters outside the alphabet (line breaks) are skipped."""
+    try:
+        return pybase64.b64decode(data)
+    except ValueError:
+        raise SmimeError(Reason.MALFORMED, "base64 body is not valid base64") from None
+
+
+def decode_body(fields: Fields, body: bytes) -> bytes:
+    encoding = (field(fields, "Content-Transfer-Encoding") or b"7bit").strip().lower()
+    if encoding == b"base64":
+        return decode_base64(body)
+    if encoding in (b"binary", b"8bit", b"7bit"):
+        return body
+    raise SmimeError(Reason.MALFORMED, f"transfer encoding {encoding!r} for S/MIME content")
+
+
+def entity_header(smime_type: str, *, binary: bool = False) -> bytes:
+    """The Content-* fields of an application/pkcs7-mime entity (RFC 8551 §3.2)."""
+    return (
+        f'Content-Type: application/pkcs7-mime; smime-type={smime_type}; name="smime.p7m"\r\n'
+        f"Content-Transfer-Encoding: {'binary' if binary else 'base64'}\r\n"
+        'Content-Disposition: attachment; filename="smime.p7m"\r\n'
+    ).encode("ascii")
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A parsed S/MIME entity: its header fields, its CMS DER, and detached content if any."""
+
+    fields: Fields
+    der: bytes
+    detached_content: bytes | None = None
+
+
+def read_entity(data: bytes, limits: Limits) -> Entity:
+    """Read an S/MIME entity (a whole message or the decrypted inner entity)."""
+    block, body = split_header(data, limits)
+    fields = header_fields(block, limits)
+    mime_type, params = content_type(fields)
+    if mime_type in PKCS7_MIME:
+        return Entity(fields, decode_body(fields, body))
+    if mime_type == "multipart/signed":
+        return _read_multipart_signed(fields, params, body, limits)
+    raise SmimeError(Reason.NOT_SIGNED, f"{mime_type} is not an S/MIME entity")
+
+
+def _read_multipart_signed(fields: Fields, params: dict[str, str], body: bytes,
+                           limits: Limits) -> Entity:
+    protocol = params.get("protocol", "").lower()
+    boundary = params.get("boundary", "").encode("ascii", "replace")
+    if protocol not in PKCS7_SIGNATURE or not 1 <= len(boundary) <= 70:
+        raise SmimeError(Reason.MALFORMED, "multipart/signed without an S/MIME protocol or boundary")
+    parts = _split_parts(body, boundary)
+    if len(parts) != 2:
+        raise SmimeError(Reason.MALFORMED, f"multipart/signed with {len(parts)} parts")
+    content, signature = parts
+    sig_block, sig_body = split_header(signature, limits)
+    sig_fields = header_fields(sig_block, limits)
+    if content_type(sig_fields)[0] not in PKCS7_SIGNATURE:
+        raise SmimeError(Reason.MALFORMED, "second part of multipart/signed is not a signature")
+    return Entity(fields, decode_body(sig_fields, sig_body), detached_content=content)
+
+
+def _split_parts(body: bytes, boundary: bytes) -> list[bytes]:
+    """Split a multipart body (RFC 2046 §5.1.1) into its parts, exactly as received."""
+    delimiter = b"--" + boundary
+    candidates = [0] if body.startswith(delimiter) else []
+    search = 0
+    while (hit := body.find(CRLF + delimiter, search)) >= 0:
+        candidates.append(hit + 2)
+        search = hit + 2
+    lines: list[tuple[int, int]] = []  # (start, end) of each delimiter line
+    for start in candidates:
+        end = body.find(CRLF, start)
+        end = len(body) if end < 0 else end
+        rest = body[start + len(delimiter):end].rstrip(b" \t")
+        if rest == b"--":  # close delimiter: what follows is the epilogue
+            lines.append((start, end))
+            return [body[a_end + 2:b_start - 2] for (_, a_end), (b_start, _) in zip(
+                lines, lines[1:], strict=False)]
+        if not rest:
+            lines.append((start, end))
+    raise SmimeError(Reason.MALFORMED, "multipart body without its close delimiter")

@@ -1,0 +1,191 @@
+"""Check CMS SignedData: one signer, its signature, its attributes, what it covers.
+
+Theory of operation. ``verify_signed_data`` parses the ContentInfo, insists on exactly one
+SignerInfo with signed attributes, recomputes the content digest and compares it with the
+messageDigest attribute, checks contentType against the encapsulated type, then verifies
+the signature over the signed-attribute bytes *as received* (retagged to SET, RFC 5652
+§5.4). It returns the covered content with a :class:`Signature` describing who signed and
+what they signed into it. It does not decide whether the signer is trusted: that is
+:mod:`securemail.smime.trust`, which gets the certificate this module identified.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+
+from asn1crypto import cms, core
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+from securemail.smime import algorithms, attributes, keys, oids
+from securemail.smime.algorithms import DigestName
+from securemail.smime.errors import Reason, SmimeError
+from securemail.smime.labels import SecurityLabel
+from securemail.smime.sign import digest_content
+
+MAX_CERTIFICATES = 16
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a verified signature proves, and what a receipt for it must be bound to."""
+
+    signer: x509.Certificate
+    certificates: tuple[x509.Certificate, ...]  # as sent; untrusted until path-validated
+    digest_algorithm: DigestName
+    signature_algorithm: str
+    content_type: str
+    signing_time: datetime | None
+    label: SecurityLabel | None
+    receipt_request: attributes.ReceiptRequest | None
+    msg_sig_digest: bytes | None
+    signed_attributes: bytes  # DER SET, as received: msgSigDigest is computed over it
+    signature_value: bytes
+
+
+def load_content_info(data: bytes, expected: str) -> cms.ContentInfo:
+    """Parse a ContentInfo and check its content type."""
+    try:
+        info = cms.ContentInfo.load(data, strict=True)
+        content_type = info["content_type"].dotted
+    except (ValueError, TypeError) as exc:
+        raise SmimeError(Reason.MALFORMED, f"not a CMS ContentInfo: {exc}") from None
+    if content_type != expected:
+        reason = Reason.NOT_SIGNED if expected == oids.ID_SIGNED_DATA else Reason.MALFORMED
+        raise SmimeError(reason, f"content type {content_type}, expected {expected}")
+    return info
+
+
+def content_type_of(data: bytes) -> str:
+    """The content type of a ContentInfo, without parsing its content."""
+    try:
+        return str(cms.ContentInfo.load(data)["content_type"].dotted)
+    except (ValueError, TypeError) as exc:
+        raise SmimeError(Reason.MALFORMED, f"not a CMS ContentInfo: {exc}") from None
+
+
+def verify_signed_data(data: bytes, detached_content: bytes | None = None
+                       ) -> tuple[bytes, Signature]:
+    """Verify a SignedData ContentInfo; return (covered content, signature facts)."""
+    try:
+        signed_data = load_content_info(data, oids.ID_SIGNED_DATA)["content"]
+        signer_infos = signed_data["signer_infos"]
+        encap = signed_data["encap_content_info"]
+        content_type = encap["content_type"].dotted
+        embedded = encap["content"].native
+        if embedded is not None and detached_content is not None:
+            raise SmimeError(Reason.MALFORMED, "content both embedded and detached")
+        content = detached_content if embedded is None else bytes(embedded)
+        certificates = _certificates(signed_data)
+        if len(signer_infos) != 1:
+            raise SmimeError(Reason.SIGNER_COUNT, f"{len(signer_infos)} signers, expected one")
+        return _verify_signer(signer_infos[0], content, content_type, certificates)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SmimeError(Reason.MALFORMED, f"SignedData: {exc}") from None
+
+
+def _certificates(signed_data: cms.SignedData) -> tuple[x509.Certificate, ...]:
+    choices = signed_data["certificates"]
+    if choices.native is None:
+        return ()
+    if len(choices) > MAX_CERTIFICATES:
+        raise SmimeError(Reason.TOO_LARGE, f"{len(choices)} certificates in SignedData")
+    return tuple(x509.load_der_x509_certificate(c.chosen.dump()) for c in choices
+                 if c.name == "certificate")
+
+
+def _find_signer(sid: cms.SignerIdentifier, certificates: tuple[x509.Certificate, ...]
+                 ) -> x509.Certificate:
+    for cert in certificates:
+        if sid.name == "issuer_and_serial_number":
+            if sid.chosen.dump() == keys.issuer_and_serial(cert):
+                return cert
+        elif keys.subject_key_identifier(cert) == sid.chosen.native:
+            return cert
+    raise SmimeError(Reason.UNTRUSTED_SIGNER, "the signer's certificate is not in the message")
+
+
+def _verify_signer(info: cms.SignerInfo, content: bytes | None, content_type: str,
+                   certificates: tuple[x509.Certificate, ...]) -> tuple[bytes, Signature]:
+    if content is None:
+        raise SmimeError(Reason.MALFORMED, "detached signature without its content")
+    digest = algorithms.digest_name(info["digest_algorithm"]["algorithm"].dotted)
+    if isinstance(info["signed_attrs"], core.Void):
+        raise SmimeError(Reason.MALFORMED, "signature without signed attributes")
+    signed_attrs = b"\x31" + bytes(info["signed_attrs"].dump())[1:]
+    attrs = attributes.index_attributes(info["signed_attrs"])
+    if attributes.read_content_type(attrs) != content_type:
+        raise SmimeError(Reason.SIGNATURE_INVALID, "contentType attribute does not match content")
+    if not hmac.compare_digest(attributes.read_message_digest(attrs),
+                               digest_content(content, digest)):
+        raise SmimeError(Reason.SIGNATURE_INVALID, "content does not match its messageDigest")
+    signer = _find_signer(info["sid"], certificates)
+    keys.check_public_key(signer)
+    signature_value = bytes(info["signature"].native)
+    algorithm = _check_signature(signer, info["signature_algorithm"], digest,
+                                 signed_attrs, signature_value)
+    attributes.check_signing_certificate(attrs, signer.public_bytes(_DER))
+    return content, Signature(
+        signer=signer,
+        certificates=certificates,
+        digest_algorithm=digest,
+        signature_algorithm=algorithm,
+        content_type=content_type,
+        signing_time=attributes.read_signing_time(attrs),
+        label=attributes.read_label(attrs),
+        receipt_request=attributes.read_receipt_request(attrs),
+        msg_sig_digest=attributes.read_msg_sig_digest(attrs),
+        signed_attributes=signed_attrs,
+        signature_value=signature_value,
+    )
+
+
+def _check_signature(signer: x509.Certificate, algorithm: cms.SignedDigestAlgorithm,
+                     digest: DigestName, data: bytes, value: bytes) -> str:
+    """Verify ``value`` over ``data``; return the signature algorithm's profile name."""
+    oid = algorithm["algorithm"].dotted
+    hash_alg = algorithms.hash_algorithm(digest)
+    key = signer.public_key()
+    if oid in algorithms.WEAK_SIGNATURES:
+        raise SmimeError(Reason.WEAK_ALGORITHM, f"signature {algorithms.WEAK_SIGNATURES[oid]}")
+    try:
+        if oid in algorithms.RSA_SIGNATURES and isinstance(key, rsa.RSAPublicKey):
+            _same_digest(algorithms.RSA_SIGNATURES[oid], digest)
+            key.verify(value, data, padding.PKCS1v15(), hash_alg)
+            return f"rsa-pkcs1v15-{digest}"
+        if oid == oids.RSASSA_PSS and isinstance(key, rsa.RSAPublicKey):
+            key.verify(value, data, _pss_padding(algorithm, digest), hash_alg)
+            return f"rsa-pss-{digest}"
+        if oid in algorithms.ECDSA_SIGNATURES and isinstance(key, ec.EllipticCurvePublicKey):
+            _same_digest(algorithms.ECDSA_SIGNATURES[oid], digest)
+            prehashed = digest_content(data, digest)
+            key.verify(value, prehashed, ec.ECDSA(utils.Prehashed(hash_alg)))
+            return f"ecdsa-{digest}"
+    except InvalidSignature:
+        raise SmimeError(Reason.SIGNATURE_INVALID, "signature does not verify") from None
+    raise SmimeError(Reason.UNSUPPORTED_ALGORITHM,
+                     f"signature algorithm {oid} with a {type(key).__name__}")
+
+
+def _same_digest(named: DigestName | None, digest: DigestName) -> None:
+    if named is not None and named != digest:
+        raise SmimeError(Reason.MALFORMED, f"signature names {named}, digest is {digest}")
+
+
+def _pss_padding(algorithm: cms.SignedDigestAlgorithm, digest: DigestName) -> padding.PSS:
+    params = algorithm["parameters"]
+    hash_name = params["hash_algorithm"]["algorithm"].native
+    mgf = params["mask_gen_algorithm"]
+    mgf_hash = mgf["parameters"]["algorithm"].native
+    if hash_name != digest or mgf["algorithm"].native != "mgf1" or mgf_hash != digest:
+        raise SmimeError(Reason.UNSUPPORTED_ALGORITHM,
+                         f"RSA-PSS with hash {hash_name}, MGF1 {mgf_hash}, digest {digest}")
+    return padding.PSS(mgf=padding.MGF1(algorithms.hash_algorithm(digest)),
+                       salt_length=int(params["salt_length"].native))
+
+
+_DER = serialization.Encoding.DER
