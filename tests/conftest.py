@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from securemail.pki.authority import Issued, issue, make_crl, make_root_ca, private_key_pem
+from securemail.pki.authority import Issued, KeyType, issue, make_crl, make_root_ca, private_key_pem
 from securemail.smime import RecipientIdentity, SignerIdentity, TrustStore
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -58,13 +59,10 @@ class Pki:
     crl: x509.CertificateRevocationList
 
     def trust(self, *, require_revocation: bool = True) -> TrustStore:
-        return TrustStore([self.ca.certificate], [self.crl],
-                          require_revocation=require_revocation)
+        return TrustStore([self.ca.certificate], [self.crl], require_revocation=require_revocation)
 
     def write_ca(self, directory: Path) -> tuple[Path, Path]:
         """Write the anchor and the CRL (PEM); return their paths."""
-        from cryptography.hazmat.primitives import serialization
-
         ca_path = directory / "ca.pem"
         crl_path = directory / "crl.pem"
         ca_path.write_bytes(self.ca.certificate_pem())
@@ -72,9 +70,18 @@ class Pki:
         return ca_path, crl_path
 
 
-def _org(ca: Issued, domain: str, key_type: str = "rsa2048") -> Org:
-    return Org(domain, issue(ca, f"SecureMail gateway {domain}", now=NOW, domains=[domain],
-                             emails=[f"gateway@{domain}"], key_type=key_type))  # type: ignore[arg-type]
+def _org(ca: Issued, domain: str, key_type: KeyType = "rsa2048") -> Org:
+    return Org(
+        domain,
+        issue(
+            ca,
+            f"SecureMail gateway {domain}",
+            now=NOW,
+            domains=[domain],
+            emails=[f"gateway@{domain}"],
+            key_type=key_type,
+        ),
+    )
 
 
 @pytest.fixture(scope="session")

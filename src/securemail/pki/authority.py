@@ -43,10 +43,13 @@ def generate_key(key_type: KeyType = "rsa2048") -> PrivateKey:
 def private_key_pem(key: PrivateKey, passphrase: bytes | None) -> bytes:
     """PKCS#8 PEM, encrypted with the best available scheme when a passphrase is given."""
     encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase) if passphrase
-        else serialization.NoEncryption())
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             encryption)
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
 
 
 def _name(common_name: str, organisation: str | None) -> x509.Name:
@@ -57,8 +60,9 @@ def _name(common_name: str, organisation: str | None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def make_root_ca(name: str, *, now: datetime, days: int = 3650,
-                 key_type: KeyType = "rsa2048") -> Issued:
+def make_root_ca(
+    name: str, *, now: datetime, days: int = 3650, key_type: KeyType = "rsa2048"
+) -> Issued:
     """A self-signed federation root CA."""
     key = generate_key(key_type)
     subject = _name(name, name)
@@ -71,12 +75,21 @@ def make_root_ca(name: str, *, now: datetime, days: int = 3650,
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=False, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return Issued(cert, key)
@@ -86,14 +99,21 @@ def _key_usage(usage: Usage, is_ec: bool) -> x509.KeyUsage:
     signing = usage in ("signing", "both")
     encrypting = usage in ("encryption", "both")
     return x509.KeyUsage(
-        digital_signature=signing, content_commitment=False,
-        key_encipherment=encrypting and not is_ec, data_encipherment=False,
-        key_agreement=encrypting and is_ec, key_cert_sign=False, crl_sign=False,
-        encipher_only=False, decipher_only=False)
+        digital_signature=signing,
+        content_commitment=False,
+        key_encipherment=encrypting and not is_ec,
+        data_encipherment=False,
+        key_agreement=encrypting and is_ec,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
-def issue(ca: Issued, common_name: str, *, now: datetime, key_type: KeyType = "rsa2048",
-          **profile: Any) -> Issued:
+def issue(
+    ca: Issued, common_name: str, *, now: datetime, key_type: KeyType = "rsa2048", **profile: Any
+) -> Issued:
     """Generate a key and issue its gateway certificate; see :func:`issue_for_key`."""
     key = generate_key(key_type)
     return Issued(issue_for_key(ca, common_name, key.public_key(), now=now, **profile), key)
@@ -127,21 +147,26 @@ def issue_for_key(
         .not_valid_before(not_before or now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(usage, isinstance(public_key, ec.EllipticCurvePublicKey)),
-                       critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]),
-                       critical=False)
+        .add_extension(
+            _key_usage(usage, isinstance(public_key, ec.EllipticCurvePublicKey)), critical=True
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            ca.private_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()),
+            critical=False,
+        )
     )
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(ca.private_key, hashes.SHA256())
 
 
-def make_crl(ca: Issued, revoked: Sequence[x509.Certificate], *, now: datetime,
-             next_update_days: int = 7) -> x509.CertificateRevocationList:
+def make_crl(
+    ca: Issued, revoked: Sequence[x509.Certificate], *, now: datetime, next_update_days: int = 7
+) -> x509.CertificateRevocationList:
     """A CRL by ``ca`` listing ``revoked`` (revoked as of ``now``)."""
     builder = (
         x509.CertificateRevocationListBuilder()
@@ -151,6 +176,9 @@ def make_crl(ca: Issued, revoked: Sequence[x509.Certificate], *, now: datetime,
     )
     for cert in revoked:
         builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
-            .revocation_date(now - timedelta(minutes=1)).build())
+            x509.RevokedCertificateBuilder()
+            .serial_number(cert.serial_number)
+            .revocation_date(now - timedelta(minutes=1))
+            .build()
+        )
     return builder.sign(ca.private_key, hashes.SHA256())

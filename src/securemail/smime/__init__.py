@@ -15,8 +15,8 @@ from securemail.smime.keys import RecipientIdentity, SignerIdentity
 from securemail.smime.labels import SecurityLabel
 from securemail.smime.limits import Limits
 from securemail.smime.message import (
-    ProtectOptions,
     Protected,
+    ProtectOptions,
     Unprotected,
     protect,
     sign_message,

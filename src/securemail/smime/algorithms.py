@@ -39,11 +39,16 @@ ECDSA_SIGNATURES: dict[str, DigestName | None] = {
     oids.ECDSA_SHA384: "sha384",
     oids.ECDSA_SHA512: "sha512",
 }
-ECDSA_BY_DIGEST: dict[DigestName, str] = {"sha256": oids.ECDSA_SHA256,
-                                          "sha384": oids.ECDSA_SHA384,
-                                          "sha512": oids.ECDSA_SHA512}
-WEAK_SIGNATURES = {oids.MD5_WITH_RSA: "md5WithRSA", oids.SHA1_WITH_RSA: "sha1WithRSA",
-                   oids.ECDSA_SHA1: "ecdsa-with-SHA1"}
+ECDSA_BY_DIGEST: dict[DigestName, str] = {
+    "sha256": oids.ECDSA_SHA256,
+    "sha384": oids.ECDSA_SHA384,
+    "sha512": oids.ECDSA_SHA512,
+}
+WEAK_SIGNATURES = {
+    oids.MD5_WITH_RSA: "md5WithRSA",
+    oids.SHA1_WITH_RSA: "sha1WithRSA",
+    oids.ECDSA_SHA1: "ecdsa-with-SHA1",
+}
 
 # content encryption: OID -> (cipher name, key length in bytes, AEAD?)
 CIPHERS: dict[str, tuple[CipherName | str, int, bool]] = {

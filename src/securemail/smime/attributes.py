@@ -43,8 +43,10 @@ class ReceiptRequest:
 # smimeCapabilities, strongest first (RFC 8551 §2.5.2); constant for the profile.
 _CAPABILITIES = der.encode(
     der.SEQUENCE,
-    *(algorithms.algorithm_identifier(oid) for oid in (
-        oids.AES256_GCM, oids.AES128_GCM, oids.AES256_CBC, oids.AES128_CBC)),
+    *(
+        algorithms.algorithm_identifier(oid)
+        for oid in (oids.AES256_GCM, oids.AES128_GCM, oids.AES256_CBC, oids.AES128_CBC)
+    ),
 )
 
 
@@ -63,20 +65,25 @@ def signing_certificate_v2(signer: SignerIdentity) -> bytes:
     issuer = signer.certificate.issuer.public_bytes()
     general_names = der.encode(der.SEQUENCE, der.encode(0xA4, issuer))
     issuer_serial = der.encode(
-        der.SEQUENCE, general_names, der.integer(signer.certificate.serial_number))
+        der.SEQUENCE, general_names, der.integer(signer.certificate.serial_number)
+    )
     cert_id = der.encode(der.SEQUENCE, der.octet_string(signer.certificate_sha256), issuer_serial)
     return der.encode(der.SEQUENCE, der.encode(der.SEQUENCE, cert_id))
 
 
 def encode_receipt_request(request: ReceiptRequest) -> bytes:
-    receipts_to = [x509.GeneralNames([x509.GeneralName("rfc822_name", a)])
-                   for a in request.receipts_to]
-    value = asn1.ReceiptRequest({
-        "signed_content_identifier": request.content_identifier,
-        "receipts_from": asn1.ReceiptsFrom(
-            "all_or_first_tier", 1 if request.first_tier_only else 0),
-        "receipts_to": receipts_to,
-    })
+    receipts_to = [
+        x509.GeneralNames([x509.GeneralName("rfc822_name", a)]) for a in request.receipts_to
+    ]
+    value = asn1.ReceiptRequest(
+        {
+            "signed_content_identifier": request.content_identifier,
+            "receipts_from": asn1.ReceiptsFrom(
+                "all_or_first_tier", 1 if request.first_tier_only else 0
+            ),
+            "receipts_to": receipts_to,
+        }
+    )
     return bytes(value.dump())
 
 
@@ -152,11 +159,13 @@ def read_receipt_request(attrs: Mapping[str, bytes]) -> ReceiptRequest | None:
     value = _load(asn1.ReceiptRequest, attrs, oids.ATTR_RECEIPT_REQUEST)
     try:
         addresses = tuple(
-            name.native for names in value["receipts_to"] for name in names
-            if name.name == "rfc822_name")
+            name.native
+            for names in value["receipts_to"]
+            for name in names
+            if name.name == "rfc822_name"
+        )
         receipts_from = value["receipts_from"]
-        first_tier = (receipts_from.name == "all_or_first_tier"
-                      and receipts_from.chosen.native == 1)
+        first_tier = receipts_from.name == "all_or_first_tier" and receipts_from.chosen.native == 1
         return ReceiptRequest(value["signed_content_identifier"].native, addresses, first_tier)
     except ValueError as exc:
         raise SmimeError(Reason.MALFORMED, f"receiptRequest: {exc}") from None
@@ -180,8 +189,9 @@ def check_signing_certificate(attrs: Mapping[str, bytes], certificate_der: bytes
     except (ValueError, IndexError, KeyError) as exc:
         raise SmimeError(Reason.MALFORMED, f"signingCertificateV2: {exc}") from None
     if hashlib.new(hash_name, certificate_der).digest() != expected:
-        raise SmimeError(Reason.SIGNATURE_INVALID,
-                         "signingCertificateV2 does not name the signer's certificate")
+        raise SmimeError(
+            Reason.SIGNATURE_INVALID, "signingCertificateV2 does not name the signer's certificate"
+        )
 
 
 def _load(spec: type[core.Asn1Value], attrs: Mapping[str, bytes], oid: str) -> core.Asn1Value:

@@ -18,7 +18,8 @@ from asn1crypto import algos, cms, core
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms as ciphers, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from cryptography.hazmat.primitives.ciphers import algorithms as ciphers
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from securemail.smime import algorithms, asn1, oids
@@ -57,8 +58,7 @@ def decrypt(data: bytes, identities: Sequence[RecipientIdentity]) -> tuple[bytes
             raise SmimeError(Reason.MALFORMED, f"{cipher_name} in the wrong envelope type")
         if encrypted_info["content_type"].dotted != oids.ID_DATA:
             raise SmimeError(Reason.MALFORMED, "encrypted content is not id-data")
-        cek, management, recipient = _content_key(envelope["recipient_infos"], identities,
-                                                  key_size)
+        cek, management, recipient = _content_key(envelope["recipient_infos"], identities, key_size)
         ciphertext = bytes(encrypted_info["encrypted_content"].native or b"")
         params = encrypted_info["content_encryption_algorithm"]["parameters"]
         if aead:
@@ -79,8 +79,9 @@ def _cipher(oid: str) -> tuple[str, int, bool]:
         raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, f"content cipher {oid}") from None
 
 
-def _content_key(infos: cms.RecipientInfos, identities: Sequence[RecipientIdentity],
-                 key_size: int) -> tuple[bytes, str, x509.Certificate]:
+def _content_key(
+    infos: cms.RecipientInfos, identities: Sequence[RecipientIdentity], key_size: int
+) -> tuple[bytes, str, x509.Certificate]:
     for info in infos:
         for identity in identities:
             if info.name == "ktri" and _ktri_matches(info.chosen, identity):
@@ -102,8 +103,9 @@ def _ktri_matches(ktri: cms.KeyTransRecipientInfo, identity: RecipientIdentity) 
     return bool(rid.chosen.native == identity.subject_key_identifier)
 
 
-def _unwrap_ktri(ktri: cms.KeyTransRecipientInfo, identity: RecipientIdentity
-                 ) -> tuple[bytes | None, str]:
+def _unwrap_ktri(
+    ktri: cms.KeyTransRecipientInfo, identity: RecipientIdentity
+) -> tuple[bytes | None, str]:
     key = identity.private_key
     if not isinstance(key, rsa.RSAPrivateKey):
         raise SmimeError(Reason.MALFORMED, "key transport to a non-RSA certificate")
@@ -127,9 +129,12 @@ def _oaep(params: algos.RSAESOAEPParams) -> tuple[padding.OAEP, str]:
     hash_oid = params["hash_algorithm"]["algorithm"].dotted
     mgf = params["mask_gen_algorithm"]
     mgf_oid = mgf["parameters"]["algorithm"].dotted
-    if (hash_oid not in algorithms.OAEP_HASHES or mgf_oid != hash_oid
-            or mgf["algorithm"].dotted != oids.MGF1
-            or params["p_source_algorithm"]["parameters"].native != b""):
+    if (
+        hash_oid not in algorithms.OAEP_HASHES
+        or mgf_oid != hash_oid
+        or mgf["algorithm"].dotted != oids.MGF1
+        or params["p_source_algorithm"]["parameters"].native != b""
+    ):
         raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, f"RSA-OAEP with {hash_oid}/{mgf_oid}")
     hash_alg = algorithms.hash_algorithm(algorithms.OAEP_HASHES[hash_oid])
     return padding.OAEP(padding.MGF1(hash_alg), hash_alg, None), hash_alg.name
@@ -147,8 +152,9 @@ def _kari_key(kari: cms.KeyAgreeRecipientInfo, identity: RecipientIdentity) -> b
     return None
 
 
-def _unwrap_kari(kari: cms.KeyAgreeRecipientInfo, encrypted_key: bytes,
-                 identity: RecipientIdentity) -> tuple[bytes | None, str]:
+def _unwrap_kari(
+    kari: cms.KeyAgreeRecipientInfo, encrypted_key: bytes, identity: RecipientIdentity
+) -> tuple[bytes | None, str]:
     private = identity.private_key
     originator = kari["originator"]
     if not isinstance(private, ec.EllipticCurvePrivateKey) or originator.name != "originator_key":
@@ -176,8 +182,9 @@ def _unwrap_kari(kari: cms.KeyAgreeRecipientInfo, encrypted_key: bytes,
         return None, management
 
 
-def _open_gcm(cek: bytes, params: core.Asn1Value, ciphertext: bytes,
-              envelope: cms.AuthEnvelopedData) -> bytes:
+def _open_gcm(
+    cek: bytes, params: core.Asn1Value, ciphertext: bytes, envelope: cms.AuthEnvelopedData
+) -> bytes:
     gcm = asn1.GCMParameters.load(params.dump())
     nonce = bytes(gcm["aes_nonce"].native)
     tag = bytes(envelope["mac"].native)
@@ -185,16 +192,16 @@ def _open_gcm(cek: bytes, params: core.Asn1Value, ciphertext: bytes,
         raise SmimeError(Reason.MALFORMED, f"GCM tag of {len(tag)} bytes")
     auth_attrs = envelope["auth_attrs"]
     aad = b"" if auth_attrs.native is None else b"\x31" + bytes(auth_attrs.dump())[1:]
-    decryptor = Cipher(ciphers.AES(cek), modes.GCM(nonce, tag, min_tag_length=len(tag))
-                       ).decryptor()
+    decryptor = Cipher(ciphers.AES(cek), modes.GCM(nonce, tag, min_tag_length=len(tag))).decryptor()
     decryptor.authenticate_additional_data(aad)
     plaintext = decryptor.update(ciphertext)
     try:
         decryptor.finalize()
     except InvalidTag:
         del plaintext
-        raise SmimeError(Reason.INTEGRITY_FAILED,
-                         "authentication tag does not match: altered or wrong key") from None
+        raise SmimeError(
+            Reason.INTEGRITY_FAILED, "authentication tag does not match: altered or wrong key"
+        ) from None
     return plaintext
 
 

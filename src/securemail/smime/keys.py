@@ -38,7 +38,7 @@ def subject_key_identifier(cert: x509.Certificate) -> bytes | None:
 
 
 def check_public_key(cert: x509.Certificate) -> None:
-    """Refuse keys the profile does not allow: RSA under 2048 bits, curves other than P-256/384/521."""
+    """Refuse keys the profile does not allow: RSA < 2048 bits, curves but P-256/384/521."""
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:

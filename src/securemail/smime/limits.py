@@ -26,8 +26,9 @@ class Limits:
 
     def check_size(self, data: bytes | bytearray | memoryview, what: str = "message") -> None:
         if len(data) > self.max_message_bytes:
-            raise SmimeError(Reason.TOO_LARGE,
-                             f"{what} of {len(data)} bytes exceeds {self.max_message_bytes}")
+            raise SmimeError(
+                Reason.TOO_LARGE, f"{what} of {len(data)} bytes exceeds {self.max_message_bytes}"
+            )
 
 
 def _length(data: bytes, pos: int) -> tuple[int | None, int]:
@@ -41,7 +42,7 @@ def _length(data: bytes, pos: int) -> tuple[int | None, int]:
         return None, pos
     if count > 4 or pos + count > len(data):
         raise SmimeError(Reason.MALFORMED, "DER length field too long or truncated")
-    return int.from_bytes(data[pos:pos + count], "big"), pos + count
+    return int.from_bytes(data[pos : pos + count], "big"), pos + count
 
 
 def check_der(data: bytes, limits: Limits = Limits()) -> None:

@@ -71,8 +71,11 @@ class Unprotected:
 
 
 def _outer_header(original_fields: mime.Fields, subject: bytes | None) -> bytes:
-    lines = [f"{name}: ".encode("ascii") + value
-             for name, value in original_fields if name.lower() in _OUTER_LOWER]
+    lines = [
+        f"{name}: ".encode("ascii") + value
+        for name, value in original_fields
+        if name.lower() in _OUTER_LOWER
+    ]
     if subject is not None:
         lines.append(b"Subject: " + subject)
     lines.append(b"MIME-Version: 1.0")
@@ -82,38 +85,71 @@ def _outer_header(original_fields: mime.Fields, subject: bytes | None) -> bytes:
 _OUTER_LOWER = {name.lower() for name in OUTER_FIELDS}
 
 
-def _signed_entity(message: bytes, signer: SignerIdentity, now: datetime,
-                   options: ProtectOptions, binary: bool) -> tuple[der.Chunks, ReceiptBasis | None]:
-    signed = sign.sign(message, signer, now=now, digest=options.digest,
-                       rsa_padding=options.rsa_padding, label=options.label,
-                       receipt_request=options.receipt_request)
+def _signed_entity(
+    message: bytes, signer: SignerIdentity, now: datetime, options: ProtectOptions, binary: bool
+) -> tuple[der.Chunks, ReceiptBasis | None]:
+    signed = sign.sign(
+        message,
+        signer,
+        now=now,
+        digest=options.digest,
+        rsa_padding=options.rsa_padding,
+        label=options.label,
+        receipt_request=options.receipt_request,
+    )
     body: bytes | der.Chunks = signed.der if binary else mime.encode_base64(signed.der.join())
-    entity = der.Chunks([mime.entity_header("signed-data", binary=binary), mime.CRLF, *(
-        body.parts if isinstance(body, der.Chunks) else (body,))])
+    entity = der.Chunks(
+        [
+            mime.entity_header("signed-data", binary=binary),
+            mime.CRLF,
+            *(body.parts if isinstance(body, der.Chunks) else (body,)),
+        ]
+    )
     basis = None
     if options.receipt_request is not None:
-        basis = ReceiptBasis(oids.ID_DATA, options.receipt_request.content_identifier,
-                             signed.signature_value, signed.signed_attributes, signed.digest)
+        basis = ReceiptBasis(
+            oids.ID_DATA,
+            options.receipt_request.content_identifier,
+            signed.signature_value,
+            signed.signed_attributes,
+            signed.digest,
+        )
     return entity, basis
 
 
-def protect(message: bytes, signer: SignerIdentity, recipients: Sequence[x509.Certificate],
-            *, now: datetime, options: ProtectOptions = ProtectOptions()) -> Protected:
+def protect(
+    message: bytes,
+    signer: SignerIdentity,
+    recipients: Sequence[x509.Certificate],
+    *,
+    now: datetime,
+    options: ProtectOptions = ProtectOptions(),
+) -> Protected:
     """Sign ``message`` as ``signer``, encrypt it to ``recipients``; return the S/MIME message."""
     message = mime.canonicalize(message)
     block, _ = mime.split_header(message, limits.Limits())
     fields = mime.header_fields(block, limits.Limits())
-    inner, basis = _signed_entity(message, signer, now, options,
-                                  binary=options.inner_encoding == "binary")
+    inner, basis = _signed_entity(
+        message, signer, now, options, binary=options.inner_encoding == "binary"
+    )
     envelope = encrypt.encrypt(inner, recipients, cipher=options.cipher)
     smime_type = "authEnveloped-data" if options.cipher.endswith("gcm") else "enveloped-data"
-    outer = (_outer_header(fields, OUTER_SUBJECT) + mime.entity_header(smime_type) + mime.CRLF
-             + mime.encode_base64(envelope.join()))
+    outer = (
+        _outer_header(fields, OUTER_SUBJECT)
+        + mime.entity_header(smime_type)
+        + mime.CRLF
+        + mime.encode_base64(envelope.join())
+    )
     return Protected(outer, basis)
 
 
-def sign_message(message: bytes, signer: SignerIdentity, *, now: datetime,
-                 options: ProtectOptions = ProtectOptions()) -> Protected:
+def sign_message(
+    message: bytes,
+    signer: SignerIdentity,
+    *,
+    now: datetime,
+    options: ProtectOptions = ProtectOptions(),
+) -> Protected:
     """Sign ``message`` without encrypting it (opaque signed-data, RFC 8551 §3.5.2)."""
     message = mime.canonicalize(message)
     block, _ = mime.split_header(message, limits.Limits())
@@ -122,9 +158,15 @@ def sign_message(message: bytes, signer: SignerIdentity, *, now: datetime,
     return Protected(_outer_header(fields, mime.field(fields, "Subject")) + inner.join(), basis)
 
 
-def unprotect(message: bytes, *, identities: Sequence[RecipientIdentity], trust: TrustStore,
-              now: datetime, require_encryption: bool = False,
-              bounds: limits.Limits = limits.Limits()) -> Unprotected:
+def unprotect(
+    message: bytes,
+    *,
+    identities: Sequence[RecipientIdentity],
+    trust: TrustStore,
+    now: datetime,
+    require_encryption: bool = False,
+    bounds: limits.Limits = limits.Limits(),
+) -> Unprotected:
     """Decrypt (if encrypted), verify and validate; return the signed message and evidence."""
     bounds.check_size(message)
     entity = mime.read_entity(mime.canonicalize(message), bounds)

@@ -9,6 +9,7 @@ odd header cannot change what is parsed. Only the shapes S/MIME uses are accepte
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from email.message import Message
@@ -43,7 +44,7 @@ def split_header(data: bytes, limits: Limits) -> tuple[bytes, bytes]:
         if len(data) > limits.max_header_bytes:
             raise SmimeError(Reason.TOO_LARGE, f"header over {limits.max_header_bytes} bytes")
         raise SmimeError(Reason.MALFORMED, "no empty line after the header")
-    return data[:end + 2], data[end + 4:]
+    return data[: end + 2], data[end + 4 :]
 
 
 def header_fields(block: bytes, limits: Limits) -> Fields:
@@ -51,13 +52,13 @@ def header_fields(block: bytes, limits: Limits) -> Fields:
     fields: Fields = []
     for line in block.split(CRLF)[:-1] if block else ():
         if line[:1] in (b" ", b"\t") and fields:
-            name, value = fields[-1]
-            fields[-1] = (name, value + b" " + line.strip())
+            previous, value = fields[-1]
+            fields[-1] = (previous, value + b" " + line.strip())
             continue
-        name, colon, value = line.partition(b":")
-        if not colon or not _FIELD_NAME.fullmatch(name):
+        raw_name, colon, raw_value = line.partition(b":")
+        if not colon or not _FIELD_NAME.fullmatch(raw_name):
             raise SmimeError(Reason.MALFORMED, "a header line is not a field")
-        fields.append((name.decode("ascii"), value.strip()))
+        fields.append((raw_name.decode("ascii"), raw_value.strip()))
         if len(fields) > limits.max_header_fields:
             raise SmimeError(Reason.TOO_LARGE, f"more than {limits.max_header_fields} fields")
     return fields
@@ -134,12 +135,15 @@ def read_entity(data: bytes, limits: Limits) -> Entity:
     raise SmimeError(Reason.NOT_SIGNED, f"{mime_type} is not an S/MIME entity")
 
 
-def _read_multipart_signed(fields: Fields, params: dict[str, str], body: bytes,
-                           limits: Limits) -> Entity:
+def _read_multipart_signed(
+    fields: Fields, params: dict[str, str], body: bytes, limits: Limits
+) -> Entity:
     protocol = params.get("protocol", "").lower()
     boundary = params.get("boundary", "").encode("ascii", "replace")
     if protocol not in PKCS7_SIGNATURE or not 1 <= len(boundary) <= 70:
-        raise SmimeError(Reason.MALFORMED, "multipart/signed without an S/MIME protocol or boundary")
+        raise SmimeError(
+            Reason.MALFORMED, "multipart/signed without an S/MIME protocol or boundary"
+        )
     parts = _split_parts(body, boundary)
     if len(parts) != 2:
         raise SmimeError(Reason.MALFORMED, f"multipart/signed with {len(parts)} parts")
@@ -163,11 +167,13 @@ def _split_parts(body: bytes, boundary: bytes) -> list[bytes]:
     for start in candidates:
         end = body.find(CRLF, start)
         end = len(body) if end < 0 else end
-        rest = body[start + len(delimiter):end].rstrip(b" \t")
+        rest = body[start + len(delimiter) : end].rstrip(b" \t")
         if rest == b"--":  # close delimiter: what follows is the epilogue
             lines.append((start, end))
-            return [body[a_end + 2:b_start - 2] for (_, a_end), (b_start, _) in zip(
-                lines, lines[1:], strict=False)]
+            return [
+                body[a_end + 2 : b_start - 2]
+                for (_, a_end), (b_start, _) in itertools.pairwise(lines)
+            ]
         if not rest:
             lines.append((start, end))
     raise SmimeError(Reason.MALFORMED, "multipart body without its close delimiter")

@@ -41,20 +41,28 @@ class ReceiptBasis:
         """The basis of a verified original signature that requested a receipt."""
         if signature.receipt_request is None:
             raise SmimeError(Reason.RECEIPT_NOT_REQUESTED, "the message asked for no receipt")
-        return cls(signature.content_type, signature.receipt_request.content_identifier,
-                   signature.signature_value, signature.signed_attributes,
-                   signature.digest_algorithm)
+        return cls(
+            signature.content_type,
+            signature.receipt_request.content_identifier,
+            signature.signature_value,
+            signature.signed_attributes,
+            signature.digest_algorithm,
+        )
 
     def to_json(self) -> str:
         def b64(value: bytes) -> str:
             return base64.b64encode(value).decode("ascii")
-        return json.dumps({
-            "content_type": self.content_type,
-            "content_identifier": b64(self.content_identifier),
-            "signature_value": b64(self.signature_value),
-            "signed_attributes": b64(self.signed_attributes),
-            "digest_algorithm": self.digest_algorithm,
-        }, indent=2)
+
+        return json.dumps(
+            {
+                "content_type": self.content_type,
+                "content_identifier": b64(self.content_identifier),
+                "signature_value": b64(self.signature_value),
+                "signed_attributes": b64(self.signed_attributes),
+                "digest_algorithm": self.digest_algorithm,
+            },
+            indent=2,
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ReceiptBasis:
@@ -81,21 +89,34 @@ class VerifiedReceipt:
     content_identifier: bytes
 
 
-def make_receipt(original: verify.Signature, signer: SignerIdentity, *, now: datetime,
-                 digest: DigestName = "sha256") -> bytes:
+def make_receipt(
+    original: verify.Signature,
+    signer: SignerIdentity,
+    *,
+    now: datetime,
+    digest: DigestName = "sha256",
+) -> bytes:
     """Return the DER ContentInfo of a signed receipt for a verified ``original``."""
     basis = ReceiptBasis.of(original)
     if basis.content_type == oids.ID_CT_RECEIPT:
         raise SmimeError(Reason.RECEIPT_NOT_REQUESTED, "never a receipt for a receipt")
-    receipt = asn1.Receipt({
-        "version": 1,
-        "content_type": basis.content_type,
-        "signed_content_identifier": basis.content_identifier,
-        "originator_signature_value": basis.signature_value,
-    }).dump()
+    receipt = asn1.Receipt(
+        {
+            "version": 1,
+            "content_type": basis.content_type,
+            "signed_content_identifier": basis.content_identifier,
+            "originator_signature_value": basis.signature_value,
+        }
+    ).dump()
     msg_sig_digest = hashlib.new(basis.digest_algorithm, basis.signed_attributes).digest()
-    signed = sign.sign(bytes(receipt), signer, now=now, digest=digest,
-                       content_type=oids.ID_CT_RECEIPT, msg_sig_digest=msg_sig_digest)
+    signed = sign.sign(
+        bytes(receipt),
+        signer,
+        now=now,
+        digest=digest,
+        content_type=oids.ID_CT_RECEIPT,
+        msg_sig_digest=msg_sig_digest,
+    )
     return signed.der.join()
 
 
@@ -110,8 +131,14 @@ def _receipt_der(data: bytes, bounds: limits.Limits) -> bytes:
     return mime.read_entity(mime.canonicalize(data), bounds).der
 
 
-def verify_receipt(receipt: bytes, basis: ReceiptBasis, *, trust: TrustStore, now: datetime,
-                   bounds: limits.Limits = limits.Limits()) -> VerifiedReceipt:
+def verify_receipt(
+    receipt: bytes,
+    basis: ReceiptBasis,
+    *,
+    trust: TrustStore,
+    now: datetime,
+    bounds: limits.Limits = limits.Limits(),
+) -> VerifiedReceipt:
     """Check that ``receipt`` (DER or S/MIME entity) answers the original in ``basis``."""
     bounds.check_size(receipt, "receipt")
     der = _receipt_der(receipt, bounds)
@@ -121,9 +148,12 @@ def verify_receipt(receipt: bytes, basis: ReceiptBasis, *, trust: TrustStore, no
         raise SmimeError(Reason.MALFORMED, "signed content is not a receipt")
     try:
         value = asn1.Receipt.load(content, strict=True)
-        fields = (value["version"].native, value["content_type"].dotted,
-                  value["signed_content_identifier"].native,
-                  value["originator_signature_value"].native)
+        fields = (
+            value["version"].native,
+            value["content_type"].dotted,
+            value["signed_content_identifier"].native,
+            value["originator_signature_value"].native,
+        )
     except (ValueError, TypeError) as exc:
         raise SmimeError(Reason.MALFORMED, f"receipt content: {exc}") from None
     version, content_type, identifier, signature_value = fields

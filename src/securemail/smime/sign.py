@@ -29,26 +29,33 @@ def digest_content(content: bytes | der.Chunks, digest: DigestName) -> bytes:
 
 
 def _pss_parameters(digest: DigestName) -> bytes:
-    params = algos.RSASSAPSSParams({
-        "hash_algorithm": {"algorithm": digest},
-        "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": digest}},
-        "salt_length": hashlib.new(digest).digest_size,
-    })
+    params = algos.RSASSAPSSParams(
+        {
+            "hash_algorithm": {"algorithm": digest},
+            "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": digest}},
+            "salt_length": hashlib.new(digest).digest_size,
+        }
+    )
     return bytes(params.dump())
 
 
-def _sign_bytes(signer: SignerIdentity, data: bytes, digest: DigestName,
-                rsa_padding: RsaPadding) -> tuple[bytes, bytes]:
+def _sign_bytes(
+    signer: SignerIdentity, data: bytes, digest: DigestName, rsa_padding: RsaPadding
+) -> tuple[bytes, bytes]:
     """Sign ``data``; return (signatureAlgorithm DER, signature value)."""
     hash_alg = algorithms.hash_algorithm(digest)
     key = signer.private_key
     if isinstance(key, rsa.RSAPrivateKey):
         if rsa_padding == "pss":
             pss = padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
-            return (algorithms.algorithm_identifier(oids.RSASSA_PSS, _pss_parameters(digest)),
-                    key.sign(data, pss, hash_alg))
-        return (algorithms.algorithm_identifier(oids.RSA_ENCRYPTION, algorithms.NULL),
-                key.sign(data, padding.PKCS1v15(), hash_alg))
+            return (
+                algorithms.algorithm_identifier(oids.RSASSA_PSS, _pss_parameters(digest)),
+                key.sign(data, pss, hash_alg),
+            )
+        return (
+            algorithms.algorithm_identifier(oids.RSA_ENCRYPTION, algorithms.NULL),
+            key.sign(data, padding.PKCS1v15(), hash_alg),
+        )
     assert isinstance(key, ec.EllipticCurvePrivateKey)  # noqa: S101 - SignerIdentity's type
     prehashed = hashes.Hash(hash_alg)
     prehashed.update(data)
@@ -110,8 +117,11 @@ def sign(
         msg_sig_digest=msg_sig_digest,
     )
     info, signature = signer_info(signer, signed_attrs, digest, rsa_padding)
-    encap = (der.tlv(der.SEQUENCE, der.oid(content_type)) if detached else
-             der.tlv(der.SEQUENCE, der.oid(content_type), der.tlv(0xA0, der.octet_string(content))))
+    encap = (
+        der.tlv(der.SEQUENCE, der.oid(content_type))
+        if detached
+        else der.tlv(der.SEQUENCE, der.oid(content_type), der.tlv(0xA0, der.octet_string(content)))
+    )
     signed_data = der.tlv(
         der.SEQUENCE,
         # RFC 5652 §5.1: version 3 when the content is not id-data, else 1

@@ -68,9 +68,13 @@ def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
 class TrustStore:
     """Federation anchors and CRLs; validates signer certificates against them."""
 
-    def __init__(self, anchors: Sequence[x509.Certificate],
-                 crls: Iterable[x509.CertificateRevocationList] = (),
-                 *, require_revocation: bool = True) -> None:
+    def __init__(
+        self,
+        anchors: Sequence[x509.Certificate],
+        crls: Iterable[x509.CertificateRevocationList] = (),
+        *,
+        require_revocation: bool = True,
+    ) -> None:
         if not anchors:
             raise ValueError("a trust store needs at least one trust anchor")
         self.anchors = tuple(anchors)
@@ -81,11 +85,17 @@ class TrustStore:
         self._cache: dict[bytes, ValidatedPath] = {}
         self._lock = Lock()
 
-    def validate(self, cert: x509.Certificate, *, now: datetime,
-                 intermediates: Sequence[x509.Certificate] = ()) -> ValidatedPath:
+    def validate(
+        self,
+        cert: x509.Certificate,
+        *,
+        now: datetime,
+        intermediates: Sequence[x509.Certificate] = (),
+    ) -> ValidatedPath:
         """Validate ``cert`` for S/MIME signing at ``now``; raise SmimeError if not trusted."""
-        key = hashlib.sha256(b"".join(
-            c.public_bytes(serialization.Encoding.DER) for c in (cert, *intermediates))).digest()
+        key = hashlib.sha256(
+            b"".join(c.public_bytes(serialization.Encoding.DER) for c in (cert, *intermediates))
+        ).digest()
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None and cached.valid_from <= now <= cached.valid_until:
@@ -97,8 +107,9 @@ class TrustStore:
             self._cache[key] = path
         return path
 
-    def _validate(self, cert: x509.Certificate, intermediates: Sequence[x509.Certificate],
-                  now: datetime) -> ValidatedPath:
+    def _validate(
+        self, cert: x509.Certificate, intermediates: Sequence[x509.Certificate], now: datetime
+    ) -> ValidatedPath:
         try:
             context = ValidationContext(
                 trust_roots=self._roots,
@@ -109,10 +120,14 @@ class TrustStore:
                 weak_hash_algos={"md2", "md5", "sha1"},
             )
             validator = CertificateValidator(
-                _asn1(cert), intermediate_certs=[_asn1(c) for c in intermediates],
-                validation_context=context)
-            path = _run(validator.async_validate_usage(
-                key_usage={"digital_signature"}, extended_key_usage={"email_protection"}))
+                _asn1(cert),
+                intermediate_certs=[_asn1(c) for c in intermediates],
+                validation_context=context,
+            )
+            usage = validator.async_validate_usage(  # type: ignore[no-untyped-call]
+                key_usage={"digital_signature"}, extended_key_usage={"email_protection"}
+            )
+            path = _run(usage)
         except ValueError as exc:  # raised by ValidationContext: hard-fail without any CRL
             raise SmimeError(Reason.REVOCATION_UNKNOWN, str(exc)) from None
         except errors.RevokedError as exc:

@@ -68,8 +68,9 @@ def content_type_of(data: bytes) -> str:
         raise SmimeError(Reason.MALFORMED, f"not a CMS ContentInfo: {exc}") from None
 
 
-def verify_signed_data(data: bytes, detached_content: bytes | None = None
-                       ) -> tuple[bytes, Signature]:
+def verify_signed_data(
+    data: bytes, detached_content: bytes | None = None
+) -> tuple[bytes, Signature]:
     """Verify a SignedData ContentInfo; return (covered content, signature facts)."""
     try:
         signed_data = load_content_info(data, oids.ID_SIGNED_DATA)["content"]
@@ -94,12 +95,14 @@ def _certificates(signed_data: cms.SignedData) -> tuple[x509.Certificate, ...]:
         return ()
     if len(choices) > MAX_CERTIFICATES:
         raise SmimeError(Reason.TOO_LARGE, f"{len(choices)} certificates in SignedData")
-    return tuple(x509.load_der_x509_certificate(c.chosen.dump()) for c in choices
-                 if c.name == "certificate")
+    return tuple(
+        x509.load_der_x509_certificate(c.chosen.dump()) for c in choices if c.name == "certificate"
+    )
 
 
-def _find_signer(sid: cms.SignerIdentifier, certificates: tuple[x509.Certificate, ...]
-                 ) -> x509.Certificate:
+def _find_signer(
+    sid: cms.SignerIdentifier, certificates: tuple[x509.Certificate, ...]
+) -> x509.Certificate:
     for cert in certificates:
         if sid.name == "issuer_and_serial_number":
             if sid.chosen.dump() == keys.issuer_and_serial(cert):
@@ -109,8 +112,12 @@ def _find_signer(sid: cms.SignerIdentifier, certificates: tuple[x509.Certificate
     raise SmimeError(Reason.UNTRUSTED_SIGNER, "the signer's certificate is not in the message")
 
 
-def _verify_signer(info: cms.SignerInfo, content: bytes | None, content_type: str,
-                   certificates: tuple[x509.Certificate, ...]) -> tuple[bytes, Signature]:
+def _verify_signer(
+    info: cms.SignerInfo,
+    content: bytes | None,
+    content_type: str,
+    certificates: tuple[x509.Certificate, ...],
+) -> tuple[bytes, Signature]:
     if content is None:
         raise SmimeError(Reason.MALFORMED, "detached signature without its content")
     digest = algorithms.digest_name(info["digest_algorithm"]["algorithm"].dotted)
@@ -120,14 +127,16 @@ def _verify_signer(info: cms.SignerInfo, content: bytes | None, content_type: st
     attrs = attributes.index_attributes(info["signed_attrs"])
     if attributes.read_content_type(attrs) != content_type:
         raise SmimeError(Reason.SIGNATURE_INVALID, "contentType attribute does not match content")
-    if not hmac.compare_digest(attributes.read_message_digest(attrs),
-                               digest_content(content, digest)):
+    if not hmac.compare_digest(
+        attributes.read_message_digest(attrs), digest_content(content, digest)
+    ):
         raise SmimeError(Reason.SIGNATURE_INVALID, "content does not match its messageDigest")
     signer = _find_signer(info["sid"], certificates)
     keys.check_public_key(signer)
     signature_value = bytes(info["signature"].native)
-    algorithm = _check_signature(signer, info["signature_algorithm"], digest,
-                                 signed_attrs, signature_value)
+    algorithm = _check_signature(
+        signer, info["signature_algorithm"], digest, signed_attrs, signature_value
+    )
     attributes.check_signing_certificate(attrs, signer.public_bytes(_DER))
     return content, Signature(
         signer=signer,
@@ -144,8 +153,13 @@ def _verify_signer(info: cms.SignerInfo, content: bytes | None, content_type: st
     )
 
 
-def _check_signature(signer: x509.Certificate, algorithm: cms.SignedDigestAlgorithm,
-                     digest: DigestName, data: bytes, value: bytes) -> str:
+def _check_signature(
+    signer: x509.Certificate,
+    algorithm: cms.SignedDigestAlgorithm,
+    digest: DigestName,
+    data: bytes,
+    value: bytes,
+) -> str:
     """Verify ``value`` over ``data``; return the signature algorithm's profile name."""
     oid = algorithm["algorithm"].dotted
     hash_alg = algorithms.hash_algorithm(digest)
@@ -167,8 +181,9 @@ def _check_signature(signer: x509.Certificate, algorithm: cms.SignedDigestAlgori
             return f"ecdsa-{digest}"
     except InvalidSignature:
         raise SmimeError(Reason.SIGNATURE_INVALID, "signature does not verify") from None
-    raise SmimeError(Reason.UNSUPPORTED_ALGORITHM,
-                     f"signature algorithm {oid} with a {type(key).__name__}")
+    raise SmimeError(
+        Reason.UNSUPPORTED_ALGORITHM, f"signature algorithm {oid} with a {type(key).__name__}"
+    )
 
 
 def _same_digest(named: DigestName | None, digest: DigestName) -> None:
@@ -182,10 +197,14 @@ def _pss_padding(algorithm: cms.SignedDigestAlgorithm, digest: DigestName) -> pa
     mgf = params["mask_gen_algorithm"]
     mgf_hash = mgf["parameters"]["algorithm"].native
     if hash_name != digest or mgf["algorithm"].native != "mgf1" or mgf_hash != digest:
-        raise SmimeError(Reason.UNSUPPORTED_ALGORITHM,
-                         f"RSA-PSS with hash {hash_name}, MGF1 {mgf_hash}, digest {digest}")
-    return padding.PSS(mgf=padding.MGF1(algorithms.hash_algorithm(digest)),
-                       salt_length=int(params["salt_length"].native))
+        raise SmimeError(
+            Reason.UNSUPPORTED_ALGORITHM,
+            f"RSA-PSS with hash {hash_name}, MGF1 {mgf_hash}, digest {digest}",
+        )
+    return padding.PSS(
+        mgf=padding.MGF1(algorithms.hash_algorithm(digest)),
+        salt_length=int(params["salt_length"].native),
+    )
 
 
 _DER = serialization.Encoding.DER
