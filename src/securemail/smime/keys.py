@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -39,7 +40,10 @@ def subject_key_identifier(cert: x509.Certificate) -> bytes | None:
 
 def check_public_key(cert: x509.Certificate) -> None:
     """Refuse keys the profile does not allow: RSA < 2048 bits, curves but P-256/384/521."""
-    key = cert.public_key()
+    try:
+        key = cert.public_key()
+    except UnsupportedAlgorithm as exc:  # e.g. an unknown key OID in a received certificate
+        raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, f"certificate key: {exc}") from None
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
             raise SmimeError(Reason.WEAK_ALGORITHM, f"RSA key of {key.key_size} bits")

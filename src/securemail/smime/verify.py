@@ -91,13 +91,18 @@ def verify_signed_data(
 
 def _certificates(signed_data: cms.SignedData) -> tuple[x509.Certificate, ...]:
     choices = signed_data["certificates"]
-    if choices.native is None:
+    if isinstance(choices, core.Void):  # absent; not .native, which parses every certificate
         return ()
     if len(choices) > MAX_CERTIFICATES:
         raise SmimeError(Reason.TOO_LARGE, f"{len(choices)} certificates in SignedData")
-    return tuple(
-        x509.load_der_x509_certificate(c.chosen.dump()) for c in choices if c.name == "certificate"
-    )
+    try:
+        return tuple(
+            x509.load_der_x509_certificate(c.chosen.dump())
+            for c in choices
+            if c.name == "certificate"
+        )
+    except x509.InvalidVersion as exc:  # not a ValueError
+        raise SmimeError(Reason.MALFORMED, f"certificate in SignedData: {exc}") from None
 
 
 def _find_signer(

@@ -1,0 +1,23 @@
+"""Entry point of the ``securemail`` command."""
+
+from __future__ import annotations
+
+import click
+
+from securemail import __version__
+from securemail.cli.demo import demo
+from securemail.cli.smime import smime
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="securemail")
+def cli() -> None:
+    """SecureMail: signed, encrypted, receipted mail between federation members."""
+
+
+cli.add_command(smime)
+cli.add_command(demo)
+
+
+def main() -> None:
+    cli()
