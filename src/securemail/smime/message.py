@@ -169,7 +169,7 @@ def unprotect(
 ) -> Unprotected:
     """Decrypt (if encrypted), verify and validate; return the signed message and evidence."""
     bounds.check_size(message)
-    entity = mime.read_entity(mime.canonicalize(message), bounds)
+    entity = mime.read_entity(message, bounds)
     encryption = None
     if entity.detached_content is None and _is_encrypted(entity.der, bounds):
         inner, encryption = decrypt.decrypt(entity.der, identities)

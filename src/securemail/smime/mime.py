@@ -24,6 +24,7 @@ PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 _FIELD_NAME = re.compile(rb"[!-9;-~]+")
+_EMPTY_LINE = re.compile(rb"(?:^|\r?\n)(\r?\n)")
 
 Fields = list[tuple[str, bytes]]
 
@@ -36,15 +37,19 @@ def canonicalize(data: bytes) -> bytes:
 
 
 def split_header(data: bytes, limits: Limits) -> tuple[bytes, bytes]:
-    """Split at the first empty line: (header block incl. its last CRLF, body)."""
-    if data.startswith(CRLF):
-        return b"", data[2:]
-    end = data.find(b"\r\n\r\n", 0, limits.max_header_bytes + 4)
-    if end < 0:
+    """Split at the first empty line: (header block, CRLF-canonical, ending in CRLF; body).
+
+    Line ends in the header may be LF (files written by Unix tools); the body is returned
+    untouched, because a binary body must not be altered.
+    """
+    found = _EMPTY_LINE.search(data, 0, limits.max_header_bytes + 4)
+    if found is None:
         if len(data) > limits.max_header_bytes:
             raise SmimeError(Reason.TOO_LARGE, f"header over {limits.max_header_bytes} bytes")
         raise SmimeError(Reason.MALFORMED, "no empty line after the header")
-    return data[: end + 2], data[end + 4 :]
+    if found.start() == 0:
+        return b"", data[found.end() :]
+    return canonicalize(data[: found.start()]) + CRLF, data[found.end() :]
 
 
 def header_fields(block: bytes, limits: Limits) -> Fields:
@@ -130,8 +135,8 @@ def read_entity(data: bytes, limits: Limits) -> Entity:
     mime_type, params = content_type(fields)
     if mime_type in PKCS7_MIME:
         return Entity(fields, decode_body(fields, body))
-    if mime_type == "multipart/signed":
-        return _read_multipart_signed(fields, params, body, limits)
+    if mime_type == "multipart/signed":  # the signed part is checked in canonical form
+        return _read_multipart_signed(fields, params, canonicalize(body), limits)
     raise SmimeError(Reason.NOT_SIGNED, f"{mime_type} is not an S/MIME entity")
 
 
