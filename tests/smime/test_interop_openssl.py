@@ -9,9 +9,9 @@ import pytest
 
 from securemail.smime import (
     ProtectOptions,
+    Reason,
     ReceiptBasis,
     ReceiptRequest,
-    Reason,
     SecurityLabel,
     SmimeError,
     make_receipt,
