@@ -4,7 +4,7 @@ Path building and validation (RFC 5280) are pyhanko-certvalidator's, offline: on
 given anchors are trusted, certificates that arrive inside a message only help to build
 the path, and revocation comes from the given CRLs. By default a certificate without
 revocation information fails (``revocation-unknown``); ``require_revocation=False`` lets it
-pass when no CRL covers it (a revoked certificate still fails).
+pass when no current CRL covers it (a certificate a CRL lists as revoked still fails).
 
 A :class:`TrustStore` is immutable once built (new CRLs make a new store) and remembers the
 paths it has validated, with the interval in which that result holds: a gateway checks the
@@ -110,13 +110,31 @@ class TrustStore:
     def _validate(
         self, cert: x509.Certificate, intermediates: Sequence[x509.Certificate], now: datetime
     ) -> ValidatedPath:
+        """Validate with revocation required; relaxed stores retry without if no CRL covers it."""
+        if self._crls:
+            try:
+                return self._attempt(cert, intermediates, now, "require")
+            except SmimeError as error:
+                if self.require_revocation or error.reason is not Reason.REVOCATION_UNKNOWN:
+                    raise
+        elif self.require_revocation:
+            raise SmimeError(Reason.REVOCATION_UNKNOWN, "no CRL is configured for the anchors")
+        return self._attempt(cert, intermediates, now, "soft-fail")
+
+    def _attempt(
+        self,
+        cert: x509.Certificate,
+        intermediates: Sequence[x509.Certificate],
+        now: datetime,
+        revocation_mode: str,
+    ) -> ValidatedPath:
         try:
             context = ValidationContext(
                 trust_roots=self._roots,
                 crls=self._crls,
                 moment=now,
                 allow_fetching=False,
-                revocation_mode="require" if self.require_revocation else "soft-fail",
+                revocation_mode=revocation_mode,
                 weak_hash_algos={"md2", "md5", "sha1"},
             )
             validator = CertificateValidator(
@@ -128,8 +146,6 @@ class TrustStore:
                 key_usage={"digital_signature"}, extended_key_usage={"email_protection"}
             )
             path = _run(usage)
-        except ValueError as exc:  # raised by ValidationContext: hard-fail without any CRL
-            raise SmimeError(Reason.REVOCATION_UNKNOWN, str(exc)) from None
         except errors.RevokedError as exc:
             raise SmimeError(Reason.REVOKED, str(exc)) from None
         except (errors.ExpiredError, errors.NotYetValidError) as exc:
