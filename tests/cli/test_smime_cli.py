@@ -29,10 +29,9 @@ def workdir(pki: Pki, tmp_path: Path) -> Path:
 
 
 def invoke(workdir: Path, *args: str) -> Result:
-    runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=workdir):
-        pass
-    return runner.invoke(cli, list(args), env={"SM_PASS": PASSPHRASE}, catch_exceptions=False)
+    """Run the CLI in-process with the test passphrase in $SM_PASS."""
+    del workdir  # every path is passed explicitly
+    return CliRunner().invoke(cli, list(args), env={"SM_PASS": PASSPHRASE}, catch_exceptions=False)
 
 
 def protect_args(workdir: Path, *extra: str) -> list[str]:
