@@ -28,9 +28,8 @@ def workdir(pki: Pki, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def invoke(workdir: Path, *args: str) -> Result:
+def invoke(*args: str) -> Result:
     """Run the CLI in-process with the test passphrase in $SM_PASS."""
-    del workdir  # every path is passed explicitly
     return CliRunner().invoke(cli, list(args), env={"SM_PASS": PASSPHRASE}, catch_exceptions=False)
 
 
@@ -74,7 +73,6 @@ def test_protect_then_unprotect_with_json_report(workdir: Path) -> None:
     """protect writes an S/MIME message; unprotect writes the original and a JSON report."""
     sent, received = workdir / "sent.eml", workdir / "received.eml"
     done = invoke(
-        workdir,
         *protect_args(
             workdir,
             "--label",
@@ -88,7 +86,6 @@ def test_protect_then_unprotect_with_json_report(workdir: Path) -> None:
     )
     assert done.exit_code == 0, done.output
     done = invoke(
-        workdir,
         *unprotect_args(workdir, "--json", "--require-encryption", str(sent), "-o", str(received)),
     )
     assert done.exit_code == 0, done.output
@@ -104,16 +101,12 @@ def test_protect_then_unprotect_with_json_report(workdir: Path) -> None:
 def test_refusal_prints_reason_and_leaves_no_output(workdir: Path) -> None:
     """A tampered message exits 1 with `error: <reason>:` and writes no output file."""
     sent, received = workdir / "sent.eml", workdir / "received.eml"
-    assert (
-        invoke(
-            workdir, *protect_args(workdir, str(workdir / "message.eml"), "-o", str(sent))
-        ).exit_code
-        == 0
-    )
+    done = invoke(*protect_args(workdir, str(workdir / "message.eml"), "-o", str(sent)))
+    assert done.exit_code == 0, done.output
     data = bytearray(sent.read_bytes())
     data[-200] = ord("A") if data[-200] != ord("A") else ord("B")
     sent.write_bytes(bytes(data))
-    done = invoke(workdir, *unprotect_args(workdir, str(sent), "-o", str(received)))
+    done = invoke(*unprotect_args(workdir, str(sent), "-o", str(received)))
     assert done.exit_code == 1
     assert done.stderr.startswith("error: integrity-failed: ")
     assert not received.exists()
@@ -127,7 +120,7 @@ def test_encrypted_key_without_passphrase_is_a_usage_error(workdir: Path) -> Non
         for a in protect_args(workdir, str(workdir / "message.eml"))
         if a not in ("--passphrase-env", "SM_PASS")
     ]
-    done = invoke(workdir, *args)
+    done = invoke(*args)
     assert done.exit_code == 2
     assert "--passphrase-env" in done.output
 
@@ -136,7 +129,6 @@ def test_receipt_round_trip_through_the_cli(workdir: Path) -> None:
     """protect --receipt-to, receipt, verify-receipt: the receipt verifies against the basis."""
     sent, basis, receipt = workdir / "sent.eml", workdir / "basis.json", workdir / "r.p7m"
     done = invoke(
-        workdir,
         *protect_args(
             workdir,
             "--receipt-to",
@@ -150,7 +142,7 @@ def test_receipt_round_trip_through_the_cli(workdir: Path) -> None:
     )
     assert done.exit_code == 0, done.output
     receipt_args = [a if a != "unprotect" else "receipt" for a in unprotect_args(workdir)]
-    done = invoke(workdir, *receipt_args, str(sent), "-o", str(receipt))
+    done = invoke(*receipt_args, str(sent), "-o", str(receipt))
     assert done.exit_code == 0, done.output
     verify = [
         "smime",
@@ -165,7 +157,7 @@ def test_receipt_round_trip_through_the_cli(workdir: Path) -> None:
         "--json",
         str(receipt),
     ]
-    done = invoke(workdir, *verify)
+    done = invoke(*verify)
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["signer"]["domains"] == ["ministry.govt.nz"]
 
@@ -173,9 +165,9 @@ def test_receipt_round_trip_through_the_cli(workdir: Path) -> None:
 def test_receipt_refused_when_not_requested(workdir: Path) -> None:
     """`securemail smime receipt` for a message that asked for none exits 1, writes nothing."""
     sent, receipt = workdir / "sent.eml", workdir / "r.p7m"
-    invoke(workdir, *protect_args(workdir, str(workdir / "message.eml"), "-o", str(sent)))
+    invoke(*protect_args(workdir, str(workdir / "message.eml"), "-o", str(sent)))
     receipt_args = [a if a != "unprotect" else "receipt" for a in unprotect_args(workdir)]
-    done = invoke(workdir, *receipt_args, str(sent), "-o", str(receipt))
+    done = invoke(*receipt_args, str(sent), "-o", str(receipt))
     assert done.exit_code == 1
     assert "receipt-not-requested" in done.stderr
     assert not receipt.exists()
