@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
+from asn1crypto import keys as asn1_keys
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -64,3 +67,20 @@ def test_private_key_encrypted_at_rest(pki: Pki) -> None:
         load_private_key(pem, b"wrong")
     loaded = load_private_key(pem, b"correct horse battery staple")
     assert loaded.public_key() == issued.private_key.public_key()
+
+
+def test_key_encryption_uses_pbes2_with_a_strong_kdf(pki: Pki) -> None:
+    """Encrypted keys are PBES2 with PBKDF2-HMAC-SHA256 at 600,000 rounds and AES-256-CBC."""
+    pem = private_key_pem(pki.agency.issued.private_key, b"passphrase")
+    info = asn1_keys.EncryptedPrivateKeyInfo.load(pem_to_der(pem))
+    params = info["encryption_algorithm"]["parameters"]
+    kdf = params["key_derivation_func"]["parameters"]
+    assert info["encryption_algorithm"]["algorithm"].native == "pbes2"
+    assert kdf["iteration_count"].native >= 600_000
+    assert kdf["prf"]["algorithm"].native == "sha256"
+    assert params["encryption_scheme"]["algorithm"].native == "aes256_cbc"
+
+
+def pem_to_der(pem: bytes) -> bytes:
+    body = b"".join(line for line in pem.splitlines() if not line.startswith(b"-----"))
+    return base64.b64decode(body)

@@ -7,14 +7,20 @@ encrypts them at rest (see :func:`private_key_pem`).
 
 from __future__ import annotations
 
+import base64
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from asn1crypto import algos as asn1_algos
+from asn1crypto import keys as asn1_keys
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from securemail.smime.keys import PrivateKey
@@ -40,16 +46,58 @@ def generate_key(key_type: KeyType = "rsa2048") -> PrivateKey:
     return ec.generate_private_key(ec.SECP256R1() if key_type == "p256" else ec.SECP384R1())
 
 
-def private_key_pem(key: PrivateKey, passphrase: bytes | None) -> bytes:
-    """PKCS#8 PEM, encrypted with the best available scheme when a passphrase is given."""
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase)
-        if passphrase
-        else serialization.NoEncryption()
+PBKDF2_ITERATIONS = 600_000  # OWASP 2023 figure for PBKDF2-HMAC-SHA256
+
+
+def private_key_pem(
+    key: PrivateKey, passphrase: bytes | None, *, iterations: int = PBKDF2_ITERATIONS
+) -> bytes:
+    """PKCS#8 PEM; with a passphrase, encrypted with PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC).
+
+    cryptography's own PKCS#8 encryption uses only 2,048 PBKDF2 iterations and cannot be
+    tuned, so the EncryptedPrivateKeyInfo (RFC 8018 §6.2, RFC 5958) is built here; any
+    PKCS#8 reader (OpenSSL, cryptography) opens it.
+    """
+    plain = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    if not passphrase:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    salt, iv = os.urandom(16), os.urandom(16)
+    kek = PBKDF2HMAC(hashes.SHA256(), 32, salt, iterations).derive(passphrase)
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(kek), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padder.update(plain) + padder.finalize()) + encryptor.finalize()
+    info = asn1_keys.EncryptedPrivateKeyInfo(
+        {
+            "encryption_algorithm": {
+                "algorithm": "pbes2",
+                "parameters": {
+                    "key_derivation_func": {
+                        "algorithm": "pbkdf2",
+                        "parameters": {
+                            "salt": asn1_algos.Pbkdf2Salt(name="specified", value=salt),
+                            "iteration_count": iterations,
+                            "prf": {"algorithm": "sha256"},
+                        },
+                    },
+                    "encryption_scheme": {"algorithm": "aes256_cbc", "parameters": iv},
+                },
+            },
+            "encrypted_data": ciphertext,
+        }
     )
+    body = base64.encodebytes(info.dump()).decode("ascii").replace("\n", "")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return (
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
+        + "\n".join(lines)
+        + "\n-----END ENCRYPTED PRIVATE KEY-----\n"
+    ).encode("ascii")
 
 
 def _name(common_name: str, organisation: str | None) -> x509.Name:
