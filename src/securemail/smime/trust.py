@@ -158,6 +158,8 @@ class TrustStore:
             raise SmimeError(Reason.KEY_USAGE, str(exc)) from None
         except (errors.PathBuildingError, errors.PathValidationError) as exc:
             raise SmimeError(Reason.UNTRUSTED_SIGNER, str(exc)) from None
+        except ValueError as exc:  # asn1crypto, parsing a certificate the message carried
+            raise SmimeError(Reason.MALFORMED, f"certificate: {exc}") from None
         return self._path(path)
 
     def _path(self, path: Any) -> ValidatedPath:
