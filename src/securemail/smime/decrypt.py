@@ -40,7 +40,20 @@ class Encryption:
 
 
 def decrypt(data: bytes, identities: Sequence[RecipientIdentity]) -> tuple[bytes, Encryption]:
-    """Decrypt a ContentInfo (AuthEnvelopedData or EnvelopedData) with one of ``identities``."""
+    """Decrypt a ContentInfo (AuthEnvelopedData or EnvelopedData) with one of ``identities``.
+
+    A refusal is raised afresh here, outside the handler: the traceback it carries then keeps
+    no frame below this one alive, so whatever records an error's local variables never sees
+    the content key, nor the plaintext of a message that failed its integrity check.
+    """
+    try:
+        return _decrypt(data, identities)
+    except SmimeError as error:
+        refusal = SmimeError(error.reason, error.detail)
+    raise refusal
+
+
+def _decrypt(data: bytes, identities: Sequence[RecipientIdentity]) -> tuple[bytes, Encryption]:
     try:
         info = cms.ContentInfo.load(data, strict=True)
         content_type = info["content_type"].dotted
