@@ -77,10 +77,10 @@ def verify_signed_data(
         signer_infos = signed_data["signer_infos"]
         encap = signed_data["encap_content_info"]
         content_type = encap["content_type"].dotted
-        embedded = encap["content"].native
-        if embedded is not None and detached_content is not None:
+        embedded = encap["content"]  # bytes(), not .native: that parses known content types
+        if not isinstance(embedded, core.Void) and detached_content is not None:
             raise SmimeError(Reason.MALFORMED, "content both embedded and detached")
-        content = detached_content if embedded is None else bytes(embedded)
+        content = detached_content if isinstance(embedded, core.Void) else bytes(embedded)
         certificates = _certificates(signed_data)
         if len(signer_infos) != 1:
             raise SmimeError(Reason.SIGNER_COUNT, f"{len(signer_infos)} signers, expected one")
