@@ -206,3 +206,30 @@ def _intermediate(pki: Pki) -> Issued:
         .sign(pki.ca.private_key, hashes.SHA256())
     )
     return Issued(cert, key)
+
+
+def test_message_of_header_fields_only_round_trips(pki: Pki) -> None:
+    """A message with no body and no blank line (RFC 5322 §3.5) is protected as it is."""
+    original = b"From: a@agency.govt.nz\r\nTo: b@ministry.govt.nz\r\nSubject: see title\r\n"
+    sent = protect(original, pki.agency.signer, [pki.ministry.certificate], now=NOW).message
+    assert open_as(pki.ministry, pki, sent) == original
+
+
+def test_canonical_promise_signs_bytes_unchanged(pki: Pki, message: bytes) -> None:
+    """With canonical=True the CRLF message is signed without a rescan and opens identically."""
+    sent = protect(
+        message, pki.agency.signer, [pki.ministry.certificate], now=NOW, canonical=True
+    ).message
+    assert open_as(pki.ministry, pki, sent) == message
+
+
+def test_garbage_instead_of_a_message_is_malformed(pki: Pki) -> None:
+    """Input that is not an RFC 5322 message is refused before anything is signed."""
+    with pytest.raises(SmimeError) as refused:
+        protect(
+            b"\x00\x01 not a header\r\n\r\nbody",
+            pki.agency.signer,
+            [pki.ministry.certificate],
+            now=NOW,
+        )
+    assert refused.value.reason is Reason.MALFORMED

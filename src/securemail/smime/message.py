@@ -117,6 +117,21 @@ def _signed_entity(
     return entity, basis
 
 
+def _prepare(message: bytes, canonical: bool) -> tuple[bytes, mime.Fields]:
+    """The message with CRLF line ends, and its header fields (for the outer header)."""
+    if not canonical:
+        message = mime.canonicalize(message)
+    bounds = limits.Limits()
+    bounds.check_size(message)
+    try:
+        block, _ = mime.split_header(message, bounds)
+    except SmimeError as error:
+        if error.reason is not Reason.MALFORMED or not message.endswith(mime.CRLF):
+            raise
+        block = message  # header fields only: RFC 5322 §3.5 makes the body optional
+    return message, mime.header_fields(block, bounds)
+
+
 def protect(
     message: bytes,
     signer: SignerIdentity,
@@ -124,11 +139,15 @@ def protect(
     *,
     now: datetime,
     options: ProtectOptions = ProtectOptions(),
+    canonical: bool = False,
 ) -> Protected:
-    """Sign ``message`` as ``signer``, encrypt it to ``recipients``; return the S/MIME message."""
-    message = mime.canonicalize(message)
-    block, _ = mime.split_header(message, limits.Limits())
-    fields = mime.header_fields(block, limits.Limits())
+    """Sign ``message`` as ``signer``, encrypt it to ``recipients``; return the S/MIME message.
+
+    ``canonical=True`` is the caller's promise that every line already ends in CRLF (the
+    SMTP receive service normalises line ends before queueing); it skips a scan of the
+    whole message that otherwise costs about 1.5 ms per MiB.
+    """
+    message, fields = _prepare(message, canonical)
     inner, basis = _signed_entity(
         message, signer, now, options, binary=options.inner_encoding == "binary"
     )
@@ -149,11 +168,10 @@ def sign_message(
     *,
     now: datetime,
     options: ProtectOptions = ProtectOptions(),
+    canonical: bool = False,
 ) -> Protected:
     """Sign ``message`` without encrypting it (opaque signed-data, RFC 8551 §3.5.2)."""
-    message = mime.canonicalize(message)
-    block, _ = mime.split_header(message, limits.Limits())
-    fields = mime.header_fields(block, limits.Limits())
+    message, fields = _prepare(message, canonical)
     inner, basis = _signed_entity(message, signer, now, options, binary=False)
     return Protected(_outer_header(fields, mime.field(fields, "Subject")) + inner.join(), basis)
 
