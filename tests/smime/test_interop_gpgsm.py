@@ -468,13 +468,18 @@ def test_we_refuse_gpgsm_signature_with_flipped_bit(gpgsm: Gpgsm, pki: Pki, mess
 def test_we_refuse_tampered_content_inside_gpgsm_encryption(
     gpgsm: Gpgsm, pki: Pki, message: bytes
 ) -> None:
-    """A flipped bit in gpgsm's signed content, then encrypted by gpgsm, is signature-invalid."""
+    """A flipped bit in gpgsm's signed content inside CBC is refused; one code hides the cause.
+
+    Under CBC every refusal after decryption is decrypt-failed (no oracle for a malleating
+    sender); the log detail still names the failed signature.
+    """
     signed = flip_bit(gpgsm.sign(message), b"The figures are attached.")
     envelope = gpgsm.encrypt(pkcs7_mime("signed-data", signed), pki.agency.certificate, "AES256")
     smime = pkcs7_mime("enveloped-data", envelope, routing_header(message))
     with pytest.raises(SmimeError) as caught:
         unprotect(smime, identities=[pki.agency.recipient], trust=pki.trust(), now=NOW)
-    assert caught.value.reason is Reason.SIGNATURE_INVALID
+    assert caught.value.reason is Reason.DECRYPT_FAILED
+    assert "signature-invalid" in caught.value.detail
 
 
 def test_we_refuse_gpgsm_ciphertext_with_flipped_bit(

@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.hazmat.primitives.ciphers import algorithms as ciphers
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
-from securemail.smime import algorithms, asn1, oids
+from securemail.smime import algorithms, asn1, der, oids
 from securemail.smime.encrypt import CBC_BLOCK, ecdh_kek
 from securemail.smime.errors import Reason, SmimeError
 from securemail.smime.keys import RecipientIdentity
+from securemail.smime.verify import content_info
 
 MIN_GCM_TAG = 12
 
@@ -55,32 +56,63 @@ def decrypt(data: bytes, identities: Sequence[RecipientIdentity]) -> tuple[bytes
 
 def _decrypt(data: bytes, identities: Sequence[RecipientIdentity]) -> tuple[bytes, Encryption]:
     try:
-        info = cms.ContentInfo.load(data, strict=True)
-        content_type = info["content_type"].dotted
-        if content_type == oids.ID_AUTH_ENVELOPED_DATA:
-            envelope = info["content"]
-            encrypted_info = envelope["auth_encrypted_content_info"]
-        elif content_type == oids.ID_ENVELOPED_DATA:
-            envelope = info["content"]
-            encrypted_info = envelope["encrypted_content_info"]
-        else:
+        content_type, envelope = content_info(data)
+        auth = content_type == oids.ID_AUTH_ENVELOPED_DATA
+        if not auth and content_type != oids.ID_ENVELOPED_DATA:
             raise SmimeError(Reason.NOT_ENCRYPTED, f"content type {content_type} is not encrypted")
-        cipher_oid = encrypted_info["content_encryption_algorithm"]["algorithm"].dotted
-        cipher_name, key_size, aead = _cipher(cipher_oid)
-        if aead != (content_type == oids.ID_AUTH_ENVELOPED_DATA):
+        fields = _fields(data, envelope, auth)
+        inner_type, algorithm, encrypted = _encrypted_content_info(data, fields[der.SEQUENCE])
+        cipher_name, key_size, aead = _cipher(algorithm["algorithm"].dotted)
+        if aead != auth:
             raise SmimeError(Reason.MALFORMED, f"{cipher_name} in the wrong envelope type")
-        if encrypted_info["content_type"].dotted != oids.ID_DATA:
+        if inner_type != oids.ID_DATA:
             raise SmimeError(Reason.MALFORMED, "encrypted content is not id-data")
-        cek, management, recipient = _content_key(envelope["recipient_infos"], identities, key_size)
-        ciphertext = bytes(encrypted_info["encrypted_content"].native or b"")
-        params = encrypted_info["content_encryption_algorithm"]["parameters"]
+        infos = cms.RecipientInfos.load(der.value(data, fields[der.SET]), strict=True)
+        cek, management, recipient = _content_key(infos, identities, key_size)
+        ciphertext = b"" if encrypted is None else der.octets(data, encrypted)
         if aead:
-            plaintext = _open_gcm(cek, params, ciphertext, envelope)
+            tag = bytes(der.octets(data, fields[der.OCTET_STRING]))
+            auth_attrs = fields.get(0xA1)
+            aad = b"" if auth_attrs is None else b"\x31" + der.value(data, auth_attrs)[1:]
+            plaintext = _open_gcm(cek, algorithm["parameters"], ciphertext, tag, aad)
         else:
-            plaintext = _open_cbc(cek, params, ciphertext)
+            plaintext = _open_cbc(cek, algorithm["parameters"], ciphertext)
     except (ValueError, TypeError, KeyError) as exc:
         raise SmimeError(Reason.MALFORMED, f"encrypted message: {exc}") from None
     return plaintext, Encryption(cipher_name, management, recipient)
+
+
+def _fields(data: bytes, envelope: der.Tlv, auth: bool) -> dict[int, der.Tlv]:
+    """The (Auth)EnvelopedData fields by tag (RFC 5652 §6.1, RFC 5083 §2.1)."""
+    expected = (
+        (der.INTEGER, 0xA0, der.SET, der.SEQUENCE, 0xA1, der.OCTET_STRING, 0xA2)
+        if auth
+        else (der.INTEGER, 0xA0, der.SET, der.SEQUENCE, 0xA1)
+    )
+    fields: dict[int, der.Tlv] = {}
+    order = iter(expected)
+    for child in der.children(data, envelope):
+        if child.tag not in order:  # consumes the iterator: tags must come in this order
+            raise SmimeError(Reason.MALFORMED, f"unexpected field {child.tag:#x} in envelope")
+        fields[child.tag] = child
+    required = (der.SET, der.SEQUENCE, der.OCTET_STRING) if auth else (der.SET, der.SEQUENCE)
+    if any(tag not in fields for tag in required):
+        raise SmimeError(Reason.MALFORMED, "envelope is missing a required field")
+    return fields
+
+
+def _encrypted_content_info(
+    data: bytes, info: der.Tlv
+) -> tuple[str, algos.EncryptionAlgorithm, der.Tlv | None]:
+    """EncryptedContentInfo: (content type, algorithm, encryptedContent [0] if present)."""
+    parts = der.children(data, info)
+    if len(parts) not in (2, 3) or parts[0].tag != der.OBJECT_IDENTIFIER:
+        raise SmimeError(Reason.MALFORMED, "EncryptedContentInfo")
+    if len(parts) == 3 and parts[2].tag not in (0x80, 0xA0):
+        raise SmimeError(Reason.MALFORMED, "encryptedContent is not [0]")
+    content_type = core.ObjectIdentifier.load(der.value(data, parts[0])).dotted
+    algorithm = algos.EncryptionAlgorithm.load(der.value(data, parts[1]), strict=True)
+    return content_type, algorithm, parts[2] if len(parts) == 3 else None
 
 
 def _cipher(oid: str) -> tuple[str, int, bool]:
@@ -196,15 +228,12 @@ def _unwrap_kari(
 
 
 def _open_gcm(
-    cek: bytes, params: core.Asn1Value, ciphertext: bytes, envelope: cms.AuthEnvelopedData
+    cek: bytes, params: core.Asn1Value, ciphertext: bytes | memoryview, tag: bytes, aad: bytes
 ) -> bytes:
     gcm = asn1.GCMParameters.load(params.dump())
     nonce = bytes(gcm["aes_nonce"].native)
-    tag = bytes(envelope["mac"].native)
     if len(tag) != gcm["aes_icv_len"].native or len(tag) < MIN_GCM_TAG or len(tag) > 16:
         raise SmimeError(Reason.MALFORMED, f"GCM tag of {len(tag)} bytes")
-    auth_attrs = envelope["auth_attrs"]
-    aad = b"" if auth_attrs.native is None else b"\x31" + bytes(auth_attrs.dump())[1:]
     decryptor = Cipher(ciphers.AES(cek), modes.GCM(nonce, tag, min_tag_length=len(tag))).decryptor()
     decryptor.authenticate_additional_data(aad)
     plaintext = decryptor.update(ciphertext)
@@ -218,7 +247,7 @@ def _open_gcm(
     return plaintext
 
 
-def _open_cbc(cek: bytes, params: core.Asn1Value, ciphertext: bytes) -> bytes:
+def _open_cbc(cek: bytes, params: core.Asn1Value, ciphertext: bytes | memoryview) -> bytes:
     iv = bytes(core.OctetString.load(params.dump()).native)
     if len(iv) != CBC_BLOCK or not ciphertext or len(ciphertext) % CBC_BLOCK:
         raise SmimeError(Reason.MALFORMED, "CBC IV or ciphertext length")

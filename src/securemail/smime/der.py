@@ -12,8 +12,11 @@ indefinite-length BER that gpgsm and streaming OpenSSL write).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from asn1crypto import core
+
+from securemail.smime.errors import Reason, SmimeError
 
 SEQUENCE = 0x30
 SET = 0x31
@@ -81,3 +84,73 @@ def octet_string(value: bytes | Chunks) -> Chunks:
 def der_set(members: Iterable[bytes]) -> bytes:
     """A DER SET OF: members sorted by their encodings (X.690 §11.6)."""
     return encode(SET, *sorted(members))
+
+
+MAX_READ_DEPTH = 32
+
+
+class Tlv(NamedTuple):
+    """Where one value lies in a buffer: its tag, and its contents ``data[start:end]``."""
+
+    tag: int
+    header: int  # offset of the tag octet
+    start: int
+    end: int
+    after: int  # where the next value starts: ``end``, or ``end + 2`` past an end-of-contents
+
+
+def read(data: bytes, pos: int = 0, limit: int | None = None, depth: int = 0) -> Tlv:
+    """Read the value at ``pos`` without copying it; BER indefinite lengths are followed.
+
+    This is the shallow reader for the big outer layers of CMS: it hands back offsets, so a
+    10 MiB body is never sliced until the caller asks for it (once).
+    """
+    limit = len(data) if limit is None else limit
+    if pos + 2 > limit:
+        raise SmimeError(Reason.MALFORMED, "DER value truncated")
+    header = pos
+    tag, first = data[pos], data[pos + 1]
+    pos += 2
+    if first == 0x80:  # indefinite: the contents run to an end-of-contents marker
+        if not tag & 0x20 or depth >= MAX_READ_DEPTH:
+            raise SmimeError(Reason.MALFORMED, "indefinite length where not allowed")
+        cursor = pos
+        while data[cursor : cursor + 2] != b"\x00\x00":
+            cursor = read(data, cursor, limit, depth + 1).after
+        return Tlv(tag, header, pos, cursor, cursor + 2)
+    length = first
+    if first > 0x80:
+        size = first & 0x7F
+        if size > 4 or pos + size > limit:
+            raise SmimeError(Reason.MALFORMED, "DER length field too long or truncated")
+        length = int.from_bytes(data[pos : pos + size], "big")
+        pos += size
+    if pos + length > limit:
+        raise SmimeError(Reason.MALFORMED, "DER value overruns its container")
+    return Tlv(tag, header, pos, pos + length, pos + length)
+
+
+def children(data: bytes, parent: Tlv) -> list[Tlv]:
+    """The values directly inside a constructed ``parent``."""
+    found: list[Tlv] = []
+    cursor = parent.start
+    while cursor < parent.end:
+        child = read(data, cursor, parent.end)
+        found.append(child)
+        cursor = child.after
+    return found
+
+
+def value(data: bytes, tlv: Tlv) -> bytes:
+    """The complete encoding (header and contents) of a small value, as bytes."""
+    return bytes(data[tlv.header : tlv.after])
+
+
+def octets(data: bytes, tlv: Tlv) -> bytes | memoryview:
+    """The octets of an OCTET STRING (or implicitly tagged one), joining BER chunks.
+
+    A primitive value comes back as a memoryview of ``data``: no copy.
+    """
+    if not tlv.tag & 0x20:
+        return memoryview(data)[tlv.start : tlv.end]
+    return b"".join(bytes(octets(data, child)) for child in children(data, tlv))

@@ -54,16 +54,19 @@ def check_der(data: bytes, limits: Limits = Limits()) -> None:
     if len(data) < 2:
         raise SmimeError(Reason.MALFORMED, "empty or truncated DER")
     ends: list[int | None] = [len(data)]  # end offset of each open constructed value
+    bounds = [len(data)]  # the nearest definite end enclosing each open value
     pos = values = 0
     while len(ends) > 1 or values == 0:
         end = ends[-1]
         if end is not None and pos == end:
             ends.pop()
+            bounds.pop()
             continue
         if pos + 2 > len(data):
             raise SmimeError(Reason.MALFORMED, "DER value truncated")
         if end is None and data[pos] == 0 and data[pos + 1] == 0:  # end-of-contents
             ends.pop()
+            bounds.pop()
             pos += 2
             continue
         tag = data[pos]
@@ -73,13 +76,13 @@ def check_der(data: bytes, limits: Limits = Limits()) -> None:
         values += 1
         if values > limits.max_der_values:
             raise SmimeError(Reason.TOO_LARGE, f"more than {limits.max_der_values} DER values")
-        limit = next((e for e in reversed(ends) if e is not None), len(data))
-        if length is not None and pos + length > limit:
+        if length is not None and pos + length > bounds[-1]:
             raise SmimeError(Reason.MALFORMED, "DER value overruns its container")
         if tag & 0x20:  # constructed: descend
             if len(ends) > limits.max_der_depth:
                 raise SmimeError(Reason.TOO_LARGE, f"DER nested deeper than {limits.max_der_depth}")
             ends.append(None if length is None else pos + length)
+            bounds.append(bounds[-1] if length is None else pos + length)
         elif length is None:
             raise SmimeError(Reason.MALFORMED, "indefinite length on a primitive value")
         else:

@@ -187,25 +187,61 @@ def unprotect(
 ) -> Unprotected:
     """Decrypt (if encrypted), verify and validate; return the signed message and evidence."""
     bounds.check_size(message)
-    entity = mime.read_entity(message, bounds)
+    entity = _read(message, bounds)
     encryption = None
-    if entity.detached_content is None and _is_encrypted(entity.der, bounds):
+    if _is_encrypted(entity):
         inner, encryption = decrypt.decrypt(entity.der, identities)
-        entity = mime.read_entity(inner, bounds)
-        if entity.detached_content is None and _is_encrypted(entity.der, bounds):
-            raise SmimeError(Reason.MALFORMED, "encrypted twice")
+        content, signature = _verify_decrypted(inner, bounds, encryption)
     elif require_encryption:
         raise SmimeError(Reason.NOT_ENCRYPTED, "message is signed but not encrypted")
-    limits.check_der(entity.der, bounds)
-    content, signature = verify.verify_signed_data(entity.der, entity.detached_content)
-    if signature.content_type != oids.ID_DATA:
-        raise SmimeError(Reason.MALFORMED, f"signed content type {signature.content_type}")
+    else:
+        content, signature = _verify(entity)
     others = [c for c in signature.certificates if c != signature.signer]
     path = trust.validate(signature.signer, now=now, intermediates=others)
     return Unprotected(content, signature, path, encryption)
 
 
-def _is_encrypted(data: bytes, bounds: limits.Limits) -> bool:
-    limits.check_der(data, bounds)
-    content_type = verify.content_type_of(data)
+def _read(data: bytes, bounds: limits.Limits) -> mime.Entity:
+    """An S/MIME entity whose DER has passed the shape checks."""
+    entity = mime.read_entity(data, bounds)
+    limits.check_der(entity.der, bounds)
+    return entity
+
+
+def _is_encrypted(entity: mime.Entity) -> bool:
+    if entity.detached_content is not None:
+        return False
+    content_type = verify.content_type_of(entity.der)
     return content_type in (oids.ID_ENVELOPED_DATA, oids.ID_AUTH_ENVELOPED_DATA)
+
+
+def _verify(entity: mime.Entity) -> tuple[bytes, verify.Signature]:
+    content, signature = verify.verify_signed_data(entity.der, entity.detached_content)
+    if signature.content_type != oids.ID_DATA:
+        raise SmimeError(Reason.MALFORMED, f"signed content type {signature.content_type}")
+    return content, signature
+
+
+def _verify_decrypted(
+    inner: bytes, bounds: limits.Limits, encryption: decrypt.Encryption
+) -> tuple[bytes, verify.Signature]:
+    """Verify the decrypted inner entity.
+
+    CBC has no integrity of its own, so a sender can flip chosen bits of the plaintext. If
+    the reason code told "bad padding" from "bad MIME" from "bad signature", a malicious
+    peer reading our failure notices could decrypt a message byte by byte (a padding or
+    format oracle). For CBC every refusal of the decrypted bytes is therefore reported as
+    ``decrypt-failed``; the detail (for the log only) keeps the real cause.
+    """
+    try:
+        entity = _read(inner, bounds)
+        if _is_encrypted(entity):
+            raise SmimeError(Reason.MALFORMED, "encrypted twice")
+        return _verify(entity)
+    except SmimeError as error:
+        if encryption.content_encryption.endswith("-cbc"):
+            detail = f"legacy CBC content refused: {error.reason.value}: {error.detail}"
+            refusal = SmimeError(Reason.DECRYPT_FAILED, detail)
+        else:
+            raise
+    raise refusal

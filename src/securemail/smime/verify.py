@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from securemail.smime import algorithms, attributes, keys, oids
+from securemail.smime import algorithms, attributes, der, keys, oids
 from securemail.smime.algorithms import DigestName
 from securemail.smime.errors import Reason, SmimeError
 from securemail.smime.labels import SecurityLabel
@@ -47,25 +47,25 @@ class Signature:
     signature_value: bytes
 
 
-def load_content_info(data: bytes, expected: str) -> cms.ContentInfo:
-    """Parse a ContentInfo and check its content type."""
+def content_info(data: bytes) -> tuple[str, der.Tlv]:
+    """Read a ContentInfo shallowly: (content type, the value inside its [0] EXPLICIT)."""
+    top = der.read(data)
+    parts = der.children(data, top) if top.tag == der.SEQUENCE else []
+    if len(parts) != 2 or parts[0].tag != der.OBJECT_IDENTIFIER or parts[1].tag != 0xA0:
+        raise SmimeError(Reason.MALFORMED, "not a CMS ContentInfo")
+    inner = der.children(data, parts[1])
+    if len(inner) != 1:
+        raise SmimeError(Reason.MALFORMED, "ContentInfo content is not one value")
     try:
-        info = cms.ContentInfo.load(data, strict=True)
-        content_type = info["content_type"].dotted
-    except (ValueError, TypeError) as exc:
-        raise SmimeError(Reason.MALFORMED, f"not a CMS ContentInfo: {exc}") from None
-    if content_type != expected:
-        reason = Reason.NOT_SIGNED if expected == oids.ID_SIGNED_DATA else Reason.MALFORMED
-        raise SmimeError(reason, f"content type {content_type}, expected {expected}")
-    return info
+        content_type = core.ObjectIdentifier.load(der.value(data, parts[0])).dotted
+    except ValueError as exc:
+        raise SmimeError(Reason.MALFORMED, f"ContentInfo content type: {exc}") from None
+    return str(content_type), inner[0]
 
 
 def content_type_of(data: bytes) -> str:
-    """The content type of a ContentInfo, without parsing its content."""
-    try:
-        return str(cms.ContentInfo.load(data)["content_type"].dotted)
-    except (ValueError, TypeError) as exc:
-        raise SmimeError(Reason.MALFORMED, f"not a CMS ContentInfo: {exc}") from None
+    """The content type of a ContentInfo, without touching its content."""
+    return content_info(data)[0]
 
 
 def verify_signed_data(
@@ -73,34 +73,48 @@ def verify_signed_data(
 ) -> tuple[bytes, Signature]:
     """Verify a SignedData ContentInfo; return (covered content, signature facts)."""
     try:
-        signed_data = load_content_info(data, oids.ID_SIGNED_DATA)["content"]
-        signer_infos = signed_data["signer_infos"]
-        encap = signed_data["encap_content_info"]
-        content_type = encap["content_type"].dotted
-        embedded = encap["content"]  # bytes(), not .native: that parses known content types
-        if not isinstance(embedded, core.Void) and detached_content is not None:
+        content_type, signed_data = content_info(data)
+        if content_type != oids.ID_SIGNED_DATA:
+            raise SmimeError(Reason.NOT_SIGNED, f"content type {content_type} is not SignedData")
+        fields = der.children(data, signed_data)
+        if len(fields) < 4 or fields[-1].tag != der.SET or fields[2].tag != der.SEQUENCE:
+            raise SmimeError(Reason.MALFORMED, "SignedData fields")
+        encap_type, embedded = _encapsulated(data, fields[2])
+        if embedded is not None and detached_content is not None:
             raise SmimeError(Reason.MALFORMED, "content both embedded and detached")
-        content = detached_content if isinstance(embedded, core.Void) else bytes(embedded)
-        certificates = _certificates(signed_data)
+        content = detached_content if embedded is None else embedded
+        certificates = _certificates(data, [f for f in fields[3:-1] if f.tag == 0xA0])
+        signer_infos = cms.SignerInfos.load(der.value(data, fields[-1]), strict=True)
         if len(signer_infos) != 1:
             raise SmimeError(Reason.SIGNER_COUNT, f"{len(signer_infos)} signers, expected one")
-        return _verify_signer(signer_infos[0], content, content_type, certificates)
+        return _verify_signer(signer_infos[0], content, encap_type, certificates)
     except (ValueError, TypeError, KeyError) as exc:
         raise SmimeError(Reason.MALFORMED, f"SignedData: {exc}") from None
 
 
-def _certificates(signed_data: cms.SignedData) -> tuple[x509.Certificate, ...]:
-    choices = signed_data["certificates"]
-    if isinstance(choices, core.Void):  # absent; not .native, which parses every certificate
+def _encapsulated(data: bytes, encap: der.Tlv) -> tuple[str, bytes | None]:
+    """EncapsulatedContentInfo: (eContentType, the eContent octets or None if detached)."""
+    parts = der.children(data, encap)
+    if not 1 <= len(parts) <= 2 or parts[0].tag != der.OBJECT_IDENTIFIER:
+        raise SmimeError(Reason.MALFORMED, "EncapsulatedContentInfo")
+    content_type = str(core.ObjectIdentifier.load(der.value(data, parts[0])).dotted)
+    if len(parts) == 1:
+        return content_type, None
+    wrapped = der.children(data, parts[1]) if parts[1].tag == 0xA0 else []
+    if len(wrapped) != 1 or wrapped[0].tag not in (der.OCTET_STRING, 0x24):
+        raise SmimeError(Reason.MALFORMED, "eContent is not an OCTET STRING")
+    return content_type, bytes(der.octets(data, wrapped[0]))
+
+
+def _certificates(data: bytes, sets: list[der.Tlv]) -> tuple[x509.Certificate, ...]:
+    """The certificates of SignedData.certificates; other certificate choices are skipped."""
+    if not sets:
         return ()
-    if len(choices) > MAX_CERTIFICATES:
-        raise SmimeError(Reason.TOO_LARGE, f"{len(choices)} certificates in SignedData")
+    found = [c for c in der.children(data, sets[0]) if c.tag == der.SEQUENCE]
+    if len(found) > MAX_CERTIFICATES:
+        raise SmimeError(Reason.TOO_LARGE, f"{len(found)} certificates in SignedData")
     try:
-        return tuple(
-            x509.load_der_x509_certificate(c.chosen.dump())
-            for c in choices
-            if c.name == "certificate"
-        )
+        return tuple(x509.load_der_x509_certificate(der.value(data, c)) for c in found)
     except x509.InvalidVersion as exc:  # not a ValueError
         raise SmimeError(Reason.MALFORMED, f"certificate in SignedData: {exc}") from None
 
