@@ -181,7 +181,7 @@ def check_signing_certificate(attrs: Mapping[str, bytes], certificate_der: bytes
     """RFC 5035: if signingCertificateV2 is present its first ESSCertIDv2 must name the signer."""
     if oids.ATTR_SIGNING_CERTIFICATE_V2 not in attrs:
         return
-    value = _load(tsp.SigningCertificateV2, attrs, oids.ATTR_SIGNING_CERTIFICATE_V2)
+    value = _load(tsp.SigningCertificateV2, attrs, oids.ATTR_SIGNING_CERTIFICATE_V2, full=False)
     try:
         cert_id = value["certs"][0]
         hash_name = algorithms.digest_name(cert_id["hash_algorithm"]["algorithm"].dotted)
@@ -194,10 +194,18 @@ def check_signing_certificate(attrs: Mapping[str, bytes], certificate_der: bytes
         )
 
 
-def _load(spec: type[core.Asn1Value], attrs: Mapping[str, bytes], oid: str) -> core.Asn1Value:
+def _load(
+    spec: type[core.Asn1Value], attrs: Mapping[str, bytes], oid: str, *, full: bool = True
+) -> core.Asn1Value:
+    """Load one attribute value; ``full`` parses it all now so errors surface here.
+
+    Without ``full`` the caller reads only the parts it needs, under its own error handling
+    (a full parse of signingCertificateV2's GeneralNames costs more than the signature).
+    """
     try:
         value = spec.load(attrs[oid], strict=True)
-        value.native  # noqa: B018 - force a full parse so errors surface here
+        if full:
+            value.native  # noqa: B018
     except KeyError:
         raise SmimeError(Reason.MALFORMED, f"signed attribute {oid} is missing") from None
     except (ValueError, TypeError) as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from asn1crypto import algos, cms, core
 from cryptography import x509
@@ -171,6 +172,14 @@ def _unwrap_ktri(
 
 
 def _oaep(params: algos.RSAESOAEPParams) -> tuple[padding.OAEP, str]:
+    hash_alg = algorithms.hash_algorithm(_oaep_hash(bytes(params.dump())))
+    return padding.OAEP(padding.MGF1(hash_alg), hash_alg, None), hash_alg.name
+
+
+@lru_cache(maxsize=64)
+def _oaep_hash(encoded: bytes) -> str:
+    """The hash of RSAES-OAEP-params (RFC 8017 A.2.1); cached: peers send the same few."""
+    params = algos.RSAESOAEPParams.load(encoded)
     hash_oid = params["hash_algorithm"]["algorithm"].dotted
     mgf = params["mask_gen_algorithm"]
     mgf_oid = mgf["parameters"]["algorithm"].dotted
@@ -181,8 +190,7 @@ def _oaep(params: algos.RSAESOAEPParams) -> tuple[padding.OAEP, str]:
         or params["p_source_algorithm"]["parameters"].native != b""
     ):
         raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, f"RSA-OAEP with {hash_oid}/{mgf_oid}")
-    hash_alg = algorithms.hash_algorithm(algorithms.OAEP_HASHES[hash_oid])
-    return padding.OAEP(padding.MGF1(hash_alg), hash_alg, None), hash_alg.name
+    return algorithms.OAEP_HASHES[hash_oid]
 
 
 def _kari_key(kari: cms.KeyAgreeRecipientInfo, identity: RecipientIdentity) -> bytes | None:

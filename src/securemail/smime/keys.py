@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -24,8 +24,9 @@ MIN_RSA_BITS = 2048
 EC_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 
 
+@lru_cache(maxsize=1024)
 def issuer_and_serial(cert: x509.Certificate) -> bytes:
-    """DER IssuerAndSerialNumber (RFC 5652 §10.2.4) of a certificate."""
+    """DER IssuerAndSerialNumber (RFC 5652 §10.2.4) of a certificate (cached: peers repeat)."""
     issuer = cert.issuer.public_bytes()
     return der.encode(der.SEQUENCE, issuer, der.integer(cert.serial_number))
 
