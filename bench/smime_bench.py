@@ -355,8 +355,8 @@ def make_workload(material: Material, message: bytes) -> Workload:
     signer, identity, trust, now = material.signer, material.identity, material.trust, material.now
     recipients = [material.recipient.certificate]
 
-    def run_protect() -> bytes:
-        return protect(message, signer, recipients, now=now).message
+    def run_protect() -> bytes:  # as the gateway calls it: its queue holds CRLF-normalised mail
+        return protect(message, signer, recipients, now=now, canonical=True).message
 
     def run_protect_cms() -> bytes:
         signed = sign.sign(message, signer, now=now)
@@ -502,7 +502,11 @@ def protect_stages(material: Material, message: bytes) -> tuple[Fn, Fn, list[Sta
     sign_name = "sign.sign (SignedData)"
     encrypt_name = "encrypt.encrypt (AuthEnvelopedData)"
     stages = [
-        Stage("mime.canonicalize: line-end check", lambda: mime.canonicalize(message)),
+        Stage(
+            "mime.canonicalize: line-end check (skipped with canonical=True)",
+            lambda: mime.canonicalize(message),
+            extra=True,
+        ),
         Stage(
             "header split + parse (split_header + header_fields)",
             lambda: mime.header_fields(mime.split_header(message, bounds)[0], bounds),
@@ -536,7 +540,7 @@ def protect_stages(material: Material, message: bytes) -> tuple[Fn, Fn, list[Sta
     ]
 
     def whole() -> object:
-        return protect(message, signer, [cert], now=now)
+        return protect(message, signer, [cert], now=now, canonical=True)
 
     return whole, bare_protect(message, key), stages
 
@@ -579,9 +583,8 @@ def unprotect_stages(material: Material, message: bytes) -> tuple[Fn, Fn, list[S
         decryptor.finalize()
         return plaintext
 
-    def shape_checks() -> object:  # unprotect checks the envelope once, the SignedData twice
+    def shape_checks() -> object:  # unprotect checks each DER once, and peeks at both types
         limits.check_der(envelope_der, bounds)
-        limits.check_der(signed_der, bounds)
         limits.check_der(signed_der, bounds)
         verify.content_type_of(envelope_der)
         return verify.content_type_of(signed_der)
@@ -607,7 +610,7 @@ def unprotect_stages(material: Material, message: bytes) -> tuple[Fn, Fn, list[S
             lambda: mime.split_header(outer, bounds),
             read_name,
         ),
-        Stage("DER shape checks (check_der x3, content_type_of x2)", shape_checks),
+        Stage("DER shape checks (check_der x2, content_type_of x2)", shape_checks),
         Stage(decrypt_name, lambda: decrypt.decrypt(envelope_der, [identity])),
         Stage("RSA-2048 OAEP decrypt", lambda: key.decrypt(encrypted_key, OAEP), decrypt_name),
         Stage("AES-256-GCM decrypt", gcm, decrypt_name),
