@@ -17,12 +17,15 @@ from securemail.smime import (
     verify_receipt,
 )
 from securemail.smime.verify import verify_signed_data
-from tests.conftest import NOW, Pki
+from tests.conftest import NOW, Org, Pki
 
 REQUEST = ReceiptRequest(b"cid-receipts", ("gateway@agency.govt.nz",))
 
 
-def _sent_and_received(pki: Pki, message: bytes) -> tuple[ReceiptBasis, bytes]:
+def _sent_and_received(
+    pki: Pki, message: bytes, receipt_signer: Org | None = None
+) -> tuple[ReceiptBasis, bytes]:
+    """Agency sends with a receipt request; the receipt is signed by ministry (or another)."""
     sent = protect(
         message,
         pki.agency.signer,
@@ -34,7 +37,8 @@ def _sent_and_received(pki: Pki, message: bytes) -> tuple[ReceiptBasis, bytes]:
         sent.message, identities=[pki.ministry.recipient], trust=pki.trust(), now=NOW
     )
     assert sent.receipt_basis is not None
-    return sent.receipt_basis, make_receipt(received.signature, pki.ministry.signer, now=NOW)
+    signer = (receipt_signer or pki.ministry).signer
+    return sent.receipt_basis, make_receipt(received.signature, signer, now=NOW)
 
 
 def test_receipt_verifies_for_its_original(pki: Pki, message: bytes) -> None:
@@ -70,20 +74,9 @@ def test_no_receipt_unless_requested(pki: Pki, message: bytes) -> None:
 
 def test_receipt_from_revoked_gateway_refused(pki: Pki, message: bytes) -> None:
     """A receipt signed with a revoked certificate is refused as revoked."""
-    sent = protect(
-        message,
-        pki.agency.signer,
-        [pki.ministry.certificate],
-        now=NOW,
-        options=ProtectOptions(receipt_request=REQUEST),
-    )
-    received = unprotect(
-        sent.message, identities=[pki.ministry.recipient], trust=pki.trust(), now=NOW
-    )
-    receipt = make_receipt(received.signature, pki.revoked.signer, now=NOW)
-    assert sent.receipt_basis is not None
+    basis, receipt = _sent_and_received(pki, message, receipt_signer=pki.revoked)
     with pytest.raises(SmimeError) as refused:
-        verify_receipt(receipt, sent.receipt_basis, trust=pki.trust(), now=NOW)
+        verify_receipt(receipt, basis, trust=pki.trust(), now=NOW)
     assert refused.value.reason is Reason.REVOKED
 
 
