@@ -453,6 +453,17 @@ def test_signer_from_foreign_ca(pki: Pki) -> None:
     assert refusal(lambda: open_as(pki, message)).reason is Reason.UNTRUSTED_SIGNER
 
 
+def test_decrypted_bytes_not_kept_by_a_refusal_after_decryption(pki: Pki) -> None:
+    """A GCM message that decrypts but has an untrusted signer leaves no plaintext in frames."""
+    impostor = make_root_ca("Impostor", now=NOW)
+    rogue = issue(impostor, "rogue", now=NOW, domains=["agency.govt.nz"])
+    signer = SignerIdentity(rogue.certificate, rogue.private_key, chain=(impostor.certificate,))
+    message = protect(ORIGINAL, signer, [pki.ministry.certificate], now=NOW).message
+    error = refusal(lambda: open_as(pki, message))
+    assert error.reason is Reason.UNTRUSTED_SIGNER
+    assert_no_plaintext(error, SECRET, frames=True)
+
+
 def test_revoked_signer(pki: Pki) -> None:
     """A signer the federation CRL lists as revoked is refused as revoked."""
     message = protect(ORIGINAL, pki.revoked.signer, [pki.ministry.certificate], now=NOW).message

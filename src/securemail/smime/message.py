@@ -185,7 +185,35 @@ def unprotect(
     require_encryption: bool = False,
     bounds: limits.Limits = limits.Limits(),
 ) -> Unprotected:
-    """Decrypt (if encrypted), verify and validate; return the signed message and evidence."""
+    """Decrypt (if encrypted), verify and validate; return the signed message and evidence.
+
+    A refusal is raised afresh from this frame: its traceback then keeps none of the frames
+    below alive, so an error reporter that records local variables never sees the decrypted
+    bytes of a message that failed its signature or trust checks.
+    """
+    try:
+        return _unprotect(
+            message,
+            identities=identities,
+            trust=trust,
+            now=now,
+            require_encryption=require_encryption,
+            bounds=bounds,
+        )
+    except SmimeError as error:
+        refusal = SmimeError(error.reason, error.detail)
+    raise refusal
+
+
+def _unprotect(
+    message: bytes,
+    *,
+    identities: Sequence[RecipientIdentity],
+    trust: TrustStore,
+    now: datetime,
+    require_encryption: bool,
+    bounds: limits.Limits,
+) -> Unprotected:
     bounds.check_size(message)
     entity = _read(message, bounds)
     encryption = None
@@ -241,7 +269,5 @@ def _verify_decrypted(
     except SmimeError as error:
         if encryption.content_encryption.endswith("-cbc"):
             detail = f"legacy CBC content refused: {error.reason.value}: {error.detail}"
-            refusal = SmimeError(Reason.DECRYPT_FAILED, detail)
-        else:
-            raise
-    raise refusal
+            raise SmimeError(Reason.DECRYPT_FAILED, detail) from None
+        raise
