@@ -107,3 +107,24 @@ def test_receipt_is_not_a_message(pki: Pki, message: bytes) -> None:
     with pytest.raises(SmimeError) as refused:
         unprotect(entity, identities=[], trust=pki.trust(), now=NOW)
     assert refused.value.reason is Reason.MALFORMED
+
+
+def test_msg_sig_digest_uses_the_original_digest_algorithm(pki: Pki, message: bytes) -> None:
+    """An original signed with SHA-384 gets a 48-byte msgSigDigest even in a SHA-256 receipt."""
+    sent = protect(
+        message,
+        pki.agency.signer,
+        [pki.ministry.certificate],
+        now=NOW,
+        options=ProtectOptions(digest="sha384", receipt_request=REQUEST),
+    )
+    received = unprotect(
+        sent.message, identities=[pki.ministry.recipient], trust=pki.trust(), now=NOW
+    )
+    receipt = make_receipt(received.signature, pki.ministry.signer, now=NOW, digest="sha256")
+    _, signature = verify_signed_data(receipt)
+    assert signature.digest_algorithm == "sha256"
+    assert signature.msg_sig_digest is not None
+    assert len(signature.msg_sig_digest) == 48
+    assert sent.receipt_basis is not None
+    assert verify_receipt(receipt, sent.receipt_basis, trust=pki.trust(), now=NOW)
