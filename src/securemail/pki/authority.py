@@ -179,8 +179,9 @@ def issue_for_key(
     usage: Usage = "both",
     days: int = 730,
     not_before: datetime | None = None,
+    extended_key_usage: Sequence[x509.ObjectIdentifier] = (ExtendedKeyUsageOID.EMAIL_PROTECTION,),
 ) -> x509.Certificate:
-    """Issue an S/MIME gateway certificate (emailProtection) for domains and addresses.
+    """Issue a certificate (by default S/MIME: emailProtection) for domains and addresses.
 
     The key pair stays with its owner (e.g. from a CSR); only the public key is needed.
     """
@@ -198,9 +199,7 @@ def issue_for_key(
         .add_extension(
             _key_usage(usage, isinstance(public_key, ec.EllipticCurvePublicKey)), critical=True
         )
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
-        )
+        .add_extension(x509.ExtendedKeyUsage(list(extended_key_usage)), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()),

@@ -69,3 +69,7 @@ EKU_EMAIL_PROTECTION = "1.3.6.1.5.5.7.3.4"
 # The SecureMail security-label policy (ESS securityLabel policy identifier). A 2.25 UUID
 # arc (ITU-T X.667) chosen once for the project; never change it: it is on the wire.
 SECUREMAIL_LABEL_POLICY = "2.25.12228491194379699965502975167948141975"
+
+# Extended key usage of the federation operator's directory-signing certificate: under the
+# project's arc, so no message-signing certificate can ever sign a directory.
+EKU_DIRECTORY_SIGNING = SECUREMAIL_LABEL_POLICY + ".2"

@@ -91,16 +91,22 @@ class TrustStore:
         *,
         now: datetime,
         intermediates: Sequence[x509.Certificate] = (),
+        purpose: str = "email_protection",
     ) -> ValidatedPath:
-        """Validate ``cert`` for S/MIME signing at ``now``; raise SmimeError if not trusted."""
+        """Validate ``cert`` for signing at ``now``; raise SmimeError if not trusted.
+
+        ``purpose`` is the extended key usage the certificate must carry: emailProtection for
+        message signers, or the SecureMail directory-signing purpose (a dotted OID).
+        """
         key = hashlib.sha256(
-            b"".join(c.public_bytes(serialization.Encoding.DER) for c in (cert, *intermediates))
+            purpose.encode()
+            + b"".join(c.public_bytes(serialization.Encoding.DER) for c in (cert, *intermediates))
         ).digest()
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None and cached.valid_from <= now <= cached.valid_until:
             return cached
-        path = self._validate(cert, intermediates, now)
+        path = self._validate(cert, intermediates, now, purpose)
         with self._lock:
             if len(self._cache) >= CACHE_LIMIT:
                 self._cache.clear()
@@ -108,18 +114,22 @@ class TrustStore:
         return path
 
     def _validate(
-        self, cert: x509.Certificate, intermediates: Sequence[x509.Certificate], now: datetime
+        self,
+        cert: x509.Certificate,
+        intermediates: Sequence[x509.Certificate],
+        now: datetime,
+        purpose: str,
     ) -> ValidatedPath:
         """Validate with revocation required; relaxed stores retry without if no CRL covers it."""
         if self._crls:
             try:
-                return self._attempt(cert, intermediates, now, "require")
+                return self._attempt(cert, intermediates, now, "require", purpose)
             except SmimeError as error:
                 if self.require_revocation or error.reason is not Reason.REVOCATION_UNKNOWN:
                     raise
         elif self.require_revocation:
             raise SmimeError(Reason.REVOCATION_UNKNOWN, "no CRL is configured for the anchors")
-        return self._attempt(cert, intermediates, now, "soft-fail")
+        return self._attempt(cert, intermediates, now, "soft-fail", purpose)
 
     def _attempt(
         self,
@@ -127,6 +137,7 @@ class TrustStore:
         intermediates: Sequence[x509.Certificate],
         now: datetime,
         revocation_mode: str,
+        purpose: str,
     ) -> ValidatedPath:
         try:
             context = ValidationContext(
@@ -143,7 +154,7 @@ class TrustStore:
                 validation_context=context,
             )
             usage = validator.async_validate_usage(  # type: ignore[no-untyped-call]
-                key_usage={"digital_signature"}, extended_key_usage={"email_protection"}
+                key_usage={"digital_signature"}, extended_key_usage={purpose}
             )
             path = _run(usage)
         except errors.RevokedError as exc:

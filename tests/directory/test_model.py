@@ -1,0 +1,106 @@
+"""The directory's rules and the look-ups a gateway makes."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import pytest
+
+from securemail.directory import Contact, Directory, Endpoint, KeyPair, ModelError
+from securemail.pki.authority import issue
+from tests.conftest import NOW, Pki
+from tests.directory.conftest import FEDERATION, member_of
+
+
+def test_owner_lookup_is_exact_and_case_insensitive(first: Directory) -> None:
+    """Domains match exactly, whatever their case; sub-domains are not owned implicitly."""
+    owner = first.owner_of("Ministry.GOVT.nz")
+    assert owner is not None and owner.org_id == "ministry"
+    assert first.owner_of("sub.ministry.govt.nz") is None
+    assert first.owner_of("example.com") is None
+    assert first.owner_of("not a domain") is None
+
+
+def test_domain_claimed_by_two_members_refused(pki: Pki) -> None:
+    """A document in which two members claim one domain is refused as a whole."""
+    agency = member_of(pki.agency, "agency")
+    thief = dataclasses.replace(
+        member_of(pki.ministry, "ministry"), domains=("ministry.govt.nz", "agency.govt.nz")
+    )
+    with pytest.raises(ModelError, match=r"agency.govt.nz is claimed by both agency and ministry"):
+        Directory(FEDERATION, 1, NOW, NOW + timedelta(days=7), (agency, thief))
+
+
+def test_signer_may_sign_only_for_its_own_domains(pki: Pki, first: Directory) -> None:
+    """The agency's certificate signs for agency.govt.nz, not for ministry.govt.nz."""
+    assert first.may_sign_for(pki.agency.certificate, "agency.govt.nz")
+    assert not first.may_sign_for(pki.agency.certificate, "ministry.govt.nz")
+    assert not first.may_sign_for(pki.agency.certificate, "unknown.govt.nz")
+
+
+def test_suspended_member_gets_no_mail_and_signs_nothing(pki: Pki) -> None:
+    """A suspended member has no encryption certificate and its signatures are not accepted."""
+    suspended = member_of(pki.agency, "agency", status="suspended")
+    directory = Directory(FEDERATION, 1, NOW, NOW + timedelta(days=7), (suspended,))
+    assert directory.encryption_certificate("agency.govt.nz", NOW) is None
+    assert not directory.may_sign_for(pki.agency.certificate, "agency.govt.nz")
+
+
+def test_next_encryption_certificate_is_used_once_published(pki: Pki) -> None:
+    """During rollover senders encrypt to the published next certificate once it is valid."""
+    later = issue(pki.ca, "next", now=NOW + timedelta(days=1), domains=["agency.govt.nz"])
+    member = dataclasses.replace(
+        member_of(pki.agency, "agency"),
+        encryption=KeyPair(pki.agency.certificate, later.certificate),
+    )
+    directory = Directory(FEDERATION, 1, NOW, NOW + timedelta(days=7), (member,))
+    assert directory.encryption_certificate("agency.govt.nz", NOW) == pki.agency.certificate
+    in_two_days = NOW + timedelta(days=2)
+    assert directory.encryption_certificate("agency.govt.nz", in_two_days) == later.certificate
+
+
+def test_tls_pin_identifies_the_peer(pki: Pki, first: Directory) -> None:
+    """Only the pinned key is the ministry's TLS certificate."""
+    assert first.is_peer_tls("ministry.govt.nz", pki.ministry.certificate)
+    assert not first.is_peer_tls("ministry.govt.nz", pki.agency.certificate)
+
+
+@pytest.mark.parametrize(
+    ("email", "phone"),
+    [
+        ("jane.smith@agency.govt.nz", "+64 4 000 0000"),
+        ("securemail@agency.govt.nz", "04 000 0000"),
+        ("securemail", "+64 4 000 0000"),
+    ],
+)
+def test_contact_must_be_a_role_not_a_person(email: str, phone: str) -> None:
+    """Personal addresses and local phone formats are refused (no PII in the directory)."""
+    with pytest.raises(ModelError):
+        Contact(email, phone)
+
+
+def test_region_and_roles_required(pki: Pki) -> None:
+    """A member without a region, or with an unknown role, is refused."""
+    member = member_of(pki.agency, "agency")
+    with pytest.raises(ModelError, match="region"):
+        dataclasses.replace(member, region="")
+    with pytest.raises(ModelError, match="roles"):
+        dataclasses.replace(member, roles=("relay",))
+
+
+def test_json_round_trip_and_unknown_fields(first: Directory) -> None:
+    """to_json/from_json round-trip; an unknown field is refused, not ignored."""
+    data = first.to_json()
+    assert Directory.from_json(data) == first
+    data["members"][0]["extra"] = "x"
+    with pytest.raises(ModelError, match="unknown fields"):
+        Directory.from_json(data)
+
+
+def test_endpoint_parsing() -> None:
+    """HOST:PORT and HOST parse; a bad port is refused."""
+    assert Endpoint.parse("mx.agency.govt.nz:2525") == Endpoint("mx.agency.govt.nz", 2525)
+    assert Endpoint.parse("mx.agency.govt.nz") == Endpoint("mx.agency.govt.nz", 25)
+    with pytest.raises(ModelError):
+        Endpoint.parse("mx.agency.govt.nz:http")
