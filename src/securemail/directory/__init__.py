@@ -1,7 +1,9 @@
 """The signed member directory of a SecureMail federation: who is a member, of which domains.
 
-Pure: documents and certificates in, verdicts out. Fetching and storing it is the CLI's and
-the gateway's business (:mod:`securemail.cli.directory`).
+The names exported here are pure: documents and certificates in, verdicts out
+(:mod:`.model`, :mod:`.document`). The gateway's I/O around them lives in its own modules:
+:mod:`.fetch` (file or HTTPS), :mod:`.store` (the last good version on disk) and
+:mod:`.refresh` (the schedule the gateway service runs).
 """
 
 from securemail.directory.document import (
