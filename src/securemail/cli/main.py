@@ -6,6 +6,8 @@ import click
 
 from securemail import __version__
 from securemail.cli.demo import demo
+from securemail.cli.directory import directory
+from securemail.cli.keys import keys
 from securemail.cli.smime import smime
 
 
@@ -15,8 +17,10 @@ def cli() -> None:
     """SecureMail: signed, encrypted, receipted mail between federation members."""
 
 
-cli.add_command(smime)
 cli.add_command(demo)
+cli.add_command(smime)
+cli.add_command(directory)
+cli.add_command(keys)
 
 
 def main() -> None:
