@@ -7,7 +7,9 @@ import click
 from securemail import __version__
 from securemail.cli.demo import demo
 from securemail.cli.directory import directory
+from securemail.cli.federation import federation
 from securemail.cli.keys import keys
+from securemail.cli.rollover import install_next_command, promote_command, rollover_command
 from securemail.cli.smime import smime
 
 
@@ -19,8 +21,12 @@ def cli() -> None:
 
 cli.add_command(demo)
 cli.add_command(smime)
+cli.add_command(federation)
 cli.add_command(directory)
 cli.add_command(keys)
+keys.add_command(rollover_command)
+keys.add_command(install_next_command)
+keys.add_command(promote_command)
 
 
 def main() -> None:
