@@ -186,3 +186,21 @@ def test_openssl_verifies_the_directory_signature(
         check=False,
     )
     assert done.returncode == 0, done.stderr.decode(errors="replace")
+
+
+def test_expired_anchor_refused(pki: Pki, operator: Operator, first: Directory) -> None:
+    """Once the federation anchor (and so the operator certificate) has expired: refused."""
+    document, signature = sign_document(first, operator.signer, now=NOW)
+    long_after = NOW + timedelta(days=3700)
+    with pytest.raises(DirectoryError) as refused:
+        verify_document(document, signature, anchors=[pki.ca.certificate], now=long_after)
+    assert refused.value.reason is DirectoryReason.UNTRUSTED_SIGNER
+    assert "certificate-expired" in refused.value.detail
+
+
+@pytest.mark.parametrize("signature", [b"", b"\x30\x00", b"not a signature"])
+def test_unsigned_document_refused(pki: Pki, first: Directory, signature: bytes) -> None:
+    """A document without a valid signature is refused, whatever stands in its place."""
+    with pytest.raises(DirectoryError) as refused:
+        verify_document(canonical(first), signature, anchors=[pki.ca.certificate], now=NOW)
+    assert refused.value.reason is DirectoryReason.SIGNATURE_INVALID
