@@ -17,6 +17,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from securemail.directory import Accepted, Member, check_succession, digest, spki_pin
 from securemail.federation import FederationError, FederationReason
+from securemail.federation.issuing import requested_key, revocation_list
+from securemail.federation.node import node_files
 from securemail.federation.operator import (
     Admission,
     Application,
@@ -24,9 +26,6 @@ from securemail.federation.operator import (
     admit,
     build_version,
     check_members,
-    node_files,
-    requested_key,
-    revocation_list,
     set_status,
     update,
 )

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from securemail.keys import backup
 from securemail.keys.backup import KeyBackupError, Reason
+from securemail.keys.shares import BEGIN, END, combine_shares, format_share
 from tests.conftest import NOW, Pki
 
 Shares = list[tuple[str, bytes]]
@@ -102,7 +103,7 @@ def test_a_key_split_under_the_same_identifier_fails_the_tag(made: backup.Backup
     )
     forged = shamir_mnemonic.split_ems(1, [(3, 5)], secret)[0]
     shares = [
-        (f"forged-{n}.txt", backup.format_share(made.header, n, share.mnemonic()).encode())
+        (f"forged-{n}.txt", format_share(made.header, n, share.mnemonic()).encode())
         for n, share in enumerate(forged[:3], start=1)
     ]
     assert refusal(made.archive, shares).reason is Reason.BACKUP_INTEGRITY
@@ -111,7 +112,7 @@ def test_a_key_split_under_the_same_identifier_fails_the_tag(made: backup.Backup
 def test_an_altered_word_fails_the_share_checksum(made: backup.Backup) -> None:
     """One word swapped for another valid word is caught by the share's checksum, by file."""
     text = made.shares[3]
-    words = text.split(backup.BEGIN)[1].split()
+    words = text.split(BEGIN)[1].split()
     tenth = words[words.index("10.") + 1]
     replacement = next(w for w in shamir_mnemonic.wordlist.WORDLIST if w != tenth)
     altered = text.replace(f"10. {tenth}", f"10. {replacement}")
@@ -125,7 +126,7 @@ def test_an_altered_word_fails_the_share_checksum(made: backup.Backup) -> None:
 
 def test_every_flipped_byte_of_the_archive_is_refused(made: backup.Backup) -> None:
     """Whatever single byte of the archive file changes, it does not open with the right key."""
-    key, _ = backup.combine_shares(made.header, shares_of(made, 1, 2, 3))
+    key, _ = combine_shares(made.header, shares_of(made, 1, 2, 3))
     assert backup.open_archive(backup.read_archive(made.archive), key).keys
     for at in range(len(made.archive)):
         flipped = bytearray(made.archive)
@@ -144,7 +145,7 @@ def test_an_altered_header_is_refused_through_restore(made: backup.Backup) -> No
 
 def test_a_forged_archive_cannot_name_a_path(made: backup.Backup) -> None:
     """Even someone holding K shares cannot make restore write outside the keys directory."""
-    key, _ = backup.combine_shares(made.header, shares_of(made, 1, 2, 3))
+    key, _ = combine_shares(made.header, shares_of(made, 1, 2, 3))
     sealed = backup.read_archive(made.archive)
     aad = made.header.associated_data()
     content = json.loads(AESGCM(key).decrypt(sealed.nonce, sealed.ciphertext, aad))
@@ -170,7 +171,7 @@ def test_share_text_tells_the_custodian_what_to_do(made: backup.Backup) -> None:
     assert f"Backup id: {made.header.backup_id}" in text
     assert "any 3 custodians together can restore them" in text
     assert "reveals nothing" in text and "delete every" in text
-    words = text.split(backup.BEGIN)[1].split(backup.END)[0].split()
+    words = text.split(BEGIN)[1].split(END)[0].split()
     assert words[-2] == "33." and len(words) == 66
 
 
@@ -178,7 +179,7 @@ def test_shares_typed_back_in_as_bare_words_restore(made: backup.Backup) -> None
     """A custodian may type just the words (with or without numbers) into a file."""
     typed = []
     for n in (2, 3, 5):
-        block = made.shares[n - 1].split(backup.BEGIN)[1].split(backup.END)[0]
+        block = made.shares[n - 1].split(BEGIN)[1].split(END)[0]
         typed.append((f"typed-{n}.txt", block.upper().encode()))
     assert backup.restore_backup(made.archive, typed).shares_used == (2, 3, 5)
 

@@ -7,7 +7,7 @@ written), 2 usage error. The layout of the directory is described in
 Security: the passphrases of the federation keys and of a new member's node keys come from
 an environment variable or a file, never from the command line, and an empty one is
 refused (it would leave keys unencrypted). Certificate requests are untrusted input and are
-checked by :func:`securemail.federation.operator.requested_key`.
+checked by :func:`securemail.federation.issuing.requested_key`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from securemail.directory import Member
 from securemail.directory.model import CAPABILITIES, ROLES
 from securemail.federation import FederationError
 from securemail.federation import operator as ops
+from securemail.federation.issuing import REVOCATION_REASONS
+from securemail.federation.node import NodeTarget
 from securemail.federation.store import Store, serial_hex
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -167,7 +169,7 @@ def add_member_command(
     node = None
     if node_dir is not None:
         secret = _passphrase(node_passphrase_env, node_passphrase_file, "--node-passphrase")
-        node = ops.NodeTarget(node_dir, secret)
+        node = NodeTarget(node_dir, secret)
     passphrase = _passphrase(passphrase_env, passphrase_file)
     application = ops.Application(
         org_id=org_id,
@@ -302,7 +304,7 @@ def _serial(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 @click.option("--serial", callback=_serial, help="Revoke this certificate (hexadecimal).")
 @click.option(
     "--reason",
-    type=click.Choice(list(ops.REVOCATION_REASONS)),
+    type=click.Choice(list(REVOCATION_REASONS)),
     default="unspecified",
     show_default=True,
 )

@@ -1,18 +1,18 @@
 """The federation operator's operations: found, admit, change, revoke and publish.
 
 Theory of operation. The pure functions (:func:`admit`, :func:`update`, :func:`set_status`,
-:func:`revocation_list`, :func:`build_version`, :func:`node_files`) take values and
-return values; the functions that take a :class:`~securemail.federation.store.Store` read
-what they need, call them, and write the result under the store's lock. Nothing is written
-until every check has passed. Members are validated by the directory model itself, so a
-record the operator can save is one the directory can carry; :func:`build_version` then
-verifies its own signed output as a gateway would before anything is published.
+:func:`build_version`, and :func:`~securemail.federation.issuing.revocation_list` and
+:func:`~securemail.federation.node.node_files` beside them) take values and return values;
+the functions that take a :class:`~securemail.federation.store.Store` read what they need,
+call them, and write the result under the store's lock. Nothing is written until every
+check has passed. Members are validated by the directory model itself, so a record the
+operator can save is one the directory can carry; :func:`build_version` then verifies its
+own signed output as a gateway would before anything is published.
 
-Security: certificate requests come from members and are untrusted. A request contributes
-its public key only (subject and names come from the federation's record); its signature
-must verify (proof of possession) and its key must meet the profile (RSA >= 2048 bits,
-P-256/384/521). Keys made here for a member are written only encrypted, to the member's
-node directory, and never kept by the federation.
+Security: certificate requests come from members and are untrusted; they are checked, and
+certificates issued, by :mod:`~securemail.federation.issuing`. Keys made for a member are
+written only to the member's node directory (:mod:`~securemail.federation.node`), and
+never kept by the federation.
 """
 
 from __future__ import annotations
@@ -26,10 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from securemail.directory import (
     Accepted,
@@ -49,29 +45,21 @@ from securemail.directory import (
     verify_document,
 )
 from securemail.federation import FederationError, FederationReason
-from securemail.federation.store import Revocation, Store, serial_hex, write_node_directory
-from securemail.pki.authority import (
-    Issued,
-    generate_key,
-    issue,
-    issue_for_key,
-    make_root_ca,
-    private_key_pem,
+from securemail.federation.issuing import (
+    CRL_DAYS,
+    issue_smime,
+    issue_tls,
+    member_key,
+    next_revocation_list,
+    requested_key,
 )
+from securemail.federation.node import NodeTarget, write_node
+from securemail.federation.store import Revocation, Store, serial_hex
+from securemail.pki.authority import Issued, issue, make_root_ca
 from securemail.smime import SignerIdentity, keys, oids
 
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 DEFAULT_CAPABILITIES = ("aes256-gcm", "aes256-cbc", "rsa-oaep")
-CRL_DAYS = 7
 MAX_NAME = 64  # ub-organization-name (RFC 5280): the name goes into certificate subjects
-# RFC 5280 §5.3.1 reason codes an operator may give; "unspecified" is left off the CRL entry
-REVOCATION_REASONS: dict[str, x509.ReasonFlags | None] = {
-    "unspecified": None,
-    "key-compromise": x509.ReasonFlags.key_compromise,
-    "affiliation-changed": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessation-of-operation": x509.ReasonFlags.cessation_of_operation,
-}
 ROOT = "ca/root"
 OPERATOR = "operator/directory-signer"
 
@@ -144,35 +132,6 @@ def _model() -> Iterator[None]:
         raise FederationError(FederationReason.MEMBER_INVALID, str(exc)) from None
 
 
-def requested_key(csr_data: bytes) -> PublicKey:
-    """The public key of a CSR (PEM or DER) whose signature verifies and key is allowed."""
-    try:
-        if b"-----BEGIN" in csr_data:
-            csr = x509.load_pem_x509_csr(csr_data)
-        else:
-            csr = x509.load_der_x509_csr(csr_data)
-        key = csr.public_key()
-    except UnsupportedAlgorithm as exc:
-        raise FederationError(FederationReason.UNSUPPORTED_KEY, f"CSR key: {exc}") from None
-    except ValueError as exc:
-        raise FederationError(FederationReason.CSR_MALFORMED, f"CSR: {exc}") from None
-    if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size < keys.MIN_RSA_BITS:
-            raise FederationError(
-                FederationReason.WEAK_KEY,
-                f"CSR has an RSA key of {key.key_size} bits; at least {keys.MIN_RSA_BITS}",
-            )
-    elif not isinstance(key, ec.EllipticCurvePublicKey):
-        raise FederationError(FederationReason.UNSUPPORTED_KEY, f"CSR key {type(key).__name__}")
-    elif not isinstance(key.curve, keys.EC_CURVES):
-        raise FederationError(
-            FederationReason.UNSUPPORTED_KEY, f"CSR curve {key.curve.name}; P-256, P-384 or P-521"
-        )
-    if not csr.is_signature_valid:
-        raise FederationError(FederationReason.CSR_SIGNATURE_INVALID, "the CSR signature is bad")
-    return key
-
-
 def admit(
     application: Application, ca: Issued, members: Iterable[Member], now: datetime
 ) -> Admission:
@@ -199,11 +158,13 @@ def admit(
         raise FederationError(FederationReason.MEMBER_EXISTS, f"{draft.org_id} is a member")
     _check_domains(draft, others)
     generated: dict[str, keys.PrivateKey] = {}
-    signing = _smime(ca, draft, _key(application.csr, "signing", generated), "signing", now)
-    encryption = _smime(
-        ca, draft, _key(application.csr, "encryption", generated), "encryption", now
+    signing = issue_smime(
+        ca, draft, member_key(application.csr, "signing", generated), "signing", now
     )
-    tls = _tls(ca, draft, _key(application.tls_csr, "tls", generated), now)
+    encryption = issue_smime(
+        ca, draft, member_key(application.csr, "encryption", generated), "encryption", now
+    )
+    tls = issue_tls(ca, draft, member_key(application.tls_csr, "tls", generated), now)
     member = dataclasses.replace(
         draft, tls_pins=(spki_pin(tls),), signing=KeyPair(signing), encryption=KeyPair(encryption)
     )
@@ -243,7 +204,7 @@ def update(
             continue
         if ca is None:
             raise ValueError("issuing a next certificate needs the CA")
-        cert = _smime(ca, updated, requested_key(csr), use, now)
+        cert = issue_smime(ca, updated, requested_key(csr), use, now)
         pair: dict[str, Any] = {use: KeyPair(getattr(updated, use).current, cert)}
         updated = dataclasses.replace(updated, **pair)
         issued.append((use, cert))
@@ -265,39 +226,6 @@ def set_status(member: Member, status: str, revoked: set[int]) -> Member:
                     " issue new ones first (update-member --next-*-csr, then --promote-next)",
                 )
     return dataclasses.replace(member, status=status)
-
-
-def revocation_list(
-    ca: Issued,
-    revocations: Iterable[Revocation],
-    *,
-    number: int,
-    now: datetime,
-    days: int = CRL_DAYS,
-) -> x509.CertificateRevocationList:
-    """The federation's CRL: every revocation with its date and reason (RFC 5280 §5)."""
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.certificate.subject)
-        .last_update(now - timedelta(minutes=5))
-        .next_update(now + timedelta(days=days))
-        .add_extension(x509.CRLNumber(number), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()),
-            critical=False,
-        )
-    )
-    for revocation in revocations:
-        entry = (
-            x509.RevokedCertificateBuilder()
-            .serial_number(revocation.serial)
-            .revocation_date(revocation.revoked_at)
-        )
-        flag = REVOCATION_REASONS[revocation.reason]
-        if flag is not None:
-            entry = entry.add_extension(x509.CRLReason(flag), critical=False)
-        builder = builder.add_revoked_certificate(entry.build())
-    return builder.sign(ca.private_key, hashes.SHA256())
 
 
 def build_version(
@@ -353,66 +281,6 @@ def check_members(members: Iterable[Member], revoked: set[int], now: datetime) -
     return warnings
 
 
-def node_files(
-    admission: Admission,
-    *,
-    federation: str,
-    anchor: x509.Certificate,
-    directory: Path,
-    passphrase: bytes,
-) -> dict[str, bytes]:
-    """The files of a member's node directory (relative path -> content)."""
-    member = admission.member
-    certificates = {
-        "signing": member.signing.current,
-        "encryption": member.encryption.current,
-        "tls": admission.tls_certificate,
-        "federation-ca": anchor,
-    }
-    files = {
-        f"certs/{use}.pem": cert.public_bytes(serialization.Encoding.PEM)
-        for use, cert in certificates.items()
-    }
-    for use, key in admission.generated.items():
-        files[f"keys/{use}.key"] = private_key_pem(key, passphrase)
-    paths = [
-        (f"{use}_{kind}", f"{folder}/{use}.{ext}")
-        for use in ("signing", "encryption", "tls")
-        for kind, folder, ext in (("key", "keys", "key"), ("cert", "certs", "pem"))
-    ]
-    lines = [
-        "# SecureMail node, written by `securemail federation add-member`.",
-        "# Keys listed here but not present came from the member's own CSRs.",
-        "[node]",
-        f"org_id = {_toml(member.org_id)}",
-        f"name = {_toml(member.name)}",
-        f"domains = [{', '.join(_toml(d) for d in member.domains)}]",
-        "",
-        "[federation]",
-        f"name = {_toml(federation)}",
-        'anchor = "certs/federation-ca.pem"',
-        f"directory = {_toml(str(directory.resolve()))}",
-        "",
-        "[keys]",
-        *(f"{name} = {_toml(path)}" for name, path in paths),
-    ]
-    files["node.toml"] = ("\n".join(lines) + "\n").encode()
-    return files
-
-
-def _toml(text: str) -> str:
-    """A TOML basic string (TOML 1.0 §String): quote, backslash and controls escaped."""
-    out = []
-    for char in text:
-        if char in '"\\':
-            out.append("\\" + char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04X}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
 def _check_name(name: str) -> None:
     if len(name) > MAX_NAME:
         raise FederationError(
@@ -431,39 +299,6 @@ def _check_domains(member: Member, others: Iterable[Member]) -> None:
                 )
 
 
-def _key(csr: bytes | None, use: str, generated: dict[str, keys.PrivateKey]) -> PublicKey:
-    if csr is not None:
-        return requested_key(csr)
-    generated[use] = generate_key()
-    return generated[use].public_key()
-
-
-def _smime(ca: Issued, member: Member, key: PublicKey, use: str, now: datetime) -> x509.Certificate:
-    return issue_for_key(
-        ca,
-        member.org_id,
-        key,
-        now=now,
-        organisation=member.name,
-        domains=member.domains,
-        emails=[f"gateway@{member.domains[0]}"],
-        usage="signing" if use == "signing" else "encryption",
-    )
-
-
-def _tls(ca: Issued, member: Member, key: PublicKey, now: datetime) -> x509.Certificate:
-    return issue_for_key(
-        ca,
-        member.org_id,
-        key,
-        now=now,
-        organisation=member.name,
-        domains=list(dict.fromkeys(e.host for e in member.endpoints)),
-        usage="both",  # RSA: digitalSignature + keyEncipherment; EC: + keyAgreement
-        extended_key_usage=(ExtendedKeyUsageOID.SERVER_AUTH,),
-    )
-
-
 def _promote(member: Member) -> Member:
     if member.signing.next is None and member.encryption.next is None:
         raise FederationError(
@@ -474,14 +309,6 @@ def _promote(member: Member) -> Member:
         for pair in (member.signing, member.encryption)
     )
     return dataclasses.replace(member, signing=signing, encryption=encryption)
-
-
-@dataclass(frozen=True)
-class NodeTarget:
-    """Where add-member writes the member's node directory, and the passphrase of its keys."""
-
-    path: Path
-    passphrase: bytes
 
 
 def init_federation(
@@ -527,14 +354,7 @@ def add_member(
         if admission.generated and node is None:
             raise ValueError("keys were generated: a node directory must receive them")
         if node is not None:
-            files = node_files(
-                admission,
-                federation=store.federation_name(),
-                anchor=store.root_certificate(),
-                directory=store.root / "directory.json",
-                passphrase=node.passphrase,
-            )
-            write_node_directory(node.path, files)
+            write_node(store, admission, node)
         member = admission.member
         uses = (
             ("signing", member.signing.current),
@@ -598,7 +418,7 @@ def revoke(
         owner, serials, member = _to_revoke(store, org_id, serial, {r.serial for r in revocations})
         added = [Revocation(s, owner, now, reason) for s in serials]
         ca = store.read_identity(ROOT, passphrase)
-        store.write_crl(_crl(store, ca, revocations + added, now, CRL_DAYS))
+        store.write_crl(next_revocation_list(store, ca, revocations + added, now, CRL_DAYS))
         store.write_revocations(revocations + added)
         if member is not None and member.active:
             store.write_member(dataclasses.replace(member, status="suspended"))
@@ -650,7 +470,7 @@ def _publish(
 ) -> Version:
     """Re-issue the CRL (valid at least as long as the version) and publish with it."""
     days = max(CRL_DAYS, validity.days)
-    crl = _crl(store, ca, store.revocations(), now, days)
+    crl = next_revocation_list(store, ca, store.revocations(), now, days)
     latest = store.latest()
     version = build_version(
         None if latest is None else latest[0],
@@ -665,17 +485,6 @@ def _publish(
     store.write_crl(crl)
     store.publish(version.directory.serial, version.document, version.signature)
     return version
-
-
-def _crl(
-    store: Store, ca: Issued, revocations: list[Revocation], now: datetime, days: int
-) -> x509.CertificateRevocationList:
-    """The next CRL: its number one above the current one's (RFC 5280 §5.2.3)."""
-    current = store.crl()
-    number = 0
-    if current is not None:
-        number = current.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    return revocation_list(ca, revocations, number=number + 1, now=now, days=days)
 
 
 def _serials(issued: Iterable[tuple[str, x509.Certificate]]) -> list[str]:

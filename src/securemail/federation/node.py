@@ -1,0 +1,102 @@
+"""A new member's node directory: its certificates, the keys made for it, and node.toml.
+
+Security: the private keys made for a member (when it sent no CSR) are written only here,
+encrypted under the node passphrase the caller gives (the CLI refuses an empty one), into
+``keys/`` (mode 0600 in a 0700 folder); the federation never keeps them. The directory must
+be new or empty: nothing already there is overwritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from securemail.federation.store import Store, write_node_directory
+from securemail.pki.authority import private_key_pem
+
+if TYPE_CHECKING:
+    from securemail.federation.operator import Admission
+
+
+@dataclass(frozen=True)
+class NodeTarget:
+    """Where add-member writes the member's node directory, and the passphrase of its keys."""
+
+    path: Path
+    passphrase: bytes
+
+
+def write_node(store: Store, admission: Admission, node: NodeTarget) -> None:
+    """Write the node directory of a member just admitted to the federation in ``store``."""
+    files = node_files(
+        admission,
+        federation=store.federation_name(),
+        anchor=store.root_certificate(),
+        directory=store.root / "directory.json",
+        passphrase=node.passphrase,
+    )
+    write_node_directory(node.path, files)
+
+
+def node_files(
+    admission: Admission,
+    *,
+    federation: str,
+    anchor: x509.Certificate,
+    directory: Path,
+    passphrase: bytes,
+) -> dict[str, bytes]:
+    """The files of a member's node directory (relative path -> content)."""
+    member = admission.member
+    certificates = {
+        "signing": member.signing.current,
+        "encryption": member.encryption.current,
+        "tls": admission.tls_certificate,
+        "federation-ca": anchor,
+    }
+    files = {
+        f"certs/{use}.pem": cert.public_bytes(serialization.Encoding.PEM)
+        for use, cert in certificates.items()
+    }
+    for use, key in admission.generated.items():
+        files[f"keys/{use}.key"] = private_key_pem(key, passphrase)
+    paths = [
+        (f"{use}_{kind}", f"{folder}/{use}.{ext}")
+        for use in ("signing", "encryption", "tls")
+        for kind, folder, ext in (("key", "keys", "key"), ("cert", "certs", "pem"))
+    ]
+    lines = [
+        "# SecureMail node, written by `securemail federation add-member`.",
+        "# Keys listed here but not present came from the member's own CSRs.",
+        "[node]",
+        f"org_id = {_toml(member.org_id)}",
+        f"name = {_toml(member.name)}",
+        f"domains = [{', '.join(_toml(d) for d in member.domains)}]",
+        "",
+        "[federation]",
+        f"name = {_toml(federation)}",
+        'anchor = "certs/federation-ca.pem"',
+        f"directory = {_toml(str(directory.resolve()))}",
+        "",
+        "[keys]",
+        *(f"{name} = {_toml(path)}" for name, path in paths),
+    ]
+    files["node.toml"] = ("\n".join(lines) + "\n").encode()
+    return files
+
+
+def _toml(text: str) -> str:
+    """A TOML basic string (TOML 1.0 §String): quote, backslash and controls escaped."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
