@@ -57,7 +57,8 @@ ANCHORS = click.option(
     "anchors",
     multiple=True,
     type=FILE,
-    help="Federation root certificate(s) (PEM) the operator's signature must chain to.",
+    help="Federation root certificate(s) (PEM) the operator's signature must chain to "
+    "(needed by fetch and verify; show without it only parses).",
 )
 
 

@@ -168,7 +168,12 @@ def add_member_command(
         )
     node = None
     if node_dir is not None:
-        secret = _passphrase(node_passphrase_env, node_passphrase_file, "--node-passphrase")
+        keys_made_here = csr is None or tls_csr is None
+        secret = (
+            _passphrase(node_passphrase_env, node_passphrase_file, "--node-passphrase")
+            if keys_made_here
+            else b""
+        )
         node = NodeTarget(node_dir, secret)
     passphrase = _passphrase(passphrase_env, passphrase_file)
     application = ops.Application(

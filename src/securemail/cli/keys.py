@@ -1,7 +1,7 @@
 """``securemail keys``: split-knowledge backup and restore of a node's keys; PKCS#12 export.
 
 A node directory holds ``keys/*.key`` (PKCS#8 PEM, encrypted with the node passphrase),
-``certs/*.pem``, optionally ``node.json`` with the node's ``org_id``, and ``audit.log``, to
+``certs/*.pem``, optionally ``node.toml`` with the node's ``[node] org_id``, and ``audit.log``, to
 which every command here appends what it did: identifiers and counts, never key material.
 
 Security: the archive and share files given to ``restore`` are untrusted until the shares
@@ -16,8 +16,8 @@ written), 2 usage error.
 
 from __future__ import annotations
 
-import json
 import sys
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -39,7 +39,7 @@ NODE_DIR = click.option(
     "--node-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     required=True,
-    help="The node directory: keys/*.key, certs/*.pem, node.json, audit.log.",
+    help="The node directory: keys/*.key, certs/*.pem, node.toml, audit.log.",
 )
 
 
@@ -75,13 +75,14 @@ def _named(path: Path, suffix: str) -> str:
 
 
 def _org_id(node_dir: Path) -> str | None:
-    path = node_dir / "node.json"
+    """The node's org id from node.toml ([node] org_id), as add-member writes it."""
+    path = node_dir / "node.toml"
     if not path.exists():
         return None
     try:
-        org_id = json.loads(path.read_bytes()).get("org_id")
+        org_id = tomllib.loads(path.read_text()).get("node", {}).get("org_id")
     except (ValueError, AttributeError):
-        raise click.UsageError(f"{path} is not a JSON object") from None
+        raise click.UsageError(f"{path} is not a node configuration (TOML)") from None
     return org_id if isinstance(org_id, str) else None
 
 
@@ -271,7 +272,7 @@ def _member(directory: Path, name: str, suffix: str) -> Path:
 
 
 def _certificate_for(
-    node_dir: Path, key: smime_keys.PrivateKey, cert_name: str | None
+    node_dir: Path, key: smime_keys.PrivateKey, cert_name: str | None, key_stem: str = ""
 ) -> tuple[Path, x509.Certificate]:
     """The certificate of ``key``: in --cert if given, else the newest match in certs/."""
     if cert_name is not None:
@@ -287,7 +288,10 @@ def _certificate_for(
     if not matches:
         where = paths[0] if cert_name is not None else node_dir / "certs"
         raise SmimeError(Reason.BAD_KEY, f"no certificate in {where} matches the key")
-    return max(matches, key=lambda match: match[1].not_valid_before_utc)
+    # a key's own certificate has its name (keys/signing.key, certs/signing.pem): one key
+    # may be certified twice (a CSR admission certifies it for signing and for encryption)
+    named = [m for m in matches if m[0].stem == key_stem]
+    return max(named or matches, key=lambda match: match[1].not_valid_before_utc)
 
 
 def _export_passphrase(env: str | None, file: Path | None) -> bytes:
@@ -342,7 +346,7 @@ def export_command(
     key_path = _member(node_dir / "keys", key_name, ".key")
     try:
         key = _load_key(key_path, files.read_passphrase(passphrase_env, passphrase_file))
-        cert_path, cert = _certificate_for(node_dir, key, cert_name)
+        cert_path, cert = _certificate_for(node_dir, key, cert_name, key_path.stem)
         data = export.export_pkcs12(key, cert, secret, name=key_path.stem.encode())
     except SmimeError as error:
         _refuse(error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from securemail import __version__
+from securemail.cli.audit import audit_group
 from securemail.cli.demo import demo
 from securemail.cli.directory import directory
 from securemail.cli.federation import federation
@@ -24,6 +25,7 @@ cli.add_command(smime)
 cli.add_command(federation)
 cli.add_command(directory)
 cli.add_command(keys)
+cli.add_command(audit_group)
 keys.add_command(rollover_command)
 keys.add_command(install_next_command)
 keys.add_command(promote_command)

@@ -230,7 +230,7 @@ def _identities(
     type=FILE,
     help="Our decryption certificate; repeatable (e.g. during key rollover).",
 )
-@click.option("--key", "keys", multiple=True, type=FILE, help="Its private key.")
+@click.option("--key", "keys", multiple=True, type=FILE, help="Its private key; one per --cert.")
 @_trust_options
 @click.option("--require-encryption", is_flag=True, help="Refuse signed-only messages.")
 @click.option(
@@ -328,7 +328,7 @@ def describe(result: Unprotected) -> dict[str, Any]:
 
 @smime.command("receipt")
 @click.option("--cert", "certs", multiple=True, type=FILE, help="Our decryption certificate.")
-@click.option("--key", "keys", multiple=True, type=FILE, help="Its private key.")
+@click.option("--key", "keys", multiple=True, type=FILE, help="Its private key; one per --cert.")
 @click.option("--signer-cert", type=FILE, help="Receipt signing certificate (default: --cert).")
 @click.option("--signer-key", type=FILE, help="Its private key (default: --key).")
 @_trust_options

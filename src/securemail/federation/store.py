@@ -144,6 +144,11 @@ class Store:
         certificate = _read_cert(base.with_suffix(".pem"))
         try:
             key = keys.load_private_key(base.with_suffix(".key").read_bytes(), passphrase)
+        except OSError as exc:
+            raise FederationError(
+                FederationReason.STORE_CORRUPT,
+                f"{base}.key cannot be read ({exc.strerror}): is the offline key media mounted?",
+            ) from None
         except SmimeError as error:
             raise FederationError(
                 FederationReason.BAD_PASSPHRASE, f"{base}.key: {error.detail}"
