@@ -14,8 +14,8 @@ from securemail.cli.main import cli
 def _log(tmp_path: Path) -> tuple[Path, audit.Head]:
     path = tmp_path / "audit.log"
     head = audit.Head(0, "")
-    for n in range(3):
-        head = audit.append(path, "keys.backup", {"backup_id": f"b{n}"}, now=datetime.now(UTC))
+    for name in ("first", "second", "third"):
+        head = audit.append(path, "keys.backup", {"backup_id": name}, now=datetime.now(UTC))
     return path, head
 
 
@@ -35,7 +35,7 @@ def test_edited_and_shortened_logs_fail(tmp_path: Path) -> None:
     """An edited record fails by line; a log missing its last record fails against the head."""
     path, head = _log(tmp_path)
     lines = path.read_bytes().splitlines(keepends=True)
-    path.write_bytes(lines[0] + lines[1].replace(b"b1", b"b9") + lines[2])
+    path.write_bytes(lines[0] + lines[1].replace(b"second", b"forged") + lines[2])
     edited = CliRunner().invoke(cli, ["audit", "verify", str(path)])
     assert edited.exit_code == 1 and "line 2 was altered" in edited.stderr
     path.write_bytes(b"".join(lines[:2]))
