@@ -176,7 +176,7 @@ def test_https_fetch_from_loopback_server(
 ) -> None:
     """A server whose certificate chains to --ca-file serves the document and signature."""
     server = serve(tls_certificate(pki.ca), tmp_path)
-    fetched = Source(server.url("directory.json"), ca_file=ca_file, timeout=5).fetch()
+    fetched = Source(server.url("directory.json"), ca_file=ca_file, timeout=20).fetch()
     assert fetched == Fetched(published.document, published.signature)
 
 
@@ -187,7 +187,7 @@ def test_server_certificate_from_another_ca_refused(
     other = make_root_ca("Somebody Else", now=NOW)
     server = serve(tls_certificate(other), tmp_path)
     with pytest.raises(FetchError) as refused:
-        Source(server.url("directory.json"), ca_file=ca_file, timeout=5).fetch()
+        Source(server.url("directory.json"), ca_file=ca_file, timeout=20).fetch()
     assert refused.value.reason is FetchReason.UNTRUSTED_SERVER
 
 
@@ -198,7 +198,7 @@ def test_oversized_response_refused(
     """A body over the cap is refused, whether announced by Content-Length or streamed."""
     server = serve(tls_certificate(pki.ca), tmp_path)
     server.routes["/big.json"] = Route(b"x" * (4 * 1024 * 1024), send_length=send_length)
-    source = Source(server.url("big.json"), ca_file=ca_file, timeout=5, max_bytes=64 * 1024)
+    source = Source(server.url("big.json"), ca_file=ca_file, timeout=20, max_bytes=64 * 1024)
     with pytest.raises(FetchError) as refused:
         source.fetch()
     assert refused.value.reason is FetchReason.TOO_LARGE
@@ -213,7 +213,7 @@ def test_redirect_to_plain_http_refused(
     server = serve(tls_certificate(pki.ca), tmp_path)
     server.routes["/moved.json"] = Route(status=302, location="http://127.0.0.1:9/d.json")
     with pytest.raises(FetchError) as refused:
-        Source(server.url("moved.json"), ca_file=ca_file, timeout=5).fetch()
+        Source(server.url("moved.json"), ca_file=ca_file, timeout=20).fetch()
     assert refused.value.reason is FetchReason.INSECURE
 
 
@@ -224,7 +224,7 @@ def test_redirect_to_https_followed(
     server = serve(tls_certificate(pki.ca), tmp_path)
     server.routes["/moved.json"] = Route(status=301, location=server.url("directory.json"))
     server.routes["/moved.json.p7s"] = Route(published.signature)
-    fetched = Source(server.url("moved.json"), ca_file=ca_file, timeout=5).fetch()
+    fetched = Source(server.url("moved.json"), ca_file=ca_file, timeout=20).fetch()
     assert fetched == Fetched(published.document, published.signature)
 
 

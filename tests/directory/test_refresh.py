@@ -41,7 +41,7 @@ def serial(refresher: DirectoryRefresher) -> int | None:
     return None if refresher.current is None else refresher.current.serial
 
 
-async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+async def until(condition: Callable[[], bool], seconds: float = 30.0) -> None:
     """Wait, polling, until ``condition`` holds; fail the test after ``seconds``."""
     async with asyncio.timeout(seconds):
         while not condition():
@@ -82,7 +82,7 @@ def test_run_follows_the_published_files_until_stopped(
         await until(lambda: "directory-rollback" in caplog.text)
         assert serial(refresher) == 2
         stop.set()
-        await asyncio.wait_for(task, timeout=5)
+        await asyncio.wait_for(task, timeout=30)
 
     asyncio.run(scenario())
     assert (refresher.store.state / "directory.json").read_bytes() == versions[1].document
@@ -101,7 +101,7 @@ def test_run_starts_from_the_state_when_the_source_is_down(
         task = asyncio.create_task(restarted.run(60, stop))
         await until(lambda: "directory-unavailable" in caplog.text)
         stop.set()
-        await asyncio.wait_for(task, timeout=5)
+        await asyncio.wait_for(task, timeout=30)
 
     asyncio.run(scenario())
     assert serial(restarted) == 2
