@@ -24,6 +24,7 @@ import rfc8785
 from cryptography import x509
 
 from securemail.directory.model import Directory, HistoryEntry, Member, ModelError
+from securemail.errors import SecureMailError
 from securemail.smime import SignerIdentity, SmimeError, TrustStore, oids, sign, verify
 from securemail.smime.limits import Limits, check_der
 
@@ -43,13 +44,8 @@ class DirectoryReason(StrEnum):
     BROKEN_CHAIN = "directory-broken-chain"
 
 
-class DirectoryError(Exception):
+class DirectoryError(SecureMailError[DirectoryReason]):
     """A refused directory version: a reason code and a detail for the operator."""
-
-    def __init__(self, reason: DirectoryReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from securemail import __version__
 from securemail.directory.document import MAX_DOCUMENT_BYTES
+from securemail.errors import SecureMailError
 
 SIGNATURE_SUFFIX = ".p7s"
 MAX_SIGNATURE_BYTES = 1024 * 1024  # an operator certificate chain and one signature
@@ -43,13 +44,8 @@ class FetchReason(StrEnum):
     UNAVAILABLE = "directory-unavailable"
 
 
-class FetchError(Exception):
+class FetchError(SecureMailError[FetchReason]):
     """A failed fetch: a reason code and a detail for the operator."""
-
-    def __init__(self, reason: FetchReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

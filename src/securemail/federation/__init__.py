@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from securemail.errors import SecureMailError
+
 
 class FederationReason(StrEnum):
     """Why an operator command was refused. Values are the CLI reason codes."""
@@ -40,13 +42,8 @@ class FederationReason(StrEnum):
     STORE_CORRUPT = "store-corrupt"
 
 
-class FederationError(Exception):
+class FederationError(SecureMailError[FederationReason]):
     """A refused operator command: a stable reason code plus a detail for the operator."""
-
-    def __init__(self, reason: FederationReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 __all__ = ["FederationError", "FederationReason"]

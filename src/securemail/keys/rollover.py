@@ -24,6 +24,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from securemail.errors import SecureMailError
 from securemail.pki.authority import KeyType, generate_key, private_key_pem
 from securemail.smime.keys import RecipientIdentity, load_certificate, load_private_key
 
@@ -38,13 +39,8 @@ class RolloverReason(StrEnum):
     CERTIFICATE_NOT_VALID = "rollover-certificate-not-valid"
 
 
-class RolloverError(Exception):
+class RolloverError(SecureMailError[RolloverReason]):
     """A rollover step that cannot be done: a reason code and what to do about it."""
-
-    def __init__(self, reason: RolloverReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import shamir_mnemonic  # type: ignore[import-untyped]
 
+from securemail.errors import SecureMailError
+
 if TYPE_CHECKING:
     from securemail.keys.backup import Header
 
@@ -41,13 +43,8 @@ class Reason(StrEnum):
     OUTPUT_EXISTS = "output-exists"
 
 
-class KeyBackupError(Exception):
+class KeyBackupError(SecureMailError[Reason]):
     """A refused backup or restore: a stable reason code plus a detail for the operator."""
-
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def split_key(secret: bytes, shares: int, threshold: int) -> list[str]:

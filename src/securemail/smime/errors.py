@@ -5,7 +5,7 @@ Every failure of protect, unprotect or receipt handling raises :class:`SmimeErro
 failure notices and the operations log); the detail is for the operator's log only and may
 name certificates or algorithms, never message content.
 
-    SmimeError
+    SmimeError(SecureMailError[Reason])   (the project's one error model: securemail.errors)
       reason: Reason   e.g. Reason.INTEGRITY_FAILED -> "integrity-failed"
       detail: str      human-readable, for logs
 """
@@ -13,6 +13,8 @@ name certificates or algorithms, never message content.
 from __future__ import annotations
 
 from enum import StrEnum
+
+from securemail.errors import SecureMailError
 
 
 class Reason(StrEnum):
@@ -39,10 +41,5 @@ class Reason(StrEnum):
     BAD_KEY = "bad-key"
 
 
-class SmimeError(Exception):
+class SmimeError(SecureMailError[Reason]):
     """A refused S/MIME operation: a stable reason code plus a detail for the log."""
-
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
