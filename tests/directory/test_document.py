@@ -182,7 +182,7 @@ def test_openssl_verifies_the_directory_signature(
         ],
         cwd=tmp_path,
         capture_output=True,
-        timeout=60,
+        timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr.decode(errors="replace")

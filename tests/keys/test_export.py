@@ -76,7 +76,7 @@ def test_openssl_reads_pbes2_aes256_at_600000_rounds(exported: bytes, tmp_path: 
         env={**os.environ, "P12_PASS": PASSPHRASE.decode()},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr

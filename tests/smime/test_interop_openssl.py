@@ -45,7 +45,7 @@ def files(pki: Pki, tmp_path: Path) -> Path:
 def run(openssl: str, *args: str, cwd: Path, stdin: bytes | None = None) -> bytes:
     """Run `openssl` and return stdout; fail the test with its stderr if it fails."""
     done = subprocess.run(
-        [openssl, *args], cwd=cwd, input=stdin, capture_output=True, timeout=60, check=False
+        [openssl, *args], cwd=cwd, input=stdin, capture_output=True, timeout=300, check=False
     )
     if done.returncode != 0:
         pytest.fail(f"openssl {' '.join(args)} failed: {done.stderr.decode(errors='replace')}")
@@ -301,7 +301,7 @@ def test_ours_label_and_receipt_request_read_by_openssl(
         ],
         cwd=files,
         capture_output=True,
-        timeout=60,
+        timeout=300,
         check=True,
     )
     assert b"email:gw@agency.govt.nz" in done.stdout + done.stderr
@@ -344,7 +344,7 @@ def test_our_receipt_passes_openssl_verify_receipt(
         ],
         cwd=files,
         capture_output=True,
-        timeout=60,
+        timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr.decode(errors="replace")
