@@ -176,7 +176,7 @@ def test_receipt_refused_when_not_requested(workdir: Path) -> None:
 def test_console_script_and_demo_run() -> None:
     """The installed `securemail demo` runs the whole exchange and exits 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "securemail", "demo"], capture_output=True, timeout=120, check=False
+        [sys.executable, "-m", "securemail", "demo"], capture_output=True, timeout=600, check=False
     )
     assert done.returncode == 0, done.stderr.decode()
     assert b"receipt replayed onto another message: refused (receipt-mismatch)" in done.stdout

@@ -36,7 +36,7 @@ from tests.conftest import NOW, Org, Pki, require_tool
 
 pytestmark = pytest.mark.interop
 
-TIMEOUT = 60
+TIMEOUT = 300  # stops a hang; a loaded CI machine can be slow
 # Protects the throwaway PKCS#12 made at test time and the key inside gpg-agent; not a secret.
 P12_PASSPHRASE = b"interop-test-only"
 # gpgsm's clock, pinned to the test time the certificates were issued at (not the real day).
