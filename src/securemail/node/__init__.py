@@ -1,0 +1,1 @@
+"""The gateway node: its configuration, its services, and running them together."""

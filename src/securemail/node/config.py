@@ -1,0 +1,379 @@
+"""The node's configuration file (TOML): read, validate, and turn into typed settings.
+
+Every mistake is reported as a ConfigError naming the key (``peer.listen``) and what is
+wrong with it, before anything starts. Relative paths are relative to the config file, so a
+node directory can be moved as a whole.
+
+    [node]            name (our host name), data_dir, database, region
+    [federation]      name, anchor, directory (file path or https URL), refresh
+    [peer]            listen, tls_certificate, tls_key            (mail from member gateways)
+    [relay]           listen, networks                             (the organisation's own MTAs)
+    [smarthost]       host, port, require_tls, cafile              (optional: non-members)
+    [limits]          max_message_size, max_recipients
+    [retry]           schedule, warn_after, max_lifetime
+    [keys]            passphrase_env | passphrase_file             (key files are encrypted)
+    [[organisation]]  org_id, domains, keys (folder with keys/ and certs/), [delivery]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from securemail.errors import SecureMailError
+from securemail.node.reasons import NodeReason
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(SecureMailError[NodeReason]):
+    """The configuration file is unreadable or a setting is invalid."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(NodeReason.BAD_CONFIG, detail)
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where verified mail for an organisation goes: hosted Maildirs or its own store."""
+
+    kind: Literal["maildir", "smtp", "lmtp"]
+    path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 25
+    starttls: bool = False
+
+
+@dataclass(frozen=True)
+class Organisation:
+    org_id: str
+    domains: tuple[str, ...]
+    keys: Path
+    delivery: Delivery
+
+
+@dataclass(frozen=True)
+class Smarthost:
+    host: str
+    port: int
+    require_tls: bool
+    cafile: Path | None
+
+
+@dataclass(frozen=True)
+class Retry:
+    schedule: tuple[timedelta, ...]
+    warn_after: timedelta
+    max_lifetime: timedelta
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    data_dir: Path
+    database: str
+    region: str
+    federation: str
+    anchor: Path
+    directory: str
+    refresh: timedelta
+    peer: Listen
+    tls_certificate: Path
+    tls_key: Path
+    relay: Listen
+    relay_networks: tuple[IPNetwork, ...]
+    smarthost: Smarthost | None
+    max_message_size: int
+    max_recipients: int
+    retry: Retry
+    passphrase_env: str | None
+    passphrase_file: Path | None
+    organisations: tuple[Organisation, ...]
+
+    def organisation_for(self, domain: str) -> Organisation | None:
+        domain = domain.lower()
+        return next((o for o in self.organisations if domain in o.domains), None)
+
+    @property
+    def domains(self) -> frozenset[str]:
+        return frozenset(d for o in self.organisations for d in o.domains)
+
+
+_REQUIRED: Any = object()
+
+
+class _Table:
+    """One TOML table, read with the key path kept for error messages; unknown keys refused."""
+
+    def __init__(self, data: Any, where: str, base: Path) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"[{where}] must be a table")
+        self.data, self.where, self.base, self.used = data, where, base, set[str]()
+
+    def _get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.used.add(key)
+        value = self.data.get(key, default)
+        if value is _REQUIRED:
+            raise ConfigError(f"{self.where}.{key} is required")
+        if value is not None and not _is_kind(value, kind):
+            raise ConfigError(f"{self.where}.{key} must be a {_kind_name(kind)}")
+        return value
+
+    def text(self, key: str, default: Any = _REQUIRED) -> Any:
+        value = self._get(key, str, default)
+        if value is not None and not value.strip():
+            raise ConfigError(f"{self.where}.{key} must not be empty")
+        return value
+
+    def integer(self, key: str, default: Any, low: int = 1, high: int = 2**62) -> int:
+        value: int = self._get(key, int, default)
+        if not low <= value <= high:
+            raise ConfigError(f"{self.where}.{key} must be between {low} and {high}")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        return bool(self._get(key, bool, default))
+
+    def path(self, key: str, default: Any = _REQUIRED) -> Any:
+        value = self.text(key, default)
+        return None if value is None else (self.base / value).resolve()
+
+    def strings(self, key: str, default: Any) -> tuple[str, ...]:
+        value = self._get(key, list, default)
+        if not all(isinstance(item, str) and item for item in value):
+            raise ConfigError(f"{self.where}.{key} must be a list of non-empty strings")
+        return tuple(value)
+
+    def duration(self, key: str, default: str) -> timedelta:
+        value = self._get(key, (str, int), default)
+        return _duration(value, f"{self.where}.{key}")
+
+    def listen(self, key: str, default: Any = _REQUIRED) -> Listen:
+        value = self.text(key, default)
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"{self.where}.{key} must be host:port, not {value!r}")
+        return Listen(host.strip("[]"), int(port))
+
+    def table(self, key: str) -> _Table | None:
+        self.used.add(key)
+        value = self.data.get(key)
+        return None if value is None else _Table(value, f"{self.where}.{key}", self.base)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(f"[{self.where}] has unknown setting(s): {', '.join(unknown)}")
+
+
+def _is_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """isinstance, except that true/false is not a whole number (bool subclasses int)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool):
+        return bool in kinds
+    return isinstance(value, kinds)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "string", int: "whole number", bool: "true/false", list: "list"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _duration(value: str | int, where: str) -> timedelta:
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = _DURATION.match(value.strip())
+        if match is None:
+            raise ConfigError(f"{where} must be a duration such as 90s, 5m, 4h or 5d")
+        seconds = int(match[1]) * _UNITS[match[2]]
+    if seconds <= 0:
+        raise ConfigError(f"{where} must be positive")
+    return timedelta(seconds=seconds)
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Read and validate the node configuration at ``path``; raise ConfigError if wrong."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    return parse_config(data, path.resolve().parent)
+
+
+def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
+    """Validate a parsed configuration; relative paths are taken from ``base``."""
+    root = _Table(data, "config", base)
+    node = _required(root, "node")
+    federation = _required(root, "federation")
+    peer = _required(root, "peer")
+    relay = _required(root, "relay")
+    data_dir = node.path("data_dir", ".")
+    database = node.text("database", f"sqlite:///{data_dir / 'queue.sqlite'}")
+    organisations = _organisations(root, base)
+    max_message_size, max_recipients = _limits(root.table("limits"))
+    config = NodeConfig(
+        name=node.text("name"),
+        data_dir=data_dir,
+        database=database,
+        region=node.text("region", "NZ").upper(),
+        federation=federation.text("name"),
+        anchor=federation.path("anchor"),
+        directory=_directory_location(federation.text("directory"), base),
+        refresh=federation.duration("refresh", "5m"),
+        peer=peer.listen("listen"),
+        tls_certificate=peer.path("tls_certificate"),
+        tls_key=peer.path("tls_key"),
+        relay=relay.listen("listen"),
+        relay_networks=_networks(relay.strings("networks", ["127.0.0.0/8", "::1/128"])),
+        smarthost=_smarthost(root.table("smarthost")),
+        max_message_size=max_message_size,
+        max_recipients=max_recipients,
+        retry=_retry(root.table("retry")),
+        **_passphrase(root.table("keys")),
+        organisations=organisations,
+    )
+    for table in (root, node, federation, peer, relay):
+        table.finish()
+    return config
+
+
+def _required(root: _Table, key: str) -> _Table:
+    table = root.table(key)
+    if table is None:
+        raise ConfigError(f"the [{key}] table is required")
+    return table
+
+
+def _directory_location(value: str, base: Path) -> str:
+    return value if "://" in value else str((base / value).resolve())
+
+
+def _networks(values: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    try:
+        return tuple(ipaddress.ip_network(v, strict=True) for v in values)
+    except ValueError as error:
+        raise ConfigError(f"relay.networks: {error}") from None
+
+
+def _smarthost(table: _Table | None) -> Smarthost | None:
+    if table is None:
+        return None
+    smarthost = Smarthost(
+        host=table.text("host"),
+        port=table.integer("port", 25, 1, 65535),
+        require_tls=table.flag("require_tls", True),
+        cafile=table.path("cafile", None),
+    )
+    table.finish()
+    return smarthost
+
+
+def _limits(table: _Table | None) -> tuple[int, int]:
+    """The largest message (bytes) and the most recipients per transaction."""
+    if table is None:
+        return 25 * 2**20, 100
+    limits = (
+        table.integer("max_message_size", 25 * 2**20, 1024, 2**31),
+        table.integer("max_recipients", 100, 1, 1000),
+    )
+    table.finish()
+    return limits
+
+
+def _retry(table: _Table | None) -> Retry:
+    if table is None:
+        table = _Table({}, "retry", Path())
+    schedule = table._get("schedule", list, ["1m", "5m", "15m", "30m", "1h"])
+    retry = Retry(
+        schedule=tuple(_duration(v, "retry.schedule") for v in schedule),
+        warn_after=table.duration("warn_after", "4h"),
+        max_lifetime=table.duration("max_lifetime", "5d"),
+    )
+    if not retry.schedule:
+        raise ConfigError("retry.schedule must list at least one interval")
+    if retry.warn_after >= retry.max_lifetime:
+        raise ConfigError("retry.warn_after must be shorter than retry.max_lifetime")
+    table.finish()
+    return retry
+
+
+def _passphrase(table: _Table | None) -> dict[str, Any]:
+    if table is None:
+        return {"passphrase_env": "SECUREMAIL_PASSPHRASE", "passphrase_file": None}
+    env, file = table.text("passphrase_env", None), table.path("passphrase_file", None)
+    if env is not None and file is not None:
+        raise ConfigError("keys: give passphrase_env or passphrase_file, not both")
+    table.finish()
+    return {
+        "passphrase_env": env or (None if file else "SECUREMAIL_PASSPHRASE"),
+        "passphrase_file": file,
+    }
+
+
+def _organisations(root: _Table, base: Path) -> tuple[Organisation, ...]:
+    root.used.add("organisation")
+    items = root.data.get("organisation")
+    if not isinstance(items, list) or not items:
+        raise ConfigError("at least one [[organisation]] is required")
+    organisations = tuple(
+        _organisation(_Table(item, f"organisation[{i}]", base)) for i, item in enumerate(items)
+    )
+    seen: dict[str, str] = {}
+    for org in organisations:
+        for domain in org.domains:
+            if domain in seen:
+                raise ConfigError(f"domain {domain} is listed by {seen[domain]} and {org.org_id}")
+            seen[domain] = org.org_id
+    if len({o.org_id for o in organisations}) != len(organisations):
+        raise ConfigError("two [[organisation]] entries have the same org_id")
+    return organisations
+
+
+def _organisation(table: _Table) -> Organisation:
+    delivery = table.table("delivery")
+    if delivery is None:
+        raise ConfigError(f"{table.where}.delivery is required")
+    org = Organisation(
+        org_id=table.text("org_id"),
+        domains=tuple(d.lower().rstrip(".") for d in table.strings("domains", _REQUIRED)),
+        keys=table.path("keys"),
+        delivery=_delivery(delivery),
+    )
+    if not org.domains:
+        raise ConfigError(f"{table.where}.domains must list at least one domain")
+    table.finish()
+    return org
+
+
+def _delivery(table: _Table) -> Delivery:
+    kind = table.text("kind")
+    if kind == "maildir":
+        delivery = Delivery("maildir", path=table.path("path"))
+    elif kind in ("smtp", "lmtp"):
+        delivery = Delivery(
+            kind,
+            host=table.text("host"),
+            port=table.integer("port", 25 if kind == "smtp" else 24, 1, 65535),
+            starttls=table.flag("starttls", False),
+        )
+    else:
+        raise ConfigError(f"{table.where}.kind must be maildir, smtp or lmtp, not {kind!r}")
+    table.finish()
+    return delivery

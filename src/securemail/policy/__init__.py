@@ -1,0 +1,1 @@
+"""Policy: pure decisions (directory, settings, message facts in; decision and reason out)."""
