@@ -13,13 +13,13 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from cryptography import x509
 
+from securemail.errors import SecureMailError
 from securemail.smime import keys
-from securemail.smime.errors import SmimeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -93,7 +93,7 @@ def write_output(path: str, data: bytes) -> None:
         raise
 
 
-def fail(error: SmimeError) -> None:
+def fail(error: SecureMailError[Any]) -> NoReturn:
     """Report a refusal as ``error: <reason-code>: <detail>`` and exit 1."""
     click.echo(f"error: {error.reason.value}: {error.detail}", err=True)
     sys.exit(1)

@@ -159,7 +159,7 @@ class _Table:
 
     def duration(self, key: str, default: str) -> timedelta:
         value = self._get(key, (str, int), default)
-        return _duration(value, f"{self.where}.{key}")
+        return parse_duration(value, f"{self.where}.{key}")
 
     def listen(self, key: str, default: Any = _REQUIRED) -> Listen:
         value = self.text(key, default)
@@ -193,7 +193,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _duration(value: str | int, where: str) -> timedelta:
+def parse_duration(value: str | int, where: str) -> timedelta:
     if isinstance(value, int):
         seconds = value
     else:
@@ -302,7 +302,7 @@ def _retry(table: _Table | None) -> Retry:
         table = _Table({}, "retry", Path())
     schedule = table._get("schedule", list, ["1m", "5m", "15m", "30m", "1h"])
     retry = Retry(
-        schedule=tuple(_duration(v, "retry.schedule") for v in schedule),
+        schedule=tuple(parse_duration(v, "retry.schedule") for v in schedule),
         warn_after=table.duration("warn_after", "4h"),
         max_lifetime=table.duration("max_lifetime", "5d"),
     )

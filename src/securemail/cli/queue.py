@@ -1,0 +1,188 @@
+"""``securemail queue`` and ``securemail status``: see and steer a node's queue.
+
+The equivalents of Postfix's ``mailq`` and ``postsuper``. They open the node's database
+directly, so they work whether or not the node is running (changes are transactions; a
+running node sees them at its next claim).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from securemail.cli.files import fail
+from securemail.cli.serve import CONFIG_OPTION, ports_file, read_config
+from securemail.directory.store import DirectoryStore
+from securemail.node.config import NodeConfig, parse_duration
+from securemail.node.context import load_anchors
+from securemail.queue import Direction, Entry, QueueError, QueueStore, State
+
+STATES = [s.value for s in State]
+
+
+@contextmanager
+def _store(config_path: Path) -> Iterator[QueueStore]:
+    config = read_config(config_path)
+    try:
+        store = QueueStore.open(config.database)
+    except QueueError as error:
+        fail(error)
+    try:
+        yield store
+    except QueueError as error:
+        fail(error)
+    finally:
+        store.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _line(entry: Entry) -> str:
+    pending = len(entry.pending())
+    when = "" if entry.next_attempt_at is None else f" next {entry.next_attempt_at:%H:%M:%S}"
+    sender = entry.mail_from or "<>"
+    error = f"\n    {entry.last_reply}" if entry.last_reply else ""
+    return (
+        f"{entry.id}  {entry.state.value:<11} {entry.direction.value:<8} {entry.size:>8}  "
+        f"{entry.created_at:%Y-%m-%d %H:%M:%S}  {sender} -> {len(entry.recipients)} "
+        f"recipient(s), {pending} pending{when}{error}"
+    )
+
+
+def _as_json(entry: Entry) -> dict[str, object]:
+    return {
+        "id": entry.id,
+        "state": entry.state.value,
+        "direction": entry.direction.value,
+        "kind": entry.kind,
+        "org_id": entry.org_id,
+        "mail_from": entry.mail_from,
+        "message_id": entry.message_id,
+        "size": entry.size,
+        "created_at": entry.created_at.isoformat(),
+        "attempts": entry.attempts,
+        "reason": entry.reason,
+        "last_reply": entry.last_reply,
+        "recipients": [
+            {
+                "address": r.address,
+                "disposition": r.disposition.value,
+                "attempts": r.attempts,
+                "reason": r.reason,
+                "last_reply": r.last_reply,
+            }
+            for r in entry.recipients
+        ],
+    }
+
+
+@click.group("queue")
+def queue_group() -> None:
+    """List, inspect, hold, release, retry and delete queue entries."""
+
+
+@queue_group.command("list")
+@CONFIG_OPTION
+@click.option("--state", "states", multiple=True, type=click.Choice(STATES))
+@click.option("--direction", type=click.Choice([d.value for d in Direction]))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_command(
+    config_path: Path, states: tuple[str, ...], direction: str | None, as_json: bool
+) -> None:
+    """Entries in the queue, oldest first (all states unless --state is given)."""
+    with _store(config_path) as store:
+        entries = store.list(
+            states=[State(s) for s in states] or None,
+            direction=None if direction is None else Direction(direction),
+        )
+    for entry in entries:
+        click.echo(json.dumps(_as_json(entry)) if as_json else _line(entry))
+    if not as_json:
+        click.echo(f"-- {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}", err=True)
+
+
+@queue_group.command("show")
+@CONFIG_OPTION
+@click.argument("entry_id")
+def show_command(config_path: Path, entry_id: str) -> None:
+    """One entry: per-recipient state, last error and reason, and its event history."""
+    with _store(config_path) as store:
+        entry = store.get(entry_id)
+        if entry is None:
+            raise click.ClickException(f"no queue entry {entry_id}")
+        events = store.events(entry_id)
+    click.echo(json.dumps(_as_json(entry), indent=2))
+    for event in events:
+        who = f" {event.recipient}" if event.recipient else ""
+        reason = f" [{event.reason}]" if event.reason else ""
+        click.echo(f"{event.time:%Y-%m-%d %H:%M:%S} {event.event}{who}{reason} {event.detail}")
+
+
+def _verb(name: str, help_text: str) -> None:
+    @queue_group.command(name, help=help_text)
+    @CONFIG_OPTION
+    @click.argument("entry_ids", nargs=-1, required=True)
+    def command(config_path: Path, entry_ids: tuple[str, ...]) -> None:
+        with _store(config_path) as store:
+            for entry_id in entry_ids:
+                if name == "delete":
+                    if not store.delete(entry_id):
+                        raise click.ClickException(f"no queue entry {entry_id}")
+                else:
+                    getattr(store, name)(entry_id, _now())
+                click.echo(f"{entry_id}: {name} done")
+
+
+_verb("hold", "Hold entries: no delivery attempts until released.")
+_verb("release", "Release held entries; they are tried at once.")
+_verb("retry", "Try deferred entries now instead of at their scheduled time.")
+_verb("delete", "Delete entries (and their message) from the queue, for good.")
+
+
+@queue_group.command("purge")
+@CONFIG_OPTION
+@click.option("--older-than", default="7d", show_default=True, help="e.g. 12h, 7d")
+@click.option("--quarantined", is_flag=True, help="Also purge quarantined entries.")
+def purge_command(config_path: Path, older_than: str, quarantined: bool) -> None:
+    """Remove finished (delivered and bounced) entries older than --older-than."""
+    age: timedelta = parse_duration(older_than, "--older-than")
+    states = [State.DELIVERED, State.BOUNCED] + ([State.QUARANTINED] if quarantined else [])
+    with _store(config_path) as store:
+        count = store.purge(states, _now() - age)
+    click.echo(f"purged {count} entr{'y' if count == 1 else 'ies'}")
+
+
+@click.command("status")
+@CONFIG_OPTION
+def status_command(config_path: Path) -> None:
+    """A node summary: organisations, directory, listeners and queue counts by state."""
+    config = read_config(config_path)
+    click.echo(f"node        {config.name} (region {config.region})")
+    for org in config.organisations:
+        click.echo(f"serves      {org.org_id}: {', '.join(org.domains)} -> {org.delivery.kind}")
+    click.echo(f"directory   {_directory_status(config)}")
+    ports = ports_file(config)
+    click.echo(f"listeners   {ports.read_text() if ports.exists() else 'not running'}")
+    with _store(config_path) as store:
+        counts = store.counts()
+    click.echo("queue       " + ", ".join(f"{s.value} {counts.get(s, 0)}" for s in State))
+
+
+def _directory_status(config: NodeConfig) -> str:
+    try:
+        stored = DirectoryStore(
+            config.data_dir / "directory", load_anchors(config.anchor), federation=config.federation
+        ).load(_now())
+    except Exception as error:  # a status line, not a decision: show any failure
+        return f"unreadable: {error}"
+    if stored is None:
+        return "none accepted yet"
+    stale = " (STALE: past next update)" if stored.is_stale(_now()) else ""
+    return f"serial {stored.directory.serial}, {len(stored.directory.members)} members{stale}"

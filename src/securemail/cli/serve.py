@@ -1,0 +1,69 @@
+"""``securemail serve``: run a gateway node from its configuration file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+
+import click
+
+from securemail.cli.files import fail
+from securemail.errors import SecureMailError
+from securemail.node.config import NodeConfig, load_config
+from securemail.node.run import Ports, serve
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The node's configuration file (TOML).",
+)
+
+
+def read_config(path: Path) -> NodeConfig:
+    try:
+        return load_config(path)
+    except SecureMailError as error:
+        fail(error)
+
+
+def ports_file(config: NodeConfig) -> Path:
+    """Where a running node writes the ports it listens on (port 0 in the config = any)."""
+    return config.data_dir / "ports.json"
+
+
+@click.command("serve")
+@CONFIG_OPTION
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO or WARNING.")
+def serve_command(config_path: Path, log_level: str) -> None:
+    """Run the node: peer and relay listeners, queue workers, directory refresh."""
+    config = read_config(config_path)
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(_run(config))
+    except SecureMailError as error:
+        fail(error)
+
+
+async def _run(config: NodeConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    def ready(ports: Ports) -> None:
+        ports_file(config).write_text(json.dumps({"peer": ports.peer, "relay": ports.relay}))
+        click.echo(
+            f"{config.name}: peer listener {config.peer.host}:{ports.peer}, "
+            f"relay listener {config.relay.host}:{ports.relay}",
+            err=True,
+        )
+
+    await serve(config, stop=stop, ready=ready)

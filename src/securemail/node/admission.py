@@ -1,0 +1,114 @@
+"""Admission: what the listeners ask the node (may this recipient be taken?) and how
+accepted mail enters the queue (``250`` only after the queue transaction committed).
+
+Security: the relay listener's recipient check is the open-relay guard: a recipient is
+taken only if the routing policy has a way to reach it (a member, or the smarthost the
+operator configured); the peer listener takes only recipients in domains this node serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from securemail import addresses
+from securemail.node.context import Node
+from securemail.policy.routing import RouteKind, route
+from securemail.queue import Direction, NewMessage, QueueError
+from securemail.receive import Received
+from securemail.replies import Reply, ok, temporary
+
+log = logging.getLogger("securemail.receive")
+
+
+class Admission:
+    """The node's answers to its listeners."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def serves(self, domain: str) -> bool:
+        return domain.lower().rstrip(".") in self.node.config.domains
+
+    def sender_allowed(self, address: str) -> bool:
+        return self.serves(address.rpartition("@")[2])
+
+    def check_recipient(self, mail_from: str, recipient: str) -> Reply | None:
+        """None if the relay may take ``recipient``; else the refusal (not an open relay)."""
+        org = self._sender_org(mail_from)
+        decision = route(
+            recipient.rpartition("@")[2],
+            sender_org=org,
+            directory=self.node.directory(),
+            smarthost=self.node.config.smarthost is not None,
+            now=self.node.clock(),
+        )
+        if decision.kind is RouteKind.REFUSE:
+            return Reply(550, "5.7.1", "Relay not permitted", decision.reason, decision.explanation)
+        return None
+
+    def _sender_org(self, mail_from: str) -> str:
+        org = self.node.config.organisation_for(mail_from.rpartition("@")[2])
+        return (org or self.node.config.organisations[0]).org_id
+
+    async def admit_outbound(self, received: Received) -> Reply:
+        org = self._sender_org(received.mail_from or _author_address(received.body))
+        message = _new(received, Direction.OUTBOUND, org)
+        return await self._enqueue([message])
+
+    async def admit_inbound(self, received: Received) -> Reply:
+        """One entry per receiving organisation (a GSP node serves several)."""
+        by_org: dict[str, list[str]] = {}
+        for recipient in received.recipients:
+            org = self.node.config.organisation_for(recipient.rpartition("@")[2])
+            if org is not None:
+                by_org.setdefault(org.org_id, []).append(recipient)
+        messages = [
+            _new(received, Direction.INBOUND, org_id, tuple(recipients))
+            for org_id, recipients in by_org.items()
+        ]
+        return await self._enqueue(messages)
+
+    async def _enqueue(self, messages: list[NewMessage]) -> Reply:
+        now = self.node.clock()
+        try:
+            ids = [await asyncio.to_thread(self.node.store.enqueue, m, now) for m in messages]
+        except QueueError as error:
+            log.error("queue refused a message: %s", error)
+            return temporary(error.reason, error.detail, "Queue unavailable, try again later")
+        for message in messages:
+            self.node.notify(message.direction)
+        return ok(f"Queued as {' '.join(ids)}")
+
+
+def _author_address(body: bytes) -> str:
+    try:
+        return addresses.author(body).address
+    except addresses.AddressError:
+        return ""
+
+
+def _message_id(body: bytes) -> str | None:
+    head = body.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        if line[:11].lower() == b"message-id:":
+            return line[11:].strip().decode("ascii", "replace")[:250] or None
+    return None
+
+
+def _new(
+    received: Received,
+    direction: Direction,
+    org_id: str,
+    recipients: tuple[str, ...] | None = None,
+) -> NewMessage:
+    return NewMessage(
+        direction=direction,
+        org_id=org_id,
+        mail_from=received.mail_from,
+        recipients=recipients or received.recipients,
+        body=received.body,
+        client=f"{received.listener} {received.client_address}",
+        message_id=_message_id(received.body),
+        auth=received.auth_user,
+    )

@@ -1,0 +1,114 @@
+"""Failure and delay notices: tell a sender what happened, through the ordinary queue.
+
+A notice is itself queued mail (kind ``notice``) so it is as durable as anything else:
+- the sender is one of our own users (outbound mail failed): the notice is signed by the
+  organisation and queued for local delivery to the sender's mailbox;
+- the sender is at another member (inbound mail refused or undeliverable here): the notice
+  is queued outbound to the sender's gateway, which the protect service signs and encrypts.
+A notice never carries the original body (headers only), and no notice is ever sent about a
+notice or about mail from the null sender ``<>`` (RFC 3464 §2, THREATS.md A: no loops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal
+
+from securemail import notices
+from securemail.node.context import Node, OrgKeys
+from securemail.queue import Direction, Disposition, Entry, NewMessage
+from securemail.smime import sign_message
+
+log = logging.getLogger("securemail.notices")
+
+
+def newly_bounced(before: Entry, after: Entry) -> list[notices.Failed]:
+    """Recipients that were pending before this attempt and are bounced after it."""
+    pending = set(before.pending())
+    return [
+        notices.Failed(
+            r.address, _status(r.last_reply, "5.0.0"), r.reason or "failed", r.last_reply or ""
+        )
+        for r in after.recipients
+        if r.address in pending and r.disposition is Disposition.BOUNCED
+    ]
+
+
+def _status(reply: str | None, default: str) -> str:
+    parts = (reply or "").split()
+    if len(parts) > 1 and parts[1][:1] in "245" and parts[1].count(".") == 2:
+        return parts[1]
+    return default
+
+
+async def bounce_newly_failed(
+    node: Node, before: Entry, after: Entry, body: bytes, now: datetime
+) -> None:
+    """Queue a failure notice for the recipients this attempt bounced, if any."""
+    failed = newly_bounced(before, after)
+    if failed:
+        await send_notice(node, before, failed, body, now, action="failed")
+
+
+async def send_notice(
+    node: Node,
+    entry: Entry,
+    failed: Sequence[notices.Failed],
+    body: bytes,
+    now: datetime,
+    *,
+    action: Literal["failed", "delayed"],
+) -> str | None:
+    """Queue a notice about ``entry`` to its sender; None when no notice may be sent."""
+    if entry.kind == "notice" or not entry.mail_from:
+        log.info("no %s notice for %s: null sender or a notice itself", action, entry.id)
+        return None
+    org = node.orgs.get(entry.org_id)
+    if org is None:
+        return None
+    notice = notices.failure_notice(
+        original_header=notices.original_header(body),
+        reporting_mta=node.config.name,
+        postmaster=f"postmaster@{org.organisation.domains[0]}",
+        to=entry.mail_from,
+        failed=failed,
+        now=now,
+        action=action,
+        message_id_domain=org.organisation.domains[0],
+    )
+    new = _notice_message(node, org, entry, notice, now)
+    entry_id = await asyncio.to_thread(node.store.enqueue, new, now)
+    await asyncio.to_thread(
+        node.store.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
+    )
+    node.notify(new.direction)
+    return entry_id
+
+
+def _notice_message(
+    node: Node, org: OrgKeys, entry: Entry, notice: bytes, now: datetime
+) -> NewMessage:
+    sender_org = node.org_for(entry.mail_from)
+    if entry.direction is Direction.OUTBOUND and sender_org is not None:
+        signed = sign_message(notice, sender_org.signer, now=now).message
+        return NewMessage(
+            Direction.INBOUND,
+            sender_org.organisation.org_id,
+            "",
+            (entry.mail_from,),
+            signed,
+            client="local",
+            kind="notice",
+        )
+    return NewMessage(
+        Direction.OUTBOUND,
+        org.organisation.org_id,
+        "",
+        (entry.mail_from,),
+        notice,
+        client="local",
+        kind="notice",
+    )

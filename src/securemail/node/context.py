@@ -1,0 +1,151 @@
+"""What the node's services share: settings, the queue, keys, the directory and targets.
+
+Services get one ``Node`` value at start; nothing is global. Keys are loaded once at start
+(the passphrase is read then and not kept); the directory is the refresher's current
+verified value, read on every decision so a refresh takes effect at once.
+
+Security: the key passphrase comes only from the environment variable or file the config
+names. A node whose keys cannot be opened refuses to start rather than running unable to
+sign or decrypt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+
+from securemail.deliver import MaildirTarget, SmtpTarget, Target
+from securemail.directory.model import Directory
+from securemail.directory.refresh import DirectoryRefresher
+from securemail.errors import SecureMailError
+from securemail.keys.rollover import decryption_identities
+from securemail.node.config import NodeConfig, Organisation
+from securemail.node.reasons import NodeReason
+from securemail.queue import Direction, QueueStore
+from securemail.relay import Destination, PeerTls
+from securemail.smime import RecipientIdentity, SignerIdentity, SmimeError, TrustStore
+from securemail.smime.keys import load_certificate, load_certificates, load_private_key
+
+
+class NodeError(SecureMailError[NodeReason]):
+    """The node cannot start: keys, directory or configuration refused."""
+
+
+@dataclass(frozen=True)
+class OrgKeys:
+    """One organisation this node serves, with its signing and decryption keys."""
+
+    organisation: Organisation
+    signer: SignerIdentity
+    identities: tuple[RecipientIdentity, ...]
+
+
+def read_passphrase(config: NodeConfig) -> bytes:
+    """The key passphrase from the configured file or environment variable."""
+    if config.passphrase_file is not None:
+        try:
+            return config.passphrase_file.read_bytes().rstrip(b"\r\n")
+        except OSError as error:
+            raise NodeError(NodeReason.KEYS_UNAVAILABLE, f"passphrase file: {error}") from None
+    value = os.environ.get(config.passphrase_env or "")
+    if not value:
+        raise NodeError(
+            NodeReason.KEYS_UNAVAILABLE, f"set the key passphrase in ${config.passphrase_env}"
+        )
+    return value.encode()
+
+
+def load_org_keys(org: Organisation, passphrase: bytes) -> OrgKeys:
+    """Open the organisation's signing key and every decryption key (current, next, retired)."""
+    try:
+        signer = SignerIdentity(
+            load_certificate((org.keys / "certs" / "signing.pem").read_bytes()),
+            load_private_key((org.keys / "keys" / "signing.key").read_bytes(), passphrase),
+        )
+        identities = tuple(decryption_identities(org.keys, passphrase))
+    except (OSError, ValueError, SmimeError) as error:
+        raise NodeError(NodeReason.KEYS_UNAVAILABLE, f"{org.org_id}: {error}") from None
+    if not identities:
+        raise NodeError(NodeReason.KEYS_UNAVAILABLE, f"{org.org_id}: no encryption key")
+    return OrgKeys(org, signer, identities)
+
+
+def make_target(org: Organisation, config: NodeConfig) -> Target:
+    delivery = org.delivery
+    if delivery.kind == "maildir":
+        assert delivery.path is not None  # noqa: S101 (config guarantees it)
+        return MaildirTarget(delivery.path)
+    return SmtpTarget(
+        delivery.host,
+        delivery.port,
+        lmtp=delivery.kind == "lmtp",
+        starttls=delivery.starttls,
+        helo=config.name,
+    )
+
+
+@dataclass
+class Node:
+    """The running node's shared state (one per process)."""
+
+    config: NodeConfig
+    store: QueueStore
+    orgs: dict[str, OrgKeys]
+    targets: dict[str, Target]
+    anchors: tuple[x509.Certificate, ...]
+    directory: Callable[[], Directory | None]
+    clock: Callable[[], datetime]
+    wake: dict[Direction, asyncio.Event] = field(default_factory=dict)
+    refresher: DirectoryRefresher | None = None
+    _trust: tuple[int, TrustStore] | None = None
+
+    def trust(self) -> TrustStore:
+        """The trust store for signer validation: federation anchors + the directory's CRLs."""
+        directory = self.directory()
+        serial = -1 if directory is None else directory.serial
+        if self._trust is None or self._trust[0] != serial:
+            crls = () if directory is None else directory.crls
+            self._trust = (serial, TrustStore(self.anchors, crls))
+        return self._trust[1]
+
+    def org_for(self, address: str) -> OrgKeys | None:
+        org = self.config.organisation_for(address.rpartition("@")[2])
+        return None if org is None else self.orgs[org.org_id]
+
+    def peer_destination(self, host: str, port: int, pins: tuple[str, ...]) -> Destination:
+        return Destination(
+            host, port, helo=self.config.name, peer_tls=PeerTls(frozenset(pins), self.anchors)
+        )
+
+    def smarthost(self) -> Destination | None:
+        smarthost = self.config.smarthost
+        if smarthost is None:
+            return None
+        cafile = None if smarthost.cafile is None else str(smarthost.cafile)
+        return Destination(
+            smarthost.host,
+            smarthost.port,
+            helo=self.config.name,
+            peer_tls=None,
+            require_tls=smarthost.require_tls,
+            cafile=cafile,
+        )
+
+    def notify(self, direction: Direction) -> None:
+        """Wake the workers of ``direction`` (something new is queued)."""
+        event = self.wake.get(direction)
+        if event is not None:
+            event.set()
+
+
+def load_anchors(path: Path) -> tuple[x509.Certificate, ...]:
+    try:
+        return tuple(load_certificates(path.read_bytes()))
+    except (OSError, ValueError) as error:
+        raise NodeError(NodeReason.BAD_CONFIG, f"federation anchor {path}: {error}") from None

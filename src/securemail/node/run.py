@@ -1,0 +1,113 @@
+"""Run a node: open the queue, load keys and directory, start listeners and workers.
+
+Services meet only at the queue: the listeners admit (enqueue, then 250); the outbound and
+inbound workers claim and process; a refresher keeps the directory current; a warner sends
+delay notices. All run as tasks of one asyncio loop (``securemail serve``); on stop, the
+listeners close first, then workers finish the entries they hold, then the queue closes.
+Anything a crash leaves ``active`` returns to the queue at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from securemail.directory.fetch import Source
+from securemail.directory.refresh import DirectoryRefresher
+from securemail.directory.store import DirectoryStore
+from securemail.node.admission import Admission
+from securemail.node.config import NodeConfig
+from securemail.node.context import (
+    Node,
+    load_anchors,
+    load_org_keys,
+    make_target,
+    read_passphrase,
+)
+from securemail.node.listeners import start_listeners
+from securemail.node.workers import run_warnings, run_worker
+from securemail.protect.service import Outbound
+from securemail.queue import Direction, QueueStore, RetryPolicy
+from securemail.unprotect.service import Inbound
+
+log = logging.getLogger("securemail.node")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The ports the node's listeners are bound to (useful when the config says port 0)."""
+
+    peer: int
+    relay: int
+
+
+async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now) -> Node:
+    """Everything the services share; raises NodeError/QueueError if the node cannot start."""
+    passphrase = read_passphrase(config)
+    orgs = {o.org_id: load_org_keys(o, passphrase) for o in config.organisations}
+    anchors = load_anchors(config.anchor)
+    retry = RetryPolicy(config.retry.schedule, config.retry.warn_after, config.retry.max_lifetime)
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = await asyncio.to_thread(QueueStore.open, config.database, retry=retry)
+    refresher = DirectoryRefresher(
+        DirectoryStore(config.data_dir / "directory", anchors, federation=config.federation),
+        Source(config.directory),
+        clock=clock,
+    )
+    node = Node(
+        config=config,
+        store=store,
+        orgs=orgs,
+        targets={o.org_id: make_target(o, config) for o in config.organisations},
+        anchors=anchors,
+        directory=lambda: refresher.current,
+        clock=clock,
+        wake={d: asyncio.Event() for d in Direction},
+        refresher=refresher,
+    )
+    await refresher.load(clock())
+    await refresher.refresh_once(clock())
+    return node
+
+
+async def serve(
+    config: NodeConfig,
+    *,
+    stop: asyncio.Event,
+    clock: Callable[[], datetime] = utc_now,
+    ready: Callable[[Ports], Awaitable[None] | None] | None = None,
+) -> None:
+    """Run the node until ``stop`` is set."""
+    node = await open_node(config, clock)
+    recovered = await asyncio.to_thread(node.store.recover, clock())
+    if recovered:
+        log.warning("%d entries were active at the last stop: back in the queue", recovered)
+    admission = Admission(node)
+    listeners = await start_listeners(node, admission)
+    assert node.refresher is not None  # noqa: S101 (open_node sets it)
+    tasks = [
+        asyncio.create_task(node.refresher.run(config.refresh.total_seconds(), stop)),
+        asyncio.create_task(run_worker(node, Direction.OUTBOUND, Outbound(node).process, stop)),
+        asyncio.create_task(run_worker(node, Direction.INBOUND, Inbound(node).process, stop)),
+        asyncio.create_task(run_warnings(node, stop)),
+    ]
+    log.info("node %s serving; peer port %d, relay port %d", config.name, *listeners.ports())
+    if ready is not None:
+        result = ready(Ports(*listeners.ports()))
+        if result is not None:
+            await result
+    try:
+        await stop.wait()
+    finally:
+        await listeners.close()
+        for event in node.wake.values():
+            event.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(node.store.close)

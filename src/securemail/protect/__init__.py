@@ -1,0 +1,1 @@
+"""Protect: the outbound service that signs, encrypts and hands mail to the relay."""

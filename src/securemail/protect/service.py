@@ -1,0 +1,162 @@
+"""The outbound service: claim queued mail, route each recipient, protect, and relay it.
+
+Theory of operation. One attempt of one queue entry: the recipients still pending are
+grouped by the routing decision (policy.routing.route). Recipients at one member gateway
+share one protected copy: signed with the sending organisation's key, encrypted to the
+certificate the directory lists for that member, relayed over STARTTLS to the member's
+endpoint whose certificate must carry the directory's SPKI pin. Recipients outside the
+federation go, unchanged, to the smarthost if the operator set one. Every recipient gets a
+Reply; the queue records them in one transaction and schedules the rest.
+
+Security: the queued message is the untrusted input. The sending organisation signs only a
+message whose single, strictly parsed From: is in one of its domains (the authenticated
+From: promise); anything else bounces with ``from-not-authorised``. No path sends a member's
+mail without encryption: a missing certificate, endpoint, STARTTLS or pin defers the entry,
+and after the maximum lifetime it bounces with a failure notice. Never a plaintext fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from securemail import addresses
+from securemail.directory.model import Directory
+from securemail.node.bounces import bounce_newly_failed
+from securemail.node.context import Node, OrgKeys
+from securemail.policy.routing import Route, RouteKind, route
+from securemail.protect.groups import Group, group_recipients
+from securemail.queue import Entry
+from securemail.relay import Destination, RelayError, send
+from securemail.replies import Reply, permanent, temporary
+from securemail.smime import ProtectOptions, SmimeError, protect
+
+log = logging.getLogger("securemail.protect")
+
+
+class Outbound:
+    """Process outbound queue entries for the organisations of one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def process(self, entry: Entry) -> Entry:
+        """One attempt at every pending recipient of ``entry``; return the recorded entry."""
+        now = self.node.clock()
+        body = await asyncio.to_thread(self.node.store.body, entry.id)
+        org = self.node.orgs.get(entry.org_id)
+        directory = self.node.directory()
+        if org is None:
+            results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
+        else:
+            results = await self._attempt(entry, body, org, directory, now)
+        recorded = await asyncio.to_thread(self.node.store.record, entry.id, results, now)
+        await bounce_newly_failed(self.node, entry, recorded, body, now)
+        return recorded
+
+    async def _attempt(
+        self, entry: Entry, body: bytes, org: OrgKeys, directory: Directory | None, now: datetime
+    ) -> dict[str, Reply]:
+        refusal = _check_author(body, org, entry.kind)
+        if refusal is not None:
+            return _all(entry.pending(), refusal)
+        groups = group_recipients(
+            entry.pending(),
+            lambda domain: route(
+                domain,
+                sender_org=org.organisation.org_id,
+                directory=directory,
+                smarthost=self.node.config.smarthost is not None,
+                now=now,
+            ),
+        )
+        replies = await asyncio.gather(
+            *(self._send_group(entry, body, org, group, now) for group in groups)
+        )
+        return {address: reply for part in replies for address, reply in part.items()}
+
+    async def _send_group(
+        self, entry: Entry, body: bytes, org: OrgKeys, group: Group, now: datetime
+    ) -> dict[str, Reply]:
+        decision = group.route
+        if decision.kind is RouteKind.REFUSE:
+            return _all(group.recipients, _refused(decision))
+        if decision.kind is RouteKind.DEFER:
+            return _all(group.recipients, temporary(decision.reason, decision.explanation))
+        if decision.kind is RouteKind.SMARTHOST:
+            destination = self.node.smarthost()
+            assert destination is not None  # noqa: S101 (route() said there is one)
+            return await _relay(destination, entry, group.recipients, body, "smarthost")
+        return await self._send_member(entry, body, org, group, now)
+
+    async def _send_member(
+        self,
+        entry: Entry,
+        body: bytes,
+        org: OrgKeys,
+        group: Group,
+        now: datetime,
+    ) -> dict[str, Reply]:
+        decision, recipients = group.route, group.recipients
+        assert decision.member is not None and decision.certificate is not None  # noqa: S101
+        try:
+            protected = protect(
+                body,
+                org.signer,
+                [decision.certificate],
+                now=now,
+                options=ProtectOptions(cipher=decision.cipher),
+                canonical=True,
+            )
+        except SmimeError as error:
+            return _all(recipients, permanent(error.reason, error.detail, "5.6.0"))
+        endpoint = decision.member.endpoints[0]
+        destination = self.node.peer_destination(
+            endpoint.host, endpoint.port, decision.member.tls_pins
+        )
+        await asyncio.to_thread(
+            self.node.store.add_event,
+            entry.id,
+            "protected",
+            now,
+            detail=f"signed by {org.organisation.org_id}, encrypted to "
+            f"{decision.member.org_id} ({decision.cipher})",
+        )
+        return await _relay(
+            destination, entry, recipients, protected.message, decision.member.org_id
+        )
+
+
+async def _relay(
+    destination: Destination, entry: Entry, recipients: Sequence[str], body: bytes, peer: str
+) -> dict[str, Reply]:
+    mail_from = "" if entry.kind == "notice" else entry.mail_from
+    try:
+        return await send(destination, mail_from, recipients, body)
+    except RelayError as error:
+        log.warning("relay of %s to %s deferred: %s", entry.id, peer, error)
+        return _all(recipients, temporary(error.reason, error.detail, "Peer unreachable"))
+
+
+def _check_author(body: bytes, org: OrgKeys, kind: str) -> Reply | None:
+    """The sending organisation signs only for its own domains (ARCHITECTURE §1, promise 1)."""
+    try:
+        author = addresses.author(body)
+    except addresses.AddressError as error:
+        return permanent(error.reason, error.detail, "5.7.1", "From: refused")
+    if author.domain not in org.organisation.domains:
+        detail = f"From: domain {author.domain} is not one of {org.organisation.org_id}'s"
+        return permanent("from-not-authorised", detail, "5.7.1", "From: not authorised")
+    return None
+
+
+def _refused(decision: Route) -> Reply:
+    return Reply(
+        550, "5.7.1", "Refused by SecureMail policy", decision.reason, decision.explanation
+    )
+
+
+def _all(recipients: Sequence[str], reply: Reply) -> dict[str, Reply]:
+    return dict.fromkeys(recipients, reply)

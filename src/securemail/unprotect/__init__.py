@@ -1,0 +1,1 @@
+"""Unprotect: the inbound service that opens, checks, marks and delivers peer mail."""

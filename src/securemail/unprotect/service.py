@@ -1,0 +1,153 @@
+"""The inbound service: claim mail from peer gateways, unprotect, check, mark and deliver.
+
+Theory of operation. One attempt of one inbound entry: decrypt with the keys of the
+organisation that owns the recipients' domain, verify the signature, validate the signer's
+chain against the federation anchor and the directory's CRLs, parse the single From:
+strictly and check that the signer's directory entry owns its domain. Then strip any
+trust header that came from outside, add our Authentication-Results and status fields, and
+hand the message to the organisation's delivery target. The idempotency key (signer
+certificate + signed content) makes a message re-sent after a lost 250 land once.
+
+Security: every byte of the entry is untrusted. A refusal at any step quarantines the entry
+with the reason code (kept, never delivered, never deleted) and queues a failure notice to
+the sender's gateway; nothing of the decrypted content reaches a mailbox, a notice or the
+log. A delivery target's temporary failure leaves the entry queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from datetime import datetime
+
+from cryptography.hazmat.primitives import serialization
+
+from securemail import addresses, marking
+from securemail.errors import SecureMailError
+from securemail.node.bounces import send_notice
+from securemail.node.context import Node, OrgKeys
+from securemail.notices import Failed
+from securemail.queue import Entry
+from securemail.replies import Reply, ok
+from securemail.smime import Unprotected, unprotect
+
+log = logging.getLogger("securemail.unprotect")
+
+
+class RefusedError(Exception):
+    """A message that fails a check: quarantined with ``reason`` (a reason code)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Inbound:
+    """Process inbound queue entries for the organisations of one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def process(self, entry: Entry) -> Entry:
+        """One attempt at every pending recipient of ``entry``; return the recorded entry."""
+        now = self.node.clock()
+        body = await asyncio.to_thread(self.node.store.body, entry.id)
+        org = self.node.orgs.get(entry.org_id)
+        if entry.kind == "notice" and entry.client == "local" and org is not None:
+            results = await self._deliver(entry, org, body, _key(b"local", body))
+        else:
+            try:
+                message, key, org = self._open(entry, body, now)
+            except RefusedError as refusal:
+                return await self._quarantine(entry, body, refusal, now)
+            results = await self._deliver(entry, org, message, key)
+        return await asyncio.to_thread(self.node.store.record, entry.id, results, now)
+
+    def _open(self, entry: Entry, body: bytes, now: datetime) -> tuple[bytes, str, OrgKeys]:
+        """Unprotect and check; the marked message, its idempotency key and the receiving org."""
+        org = self.node.orgs.get(entry.org_id)
+        if org is None:
+            raise RefusedError("not-for-us", f"no organisation {entry.org_id} on this node")
+        try:
+            opened = unprotect(
+                body,
+                identities=org.identities,
+                trust=self.node.trust(),
+                now=now,
+                require_encryption=True,
+            )
+        except SecureMailError as error:
+            raise RefusedError(error.reason, error.detail) from None
+        author = _author(opened)
+        directory = self.node.directory()
+        if directory is None or not directory.may_sign_for(opened.signature.signer, author.domain):
+            raise RefusedError(
+                "from-not-authorised",
+                f"the signer's directory entry does not own {author.domain}",
+            )
+        signer = directory.owner_of(author.domain)
+        assert signer is not None  # noqa: S101 (may_sign_for found it)
+        verdict = marking.Verdict(
+            authserv_id=self.node.config.name,
+            signer_org=signer.org_id,
+            signer_name=signer.name,
+            from_address=author.address,
+            label=None,
+            receipt=None,
+        )
+        certificate = opened.signature.signer.public_bytes(serialization.Encoding.DER)
+        return (
+            marking.mark_verified(opened.content, verdict),
+            _key(certificate, opened.content),
+            org,
+        )
+
+    async def _deliver(
+        self, entry: Entry, org: OrgKeys, message: bytes, key: str
+    ) -> dict[str, Reply]:
+        target = self.node.targets[org.organisation.org_id]
+        recipients = entry.pending()
+        fresh = [r for r in recipients if not await self._seen(key, r)]
+        results = dict.fromkeys(
+            (r for r in recipients if r not in fresh), ok("duplicate suppressed")
+        )
+        if fresh:
+            delivered = await target.deliver(entry.mail_from, fresh, message, key)
+            for address, reply in delivered.items():
+                if reply.ok:
+                    await self._remember(key, address)
+            results.update(delivered)
+        return results
+
+    async def _seen(self, key: str, recipient: str) -> bool:
+        return await asyncio.to_thread(self.node.store.seen, f"{key}:{recipient.lower()}")
+
+    async def _remember(self, key: str, recipient: str) -> None:
+        now = self.node.clock()
+        await asyncio.to_thread(self.node.store.remember, f"{key}:{recipient.lower()}", now)
+
+    async def _quarantine(
+        self, entry: Entry, body: bytes, refusal: RefusedError, now: datetime
+    ) -> Entry:
+        log.warning("quarantined %s: %s", entry.id, refusal)
+        entry_after = await asyncio.to_thread(
+            self.node.store.quarantine, entry.id, refusal.reason, refusal.detail, now
+        )
+        failed = [Failed(r, "5.7.0", refusal.reason, "") for r in entry.pending()]
+        # The notice quotes the outer header only: routing fields and the neutral Subject,
+        # never anything that was inside the encryption.
+        await send_notice(self.node, entry, failed, body, now, action="failed")
+        return entry_after
+
+
+def _author(opened: Unprotected) -> addresses.Mailbox:
+    try:
+        return addresses.author(opened.content)
+    except addresses.AddressError as error:
+        raise RefusedError(error.reason, error.detail) from None
+
+
+def _key(certificate: bytes, content: bytes) -> str:
+    return hashlib.sha256(hashlib.sha256(certificate).digest() + content).hexdigest()
