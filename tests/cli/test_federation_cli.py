@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tomllib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from securemail.directory import (
     digest,
     verify_document,
 )
+from securemail.node.config import load_config
 from securemail.smime import Reason, SmimeError, TrustStore, keys
 from tests.conftest import require_tool
 from tests.federation.test_operator import make_csr
@@ -203,21 +203,18 @@ def test_openssl_accepts_the_directory_signature(built: Built) -> None:
 def test_node_directory_is_ready_for_the_member(built: Built) -> None:
     """node.toml parses; its keys load with the node passphrase and match their certificates."""
     node = built.agency_node
-    config = tomllib.loads((node / "node.toml").read_text())
-    assert config["node"] == {
-        "org_id": "agency",
-        "name": "Test agency",
-        "domains": ["agency.govt.nz"],
-    }
-    assert config["federation"]["name"] == FEDERATION
-    assert config["federation"]["directory"] == str((built.fed / "directory.json").resolve())
-    anchor = node / config["federation"]["anchor"]
-    assert anchor.read_bytes() == (built.fed / "ca" / "root.pem").read_bytes()
+    config = load_config(node / "node.toml")
+    [org] = config.organisations
+    assert (org.org_id, org.domains, org.keys) == ("agency", ("agency.govt.nz",), node.resolve())
+    assert config.federation == FEDERATION
+    assert config.directory == str((built.fed / "directory.json").resolve())
+    assert config.anchor.read_bytes() == (built.fed / "ca" / "root.pem").read_bytes()
     passphrase = ENV["NODE_PASS"].encode()
     for use in ("signing", "encryption", "tls"):
-        key = keys.load_private_key((node / config["keys"][f"{use}_key"]).read_bytes(), passphrase)
-        cert = keys.load_certificate((node / config["keys"][f"{use}_cert"]).read_bytes())
+        key = keys.load_private_key((node / "keys" / f"{use}.key").read_bytes(), passphrase)
+        cert = keys.load_certificate((node / "certs" / f"{use}.pem").read_bytes())
         assert key.public_key() == cert.public_key()
+    assert config.tls_key == node.resolve() / "keys" / "tls.key"
     with pytest.raises(SmimeError) as wrong:
         keys.load_private_key((node / "keys" / "tls.key").read_bytes(), b"federation passphrase")
     assert wrong.value.reason is Reason.BAD_KEY

@@ -30,6 +30,7 @@ from securemail.federation.operator import (
     update,
 )
 from securemail.federation.store import Revocation
+from securemail.node.config import parse_config
 from securemail.pki.authority import Issued, issue
 from securemail.smime import SignerIdentity, oids
 from tests.conftest import NOW, Pki
@@ -354,7 +355,7 @@ def test_member_warnings(admitted: Admission) -> None:
 
 
 def test_node_files(pki: Pki, admitted: Admission, tmp_path: Path) -> None:
-    """node.toml parses (names with quotes and backslashes too) and lists paths relative to it."""
+    """node.toml is a valid node configuration (odd names too) with paths relative to it."""
     member = dataclasses.replace(admitted.member, name='The "Quoted" \\ Board')
     files = node_files(
         dataclasses.replace(admitted, member=member),
@@ -364,19 +365,21 @@ def test_node_files(pki: Pki, admitted: Admission, tmp_path: Path) -> None:
         passphrase=b"unused: no key was made here",
     )
     assert not any(name.startswith("keys/") for name in files)
-    config = tomllib.loads(files["node.toml"].decode())
-    assert config["node"] == {
-        "org_id": "health",
-        "name": 'The "Quoted" \\ Board',
-        "domains": ["health.govt.nz", "health.example.nz"],
+    config = parse_config(tomllib.loads(files["node.toml"].decode()), tmp_path)
+    [org] = config.organisations
+    assert (org.org_id, org.domains) == ("health", ("health.govt.nz", "health.example.nz"))
+    assert org.keys == tmp_path.resolve()
+    assert config.federation == "Test\tFederation"
+    assert config.directory == str((tmp_path / "FED" / "directory.json").resolve())
+    assert config.peer.port == member.endpoints[0].port
+    relative = {
+        "certs/tls.pem": config.tls_certificate,
+        "certs/federation-ca.pem": config.anchor,
     }
-    assert config["federation"] == {
-        "name": "Test\tFederation",
-        "anchor": "certs/federation-ca.pem",
-        "directory": str((tmp_path / "FED" / "directory.json").resolve()),
-    }
-    assert config["keys"]["tls_cert"] == "certs/tls.pem"
-    assert files[config["keys"]["signing_cert"]] == member.signing.current.public_bytes(
+    for name, path in relative.items():
+        assert path == tmp_path.resolve() / name
+        assert name in files
+    assert files["certs/signing.pem"] == member.signing.current.public_bytes(
         serialization.Encoding.PEM
     )
-    assert files[config["federation"]["anchor"]] == pki.ca.certificate_pem()
+    assert files["certs/federation-ca.pem"] == pki.ca.certificate_pem()

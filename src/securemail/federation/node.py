@@ -64,29 +64,53 @@ def node_files(
     }
     for use, key in admission.generated.items():
         files[f"keys/{use}.key"] = private_key_pem(key, passphrase)
-    paths = [
-        (f"{use}_{kind}", f"{folder}/{use}.{ext}")
-        for use in ("signing", "encryption", "tls")
-        for kind, folder, ext in (("key", "keys", "key"), ("cert", "certs", "pem"))
-    ]
+    files["node.toml"] = node_config(admission, federation, directory).encode()
+    return files
+
+
+def node_config(admission: Admission, federation: str, directory: Path) -> str:
+    """A configuration ``securemail serve`` runs as it is (docs/operations.md explains it).
+
+    The peer listener takes the port of the member's first directory endpoint; on loopback
+    endpoints (tests, the demo) it binds loopback only. Mail is delivered to Maildirs under
+    ``mail/`` until the operator points [organisation.delivery] at their own mail store.
+    """
+    member = admission.member
+    endpoint = member.endpoints[0]
+    host = "127.0.0.1" if endpoint.host in ("127.0.0.1", "localhost") else "0.0.0.0"  # noqa: S104
     lines = [
         "# SecureMail node, written by `securemail federation add-member`.",
-        "# Keys listed here but not present came from the member's own CSRs.",
+        "# Run it with: securemail serve --config node.toml",
+        "# (the key passphrase is read from $SECUREMAIL_PASSPHRASE unless [keys] says otherwise)",
         "[node]",
-        f"org_id = {_toml(member.org_id)}",
-        f"name = {_toml(member.name)}",
-        f"domains = [{', '.join(_toml(d) for d in member.domains)}]",
+        f"name = {_toml(endpoint.host)}",
+        'data_dir = "data"',
+        'region = "NZ"',
         "",
         "[federation]",
         f"name = {_toml(federation)}",
         'anchor = "certs/federation-ca.pem"',
         f"directory = {_toml(str(directory.resolve()))}",
         "",
-        "[keys]",
-        *(f"{name} = {_toml(path)}" for name, path in paths),
+        "[peer]",
+        f'listen = "{host}:{endpoint.port}"',
+        'tls_certificate = "certs/tls.pem"',
+        'tls_key = "keys/tls.key"',
+        "",
+        "[relay]",
+        'listen = "127.0.0.1:10025"',
+        'networks = ["127.0.0.0/8", "::1/128"]',
+        "",
+        "[[organisation]]",
+        f"org_id = {_toml(member.org_id)}",
+        f"domains = [{', '.join(_toml(d) for d in member.domains)}]",
+        'keys = "."',
+        "",
+        "[organisation.delivery]",
+        'kind = "maildir"',
+        'path = "mail"',
     ]
-    files["node.toml"] = ("\n".join(lines) + "\n").encode()
-    return files
+    return "\n".join(lines) + "\n"
 
 
 def _toml(text: str) -> str:
