@@ -171,7 +171,8 @@ class _Table:
     def table(self, key: str) -> _Table | None:
         self.used.add(key)
         value = self.data.get(key)
-        return None if value is None else _Table(value, f"{self.where}.{key}", self.base)
+        where = key if self.where == "config" else f"{self.where}.{key}"
+        return None if value is None else _Table(value, where, self.base)
 
     def finish(self) -> None:
         unknown = sorted(set(self.data) - self.used)

@@ -1,0 +1,114 @@
+"""The node configuration: a valid file loads; every mistake names the setting at fault."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from securemail.node.config import ConfigError, load_config
+
+VALID = """
+[node]
+name = "gw.agency.govt.nz"
+data_dir = "data"
+
+[federation]
+name = "Test Federation"
+anchor = "certs/federation-ca.pem"
+directory = "https://directory.example.nz/directory.json"
+
+[peer]
+listen = "0.0.0.0:25"
+tls_certificate = "certs/tls.pem"
+tls_key = "keys/tls.key"
+
+[relay]
+listen = "127.0.0.1:10025"
+networks = ["10.1.0.0/16"]
+
+[retry]
+schedule = ["1m", "10m", 3600]
+warn_after = "4h"
+max_lifetime = "5d"
+
+[[organisation]]
+org_id = "agency"
+domains = ["Agency.govt.nz"]
+keys = "orgs/agency"
+[organisation.delivery]
+kind = "smtp"
+host = "exchange.agency.internal"
+port = 2525
+
+[[organisation]]
+org_id = "shop"
+domains = ["shop.co.nz"]
+keys = "orgs/shop"
+[organisation.delivery]
+kind = "maildir"
+path = "mail/shop"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_config_loads_with_paths_relative_to_the_file(tmp_path: Path) -> None:
+    """Relative paths resolve against the config file's folder; defaults fill the rest."""
+    config = load_config(write(tmp_path, VALID))
+    assert config.data_dir == tmp_path.resolve() / "data"
+    assert config.database == f"sqlite:///{tmp_path.resolve() / 'data' / 'queue.sqlite'}"
+    assert config.directory == "https://directory.example.nz/directory.json"
+    assert (config.peer.host, config.peer.port) == ("0.0.0.0", 25)
+    assert config.retry.schedule == (
+        timedelta(minutes=1),
+        timedelta(minutes=10),
+        timedelta(hours=1),
+    )
+    assert config.max_recipients == 100
+    assert config.smarthost is None
+    shop = config.organisation_for("SHOP.co.nz")
+    assert shop is not None and shop.delivery.path == tmp_path.resolve() / "mail" / "shop"
+    agency = config.organisation_for("agency.govt.nz")
+    assert agency is not None and agency.delivery.port == 2525
+    assert config.domains == {"agency.govt.nz", "shop.co.nz"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("[relay]\n", "[relay]\nbogus = 1\n"), "[relay] has unknown setting(s): bogus"),
+        (('listen = "0.0.0.0:25"', 'listen = "0.0.0.0"'), "peer.listen must be host:port"),
+        (('listen = "0.0.0.0:25"', "listen = 25"), "peer.listen must be a string"),
+        (('"10.1.0.0/16"', '"10.1.0.1/16"'), "relay.networks"),
+        (('warn_after = "4h"', 'warn_after = "9d"'), "warn_after must be shorter"),
+        (('"1m", "10m"', '"1 fortnight"'), "retry.schedule must be a duration"),
+        (('kind = "smtp"', 'kind = "mbox"'), "kind must be maildir, smtp or lmtp"),
+        (('domains = ["shop.co.nz"]', 'domains = ["agency.govt.nz"]'), "is listed by agency and"),
+        (('name = "Test Federation"\n', ""), "federation.name is required"),
+        (("port = 2525", "port = 99999"), "port must be between 1 and 65535"),
+        (("port = 2525", "port = true"), "port must be a whole number"),
+    ],
+)
+def test_mistakes_are_named(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    """A wrong setting is refused with the setting's name and what is wrong with it."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, VALID.replace(*change, 1)))
+    assert message in refused.value.detail
+    assert refused.value.reason == "bad-config"
+
+
+def test_missing_table_and_unreadable_file(tmp_path: Path) -> None:
+    """No [[organisation]], bad TOML and a missing file each get a clear refusal."""
+    cut = VALID[: VALID.index("[[organisation]]")]
+    with pytest.raises(ConfigError, match="at least one"):
+        load_config(write(tmp_path, cut))
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[node\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
