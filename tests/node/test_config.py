@@ -64,7 +64,7 @@ def test_valid_config_loads_with_paths_relative_to_the_file(tmp_path: Path) -> N
     assert config.data_dir == tmp_path.resolve() / "data"
     assert config.database == f"sqlite:///{tmp_path.resolve() / 'data' / 'queue.sqlite'}"
     assert config.directory == "https://directory.example.nz/directory.json"
-    assert (config.peer.host, config.peer.port) == ("0.0.0.0", 25)
+    assert (config.peer.host, config.peer.port) == ("0.0.0.0", 25)  # noqa: S104
     assert config.retry.schedule == (
         timedelta(minutes=1),
         timedelta(minutes=10),
