@@ -1,0 +1,74 @@
+"""TLS for outbound SMTP: the client contexts and the member gateway's SPKI pin check.
+
+Security: the peer's certificate chain is untrusted until it verifies to a federation anchor
+and its leaf key matches a pin from the signed directory. A member gateway is identified by
+that pin, not by a host name (ARCHITECTURE §5), so host names are not checked for members;
+for a smarthost the host name is checked as usual (RFC 6125). TLS 1.2 is the floor
+(THREATS.md C).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from securemail.directory.model import spki_pin
+
+_PIN_PREFIX = "sha256:"
+
+
+@dataclass(frozen=True)
+class PeerTls:
+    """How to check a member gateway: chain to one of ``anchors``, leaf SPKI pin in ``pins``.
+
+    ``pins`` are written as :func:`securemail.directory.model.spki_pin` writes them.
+    """
+
+    pins: frozenset[str]
+    anchors: tuple[x509.Certificate, ...]
+
+    def __post_init__(self) -> None:
+        if not self.pins:
+            raise ValueError("a member gateway needs at least one SPKI pin")
+        if not self.anchors:
+            raise ValueError("a member gateway needs at least one federation anchor")
+        for pin in self.pins:
+            if not pin.startswith(_PIN_PREFIX):
+                raise ValueError(f"SPKI pin {pin!r} does not start with {_PIN_PREFIX!r}")
+
+
+def peer_context(peer: PeerTls) -> ssl.SSLContext:
+    """A client context that accepts only chains to the federation anchors (no host name)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # The pin checked after the handshake is the identity; the anchors keep out certificates
+    # the federation never issued even if a pin were copied from elsewhere.
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    pem = b"".join(a.public_bytes(serialization.Encoding.PEM) for a in peer.anchors)
+    context.load_verify_locations(cadata=pem.decode("ascii"))
+    return context
+
+
+def smarthost_context(cafile: str | None, *, verify: bool) -> ssl.SSLContext:
+    """A client context for an ordinary SMTP server: ``cafile`` or the system store.
+
+    ``verify=False`` is opportunistic TLS (RFC 7435): encrypted, but not authenticated.
+    """
+    context = ssl.create_default_context(cafile=cafile)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def leaf_pin(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+    """The SPKI pin of the certificate the peer presented in this handshake, if any."""
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return None
+    return spki_pin(x509.load_der_x509_certificate(der))

@@ -1,0 +1,55 @@
+"""Replies read from a remote SMTP or LMTP server, as :class:`securemail.replies.Reply` values.
+
+Security: the reply text comes from the remote server and is untrusted. It is kept only in
+``detail`` (for the operator's log and the notice's Diagnostic-Code), with control
+characters removed and its length capped; ``text`` is always our own generic wording.
+"""
+
+from __future__ import annotations
+
+import re
+
+from securemail.replies import Reply
+
+MAX_DETAIL = 512  # characters of a remote reply kept for the log
+_STATUS = re.compile(r"([245])\.\d{1,3}\.\d{1,3}(?=\s|$)")  # RFC 3463 §2: class.subject.detail
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+PROTOCOL_ERROR = "protocol-error"
+
+
+def enhanced_status(code: int, text: str) -> str:
+    """The enhanced status at the start of ``text`` (RFC 2034 §3), or ``<class>.0.0``.
+
+    A status whose class does not match the reply code is ignored, so a Reply never
+    carries "2.0.0" with a 550.
+    """
+    match = _STATUS.match(text.lstrip())
+    if match is not None and match.group(1) == str(code)[0]:
+        return match.group(0)
+    return f"{str(code)[0]}.0.0"
+
+
+def clean_detail(text: str) -> str:
+    """Remote text made safe for one log line: controls to spaces, capped in length."""
+    return _CONTROL.sub(" ", text).strip()[:MAX_DETAIL]
+
+
+def wire_reply(code: int, text: str, *, reason: str) -> Reply:
+    """The Reply for one remote answer: 2xx accepted, 4xx temporary, 5xx permanent.
+
+    Anything else (a 3xx where a final answer was due, a malformed code) is not a definite
+    answer, so it becomes a temporary 451 4.5.0 and the queue retries.
+    """
+    first = text.splitlines()[0] if text else ""
+    detail = clean_detail(f"{code} {text}")
+    if 200 <= code < 300:
+        return Reply(code, enhanced_status(code, first), "Accepted", "", detail)
+    if 400 <= code < 500:
+        return Reply(
+            code, enhanced_status(code, first), "Deferred by the remote server", reason, detail
+        )
+    if 500 <= code < 600:
+        return Reply(
+            code, enhanced_status(code, first), "Refused by the remote server", reason, detail
+        )
+    return Reply(451, "4.5.0", "Unexpected reply from the remote server", PROTOCOL_ERROR, detail)
