@@ -1,0 +1,34 @@
+"""The gateway's SMTP front doors: the peer and relay listeners, which only receive.
+
+A listener checks the SMTP conversation and hands each message to an :class:`Admit`
+(which commits it to the durable queue); it never delivers or relays anything itself.
+
+    start_peer_listener(settings, served=, admit=)          peers' gateways, STARTTLS, S/MIME only
+    start_relay_listener(settings, networks=, check_recipient=, sender_allowed=, admit=,
+                         authenticate=None)                 the organisation's own servers
+"""
+
+from securemail.receive.envelope import check_envelope_address, domain_of
+from securemail.receive.model import (
+    Admit,
+    CheckRecipient,
+    ListenerSettings,
+    Received,
+    ReceiveReason,
+)
+from securemail.receive.peer import start_peer_listener
+from securemail.receive.relay import start_relay_listener
+from securemail.receive.server import Listener
+
+__all__ = [
+    "Admit",
+    "CheckRecipient",
+    "Listener",
+    "ListenerSettings",
+    "ReceiveReason",
+    "Received",
+    "check_envelope_address",
+    "domain_of",
+    "start_peer_listener",
+    "start_relay_listener",
+]

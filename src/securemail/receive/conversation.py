@@ -1,0 +1,229 @@
+"""The checks of one SMTP conversation, as aiosmtpd handler hooks: envelope, limits, DATA.
+
+Each hook runs the checks common to both listeners, then the listener's :class:`Gate`,
+and answers with the first refusal or accepts the step. At the end of DATA the message is
+normalised (CRLF line ends), checked (hop count, the gate's content rule), given our
+``Received:`` field and handed to :class:`securemail.receive.model.Admit`, whose reply is
+the answer to DATA.
+
+Security: addresses, the HELO name and the message are untrusted. Refusals sent to the
+client are generic; the reason and detail go to the log, which never holds message
+content. The answer to DATA is never 2xx unless ``Admit`` returned it (a raised error is
+451 4.3.0).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from securemail.receive.envelope import check_envelope_address
+from securemail.receive.message import (
+    check_hops,
+    header_section,
+    normalise_line_ends,
+    trace_field,
+    with_protocol,
+)
+from securemail.receive.model import Admit, ListenerSettings, Received, ReceiveReason
+from securemail.replies import Reply
+
+log = logging.getLogger("securemail.receive")
+
+Authenticate = Callable[[str, bytes], bool]
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who is talking: the client's IP address and, after AUTH, the user it proved."""
+
+    ip: str
+    auth_user: str | None
+
+
+class Gate(Protocol):
+    """What makes a listener a peer or a relay listener: its policy at each step.
+
+    Contract: the ``refuse_*`` methods are pure and fast; each returns ``None`` to go on,
+    or the reply to send (with reason and detail for the log). Addresses given to them
+    have passed :func:`check_envelope_address`; ``mail_from`` is "" for ``<>``.
+    """
+
+    @property
+    def listener(self) -> Literal["peer", "relay"]: ...
+
+    @property
+    def requires_tls(self) -> bool:
+        """Only STARTTLS, EHLO, NOOP and QUIT before TLS (RFC 3207 §4); others get 530."""
+
+    @property
+    def authenticate(self) -> Authenticate | None:
+        """``(user, password) -> bool`` to offer AUTH PLAIN/LOGIN after STARTTLS, or None."""
+
+    def refuse_client(self, ip: str) -> Reply | None:
+        """At connect, before the greeting."""
+
+    def refuse_sender(self, client: Client, mail_from: str) -> Reply | None:
+        """At MAIL FROM."""
+
+    def refuse_recipient(self, mail_from: str, recipient: str) -> Reply | None:
+        """At each RCPT TO, after the recipient limit."""
+
+    def refuse_content(self, header: bytes) -> Reply | None:
+        """At the end of DATA, given the top-level header section (CRLF line ends)."""
+
+
+def client_ip(session: Session | None) -> str:
+    """The client's IP address (aiosmtpd's ``peer`` is the socket address tuple)."""
+    peer = session.peer if session is not None else None
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
+def log_refusal(listener: str, ip: str, reply: Reply) -> None:
+    """One log line per refusal: code, reason and detail; never message content."""
+    log.info("%s %s refused %d %s: %s", listener, ip, reply.code, reply.reason, reply.detail)
+
+
+def _client(session: Session) -> Client:
+    user = session.auth_data if session.authenticated else None
+    return Client(client_ip(session), user if isinstance(user, str) else None)
+
+
+def _tls_version(session: Session) -> str | None:
+    ssl_object = session.ssl.get("ssl_object") if session.ssl else None
+    return None if ssl_object is None else str(ssl_object.version())
+
+
+def _sender(envelope: Envelope) -> str:
+    return "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
+
+
+class Conversation:
+    """aiosmtpd handler: the common checks, then the gate's, at EHLO, MAIL, RCPT and DATA."""
+
+    def __init__(self, settings: ListenerSettings, gate: Gate, admit: Admit) -> None:
+        self.gate = gate
+        self._settings = settings
+        self._admit = admit
+
+    def _refuse(self, session: Session, reply: Reply) -> str:
+        log_refusal(self.gate.listener, client_ip(session), reply)
+        return reply.line()
+
+    async def handle_EHLO(  # noqa: N802 (aiosmtpd's hook name)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to a handler that has the hook
+        if self.gate.authenticate is not None:
+            return responses
+        return [line for line in responses if not line[4:].startswith("AUTH")]
+
+    async def handle_MAIL(  # noqa: N802 (aiosmtpd's hook name)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        sender = "" if address == "<>" else address
+        refusal = (sender and check_envelope_address(sender)) or self.gate.refuse_sender(
+            _client(session), sender
+        )
+        if refusal:
+            return self._refuse(session, refusal)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        refusal = self._refuse_recipient(envelope, address)
+        if refusal:
+            return self._refuse(session, refusal)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    def _refuse_recipient(self, envelope: Envelope, address: str) -> Reply | None:
+        limit = self._settings.max_recipients
+        if len(envelope.rcpt_tos) >= limit:
+            # RFC 5321 §4.5.3.1.10: 452, the client sends the rest in another transaction.
+            detail = f"more than {limit} recipients"
+            return Reply(
+                452, "4.5.3", "Too many recipients", ReceiveReason.TOO_MANY_RECIPIENTS, detail
+            )
+        refusal = check_envelope_address(address)
+        return refusal or self.gate.refuse_recipient(_sender(envelope), address)
+
+    async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        body = normalise_line_ends(envelope.original_content or b"")
+        header = header_section(body)
+        refusal = check_hops(header) or self.gate.refuse_content(header)
+        if refusal:
+            return self._refuse(session, refusal)
+        received = self._received(session, envelope, body)
+        reply = await self._admit_safely(received)
+        if not reply.ok:
+            return self._refuse(session, reply)
+        log.info(
+            "%s %s accepted %d recipients, %d octets",
+            self.gate.listener,
+            received.client_address,
+            len(received.recipients),
+            len(received.body),
+        )
+        return reply.line()
+
+    def _received(self, session: Session, envelope: Envelope, body: bytes) -> Received:
+        client = _client(session)
+        tls_version = _tls_version(session)
+        helo = session.host_name or ""
+        protocol = with_protocol(
+            extended=session.extended_smtp,
+            tls=tls_version is not None,
+            authenticated=client.auth_user is not None,
+        )
+        trace = trace_field(helo, client.ip, self._settings.hostname, protocol, datetime.now(UTC))
+        return Received(
+            listener=self.gate.listener,
+            client_address=client.ip,
+            helo=helo,
+            mail_from=_sender(envelope),
+            recipients=tuple(envelope.rcpt_tos),
+            body=trace + body,
+            tls=tls_version is not None,
+            tls_version=tls_version,
+            auth_user=client.auth_user,
+        )
+
+    async def _admit_safely(self, received: Received) -> Reply:
+        try:
+            return await self._admit(received)
+        except Exception as error:  # any failure to store is temporary: never 250
+            # Only the type: a database error's text can quote the message it was storing.
+            detail = f"admit raised {type(error).__qualname__}"
+            return Reply(451, "4.3.0", "Try again later", ReceiveReason.ADMIT_FAILED, detail)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """An unexpected error in a hook: 451, and only the error's type in the log."""
+        log.error("%s session error %s", self.gate.listener, type(error).__qualname__)
+        return Reply(451, "4.3.0", "Try again later", ReceiveReason.INTERNAL).line()

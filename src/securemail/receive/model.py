@@ -1,0 +1,111 @@
+"""The values the SMTP receive services share: settings, the received message, the seams.
+
+``Admit`` and ``CheckRecipient`` are the two seams a listener calls out through; their
+contracts are written on the Protocols. ``ReceiveReason`` is the stable code every refusal
+of the receive services carries (``Reply.reason``).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, Protocol
+
+from securemail.replies import Reply
+
+MIB = 1024 * 1024
+
+
+class ReceiveReason(StrEnum):
+    """Why a receive service refused a client, a command or a message."""
+
+    RELAY_DENIED = "relay-denied"
+    BAD_ADDRESS = "bad-address"
+    NOT_PROTECTED = "not-protected"
+    CLIENT_NOT_ALLOWED = "client-not-allowed"
+    SENDER_NOT_ALLOWED = "sender-not-allowed"
+    LOOP = "loop"
+    TOO_BIG = "message-too-big"
+    TOO_MANY_RECIPIENTS = "too-many-recipients"
+    LINE_TOO_LONG = "line-too-long"
+    TLS_REQUIRED = "tls-required"
+    TOO_MANY_CONNECTIONS = "too-many-connections"
+    TIMEOUT = "timeout"
+    AUTH_UNAVAILABLE = "auth-unavailable"
+    ADMIT_FAILED = "admit-failed"
+    INTERNAL = "internal-error"
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    """Where a listener binds and the limits it enforces on every session.
+
+    ``timeout`` is the wait for each command (RFC 5321 §4.5.3.2.7: at least 5 minutes); a
+    DATA transfer must also finish within it. ``tls`` is the server context for STARTTLS;
+    the listener raises its minimum version to TLS 1.2 if it was lower.
+    """
+
+    host: str
+    port: int
+    hostname: str
+    max_message_size: int = 25 * MIB
+    max_recipients: int = 100
+    max_connections: int = 100
+    timeout: float = 300.0
+    tls: ssl.SSLContext | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port out of range: {self.port}")
+        if not self.hostname or any(c.isspace() for c in self.hostname):
+            raise ValueError(f"hostname must be one word: {self.hostname!r}")
+        for name in ("max_message_size", "max_recipients", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message as a listener accepted it, ready to be committed to the queue.
+
+    ``body`` is the message exactly as received, every line end normalised to CRLF, with
+    our ``Received:`` trace field prepended. ``mail_from`` is "" for the null path ``<>``.
+    """
+
+    listener: Literal["peer", "relay"]
+    client_address: str
+    helo: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    body: bytes
+    tls: bool
+    tls_version: str | None
+    auth_user: str | None
+
+
+class Admit(Protocol):
+    """Commits a received message to the durable queue and says what to answer.
+
+    Contract: returns a 2xx reply only after the message is durable (the queue transaction
+    committed); returns 4xx if it could not be stored, 5xx to refuse it. The reply is sent
+    to the client verbatim as the answer to DATA. If the client goes away, the call may be
+    cancelled: no 2xx was sent then, so rolling back or completing are both correct.
+    Raising is treated as "could not be stored" (451 4.3.0).
+    """
+
+    async def __call__(self, received: Received) -> Reply: ...
+
+
+class CheckRecipient(Protocol):
+    """Decides whether the relay listener takes a recipient from a sender.
+
+    Contract: ``None`` accepts the recipient; a reply refuses it and is sent to the client
+    verbatim (e.g. ``550 5.7.1`` for a domain outside the federation). Both addresses have
+    already passed :func:`securemail.receive.envelope.check_envelope_address`; the sender
+    is "" for ``<>``. Pure and fast: it runs once per RCPT command.
+    """
+
+    def __call__(self, mail_from: str, recipient: str) -> Reply | None: ...

@@ -1,0 +1,66 @@
+"""The peer listener: mail from other members' gateways (port 25 in production).
+
+Security: the client is any host on the Internet. STARTTLS is required before MAIL (RFC
+3207 §4: 530 otherwise) and AUTH is never offered; only recipients in domains this node
+serves are taken (never a relay); only a message whose top-level entity is S/MIME is
+admitted. That header scan is cheap and proves nothing: the queue workers decrypt and
+verify the signature against the directory before anything is delivered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from securemail.receive.conversation import Client
+from securemail.receive.envelope import domain_of
+from securemail.receive.message import check_smime_type
+from securemail.receive.model import Admit, ListenerSettings, ReceiveReason
+from securemail.receive.server import Listener, start_listener
+from securemail.replies import Reply
+
+
+@dataclass(frozen=True)
+class PeerGate:
+    """The peer listener's policy; see :class:`securemail.receive.conversation.Gate`."""
+
+    served: Callable[[str], bool]
+
+    @property
+    def listener(self) -> Literal["peer"]:
+        return "peer"
+
+    @property
+    def requires_tls(self) -> bool:
+        return True
+
+    @property
+    def authenticate(self) -> None:
+        return None
+
+    def refuse_client(self, ip: str) -> Reply | None:
+        return None  # membership is proved by the signature, checked after the queue
+
+    def refuse_sender(self, client: Client, mail_from: str) -> Reply | None:
+        return None
+
+    def refuse_recipient(self, mail_from: str, recipient: str) -> Reply | None:
+        domain = domain_of(recipient)
+        if self.served(domain):
+            return None
+        detail = f"recipient domain {domain} not served here"
+        return Reply(550, "5.7.1", "Relay not permitted", ReceiveReason.RELAY_DENIED, detail)
+
+    def refuse_content(self, header: bytes) -> Reply | None:
+        return check_smime_type(header)
+
+
+async def start_peer_listener(
+    settings: ListenerSettings, *, served: Callable[[str], bool], admit: Admit
+) -> Listener:
+    """Serve peers on ``settings.host:port`` in the running loop; ``served(domain)`` names
+    the domains this node takes mail for. Raises ValueError without a TLS context."""
+    if settings.tls is None:
+        raise ValueError("the peer listener needs a TLS context: STARTTLS is mandatory")
+    return await start_listener(settings, PeerGate(served), admit)

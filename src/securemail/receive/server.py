@@ -1,0 +1,211 @@
+"""The SMTP session both listeners share: aiosmtpd's protocol, run in the current event loop.
+
+Theory of operation: :func:`start_listener` binds ``loop.create_server`` to a factory of
+:class:`_Session` (an aiosmtpd ``SMTP`` subclass, one per connection). aiosmtpd reads the
+commands and DATA; its handler hooks call :class:`securemail.receive.conversation
+.Conversation`, which applies the checks common to both listeners and then the listener's
+:class:`securemail.receive.conversation.Gate`. This module adds what aiosmtpd leaves to
+its user: a cap on concurrent sessions, a gate before the greeting, the path exactly as the
+client wrote it, enhanced status codes on aiosmtpd's own refusals, 421 on idle timeout.
+
+Security: every byte from the client is untrusted. aiosmtpd ends DATA only at
+CRLF.CRLF and drops plaintext pipelined after STARTTLS (RFC 3207 §4.2); the tests in
+tests/receive prove both. A session never holds more than ``max_message_size`` octets of
+DATA, and a slow client is cut off after ``timeout`` seconds without a complete command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import ssl
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from securemail.receive.conversation import (
+    Authenticate,
+    Conversation,
+    Gate,
+    client_ip,
+    log_refusal,
+)
+from securemail.receive.model import Admit, ListenerSettings, ReceiveReason
+from securemail.replies import Reply
+
+log = logging.getLogger("securemail.receive")
+
+_IDENT = "ESMTP SecureMail"  # the greeting does not name the software version
+
+# aiosmtpd's own refusals, given RFC 3463 enhanced status codes and a reason for the log.
+_BUILTIN_REPLIES = {
+    "530 Must issue a STARTTLS command first": Reply(
+        530,
+        "5.7.0",
+        "Must issue a STARTTLS command first",
+        ReceiveReason.TLS_REQUIRED,
+        "command before STARTTLS",
+    ),
+    "552 Error: Too much mail data": Reply(
+        552, "5.3.4", "Message too big", ReceiveReason.TOO_BIG, "DATA above the size limit"
+    ),
+    "552 Error: message size exceeds fixed maximum message size": Reply(
+        552, "5.3.4", "Message too big", ReceiveReason.TOO_BIG, "SIZE= above the size limit"
+    ),
+    # RFC 5321 §4.5.3.1.6 (1000 octets with CRLF) and §4.5.3.1.9 ("500 Line too long").
+    "500 Line too long (see RFC5321 4.5.3.1.6)": Reply(
+        500, "5.5.2", "Line too long", ReceiveReason.LINE_TOO_LONG, "DATA line over 1000 octets"
+    ),
+    "500 Command line too long": Reply(
+        500, "5.5.2", "Line too long", ReceiveReason.LINE_TOO_LONG, "command line too long"
+    ),
+    # RFC 6531: status 5.6.7, non-ASCII address where SMTPUTF8 was not offered.
+    "500 Error: strict ASCII mode": Reply(
+        553,
+        "5.6.7",
+        "Non-ASCII text requires SMTPUTF8",
+        ReceiveReason.BAD_ADDRESS,
+        "non-ASCII command argument",
+    ),
+}
+
+
+def _authenticator(check: Authenticate) -> Any:
+    """aiosmtpd's authenticator hook around ``check(user, password)`` (AUTH PLAIN, LOGIN)."""
+
+    def authenticator(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        try:
+            user = data.login.decode("utf-8") if isinstance(data, LoginPassword) else None
+        except UnicodeDecodeError:
+            user = None
+        accepted = user is not None and check(user, data.password)
+        if not accepted:
+            log.info("relay %s AUTH %s failed", client_ip(session), mechanism)
+        return AuthResult(success=accepted, handled=False, auth_data=user)
+
+    return authenticator
+
+
+class _Session(SMTP):
+    """One SMTP connection: aiosmtpd's protocol with the listener's limits and gate."""
+
+    def __init__(
+        self, conversation: Conversation, settings: ListenerSettings, live: set[_Session]
+    ) -> None:
+        # aiosmtpd keeps these limits in one dict shared by every session and grows it on
+        # each EHLO; each session gets its own.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        gate = conversation.gate
+        super().__init__(
+            conversation,
+            data_size_limit=settings.max_message_size,
+            hostname=settings.hostname,
+            ident=_IDENT,
+            tls_context=settings.tls,
+            require_starttls=gate.requires_tls,
+            timeout=settings.timeout,
+            auth_require_tls=True,
+            auth_exclude_mechanism=() if gate.authenticate else ("LOGIN", "PLAIN"),
+            authenticator=_authenticator(gate.authenticate) if gate.authenticate else None,
+            loop=asyncio.get_running_loop(),
+        )
+        self._conversation = conversation
+        self._max_sessions = settings.max_connections
+        self._live = live
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._live.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._live.discard(self)
+        super().connection_lost(error)
+
+    def _refusal_at_connect(self) -> Reply | None:
+        if len(self._live) > self._max_sessions:
+            detail = f"more than {self._max_sessions} sessions"
+            text = "Too many connections, try again later"
+            return Reply(421, "4.7.0", text, ReceiveReason.TOO_MANY_CONNECTIONS, detail)
+        return self._conversation.gate.refuse_client(client_ip(self.session))
+
+    async def _handle_client(self) -> None:
+        refusal = self._refusal_at_connect()
+        if refusal is None:
+            await super()._handle_client()
+            return
+        await self.push(refusal.line())
+        if self.transport is not None:
+            self.transport.close()
+
+    async def push(self, status: AnyStr) -> None:
+        builtin = _BUILTIN_REPLIES.get(status) if isinstance(status, str) else None
+        if builtin is None:
+            await super().push(status)
+            return
+        log_refusal(self._conversation.gate.listener, client_ip(self.session), builtin)
+        await super().push(builtin.line())
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's parse of a path, but the address exactly as the client wrote it.
+
+        aiosmtpd (through ``email``'s parser) silently drops a source route, comments and
+        spaces; :mod:`securemail.receive.envelope` must judge what was sent. ``<>`` stays
+        ``<>`` as in aiosmtpd.
+        """
+        address, rest = super()._getaddr(arg)
+        if not address or rest is None:
+            return address, rest
+        written = arg[: len(arg) - len(rest)].rstrip()
+        if written.startswith("<") and written.endswith(">"):
+            written = written[1:-1]
+        return written or "<>", rest
+
+    def _timeout_cb(self) -> None:
+        """No complete command within the timeout (RFC 5321 §4.5.3.2.7): 421, then close."""
+        reply = Reply(421, "4.4.2", "Timeout, closing connection", ReceiveReason.TIMEOUT, "idle")
+        log_refusal(self._conversation.gate.listener, client_ip(self.session), reply)
+        if self.transport is not None:
+            self._writer.write(reply.line().encode("ascii") + b"\r\n")
+            self.transport.close()
+
+    def abort(self) -> asyncio.Task[None] | None:
+        """Drop the connection now; the task serving it, to wait for, if it still runs."""
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.abort()
+        return self._handler_coroutine
+
+
+class Listener:
+    """A running listener: ``port`` is the bound port; ``close()`` ends it and its sessions."""
+
+    def __init__(self, server: asyncio.Server, live: set[_Session]) -> None:
+        self._server = server
+        self._live = live
+        self.port: int = server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        """Stop accepting, drop every session and wait until their tasks have ended."""
+        self._server.close()
+        tasks = [task for session in list(self._live) if (task := session.abort()) is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+def require_tls_1_2(context: ssl.SSLContext) -> None:
+    """Raise the context's minimum to TLS 1.2 (THREATS.md C), leaving a higher one alone."""
+    context.minimum_version = max(context.minimum_version, ssl.TLSVersion.TLSv1_2)
+
+
+async def start_listener(settings: ListenerSettings, gate: Gate, admit: Admit) -> Listener:
+    """Bind ``settings.host:port`` in the running loop and serve SMTP with ``gate``'s policy."""
+    if settings.tls is not None:
+        require_tls_1_2(settings.tls)
+    conversation = Conversation(settings, gate, admit)
+    live: set[_Session] = set()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: _Session(conversation, settings, live), settings.host, settings.port
+    )
+    return Listener(server, live)
