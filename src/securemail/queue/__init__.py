@@ -1,0 +1,38 @@
+"""The durable message queue every service meets at (Postfix's queue manager, in SQL).
+
+Receive services ``enqueue`` (the SMTP 250 follows the commit); workers ``claim`` due
+entries, try them and ``record`` per-recipient outcomes; operators hold, release, retry,
+delete and purge. One SQLite file for a single node, or one PostgreSQL database shared
+by several.
+
+    QueueError(reason: QueueReason)   "queue-unavailable", "queue-unsafe-settings",
+                                      "queue-entry-not-found", "queue-bad-state"
+"""
+
+from securemail.queue.model import (
+    Direction,
+    Disposition,
+    Entry,
+    Event,
+    NewMessage,
+    QueueError,
+    QueueReason,
+    Recipient,
+    State,
+)
+from securemail.queue.retry import RetryPolicy
+from securemail.queue.store import QueueStore
+
+__all__ = [
+    "Direction",
+    "Disposition",
+    "Entry",
+    "Event",
+    "NewMessage",
+    "QueueError",
+    "QueueReason",
+    "QueueStore",
+    "Recipient",
+    "RetryPolicy",
+    "State",
+]

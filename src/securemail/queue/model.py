@@ -1,0 +1,151 @@
+"""The queue's values: entry states, a message to enqueue, entries, recipients and events.
+
+States follow Postfix's queue manager::
+
+    incoming ─→ active ─→ delivered | bounced      (no recipient left pending)
+                  │  ↑
+                  ↓  │ due again
+                deferred ⇄ held                    (operator: hold, release, retry)
+
+``incoming`` may be held too, and a live entry that cannot be read or verified goes to
+``quarantined`` (kept with its body, never purged unless asked).
+
+An entry is final once DELIVERED, BOUNCED or QUARANTINED. Each recipient has its own
+disposition (RFC 5321 §4.5.4: one transaction may succeed for some recipients and fail
+for others); the entry is done when no recipient is pending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from securemail.errors import SecureMailError
+
+KINDS = ("mail", "notice")
+
+
+class State(StrEnum):
+    INCOMING = "incoming"
+    ACTIVE = "active"
+    DEFERRED = "deferred"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    HELD = "held"
+    QUARANTINED = "quarantined"
+
+
+FINAL_STATES = frozenset({State.DELIVERED, State.BOUNCED, State.QUARANTINED})
+
+
+class Direction(StrEnum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class Disposition(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+
+
+class QueueReason(StrEnum):
+    UNAVAILABLE = "queue-unavailable"
+    UNSAFE_SETTINGS = "queue-unsafe-settings"
+    NOT_FOUND = "queue-entry-not-found"
+    BAD_STATE = "queue-bad-state"
+
+
+class QueueError(SecureMailError[QueueReason]):
+    """The queue refused: database unavailable or unsafe, unknown entry, or wrong state."""
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message accepted by a receive service, before it has a queue id.
+
+    ``recipients`` is de-duplicated case-insensitively, keeping the first spelling and the
+    order; at least one is required. ``mail_from`` is "" for the null sender ``<>``.
+    """
+
+    direction: Direction
+    org_id: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    body: bytes
+    client: str
+    message_id: str | None = None
+    kind: str = "mail"
+    auth: str | None = None
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        unique: list[str] = []
+        for address in self.recipients:
+            if not address:
+                raise ValueError("an envelope recipient is empty")
+            if address.casefold() not in seen:
+                seen.add(address.casefold())
+                unique.append(address)
+        if not unique:
+            raise ValueError("a message needs at least one envelope recipient")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        object.__setattr__(self, "direction", Direction(self.direction))
+        object.__setattr__(self, "recipients", tuple(unique))
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One envelope recipient of an entry and the outcome of its last attempt."""
+
+    address: str
+    disposition: Disposition
+    attempts: int
+    last_reply: str | None
+    reason: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A queued message without its body (read that with ``QueueStore.body``).
+
+    ``id`` is URL-safe and sorts by arrival; ``attempts`` counts delivery attempts of the
+    whole entry; ``last_reply``/``reason`` describe the latest attempt's worst outcome.
+    """
+
+    id: str
+    direction: Direction
+    state: State
+    kind: str
+    org_id: str
+    mail_from: str
+    message_id: str | None
+    client: str
+    auth: str | None
+    size: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    attempts: int
+    last_reply: str | None
+    reason: str | None
+    warned: bool
+    recipients: tuple[Recipient, ...]
+
+    def pending(self) -> tuple[str, ...]:
+        """The addresses still to be delivered, in envelope order."""
+        return tuple(r.address for r in self.recipients if r.disposition is Disposition.PENDING)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of an entry's history (accepted, deferred, delivered, held, …)."""
+
+    entry_id: str
+    time: datetime
+    event: str
+    recipient: str | None
+    reason: str
+    detail: str

@@ -1,0 +1,289 @@
+"""The queue's tables and the row-level reads and writes the store composes.
+
+The schema is created by the Alembic migrations next to this module; the table definitions
+below must stay identical to what they produce (a test compares them). Types are portable:
+bodies are LargeBinary (PostgreSQL bytea, SQLite BLOB), times are stored in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Row,
+    Select,
+    String,
+    Table,
+    Text,
+    select,
+    update,
+)
+from sqlalchemy.types import TypeDecorator
+
+from securemail.queue.model import (
+    Direction,
+    Disposition,
+    Entry,
+    NewMessage,
+    QueueError,
+    QueueReason,
+    Recipient,
+    State,
+)
+from securemail.queue.retry import Settlement
+from securemail.replies import Reply
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes stored as UTC; SQLite keeps no zone, so it is put back on reading."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("queue times must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("direction", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("org_id", String(255), nullable=False),
+    Column("mail_from", Text, nullable=False),
+    Column("message_id", Text),
+    Column("client", Text, nullable=False),
+    Column("auth", Text),
+    Column("size", BigInteger, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime),
+    Column("attempts", Integer, nullable=False),
+    Column("last_reply", Text),
+    Column("reason", String(64)),
+    Column("warned", Boolean, nullable=False),
+    Index("ix_messages_claim", "direction", "state", "next_attempt_at"),
+    Index("ix_messages_state_updated", "state", "updated_at"),
+)
+
+recipients = Table(
+    "recipients",
+    metadata,
+    Column("entry_id", String(32), ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("address", Text, nullable=False),
+    Column("disposition", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_reply", Text),
+    Column("reason", String(64)),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# No foreign key: an entry's history outlives an operator's delete of the entry.
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("entry_id", String(32), nullable=False, index=True),
+    Column("time", UtcDateTime, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("recipient", Text),
+    Column("reason", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+)
+
+delivery_keys = Table(
+    "delivery_keys",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("stored_at", UtcDateTime, nullable=False, index=True),
+)
+
+_HEAD = [c for c in messages.c if c.name not in ("body", "updated_at")]
+ORDER = (messages.c.created_at, messages.c.id)  # oldest first: ids sort by arrival too
+
+
+def message_row(entry_id: str, new: NewMessage, now: datetime) -> dict[str, Any]:
+    """The messages row of a new entry: INCOMING, due now."""
+    return {
+        "id": entry_id,
+        "direction": new.direction,
+        "state": State.INCOMING,
+        "kind": new.kind,
+        "org_id": new.org_id,
+        "mail_from": new.mail_from,
+        "message_id": new.message_id,
+        "client": new.client,
+        "auth": new.auth,
+        "size": len(new.body),
+        "body": new.body,
+        "created_at": now,
+        "updated_at": now,
+        "next_attempt_at": now,
+        "attempts": 0,
+        "warned": False,
+    }
+
+
+def log_event(
+    conn: Connection,
+    entry_id: str,
+    event: str,
+    now: datetime,
+    *,
+    recipient: str | None = None,
+    reason: str = "",
+    detail: str = "",
+) -> None:
+    conn.execute(
+        events.insert().values(
+            entry_id=entry_id,
+            time=now,
+            event=event,
+            recipient=recipient,
+            reason=reason,
+            detail=detail,
+        )
+    )
+
+
+def head(entry_id: str) -> Select[Any]:
+    """An entry's row without its body."""
+    return select(*_HEAD).where(messages.c.id == entry_id)
+
+
+def lock_entry(conn: Connection, entry_id: str, allowed: Iterable[State]) -> Entry:
+    """The entry, row-locked for this transaction, if its state is one of ``allowed``."""
+    row = conn.execute(head(entry_id).with_for_update()).first()
+    if row is None:
+        raise QueueError(QueueReason.NOT_FOUND, f"no queue entry {entry_id}")
+    allowed = set(allowed)
+    if row.state not in allowed:
+        expected = ", ".join(sorted(allowed))
+        raise QueueError(QueueReason.BAD_STATE, f"{entry_id} is {row.state}, not {expected}")
+    return _entries(conn, [row])[0]
+
+
+def one_entry(conn: Connection, entry_id: str) -> Entry:
+    """An entry known to exist (read inside the transaction that changed it)."""
+    return select_entries(conn, messages.c.id == entry_id, 1)[0]
+
+
+def select_entries(conn: Connection, where: ColumnElement[bool], limit: int) -> list[Entry]:
+    """Up to ``limit`` entries matching ``where``, oldest first."""
+    rows = conn.execute(select(*_HEAD).where(where).order_by(*ORDER).limit(limit)).all()
+    return _entries(conn, rows)
+
+
+def _entries(conn: Connection, rows: Iterable[Row[Any]]) -> list[Entry]:
+    """Entries for message ``rows``, with their recipients in envelope order."""
+    rows = list(rows)
+    found: dict[str, list[Recipient]] = {row.id: [] for row in rows}
+    query = select(recipients).where(recipients.c.entry_id.in_(found))
+    for r in conn.execute(query.order_by(recipients.c.entry_id, recipients.c.position)):
+        found[r.entry_id].append(
+            Recipient(
+                r.address,
+                Disposition(r.disposition),
+                r.attempts,
+                r.last_reply,
+                r.reason,
+                r.updated_at,
+            )
+        )
+    return [
+        Entry(
+            id=row.id,
+            direction=Direction(row.direction),
+            state=State(row.state),
+            kind=row.kind,
+            org_id=row.org_id,
+            mail_from=row.mail_from,
+            message_id=row.message_id,
+            client=row.client,
+            auth=row.auth,
+            size=row.size,
+            created_at=row.created_at,
+            next_attempt_at=row.next_attempt_at,
+            attempts=row.attempts,
+            last_reply=row.last_reply,
+            reason=row.reason,
+            warned=row.warned,
+            recipients=tuple(found[row.id]),
+        )
+        for row in rows
+    ]
+
+
+def write_settlement(conn: Connection, entry: Entry, outcome: Settlement, now: datetime) -> None:
+    """Write an attempt's settlement: recipients, events, then the entry itself."""
+    positions = {r.address: i for i, r in enumerate(entry.recipients)}
+    for change in outcome.changes:
+        values: dict[str, Any] = {"disposition": change.disposition, "updated_at": now}
+        if change.reply is not None:
+            values |= {"attempts": recipients.c.attempts + 1, "last_reply": change.reply.line()}
+            values["reason"] = change.reply.reason or None
+        if change.event == "expired":
+            values["reason"] = "expired"
+        conn.execute(
+            update(recipients)
+            .where(recipients.c.entry_id == entry.id)
+            .where(recipients.c.position == positions[change.address])
+            .values(values)
+        )
+        reply = change.reply
+        reason = "expired" if change.event == "expired" else reply.reason if reply else ""
+        detail = _describe(reply) if reply else "not tried before the maximum lifetime"
+        log_event(
+            conn,
+            entry.id,
+            change.event,
+            now,
+            recipient=change.address,
+            reason=reason,
+            detail=detail,
+        )
+    decisive = outcome.reply
+    values = {
+        "state": outcome.state,
+        "next_attempt_at": outcome.next_attempt_at,
+        "attempts": entry.attempts + 1,
+        "updated_at": now,
+    }
+    if decisive is not None:
+        values |= {"last_reply": decisive.line(), "reason": decisive.reason or None}
+    if outcome.expired:
+        values["reason"] = "expired"
+    conn.execute(update(messages).where(messages.c.id == entry.id).values(values))
+
+
+def _describe(reply: Reply) -> str:
+    return f"{reply.line()} ({reply.detail})" if reply.detail else reply.line()

@@ -1,0 +1,367 @@
+"""The durable queue: receive services enqueue, workers claim and record, operators steer.
+
+Theory of operation. Every public method is one database transaction, so an entry is
+always whole: its row, body, recipients and the event that explains its state change
+commit together or not at all. ``enqueue`` returning is the durability point (the caller
+sends 250 only then). Workers ``claim`` due entries, which moves them to ACTIVE in the same
+transaction that selects them (PostgreSQL ``FOR UPDATE SKIP LOCKED``, SQLite ``BEGIN
+IMMEDIATE``), so two workers, or two nodes sharing one PostgreSQL database, never try the
+same entry at once. An attempt ends with ``record`` or ``defer`` (see
+:func:`securemail.queue.retry.settle`), or ``quarantine``. Entries a crash left ACTIVE come
+back with ``recover`` at start; with several nodes on one PostgreSQL database only one node,
+chosen by the operator, may run it (it cannot tell a dead node's entries from a live one's).
+
+Security: bodies, envelopes and client names are untrusted values: stored only through
+bound parameters and blobs, never pickled, never interpolated into SQL. Errors and logs
+never carry a body or an address list (SQLAlchemy's parameters are hidden); a database
+failure is a QueueError UNAVAILABLE, which callers turn into a temporary reply, never a 250.
+The store never reads the clock: every change takes ``now``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Engine, delete, func, select, true, update
+
+from securemail.queue.database import connect, durability, transaction, upgrade
+from securemail.queue.model import (
+    FINAL_STATES,
+    Direction,
+    Disposition,
+    Entry,
+    Event,
+    NewMessage,
+    QueueError,
+    QueueReason,
+    State,
+)
+from securemail.queue.retry import RetryPolicy, settle
+from securemail.queue.schema import (
+    ORDER,
+    delivery_keys,
+    events,
+    head,
+    lock_entry,
+    log_event,
+    message_row,
+    messages,
+    one_entry,
+    recipients,
+    select_entries,
+    write_settlement,
+)
+from securemail.replies import Reply
+
+DEFAULT_RETRY = RetryPolicy()
+LIVE_STATES = frozenset(State) - FINAL_STATES
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class QueueStore:
+    """The queue in one SQLite file or one PostgreSQL database; safe to share between threads."""
+
+    def __init__(self, engine: Engine, retry: RetryPolicy) -> None:
+        self._engine = engine
+        self._retry = retry
+
+    @classmethod
+    def open(cls, url: str, *, retry: RetryPolicy = DEFAULT_RETRY) -> QueueStore:
+        """Connect to ``url``, check durability, migrate to the newest schema."""
+        engine = connect(url)
+        try:
+            upgrade(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, retry)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> QueueStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def durability(self) -> dict[str, str]:
+        """The database's durability settings as it reports them (for status and checks)."""
+        with self._read("durability") as conn:
+            return durability(conn)
+
+    def enqueue(self, new: NewMessage, now: datetime) -> str:
+        """Store an accepted message; its id once committed (only then may 250 be sent)."""
+        entry_id = _new_id(now)
+        with self._write("enqueue") as conn:
+            conn.execute(messages.insert().values(message_row(entry_id, new, now)))
+            conn.execute(
+                recipients.insert(),
+                [
+                    {"entry_id": entry_id, "position": position, "address": address}
+                    | {"disposition": Disposition.PENDING, "attempts": 0, "updated_at": now}
+                    for position, address in enumerate(new.recipients)
+                ],
+            )
+            detail = f"{new.client}; {len(new.recipients)} recipients; {len(new.body)} bytes"
+            log_event(conn, entry_id, "accepted", now, detail=detail)
+        return entry_id
+
+    def claim(self, direction: Direction, now: datetime, limit: int = 16) -> builtins.list[Entry]:
+        """Move up to ``limit`` due entries of ``direction`` to ACTIVE, oldest first."""
+        with self._write("claim") as conn:
+            due = (
+                select(messages.c.id)
+                .where(messages.c.direction == direction)
+                .where(messages.c.state.in_([State.INCOMING, State.DEFERRED]))
+                .where(messages.c.next_attempt_at <= now)
+                .order_by(*ORDER)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = builtins.list(conn.scalars(due))
+            if not ids:
+                return []
+            conn.execute(
+                update(messages)
+                .where(messages.c.id.in_(ids))
+                .values(state=State.ACTIVE, updated_at=now)
+            )
+            return select_entries(conn, messages.c.id.in_(ids), limit)
+
+    def body(self, entry_id: str) -> bytes:
+        with self._read("body") as conn:
+            body = conn.scalar(select(messages.c.body).where(messages.c.id == entry_id))
+        if body is None:
+            raise QueueError(QueueReason.NOT_FOUND, f"no queue entry {entry_id}")
+        return bytes(body)
+
+    def get(self, entry_id: str) -> Entry | None:
+        with self._read("get") as conn:
+            found = select_entries(conn, messages.c.id == entry_id, 1)
+        return found[0] if found else None
+
+    def counts(self) -> dict[State, int]:
+        """How many entries are in each state (every state present, zero included)."""
+        query = select(messages.c.state, func.count()).group_by(messages.c.state)
+        with self._read("counts") as conn:
+            found = {State(state): count for state, count in conn.execute(query)}
+        return {state: found.get(state, 0) for state in State}
+
+    def events(self, entry_id: str) -> builtins.list[Event]:
+        """An entry's history, oldest first (kept after an operator deleted the entry)."""
+        query = select(events).where(events.c.entry_id == entry_id).order_by(events.c.id)
+        with self._read("events") as conn:
+            return [
+                Event(r.entry_id, r.time, r.event, r.recipient, r.reason, r.detail)
+                for r in conn.execute(query)
+            ]
+
+    def record(self, entry_id: str, results: Mapping[str, Reply], now: datetime) -> Entry:
+        """Record one attempt's per-recipient replies; returns the entry as it now stands."""
+        return self._attempt(entry_id, lambda entry: results, now)
+
+    def defer(self, entry_id: str, reply: Reply, now: datetime) -> Entry:
+        """Record a whole-attempt temporary failure (peer down) for every pending recipient."""
+        if not reply.temporary:
+            raise ValueError(f"defer needs a temporary (4xx) reply, not {reply.code}")
+        return self._attempt(entry_id, lambda entry: dict.fromkeys(entry.pending(), reply), now)
+
+    def quarantine(self, entry_id: str, reason: str, detail: str, now: datetime) -> Entry:
+        """Set aside a live entry that cannot be read or verified; kept with its body."""
+        return self._move(
+            entry_id, LIVE_STATES, State.QUARANTINED, None, now, reason=reason, detail=detail
+        )
+
+    def hold(self, entry_id: str, now: datetime) -> Entry:
+        """Stop delivery attempts until released (not while an attempt is running)."""
+        return self._move(entry_id, {State.INCOMING, State.DEFERRED}, State.HELD, None, now)
+
+    def release(self, entry_id: str, now: datetime) -> Entry:
+        return self._move(entry_id, {State.HELD}, State.DEFERRED, now, now, event="released")
+
+    def retry(self, entry_id: str, now: datetime) -> Entry:
+        """Make a deferred or held entry due now."""
+        states = {State.DEFERRED, State.HELD}
+        return self._move(entry_id, states, State.DEFERRED, now, now, event="retry")
+
+    def delete(self, entry_id: str, now: datetime) -> bool:
+        """Remove an entry that is not being tried; False if there was none. History stays."""
+        with self._write("delete") as conn:
+            row = conn.execute(head(entry_id).with_for_update()).first()
+            if row is None:
+                return False
+            if row.state == State.ACTIVE:
+                raise QueueError(QueueReason.BAD_STATE, f"{entry_id} is being delivered")
+            conn.execute(delete(messages).where(messages.c.id == entry_id))
+            log_event(conn, entry_id, "deleted", now, detail=f"was {row.state}")
+        return True
+
+    def purge(self, states: Iterable[State], older_than: datetime) -> int:
+        """Delete final entries (and their history) last changed before ``older_than``.
+
+        Only DELIVERED and BOUNCED, and QUARANTINED when named: quarantine is evidence.
+        """
+        chosen = set(states)
+        if not chosen <= FINAL_STATES:
+            live = ", ".join(sorted(chosen - FINAL_STATES))
+            raise QueueError(QueueReason.BAD_STATE, f"only final entries are purged, not {live}")
+        if not chosen:
+            return 0
+        old = messages.c.state.in_(chosen) & (messages.c.updated_at < older_than)
+        with self._write("purge") as conn:
+            conn.execute(
+                delete(events).where(events.c.entry_id.in_(select(messages.c.id).where(old)))
+            )
+            return conn.execute(delete(messages).where(old)).rowcount
+
+    def recover(self, now: datetime) -> int:
+        """At start: entries a crash left ACTIVE become due now. One node only (see above)."""
+        with self._write("recover") as conn:
+            active = select(messages.c.id).where(messages.c.state == State.ACTIVE)
+            ids = builtins.list(conn.scalars(active.with_for_update()))
+            if ids:
+                conn.execute(
+                    update(messages)
+                    .where(messages.c.id.in_(ids))
+                    .values(state=State.DEFERRED, next_attempt_at=now, updated_at=now)
+                )
+            for entry_id in ids:
+                log_event(conn, entry_id, "recovered", now, detail="was active at start")
+        return len(ids)
+
+    def warnings_due(self, now: datetime, limit: int = 200) -> builtins.list[Entry]:
+        """Deferred entries older than ``warn_after`` whose sender was not warned yet.
+
+        Notices and null-sender mail never get a notice (RFC 5321 §4.5.5), so never appear.
+        """
+        where = (
+            (messages.c.state == State.DEFERRED)
+            & (messages.c.warned == False)  # noqa: E712 (SQL, not Python, comparison)
+            & (messages.c.created_at <= now - self._retry.warn_after)
+            & (messages.c.kind != "notice")
+            & (messages.c.mail_from != "")
+        )
+        with self._read("warnings_due") as conn:
+            return select_entries(conn, where, limit)
+
+    def mark_warned(self, entry_id: str, now: datetime) -> Entry:
+        return self._move(entry_id, frozenset(State), None, None, now, event="warned")
+
+    def add_event(
+        self,
+        entry_id: str,
+        event: str,
+        now: datetime,
+        *,
+        recipient: str | None = None,
+        reason: str = "",
+        detail: str = "",
+    ) -> None:
+        """Append to an entry's history (e.g. "notice-sent"); the entry must exist."""
+        with self._write("add_event") as conn:
+            if conn.scalar(select(messages.c.id).where(messages.c.id == entry_id)) is None:
+                raise QueueError(QueueReason.NOT_FOUND, f"no queue entry {entry_id}")
+            log_event(conn, entry_id, event, now, recipient=recipient, reason=reason, detail=detail)
+
+    def seen(self, key: str) -> bool:
+        """Whether an idempotency key is stored (see :meth:`remember`)."""
+        with self._read("seen") as conn:
+            found = conn.scalar(select(delivery_keys.c.key).where(delivery_keys.c.key == key))
+        return found is not None
+
+    def remember(self, key: str, now: datetime) -> bool:
+        """Store an idempotency key; False if it was stored before (already delivered)."""
+        if not 0 < len(key) <= 512:
+            raise ValueError("an idempotency key has 1 to 512 characters")
+        with self._write("remember") as conn:
+            present = select(delivery_keys.c.key).where(delivery_keys.c.key == key)
+            if conn.scalar(present) is not None:
+                return False
+            conn.execute(delivery_keys.insert().values(key=key, stored_at=now))
+        return True
+
+    def forget_before(self, when: datetime) -> int:
+        """Drop idempotency keys stored before ``when``; how many."""
+        with self._write("forget_before") as conn:
+            return conn.execute(
+                delete(delivery_keys).where(delivery_keys.c.stored_at < when)
+            ).rowcount
+
+    def list(
+        self,
+        states: Iterable[State] | None = None,
+        direction: Direction | None = None,
+        limit: int = 200,
+    ) -> builtins.list[Entry]:
+        """Entries, oldest first, optionally of some states and one direction."""
+        where: ColumnElement[bool] = true()
+        if states is not None:
+            where = where & messages.c.state.in_(set(states))
+        if direction is not None:
+            where = where & (messages.c.direction == direction)
+        with self._read("list") as conn:
+            return select_entries(conn, where, limit)
+
+    def _attempt(
+        self, entry_id: str, results_for: Callable[[Entry], Mapping[str, Reply]], now: datetime
+    ) -> Entry:
+        """Settle an ACTIVE entry's attempt (see :func:`settle`) in one transaction."""
+        with self._write("record") as conn:
+            entry = lock_entry(conn, entry_id, {State.ACTIVE})
+            results = results_for(entry)
+            pending = {address.casefold() for address in entry.pending()}
+            for address in results:
+                if address.casefold() not in pending:
+                    detail = f"{entry_id}: {address} is not a pending recipient"
+                    raise QueueError(QueueReason.BAD_STATE, detail)
+            write_settlement(conn, entry, settle(self._retry, entry, results, now), now)
+            return one_entry(conn, entry_id)
+
+    def _move(
+        self,
+        entry_id: str,
+        allowed: Iterable[State],
+        state: State | None,
+        due: datetime | None,
+        now: datetime,
+        *,
+        event: str | None = None,
+        reason: str = "",
+        detail: str = "",
+    ) -> Entry:
+        """An operator's or worker's state change: check, update, log, in one transaction."""
+        with self._write(event or str(state)) as conn:
+            entry = lock_entry(conn, entry_id, allowed)
+            values: dict[str, Any] = {"updated_at": now}
+            if state is None:
+                values["warned"] = True
+            else:
+                values |= {"state": state, "next_attempt_at": due}
+            conn.execute(update(messages).where(messages.c.id == entry_id).values(values))
+            what = event or str(state)
+            log_event(
+                conn, entry_id, what, now, reason=reason, detail=detail or f"was {entry.state}"
+            )
+            return one_entry(conn, entry_id)
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[Connection]:
+        with transaction(self._engine, action, write=True) as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self, action: str) -> Iterator[Connection]:
+        with transaction(self._engine, action, write=False) as conn:
+            yield conn
+
+
+def _new_id(now: datetime) -> str:
+    """Microseconds since 1970 (14 hex digits: sorts by arrival) and 40 random bits."""
+    micros = (now - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros:014x}{secrets.token_hex(5)}"
