@@ -1,0 +1,1 @@
+"""Test support: real peers (private Postfix instances) that tests and benchmarks run."""
