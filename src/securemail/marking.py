@@ -1,0 +1,161 @@
+"""Inbound marking: the trust fields a receiving gateway adds, after removing forged ones.
+
+A verified message gets an ``Authentication-Results`` field (RFC 8601) with the ``smime``
+method (registered by RFC 7281 §3; result "pass", or "none" for mail that did not come
+through SecureMail) and our own ``X-SecureMail-Status`` and ``X-SecureMail-Signer`` fields.
+Mail readers and filters downstream trust these fields, so any copy that arrived from
+outside is removed first (RFC 8601 §5: a border MTA removes such fields it did not add).
+
+Theory of operation. Only the header block is touched: it is found with the S/MIME layer's
+strict reader (:func:`securemail.smime.mime.split_header`), so the header is CRLF-canonical
+on output and the body bytes are returned exactly as they came. Header lines are grouped
+into fields (a field with its folded continuation lines); a field is ours if its name,
+compared without case and surrounding whitespace, is in :data:`TRUST_FIELDS` or starts with
+``X-SecureMail-``. Continuation lines before the first field belong to no field and are
+dropped, so that nothing we prepend can be continued by text from outside.
+
+Security: the message, and everything in the :class:`Verdict` (organisation names and
+addresses come from the directory and the message), are untrusted text. Values are written
+as RFC 2045 tokens or quoted strings, display text as RFC 2047 encoded-words; CR, LF and
+other control or format characters never reach a field; every line stays under 998 octets.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from email.header import Header
+
+from securemail.smime import mime
+from securemail.smime.errors import SmimeError
+from securemail.smime.limits import Limits
+
+TRUST_FIELDS = ("Authentication-Results", "X-SecureMail-Status", "X-SecureMail-Signer")
+TRUST_PREFIX = "X-SecureMail-"
+
+_OWNED = {name.lower() for name in TRUST_FIELDS}
+_TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")  # RFC 2045 §5.1 token
+_ADDRESS = re.compile(r"[!#$%&'*+\-/=?^_`{|}~.0-9A-Za-z]+@[-.0-9A-Za-z]+")  # RFC 8601 §2.2
+_MAX_ID = 255
+_MAX_DISPLAY = 200  # characters of an organisation name shown; longer names are cut
+_LINE = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the receiving gateway established about a verified message."""
+
+    authserv_id: str  # this gateway's name (RFC 8601 §2.5), e.g. "gw.ministry.govt.nz"
+    signer_org: str  # the directory id of the organisation whose certificate signed
+    signer_name: str  # that organisation's name, for people
+    from_address: str  # the author (see securemail.addresses.author)
+    label: str | None = None  # the ESS security label's marking, e.g. "IN-CONFIDENCE"
+    receipt: str | None = None  # e.g. "sent", "not-requested"
+
+    def __post_init__(self) -> None:
+        for name in ("authserv_id", "signer_org", "from_address", "label", "receipt"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_identifier(name, value)
+
+
+def _check_identifier(name: str, value: str) -> None:
+    """Identifiers are never rewritten (that could turn one into another): refuse bad ones."""
+    if not 0 < len(value.encode("utf-8")) <= _MAX_ID or not _printable(value):
+        raise ValueError(f"{name} must be 1 to {_MAX_ID} octets of printable text")
+
+
+def _printable(text: str) -> bool:
+    return not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text)
+
+
+def strip_trust_fields(message: bytes) -> bytes:
+    """``message`` without any field we own (any case, with its continuation lines)."""
+    fields, rest = _header(message)
+    return b"".join(field for field in fields if not _owned(field)) + rest
+
+
+def mark_verified(message: bytes, verdict: Verdict) -> bytes:
+    """Strip forged trust fields, then prepend the results of a successful verification."""
+    status = ["verified", f"signer={_value(verdict.signer_org)}"]
+    status += [f"label={_value(verdict.label)}"] if verdict.label is not None else []
+    status += [f"receipt={_value(verdict.receipt)}"] if verdict.receipt is not None else []
+    results = [f"{_value(verdict.authserv_id)};", "smime=pass"]
+    results.append(f"header.from={_value(verdict.from_address)}")
+    fields = (
+        _fold("Authentication-Results", results)
+        + _fold("X-SecureMail-Status", _separated(status))
+        + _display_field("X-SecureMail-Signer", verdict.signer_name)
+    )
+    return fields + strip_trust_fields(message)
+
+
+def mark_unverified(message: bytes, authserv_id: str, reason: str) -> bytes:
+    """Strip forged trust fields, then say the message was not verified by SecureMail."""
+    _check_identifier("authserv_id", authserv_id)
+    _check_identifier("reason", reason)
+    results = [f"{_value(authserv_id)};", "smime=none", f"reason={_quoted(reason)}"]
+    fields = _fold("Authentication-Results", results) + _fold(
+        "X-SecureMail-Status", _separated(["not-verified", f"reason={_value(reason)}"])
+    )
+    return fields + strip_trust_fields(message)
+
+
+def _header(message: bytes) -> tuple[list[bytes], bytes]:
+    """(header fields, each with its continuation lines and CRLFs; everything after them)."""
+    # The caller has already bounded the message; the whole of it may be searched here.
+    try:
+        block, body = mime.split_header(message, Limits(max_header_bytes=len(message)))
+        rest = mime.CRLF + body
+    except SmimeError:  # no empty line: the message is all header (RFC 5322 §3.5)
+        block, rest = mime.canonicalize(message), b""
+        block += b"" if block.endswith(mime.CRLF) or not block else mime.CRLF
+    fields: list[bytes] = []
+    lines = block.split(mime.CRLF)[:-1]
+    for number, line in enumerate(lines):
+        if not line:  # a bare CR made an empty line: what follows is body to any reader
+            return fields, mime.CRLF.join(lines[number:]) + mime.CRLF + rest
+        if line[:1] not in (b" ", b"\t"):
+            fields.append(line + mime.CRLF)
+        elif fields:  # a continuation before any field belongs to none: dropped
+            fields[-1] += line + mime.CRLF
+    return fields, rest
+
+
+def _owned(field: bytes) -> bool:
+    name = field.split(b":", 1)[0].replace(mime.CRLF, b"").strip().decode("latin-1").lower()
+    return name in _OWNED or name.startswith(TRUST_PREFIX.lower())
+
+
+def _value(text: str) -> str:
+    """An RFC 8601 §2.2 value: a token or an address as it stands, else a quoted string."""
+    return text if _TOKEN.fullmatch(text) or _ADDRESS.fullmatch(text) else _quoted(text)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _separated(items: list[str]) -> list[str]:
+    return [item + ";" for item in items[:-1]] + items[-1:]
+
+
+def _fold(name: str, items: list[str]) -> bytes:
+    """``name: items`` with a fold before any item that would pass 78 characters."""
+    lines = [f"{name}:"]
+    for item in items:
+        if len(lines[-1]) + 1 + len(item) > _LINE and lines[-1] != f"{name}:":
+            lines.append("")
+        lines[-1] += " " + item
+    return "\r\n".join(lines).encode("utf-8") + mime.CRLF
+
+
+def _display_field(name: str, text: str) -> bytes:
+    """Free text for people: control characters removed, RFC 2047-encoded unless plain."""
+    text = " ".join("".join(c if _printable(c) else " " for c in text).split())[:_MAX_DISPLAY]
+    words = text.split()
+    if text.isascii() and "=?" not in text and all(len(word) < _LINE - 10 for word in words):
+        return _fold(name, words or [""])
+    encoded = Header(text, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}\r\n".encode("ascii")
