@@ -31,7 +31,7 @@ from securemail.smime.limits import Limits
 
 _LIMITS = Limits()
 _STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")  # RFC 3463 §2
-_REASON = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_REASON = re.compile(r"[!-~]{1,64}")  # a code: visible ASCII, normally kebab-case
 _FIELD_LINE = re.compile(rb"[!-9;-~]+:")  # RFC 5322 §3.6.8 field name and colon
 _MAX_DIAGNOSTIC = 500  # characters of a remote reply kept (RFC 5321 §4.5.3.1.5: 512 a line)
 
