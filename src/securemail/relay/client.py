@@ -36,7 +36,14 @@ from aiosmtplib import (
 
 from securemail.errors import SecureMailError
 from securemail.relay.tls import PeerTls, leaf_pin, peer_context, smarthost_context
-from securemail.relay.wire import clean_detail, wire_reply
+from securemail.relay.wire import (
+    bad_address,
+    clean_detail,
+    needs_smtputf8,
+    no_smtputf8,
+    unsafe_text,
+    wire_reply,
+)
 from securemail.replies import Reply
 
 REFUSED = "remote-refused"  # reason code of a 4xx/5xx answer from the remote server
@@ -80,7 +87,7 @@ class Destination:
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port out of range: {self.port}")
-        if not self.helo or not self.helo.isascii() or _unsafe(self.helo):
+        if not self.helo or not self.helo.isascii() or unsafe_text(self.helo):
             raise ValueError(f"not a usable EHLO name: {self.helo!r}")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -154,12 +161,11 @@ async def _transact(
     client: SMTP, mail_from: str, wanted: list[str], body: bytes
 ) -> dict[str, Reply]:
     """MAIL, RCPT for each recipient, DATA for those accepted; then QUIT."""
-    if _unsafe(mail_from):
-        return {r: _bad_address("5.1.7", mail_from) for r in wanted}
-    utf8 = not (mail_from.isascii() and all(r.isascii() for r in wanted))
+    if unsafe_text(mail_from):
+        return {r: bad_address("5.1.7", mail_from) for r in wanted}
+    utf8 = needs_smtputf8(mail_from, wanted)
     if utf8 and not client.supports_extension("smtputf8"):
-        # RFC 6531 §3.2: without SMTPUTF8 a non-ASCII address cannot be sent at all.
-        return {r: Reply(553, "5.6.7", "Address needs SMTPUTF8", REFUSED, r) for r in wanted}
+        return {r: no_smtputf8(REFUSED, r) for r in wanted}
     encoding = "utf-8" if utf8 else "ascii"
     try:
         await client.mail(mail_from, options=_mail_options(client, body, utf8), encoding=encoding)
@@ -179,8 +185,8 @@ async def _recipients(client: SMTP, wanted: list[str], encoding: str) -> dict[st
     """One RCPT per recipient: its own Reply (2xx here means "accepted so far")."""
     results: dict[str, Reply] = {}
     for rcpt in wanted:
-        if _unsafe(rcpt):
-            results[rcpt] = _bad_address("5.1.3", rcpt)
+        if unsafe_text(rcpt):
+            results[rcpt] = bad_address("5.1.3", rcpt)
             continue
         try:
             response = await client.rcpt(rcpt, encoding=encoding)
@@ -205,15 +211,6 @@ def _mail_options(client: SMTP, body: bytes, utf8: bool) -> list[str]:
     if not body.isascii() and client.supports_extension("8bitmime"):
         options.append("BODY=8BITMIME")  # RFC 6152 §3
     return options
-
-
-def _unsafe(text: str) -> bool:
-    """Text that would break or inject into a command line (never sent)."""
-    return any(c in "<> " or ord(c) < 32 or ord(c) == 127 for c in text)
-
-
-def _bad_address(status: str, address: str) -> Reply:
-    return Reply(553, status, "Bad address", "bad-address", clean_detail(repr(address)))
 
 
 def _relay_error(exc: BaseException, dest: Destination) -> RelayError:

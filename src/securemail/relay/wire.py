@@ -1,8 +1,11 @@
-"""Replies read from a remote SMTP or LMTP server, as :class:`securemail.replies.Reply` values.
+"""SMTP wire details shared by the outbound clients: remote replies as Reply values, safe arguments.
+
+Used by :mod:`securemail.relay.client` and :mod:`securemail.deliver.smtp`.
 
 Security: the reply text comes from the remote server and is untrusted. It is kept only in
 ``detail`` (for the operator's log and the notice's Diagnostic-Code), with control
-characters removed and its length capped; ``text`` is always our own generic wording.
+characters removed and its length capped; ``text`` is always our own generic wording. An
+address that could break a command line (CR, LF, NUL, ``<``, ``>``, space) is never sent.
 """
 
 from __future__ import annotations
@@ -53,3 +56,23 @@ def wire_reply(code: int, text: str, *, reason: str) -> Reply:
             code, enhanced_status(code, first), "Refused by the remote server", reason, detail
         )
     return Reply(451, "4.5.0", "Unexpected reply from the remote server", PROTOCOL_ERROR, detail)
+
+
+def unsafe_text(text: str) -> bool:
+    """Text that would break, or inject into, an SMTP command line."""
+    return any(c in "<> " or ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def bad_address(status: str, address: str) -> Reply:
+    """553 for an address we will not put on the wire (5.1.7 sender, 5.1.3 recipient)."""
+    return Reply(553, status, "Bad address", "bad-address", clean_detail(repr(address)))
+
+
+def needs_smtputf8(mail_from: str, recipients: list[str]) -> bool:
+    """Whether any address is non-ASCII (RFC 6531 §3.2: needs the SMTPUTF8 extension)."""
+    return not (mail_from.isascii() and all(r.isascii() for r in recipients))
+
+
+def no_smtputf8(reason: str, address: str) -> Reply:
+    """553 5.6.7: the server cannot take a non-ASCII address (RFC 6531 §3.2, RFC 6533)."""
+    return Reply(553, "5.6.7", "Address needs SMTPUTF8", reason, clean_detail(address))

@@ -1,0 +1,198 @@
+"""Delivery into Maildir folders the node hosts: ``root/<domain>/<local>/{tmp,new,cur}``.
+
+Theory of operation (the Maildir protocol, as qmail's maildir(5) describes it): write the
+message to ``tmp/``, fsync it, hard-link it into ``new/`` and fsync ``new/``; only then is
+it durable and 250 is returned. The file name is derived from the message key and the
+recipient, not from the clock, so a second delivery of the same key finds the file in
+``new/`` (or in ``cur/``, where a mail client moved it with a ``:2,FLAGS`` suffix) and
+writes nothing. ``os.link`` never replaces an existing name, so two concurrent deliveries
+of one key store one file. A message stays in ``new/`` only if it was fully written and
+synced: a failure removes what this delivery made.
+
+The stored form is what Postfix's virtual(8) writes: ``Return-Path:`` (RFC 5321 §4.4) and
+``Delivered-To:`` added on top, LF line ends.
+
+Security: the recipient address is untrusted input that becomes a path. Only
+``<domain>/<local>`` below ``root`` is ever written: a part that is empty, starts with a
+dot, holds ``/``, ``\\``, ``..``, NUL or another control character is refused (550 5.1.3).
+Folders are 0700 and files 0600. A missing ``root`` is a temporary failure, never created
+here: it may be an unmounted volume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+from securemail.replies import Reply
+
+_STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+_MAX_LOCAL, _MAX_DOMAIN = 64, 253  # octets, RFC 5321 §4.5.3.1.1 and §4.5.3.1.2
+_SUFFIX = ".securemail"
+_UNAVAILABLE = "store-unavailable"  # any name without "/" and ":" is a valid Maildir name
+
+
+class MaildirTarget:
+    """See :class:`securemail.deliver.target.Target`. Exactly-once per key and recipient.
+
+    With ``create_mailboxes`` False, a recipient needs a mailbox already on disk or an
+    entry in ``mailboxes`` (addresses, compared lower-cased); others get 550 5.1.1.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        create_mailboxes: bool = True,
+        mailboxes: frozenset[str] | None = None,
+    ) -> None:
+        self._root = Path(root)
+        self._create = create_mailboxes
+        self._mailboxes = None if mailboxes is None else frozenset(m.lower() for m in mailboxes)
+
+    async def deliver(
+        self, mail_from: str, recipients: Sequence[str], body: bytes, key: str
+    ) -> dict[str, Reply]:
+        if not key or any(c not in "0123456789abcdefABCDEF" for c in key):
+            raise ValueError("the message key must be hexadecimal")
+        wanted = list(dict.fromkeys(recipients))
+        return await asyncio.to_thread(self._deliver_all, mail_from, wanted, body, key.lower())
+
+    def _deliver_all(
+        self, mail_from: str, wanted: list[str], body: bytes, key: str
+    ) -> dict[str, Reply]:
+        return {rcpt: self._deliver_one(mail_from, rcpt, body, key) for rcpt in wanted}
+
+    def _deliver_one(self, mail_from: str, rcpt: str, body: bytes, key: str) -> Reply:
+        mailbox = mailbox_path(self._root, rcpt)
+        if mailbox is None:
+            return Reply(550, "5.1.3", "Bad mailbox address", "bad-address", repr(rcpt))
+        if not self._root.is_dir():  # checked first: an unmounted volume is not "no such user"
+            return Reply(
+                451,
+                "4.3.0",
+                "Mailbox temporarily unavailable",
+                _UNAVAILABLE,
+                f"{self._root} missing",
+            )
+        if not self._known(rcpt, mailbox):
+            return Reply(550, "5.1.1", "No such mailbox", "no-such-mailbox", rcpt)
+        name = message_name(key, rcpt)
+        try:
+            _make_mailbox(mailbox)
+            if not stored(mailbox, name):
+                self._store(mailbox, name, _stored_form(mail_from, rcpt, body))
+        except OSError as error:
+            return _storage_failure(error)
+        return Reply(250, "2.0.0", "Delivered", "", f"{rcpt} {name}")
+
+    def _known(self, rcpt: str, mailbox: Path) -> bool:
+        if self._create or (mailbox / "new").is_dir():
+            return True
+        return self._mailboxes is not None and rcpt.lower() in self._mailboxes
+
+    def _store(self, mailbox: Path, name: str, content: bytes) -> None:
+        """tmp → fsync → link into new → fsync new; on failure nothing stays in new/."""
+        tmp = mailbox / "tmp" / f"{name}.{os.getpid()}.{secrets.token_hex(8)}"
+        final = mailbox / "new" / name
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(tmp, flags, 0o600)
+            try:
+                self._write(fd, content)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if _link_new(tmp, final):
+                _sync_new(final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _write(self, fd: int, content: bytes) -> None:
+        """Write all of ``content`` to ``fd`` (the one I/O step tests override to fake ENOSPC)."""
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+def mailbox_path(root: Path, address: str) -> Path | None:
+    """``root/<domain>/<local>`` for ``address`` (lower-cased), or None if unsafe as a path."""
+    local, at, domain = address.lower().rpartition("@")
+    if not at or not _safe_part(local, _MAX_LOCAL) or not _safe_part(domain, _MAX_DOMAIN):
+        return None
+    return root / domain / local
+
+
+def message_name(key: str, rcpt: str) -> str:
+    """The file name of message ``key`` for ``rcpt``: stable, so a redelivery can be seen."""
+    digest = hashlib.sha256(f"{key}\0{rcpt.lower()}".encode()).hexdigest()
+    return digest[:40] + _SUFFIX
+
+
+def stored(mailbox: Path, name: str) -> bool:
+    """Whether ``name`` is in ``new/``, or in ``cur/`` under its info suffix (``:2,S``)."""
+    if (mailbox / "new" / name).exists():
+        return True
+    with os.scandir(mailbox / "cur") as entries:
+        return any(e.name == name or e.name.startswith((name + ":", name + ",")) for e in entries)
+
+
+def _safe_part(part: str, limit: int) -> bool:
+    if not part or part.startswith(".") or ".." in part or len(part.encode()) > limit:
+        return False
+    return not any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in part)
+
+
+def _make_mailbox(mailbox: Path) -> None:
+    for folder in (mailbox.parent, mailbox, mailbox / "tmp", mailbox / "new", mailbox / "cur"):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        _fsync_dir(folder.parent)  # the new folder's name is durable before mail goes in
+
+
+def _link_new(tmp: Path, final: Path) -> bool:
+    """Link ``tmp`` to ``final``; False if a concurrent delivery of this key got there first."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _sync_new(final: Path) -> None:
+    try:
+        _fsync_dir(final.parent)
+    except OSError:
+        final.unlink(missing_ok=True)  # not known durable: the retry stores it again
+        raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _stored_form(mail_from: str, rcpt: str, body: bytes) -> bytes:
+    trace = f"Return-Path: <{_header_safe(mail_from)}>\nDelivered-To: {_header_safe(rcpt)}\n"
+    return trace.encode() + body.replace(b"\r\n", b"\n")
+
+
+def _header_safe(text: str) -> str:
+    return "".join(c for c in text if ord(c) >= 32 and ord(c) != 127)
+
+
+def _storage_failure(error: OSError) -> Reply:
+    detail = f"{error.strerror or error} ({errno.errorcode.get(error.errno or 0, '?')})"
+    if error.errno in _STORAGE_ERRORS:
+        return Reply(452, "4.3.1", "Insufficient system storage", _UNAVAILABLE, detail)
+    return Reply(451, "4.3.0", "Mailbox temporarily unavailable", _UNAVAILABLE, detail)
