@@ -52,12 +52,10 @@ def _malformed(detail: str) -> Reply:
 def _trick_in(address: str) -> str | None:
     if address.startswith("@") or ":" in address:
         return "source route"
-    if address.count("@") > 1:
-        return "several @ signs"
     for mark, name in _TRICKS:
         if mark in address:
             return name
-    return None
+    return "several @ signs" if address.count("@") > 1 else None
 
 
 def check_envelope_address(text: str) -> Reply | None:

@@ -78,8 +78,10 @@ def check_smime_type(header: bytes) -> Reply | None:
     values = _CONTENT_TYPE.findall(_FOLD.sub(b"", header))
     if len(values) == 1 and _is_smime(values[0]):
         return None
-    found = _media_type(values[0]).decode("ascii", "replace") if len(values) == 1 else ""
-    detail = f"top-level type {found!r}" if found else f"{len(values)} Content-Type fields"
+    if len(values) == 1:
+        detail = "top-level type " + _media_type(values[0]).decode("ascii", "replace")
+    else:
+        detail = f"{len(values)} top-level Content-Type fields"
     text = "SecureMail peers must send S/MIME-protected mail"
     return Reply(554, "5.7.1", text, ReceiveReason.NOT_PROTECTED, detail)
 
