@@ -105,9 +105,10 @@ class Inbox:
         return self.reply
 
 
-def settings(tls: ssl.SSLContext | None = None, **limits: Any) -> ListenerSettings:
+def settings(tls: ssl.SSLContext | None = None, **options: Any) -> ListenerSettings:
     """Settings for a listener on 127.0.0.1 at a port the OS picks."""
-    return ListenerSettings(host="127.0.0.1", port=0, hostname=SERVER_NAME, tls=tls, **limits)
+    values: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "hostname": SERVER_NAME}
+    return ListenerSettings(**(values | options), tls=tls)
 
 
 def served(domain: str) -> bool:

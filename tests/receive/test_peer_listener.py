@@ -220,3 +220,33 @@ def test_close_ends_open_sessions(tls: Tls) -> None:
         return await client.reader.read()
 
     assert run(scenario()) == b""
+
+
+def test_error_in_a_policy_check_is_451(tls: Tls, caplog: pytest.LogCaptureFixture) -> None:
+    """A policy callable that raises gives the client 451 4.3.0, not a traceback or a 250."""
+    inbox = Inbox()
+
+    def broken(domain: str) -> bool:
+        raise LookupError("directory not loaded")
+
+    async def body(listener: Listener) -> str:
+        client = await raw_tls_session(listener.port, tls)
+        await client.command("MAIL FROM:<gateway@ministry.govt.nz>")
+        reply = await client.command("RCPT TO:<bob@agency.govt.nz>")
+        await client.close()
+        return reply
+
+    start = start_peer_listener(settings(tls.server()), served=broken, admit=inbox)
+    with caplog.at_level(logging.INFO, logger="securemail.receive"):
+        assert run(with_listener(start, body)) == "451 4.3.0 Try again later"
+    assert "LookupError" in caplog.text
+
+
+def test_settings_are_validated() -> None:
+    """Impossible settings are refused with the setting named."""
+    with pytest.raises(ValueError, match="hostname"):
+        settings(hostname="mx example")
+    with pytest.raises(ValueError, match="max_recipients"):
+        settings(max_recipients=0)
+    with pytest.raises(ValueError, match="timeout"):
+        settings(timeout=0)

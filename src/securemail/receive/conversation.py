@@ -137,9 +137,8 @@ class Conversation:
         mail_options: list[str],
     ) -> str:
         sender = "" if address == "<>" else address
-        refusal = (sender and check_envelope_address(sender)) or self.gate.refuse_sender(
-            _client(session), sender
-        )
+        refusal = check_envelope_address(sender) if sender else None
+        refusal = refusal or self.gate.refuse_sender(_client(session), sender)
         if refusal:
             return self._refuse(session, refusal)
         envelope.mail_from = address

@@ -58,6 +58,11 @@ def _media_type(value: bytes) -> bytes:
     return value.split(b";", 1)[0].strip().lower()
 
 
+def _printable(value: bytes) -> str:
+    """Untrusted header text made safe for one log line (control characters escaped)."""
+    return value[:80].decode("latin-1").encode("unicode_escape").decode("ascii")
+
+
 def _is_smime(value: bytes) -> bool:
     media_type = _media_type(value)
     if media_type in _ENVELOPED:
@@ -79,7 +84,7 @@ def check_smime_type(header: bytes) -> Reply | None:
     if len(values) == 1 and _is_smime(values[0]):
         return None
     if len(values) == 1:
-        detail = "top-level type " + _media_type(values[0]).decode("ascii", "replace")
+        detail = "top-level type " + _printable(_media_type(values[0]))
     else:
         detail = f"{len(values)} top-level Content-Type fields"
     text = "SecureMail peers must send S/MIME-protected mail"

@@ -7,6 +7,7 @@ of the receive services carries (``Reply.reason``).
 
 from __future__ import annotations
 
+import re
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,6 +16,7 @@ from typing import Literal, Protocol
 from securemail.replies import Reply
 
 MIB = 1024 * 1024
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?")
 
 
 class ReceiveReason(StrEnum):
@@ -41,9 +43,10 @@ class ReceiveReason(StrEnum):
 class ListenerSettings:
     """Where a listener binds and the limits it enforces on every session.
 
-    ``timeout`` is the wait for each command (RFC 5321 §4.5.3.2.7: at least 5 minutes); a
-    DATA transfer must also finish within it. ``tls`` is the server context for STARTTLS;
-    the listener raises its minimum version to TLS 1.2 if it was lower.
+    ``timeout`` is the wait for each command (RFC 5321 §4.5.3.2.7: at least 5 minutes); the
+    DATA transfer and the message's admission to the queue must also finish within it.
+    ``tls`` is the server context for STARTTLS; the listener raises its minimum version to
+    TLS 1.2 if it was lower.
     """
 
     host: str
@@ -58,8 +61,8 @@ class ListenerSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port out of range: {self.port}")
-        if not self.hostname or any(c.isspace() for c in self.hostname):
-            raise ValueError(f"hostname must be one word: {self.hostname!r}")
+        if _HOSTNAME.fullmatch(self.hostname) is None:
+            raise ValueError(f"hostname must be a domain name: {self.hostname!r}")
         for name in ("max_message_size", "max_recipients", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
