@@ -38,3 +38,19 @@ def test_enqueue_from_many_threads(store: QueueStore) -> None:
         ids = list(pool.map(lambda n: store.enqueue(message(), NOW), range(64), timeout=60))
     assert len(set(ids)) == 64
     assert {e.id for e in store.list(limit=1000)} == set(ids)
+
+
+def _remember_all(store: QueueStore, keys: list[str], start: threading.Barrier) -> list[str]:
+    start.wait(timeout=30)
+    return [key for key in keys if store.remember(key, NOW)]
+
+
+def test_racing_nodes_store_each_key_once(store: QueueStore, url: str) -> None:
+    """Two nodes remembering the same delivery keys at once: each key is new for exactly one."""
+    keys = [f"<m{n}@agency.govt.nz>:bob@ministry.govt.nz" for n in range(60)]
+    start = threading.Barrier(2)
+    with QueueStore.open(url) as other, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(_remember_all, store, keys, start)
+        second = pool.submit(_remember_all, other, keys, start)
+        mine, theirs = first.result(timeout=60), second.result(timeout=60)
+    assert sorted(mine + theirs) == sorted(keys)

@@ -17,7 +17,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from securemail.queue.model import QueueError, QueueReason
@@ -68,6 +69,13 @@ def transaction(engine: Engine, action: str, *, write: bool) -> Iterator[Connect
         cause = exc.orig if isinstance(exc, DBAPIError) else exc
         first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         raise QueueError(QueueReason.UNAVAILABLE, f"{action}: {first_line}") from exc
+
+
+def insert_new(connection: Connection, table: Table, **values: Any) -> Insert:
+    """INSERT that skips a row whose key exists (two nodes may race; neither fails)."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).values(values).on_conflict_do_nothing()
+    return sqlite.insert(table).values(values).on_conflict_do_nothing()
 
 
 def durability(connection: Connection) -> dict[str, str]:

@@ -44,8 +44,7 @@ from securemail.queue.model import (
     Recipient,
     State,
 )
-from securemail.queue.retry import Settlement
-from securemail.replies import Reply
+from securemail.queue.retry import Change, Settlement
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -209,81 +208,69 @@ def _entries(conn: Connection, rows: Iterable[Row[Any]]) -> list[Entry]:
     found: dict[str, list[Recipient]] = {row.id: [] for row in rows}
     query = select(recipients).where(recipients.c.entry_id.in_(found))
     for r in conn.execute(query.order_by(recipients.c.entry_id, recipients.c.position)):
-        found[r.entry_id].append(
-            Recipient(
-                r.address,
-                Disposition(r.disposition),
-                r.attempts,
-                r.last_reply,
-                r.reason,
-                r.updated_at,
-            )
-        )
-    return [
-        Entry(
-            id=row.id,
-            direction=Direction(row.direction),
-            state=State(row.state),
-            kind=row.kind,
-            org_id=row.org_id,
-            mail_from=row.mail_from,
-            message_id=row.message_id,
-            client=row.client,
-            auth=row.auth,
-            size=row.size,
-            created_at=row.created_at,
-            next_attempt_at=row.next_attempt_at,
-            attempts=row.attempts,
-            last_reply=row.last_reply,
-            reason=row.reason,
-            warned=row.warned,
-            recipients=tuple(found[row.id]),
-        )
-        for row in rows
-    ]
+        disposition = Disposition(r.disposition)
+        person = Recipient(r.address, disposition, r.attempts, r.last_reply, r.reason, r.updated_at)
+        found[r.entry_id].append(person)
+    return [_entry(row, tuple(found[row.id])) for row in rows]
+
+
+def _entry(row: Row[Any], people: tuple[Recipient, ...]) -> Entry:
+    return Entry(
+        id=row.id,
+        direction=Direction(row.direction),
+        state=State(row.state),
+        kind=row.kind,
+        org_id=row.org_id,
+        mail_from=row.mail_from,
+        message_id=row.message_id,
+        client=row.client,
+        auth=row.auth,
+        size=row.size,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        attempts=row.attempts,
+        last_reply=row.last_reply,
+        reason=row.reason,
+        warned=row.warned,
+        recipients=people,
+    )
 
 
 def write_settlement(conn: Connection, entry: Entry, outcome: Settlement, now: datetime) -> None:
-    """Write an attempt's settlement: recipients, events, then the entry itself."""
+    """Write an attempt's settlement: each recipient and its event, then the entry itself."""
     positions = {r.address: i for i, r in enumerate(entry.recipients)}
     for change in outcome.changes:
-        values: dict[str, Any] = {"disposition": change.disposition, "updated_at": now}
-        if change.reply is not None:
-            values |= {"attempts": recipients.c.attempts + 1, "last_reply": change.reply.line()}
-            values["reason"] = change.reply.reason or None
-        if change.event == "expired":
-            values["reason"] = "expired"
-        conn.execute(
-            update(recipients)
-            .where(recipients.c.entry_id == entry.id)
-            .where(recipients.c.position == positions[change.address])
-            .values(values)
-        )
-        reply = change.reply
-        reason = "expired" if change.event == "expired" else reply.reason if reply else ""
-        detail = _describe(reply) if reply else "not tried before the maximum lifetime"
-        log_event(
-            conn,
-            entry.id,
-            change.event,
-            now,
-            recipient=change.address,
-            reason=reason,
-            detail=detail,
-        )
-    decisive = outcome.reply
-    values = {
+        _write_change(conn, entry.id, positions[change.address], change, now)
+    values: dict[str, Any] = {
         "state": outcome.state,
         "next_attempt_at": outcome.next_attempt_at,
         "attempts": entry.attempts + 1,
         "updated_at": now,
     }
-    if decisive is not None:
-        values |= {"last_reply": decisive.line(), "reason": decisive.reason or None}
+    if outcome.reply is not None:
+        values |= {"last_reply": outcome.reply.line(), "reason": outcome.reply.reason or None}
     if outcome.expired:
         values["reason"] = "expired"
     conn.execute(update(messages).where(messages.c.id == entry.id).values(values))
 
 
-def _describe(reply: Reply) -> str:
-    return f"{reply.line()} ({reply.detail})" if reply.detail else reply.line()
+def _write_change(
+    conn: Connection, entry_id: str, position: int, change: Change, now: datetime
+) -> None:
+    reply = change.reply
+    reason = "expired" if change.event == "expired" else (reply.reason if reply else "")
+    values: dict[str, Any] = {
+        "disposition": change.disposition,
+        "updated_at": now,
+        "reason": reason or None,
+    }
+    if reply is not None:
+        values |= {"attempts": recipients.c.attempts + 1, "last_reply": reply.line()}
+    where = (recipients.c.entry_id == entry_id) & (recipients.c.position == position)
+    conn.execute(update(recipients).where(where).values(values))
+    # The peer's text (it may hold their queue id) goes to the history, never to a peer.
+    detail = f"{reply.line()} ({reply.detail})" if reply and reply.detail else ""
+    detail = detail or (reply.line() if reply else "not tried before the maximum lifetime")
+    log_event(
+        conn, entry_id, change.event, now, recipient=change.address, reason=reason, detail=detail
+    )

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, delete, func, select, true, update
 
-from securemail.queue.database import connect, durability, transaction, upgrade
+from securemail.queue.database import connect, durability, insert_new, transaction, upgrade
 from securemail.queue.model import (
     FINAL_STATES,
     Direction,
@@ -174,21 +174,25 @@ class QueueStore:
 
     def quarantine(self, entry_id: str, reason: str, detail: str, now: datetime) -> Entry:
         """Set aside a live entry that cannot be read or verified; kept with its body."""
+        changes = {"state": State.QUARANTINED, "next_attempt_at": None}
         return self._move(
-            entry_id, LIVE_STATES, State.QUARANTINED, None, now, reason=reason, detail=detail
+            entry_id, LIVE_STATES, "quarantined", now, changes, reason=reason, detail=detail
         )
 
     def hold(self, entry_id: str, now: datetime) -> Entry:
         """Stop delivery attempts until released (not while an attempt is running)."""
-        return self._move(entry_id, {State.INCOMING, State.DEFERRED}, State.HELD, None, now)
+        changes = {"state": State.HELD, "next_attempt_at": None}
+        return self._move(entry_id, {State.INCOMING, State.DEFERRED}, "held", now, changes)
 
     def release(self, entry_id: str, now: datetime) -> Entry:
-        return self._move(entry_id, {State.HELD}, State.DEFERRED, now, now, event="released")
+        """A held entry becomes due now."""
+        changes = {"state": State.DEFERRED, "next_attempt_at": now}
+        return self._move(entry_id, {State.HELD}, "released", now, changes)
 
     def retry(self, entry_id: str, now: datetime) -> Entry:
-        """Make a deferred or held entry due now."""
-        states = {State.DEFERRED, State.HELD}
-        return self._move(entry_id, states, State.DEFERRED, now, now, event="retry")
+        """A deferred or held entry becomes due now."""
+        changes = {"state": State.DEFERRED, "next_attempt_at": now}
+        return self._move(entry_id, {State.DEFERRED, State.HELD}, "retry", now, changes)
 
     def delete(self, entry_id: str, now: datetime) -> bool:
         """Remove an entry that is not being tried; False if there was none. History stays."""
@@ -242,7 +246,7 @@ class QueueStore:
         """
         where = (
             (messages.c.state == State.DEFERRED)
-            & (messages.c.warned == False)  # noqa: E712 (SQL, not Python, comparison)
+            & messages.c.warned.is_(False)
             & (messages.c.created_at <= now - self._retry.warn_after)
             & (messages.c.kind != "notice")
             & (messages.c.mail_from != "")
@@ -251,7 +255,8 @@ class QueueStore:
             return select_entries(conn, where, limit)
 
     def mark_warned(self, entry_id: str, now: datetime) -> Entry:
-        return self._move(entry_id, frozenset(State), None, None, now, event="warned")
+        """Note that the sender was told of the delay (whatever the entry's state now)."""
+        return self._move(entry_id, State, "warned", now, {"warned": True})
 
     def add_event(
         self,
@@ -280,11 +285,9 @@ class QueueStore:
         if not 0 < len(key) <= 512:
             raise ValueError("an idempotency key has 1 to 512 characters")
         with self._write("remember") as conn:
-            present = select(delivery_keys.c.key).where(delivery_keys.c.key == key)
-            if conn.scalar(present) is not None:
-                return False
-            conn.execute(delivery_keys.insert().values(key=key, stored_at=now))
-        return True
+            insert = insert_new(conn, delivery_keys, key=key, stored_at=now)
+            stored = conn.execute(insert.returning(delivery_keys.c.key)).first()
+        return stored is not None
 
     def forget_before(self, when: datetime) -> int:
         """Drop idempotency keys stored before ``when``; how many."""
@@ -327,27 +330,20 @@ class QueueStore:
         self,
         entry_id: str,
         allowed: Iterable[State],
-        state: State | None,
-        due: datetime | None,
+        event: str,
         now: datetime,
+        changes: dict[str, Any],
         *,
-        event: str | None = None,
         reason: str = "",
         detail: str = "",
     ) -> Entry:
-        """An operator's or worker's state change: check, update, log, in one transaction."""
-        with self._write(event or str(state)) as conn:
+        """A checked change of one entry and the event that explains it, in one transaction."""
+        with self._write(event) as conn:
             entry = lock_entry(conn, entry_id, allowed)
-            values: dict[str, Any] = {"updated_at": now}
-            if state is None:
-                values["warned"] = True
-            else:
-                values |= {"state": state, "next_attempt_at": due}
+            values = {"updated_at": now} | changes
             conn.execute(update(messages).where(messages.c.id == entry_id).values(values))
-            what = event or str(state)
-            log_event(
-                conn, entry_id, what, now, reason=reason, detail=detail or f"was {entry.state}"
-            )
+            detail = detail or f"was {entry.state}"
+            log_event(conn, entry_id, event, now, reason=reason, detail=detail)
             return one_entry(conn, entry_id)
 
     @contextmanager
