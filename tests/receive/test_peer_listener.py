@@ -217,7 +217,9 @@ def test_close_ends_open_sessions(tls: Tls) -> None:
         listener = await _peer(tls, Inbox())
         client = await raw_session(listener.port)
         await listener.close()
-        return await client.reader.read()
+        rest = await client.reader.read()
+        await client.close()
+        return rest
 
     assert run(scenario()) == b""
 

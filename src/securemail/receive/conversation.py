@@ -224,5 +224,5 @@ class Conversation:
 
     async def handle_exception(self, error: Exception) -> str:
         """An unexpected error in a hook: 451, and only the error's type in the log."""
-        log.error("%s session error %s", self.gate.listener, type(error).__qualname__)
+        log.warning("%s session error %s", self.gate.listener, type(error).__qualname__)
         return Reply(451, "4.3.0", "Try again later", ReceiveReason.INTERNAL).line()

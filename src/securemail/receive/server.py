@@ -22,7 +22,14 @@ import logging
 import ssl
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import (
+    SMTP,
+    AuthenticatorType,
+    AuthResult,
+    Envelope,
+    LoginPassword,
+    Session,
+)
 
 from securemail.receive.conversation import (
     Authenticate,
@@ -71,7 +78,7 @@ _BUILTIN_REPLIES = {
 }
 
 
-def _authenticator(check: Authenticate) -> Any:
+def _authenticator(check: Authenticate) -> AuthenticatorType:
     """aiosmtpd's authenticator hook around ``check(user, password)`` (AUTH PLAIN, LOGIN)."""
 
     def authenticator(
