@@ -8,7 +8,7 @@ refused before any policy runs:
 - the %-hack ``u%c@ours`` and bang paths ``c!u@ours`` (the local part names another host),
 - quoted local parts ``"u@c"@ours`` (the local part hides an address),
 - address literals ``u@[192.0.2.1]`` (a host the directory does not name),
-- non-ASCII without SMTPUTF8 (RFC 6531; this gateway does not offer SMTPUTF8).
+- non-ASCII without SMTPUTF8 (RFC 6531, ``553 5.6.7``; this gateway does not offer it).
 
 Routing tricks are answered ``550 5.7.1`` like any relay attempt; malformed text ``553
 5.1.3`` (RFC 3463 "bad destination mailbox address syntax"). Both carry the reason
@@ -64,7 +64,11 @@ def check_envelope_address(text: str) -> Reply | None:
     Otherwise the refusal to send: 550 5.7.1 for a routing trick, 553 5.1.3 for bad syntax.
     """
     if not text.isascii():
-        return _malformed("non-ASCII address without SMTPUTF8")
+        # RFC 6531: status 5.6.7, as aiosmtpd's own refusal of non-ASCII arguments.
+        detail = "non-ASCII address without SMTPUTF8"
+        return Reply(
+            553, "5.6.7", "Non-ASCII text requires SMTPUTF8", ReceiveReason.BAD_ADDRESS, detail
+        )
     trick = _trick_in(text)
     if trick is not None:
         return _relay_trick(trick)
