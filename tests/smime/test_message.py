@@ -16,6 +16,7 @@ from securemail.smime import (
     SecurityLabel,
     SignerIdentity,
     SmimeError,
+    clear_sign,
     protect,
     sign_message,
     unprotect,
@@ -233,3 +234,22 @@ def test_garbage_instead_of_a_message_is_malformed(pki: Pki) -> None:
             now=NOW,
         )
     assert refused.value.reason is Reason.MALFORMED
+
+
+def test_clear_signed_notice_is_readable_and_verifies(pki: Pki) -> None:
+    """A clear-signed notice shows its text to any client and verifies as the signer's."""
+    notice = (
+        b"From: postmaster@agency.govt.nz\r\nTo: a@agency.govt.nz\r\nSubject: Undelivered\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+        b"Reason: from-not-authorised\r\n"
+    )
+    signed = clear_sign(notice, pki.agency.signer, now=NOW)
+    assert b"Reason: from-not-authorised" in signed
+    assert b"Subject: Undelivered" in signed.split(b"\r\n\r\n", 1)[0]
+    opened = unprotect(signed, identities=[], trust=pki.trust(), now=NOW)
+    assert opened.signature.signer == pki.agency.certificate
+    assert opened.content.endswith(b"Reason: from-not-authorised\r\n")
+    with pytest.raises(SmimeError):
+        unprotect(
+            signed.replace(b"from-not", b"from-yes"), identities=[], trust=pki.trust(), now=NOW
+        )

@@ -1,369 +1,251 @@
-"""``securemail demo``: a local federation in which two members exchange a protected message.
+"""``securemail demo``: a local federation of real gateway nodes exchanging real mail.
 
-Everything is real and on disk: the federation operator founds a federation, admits two
-member gateways and publishes the signed directory; each gateway verifies the directory;
-the ministry's gateway signs and encrypts a message to the certificate the directory lists
-for the council, whose gateway opens it, checks that the signer's directory entry owns the
-From: domain, and returns a signed receipt; tampering and forgery are refused. When the
-``openssl`` command is present, it checks the same message independently.
+The operator founds a federation and admits four members; three gateway nodes (an agency,
+a mail service provider, and a gateway service provider hosting a business) start on
+loopback ports; scripted messages go in over SMTP and each hop is printed from the nodes'
+own queue events. ``--check`` exits 0 only if every scripted message had the promised
+outcome; without it the federation keeps running until Ctrl-C.
 """
 
 from __future__ import annotations
 
-import os
+import asyncio
+import contextlib
 import secrets
-import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from cryptography import x509
 
-from securemail.directory import Directory
-from securemail.directory.fetch import Source
-from securemail.directory.store import DirectoryStore
-from securemail.federation import FederationError
-from securemail.federation.node import NodeTarget
-from securemail.federation.operator import Application, add_member, init_federation, publish
-from securemail.federation.store import Store
-from securemail.keys.rollover import decryption_identities
-from securemail.smime import (
-    Protected,
-    ProtectOptions,
-    ReceiptRequest,
-    SecurityLabel,
-    SignerIdentity,
-    SmimeError,
-    TrustStore,
-    Unprotected,
-    make_receipt,
-    protect,
-    receipt_entity,
-    unprotect,
-    verify_receipt,
-)
-from securemail.smime.keys import load_certificate, load_private_key
-
-MESSAGE = (
-    "From: Aroha Ngata <aroha.ngata@ministry.govt.nz>\r\n"
-    "To: Records Team <records@council.govt.nz>\r\n"
-    "Subject: [IN-CONFIDENCE] Draft funding agreement for review\r\n"
-    "Date: {date}\r\n"
-    "Message-ID: <demo-{n}@ministry.govt.nz>\r\n"
-    "MIME-Version: 1.0\r\n"
-    "Content-Type: text/plain; charset=utf-8\r\n"
-    "Content-Transfer-Encoding: 8bit\r\n"
-    "\r\n"
-    "Kia ora,\r\n\r\nThe draft agreement is below; please send comments by Friday.\r\n\r\n"
-    "Ngā mihi,\r\nAroha\r\n"
-)
-MEMBERS = (
-    ("ministry", "Ministry of Examples", "ministry.govt.nz"),
-    ("council", "Example District Council", "council.govt.nz"),
-)
-
-
-class DemoError(Exception):
-    """A promise the demo checks did not hold."""
-
-
-def _check(condition: bool, failure: str) -> None:
-    if not condition:
-        raise DemoError(failure)
+from securemail.demo.exchange import SCRIPTS, Script, header, submit, wait_for
+from securemail.demo.federation import ORGS, NodeSetup, found
+from securemail.errors import SecureMailError
+from securemail.node.config import load_config
+from securemail.node.run import serve
+from securemail.queue import QueueStore
 
 
 def _step(text: str) -> None:
     click.secho(f"\n▶ {text}", bold=True)
 
 
-def _ok(text: str) -> None:
-    click.echo(f"  ✓ {text}")
+def _say(text: str, ok: bool = True) -> None:
+    click.echo(f"  {'✓' if ok else '✗'} {text}")
 
 
 @click.command()
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Keep the federation, the node directories and the messages here.",
+    help="Keep the federation, nodes, queues and mailboxes here (must be empty or new).",
 )
-def demo(workdir: Path | None) -> None:
-    """Run a local federation end to end and check every promise along the way."""
+@click.option("--check", is_flag=True, help="Run the script, stop, and exit non-zero on a miss.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait per message.")
+def demo(workdir: Path | None, check: bool, timeout: float) -> None:
+    """Run a local SecureMail federation and send real signed, encrypted mail through it."""
     with tempfile.TemporaryDirectory(prefix="securemail-demo-") as tmp:
-        directory = workdir or Path(tmp)
-        directory.mkdir(parents=True, exist_ok=True)
-        if any(directory.iterdir()):
-            raise click.UsageError(f"{directory} is not empty")
+        root = (workdir or Path(tmp)).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        if any(root.iterdir()):
+            raise click.UsageError(f"{root} is not empty")
         try:
-            _run(directory, datetime.now(UTC))
-        except (SmimeError, FederationError, DemoError) as error:
+            failures = asyncio.run(_run(root, check, timeout))
+        except SecureMailError as error:
             click.secho(f"\ndemo failed: {error}", fg="red", err=True)
             sys.exit(1)
-    if workdir:
-        click.echo(
-            f"\nEverything is kept in {workdir}; the demo passphrase is in "
-            f"{workdir / 'passphrase.txt'} (a demo only: never keep one beside keys)."
-        )
+    if failures:
+        click.secho(f"\n{len(failures)} promise(s) not kept:", fg="red", err=True)
+        for failure in failures:
+            click.echo(f"  - {failure}", err=True)
+        sys.exit(1)
+    click.secho("\nEvery scripted message had the promised outcome.", fg="green")
 
 
-class Node:
-    """A member gateway's node directory, as the federation operator wrote it."""
-
-    def __init__(self, path: Path, passphrase: bytes) -> None:
-        self.path = path
-        self.passphrase = passphrase
-
-    def signer(self) -> SignerIdentity:
-        return SignerIdentity(
-            load_certificate((self.path / "certs" / "signing.pem").read_bytes()),
-            load_private_key((self.path / "keys" / "signing.key").read_bytes(), self.passphrase),
-        )
-
-    def anchor(self) -> x509.Certificate:
-        return load_certificate((self.path / "certs" / "federation-ca.pem").read_bytes())
-
-    def fetch_directory(self, fed: Path, now: datetime) -> Directory:
-        store = DirectoryStore(self.path / "directory-state", [self.anchor()])
-        stored, _ = store.accept(Source(str(fed / "directory.json")).fetch(), now)
-        return stored.directory
-
-
-def _run(root: Path, now: datetime) -> None:
-    passphrase = secrets.token_urlsafe(24).encode()
-    (root / "passphrase.txt").write_bytes(passphrase + b"\n")
-    (root / "passphrase.txt").chmod(0o600)
-    fed = root / "federation"
-    nodes = _found_federation(fed, root, passphrase, now)
-
-    _step("Each gateway fetches the directory and verifies the operator's signature")
-    directories = {name: node.fetch_directory(fed, now) for name, node in nodes.items()}
-    directory = directories["ministry"]
-    _ok(
-        f"both accepted serial {directory.serial} of {directory.federation!r} "
-        f"({len(directory.members)} members), signed and chained to the federation anchor"
-    )
-
-    original = MESSAGE.format(date=now.strftime("%a, %d %b %Y %H:%M:%S +0000"), n=1).encode()
-    sent = _send(nodes["ministry"], directory, original, now)
-    council = Gateway(nodes["council"], directories["council"])
-    received = _receive(council, sent.message, original, now)
-    receipt = _return_receipt(council, nodes["ministry"], directory, received, sent, now)
-    _refusals(council, nodes["ministry"], directory, sent, receipt, now)
-    (root / "message.eml").write_bytes(sent.message)
-    (root / "receipt.der").write_bytes(receipt)
-    _check_with_openssl(root, nodes["council"], original)
-
-
-class Gateway:
-    """A receiving gateway: its node, the directory it accepted, and the trust it derives."""
-
-    def __init__(self, node: Node, directory: Directory) -> None:
-        self.node = node
-        self.directory = directory
-        self.trust = TrustStore([node.anchor()], directory.crls)
-        self.identities = decryption_identities(node.path, node.passphrase)
-
-    def open(self, message: bytes, now: datetime) -> Unprotected:
-        return unprotect(
-            message, identities=self.identities, trust=self.trust, now=now, require_encryption=True
-        )
-
-
-def _send(ministry: Node, directory: Directory, original: bytes, now: datetime) -> Protected:
-    _step("Ministry gateway signs and encrypts an IN-CONFIDENCE message to the council")
-    target = directory.encryption_certificate("council.govt.nz", now)
-    if target is None:
-        raise DemoError("the directory lists no certificate for council.govt.nz")
-    request = ReceiptRequest(b"demo-1", ("gateway@ministry.govt.nz",))
-    options = ProtectOptions(label=SecurityLabel("IN-CONFIDENCE"), receipt_request=request)
-    sent = protect(original, ministry.signer(), [target], now=now, options=options)
-    _check(b"Draft funding" not in sent.message, "subject leaked into the outer message")
-    _ok(
-        f"encrypted to the council's certificate from the directory; {len(sent.message):,} "
-        "bytes on the wire, the outer header shows only routing fields:"
-    )
-    for line in sent.message.split(b"\r\n\r\n", 1)[0].decode().splitlines():
-        click.echo(f"      {line}")
-    return sent
-
-
-def _receive(council: Gateway, message: bytes, original: bytes, now: datetime) -> Unprotected:
-    _step("Council gateway decrypts, verifies and checks the signer against the directory")
-    received = council.open(message, now)
-    _check(received.content == original, "delivered message differs from what was signed")
-    _check(
-        council.directory.may_sign_for(received.signature.signer, "ministry.govt.nz"),
-        "the signer's directory entry does not own ministry.govt.nz",
-    )
-    if received.encryption is None:
-        raise DemoError("message was not encrypted")
-    label = received.signature.label
-    _ok(
-        f"signed by {received.signature.signer.subject.rfc4514_string()}, which the "
-        "directory lists for ministry.govt.nz"
-    )
-    _ok(
-        f"{received.signature.signature_algorithm}, {received.encryption.content_encryption}, "
-        f"{received.encryption.key_management}; label {label.marking if label else 'none'}"
-    )
-    _ok("delivered message is byte-for-byte the signed original (subject restored)")
-    return received
-
-
-def _return_receipt(
-    council: Gateway,
-    ministry: Node,
-    directory: Directory,
-    received: Unprotected,
-    sent: Protected,
-    now: datetime,
-) -> bytes:
-    _step("Council gateway returns a signed receipt; the ministry checks it")
-    receipt = make_receipt(received.signature, council.node.signer(), now=now)
-    if sent.receipt_basis is None:
-        raise DemoError("no receipt requested")
-    trust = TrustStore([ministry.anchor()], directory.crls)
-    verified = verify_receipt(receipt_entity(receipt), sent.receipt_basis, trust=trust, now=now)
-    _check(
-        directory.may_sign_for(verified.signer, "council.govt.nz"),
-        "the receipt's signer is not the council's gateway",
-    )
-    _ok("receipt signed by the council's gateway and bound to our signature")
-    return receipt
-
-
-def _refusals(
-    council: Gateway,
-    ministry: Node,
-    directory: Directory,
-    sent: Protected,
-    receipt: bytes,
-    now: datetime,
-) -> None:
-    _step("Tampering and forgery are refused")
-    _expect_refusal(
-        "one byte of the ciphertext changed in transit",
-        lambda: council.open(_flip(sent.message), now),
-    )
-    second = MESSAGE.format(date="Mon, 30 Nov 2026 09:00:00 +1300", n=2).encode()
-    request = ReceiptRequest(b"demo-2", ("gateway@ministry.govt.nz",))
-    target = directory.encryption_certificate("council.govt.nz", now)
-    other = protect(
-        second,
-        ministry.signer(),
-        [] if target is None else [target],
-        now=now,
-        options=ProtectOptions(receipt_request=request),
-    )
-    if other.receipt_basis is None:
-        raise DemoError("no receipt requested")
-    basis = other.receipt_basis
-    _expect_refusal(
-        "receipt replayed onto another message",
-        lambda: verify_receipt(receipt, basis, trust=council.trust, now=now),
-    )
-    _check(
-        not council.directory.may_sign_for(council.node.signer().certificate, "ministry.govt.nz"),
-        "the council's certificate may sign for the ministry's domain",
-    )
-    _ok("the council's certificate cannot speak for ministry.govt.nz (directory check)")
-
-
-def _found_federation(fed: Path, root: Path, passphrase: bytes, now: datetime) -> dict[str, Node]:
-    _step("The federation operator founds a federation and admits two members")
-    init_federation(fed, "SecureMail Demo Federation", passphrase, now, timedelta(days=7))
-    _ok("root CA and directory-signing identity made (keys encrypted at rest)")
-    store = Store(fed)
-    nodes = {}
-    for org_id, name, domain in MEMBERS:
-        node = Node(root / org_id, passphrase)
-        application = Application(
-            org_id=org_id,
-            name=name,
-            domains=(domain,),
-            endpoints=(f"mx.{domain}:25",),
-            region="NZ",
-            contact_email=f"securemail@{domain}",
-            contact_phone="+64 4 000 0000",
-            roles=("gateway",),
-        )
-        add_member(store, application, passphrase, now, NodeTarget(node.path, passphrase))
-        nodes[org_id] = node
-        _ok(
-            f"{name} ({domain}): signing, encryption and TLS certificates; node directory "
-            f"{node.path.name}/"
-        )
-    version, _ = publish(store, passphrase, now, timedelta(days=7))
-    _ok(f"directory serial {version.directory.serial} published ({version.digest[:23]}…)")
-    return nodes
-
-
-def _flip(message: bytes) -> bytes:
-    header, body = message.split(b"\r\n\r\n", 1)
-    index = len(body) * 3 // 4  # inside the encrypted content
-    replacement = b"A" if body[index : index + 1] != b"A" else b"B"
-    return header + b"\r\n\r\n" + body[:index] + replacement + body[index + 1 :]
-
-
-def _expect_refusal(what: str, action: Callable[[], object]) -> None:
+async def _run(root: Path, check: bool, timeout: float) -> list[str]:
+    passphrase = root / "passphrase.txt"
+    passphrase.write_text(secrets.token_urlsafe(24) + "\n")
+    passphrase.chmod(0o600)
+    _step("The federation operator founds a federation and admits four members")
+    nodes = found(root, passphrase, datetime.now(UTC))
+    for org in ORGS:
+        _say(f"{org.name}: {org.domain} on the {org.node} gateway node")
+    _say("directory signed and published; every node verifies it against the federation CA")
+    stop = asyncio.Event()
+    tasks = await _start(nodes, stop)
     try:
-        action()
-    except SmimeError as error:
-        _ok(f"{what}: refused ({error.reason.value})")
-        return
-    raise DemoError(f"{what}: accepted")
+        failures = await _exchange(nodes, timeout)
+        if not check:
+            _explain(root, nodes)
+            with contextlib.suppress(asyncio.CancelledError):
+                await _forever()
+        return failures
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _check_with_openssl(root: Path, council: Node, original: bytes) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        click.echo("\n(openssl not installed: independent check skipped)")
-        return
-    _step("OpenSSL checks the same message independently")
-    env = {**os.environ, "SECUREMAIL_DEMO_PASS": council.passphrase.decode()}
-    decrypted = subprocess.run(
-        [
-            openssl,
-            "cms",
-            "-decrypt",
-            "-in",
-            "message.eml",
-            "-recip",
-            str(council.path / "certs" / "encryption.pem"),
-            "-inkey",
-            str(council.path / "keys" / "encryption.key"),
-            "-passin",
-            "env:SECUREMAIL_DEMO_PASS",
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
+async def _forever() -> None:
+    await asyncio.Event().wait()
+
+
+async def _start(nodes: dict[str, NodeSetup], stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    _step("Three gateway nodes start on loopback ports")
+    ready = {name: asyncio.Event() for name in nodes}
+    tasks = []
+    for name, node in nodes.items():
+        config = load_config(node.config)
+
+        def mark(_: object, name: str = name) -> None:
+            ready[name].set()
+
+        tasks.append(asyncio.create_task(serve(config, stop=stop, ready=mark)))
+    for name, event in ready.items():
+        waiter = asyncio.create_task(event.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], timeout=60, return_when="FIRST_COMPLETED")
+        if waiter not in done:
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            raise click.ClickException(f"node {name} did not start within 60 s")
+        node = nodes[name]
+        _say(
+            f"{name}: peer listener 127.0.0.1:{node.peer_port} (STARTTLS required), "
+            f"relay listener 127.0.0.1:{node.relay_port}"
+        )
+    return tasks
+
+
+async def _exchange(nodes: dict[str, NodeSetup], timeout: float) -> list[str]:
+    failures: list[str] = []
+    now = datetime.now(UTC)
+    for n, script in enumerate(SCRIPTS, start=1):
+        _step(f"Message {n}: {script.title}")
+        reply = await submit(nodes[script.node], script, script.message(n, now))
+        _say(f"{script.mail_from} -> {', '.join(script.to)} via {script.node}: {reply}")
+        failures += await _outcome(nodes, script, n, reply, timeout)
+    return failures
+
+
+async def _outcome(
+    nodes: dict[str, NodeSetup], script: Script, n: int, reply: str, timeout: float
+) -> list[str]:
+    domain = (script.author or script.mail_from).rpartition("@")[2]
+    message_id = Script.message_id(n, domain)
+    if script.expect == "refused-at-rcpt":
+        ok = reply.startswith("550")
+        _say("refused at RCPT: not a member and no smarthost, so never sent in the clear", ok)
+        return [] if ok else [f"message {n}: expected a 550 at RCPT, got {reply}"]
+    if not reply.startswith("250"):
+        return [f"message {n}: not accepted: {reply}"]
+    if script.expect == "bounced":
+        return await _bounced(nodes, script, n, message_id, timeout)
+    failures = []
+    for recipient in script.to:
+        failures += await _delivered(nodes, script, n, recipient, message_id, timeout)
+    _trail(nodes, message_id)
+    return failures
+
+
+async def _delivered(
+    nodes: dict[str, NodeSetup],
+    script: Script,
+    n: int,
+    recipient: str,
+    message_id: str,
+    timeout: float,
+) -> list[str]:
+    node = nodes[_node_of(recipient)]
+    found = await wait_for(node.mailbox(recipient), message_id, timeout)
+    if found is None:
+        _say(f"{recipient}: nothing arrived within {timeout:.0f} s", False)
+        return [f"message {n}: not delivered to {recipient}"]
+    status = header(found, "X-SecureMail-Status")
+    problems = []
+    if "verified" not in status or f"signer={script.signer}" not in status.replace(" ", ""):
+        problems.append(f"status {status!r} does not name signer {script.signer}")
+    if header(found, "Subject") != script.subject:
+        problems.append("the protected Subject was not restored")
+    _say(f"{recipient}: delivered to {node.name}'s Maildir; {status}", not problems)
+    _say(f"Authentication-Results: {header(found, 'Authentication-Results')}")
+    return [f"message {n} to {recipient}: {p}" for p in problems]
+
+
+async def _bounced(
+    nodes: dict[str, NodeSetup], script: Script, n: int, message_id: str, timeout: float
+) -> list[str]:
+    sender_node = nodes[script.node]
+    notice = await _notice_for(sender_node.mailbox(script.mail_from), message_id, timeout)
+    problems = []
+    if notice is None:
+        problems.append("no failure notice reached the sender")
+    elif b"from-not-authorised" not in notice:
+        problems.append("the failure notice does not give the reason code")
+    target = nodes[_node_of(script.to[0])]
+    if await wait_for(target.mailbox(script.to[0]), message_id, 1) is not None:
+        problems.append("the forged message was delivered")
+    _say(
+        "refused before signing: the From: domain is not the provider's (from-not-authorised)",
+        not problems,
     )
-    _check(decrypted.returncode == 0, decrypted.stderr.decode(errors="replace"))
-    inner_der = decrypted.stdout.split(b"\r\n\r\n", 1)[1]
-    verified = subprocess.run(
-        [
-            openssl,
-            "cms",
-            "-verify",
-            "-inform",
-            "DER",
-            "-CAfile",
-            str(council.path / "certs" / "federation-ca.pem"),
-            "-purpose",
-            "smimesign",
-        ],
-        input=inner_der,
-        cwd=root,
-        capture_output=True,
-        timeout=60,
-        check=False,
+    _say(
+        "the sender got a signed failure notice naming the reason; nothing reached the agency",
+        not problems,
     )
-    _check(verified.returncode == 0, verified.stderr.decode(errors="replace"))
-    _check(verified.stdout == original, "OpenSSL recovered a different message")
-    _ok("openssl cms -decrypt and -verify: same message, signature and chain good")
+    return [f"message {n}: {p}" for p in problems]
+
+
+async def _notice_for(mailbox: Path, message_id: str, timeout: float) -> bytes | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        for folder in ("new", "cur"):
+            path = mailbox / folder
+            for item in path.iterdir() if path.is_dir() else ():
+                data = item.read_bytes()
+                if message_id.encode() in data and b"Undelivered" in data:
+                    return data
+        await asyncio.sleep(0.1)
+    return None
+
+
+def _node_of(address: str) -> str:
+    domain = address.rpartition("@")[2]
+    return next(o.node for o in ORGS if o.domain == domain)
+
+
+def _trail(nodes: dict[str, NodeSetup], message_id: str) -> None:
+    """Print the hops of ``message_id`` from every node's queue events, in time order."""
+    hops = []
+    for node in nodes.values():
+        store = QueueStore.open(load_config(node.config).database)
+        try:
+            for entry in store.list():
+                if entry.message_id == message_id:
+                    for event in store.events(entry.id):
+                        hops.append((event.time, node.name, entry.direction.value, event))
+        finally:
+            store.close()
+    for time, name, direction, event in sorted(hops, key=lambda hop: hop[0]):
+        who = f" {event.recipient}" if event.recipient else ""
+        detail = f": {event.detail}" if event.detail else ""
+        click.echo(
+            f"      {time:%H:%M:%S.%f}"[:-3]
+            + f" {name:<8} {direction:<8} {event.event}{who}{detail}"[:160]
+        )
+
+
+def _explain(root: Path, nodes: dict[str, NodeSetup]) -> None:
+    _step("The federation keeps running (Ctrl-C stops it)")
+    for node in nodes.values():
+        click.echo(
+            f"  {node.name}: relay listener 127.0.0.1:{node.relay_port}; mailboxes "
+            f"{node.mail}; queue: securemail queue list --config {node.config}"
+        )
+    click.echo(f"  key passphrase (demo only): {root / 'passphrase.txt'}")
+    click.echo(
+        "  try: swaks --server 127.0.0.1:"
+        f"{nodes['agency'].relay_port} --from aroha.ngata@agency.govt.nz "
+        "--to hemi.walker@securemail.provider.nz"
+    )

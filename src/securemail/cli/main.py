@@ -10,7 +10,9 @@ from securemail.cli.demo import demo
 from securemail.cli.directory import directory
 from securemail.cli.federation import federation
 from securemail.cli.keys import keys
+from securemail.cli.queue import queue_group, status_command
 from securemail.cli.rollover import install_next_command, promote_command, rollover_command
+from securemail.cli.serve import serve_command
 from securemail.cli.smime import smime
 
 
@@ -26,6 +28,9 @@ cli.add_command(federation)
 cli.add_command(directory)
 cli.add_command(keys)
 cli.add_command(audit_group)
+cli.add_command(serve_command)
+cli.add_command(queue_group)
+cli.add_command(status_command)
 keys.add_command(rollover_command)
 keys.add_command(install_next_command)
 keys.add_command(promote_command)

@@ -133,7 +133,7 @@ def _verb(name: str, help_text: str) -> None:
         with _store(config_path) as store:
             for entry_id in entry_ids:
                 if name == "delete":
-                    if not store.delete(entry_id):
+                    if not store.delete(entry_id, _now()):
                         raise click.ClickException(f"no queue entry {entry_id}")
                 else:
                     getattr(store, name)(entry_id, _now())

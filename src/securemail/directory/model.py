@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -102,13 +103,22 @@ class Contact:
             raise ModelError("contact phone must be international: +64 4 000 0000")
 
 
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Endpoint:
     host: str
     port: int = 25
 
     def __post_init__(self) -> None:
-        normalise_domain(self.host)
+        if not _is_ipv4(self.host):  # an IPv4 literal (loopback tests, private links) or a name
+            normalise_domain(self.host)
         if not 1 <= self.port <= 65535:
             raise ModelError(f"port {self.port} out of range")
 

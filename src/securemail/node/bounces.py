@@ -20,7 +20,7 @@ from typing import Literal
 from securemail import notices
 from securemail.node.context import Node, OrgKeys
 from securemail.queue import Direction, Disposition, Entry, NewMessage
-from securemail.smime import sign_message
+from securemail.smime import clear_sign
 
 log = logging.getLogger("securemail.notices")
 
@@ -93,7 +93,7 @@ def _notice_message(
 ) -> NewMessage:
     sender_org = node.org_for(entry.mail_from)
     if entry.direction is Direction.OUTBOUND and sender_org is not None:
-        signed = sign_message(notice, sender_org.signer, now=now).message
+        signed = clear_sign(notice, sender_org.signer, now=now)
         return NewMessage(
             Direction.INBOUND,
             sender_org.organisation.org_id,

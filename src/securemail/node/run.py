@@ -74,7 +74,24 @@ async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now)
     )
     await refresher.load(clock())
     await refresher.refresh_once(clock())
+    _check_mail_roots(config)
     return node
+
+
+def _check_mail_roots(config: NodeConfig) -> None:
+    """Warn about Maildir roots that are missing: delivery waits (451) until they appear.
+
+    They are not created here: a missing root is as likely an unmounted volume as a new
+    node, and mail written under the mount point would be hidden once it is mounted.
+    """
+    for org in config.organisations:
+        path = org.delivery.path
+        if path is not None and not path.is_dir():
+            log.warning(
+                "%s: Maildir root %s does not exist; deliveries wait until it is created",
+                org.org_id,
+                path,
+            )
 
 
 async def serve(

@@ -21,6 +21,7 @@ with AES-CBC, and signed-only messages when encryption is not required.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -271,3 +272,46 @@ def _verify_decrypted(
             detail = f"legacy CBC content refused: {error.reason.value}: {error.detail}"
             raise SmimeError(Reason.DECRYPT_FAILED, detail) from None
         raise
+
+
+def clear_sign(message: bytes, signer: SignerIdentity, *, now: datetime) -> bytes:
+    """Sign ``message`` as ``multipart/signed`` (RFC 8551 §3.5.3): readable without S/MIME.
+
+    For notices to a gateway's own users: any mail client shows the text, and S/MIME
+    clients also show who signed it. The first part is the message's MIME entity (its
+    Content-* fields and body), signed in canonical form; the other header fields stay in
+    the outer header. The message must be 7-bit (notices are).
+    """
+    message, fields = _prepare(message, canonical=False)
+    _, body = mime.split_header(message, limits.Limits())
+    content = [(n, v) for n, v in fields if n.lower().startswith("content-")]
+    outer = [(n, v) for n, v in fields if not n.lower().startswith(("content-", "mime-version"))]
+    part = b"".join(f"{n}: ".encode() + v + mime.CRLF for n, v in content) + mime.CRLF + body
+    signature = sign.sign(part, signer, now=now, detached=True).der.join()
+    boundary = b"----=_SecureMail_" + hashlib.sha256(part).hexdigest()[:24].encode()
+    header = b"".join(f"{n}: ".encode() + v + mime.CRLF for n, v in outer) + (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/signed; "
+        b'protocol="application/pkcs7-signature"; micalg=sha-256;\r\n boundary="'
+        + boundary
+        + b'"\r\n\r\n'
+    )
+    return (
+        header
+        + b"--"
+        + boundary
+        + mime.CRLF
+        + part
+        + mime.CRLF
+        + b"--"
+        + boundary
+        + mime.CRLF
+        + b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
+        + b"Content-Transfer-Encoding: base64\r\n"
+        + b"Content-Disposition: attachment; filename=smime.p7s\r\n\r\n"
+        + mime.encode_base64(signature)
+        + mime.CRLF
+        + b"--"
+        + boundary
+        + b"--"
+        + mime.CRLF
+    )

@@ -1,0 +1,1 @@
+"""The demo federation: real nodes on loopback, scripted mail through them."""

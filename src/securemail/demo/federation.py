@@ -1,0 +1,157 @@
+"""Found the demo federation on disk: an operator, four members on three gateway nodes.
+
+    agency    agency.govt.nz                 its own gateway, mailboxes on the node
+    provider  securemail.provider.nz         a mail service provider for citizens
+    gsp       gsp.co.nz                      a gateway service provider ...
+    harbour   harbourbuilders.co.nz          ... serving a business on the same node
+
+Everything is made by the operator API exactly as an operator would (init, add-member,
+publish); each node gets a configuration that ``securemail serve`` could run as it is.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from securemail.federation.node import NodeTarget
+from securemail.federation.operator import Application, add_member, init_federation, publish
+from securemail.federation.store import Store
+from securemail.smime.keys import load_private_key
+
+FEDERATION = "SecureMail Demo Federation"
+
+
+@dataclass(frozen=True)
+class Org:
+    org_id: str
+    name: str
+    domain: str
+    node: str  # the gateway node that serves it
+
+
+ORGS = (
+    Org("agency", "Te Tari Examples (agency)", "agency.govt.nz", "agency"),
+    Org(
+        "provider", "Kiwi SecureMail (mail service provider)", "securemail.provider.nz", "provider"
+    ),
+    Org("gsp", "Gateway Services Ltd (GSP)", "gsp.co.nz", "gsp"),
+    Org("harbour", "Harbour Builders Ltd", "harbourbuilders.co.nz", "gsp"),
+)
+
+
+@dataclass(frozen=True)
+class NodeSetup:
+    name: str
+    config: Path
+    peer_port: int
+    relay_port: int
+    mail: Path
+
+    def mailbox(self, address: str) -> Path:
+        local, _, domain = address.partition("@")
+        return self.mail / domain / local
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def found(root: Path, passphrase_file: Path, now: datetime) -> dict[str, NodeSetup]:
+    """Make the federation under ``root``; return each node's set-up by node name."""
+    passphrase = passphrase_file.read_bytes().strip()
+    fed = root / "federation"
+    init_federation(fed, FEDERATION, passphrase, now, timedelta(days=7))
+    store = Store(fed)
+    ports = {name: (free_port(), free_port()) for name in dict.fromkeys(o.node for o in ORGS)}
+    for org in ORGS:
+        tls_csr = None
+        if org.node != org.org_id:  # hosted on another member's node: same TLS key and pin
+            tls_csr = _csr(root / org.node / "keys" / "tls.key", passphrase, org.org_id)
+        application = Application(
+            org_id=org.org_id,
+            name=org.name,
+            domains=(org.domain,),
+            endpoints=(f"127.0.0.1:{ports[org.node][0]}",),
+            region="NZ",
+            contact_email=f"securemail@{org.domain}",
+            contact_phone="+64 4 000 0000",
+            roles=("gateway",),
+            tls_csr=tls_csr,
+        )
+        add_member(store, application, passphrase, now, NodeTarget(root / org.org_id, passphrase))
+    publish(store, passphrase, now, timedelta(days=7))
+    return {
+        name: _write_config(root, name, node_ports, passphrase_file, fed)
+        for name, node_ports in ports.items()
+    }
+
+
+def _csr(key_path: Path, passphrase: bytes, org_id: str) -> bytes:
+    key = load_private_key(key_path.read_bytes(), passphrase)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, org_id)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def _write_config(
+    root: Path, node: str, ports: tuple[int, int], passphrase_file: Path, fed: Path
+) -> NodeSetup:
+    peer, relay = ports
+    organisations = "\n".join(
+        f"""
+[[organisation]]
+org_id = "{org.org_id}"
+domains = ["{org.domain}"]
+keys = "../{org.org_id}"
+[organisation.delivery]
+kind = "maildir"
+path = "mail"
+"""
+        for org in ORGS
+        if org.node == node
+    )
+    config = root / f"{node}.node" / "node.toml"
+    config.parent.mkdir()
+    (config.parent / "mail").mkdir(mode=0o700)
+    config.write_text(
+        f"""# Demo gateway node "{node}" (written by securemail demo)
+[node]
+name = "{node}.demo.securemail.test"
+data_dir = "data"
+
+[federation]
+name = "{FEDERATION}"
+anchor = "../{node}/certs/federation-ca.pem"
+directory = "{fed / "directory.json"}"
+refresh = "1m"
+
+[peer]
+listen = "127.0.0.1:{peer}"
+tls_certificate = "../{node}/certs/tls.pem"
+tls_key = "../{node}/keys/tls.key"
+
+[relay]
+listen = "127.0.0.1:{relay}"
+networks = ["127.0.0.0/8"]
+
+[retry]
+schedule = ["2s", "5s", "10s"]
+warn_after = "10m"
+max_lifetime = "1h"
+
+[keys]
+passphrase_file = "{passphrase_file}"
+{organisations}"""
+    )
+    return NodeSetup(node, config, peer, relay, config.parent / "mail")

@@ -1,0 +1,104 @@
+"""A federation of real nodes on loopback for the gateway's end-to-end tests.
+
+The demo's federation (four members on three nodes) is founded once per test module in a
+temporary folder; each test starts the nodes it needs in its own event loop, with fresh
+queues and mailboxes (the node folders are copied per test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from securemail.demo.federation import NodeSetup, found
+from securemail.node.config import NodeConfig, load_config
+from securemail.node.run import serve
+
+WAIT = 30.0  # seconds: generous, the CI machine may be loaded
+
+
+@dataclass(frozen=True)
+class Federation:
+    root: Path
+    nodes: dict[str, NodeSetup]
+
+    def config(self, name: str) -> NodeConfig:
+        return load_config(self.nodes[name].config)
+
+
+@pytest.fixture(scope="module")
+def founded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    root = tmp_path_factory.mktemp("federation")
+    passphrase = root / "passphrase.txt"
+    passphrase.write_text("node passphrase for the tests\n")
+    yield Federation(root, found(root, passphrase, datetime.now(UTC)))
+
+
+@pytest.fixture
+def federation(founded: Federation, tmp_path: Path) -> Federation:
+    """A copy of the founded federation with empty queues and mailboxes."""
+    root = tmp_path / "fed"
+    shutil.copytree(founded.root, root, symlinks=True)
+    for node in founded.nodes.values():
+        text = (root / node.config.relative_to(founded.root)).read_text()
+        (root / node.config.relative_to(founded.root)).write_text(
+            text.replace(str(founded.root), str(root))
+        )
+    nodes = {
+        name: dataclasses.replace(
+            node,
+            config=root / node.config.relative_to(founded.root),
+            mail=root / node.mail.relative_to(founded.root),
+        )
+        for name, node in founded.nodes.items()
+    }
+    return Federation(root, nodes)
+
+
+class Running:
+    """Nodes started in the test's event loop; stop() one to simulate an outage."""
+
+    def __init__(self, federation: Federation) -> None:
+        self.federation = federation
+        self.tasks: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+
+    async def start(self, name: str) -> None:
+        ready = asyncio.Event()
+        stop = asyncio.Event()
+        config = self.federation.config(name)
+        task = asyncio.create_task(serve(config, stop=stop, ready=lambda _: ready.set()))
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait([waiter, task], timeout=WAIT, return_when="FIRST_COMPLETED")
+        if task.done():
+            task.result()  # raises what stopped it
+        assert ready.is_set(), f"node {name} did not start"
+        self.tasks[name] = (stop, task)
+
+    async def stop(self, name: str) -> None:
+        stop, task = self.tasks.pop(name)
+        stop.set()
+        await asyncio.wait_for(task, WAIT)
+
+    async def close(self) -> None:
+        for name in list(self.tasks):
+            with contextlib.suppress(Exception):
+                await self.stop(name)
+
+
+@contextlib.asynccontextmanager
+async def running(federation: Federation, *names: str) -> AsyncIterator[Running]:
+    nodes = Running(federation)
+    try:
+        for name in names or tuple(federation.nodes):
+            await nodes.start(name)
+        yield nodes
+    finally:
+        await nodes.close()
