@@ -173,10 +173,14 @@ def test_receipt_refused_when_not_requested(workdir: Path) -> None:
     assert not receipt.exists()
 
 
-def test_console_script_and_demo_run() -> None:
-    """The installed `securemail demo` runs the whole exchange and exits 0."""
+def test_console_script_and_demo_check() -> None:
+    """`securemail demo --check` runs the federation's scripted exchange and exits 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "securemail", "demo"], capture_output=True, timeout=600, check=False
+        [sys.executable, "-m", "securemail", "demo", "--check"],
+        capture_output=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr.decode()
-    assert b"receipt replayed onto another message: refused (receipt-mismatch)" in done.stdout
+    assert b"Every scripted message had the promised outcome." in done.stdout
+    assert done.stdout.count(b"smime=pass") == 5

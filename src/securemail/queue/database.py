@@ -10,6 +10,7 @@ fails is UNAVAILABLE, which callers answer with a temporary reply.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_MS = 30_000  # a loaded disk may stall a writer for seconds; 451 only after this
 _WRITE = "securemail_queue_write"
 _MIGRATION_LOCK = 0x5EC0_0001  # pg_advisory_xact_lock key: one node migrates at a time
+# Alembic's ``op`` and migration context are module-level proxies: two stores migrating at
+# once in one process (the demo starts three nodes together) would run each other's
+# operations on the wrong connection. One migration per process at a time.
+_MIGRATING = threading.Lock()
 
 
 def connect(url: str) -> Engine:
@@ -50,7 +55,7 @@ def upgrade(engine: Engine) -> None:
     """Bring the database to the newest schema (a no-op when it is there already)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
-    with transaction(engine, "migrate", write=True) as connection:
+    with _MIGRATING, transaction(engine, "migrate", write=True) as connection:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         config.attributes["connection"] = connection

@@ -59,7 +59,7 @@ class Inbound:
             results = await self._deliver(entry, org, body, _key(b"local", body))
         else:
             try:
-                message, key, org = self._open(entry, body, now)
+                message, key, org = await asyncio.to_thread(self._open, entry, body, now)
             except RefusedError as refusal:
                 return await self._quarantine(entry, body, refusal, now)
             results = await self._deliver(entry, org, message, key)
@@ -147,6 +147,11 @@ def _author(opened: Unprotected) -> addresses.Mailbox:
         return addresses.author(opened.content)
     except addresses.AddressError as error:
         raise RefusedError(error.reason, error.detail) from None
+
+
+def _evidence(opened: Unprotected, signer_org: str, author: str) -> str:
+    cipher = "" if opened.encryption is None else f", {opened.encryption.content_encryption}"
+    return f"signed by {signer_org} (chain valid), From {author} owned by the signer{cipher}"
 
 
 def _key(certificate: bytes, content: bytes) -> str:
