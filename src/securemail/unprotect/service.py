@@ -54,9 +54,9 @@ class Inbound:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
         now = self.node.clock()
         body = await asyncio.to_thread(self.node.store.body, entry.id)
-        org = self.node.orgs.get(entry.org_id)
-        if entry.kind == "notice" and entry.client == "local" and org is not None:
-            results = await self._deliver(entry, org, body, _key(b"local", body))
+        local = self.node.orgs.get(entry.org_id)
+        if entry.kind == "notice" and entry.client == "local" and local is not None:
+            results = await self._deliver(entry, local, body, _key(b"local", body))
         else:
             try:
                 message, key, org = await asyncio.to_thread(self._open, entry, body, now)
