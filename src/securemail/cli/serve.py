@@ -46,6 +46,9 @@ def serve_command(config_path: Path, log_level: str) -> None:
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # aiosmtpd logs every SMTP command at INFO and every DATA line at DEBUG: addresses and
+    # message content have no place in the operations log.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     try:
         asyncio.run(_run(config))
     except SecureMailError as error:
