@@ -28,6 +28,7 @@ STATES = [s.value for s in State]
 @contextmanager
 def _store(config_path: Path) -> Iterator[QueueStore]:
     config = read_config(config_path)
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as serve would
     try:
         store = QueueStore.open(config.database)
     except QueueError as error:

@@ -69,4 +69,7 @@ async def _run(config: NodeConfig) -> None:
             err=True,
         )
 
-    await serve(config, stop=stop, ready=ready)
+    try:
+        await serve(config, stop=stop, ready=ready)
+    finally:
+        ports_file(config).unlink(missing_ok=True)
