@@ -231,3 +231,19 @@ def test_export_p12_needs_an_export_passphrase_source(vault: Path, tmp_path: Pat
     )
     assert done.exit_code == 2 and "--export-passphrase-env" in done.output
     assert not out.exists()
+
+
+def test_backup_records_the_org_id_of_the_node_config(tmp_path: Path) -> None:
+    """The org id comes from the [[organisation]] whose keys are in this folder (or old files)."""
+    from securemail.cli.keys import _org_id  # noqa: PLC0415 (one private helper under test)
+
+    node = tmp_path / "node"
+    (node / "orgs" / "shop").mkdir(parents=True)
+    (node / "node.toml").write_text(
+        '[[organisation]]\norg_id = "shop"\nkeys = "orgs/shop"\n'
+        '[[organisation]]\norg_id = "agency"\nkeys = "."\n'
+    )
+    assert _org_id(node) == "agency"
+    assert _org_id(node / "orgs" / "shop") is None
+    (node / "node.toml").write_text('[node]\norg_id = "legacy"\n')
+    assert _org_id(node) == "legacy"

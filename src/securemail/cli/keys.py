@@ -75,12 +75,20 @@ def _named(path: Path, suffix: str) -> str:
 
 
 def _org_id(node_dir: Path) -> str | None:
-    """The node's org id from node.toml ([node] org_id), as add-member writes it."""
+    """The org id whose keys live in ``node_dir``, from its node.toml: the
+    ``[[organisation]]`` whose ``keys`` folder is this one (add-member writes ``keys = "."``),
+    or ``[node] org_id`` as written before the gateway existed."""
     path = node_dir / "node.toml"
     if not path.exists():
         return None
     try:
-        org_id = tomllib.loads(path.read_text()).get("node", {}).get("org_id")
+        config = tomllib.loads(path.read_text())
+        for org in config.get("organisation", []):
+            if (node_dir / str(org.get("keys", ""))).resolve() == node_dir.resolve():
+                org_id = org.get("org_id")
+                break
+        else:
+            org_id = config.get("node", {}).get("org_id")
     except (ValueError, AttributeError):
         raise click.UsageError(f"{path} is not a node configuration (TOML)") from None
     return org_id if isinstance(org_id, str) else None
