@@ -1,22 +1,18 @@
 """Private, throw-away Postfix instances on loopback, as real peers for tests and benchmarks.
 
-Theory of operation: each instance gets its own configuration, queue and data directories
-under a caller's temporary directory and is driven with ``postfix -c DIR`` (a distinct
-config_directory is all Postfix needs to run several instances side by side; the
-``multi_instance_*`` machinery is not used). main.cf is written from scratch; master.cf is
-Debian's, with smtpd moved to a free loopback port and every chroot turned off, since a
-private queue directory holds none of the files (/etc/services, resolv.conf, ...) that
-Debian copies into the system instance's chroot. The instance relays anything that is not
-for its domain to ``relayhost`` and, with ``mailbox_dir``, stores mail for its domain in
-Maildir (``<mailbox_dir>/<domain>/<local>/``) through virtual(8). virtual(8) refuses
-regular-expression substitution in mailbox maps (so that no address can choose a path), so
-a store lists its mailboxes.
+Theory of operation: an instance is its own config, queue and data directories under the
+caller's temporary directory, driven with ``postfix -c DIR`` (distinct config directories
+are all Postfix needs to run side by side; ``multi_instance_*`` is not used). main.cf is
+written from scratch; master.cf is Debian's with smtpd on a free loopback port and chroot
+off (a private queue directory lacks the files Debian copies into the system chroot). Mail
+not for the instance's domain goes to ``relayhost``; with ``mailbox_dir`` the instance is
+a store, virtual(8) writing Maildir ``<mailbox_dir>/<domain>/<local>/``. virtual(8) forbids
+regular-expression substitution in mailbox maps, so a store lists its mailboxes.
 
-Security: Postfix's master must run as root, so this runs as root. It never reads or
-changes the system instance beyond copying /etc/postfix/master.cf; it listens on 127.0.0.1
-only and resolves nothing through DNS. Recipient local parts come from test traffic and
-name Maildir paths, so only ``[A-Za-z0-9][A-Za-z0-9._+-]*`` is accepted (no "/", no
-leading "."). Processes are ended by the master's process id and group, never by name.
+Security: Postfix's master needs root, so this runs as root. It only reads the system
+instance's master.cf, listens on 127.0.0.1 only and never asks DNS. Local parts name
+Maildir paths, so only ``[A-Za-z0-9][A-Za-z0-9._+-]*`` is accepted (no "/", no leading
+"."). Processes are ended by the master's process id and group, never by name.
 """
 
 from __future__ import annotations
@@ -26,6 +22,7 @@ import json
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import DEVNULL
 
 TEST_DOMAIN = "store.test"
 START_TIMEOUT = 30.0  # seconds; a heavily loaded CI machine is slow, a hang is not
@@ -53,7 +51,11 @@ class PostfixError(RuntimeError):
 
 @dataclass(frozen=True)
 class PostfixInstance:
-    """A running private instance; its smtpd listens on 127.0.0.1:``port``."""
+    """A running private instance; its smtpd listens on 127.0.0.1:``port``.
+
+    ``config_dir`` and ``queue_dir`` exist while it runs; ``log_file`` and ``mailbox_dir``
+    stay readable after it stopped.
+    """
 
     config_dir: Path
     queue_dir: Path
@@ -69,10 +71,8 @@ class PostfixInstance:
             command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
         )
         if done.returncode != 0:
-            raise PostfixError(
-                f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()}\n"
-                + self.log_tail()
-            )
+            detail = f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()}"
+            raise PostfixError(detail + "\n" + self.log_tail())
         return done
 
     def queue_ids(self) -> list[str]:
@@ -101,12 +101,11 @@ class PostfixInstance:
         return "\n".join(text.splitlines()[-lines:])
 
     def wait_for_log(self, text: str, *, count: int = 1, timeout: float = START_TIMEOUT) -> None:
-        """Wait until ``count`` log lines contain ``text`` (e.g. "status=sent")."""
+        """Wait until the log holds ``text`` (e.g. "status=sent") ``count`` times."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.log_file.exists():
-                seen = sum(text in line for line in self.log_file.read_text().splitlines())
-                if seen >= count:
+            with suppress(FileNotFoundError):
+                if self.log_file.read_text(errors="replace").count(text) >= count:
                     return
             time.sleep(0.05)
         raise PostfixError(f"fewer than {count} log lines with {text!r}\n" + self.log_tail())
@@ -126,23 +125,51 @@ def start_postfix(
 
     ``relayhost`` is where everything not for ``domain`` goes (``[host]:port``, no DNS);
     with ``require_tls_to_relay`` the hop must use STARTTLS (certificates not verified).
-    ``mailbox_dir`` makes the instance a store: mail for ``<local>@domain``, ``local`` one of
-    ``mailboxes``, lands in Maildir ``<mailbox_dir>/<domain>/<local>/``; smtpd refuses
-    other recipients of the domain (550 5.1.1), as a real store does.
+    ``mailbox_dir`` (a path not yet taken) makes the instance a store: mail for
+    ``<local>@domain``, ``local`` one of ``mailboxes``, lands in Maildir
+    ``<mailbox_dir>/<domain>/<local>/``; smtpd refuses other recipients of the domain
+    (550 5.1.1), as a real store does.
     """
-    base = Path(tempfile.mkdtemp(prefix="postfix-", dir=tmp))
-    _allow_search(base)
-    settings = _main_cf(base, domain, relayhost, require_tls_to_relay)
-    if mailbox_dir is not None:
-        settings |= _store_settings(base, domain, mailbox_dir, mailboxes)
-    layout = PostfixInstance(
-        base / "etc", base / "spool", 0, base / "postfix.log", domain, mailbox_dir
-    )
-    instance, master = _start_on_free_port(layout, settings)
+    with _instance_dir(tmp, mailbox_dir) as (base, shown):
+        settings = _main_cf(base, domain, relayhost, require_tls_to_relay)
+        if mailbox_dir is not None:
+            settings |= _store_settings(base, domain, mailboxes)
+        layout = PostfixInstance(
+            base / "etc", base / "spool", 0, shown / "postfix.log", domain, mailbox_dir
+        )
+        instance, master = _start_on_free_port(layout, settings)
+        try:
+            yield instance
+        finally:
+            stop_postfix(instance, master)
+
+
+@contextmanager
+def _instance_dir(tmp: Path, mailbox_dir: Path | None) -> Iterator[tuple[Path, Path]]:
+    """The instance's directory (0711, in the system temp dir) and its link in ``tmp``.
+
+    Postfix daemons open files by absolute path without root (the master's lock file as
+    mail_owner, tables and Maildir as the mailbox user), and pytest's temp dirs are 0700,
+    re-tightened whenever a pytest session starts. So the instance runs outside ``tmp``;
+    ``tmp/<name>`` and ``mailbox_dir`` are links to it while it runs, and afterwards the
+    log, configuration and Maildir are moved there (the queue is dropped).
+    """
+    base = Path(tempfile.mkdtemp(prefix="securemail-postfix-"))
+    base.chmod(0o711)
+    (base / "mail").mkdir()
+    links = [(tmp / base.name, base), (mailbox_dir, base / "mail")]
+    for link, target in links:
+        if link is not None:
+            link.symlink_to(target, target_is_directory=True)
     try:
-        yield instance
+        yield base, tmp / base.name
     finally:
-        stop_postfix(instance, master)
+        shutil.rmtree(base / "spool", ignore_errors=True)  # sockets and fifos: no moving
+        for link, target in reversed(links):
+            if link is not None and link.is_symlink():
+                link.unlink()
+                shutil.move(target, link)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def wait_until_accepting(
@@ -170,12 +197,8 @@ def wait_until_accepting(
 def stop_postfix(instance: PostfixInstance, master: subprocess.Popen[bytes]) -> None:
     """Stop the instance (``postfix stop``); kill what is left of it after 10 s."""
     master_pid = _master_pid(instance.queue_dir)
-    subprocess.run(
-        ["postfix", "-c", str(instance.config_dir), "stop"],
-        capture_output=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
+    stop = ["postfix", "-c", str(instance.config_dir), "stop"]
+    subprocess.run(stop, capture_output=True, timeout=COMMAND_TIMEOUT, check=False)
     try:
         master.wait(timeout=10)
     except subprocess.TimeoutExpired:
@@ -209,12 +232,8 @@ def _start_on_free_port(
         _write_config(instance, settings)
         instance.log_file.unlink(missing_ok=True)
         instance.run("postfix", "check")
-        master = subprocess.Popen(
-            ["postfix", "-c", str(instance.config_dir), "start-fg"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        start = ["postfix", "-c", str(instance.config_dir), "start-fg"]
+        master = subprocess.Popen(start, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
         try:
             wait_until_accepting(instance, master)
         except PostfixError:
@@ -258,37 +277,24 @@ def _main_cf(
     }
 
 
-def _store_settings(
-    base: Path, domain: str, mailbox_dir: Path, mailboxes: Sequence[str]
-) -> dict[str, str]:
+def _store_settings(base: Path, domain: str, mailboxes: Sequence[str]) -> dict[str, str]:
     """virtual(8) delivery of the listed local parts of ``domain`` into Maildir."""
     unsafe = [local for local in mailboxes if not _SAFE_LOCAL.fullmatch(local)]
     if unsafe or not mailboxes:
         raise ValueError(f"a store needs mailboxes named [A-Za-z0-9][A-Za-z0-9._+-]*: {unsafe}")
     owner = pwd.getpwnam(_MAILBOX_USER)
-    mailbox_dir.mkdir(parents=True, exist_ok=True)
-    os.chown(mailbox_dir, owner.pw_uid, owner.pw_gid)
-    _allow_search(mailbox_dir)
+    os.chown(base / "mail", owner.pw_uid, owner.pw_gid)
     maps = base / "mailboxes"
     # A result ending in "/" selects Maildir delivery (virtual(8)).
     _write_settled(maps, "".join(f"{local}@{domain} {domain}/{local}/\n" for local in mailboxes))
     return {
         "mydestination": "",
         "virtual_mailbox_domains": domain,
-        "virtual_mailbox_base": str(mailbox_dir),
+        "virtual_mailbox_base": str(base / "mail"),
         "virtual_mailbox_maps": f"texthash:{maps}",
         "virtual_uid_maps": f"static:{owner.pw_uid}",
         "virtual_gid_maps": f"static:{owner.pw_gid}",
     }
-
-
-def _allow_search(directory: Path) -> None:
-    """Let Postfix's unprivileged users reach ``directory``: the master opens its lock file
-    and virtual(8) writes mail as them, by absolute path, and temp dirs are 0700."""
-    for path in (directory, *directory.parents):
-        mode = path.stat().st_mode
-        if not mode & 0o001:
-            path.chmod(mode | 0o001)
 
 
 def _write_config(instance: PostfixInstance, settings: dict[str, str]) -> None:

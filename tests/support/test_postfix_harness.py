@@ -152,8 +152,10 @@ def test_required_tls_defers_plaintext_hop(tmp_path: Path) -> None:
 
 
 def test_stop_ends_the_instance(tmp_path: Path) -> None:
-    """Leaving the block stops the instance: its port refuses connections again."""
+    """Leaving the block stops the instance, whose log stays readable under tmp."""
     with start_postfix(tmp_path) as instance:
         assert instance.run("postfix", "check").returncode == 0
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", instance.port), 5).close()
+    assert instance.log_file.is_relative_to(tmp_path)
+    assert "stopping the Postfix mail system" in instance.log_file.read_text()
