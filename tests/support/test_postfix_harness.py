@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import time
@@ -24,6 +25,11 @@ WAIT = 30.0  # seconds; bounds a hang, not a slow loaded machine
 def _tools() -> None:
     require_tool("postfix")
     require_tool("swaks")
+    if os.geteuid() != 0:
+        reason = "a private Postfix instance needs root (its master process does)"
+        if os.environ.get("SECUREMAIL_REQUIRE_ALL") == "1":
+            pytest.fail(reason + " and SECUREMAIL_REQUIRE_ALL=1")
+        pytest.skip(reason)
 
 
 class _Collect:
