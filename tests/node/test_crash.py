@@ -16,7 +16,8 @@ from pathlib import Path
 import aiosmtplib
 
 from securemail.demo.exchange import Script, head
-from tests.node.conftest import Federation
+from securemail.queue import QueueStore
+from tests.node.conftest import Federation, running
 
 DEADLINE = 120.0
 SCRIPT = Script(
@@ -131,3 +132,28 @@ def test_kill_9_loses_nothing_acknowledged_and_delivers_once(federation: Federat
     assert not missing, f"acknowledged but never delivered: {sorted(missing)}"
     twice = {message_id: count for message_id, count in delivered.items() if count > 1}
     assert not twice, f"delivered more than once: {twice}"
+
+
+def test_client_gone_mid_data_leaves_nothing_queued(federation: Federation) -> None:
+    """A client that drops the connection in the middle of DATA gets nothing queued."""
+
+    async def scenario() -> int:
+        async with running(federation, "agency"):
+            port = federation.nodes["agency"].relay_port
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            for line in (
+                b"EHLO client.agency.govt.nz",
+                b"MAIL FROM:<aroha.ngata@agency.govt.nz>",
+                b"RCPT TO:<hemi.walker@securemail.provider.nz>",
+                b"DATA",
+            ):
+                writer.write(line + b"\r\n")
+            writer.write(b"From: aroha.ngata@agency.govt.nz\r\nSubject: half\r\n\r\nhalf a bo")
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            writer.close()
+            await asyncio.sleep(0.5)
+            with QueueStore.open(federation.config("agency").database) as store:
+                return len(store.list())
+
+    assert asyncio.run(scenario()) == 0

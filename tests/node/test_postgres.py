@@ -65,3 +65,19 @@ def test_exchange_with_postgresql_queues(on_postgres: Federation) -> None:
 
 
 NOW = datetime.now(UTC)
+
+
+def test_database_gone_means_451_not_250(on_postgres: Federation) -> None:
+    """With the queue's tables gone, the relay listener answers 451: nothing is half-accepted."""
+    federation = on_postgres
+    schema = federation.config("agency").database.rpartition("%3D")[2]
+
+    async def scenario() -> str:
+        async with running(federation, "agency"):
+            with _admin() as admin:
+                admin.execute(f"DROP SCHEMA {schema} CASCADE")
+                admin.execute(f"CREATE SCHEMA {schema}")  # empty: the fixture drops it again
+            return await submit(federation.nodes["agency"], SCRIPT, SCRIPT.message(2, NOW))
+
+    reply = asyncio.run(scenario())
+    assert "451" in reply or "4.3.0" in reply, reply
