@@ -18,32 +18,21 @@ node directory can be moved as a whole.
 from __future__ import annotations
 
 import ipaddress
-import re
 import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from securemail.errors import SecureMailError
-from securemail.node.reasons import NodeReason
+from securemail.node.toml_table import (
+    REQUIRED,
+    ConfigError,
+    Listen,
+    Table,
+    parse_duration,
+)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class ConfigError(SecureMailError[NodeReason]):
-    """The configuration file is unreadable or a setting is invalid."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(NodeReason.BAD_CONFIG, detail)
-
-
-@dataclass(frozen=True)
-class Listen:
-    host: str
-    port: int
 
 
 @dataclass(frozen=True)
@@ -112,101 +101,6 @@ class NodeConfig:
         return frozenset(d for o in self.organisations for d in o.domains)
 
 
-_REQUIRED: Any = object()
-
-
-class _Table:
-    """One TOML table, read with the key path kept for error messages; unknown keys refused."""
-
-    def __init__(self, data: Any, where: str, base: Path) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"[{where}] must be a table")
-        self.data, self.where, self.base, self.used = data, where, base, set[str]()
-
-    def _get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        self.used.add(key)
-        value = self.data.get(key, default)
-        if value is _REQUIRED:
-            raise ConfigError(f"{self.where}.{key} is required")
-        if value is not None and not _is_kind(value, kind):
-            raise ConfigError(f"{self.where}.{key} must be a {_kind_name(kind)}")
-        return value
-
-    def text(self, key: str, default: Any = _REQUIRED) -> Any:
-        value = self._get(key, str, default)
-        if value is not None and not value.strip():
-            raise ConfigError(f"{self.where}.{key} must not be empty")
-        return value
-
-    def integer(self, key: str, default: Any, low: int = 1, high: int = 2**62) -> int:
-        value: int = self._get(key, int, default)
-        if not low <= value <= high:
-            raise ConfigError(f"{self.where}.{key} must be between {low} and {high}")
-        return value
-
-    def flag(self, key: str, default: bool) -> bool:
-        return bool(self._get(key, bool, default))
-
-    def path(self, key: str, default: Any = _REQUIRED) -> Any:
-        value = self.text(key, default)
-        return None if value is None else (self.base / value).resolve()
-
-    def strings(self, key: str, default: Any) -> tuple[str, ...]:
-        value = self._get(key, list, default)
-        if not all(isinstance(item, str) and item for item in value):
-            raise ConfigError(f"{self.where}.{key} must be a list of non-empty strings")
-        return tuple(value)
-
-    def duration(self, key: str, default: str) -> timedelta:
-        value = self._get(key, (str, int), default)
-        return parse_duration(value, f"{self.where}.{key}")
-
-    def listen(self, key: str, default: Any = _REQUIRED) -> Listen:
-        value = self.text(key, default)
-        host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ConfigError(f"{self.where}.{key} must be host:port, not {value!r}")
-        return Listen(host.strip("[]"), int(port))
-
-    def table(self, key: str) -> _Table | None:
-        self.used.add(key)
-        value = self.data.get(key)
-        where = key if self.where == "config" else f"{self.where}.{key}"
-        return None if value is None else _Table(value, where, self.base)
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise ConfigError(f"[{self.where}] has unknown setting(s): {', '.join(unknown)}")
-
-
-def _is_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
-    """isinstance, except that true/false is not a whole number (bool subclasses int)."""
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool):
-        return bool in kinds
-    return isinstance(value, kinds)
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "string", int: "whole number", bool: "true/false", list: "list"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def parse_duration(value: str | int, where: str) -> timedelta:
-    if isinstance(value, int):
-        seconds = value
-    else:
-        match = _DURATION.match(value.strip())
-        if match is None:
-            raise ConfigError(f"{where} must be a duration such as 90s, 5m, 4h or 5d")
-        seconds = int(match[1]) * _UNITS[match[2]]
-    if seconds <= 0:
-        raise ConfigError(f"{where} must be positive")
-    return timedelta(seconds=seconds)
-
-
 def load_config(path: Path) -> NodeConfig:
     """Read and validate the node configuration at ``path``; raise ConfigError if wrong."""
     try:
@@ -220,7 +114,7 @@ def load_config(path: Path) -> NodeConfig:
 
 def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
     """Validate a parsed configuration; relative paths are taken from ``base``."""
-    root = _Table(data, "config", base)
+    root = Table(data, "config", base)
     node = _required(root, "node")
     federation = _required(root, "federation")
     peer = _required(root, "peer")
@@ -255,7 +149,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
     return config
 
 
-def _required(root: _Table, key: str) -> _Table:
+def _required(root: Table, key: str) -> Table:
     table = root.table(key)
     if table is None:
         raise ConfigError(f"the [{key}] table is required")
@@ -273,7 +167,7 @@ def _networks(values: tuple[str, ...]) -> tuple[IPNetwork, ...]:
         raise ConfigError(f"relay.networks: {error}") from None
 
 
-def _smarthost(table: _Table | None) -> Smarthost | None:
+def _smarthost(table: Table | None) -> Smarthost | None:
     if table is None:
         return None
     smarthost = Smarthost(
@@ -286,7 +180,7 @@ def _smarthost(table: _Table | None) -> Smarthost | None:
     return smarthost
 
 
-def _limits(table: _Table | None) -> tuple[int, int]:
+def _limits(table: Table | None) -> tuple[int, int]:
     """The largest message (bytes) and the most recipients per transaction."""
     if table is None:
         return 25 * 2**20, 100
@@ -298,9 +192,9 @@ def _limits(table: _Table | None) -> tuple[int, int]:
     return limits
 
 
-def _retry(table: _Table | None) -> Retry:
+def _retry(table: Table | None) -> Retry:
     if table is None:
-        table = _Table({}, "retry", Path())
+        table = Table({}, "retry", Path())
     schedule = table._get("schedule", list, ["1m", "5m", "15m", "30m", "1h"])
     retry = Retry(
         schedule=tuple(parse_duration(v, "retry.schedule") for v in schedule),
@@ -315,7 +209,7 @@ def _retry(table: _Table | None) -> Retry:
     return retry
 
 
-def _passphrase(table: _Table | None) -> dict[str, Any]:
+def _passphrase(table: Table | None) -> dict[str, Any]:
     if table is None:
         return {"passphrase_env": "SECUREMAIL_PASSPHRASE", "passphrase_file": None}
     env, file = table.text("passphrase_env", None), table.path("passphrase_file", None)
@@ -328,13 +222,13 @@ def _passphrase(table: _Table | None) -> dict[str, Any]:
     }
 
 
-def _organisations(root: _Table, base: Path) -> tuple[Organisation, ...]:
+def _organisations(root: Table, base: Path) -> tuple[Organisation, ...]:
     root.used.add("organisation")
     items = root.data.get("organisation")
     if not isinstance(items, list) or not items:
         raise ConfigError("at least one [[organisation]] is required")
     organisations = tuple(
-        _organisation(_Table(item, f"organisation[{i}]", base)) for i, item in enumerate(items)
+        _organisation(Table(item, f"organisation[{i}]", base)) for i, item in enumerate(items)
     )
     seen: dict[str, str] = {}
     for org in organisations:
@@ -347,13 +241,13 @@ def _organisations(root: _Table, base: Path) -> tuple[Organisation, ...]:
     return organisations
 
 
-def _organisation(table: _Table) -> Organisation:
+def _organisation(table: Table) -> Organisation:
     delivery = table.table("delivery")
     if delivery is None:
         raise ConfigError(f"{table.where}.delivery is required")
     org = Organisation(
         org_id=table.text("org_id"),
-        domains=tuple(d.lower().rstrip(".") for d in table.strings("domains", _REQUIRED)),
+        domains=tuple(d.lower().rstrip(".") for d in table.strings("domains", REQUIRED)),
         keys=table.path("keys"),
         delivery=_delivery(delivery),
     )
@@ -363,7 +257,7 @@ def _organisation(table: _Table) -> Organisation:
     return org
 
 
-def _delivery(table: _Table) -> Delivery:
+def _delivery(table: Table) -> Delivery:
     kind = table.text("kind")
     if kind == "maildir":
         delivery = Delivery("maildir", path=table.path("path"))
