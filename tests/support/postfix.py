@@ -120,6 +120,7 @@ def start_postfix(
     require_tls_to_relay: bool = False,
     domain: str = TEST_DOMAIN,
     mailboxes: Sequence[str] = ("alice", "bob"),
+    port: int | None = None,
 ) -> Iterator[PostfixInstance]:
     """Run a private instance for the ``with`` block; stop it and end its processes after.
 
@@ -128,7 +129,8 @@ def start_postfix(
     ``mailbox_dir`` (a path not yet taken) makes the instance a store: mail for
     ``<local>@domain``, ``local`` one of ``mailboxes``, lands in Maildir
     ``<mailbox_dir>/<domain>/<local>/``; smtpd refuses other recipients of the domain
-    (550 5.1.1), as a real store does.
+    (550 5.1.1), as a real store does. ``port`` fixes smtpd's port (a store restarted
+    where a client still points); by default a free one is picked.
     """
     with _instance_dir(tmp, mailbox_dir) as (base, shown):
         settings = _main_cf(base, domain, relayhost, require_tls_to_relay)
@@ -137,7 +139,7 @@ def start_postfix(
         layout = PostfixInstance(
             base / "etc", base / "spool", 0, shown / "postfix.log", domain, mailbox_dir
         )
-        instance, master = _start_on_free_port(layout, settings)
+        instance, master = _start_on_free_port(layout, settings, port)
         try:
             yield instance
         finally:
@@ -220,15 +222,17 @@ def free_port() -> int:
 
 
 def _start_on_free_port(
-    layout: PostfixInstance, settings: dict[str, str]
+    layout: PostfixInstance, settings: dict[str, str], port: int | None = None
 ) -> tuple[PostfixInstance, subprocess.Popen[bytes]]:
     """Start with a fresh port, again if another process took that port meanwhile.
+
+    A fixed ``port`` is tried once: a collision there is the caller's to see.
 
     ``postfix start-fg`` keeps the master a child of this process, so it is reaped here
     (a container's init may not reap a daemonised master).
     """
-    for _ in range(_PORT_ATTEMPTS):
-        instance = dataclasses.replace(layout, port=free_port())
+    for _ in range(1 if port is not None else _PORT_ATTEMPTS):
+        instance = dataclasses.replace(layout, port=port or free_port())
         _write_config(instance, settings)
         instance.log_file.unlink(missing_ok=True)
         instance.run("postfix", "check")
@@ -238,7 +242,7 @@ def _start_on_free_port(
             wait_until_accepting(instance, master)
         except PostfixError:
             stop_postfix(instance, master)
-            if "Address already in use" not in instance.log_tail():
+            if port is not None or "Address already in use" not in instance.log_tail():
                 raise
             continue
         return instance, master
