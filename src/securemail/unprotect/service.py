@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import weakref
 from datetime import datetime
 
 from cryptography.hazmat.primitives import serialization
@@ -49,6 +50,12 @@ class Inbound:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        # One lock per idempotency key while copies of it are in hand: the worker runs
+        # entries concurrently, and copies queued together (a sender retried while we were
+        # down) would otherwise all pass the "seen" check before the first is remembered.
+        self._delivering: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def process(self, entry: Entry) -> Entry:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
@@ -105,6 +112,15 @@ class Inbound:
         )
 
     async def _deliver(
+        self, entry: Entry, org: OrgKeys, message: bytes, key: str
+    ) -> dict[str, Reply]:
+        lock = self._delivering.get(key)
+        if lock is None:
+            lock = self._delivering[key] = asyncio.Lock()
+        async with lock:
+            return await self._deliver_once(entry, org, message, key)
+
+    async def _deliver_once(
         self, entry: Entry, org: OrgKeys, message: bytes, key: str
     ) -> dict[str, Reply]:
         target = self.node.targets[org.organisation.org_id]
