@@ -81,17 +81,19 @@ def peer_tls(federation: Federation) -> ssl.SSLContext:
 async def send_to_peer(
     federation: Federation, node: str, mail_from: str, message: bytes, to: str = CITIZEN
 ) -> str:
-    """Send ``message`` to ``node``'s peer listener over STARTTLS; the final reply line."""
-    _, reply = await aiosmtplib.send(
-        message,
-        sender=mail_from,
-        recipients=[to],
+    """Send ``message`` to ``node``'s peer listener over STARTTLS; the final reply line.
+
+    ``mail_from`` may be "" (the null sender, ``MAIL FROM:<>``).
+    """
+    client = aiosmtplib.SMTP(
         hostname="127.0.0.1",
         port=federation.nodes[node].peer_port,
         start_tls=True,
         tls_context=peer_tls(federation),
         timeout=WAIT,
     )
+    async with client:
+        _, reply = await client.sendmail(mail_from, [to], message)
     return reply
 
 
@@ -322,3 +324,20 @@ def test_operator_lists_quarantined_entries(federation: Federation) -> None:
     shown = CliRunner().invoke(cli, ["queue", "show", entry.id, "--config", config])
     assert shown.exit_code == 0, shown.output
     assert "quarantined [not-encrypted]" in shown.output
+
+
+def test_refused_mail_from_the_null_sender_gets_no_notice(federation: Federation) -> None:
+    """A refused message with MAIL FROM:<> is quarantined and no notice is queued (no loop)."""
+    signed = sign_message(letter(AGENCY_USER, 9), signer(federation, "agency"), now=NOW).message
+
+    async def scenario() -> Entry:
+        async with running(federation, "provider"):
+            await send_to_peer(federation, "provider", "", signed)
+            entry = await wait_until(lambda: final_inbound(federation, "provider"), "a verdict")
+            await asyncio.sleep(0.3)  # a notice would be queued by now
+            return entry
+
+    entry = asyncio.run(scenario())
+    assert entry.state is State.QUARANTINED
+    assert entry.mail_from == ""
+    assert entries(federation, "provider", Direction.OUTBOUND) == []

@@ -175,3 +175,48 @@ def test_recipient_refused_by_peer_bounces_with_one_headers_only_notice(
     assert b"text/rfc822-headers" in notice
     assert b"Subject: [IN-CONFIDENCE] Transport" in notice  # our own user's original header
     assert BODY_TEXT not in notice
+
+
+def test_mixed_replies_settle_each_recipient_and_notify_only_the_refused(
+    federation: Federation,
+) -> None:
+    """250, 450 and 550 in one transaction: delivered, still pending, bounced with a notice."""
+    to = (
+        "hemi.walker@securemail.provider.nz",
+        "busy@securemail.provider.nz",
+        "gone@securemail.provider.nz",
+    )
+    script = Script("mixed", "agency", SCRIPT.mail_from, to, "Mixed")
+    handler = Recorder(
+        rcpt_replies={to[1]: "450 4.2.1 Mailbox busy", to[2]: "550 5.1.1 No such mailbox"}
+    )
+    sender_box = federation.nodes["agency"].mailbox(SCRIPT.mail_from) / "new"
+
+    async def scenario() -> tuple[Entry, list[bytes]]:
+        tls = server_tls(federation, "provider")
+        port = federation.nodes["provider"].peer_port
+        async with impostor(port, handler, tls), running(federation, "agency"):
+            await submit(federation.nodes["agency"], script, script.message(3, NOW))
+            entry = await first_outcome(federation)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + WAIT
+            while not (sender_box.is_dir() and any(sender_box.iterdir())):
+                assert loop.time() < deadline, "no failure notice arrived"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)  # a second notice would show by now
+            return entry, [p.read_bytes() for p in sender_box.iterdir()]
+
+    entry, notices = asyncio.run(scenario())
+    assert entry.state is State.DEFERRED
+    outcomes = {
+        r.address: (r.disposition.value, (r.last_reply or "")[:3]) for r in entry.recipients
+    }
+    assert outcomes == {
+        to[0]: ("delivered", "250"),
+        to[1]: ("pending", "450"),
+        to[2]: ("bounced", "550"),
+    }
+    assert [r.rcpt_tos for r in handler.received] == [(to[0],)]
+    assert len(notices) == 1
+    assert b"Final-Recipient: rfc822; gone@securemail.provider.nz" in notices[0]
+    assert b"busy@" not in notices[0].split(b"text/rfc822-headers")[0]
