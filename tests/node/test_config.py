@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from securemail.node.config import ConfigError, load_config
+from securemail.node.config import load_config
+from securemail.node.toml_table import ConfigError
 
 VALID = """
 [node]

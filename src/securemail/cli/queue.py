@@ -18,8 +18,9 @@ import click
 from securemail.cli.files import fail
 from securemail.cli.serve import CONFIG_OPTION, ports_file, read_config
 from securemail.directory.store import DirectoryStore
-from securemail.node.config import NodeConfig, parse_duration
+from securemail.node.config import NodeConfig
 from securemail.node.context import load_anchors
+from securemail.node.toml_table import parse_duration
 from securemail.queue import Direction, Entry, QueueError, QueueStore, State
 
 STATES = [s.value for s in State]
