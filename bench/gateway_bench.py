@@ -519,6 +519,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunFailedError as error:
         log(f"failed: {error}")
         return 1
+    except KeyboardInterrupt:
+        log("interrupted: nodes stopped, schemas dropped")
+        return 130
     finally:
         signal.alarm(0)
     report(args, rows, time.monotonic() - started)
