@@ -230,3 +230,19 @@ def test_idempotency_keys(store: QueueStore) -> None:
     assert not store.seen(key) and store.seen("other")
     with pytest.raises(ValueError):
         store.remember("", NOW)
+
+
+def test_record_adds_events_and_keys_in_the_same_transaction(store: QueueStore) -> None:
+    """One commit per attempt: the outcome, the attempt's events and its keys land together."""
+    entry_id = store.enqueue(message(), NOW)
+    store.claim(Direction.OUTBOUND, NOW)
+    store.record(
+        entry_id,
+        {"bob@ministry.govt.nz": ok()},
+        NOW,
+        events=[("verified", "signed by agency")],
+        remember=["key-1"],
+    )
+    assert [e.event for e in store.events(entry_id)][-2:] == ["verified", "delivered"]
+    assert store.seen("key-1")
+    assert not store.remember("key-1", NOW)

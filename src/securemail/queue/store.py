@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import builtins
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -162,9 +162,21 @@ class QueueStore:
                 for r in conn.execute(query)
             ]
 
-    def record(self, entry_id: str, results: Mapping[str, Reply], now: datetime) -> Entry:
-        """Record one attempt's per-recipient replies; returns the entry as it now stands."""
-        return self._attempt(entry_id, lambda entry: results, now)
+    def record(
+        self,
+        entry_id: str,
+        results: Mapping[str, Reply],
+        now: datetime,
+        *,
+        events: Sequence[tuple[str, str]] = (),
+        remember: Sequence[str] = (),
+    ) -> Entry:
+        """Record one attempt's per-recipient replies; returns the entry as it now stands.
+
+        ``events`` (name, detail) are added to the history and ``remember`` keys stored (see
+        :meth:`remember`) in the same transaction: one commit per attempt, not one per fact.
+        """
+        return self._attempt(entry_id, lambda entry: results, now, events, remember)
 
     def defer(self, entry_id: str, reply: Reply, now: datetime) -> Entry:
         """Record a whole-attempt temporary failure (peer down) for every pending recipient."""
@@ -312,7 +324,12 @@ class QueueStore:
             return select_entries(conn, where, limit)
 
     def _attempt(
-        self, entry_id: str, results_for: Callable[[Entry], Mapping[str, Reply]], now: datetime
+        self,
+        entry_id: str,
+        results_for: Callable[[Entry], Mapping[str, Reply]],
+        now: datetime,
+        events: Sequence[tuple[str, str]] = (),
+        remember: Sequence[str] = (),
     ) -> Entry:
         """Settle an ACTIVE entry's attempt (see :func:`settle`) in one transaction."""
         with self._write("record") as conn:
@@ -323,7 +340,11 @@ class QueueStore:
                 if address.casefold() not in pending:
                     detail = f"{entry_id}: {address} is not a pending recipient"
                     raise QueueError(QueueReason.BAD_STATE, detail)
+            for event, detail in events:  # what happened before the outcome, e.g. "verified"
+                log_event(conn, entry_id, event, now, detail=detail)
             write_settlement(conn, entry, settle(self._retry, entry, results, now), now)
+            for key in remember:
+                conn.execute(insert_new(conn, delivery_keys, key=key, stored_at=now))
             return one_entry(conn, entry_id)
 
     def _move(
