@@ -9,6 +9,7 @@ for a smarthost the host name is checked as usual (RFC 6125). TLS 1.2 is the flo
 
 from __future__ import annotations
 
+import functools
 import ssl
 from dataclasses import dataclass
 
@@ -40,8 +41,14 @@ class PeerTls:
                 raise ValueError(f"SPKI pin {pin!r} does not start with {_PIN_PREFIX!r}")
 
 
+@functools.lru_cache(maxsize=64)
 def peer_context(peer: PeerTls) -> ssl.SSLContext:
-    """A client context that accepts only chains to the federation anchors (no host name)."""
+    """A client context that accepts only chains to the federation anchors (no host name).
+
+    Cached per PeerTls value: loading the anchors costs more than a handshake's own work,
+    and a gateway relays to the same few peers all day. A directory change makes a new
+    PeerTls value, hence a new context.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     # The pin checked after the handshake is the identity; the anchors keep out certificates
@@ -53,6 +60,7 @@ def peer_context(peer: PeerTls) -> ssl.SSLContext:
     return context
 
 
+@functools.lru_cache(maxsize=8)
 def smarthost_context(cafile: str | None, *, verify: bool) -> ssl.SSLContext:
     """A client context for an ordinary SMTP server: ``cafile`` or the system store.
 
