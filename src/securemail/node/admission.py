@@ -8,7 +8,6 @@ operator configured); the peer listener takes only recipients in domains this no
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from securemail import addresses
@@ -72,7 +71,7 @@ class Admission:
     async def _enqueue(self, messages: list[NewMessage]) -> Reply:
         now = self.node.clock()
         try:
-            ids = [await asyncio.to_thread(self.node.store.enqueue, m, now) for m in messages]
+            ids = [await self.node.db(self.node.store.enqueue, m, now) for m in messages]
         except QueueError as error:
             log.error("queue refused a message: %s", error)
             return temporary(error.reason, error.detail, "Queue unavailable, try again later")

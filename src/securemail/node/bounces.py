@@ -11,7 +11,6 @@ notice or about mail from the null sender ``<>`` (RFC 3464 §2, THREATS.md A: no
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -80,8 +79,8 @@ async def send_notice(
         message_id_domain=org.organisation.domains[0],
     )
     new = _notice_message(node, org, entry, notice, now)
-    entry_id = await asyncio.to_thread(node.store.enqueue, new, now)
-    await asyncio.to_thread(
+    entry_id = await node.db(node.store.enqueue, new, now)
+    await node.db(
         node.store.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
     )
     node.notify(new.direction)

@@ -103,7 +103,7 @@ async def serve(
 ) -> None:
     """Run the node until ``stop`` is set."""
     node = await open_node(config, clock)
-    recovered = await asyncio.to_thread(node.store.recover, clock())
+    recovered = await node.db(node.store.recover, clock())
     if recovered:
         log.warning("%d entries were active at the last stop: back in the queue", recovered)
     admission = Admission(node)
@@ -127,4 +127,5 @@ async def serve(
         for event in node.wake.values():
             event.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.to_thread(node.store.close)
+        await node.db(node.store.close)
+        node.close_db()

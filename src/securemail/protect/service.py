@@ -45,19 +45,26 @@ class Outbound:
     async def process(self, entry: Entry) -> Entry:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
         now = self.node.clock()
-        body = await asyncio.to_thread(self.node.store.body, entry.id)
+        body = await self.node.db(self.node.store.body, entry.id)
         org = self.node.orgs.get(entry.org_id)
         directory = self.node.directory()
+        events: list[tuple[str, str]] = []  # recorded with the outcome: one commit per attempt
         if org is None:
             results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
         else:
-            results = await self._attempt(entry, body, org, directory, now)
-        recorded = await asyncio.to_thread(self.node.store.record, entry.id, results, now)
+            results = await self._attempt(entry, body, org, directory, now, events)
+        recorded = await self.node.db(self.node.store.record, entry.id, results, now, events=events)
         await bounce_newly_failed(self.node, entry, recorded, body, now)
         return recorded
 
-    async def _attempt(
-        self, entry: Entry, body: bytes, org: OrgKeys, directory: Directory | None, now: datetime
+    async def _attempt(  # noqa: PLR0917 (one attempt's whole context)
+        self,
+        entry: Entry,
+        body: bytes,
+        org: OrgKeys,
+        directory: Directory | None,
+        now: datetime,
+        events: list[tuple[str, str]],
     ) -> dict[str, Reply]:
         refusal = _check_author(body, org, entry.kind)
         if refusal is not None:
@@ -73,12 +80,18 @@ class Outbound:
             ),
         )
         replies = await asyncio.gather(
-            *(self._send_group(entry, body, org, group, now) for group in groups)
+            *(self._send_group(entry, body, org, group, now, events) for group in groups)
         )
         return {address: reply for part in replies for address, reply in part.items()}
 
-    async def _send_group(
-        self, entry: Entry, body: bytes, org: OrgKeys, group: Group, now: datetime
+    async def _send_group(  # noqa: PLR0917
+        self,
+        entry: Entry,
+        body: bytes,
+        org: OrgKeys,
+        group: Group,
+        now: datetime,
+        events: list[tuple[str, str]],
     ) -> dict[str, Reply]:
         decision = group.route
         if decision.kind is RouteKind.REFUSE:
@@ -89,15 +102,16 @@ class Outbound:
             destination = self.node.smarthost()
             assert destination is not None  # noqa: S101 (route() said there is one)
             return await _relay(destination, entry, group.recipients, body, "smarthost")
-        return await self._send_member(entry, body, org, group, now)
+        return await self._send_member(entry, body, org, group, now, events)
 
-    async def _send_member(
+    async def _send_member(  # noqa: PLR0917
         self,
         entry: Entry,
         body: bytes,
         org: OrgKeys,
         group: Group,
         now: datetime,
+        events: list[tuple[str, str]],
     ) -> dict[str, Reply]:
         decision, recipients = group.route, group.recipients
         assert decision.member is not None and decision.certificate is not None  # noqa: S101
@@ -116,14 +130,11 @@ class Outbound:
         destination = self.node.peer_destination(
             endpoint.host, endpoint.port, decision.member.tls_pins
         )
-        await asyncio.to_thread(
-            self.node.store.add_event,
-            entry.id,
-            "protected",
-            now,
-            detail=f"signed by {org.organisation.org_id}, encrypted to "
-            f"{decision.member.org_id} ({decision.cipher})",
+        detail = (
+            f"signed by {org.organisation.org_id}, encrypted to "
+            f"{decision.member.org_id} ({decision.cipher})"
         )
+        events.append(("protected", detail))
         return await _relay(
             destination, entry, recipients, protected.message, decision.member.org_id
         )

@@ -30,7 +30,7 @@ from securemail.node.bounces import send_notice
 from securemail.node.context import Node, OrgKeys
 from securemail.notices import Failed
 from securemail.queue import Entry
-from securemail.replies import Reply, ok
+from securemail.replies import ok
 from securemail.smime import Unprotected, unprotect
 
 log = logging.getLogger("securemail.unprotect")
@@ -60,20 +60,19 @@ class Inbound:
     async def process(self, entry: Entry) -> Entry:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
         now = self.node.clock()
-        body = await asyncio.to_thread(self.node.store.body, entry.id)
+        body = await self.node.db(self.node.store.body, entry.id)
         local = self.node.orgs.get(entry.org_id)
         if entry.kind == "notice" and entry.client == "local" and local is not None:
-            results = await self._deliver(entry, local, body, _key(b"local", body))
-        else:
-            try:
-                message, key, org = await asyncio.to_thread(self._open, entry, body, now)
-            except RefusedError as refusal:
-                return await self._quarantine(entry, body, refusal, now)
-            results = await self._deliver(entry, org, message, key)
-        return await asyncio.to_thread(self.node.store.record, entry.id, results, now)
+            return await self._deliver(entry, local, body, _key(b"local", body), [])
+        try:
+            message, key, org, evidence = await asyncio.to_thread(self._open, entry, body, now)
+        except RefusedError as refusal:
+            return await self._quarantine(entry, body, refusal, now)
+        return await self._deliver(entry, org, message, key, [("verified", evidence)])
 
-    def _open(self, entry: Entry, body: bytes, now: datetime) -> tuple[bytes, str, OrgKeys]:
-        """Unprotect and check; the marked message, its idempotency key and the receiving org."""
+    def _open(self, entry: Entry, body: bytes, now: datetime) -> tuple[bytes, str, OrgKeys, str]:
+        """Unprotect and check: the marked message, its idempotency key, the receiving org,
+        and the evidence for the history."""
         org = self.node.orgs.get(entry.org_id)
         if org is None:
             raise RefusedError("not-for-us", f"no organisation {entry.org_id} on this node")
@@ -109,46 +108,51 @@ class Inbound:
             marking.mark_verified(opened.content, verdict),
             _key(certificate, opened.content),
             org,
+            _evidence(opened, signer.org_id, author.address),
         )
 
     async def _deliver(
-        self, entry: Entry, org: OrgKeys, message: bytes, key: str
-    ) -> dict[str, Reply]:
+        self,
+        entry: Entry,
+        org: OrgKeys,
+        message: bytes,
+        key: str,
+        events: list[tuple[str, str]],
+    ) -> Entry:
+        """Deliver to the recipients not yet served with ``key``, and record the outcome.
+
+        Copies of one message (a sender retried while we were down) may be in hand at once:
+        one lock per key covers the check, the delivery and the commit that remembers it.
+        """
         lock = self._delivering.get(key)
         if lock is None:
             lock = self._delivering[key] = asyncio.Lock()
         async with lock:
-            return await self._deliver_once(entry, org, message, key)
+            target = self.node.targets[org.organisation.org_id]
+            keys = {r: f"{key}:{r.lower()}" for r in entry.pending()}
+            seen = await self.node.db(self._seen, list(keys.values()))
+            results = {r: ok("duplicate suppressed") for r, k in keys.items() if k in seen}
+            fresh = [r for r in keys if r not in results]
+            if fresh:
+                results.update(await target.deliver(entry.mail_from, fresh, message, key))
+            delivered = [keys[r] for r in fresh if results[r].ok]
+            return await self.node.db(
+                self.node.store.record,
+                entry.id,
+                results,
+                self.node.clock(),
+                events=events,
+                remember=delivered,
+            )
 
-    async def _deliver_once(
-        self, entry: Entry, org: OrgKeys, message: bytes, key: str
-    ) -> dict[str, Reply]:
-        target = self.node.targets[org.organisation.org_id]
-        recipients = entry.pending()
-        fresh = [r for r in recipients if not await self._seen(key, r)]
-        results = dict.fromkeys(
-            (r for r in recipients if r not in fresh), ok("duplicate suppressed")
-        )
-        if fresh:
-            delivered = await target.deliver(entry.mail_from, fresh, message, key)
-            for address, reply in delivered.items():
-                if reply.ok:
-                    await self._remember(key, address)
-            results.update(delivered)
-        return results
-
-    async def _seen(self, key: str, recipient: str) -> bool:
-        return await asyncio.to_thread(self.node.store.seen, f"{key}:{recipient.lower()}")
-
-    async def _remember(self, key: str, recipient: str) -> None:
-        now = self.node.clock()
-        await asyncio.to_thread(self.node.store.remember, f"{key}:{recipient.lower()}", now)
+    def _seen(self, keys: list[str]) -> set[str]:
+        return {k for k in keys if self.node.store.seen(k)}
 
     async def _quarantine(
         self, entry: Entry, body: bytes, refusal: RefusedError, now: datetime
     ) -> Entry:
         log.warning("quarantined %s: %s", entry.id, refusal)
-        entry_after = await asyncio.to_thread(
+        entry_after = await self.node.db(
             self.node.store.quarantine, entry.id, refusal.reason, refusal.detail, now
         )
         failed = [Failed(r, "5.7.0", refusal.reason, "") for r in entry.pending()]
