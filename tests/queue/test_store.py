@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from securemail.queue import (
+    Attempt,
     Direction,
     Disposition,
     QueueError,
@@ -246,3 +247,13 @@ def test_record_adds_events_and_keys_in_the_same_transaction(store: QueueStore) 
     assert [e.event for e in store.events(entry_id)][-2:] == ["verified", "delivered"]
     assert store.seen("key-1")
     assert not store.remember("key-1", NOW)
+
+
+def test_enqueue_many_and_record_many_share_one_transaction(store: QueueStore) -> None:
+    """Group commit: several entries or attempts in one commit, all or none."""
+    ids = store.enqueue_many([message(), message("carol@ministry.govt.nz")], NOW)
+    assert {e.id for e in store.claim(Direction.OUTBOUND, NOW)} == set(ids)
+    attempts = [Attempt(i, {store.get(i).pending()[0]: ok()}) for i in ids]  # type: ignore[union-attr]
+    assert [e.state for e in store.record_many(attempts, NOW)] == [State.DELIVERED] * 2
+    with pytest.raises(QueueError):  # an entry no longer active spoils the whole batch
+        store.record_many(attempts, NOW)

@@ -69,9 +69,8 @@ class Admission:
         return await self._enqueue(messages)
 
     async def _enqueue(self, messages: list[NewMessage]) -> Reply:
-        now = self.node.clock()
         try:
-            ids = [await self.node.db(self.node.store.enqueue, m, now) for m in messages]
+            ids = [await self.node.commits().enqueue(m) for m in messages]
         except QueueError as error:
             log.error("queue refused a message: %s", error)
             return temporary(error.reason, error.detail, "Queue unavailable, try again later")

@@ -79,7 +79,7 @@ async def send_notice(
         message_id_domain=org.organisation.domains[0],
     )
     new = _notice_message(node, org, entry, notice, now)
-    entry_id = await node.db(node.store.enqueue, new, now)
+    entry_id = await node.commits().enqueue(new)
     await node.db(
         node.store.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
     )

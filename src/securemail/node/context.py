@@ -28,6 +28,7 @@ from securemail.directory.model import Directory
 from securemail.directory.refresh import DirectoryRefresher
 from securemail.errors import SecureMailError
 from securemail.keys.rollover import decryption_identities
+from securemail.node.commits import GroupCommit
 from securemail.node.config import NodeConfig, Organisation
 from securemail.node.reasons import NodeReason
 from securemail.queue import Direction, QueueStore
@@ -111,6 +112,7 @@ class Node:
     refresher: DirectoryRefresher | None = None
     _trust: tuple[int, TrustStore] | None = None
     _executor: ThreadPoolExecutor | None = None
+    _commits: GroupCommit | None = None
 
     def db(self, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
         """Run a queue store call off the event loop, on the node's database thread(s).
@@ -124,6 +126,12 @@ class Node:
             self._executor = ThreadPoolExecutor(threads, thread_name_prefix="queue")
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
+
+    def commits(self) -> GroupCommit:
+        """The node's group commit for ``enqueue`` and ``record`` (see node.commits)."""
+        if self._commits is None:
+            self._commits = GroupCommit(self.store, self.db, self.clock)
+        return self._commits
 
     def close_db(self) -> None:
         if self._executor is not None:

@@ -10,6 +10,7 @@ by several.
 """
 
 from securemail.queue.model import (
+    Attempt,
     Direction,
     Disposition,
     Entry,
@@ -24,6 +25,7 @@ from securemail.queue.retry import RetryPolicy
 from securemail.queue.store import QueueStore
 
 __all__ = [
+    "Attempt",
     "Direction",
     "Disposition",
     "Entry",

@@ -17,11 +17,13 @@ for others); the entry is done when no recipient is pending.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from securemail.errors import SecureMailError
+from securemail.replies import Reply
 
 KINDS = ("mail", "notice")
 
@@ -149,3 +151,14 @@ class Event:
     recipient: str | None
     reason: str
     detail: str
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt's outcome for :meth:`QueueStore.record_many`: per-recipient replies,
+    history events (name, detail) and idempotency keys to store with it."""
+
+    entry_id: str
+    results: Mapping[str, Reply]
+    events: tuple[tuple[str, str], ...] = ()
+    remember: tuple[str, ...] = ()

@@ -32,6 +32,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, delete, func, select, 
 from securemail.queue.database import connect, durability, insert_new, transaction, upgrade
 from securemail.queue.model import (
     FINAL_STATES,
+    Attempt,
     Direction,
     Disposition,
     Entry,
@@ -97,20 +98,12 @@ class QueueStore:
 
     def enqueue(self, new: NewMessage, now: datetime) -> str:
         """Store an accepted message; its id once committed (only then may 250 be sent)."""
-        entry_id = _new_id(now)
+        return self.enqueue_many([new], now)[0]
+
+    def enqueue_many(self, news: Sequence[NewMessage], now: datetime) -> builtins.list[str]:
+        """Store several accepted messages in one transaction (group commit): all or none."""
         with self._write("enqueue") as conn:
-            conn.execute(messages.insert().values(message_row(entry_id, new, now)))
-            conn.execute(
-                recipients.insert(),
-                [
-                    {"entry_id": entry_id, "position": position, "address": address}
-                    | {"disposition": Disposition.PENDING, "attempts": 0, "updated_at": now}
-                    for position, address in enumerate(new.recipients)
-                ],
-            )
-            detail = f"{new.client}; {len(new.recipients)} recipients; {len(new.body)} bytes"
-            log_event(conn, entry_id, "accepted", now, detail=detail)
-        return entry_id
+            return [_insert(conn, new, now) for new in news]
 
     def claim(self, direction: Direction, now: datetime, limit: int = 16) -> builtins.list[Entry]:
         """Move up to ``limit`` due entries of ``direction`` to ACTIVE, oldest first."""
@@ -176,7 +169,16 @@ class QueueStore:
         ``events`` (name, detail) are added to the history and ``remember`` keys stored (see
         :meth:`remember`) in the same transaction: one commit per attempt, not one per fact.
         """
-        return self._attempt(entry_id, lambda entry: results, now, events, remember)
+        attempt = Attempt(entry_id, results, tuple(events), tuple(remember))
+        return self._attempt(entry_id, lambda entry: results, now, attempt)
+
+    def record_many(self, attempts: Sequence[Attempt], now: datetime) -> builtins.list[Entry]:
+        """Record several attempts in one transaction (group commit): all or none.
+
+        A caller whose batch is refused (one entry in a bad state) records them one by one.
+        """
+        with self._write("record") as conn:
+            return [self._settle(conn, a.entry_id, _results_of(a), now, a) for a in attempts]
 
     def defer(self, entry_id: str, reply: Reply, now: datetime) -> Entry:
         """Record a whole-attempt temporary failure (peer down) for every pending recipient."""
@@ -328,24 +330,33 @@ class QueueStore:
         entry_id: str,
         results_for: Callable[[Entry], Mapping[str, Reply]],
         now: datetime,
-        events: Sequence[tuple[str, str]] = (),
-        remember: Sequence[str] = (),
+        attempt: Attempt | None = None,
     ) -> Entry:
         """Settle an ACTIVE entry's attempt (see :func:`settle`) in one transaction."""
         with self._write("record") as conn:
-            entry = lock_entry(conn, entry_id, {State.ACTIVE})
-            results = results_for(entry)
-            pending = {address.casefold() for address in entry.pending()}
-            for address in results:
-                if address.casefold() not in pending:
-                    detail = f"{entry_id}: {address} is not a pending recipient"
-                    raise QueueError(QueueReason.BAD_STATE, detail)
-            for event, detail in events:  # what happened before the outcome, e.g. "verified"
-                log_event(conn, entry_id, event, now, detail=detail)
-            write_settlement(conn, entry, settle(self._retry, entry, results, now), now)
-            for key in remember:
-                conn.execute(insert_new(conn, delivery_keys, key=key, stored_at=now))
-            return one_entry(conn, entry_id)
+            return self._settle(conn, entry_id, results_for, now, attempt)
+
+    def _settle(
+        self,
+        conn: Connection,
+        entry_id: str,
+        results_for: Callable[[Entry], Mapping[str, Reply]],
+        now: datetime,
+        attempt: Attempt | None,
+    ) -> Entry:
+        entry = lock_entry(conn, entry_id, {State.ACTIVE})
+        results = results_for(entry)
+        pending = {address.casefold() for address in entry.pending()}
+        for address in results:
+            if address.casefold() not in pending:
+                detail = f"{entry_id}: {address} is not a pending recipient"
+                raise QueueError(QueueReason.BAD_STATE, detail)
+        for event, detail in attempt.events if attempt else ():  # e.g. "verified"
+            log_event(conn, entry_id, event, now, detail=detail)
+        write_settlement(conn, entry, settle(self._retry, entry, results, now), now)
+        for key in attempt.remember if attempt else ():
+            conn.execute(insert_new(conn, delivery_keys, key=key, stored_at=now))
+        return one_entry(conn, entry_id)
 
     def _move(
         self,
@@ -376,6 +387,26 @@ class QueueStore:
     def _read(self, action: str) -> Iterator[Connection]:
         with transaction(self._engine, action, write=False) as conn:
             yield conn
+
+
+def _results_of(attempt: Attempt) -> Callable[[Entry], Mapping[str, Reply]]:
+    return lambda entry: attempt.results
+
+
+def _insert(conn: Connection, new: NewMessage, now: datetime) -> str:
+    entry_id = _new_id(now)
+    conn.execute(messages.insert().values(message_row(entry_id, new, now)))
+    conn.execute(
+        recipients.insert(),
+        [
+            {"entry_id": entry_id, "position": position, "address": address}
+            | {"disposition": Disposition.PENDING, "attempts": 0, "updated_at": now}
+            for position, address in enumerate(new.recipients)
+        ],
+    )
+    detail = f"{new.client}; {len(new.recipients)} recipients; {len(new.body)} bytes"
+    log_event(conn, entry_id, "accepted", now, detail=detail)
+    return entry_id
 
 
 def _new_id(now: datetime) -> str:

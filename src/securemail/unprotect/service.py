@@ -29,7 +29,7 @@ from securemail.errors import SecureMailError
 from securemail.node.bounces import send_notice
 from securemail.node.context import Node, OrgKeys
 from securemail.notices import Failed
-from securemail.queue import Entry
+from securemail.queue import Attempt, Entry
 from securemail.replies import ok
 from securemail.smime import Unprotected, unprotect
 
@@ -136,14 +136,8 @@ class Inbound:
             if fresh:
                 results.update(await target.deliver(entry.mail_from, fresh, message, key))
             delivered = [keys[r] for r in fresh if results[r].ok]
-            return await self.node.db(
-                self.node.store.record,
-                entry.id,
-                results,
-                self.node.clock(),
-                events=events,
-                remember=delivered,
-            )
+            attempt = Attempt(entry.id, results, tuple(events), tuple(delivered))
+            return await self.node.commits().record(attempt)
 
     def _seen(self, keys: list[str]) -> set[str]:
         return {k for k in keys if self.node.store.seen(k)}
