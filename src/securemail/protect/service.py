@@ -28,7 +28,7 @@ from securemail.node.bounces import bounce_newly_failed
 from securemail.node.context import Node, OrgKeys
 from securemail.policy.routing import Route, RouteKind, route
 from securemail.protect.groups import Group, group_recipients
-from securemail.queue import Entry
+from securemail.queue import Attempt, Entry
 from securemail.relay import Destination, RelayError, send
 from securemail.replies import Reply, permanent, temporary
 from securemail.smime import ProtectOptions, SmimeError, protect
@@ -53,7 +53,7 @@ class Outbound:
             results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
         else:
             results = await self._attempt(entry, body, org, directory, now, events)
-        recorded = await self.node.db(self.node.store.record, entry.id, results, now, events=events)
+        recorded = await self.node.commits().record(Attempt(entry.id, results, tuple(events)))
         await bounce_newly_failed(self.node, entry, recorded, body, now)
         return recorded
 
