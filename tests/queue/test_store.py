@@ -257,3 +257,11 @@ def test_enqueue_many_and_record_many_share_one_transaction(store: QueueStore) -
     assert [e.state for e in store.record_many(attempts, NOW)] == [State.DELIVERED] * 2
     with pytest.raises(QueueError):  # an entry no longer active spoils the whole batch
         store.record_many(attempts, NOW)
+
+
+def test_quarantine_keeps_the_reason_on_the_entry(store: QueueStore) -> None:
+    """An operator listing quarantined entries sees each one's reason code."""
+    entry_id = store.enqueue(message(direction=Direction.INBOUND), NOW)
+    store.claim(Direction.INBOUND, NOW)
+    entry = store.quarantine(entry_id, "integrity-failed", "GCM tag mismatch", NOW)
+    assert (entry.state, entry.reason) == (State.QUARANTINED, "integrity-failed")

@@ -29,7 +29,11 @@ def newly_bounced(before: Entry, after: Entry) -> list[notices.Failed]:
     pending = set(before.pending())
     return [
         notices.Failed(
-            r.address, _status(r.last_reply, "5.0.0"), r.reason or "failed", r.last_reply or ""
+            r.address,
+            # RFC 3463 §3.5: 4.4.7, the message's delivery time expired
+            "4.4.7" if r.reason == "expired" else _status(r.last_reply, "5.0.0"),
+            r.reason or "failed",
+            r.last_reply or "",
         )
         for r in after.recipients
         if r.address in pending and r.disposition is Disposition.BOUNCED

@@ -188,7 +188,7 @@ class QueueStore:
 
     def quarantine(self, entry_id: str, reason: str, detail: str, now: datetime) -> Entry:
         """Set aside a live entry that cannot be read or verified; kept with its body."""
-        changes = {"state": State.QUARANTINED, "next_attempt_at": None}
+        changes = {"state": State.QUARANTINED, "next_attempt_at": None, "reason": reason[:64]}
         return self._move(
             entry_id, LIVE_STATES, "quarantined", now, changes, reason=reason, detail=detail
         )
