@@ -55,6 +55,9 @@ def demo(workdir: Path | None, check: bool, timeout: float) -> None:
         except SecureMailError as error:
             click.secho(f"\ndemo failed: {error}", fg="red", err=True)
             sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("\nStopped: the nodes finished what they held and shut down.")
+            return
     if failures:
         click.secho(f"\n{len(failures)} promise(s) not kept:", fg="red", err=True)
         for failure in failures:
