@@ -50,6 +50,7 @@ class Recorder:
     ``rcpt_replies`` maps an address to its RCPT reply (others get 250); ``data_reply`` is
     the final DATA reply (LMTP: one line per accepted recipient, joined by CRLF);
     ``drop_after_data`` closes the connection instead of answering the final DATA.
+    ``connections`` and ``disconnections`` count TCP connections opened and closed (SMTP).
     """
 
     rcpt_replies: dict[str, str] = field(default_factory=dict)
@@ -58,6 +59,8 @@ class Recorder:
     drop_after_data: bool = False
     received: list[Received] = field(default_factory=list)
     raw: bytearray = field(default_factory=bytearray)
+    connections: int = 0
+    disconnections: int = 0
 
     async def handle_MAIL(  # noqa: N802 (aiosmtpd hook name)
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -94,10 +97,15 @@ class _RecordingSMTP(SMTP):
     def __init__(self, handler: Recorder, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._recorder = handler
+        handler.connections += 1
 
     def data_received(self, data: bytes) -> None:
         self._recorder.raw.extend(data)
         super().data_received(data)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._recorder.disconnections += 1
+        super().connection_lost(error)
 
 
 class _RecordingLMTP(LMTP):

@@ -3,7 +3,8 @@
 Theory of operation: connect; EHLO; STARTTLS (required for members, and for smarthosts
 unless the operator turned it off); for a member, check the leaf key against the directory
 pins before saying anything else; EHLO again (RFC 3207 §4.2: forget what was learnt in
-plaintext); MAIL; one RCPT per recipient; DATA once if any recipient was accepted; QUIT.
+plaintext); then the transaction (:mod:`securemail.relay.transaction`); QUIT. With a
+:class:`~securemail.relay.pool.RelayPool` the secured session outlives the message instead.
 Every recipient gets a Reply: the remote server's 2xx or 5xx, or a 4xx. A failure of the
 whole attempt (no connection, no TLS, a drop, a timeout) raises :class:`RelayError`, which
 is always temporary: the queue retries. A drop after DATA but before the final reply is
@@ -22,31 +23,25 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from aiosmtplib import (
     SMTP,
     SMTPConnectError,
-    SMTPDataError,
     SMTPException,
-    SMTPRecipientRefused,
     SMTPResponseException,
-    SMTPSenderRefused,
     SMTPServerDisconnected,
 )
 
 from securemail.errors import SecureMailError
 from securemail.relay.tls import PeerTls, leaf_pin, peer_context, smarthost_context
-from securemail.relay.wire import (
-    bad_address,
-    clean_detail,
-    needs_smtputf8,
-    no_smtputf8,
-    unsafe_text,
-    wire_reply,
-)
+from securemail.relay.transaction import transact
+from securemail.relay.wire import clean_detail, unsafe_text
 from securemail.replies import Reply
 
-REFUSED = "remote-refused"  # reason code of a 4xx/5xx answer from the remote server
+if TYPE_CHECKING:  # the pool uses this module; only its type is needed here
+    from securemail.relay.pool import RelayPool
+
 _QUIT_TIMEOUT = 10.0  # seconds: QUIT is a courtesy once the outcome is known
 
 
@@ -96,15 +91,44 @@ class Destination:
 
 
 async def send(
-    dest: Destination, mail_from: str, recipients: Sequence[str], body: bytes
+    dest: Destination,
+    mail_from: str,
+    recipients: Sequence[str],
+    body: bytes,
+    *,
+    pool: RelayPool | None = None,
 ) -> dict[str, Reply]:
     """Send ``body`` to ``recipients`` at ``dest``; one Reply per distinct recipient.
 
-    Raises RelayError when the attempt as a whole failed (temporary for every recipient).
+    Without ``pool`` the session is opened for this message and closed with QUIT after it;
+    with one, a session ``pool`` holds for ``dest`` is reused and the session goes back to
+    it (see :class:`securemail.relay.pool.RelayPool`). Raises RelayError when the attempt as
+    a whole failed (temporary for every recipient).
     """
     wanted = list(dict.fromkeys(recipients))
     if not wanted:
         return {}
+    if pool is not None:
+        return await pool.transact(dest, mail_from, wanted, body)
+    try:
+        client = await open_session(dest)
+        try:
+            results = await transact(client, mail_from, wanted, body)
+        except BaseException:
+            client.close()
+            raise
+    except (SMTPException, OSError, TimeoutError) as exc:
+        raise relay_error(exc, dest) from exc
+    await quit_session(client)
+    return results
+
+
+async def open_session(dest: Destination) -> SMTP:
+    """A connected session, secured as ``dest`` demands and greeted again: ready for MAIL.
+
+    Raises what the library or the socket raised, or RelayError for a TLS refusal; the
+    connection is closed on any failure.
+    """
     client = SMTP(
         hostname=dest.host,
         port=dest.port,
@@ -115,11 +139,17 @@ async def send(
     try:
         await client.connect()
         await _secure(client, dest)
-        return await _transact(client, mail_from, wanted, body)
-    except (SMTPException, OSError, TimeoutError) as exc:
-        raise _relay_error(exc, dest) from exc
-    finally:
+    except BaseException:
         client.close()
+        raise
+    return client
+
+
+async def quit_session(client: SMTP) -> None:
+    """QUIT, then close: a courtesy once the outcome is known, so no failure is raised."""
+    with suppress(SMTPException, OSError, TimeoutError):
+        await client.quit(timeout=min(_QUIT_TIMEOUT, client.timeout or _QUIT_TIMEOUT))
+    client.close()
 
 
 async def _secure(client: SMTP, dest: Destination) -> None:
@@ -157,63 +187,7 @@ def _check_pin(client: SMTP, peer: PeerTls, where: str) -> None:
         )
 
 
-async def _transact(
-    client: SMTP, mail_from: str, wanted: list[str], body: bytes
-) -> dict[str, Reply]:
-    """MAIL, RCPT for each recipient, DATA for those accepted; then QUIT."""
-    if unsafe_text(mail_from):
-        return {r: bad_address("5.1.7", mail_from) for r in wanted}
-    utf8 = needs_smtputf8(mail_from, wanted)
-    if utf8 and not client.supports_extension("smtputf8"):
-        return {r: no_smtputf8(REFUSED, r) for r in wanted}
-    encoding = "utf-8" if utf8 else "ascii"
-    try:
-        await client.mail(mail_from, options=_mail_options(client, body, utf8), encoding=encoding)
-    except SMTPSenderRefused as exc:
-        return {r: wire_reply(exc.code, exc.message, reason=REFUSED) for r in wanted}
-    results = await _recipients(client, wanted, encoding)
-    accepted = [r for r, reply in results.items() if reply.ok]
-    if accepted:
-        final = await _data(client, body)
-        results.update(dict.fromkeys(accepted, final))
-    with suppress(SMTPException, OSError, TimeoutError):
-        await client.quit(timeout=min(_QUIT_TIMEOUT, client.timeout or _QUIT_TIMEOUT))
-    return results
-
-
-async def _recipients(client: SMTP, wanted: list[str], encoding: str) -> dict[str, Reply]:
-    """One RCPT per recipient: its own Reply (2xx here means "accepted so far")."""
-    results: dict[str, Reply] = {}
-    for rcpt in wanted:
-        if unsafe_text(rcpt):
-            results[rcpt] = bad_address("5.1.3", rcpt)
-            continue
-        try:
-            response = await client.rcpt(rcpt, encoding=encoding)
-        except SMTPRecipientRefused as exc:
-            results[rcpt] = wire_reply(exc.code, exc.message, reason=REFUSED)
-        else:
-            results[rcpt] = wire_reply(response.code, response.message, reason=REFUSED)
-    return results
-
-
-async def _data(client: SMTP, body: bytes) -> Reply:
-    """DATA and the body; the one final reply applies to every accepted recipient."""
-    try:
-        response = await client.data(body)
-    except SMTPDataError as exc:
-        return wire_reply(exc.code, exc.message, reason=REFUSED)
-    return wire_reply(response.code, response.message, reason=REFUSED)
-
-
-def _mail_options(client: SMTP, body: bytes, utf8: bool) -> list[str]:
-    options = ["SMTPUTF8"] if utf8 else []
-    if not body.isascii() and client.supports_extension("8bitmime"):
-        options.append("BODY=8BITMIME")  # RFC 6152 §3
-    return options
-
-
-def _relay_error(exc: BaseException, dest: Destination) -> RelayError:
+def relay_error(exc: BaseException, dest: Destination) -> RelayError:
     """Translate a library or socket failure into the reason the queue and notices carry."""
     where = f"{dest.host}:{dest.port}"
     if isinstance(exc, TimeoutError):  # aiosmtplib's timeouts subclass TimeoutError
