@@ -127,5 +127,6 @@ async def serve(
         for event in node.wake.values():
             event.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await node.relay_pool.close_all()
         await node.db(node.store.close)
         node.close_db()

@@ -29,7 +29,7 @@ from securemail.node.context import Node, OrgKeys
 from securemail.policy.routing import Route, RouteKind, route
 from securemail.protect.groups import Group, group_recipients
 from securemail.queue import Attempt, Entry
-from securemail.relay import Destination, RelayError, send
+from securemail.relay import Destination, RelayError, RelayPool, send
 from securemail.replies import Reply, permanent, temporary
 from securemail.smime import ProtectOptions, SmimeError, protect
 
@@ -101,7 +101,9 @@ class Outbound:
         if decision.kind is RouteKind.SMARTHOST:
             destination = self.node.smarthost()
             assert destination is not None  # noqa: S101 (route() said there is one)
-            return await _relay(destination, entry, group.recipients, body, "smarthost")
+            return await _relay(
+                self.node.relay_pool, destination, entry, group.recipients, body, "smarthost"
+            )
         return await self._send_member(entry, body, org, group, now, events)
 
     async def _send_member(  # noqa: PLR0917
@@ -136,16 +138,26 @@ class Outbound:
         )
         events.append(("protected", detail))
         return await _relay(
-            destination, entry, recipients, protected.message, decision.member.org_id
+            self.node.relay_pool,
+            destination,
+            entry,
+            recipients,
+            protected.message,
+            decision.member.org_id,
         )
 
 
-async def _relay(
-    destination: Destination, entry: Entry, recipients: Sequence[str], body: bytes, peer: str
+async def _relay(  # noqa: PLR0917 (the attempt's context)
+    pool: RelayPool,
+    destination: Destination,
+    entry: Entry,
+    recipients: Sequence[str],
+    body: bytes,
+    peer: str,
 ) -> dict[str, Reply]:
     mail_from = "" if entry.kind == "notice" else entry.mail_from
     try:
-        return await send(destination, mail_from, recipients, body)
+        return await send(destination, mail_from, recipients, body, pool=pool)
     except RelayError as error:
         log.warning("relay of %s to %s deferred: %s", entry.id, peer, error)
         return _all(recipients, temporary(error.reason, error.detail, "Peer unreachable"))
