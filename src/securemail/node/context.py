@@ -32,7 +32,7 @@ from securemail.node.commits import GroupCommit
 from securemail.node.config import NodeConfig, Organisation
 from securemail.node.reasons import NodeReason
 from securemail.queue import Direction, QueueStore
-from securemail.relay import Destination, PeerTls, RelayPool
+from securemail.relay import Destination, PeerTls, PoolLimits, RelayPool
 from securemail.smime import RecipientIdentity, SignerIdentity, SmimeError, TrustStore
 from securemail.smime.keys import load_certificate, load_certificates, load_private_key
 
@@ -110,7 +110,9 @@ class Node:
     clock: Callable[[], datetime]
     wake: dict[Direction, asyncio.Event] = field(default_factory=dict)
     refresher: DirectoryRefresher | None = None
-    relay_pool: RelayPool = field(default_factory=RelayPool)  # closed by run.serve at stop
+    # Closed by run.serve at stop. Eight idle sessions per peer: half the outbound workers
+    # (measured: 4 -> 101-105 msg/s, 16 -> 113), leaving most of a peer's 100 slots free.
+    relay_pool: RelayPool = field(default_factory=lambda: RelayPool(PoolLimits(8)))
     _trust: tuple[int, TrustStore] | None = None
     _executor: ThreadPoolExecutor | None = None
     _commits: GroupCommit | None = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from securemail import addresses
@@ -29,11 +30,23 @@ from securemail.node.context import Node, OrgKeys
 from securemail.policy.routing import Route, RouteKind, route
 from securemail.protect.groups import Group, group_recipients
 from securemail.queue import Attempt, Entry
-from securemail.relay import Destination, RelayError, RelayPool, send
+from securemail.relay import Destination, RelayError, send
 from securemail.replies import Reply, permanent, temporary
 from securemail.smime import ProtectOptions, SmimeError, protect
 
 log = logging.getLogger("securemail.protect")
+
+
+@dataclass(frozen=True)
+class _Try:
+    """One attempt's context: the entry, its message, the sending organisation, the time,
+    and the events to record with the outcome (one commit per attempt)."""
+
+    entry: Entry
+    body: bytes
+    org: OrgKeys
+    now: datetime
+    events: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Outbound:
@@ -47,26 +60,19 @@ class Outbound:
         now = self.node.clock()
         body = await self.node.db(self.node.store.body, entry.id)
         org = self.node.orgs.get(entry.org_id)
-        directory = self.node.directory()
-        events: list[tuple[str, str]] = []  # recorded with the outcome: one commit per attempt
+        events: list[tuple[str, str]] = []
         if org is None:
             results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
         else:
-            results = await self._attempt(entry, body, org, directory, now, events)
+            attempt = _Try(entry, body, org, now, events)
+            results = await self._attempt(attempt, self.node.directory())
         recorded = await self.node.commits().record(Attempt(entry.id, results, tuple(events)))
         await bounce_newly_failed(self.node, entry, recorded, body, now)
         return recorded
 
-    async def _attempt(  # noqa: PLR0917 (one attempt's whole context)
-        self,
-        entry: Entry,
-        body: bytes,
-        org: OrgKeys,
-        directory: Directory | None,
-        now: datetime,
-        events: list[tuple[str, str]],
-    ) -> dict[str, Reply]:
-        refusal = _check_author(body, org, entry.kind)
+    async def _attempt(self, attempt: _Try, directory: Directory | None) -> dict[str, Reply]:
+        entry, org = attempt.entry, attempt.org
+        refusal = _check_author(attempt.body, org, entry.kind)
         if refusal is not None:
             return _all(entry.pending(), refusal)
         groups = group_recipients(
@@ -76,23 +82,13 @@ class Outbound:
                 sender_org=org.organisation.org_id,
                 directory=directory,
                 smarthost=self.node.config.smarthost is not None,
-                now=now,
+                now=attempt.now,
             ),
         )
-        replies = await asyncio.gather(
-            *(self._send_group(entry, body, org, group, now, events) for group in groups)
-        )
+        replies = await asyncio.gather(*(self._send_group(attempt, group) for group in groups))
         return {address: reply for part in replies for address, reply in part.items()}
 
-    async def _send_group(  # noqa: PLR0917
-        self,
-        entry: Entry,
-        body: bytes,
-        org: OrgKeys,
-        group: Group,
-        now: datetime,
-        events: list[tuple[str, str]],
-    ) -> dict[str, Reply]:
+    async def _send_group(self, attempt: _Try, group: Group) -> dict[str, Reply]:
         decision = group.route
         if decision.kind is RouteKind.REFUSE:
             return _all(group.recipients, _refused(decision))
@@ -101,28 +97,18 @@ class Outbound:
         if decision.kind is RouteKind.SMARTHOST:
             destination = self.node.smarthost()
             assert destination is not None  # noqa: S101 (route() said there is one)
-            return await _relay(
-                self.node.relay_pool, destination, entry, group.recipients, body, "smarthost"
-            )
-        return await self._send_member(entry, body, org, group, now, events)
+            return await self._relay(destination, attempt, group.recipients, attempt.body)
+        return await self._send_member(attempt, group)
 
-    async def _send_member(  # noqa: PLR0917
-        self,
-        entry: Entry,
-        body: bytes,
-        org: OrgKeys,
-        group: Group,
-        now: datetime,
-        events: list[tuple[str, str]],
-    ) -> dict[str, Reply]:
-        decision, recipients = group.route, group.recipients
+    async def _send_member(self, attempt: _Try, group: Group) -> dict[str, Reply]:
+        decision, recipients, org = group.route, group.recipients, attempt.org
         assert decision.member is not None and decision.certificate is not None  # noqa: S101
         try:
             protected = protect(
-                body,
+                attempt.body,
                 org.signer,
                 [decision.certificate],
-                now=now,
+                now=attempt.now,
                 options=ProtectOptions(cipher=decision.cipher),
                 canonical=True,
             )
@@ -132,35 +118,25 @@ class Outbound:
         destination = self.node.peer_destination(
             endpoint.host, endpoint.port, decision.member.tls_pins
         )
-        detail = (
-            f"signed by {org.organisation.org_id}, encrypted to "
-            f"{decision.member.org_id} ({decision.cipher})"
+        attempt.events.append(
+            (
+                "protected",
+                f"signed by {org.organisation.org_id}, encrypted to "
+                f"{decision.member.org_id} ({decision.cipher})",
+            )
         )
-        events.append(("protected", detail))
-        return await _relay(
-            self.node.relay_pool,
-            destination,
-            entry,
-            recipients,
-            protected.message,
-            decision.member.org_id,
-        )
+        return await self._relay(destination, attempt, recipients, protected.message)
 
-
-async def _relay(  # noqa: PLR0917 (the attempt's context)
-    pool: RelayPool,
-    destination: Destination,
-    entry: Entry,
-    recipients: Sequence[str],
-    body: bytes,
-    peer: str,
-) -> dict[str, Reply]:
-    mail_from = "" if entry.kind == "notice" else entry.mail_from
-    try:
-        return await send(destination, mail_from, recipients, body, pool=pool)
-    except RelayError as error:
-        log.warning("relay of %s to %s deferred: %s", entry.id, peer, error)
-        return _all(recipients, temporary(error.reason, error.detail, "Peer unreachable"))
+    async def _relay(
+        self, destination: Destination, attempt: _Try, recipients: Sequence[str], body: bytes
+    ) -> dict[str, Reply]:
+        entry = attempt.entry
+        mail_from = "" if entry.kind == "notice" else entry.mail_from
+        try:
+            return await send(destination, mail_from, recipients, body, pool=self.node.relay_pool)
+        except RelayError as error:
+            log.warning("relay of %s to %s deferred: %s", entry.id, destination.host, error)
+            return _all(recipients, temporary(error.reason, error.detail, "Peer unreachable"))
 
 
 def _check_author(body: bytes, org: OrgKeys, kind: str) -> Reply | None:
