@@ -55,10 +55,15 @@ class ProtectOptions:
 
 @dataclass(frozen=True)
 class Protected:
-    """A protected message, and what its sender keeps to check a receipt for it later."""
+    """A protected message, and what its sender keeps to check a receipt for it later.
+
+    When a receipt was requested, ``signed_data`` is the DER SignedData that was encrypted:
+    the original that ``openssl cms -verify_receipt`` needs beside the receipt.
+    """
 
     message: bytes
     receipt_basis: ReceiptBasis | None
+    signed_data: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ _OUTER_LOWER = {name.lower() for name in OUTER_FIELDS}
 
 def _signed_entity(
     message: bytes, signer: SignerIdentity, now: datetime, options: ProtectOptions, binary: bool
-) -> tuple[der.Chunks, ReceiptBasis | None]:
+) -> tuple[der.Chunks, ReceiptBasis | None, bytes | None]:
     signed = sign.sign(
         message,
         signer,
@@ -106,16 +111,16 @@ def _signed_entity(
             *(body.parts if isinstance(body, der.Chunks) else (body,)),
         ]
     )
-    basis = None
-    if options.receipt_request is not None:
-        basis = ReceiptBasis(
-            oids.ID_DATA,
-            options.receipt_request.content_identifier,
-            signed.signature_value,
-            signed.signed_attributes,
-            signed.digest,
-        )
-    return entity, basis
+    if options.receipt_request is None:
+        return entity, None, None
+    basis = ReceiptBasis(
+        oids.ID_DATA,
+        options.receipt_request.content_identifier,
+        signed.signature_value,
+        signed.signed_attributes,
+        signed.digest,
+    )
+    return entity, basis, signed.der.join()
 
 
 def _prepare(message: bytes, canonical: bool) -> tuple[bytes, mime.Fields]:
@@ -149,7 +154,7 @@ def protect(
     whole message that otherwise costs about 1.5 ms per MiB.
     """
     message, fields = _prepare(message, canonical)
-    inner, basis = _signed_entity(
+    inner, basis, signed_data = _signed_entity(
         message, signer, now, options, binary=options.inner_encoding == "binary"
     )
     envelope = encrypt.encrypt(inner, recipients, cipher=options.cipher)
@@ -160,7 +165,7 @@ def protect(
         + mime.CRLF
         + mime.encode_base64(envelope.join())
     )
-    return Protected(outer, basis)
+    return Protected(outer, basis, signed_data)
 
 
 def sign_message(
@@ -173,8 +178,9 @@ def sign_message(
 ) -> Protected:
     """Sign ``message`` without encrypting it (opaque signed-data, RFC 8551 §3.5.2)."""
     message, fields = _prepare(message, canonical)
-    inner, basis = _signed_entity(message, signer, now, options, binary=False)
-    return Protected(_outer_header(fields, mime.field(fields, "Subject")) + inner.join(), basis)
+    inner, basis, signed_data = _signed_entity(message, signer, now, options, binary=False)
+    header = _outer_header(fields, mime.field(fields, "Subject"))
+    return Protected(header + inner.join(), basis, signed_data)
 
 
 def unprotect(
