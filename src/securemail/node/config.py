@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -46,12 +46,39 @@ class Delivery:
     starttls: bool = False
 
 
+RECEIPTS_LOCAL_PART = "securemail-receipts"
+
+
+@dataclass(frozen=True)
+class ReceiptPolicy:
+    """When the sending gateway asks for a signed receipt, and how long it waits for one.
+
+    A sender asks with ``Disposition-Notification-To:`` or ``X-SecureMail-Receipt:
+    requested``; ``always_for`` lists senders (``user@domain``, ``*@domain`` or ``*``) for
+    whom the organisation always asks.
+    """
+
+    always_for: tuple[str, ...] = ()
+    window: timedelta = timedelta(hours=1)  # the Direct Project's default
+
+    def always(self, sender: str) -> bool:
+        sender = sender.lower()
+        domain = sender.rpartition("@")[2]
+        return any(p in ("*", sender, f"*@{domain}") for p in self.always_for)
+
+
 @dataclass(frozen=True)
 class Organisation:
     org_id: str
     domains: tuple[str, ...]
     keys: Path
     delivery: Delivery
+    receipts: ReceiptPolicy = field(default_factory=ReceiptPolicy)
+
+    @property
+    def receipt_address(self) -> str:
+        """Where peers send the receipts this organisation asks for (the ESS receiptsTo)."""
+        return f"{RECEIPTS_LOCAL_PART}@{self.domains[0]}"
 
 
 @dataclass(frozen=True)
@@ -250,11 +277,23 @@ def _organisation(table: Table) -> Organisation:
         domains=tuple(d.lower().rstrip(".") for d in table.strings("domains", REQUIRED)),
         keys=table.path("keys"),
         delivery=_delivery(delivery),
+        receipts=_receipts(table.table("receipts")),
     )
     if not org.domains:
         raise ConfigError(f"{table.where}.domains must list at least one domain")
     table.finish()
     return org
+
+
+def _receipts(table: Table | None) -> ReceiptPolicy:
+    if table is None:
+        return ReceiptPolicy()
+    policy = ReceiptPolicy(
+        always_for=tuple(p.lower() for p in table.strings("always_for", [])),
+        window=table.duration("window", "1h"),
+    )
+    table.finish()
+    return policy
 
 
 def _delivery(table: Table) -> Delivery:
