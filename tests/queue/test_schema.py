@@ -19,11 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_migrations_match_the_tables(store: QueueStore, url: str) -> None:
-    """Alembic migration 0001 creates exactly the schema the store's queries are written for."""
+    """The Alembic migrations create exactly the schema the store's queries are written for."""
     engine = create_engine(url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == "0002"
         assert compare_metadata(context, metadata) == []
     engine.dispose()
 

@@ -2,8 +2,9 @@
 
 Receive services ``enqueue`` (the SMTP 250 follows the commit); workers ``claim`` due
 entries, try them and ``record`` per-recipient outcomes; operators hold, release, retry,
-delete and purge. One SQLite file for a single node, or one PostgreSQL database shared
-by several.
+delete and purge. Recipients relayed under a receipt-requesting signature await a receipt
+(``accept_receipt``) until their window ends (``receipts_due``, ``expire_receipt``). One
+SQLite file for a single node, or one PostgreSQL database shared by several.
 
     QueueError(reason: QueueReason)   "queue-unavailable", "queue-unsafe-settings",
                                       "queue-entry-not-found", "queue-bad-state"
@@ -16,9 +17,14 @@ from securemail.queue.model import (
     Entry,
     Event,
     NewMessage,
+    NewSignature,
     QueueError,
     QueueReason,
+    ReceiptOutcome,
+    ReceiptRecord,
+    ReceiptState,
     Recipient,
+    SentSignature,
     State,
 )
 from securemail.queue.retry import RetryPolicy
@@ -31,10 +37,15 @@ __all__ = [
     "Entry",
     "Event",
     "NewMessage",
+    "NewSignature",
     "QueueError",
     "QueueReason",
     "QueueStore",
+    "ReceiptOutcome",
+    "ReceiptRecord",
+    "ReceiptState",
     "Recipient",
     "RetryPolicy",
+    "SentSignature",
     "State",
 ]

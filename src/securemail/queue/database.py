@@ -51,15 +51,15 @@ def connect(url: str) -> Engine:
     return engine
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database to the newest schema (a no-op when it is there already)."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to the newest schema, or to ``revision`` (no-op when it is there)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
     with _MIGRATING, transaction(engine, "migrate", write=True) as connection:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
 
 @contextmanager

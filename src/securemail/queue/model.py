@@ -13,19 +13,26 @@ States follow Postfix's queue manager::
 An entry is final once DELIVERED, BOUNCED or QUARANTINED. Each recipient has its own
 disposition (RFC 5321 §4.5.4: one transaction may succeed for some recipients and fail
 for others); the entry is done when no recipient is pending.
+
+A recipient relayed under a signature that requested an ESS receipt (RFC 2634 §2) also has
+a receipt state, with exactly one final outcome::
+
+    none ─→ awaiting ─→ receipted | expired        (a receipt after that is "late")
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from securemail.errors import SecureMailError
 from securemail.replies import Reply
 
 KINDS = ("mail", "notice")
+MAX_CONTENT_IDENTIFIER_HEX = 256  # RFC 2634 leaves the size open; smime caps it at 128 bytes
+_HEX_DIGITS = frozenset("0123456789abcdef")
 
 
 class State(StrEnum):
@@ -50,6 +57,22 @@ class Disposition(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     BOUNCED = "bounced"
+
+
+class ReceiptState(StrEnum):
+    NONE = "none"
+    AWAITING = "awaiting"
+    RECEIPTED = "receipted"
+    EXPIRED = "expired"
+
+
+class ReceiptOutcome(StrEnum):
+    """What :meth:`QueueStore.accept_receipt` made of a receipt."""
+
+    ACCEPTED = "accepted"  # the recipient's one final outcome
+    DUPLICATE = "duplicate"  # this recipient was receipted before: nothing changed
+    LATE = "late"  # the recipient expired or never awaited one: logged, nothing changed
+    UNKNOWN = "unknown"  # no such signature, or the recipient is not one it went to
 
 
 class QueueReason(StrEnum):
@@ -108,6 +131,7 @@ class Recipient:
     last_reply: str | None
     reason: str | None
     updated_at: datetime
+    receipt_state: ReceiptState = ReceiptState.NONE
 
 
 @dataclass(frozen=True)
@@ -154,11 +178,75 @@ class Event:
 
 
 @dataclass(frozen=True)
+class NewSignature:
+    """One receipt-requesting signature an attempt made for one peer, kept as evidence.
+
+    ``content_identifier`` is the hex of the ESS contentIdentifier (RFC 2634 §2.7), unique
+    per signature; it is stored in lower case. ``signed_data`` is the DER SignedData that
+    ``openssl cms -verify_receipt`` checks a receipt against, ``basis`` the
+    ``securemail.smime.ReceiptBasis`` JSON, ``window`` how long to wait for the receipt.
+    """
+
+    content_identifier: str
+    peer_org: str
+    recipients: tuple[str, ...]
+    signed_data: bytes
+    basis: str
+    window: timedelta
+
+    def __post_init__(self) -> None:
+        identifier = self.content_identifier.lower()
+        size_ok = 0 < len(identifier) <= MAX_CONTENT_IDENTIFIER_HEX and not len(identifier) % 2
+        if not size_ok or not set(identifier) <= _HEX_DIGITS:
+            raise ValueError("a content identifier is 1 to 128 bytes in hex")
+        if not self.recipients:
+            raise ValueError("a signature went to at least one recipient")
+        if self.window <= timedelta(0):
+            raise ValueError(f"a receipt window must be positive, not {self.window}")
+        object.__setattr__(self, "content_identifier", identifier)
+        object.__setattr__(self, "recipients", tuple(self.recipients))
+
+
+@dataclass(frozen=True)
+class SentSignature:
+    """A stored :class:`NewSignature` (kept after its entry is deleted: it is evidence)."""
+
+    entry_id: str
+    content_identifier: str
+    peer_org: str
+    recipients: tuple[str, ...]
+    signed_data: bytes
+    basis: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ReceiptRecord:
+    """One recipient's receipt tracking: state, deadline, and the receipt once it came.
+
+    ``receipt`` is the DER of the ESS signed receipt, ``evidence`` the JSON that came with it.
+    """
+
+    entry_id: str
+    message_id: str | None
+    mail_from: str
+    recipient: str
+    state: ReceiptState
+    deadline: datetime | None
+    receipted_at: datetime | None
+    receipt: bytes | None
+    evidence: str | None
+
+
+@dataclass(frozen=True)
 class Attempt:
     """One attempt's outcome for :meth:`QueueStore.record_many`: per-recipient replies,
-    history events (name, detail) and idempotency keys to store with it."""
+    history events (name, detail) and idempotency keys to store with it, the signatures
+    that requested receipts, and follow-up messages (notices) to enqueue with it."""
 
     entry_id: str
     results: Mapping[str, Reply]
     events: tuple[tuple[str, str], ...] = ()
     remember: tuple[str, ...] = ()
+    signatures: tuple[NewSignature, ...] = ()
+    enqueue: tuple[NewMessage, ...] = ()

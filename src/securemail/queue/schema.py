@@ -41,6 +41,7 @@ from securemail.queue.model import (
     NewMessage,
     QueueError,
     QueueReason,
+    ReceiptState,
     Recipient,
     State,
 )
@@ -104,6 +105,12 @@ recipients = Table(
     Column("last_reply", Text),
     Column("reason", String(64)),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("receipt_state", String(16), nullable=False, server_default=ReceiptState.NONE.value),
+    Column("receipt_deadline", UtcDateTime),
+    Column("receipted_at", UtcDateTime),
+    Column("receipt", LargeBinary),
+    Column("evidence", Text),
+    Index("ix_recipients_receipt_due", "receipt_state", "receipt_deadline"),
 )
 
 # No foreign key: an entry's history outlives an operator's delete of the entry.
@@ -117,6 +124,22 @@ events = Table(
     Column("recipient", Text),
     Column("reason", String(64), nullable=False),
     Column("detail", Text, nullable=False),
+)
+
+# No foreign key either: what we signed and the receipts for it are evidence that outlives
+# the entry. ``recipients`` is a JSON list of addresses (no pickle in stored records).
+signatures = Table(
+    "signatures",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("entry_id", String(32), nullable=False, index=True),
+    Column("content_identifier", String(256), nullable=False),
+    Column("peer_org", String(255), nullable=False),
+    Column("recipients", Text, nullable=False),
+    Column("signed_data", LargeBinary, nullable=False),
+    Column("basis", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_signatures_content_identifier", "content_identifier", unique=True),
 )
 
 delivery_keys = Table(
@@ -208,8 +231,10 @@ def _entries(conn: Connection, rows: Iterable[Row[Any]]) -> list[Entry]:
     found: dict[str, list[Recipient]] = {row.id: [] for row in rows}
     query = select(recipients).where(recipients.c.entry_id.in_(found))
     for r in conn.execute(query.order_by(recipients.c.entry_id, recipients.c.position)):
-        disposition = Disposition(r.disposition)
-        person = Recipient(r.address, disposition, r.attempts, r.last_reply, r.reason, r.updated_at)
+        disposition, receipt = Disposition(r.disposition), ReceiptState(r.receipt_state)
+        person = Recipient(
+            r.address, disposition, r.attempts, r.last_reply, r.reason, r.updated_at, receipt
+        )
         found[r.entry_id].append(person)
     return [_entry(row, tuple(found[row.id])) for row in rows]
 

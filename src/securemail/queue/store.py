@@ -10,6 +10,9 @@ same entry at once. An attempt ends with ``record`` or ``defer`` (see
 :func:`securemail.queue.retry.settle`), or ``quarantine``. Entries a crash left ACTIVE come
 back with ``recover`` at start; with several nodes on one PostgreSQL database only one node,
 chosen by the operator, may run it (it cannot tell a dead node's entries from a live one's).
+``record`` also stores the signatures that requested receipts and enqueues follow-up
+notices in the attempt's transaction; receipts then settle each recipient once (see
+:mod:`securemail.queue.tracking`).
 
 Security: bodies, envelopes and client names are untrusted values: stored only through
 bound parameters and blobs, never pickled, never interpolated into SQL. Errors and logs
@@ -29,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, delete, func, select, true, update
 
+from securemail.queue import tracking
 from securemail.queue.database import connect, durability, insert_new, transaction, upgrade
 from securemail.queue.model import (
     FINAL_STATES,
@@ -38,8 +42,13 @@ from securemail.queue.model import (
     Entry,
     Event,
     NewMessage,
+    NewSignature,
     QueueError,
     QueueReason,
+    ReceiptOutcome,
+    ReceiptRecord,
+    ReceiptState,
+    SentSignature,
     State,
 )
 from securemail.queue.retry import RetryPolicy, settle
@@ -55,6 +64,7 @@ from securemail.queue.schema import (
     one_entry,
     recipients,
     select_entries,
+    signatures,
     write_settlement,
 )
 from securemail.replies import Reply
@@ -62,6 +72,8 @@ from securemail.replies import Reply
 DEFAULT_RETRY = RetryPolicy()
 LIVE_STATES = frozenset(State) - FINAL_STATES
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ALL = 10_000  # one Message-ID's entries: a bound, not a page
+_EVIDENCE = recipients.c.receipt_state.in_([ReceiptState.RECEIPTED, ReceiptState.AWAITING])
 
 
 class QueueStore:
@@ -163,13 +175,20 @@ class QueueStore:
         *,
         events: Sequence[tuple[str, str]] = (),
         remember: Sequence[str] = (),
+        signatures: Sequence[NewSignature] = (),
+        enqueue: Sequence[NewMessage] = (),
     ) -> Entry:
         """Record one attempt's per-recipient replies; returns the entry as it now stands.
 
-        ``events`` (name, detail) are added to the history and ``remember`` keys stored (see
-        :meth:`remember`) in the same transaction: one commit per attempt, not one per fact.
+        In the same transaction (one commit per attempt, not one per fact): ``events`` (name,
+        detail) are added to the history, ``remember`` keys stored (see :meth:`remember`),
+        ``signatures`` stored, and each recipient relayed (2xx) under one of them awaits a
+        receipt until the signature's window ends; ``enqueue`` messages (notices) are queued,
+        their ids noted in a "queued-follow-up" event. Anything failing records nothing.
         """
-        attempt = Attempt(entry_id, results, tuple(events), tuple(remember))
+        attempt = Attempt(
+            entry_id, results, tuple(events), tuple(remember), tuple(signatures), tuple(enqueue)
+        )
         return self._attempt(entry_id, lambda entry: results, now, attempt)
 
     def record_many(self, attempts: Sequence[Attempt], now: datetime) -> builtins.list[Entry]:
@@ -220,10 +239,14 @@ class QueueStore:
             log_event(conn, entry_id, "deleted", now, detail=f"was {row.state}")
         return True
 
-    def purge(self, states: Iterable[State], older_than: datetime) -> int:
-        """Delete final entries (and their history) last changed before ``older_than``.
+    def purge(
+        self, states: Iterable[State], older_than: datetime, *, include_evidence: bool = False
+    ) -> int:
+        """Delete final entries (history and signatures too) last changed before ``older_than``.
 
-        Only DELIVERED and BOUNCED, and QUARANTINED when named: quarantine is evidence.
+        Only DELIVERED and BOUNCED, and QUARANTINED when named: quarantine is evidence. So
+        are receipts: entries with a recipient RECEIPTED or AWAITING stay unless
+        ``include_evidence``.
         """
         chosen = set(states)
         if not chosen <= FINAL_STATES:
@@ -232,10 +255,12 @@ class QueueStore:
         if not chosen:
             return 0
         old = messages.c.state.in_(chosen) & (messages.c.updated_at < older_than)
+        if not include_evidence:
+            old = old & ~messages.c.id.in_(select(recipients.c.entry_id).where(_EVIDENCE))
         with self._write("purge") as conn:
-            conn.execute(
-                delete(events).where(events.c.entry_id.in_(select(messages.c.id).where(old)))
-            )
+            purged = select(messages.c.id).where(old)
+            conn.execute(delete(events).where(events.c.entry_id.in_(purged)))
+            conn.execute(delete(signatures).where(signatures.c.entry_id.in_(purged)))
             return conn.execute(delete(messages).where(old)).rowcount
 
     def recover(self, now: datetime) -> int:
@@ -310,6 +335,60 @@ class QueueStore:
                 delete(delivery_keys).where(delivery_keys.c.stored_at < when)
             ).rowcount
 
+    def signature(self, content_identifier: str) -> SentSignature | None:
+        """The signature with this ESS contentIdentifier (hex, any case), or None."""
+        with self._read("signature") as conn:
+            return tracking.find_signature(conn, content_identifier)
+
+    def signatures_for(self, entry_id: str) -> builtins.list[SentSignature]:
+        """The signatures an entry's attempts made, oldest first (kept after a delete)."""
+        with self._read("signatures_for") as conn:
+            return tracking.select_signatures(conn, signatures.c.entry_id == entry_id)
+
+    def accept_receipt(
+        self, content_identifier: str, recipient: str, receipt: bytes, evidence: str, now: datetime
+    ) -> ReceiptOutcome:
+        """Settle one recipient's receipt: ACCEPTED once, then DUPLICATE; LATE or UNKNOWN.
+
+        The caller has verified ``receipt`` (DER ESS signed receipt) against the signature;
+        see :class:`ReceiptOutcome` and :mod:`securemail.queue.tracking` for the states.
+        """
+        with self._write("accept_receipt") as conn:
+            return tracking.accept(
+                conn, content_identifier, recipient, receipt=receipt, evidence=evidence, now=now
+            )
+
+    def receipts_due(self, now: datetime, limit: int = 200) -> builtins.list[ReceiptRecord]:
+        """Recipients still AWAITING a receipt whose deadline has come, earliest first."""
+        where = (recipients.c.receipt_state == ReceiptState.AWAITING) & (
+            recipients.c.receipt_deadline <= now
+        )
+        with self._read("receipts_due") as conn:
+            return tracking.select_records(conn, where, limit, by_deadline=True)
+
+    def expire_receipt(
+        self, entry_id: str, recipient: str, now: datetime, *, enqueue: Sequence[NewMessage] = ()
+    ) -> bool:
+        """AWAITING → EXPIRED, queueing ``enqueue`` (the failure notice) in the same commit.
+
+        False, and nothing queued, if the recipient no longer awaits a receipt (one won).
+        """
+        with self._write("expire_receipt") as conn:
+            expired = tracking.expire(conn, entry_id, recipient, now)
+            if expired:
+                _follow_up(conn, entry_id, enqueue, now)
+            return expired
+
+    def receipt_records(self, message_id: str) -> builtins.list[ReceiptRecord]:
+        """Every recipient of the entries with this Message-ID, in arrival order."""
+        with self._read("receipt_records") as conn:
+            return tracking.select_records(conn, messages.c.message_id == message_id, _ALL)
+
+    def entries_by_message_id(self, message_id: str) -> builtins.list[Entry]:
+        """The entries with this Message-ID (inbound and outbound), oldest first."""
+        with self._read("entries_by_message_id") as conn:
+            return select_entries(conn, messages.c.message_id == message_id, _ALL)
+
     def list(
         self,
         states: Iterable[State] | None = None,
@@ -351,11 +430,15 @@ class QueueStore:
             if address.casefold() not in pending:
                 detail = f"{entry_id}: {address} is not a pending recipient"
                 raise QueueError(QueueReason.BAD_STATE, detail)
-        for event, detail in attempt.events if attempt else ():  # e.g. "verified"
+        attempt = attempt or Attempt(entry_id, results)
+        for event, detail in attempt.events:  # e.g. "verified"
             log_event(conn, entry_id, event, now, detail=detail)
         write_settlement(conn, entry, settle(self._retry, entry, results, now), now)
-        for key in attempt.remember if attempt else ():
+        tracking.store_signatures(conn, entry, attempt.signatures, now)
+        tracking.await_receipts(conn, entry, results, attempt.signatures, now)
+        for key in attempt.remember:
             conn.execute(insert_new(conn, delivery_keys, key=key, stored_at=now))
+        _follow_up(conn, entry_id, attempt.enqueue, now)
         return one_entry(conn, entry_id)
 
     def _move(
@@ -391,6 +474,13 @@ class QueueStore:
 
 def _results_of(attempt: Attempt) -> Callable[[Entry], Mapping[str, Reply]]:
     return lambda entry: attempt.results
+
+
+def _follow_up(conn: Connection, entry_id: str, news: Sequence[NewMessage], now: datetime) -> None:
+    """Queue messages an entry's outcome caused (notices); their ids go to its history."""
+    if news:
+        ids = [_insert(conn, new, now) for new in news]
+        log_event(conn, entry_id, "queued-follow-up", now, detail=", ".join(ids))
 
 
 def _insert(conn: Connection, new: NewMessage, now: datetime) -> str:
