@@ -113,6 +113,18 @@ def test_a_receipt_is_accepted_once(store: QueueStore) -> None:
     assert store.receipts_due(NOW + 2 * WINDOW) == []
 
 
+def test_the_senders_notice_is_queued_with_the_receipt(store: QueueStore) -> None:
+    """The notice to the sender commits with the accepted receipt; a duplicate queues none."""
+    entry_id = relayed(store)
+    outcome = store.accept_receipt("c0ffee01", BOB, RECEIPT, EVIDENCE, NOW, enqueue=[notice()])
+    assert outcome is ReceiptOutcome.ACCEPTED
+    follow_up = store.events(entry_id)[-1]
+    assert follow_up.event == "queued-follow-up" and store.get(follow_up.detail) is not None
+    store.accept_receipt("c0ffee01", BOB, RECEIPT, EVIDENCE, NOW, enqueue=[notice()])
+    store.accept_receipt("ffff", BOB, RECEIPT, EVIDENCE, NOW, enqueue=[notice()])
+    assert len([e for e in store.list() if e.kind == "notice"]) == 1
+
+
 def test_no_receipt_in_time_expires_once_then_receipts_are_late(store: QueueStore) -> None:
     """At the deadline the recipient expires, its failure notice queued; a later receipt is late."""
     entry_id = relayed(store)

@@ -346,17 +346,32 @@ class QueueStore:
             return tracking.select_signatures(conn, signatures.c.entry_id == entry_id)
 
     def accept_receipt(
-        self, content_identifier: str, recipient: str, receipt: bytes, evidence: str, now: datetime
+        self,
+        content_identifier: str,
+        recipient: str,
+        receipt: bytes,
+        evidence: str,
+        now: datetime,
+        *,
+        enqueue: Sequence[NewMessage] = (),
     ) -> ReceiptOutcome:
         """Settle one recipient's receipt: ACCEPTED once, then DUPLICATE; LATE or UNKNOWN.
 
         The caller has verified ``receipt`` (DER ESS signed receipt) against the signature;
         see :class:`ReceiptOutcome` and :mod:`securemail.queue.tracking` for the states.
+        ``enqueue`` (the notice to the sender) is queued in the same commit, only if ACCEPTED:
+        a crash cannot leave a receipted recipient whose sender is never told.
         """
         with self._write("accept_receipt") as conn:
-            return tracking.accept(
-                conn, content_identifier, recipient, receipt=receipt, evidence=evidence, now=now
+            signature = tracking.find_signature(conn, content_identifier)
+            if signature is None:
+                return ReceiptOutcome.UNKNOWN
+            outcome = tracking.accept(
+                conn, signature, recipient, receipt=receipt, evidence=evidence, now=now
             )
+            if outcome is ReceiptOutcome.ACCEPTED:
+                _follow_up(conn, signature.entry_id, enqueue, now)
+            return outcome
 
     def receipts_due(self, now: datetime, limit: int = 200) -> builtins.list[ReceiptRecord]:
         """Recipients still AWAITING a receipt whose deadline has come, earliest first."""

@@ -105,16 +105,15 @@ def select_signatures(conn: Connection, where: ColumnElement[bool]) -> list[Sent
 
 def accept(
     conn: Connection,
-    content_identifier: str,
+    signature: SentSignature,
     recipient: str,
     *,
     receipt: bytes,
     evidence: str,
     now: datetime,
 ) -> ReceiptOutcome:
-    """Apply one recipient's receipt for the signature ``content_identifier`` (see module)."""
-    signature = find_signature(conn, content_identifier)
-    if signature is None or not _names(signature.recipients, recipient):
+    """Apply one recipient's receipt for ``signature`` (see the module for the states)."""
+    if not _names(signature.recipients, recipient):
         return ReceiptOutcome.UNKNOWN
     row = _lock_recipient(conn, signature.entry_id, recipient)
     state = ReceiptState(row.receipt_state) if row is not None else ReceiptState.NONE
