@@ -119,13 +119,14 @@ async def serving(
     tls: ssl.SSLContext | None = None,
     lmtp: bool = False,
     smtputf8: bool = False,
+    port: int = 0,
 ) -> AsyncIterator[int]:
-    """Run a server on 127.0.0.1 with an OS-chosen port; yield the port."""
+    """Run a server on 127.0.0.1 (on ``port``, or one the OS picks); yield the port."""
     loop = asyncio.get_running_loop()
     kind = _RecordingLMTP if lmtp else _RecordingSMTP
     options: dict[str, Any] = {"tls_context": tls, "hostname": "test.invalid"}
     options["enable_SMTPUTF8"] = smtputf8
-    server = await loop.create_server(lambda: kind(handler, **options), "127.0.0.1", 0)
+    server = await loop.create_server(lambda: kind(handler, **options), "127.0.0.1", port)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:

@@ -14,6 +14,7 @@ from securemail.cli.queue import queue_group, status_command
 from securemail.cli.rollover import install_next_command, promote_command, rollover_command
 from securemail.cli.serve import serve_command
 from securemail.cli.smime import smime
+from securemail.cli.track import evidence_group, track_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,6 +32,8 @@ cli.add_command(audit_group)
 cli.add_command(serve_command)
 cli.add_command(queue_group)
 cli.add_command(status_command)
+cli.add_command(track_command)
+cli.add_command(evidence_group)
 keys.add_command(rollover_command)
 keys.add_command(install_next_command)
 keys.add_command(promote_command)

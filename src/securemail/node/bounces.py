@@ -66,12 +66,34 @@ async def send_notice(
     action: Literal["failed", "delayed"],
 ) -> str | None:
     """Queue a notice about ``entry`` to its sender; None when no notice may be sent."""
+    found = local_notice(node, entry, failed, body, now, action=action)
+    if not found:
+        return None
+    [new] = found
+    entry_id = await node.commits().enqueue(new)
+    await node.db(
+        node.store.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
+    )
+    node.notify(new.direction)
+    return entry_id
+
+
+def local_notice(
+    node: Node,
+    entry: Entry,
+    failed: Sequence[notices.Failed],
+    body: bytes,
+    now: datetime,
+    *,
+    action: Literal["failed", "delayed"],
+) -> list[NewMessage]:
+    """The notice about ``entry`` to its sender, ready to queue; none for ``<>`` or a notice."""
     if entry.kind == "notice" or not entry.mail_from:
         log.info("no %s notice for %s: null sender or a notice itself", action, entry.id)
-        return None
+        return []
     org = node.orgs.get(entry.org_id)
     if org is None:
-        return None
+        return []
     notice = notices.failure_notice(
         original_header=notices.original_header(body),
         reporting_mta=node.config.name,
@@ -82,13 +104,7 @@ async def send_notice(
         action=action,
         message_id_domain=org.organisation.domains[0],
     )
-    new = _notice_message(node, org, entry, notice, now)
-    entry_id = await node.commits().enqueue(new)
-    await node.db(
-        node.store.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
-    )
-    node.notify(new.direction)
-    return entry_id
+    return [_notice_message(node, org, entry, notice, now)]
 
 
 def _notice_message(

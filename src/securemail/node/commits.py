@@ -118,6 +118,8 @@ def _record_one(store: QueueStore) -> Callable[[Attempt, datetime], Entry]:
             now,
             events=attempt.events,
             remember=attempt.remember,
+            signatures=attempt.signatures,
+            enqueue=attempt.enqueue,
         )
 
     return record

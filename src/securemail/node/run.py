@@ -28,7 +28,7 @@ from securemail.node.context import (
     read_passphrase,
 )
 from securemail.node.listeners import start_listeners
-from securemail.node.workers import run_warnings, run_worker
+from securemail.node.workers import run_receipt_windows, run_warnings, run_worker
 from securemail.protect.service import Outbound
 from securemail.queue import Direction, QueueStore, RetryPolicy
 from securemail.unprotect.service import Inbound
@@ -114,6 +114,7 @@ async def serve(
         asyncio.create_task(run_worker(node, Direction.OUTBOUND, Outbound(node).process, stop)),
         asyncio.create_task(run_worker(node, Direction.INBOUND, Inbound(node).process, stop)),
         asyncio.create_task(run_warnings(node, stop)),
+        asyncio.create_task(run_receipt_windows(node, stop)),
     ]
     log.info("node %s serving; peer port %d, relay port %d", config.name, *listeners.ports())
     if ready is not None:

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
-from securemail.node.bounces import send_notice
+from securemail.node.bounces import local_notice, send_notice
 from securemail.node.context import Node
 from securemail.notices import Failed
-from securemail.queue import Direction, Entry
+from securemail.queue import Direction, Entry, NewMessage, ReceiptRecord
 from securemail.replies import temporary
 
 log = logging.getLogger("securemail.node")
@@ -83,3 +84,29 @@ async def run_warnings(node: Node, stop: asyncio.Event) -> None:
             await node.db(node.store.mark_warned, entry.id, now)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), WARN_POLL_SECONDS)
+
+
+RECEIPT_POLL_SECONDS = 5.0
+
+
+async def run_receipt_windows(node: Node, stop: asyncio.Event) -> None:
+    """When a requested receipt has not come within its window: one failure notice."""
+    while not stop.is_set():
+        now = node.clock()
+        for due in await node.db(node.store.receipts_due, now):
+            await expire_receipt(node, due, now)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), RECEIPT_POLL_SECONDS)
+
+
+async def expire_receipt(node: Node, due: ReceiptRecord, now: datetime) -> bool:
+    """Mark one awaited receipt expired and queue the sender's notice, in one transaction."""
+    entry = await node.db(node.store.get, due.entry_id)
+    notices_: tuple[NewMessage, ...] = ()
+    if entry is not None:
+        body = await node.db(node.store.body, due.entry_id)
+        failed = [Failed(due.recipient, "4.4.7", "receipt-expired", "")]
+        notices_ = tuple(local_notice(node, entry, failed, body, now, action="failed"))
+    return bool(
+        await node.db(node.store.expire_receipt, due.entry_id, due.recipient, now, enqueue=notices_)
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,10 +30,10 @@ from securemail.node.bounces import bounce_newly_failed
 from securemail.node.context import Node, OrgKeys
 from securemail.policy.routing import Route, RouteKind, route
 from securemail.protect.groups import Group, group_recipients
-from securemail.queue import Attempt, Entry
+from securemail.queue import Attempt, Entry, NewSignature
 from securemail.relay import Destination, RelayError, send
 from securemail.replies import Reply, permanent, temporary
-from securemail.smime import ProtectOptions, SmimeError, protect
+from securemail.smime import ProtectOptions, ReceiptRequest, SmimeError, protect
 
 log = logging.getLogger("securemail.protect")
 
@@ -47,6 +48,15 @@ class _Try:
     org: OrgKeys
     now: datetime
     events: list[tuple[str, str]] = field(default_factory=list)
+    signatures: list[NewSignature] = field(default_factory=list)
+
+    @property
+    def wants_receipt(self) -> bool:
+        """A signed receipt is asked for (never for a notice or a receipt: kind "notice")."""
+        policy = self.org.organisation.receipts
+        return self.entry.kind == "mail" and (
+            asks_for_receipt(self.body) or policy.always(self.entry.mail_from)
+        )
 
 
 class Outbound:
@@ -61,12 +71,15 @@ class Outbound:
         body = await self.node.db(self.node.store.body, entry.id)
         org = self.node.orgs.get(entry.org_id)
         events: list[tuple[str, str]] = []
+        signatures: list[NewSignature] = []
         if org is None:
             results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
         else:
-            attempt = _Try(entry, body, org, now, events)
+            attempt = _Try(entry, body, org, now, events, signatures)
             results = await self._attempt(attempt, self.node.directory())
-        recorded = await self.node.commits().record(Attempt(entry.id, results, tuple(events)))
+        recorded = await self.node.commits().record(
+            Attempt(entry.id, results, tuple(events), signatures=tuple(signatures))
+        )
         await bounce_newly_failed(self.node, entry, recorded, body, now)
         return recorded
 
@@ -103,17 +116,31 @@ class Outbound:
     async def _send_member(self, attempt: _Try, group: Group) -> dict[str, Reply]:
         decision, recipients, org = group.route, group.recipients, attempt.org
         assert decision.member is not None and decision.certificate is not None  # noqa: S101
+        request = None
+        if attempt.wants_receipt:  # receipts come back to our own gateway (ESS receiptsTo)
+            request = ReceiptRequest(os.urandom(16), (org.organisation.receipt_address,))
         try:
             protected = protect(
                 attempt.body,
                 org.signer,
                 [decision.certificate],
                 now=attempt.now,
-                options=ProtectOptions(cipher=decision.cipher),
+                options=ProtectOptions(cipher=decision.cipher, receipt_request=request),
                 canonical=True,
             )
         except SmimeError as error:
             return _all(recipients, permanent(error.reason, error.detail, "5.6.0"))
+        if request is not None and protected.receipt_basis and protected.signed_data:
+            attempt.signatures.append(
+                NewSignature(
+                    content_identifier=request.content_identifier.hex(),
+                    peer_org=decision.member.org_id,
+                    recipients=tuple(recipients),
+                    signed_data=protected.signed_data,
+                    basis=protected.receipt_basis.to_json(),
+                    window=org.organisation.receipts.window,
+                )
+            )
         endpoint = decision.member.endpoints[0]
         destination = self.node.peer_destination(
             endpoint.host, endpoint.port, decision.member.tls_pins
@@ -137,6 +164,19 @@ class Outbound:
         except RelayError as error:
             log.warning("relay of %s to %s deferred: %s", entry.id, destination.host, error)
             return _all(recipients, temporary(error.reason, error.detail, "Peer unreachable"))
+
+
+def asks_for_receipt(message: bytes) -> bool:
+    """Whether the sender asked for a receipt: ``Disposition-Notification-To:`` (what mail
+    clients set for "request a return receipt", RFC 8098 §2.1) or our own header."""
+    head = message.split(b"\r\n\r\n", 1)[0].lower()
+    return head.startswith(b"disposition-notification-to:") or any(
+        marker in head
+        for marker in (
+            b"\r\ndisposition-notification-to:",
+            b"\r\nx-securemail-receipt: requested",
+        )
+    )
 
 
 def _check_author(body: bytes, org: OrgKeys, kind: str) -> Reply | None:

@@ -20,18 +20,22 @@ import asyncio
 import hashlib
 import logging
 import weakref
+from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography.hazmat.primitives import serialization
 
 from securemail import addresses, marking
+from securemail.directory.model import Member
 from securemail.errors import SecureMailError
+from securemail.evidence import is_receipt_message
 from securemail.node.bounces import send_notice
 from securemail.node.context import Node, OrgKeys
 from securemail.notices import Failed
-from securemail.queue import Attempt, Entry
+from securemail.queue import Attempt, Entry, NewMessage
 from securemail.replies import ok
 from securemail.smime import Unprotected, unprotect
+from securemail.unprotect.receipts import ReceiptRefusedError, issue_receipts, take_receipt
 
 log = logging.getLogger("securemail.unprotect")
 
@@ -43,6 +47,19 @@ class RefusedError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A peer message that passed every check: the marked message to deliver, its
+    idempotency key, the receiving organisation, what was verified, and the evidence."""
+
+    marked: bytes
+    key: str
+    org: OrgKeys
+    unprotected: Unprotected
+    signer: Member
+    evidence: str
 
 
 class Inbound:
@@ -63,16 +80,17 @@ class Inbound:
         body = await self.node.db(self.node.store.body, entry.id)
         local = self.node.orgs.get(entry.org_id)
         if entry.kind == "notice" and entry.client == "local" and local is not None:
-            return await self._deliver(entry, local, body, _key(b"local", body), [])
+            return await self._deliver(entry, local, body, _key(b"local", body), None)
         try:
-            message, key, org, evidence = await asyncio.to_thread(self._open, entry, body, now)
-        except RefusedError as refusal:
-            return await self._quarantine(entry, body, refusal, now)
-        return await self._deliver(entry, org, message, key, [("verified", evidence)])
+            opened = await asyncio.to_thread(self._open, entry, body, now)
+            if self._is_our_receipt(entry, opened):
+                return await self._take_receipt(entry, opened, now)
+        except (RefusedError, ReceiptRefusedError) as refusal:
+            return await self._quarantine(entry, body, refusal.reason, refusal.detail, now)
+        return await self._deliver(entry, opened.org, opened.marked, opened.key, opened)
 
-    def _open(self, entry: Entry, body: bytes, now: datetime) -> tuple[bytes, str, OrgKeys, str]:
-        """Unprotect and check: the marked message, its idempotency key, the receiving org,
-        and the evidence for the history."""
+    def _open(self, entry: Entry, body: bytes, now: datetime) -> Opened:
+        """Unprotect and check: see :class:`Opened`."""
         org = self.node.orgs.get(entry.org_id)
         if org is None:
             raise RefusedError("not-for-us", f"no organisation {entry.org_id} on this node")
@@ -101,15 +119,32 @@ class Inbound:
             signer_name=signer.name,
             from_address=author.address,
             label=None,
-            receipt=None,
+            receipt=None if opened.signature.receipt_request is None else "requested",
         )
         certificate = opened.signature.signer.public_bytes(serialization.Encoding.DER)
-        return (
-            marking.mark_verified(opened.content, verdict),
-            _key(certificate, opened.content),
-            org,
-            _evidence(opened, signer.org_id, author.address),
+        return Opened(
+            marked=marking.mark_verified(opened.content, verdict),
+            key=_key(certificate, opened.content),
+            org=org,
+            unprotected=opened,
+            signer=signer,
+            evidence=_evidence(opened, signer.org_id, author.address),
         )
+
+    def _is_our_receipt(self, entry: Entry, opened: Opened) -> bool:
+        address = opened.org.organisation.receipt_address
+        return entry.recipients[0].address.lower() == address and is_receipt_message(
+            opened.unprotected.content
+        )
+
+    async def _take_receipt(self, entry: Entry, opened: Opened, now: datetime) -> Entry:
+        taken = await take_receipt(self.node, opened.unprotected, now)
+        attempt = Attempt(
+            entry.id,
+            dict.fromkeys(entry.pending(), ok(f"receipt {taken.outcome.value}")),
+            (("verified", opened.evidence), (f"receipt-{taken.outcome.value}", taken.detail)),
+        )
+        return await self.node.commits().record(attempt)
 
     async def _deliver(
         self,
@@ -117,12 +152,13 @@ class Inbound:
         org: OrgKeys,
         message: bytes,
         key: str,
-        events: list[tuple[str, str]],
+        opened: Opened | None,
     ) -> Entry:
         """Deliver to the recipients not yet served with ``key``, and record the outcome.
 
         Copies of one message (a sender retried while we were down) may be in hand at once:
         one lock per key covers the check, the delivery and the commit that remembers it.
+        The receipts owed for what was delivered are queued in that same commit.
         """
         lock = self._delivering.get(key)
         if lock is None:
@@ -135,21 +171,38 @@ class Inbound:
             fresh = [r for r in keys if r not in results]
             if fresh:
                 results.update(await target.deliver(entry.mail_from, fresh, message, key))
-            delivered = [keys[r] for r in fresh if results[r].ok]
-            attempt = Attempt(entry.id, results, tuple(events), tuple(delivered))
+            delivered = [r for r in fresh if results[r].ok]
+            events = [] if opened is None else [("verified", opened.evidence)]
+            follow_up: tuple[NewMessage, ...] = ()
+            if opened is not None:
+                issued = issue_receipts(
+                    self.node,
+                    org,
+                    opened.unprotected,
+                    signer=opened.signer,
+                    delivered=delivered,
+                    now=self.node.clock(),
+                )
+                events += issued.events
+                follow_up = issued.messages
+            attempt = Attempt(
+                entry.id,
+                results,
+                tuple(events),
+                tuple(keys[r] for r in delivered),
+                enqueue=follow_up,
+            )
             return await self.node.commits().record(attempt)
 
     def _seen(self, keys: list[str]) -> set[str]:
         return {k for k in keys if self.node.store.seen(k)}
 
     async def _quarantine(
-        self, entry: Entry, body: bytes, refusal: RefusedError, now: datetime
+        self, entry: Entry, body: bytes, reason: str, detail: str, now: datetime
     ) -> Entry:
-        log.warning("quarantined %s: %s", entry.id, refusal)
-        entry_after = await self.node.db(
-            self.node.store.quarantine, entry.id, refusal.reason, refusal.detail, now
-        )
-        failed = [Failed(r, "5.7.0", refusal.reason, "") for r in entry.pending()]
+        log.warning("quarantined %s: %s: %s", entry.id, reason, detail)
+        entry_after = await self.node.db(self.node.store.quarantine, entry.id, reason, detail, now)
+        failed = [Failed(r, "5.7.0", reason, "") for r in entry.pending()]
         # The notice quotes the outer header only: routing fields and the neutral Subject,
         # never anything that was inside the encryption.
         await send_notice(self.node, entry, failed, body, now, action="failed")

@@ -1,0 +1,238 @@
+"""Signed receipts at the receiving gateway: issue them, and take the ones that come back.
+
+Issuing (RFC 2634 §2, ARCHITECTURE §5 "Receipts"): after a message that asked for a receipt
+was decrypted, verified and durably delivered, one receipt per delivered recipient, signed
+by the receiving organisation, with the JSON evidence, queued back to the receiptsTo address
+in the same transaction that records the delivery (so a crash cannot lose or double it).
+Never for a receipt or a report, never for a copy already delivered, and never to an
+address outside the signer's organisation (a hostile receiptsTo is ignored and logged).
+
+Taking (the sender's side): a receipt message addressed to our receipt address is checked
+against the signature we kept when we sent the original (the same contentIdentifier and
+msgSigDigest), must be signed by the gateway the directory lists for that recipient's
+domain, and then changes the recipient's receipt state once; the original sender gets an
+MDN. Anything else is quarantined with its reason code; the message state is untouched.
+
+Security: receipt messages are untrusted input even after the outer signature verified:
+their parts are parsed strictly (securemail.evidence) and bounded in size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from securemail import notices
+from securemail.directory.model import Member
+from securemail.evidence import (
+    Evidence,
+    EvidenceError,
+    is_receipt_message,
+    mdn,
+    read_receipt_message,
+    receipt_message,
+)
+from securemail.node.context import Node, OrgKeys
+from securemail.queue import Direction, NewMessage, ReceiptOutcome
+from securemail.smime import (
+    ReceiptBasis,
+    SmimeError,
+    Unprotected,
+    clear_sign,
+    make_receipt,
+    verify_receipt,
+)
+
+log = logging.getLogger("securemail.receipts")
+
+
+class ReceiptRefusedError(Exception):
+    """A receipt that is not taken: quarantined with ``reason``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Issued:
+    """Receipt messages to queue with the delivery, and events for the history."""
+
+    messages: tuple[NewMessage, ...]
+    events: tuple[tuple[str, str], ...]
+
+
+def _is_report(content: bytes) -> bool:
+    head = content.split(b"\r\n\r\n", 1)[0].lower()
+    return b"multipart/report" in head or is_receipt_message(content)
+
+
+def issue_receipts(
+    node: Node,
+    org: OrgKeys,
+    opened: Unprotected,
+    *,
+    signer: Member,
+    delivered: Sequence[str],
+    now: datetime,
+) -> Issued:
+    """The receipts owed for ``delivered`` recipients of a verified message."""
+    request = opened.signature.receipt_request
+    if request is None or not delivered or _is_report(opened.content):
+        return Issued((), ())
+    to = request.receipts_to[0]
+    if to.rpartition("@")[2].lower() not in signer.domains:
+        detail = f"receiptsTo {to} is outside {signer.org_id}: no receipt sent"
+        log.warning("%s", detail)
+        return Issued((), (("receipt-refused", f"hostile-receipts-to: {detail}"),))
+    try:
+        receipt = make_receipt(opened.signature, org.signer, now=now)
+    except SmimeError as error:
+        return Issued((), (("receipt-refused", f"{error.reason}: {error.detail}"),))
+    domain = org.organisation.domains[0]
+    messages = tuple(
+        NewMessage(
+            Direction.OUTBOUND,
+            org.organisation.org_id,
+            "",
+            (to,),
+            receipt_message(
+                receipt_der=receipt,
+                evidence=_evidence(
+                    node,
+                    org,
+                    opened,
+                    content_identifier=request.content_identifier,
+                    recipient=rcpt,
+                    now=now,
+                ),
+                sender=f"postmaster@{domain}",
+                to=to,
+                now=now,
+                message_id_domain=domain,
+            ),
+            client="local",
+            kind="notice",
+        )
+        for rcpt in delivered
+    )
+    events = tuple(("receipt-issued", f"for {r} to {to}") for r in delivered)
+    return Issued(messages, events)
+
+
+def _evidence(
+    node: Node,
+    org: OrgKeys,
+    opened: Unprotected,
+    *,
+    content_identifier: bytes,
+    recipient: str,
+    now: datetime,
+) -> Evidence:
+    return Evidence(
+        original_message_id=_message_id(opened.content),
+        content_digest="sha256:" + hashlib.sha256(opened.content).hexdigest(),
+        content_identifier=content_identifier.hex(),
+        recipient=recipient,
+        delivered_at=now,
+        receiving_org=org.organisation.org_id,
+        receiving_gateway=node.config.name,
+    )
+
+
+def _message_id(content: bytes) -> str | None:
+    for line in content.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line[:11].lower() == b"message-id:":
+            return line[11:].strip().decode("ascii", "replace")[:250] or None
+    return None
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What taking a receipt did (the MDN, if any, is already queued)."""
+
+    outcome: ReceiptOutcome
+    detail: str
+
+
+async def take_receipt(node: Node, opened: Unprotected, now: datetime) -> Taken:
+    """Check a receipt message and record it against the signature we sent."""
+    try:
+        receipt_der, evidence = read_receipt_message(opened.content)
+    except EvidenceError as error:
+        raise ReceiptRefusedError(error.reason, error.detail) from None
+    sent = await node.db(node.store.signature, evidence.content_identifier)
+    if sent is None:
+        raise ReceiptRefusedError("receipt-unknown", "no message of ours has that identifier")
+    try:
+        verified = _receipt_signer(node, receipt_der, sent.basis, now)
+    except SmimeError as error:
+        raise ReceiptRefusedError(error.reason, error.detail) from None
+    directory = node.directory()
+    domain = evidence.recipient.rpartition("@")[2]
+    if directory is None or not directory.may_sign_for(verified, domain):
+        detail = f"the receipt's signer is not the gateway the directory lists for {domain}"
+        raise ReceiptRefusedError("receipt-wrong-signer", detail)
+    # The sender's MDN is made first and queued in the receipt's own commit, and only if
+    # this receipt is the one accepted: a crash cannot tell the sender twice or never.
+    follow_up = await _mdn_for_sender(node, sent.entry_id, evidence, now)
+    outcome = await node.db(
+        node.store.accept_receipt,
+        evidence.content_identifier,
+        evidence.recipient,
+        receipt_der,
+        evidence.to_json().decode(),
+        now,
+        enqueue=follow_up,
+    )
+    if outcome is ReceiptOutcome.UNKNOWN:
+        raise ReceiptRefusedError("receipt-unknown", f"{evidence.recipient} was not sent this copy")
+    return Taken(outcome, f"{evidence.recipient}: {outcome.value}")
+
+
+def _receipt_signer(node: Node, receipt_der: bytes, basis: str, now: datetime) -> x509.Certificate:
+    """The receipt's signer, once the receipt is bound to our signature and its chain valid."""
+    verified = verify_receipt(
+        receipt_der, ReceiptBasis.from_json(basis), trust=node.trust(), now=now
+    )
+    return verified.signer
+
+
+async def _mdn_for_sender(
+    node: Node, entry_id: str, evidence: Evidence, now: datetime
+) -> tuple[NewMessage, ...]:
+    original = await node.db(node.store.get, entry_id)
+    if original is None or not original.mail_from:
+        return ()
+    sender_org = node.org_for(original.mail_from)
+    if sender_org is None:
+        return ()
+    body = await node.db(node.store.body, entry_id)
+    domain = sender_org.organisation.domains[0]
+    report = mdn(
+        original_header=notices.original_header(body),
+        reporting_mta=node.config.name,
+        postmaster=f"postmaster@{domain}",
+        to=original.mail_from,
+        evidence=evidence,
+        now=now,
+        message_id_domain=domain,
+    )
+    signed = clear_sign(report, sender_org.signer, now=now)
+    return (
+        NewMessage(
+            Direction.INBOUND,
+            sender_org.organisation.org_id,
+            "",
+            (original.mail_from,),
+            signed,
+            client="local",
+            kind="notice",
+        ),
+    )
