@@ -21,7 +21,7 @@ from securemail.directory.store import DirectoryStore
 from securemail.node.config import NodeConfig
 from securemail.node.context import load_anchors
 from securemail.node.toml_table import parse_duration
-from securemail.queue import Direction, Entry, QueueError, QueueStore, State
+from securemail.queue import Direction, Entry, QueueError, QueueStore, ReceiptState, State
 
 STATES = [s.value for s in State]
 
@@ -134,30 +134,63 @@ def _verb(name: str, help_text: str) -> None:
     def command(config_path: Path, entry_ids: tuple[str, ...]) -> None:
         with _store(config_path) as store:
             for entry_id in entry_ids:
-                if name == "delete":
-                    if not store.delete(entry_id, _now()):
-                        raise click.ClickException(f"no queue entry {entry_id}")
-                else:
-                    getattr(store, name)(entry_id, _now())
+                getattr(store, name)(entry_id, _now())
                 click.echo(f"{entry_id}: {name} done")
 
 
 _verb("hold", "Hold entries: no delivery attempts until released.")
 _verb("release", "Release held entries; they are tried at once.")
 _verb("retry", "Try deferred entries now instead of at their scheduled time.")
-_verb("delete", "Delete entries (and their message) from the queue, for good.")
+
+
+@queue_group.command("delete")
+@CONFIG_OPTION
+@click.argument("entry_ids", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Also delete entries that hold receipt evidence.")
+def delete_command(config_path: Path, entry_ids: tuple[str, ...], force: bool) -> None:
+    """Delete entries (and their message) from the queue, for good.
+
+    An entry whose recipients hold a receipt, or still await one, is evidence: it is kept
+    unless --force is given (export it first with `securemail evidence export`).
+    """
+    with _store(config_path) as store:
+        for entry_id in entry_ids:
+            entry = store.get(entry_id)
+            if entry is None:
+                raise click.ClickException(f"no queue entry {entry_id}")
+            evidence = [r.address for r in entry.recipients if r.receipt_state in _EVIDENCE]
+            if evidence and not force:
+                raise click.ClickException(
+                    f"{entry_id} holds receipt evidence for {', '.join(evidence)}: "
+                    "export it, then delete with --force"
+                )
+            store.delete(entry_id, _now())
+            click.echo(f"{entry_id}: delete done")
+
+
+_EVIDENCE = (ReceiptState.AWAITING, ReceiptState.RECEIPTED)
 
 
 @queue_group.command("purge")
 @CONFIG_OPTION
 @click.option("--older-than", default="7d", show_default=True, help="e.g. 12h, 7d")
 @click.option("--quarantined", is_flag=True, help="Also purge quarantined entries.")
-def purge_command(config_path: Path, older_than: str, quarantined: bool) -> None:
-    """Remove finished (delivered and bounced) entries older than --older-than."""
+@click.option(
+    "--include-evidence",
+    is_flag=True,
+    help="Also purge entries holding receipts (after the records period).",
+)
+def purge_command(
+    config_path: Path, older_than: str, quarantined: bool, include_evidence: bool
+) -> None:
+    """Remove finished (delivered and bounced) entries older than --older-than.
+
+    Entries holding receipt evidence are kept unless --include-evidence is given.
+    """
     age: timedelta = parse_duration(older_than, "--older-than")
     states = [State.DELIVERED, State.BOUNCED] + ([State.QUARANTINED] if quarantined else [])
     with _store(config_path) as store:
-        count = store.purge(states, _now() - age)
+        count = store.purge(states, _now() - age, include_evidence=include_evidence)
     click.echo(f"purged {count} entr{'y' if count == 1 else 'ies'}")
 
 

@@ -10,13 +10,18 @@ with the exact ``openssl cms -verify_receipt`` command.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from cryptography import x509
 
 from securemail.cli.queue import _store
 from securemail.cli.serve import CONFIG_OPTION, read_config
+from securemail.directory.store import DirectoryStore
+from securemail.errors import SecureMailError
 from securemail.evidence import write_bundle
+from securemail.node.config import NodeConfig
 from securemail.node.context import load_anchors
 from securemail.queue import Direction, QueueStore, SentSignature
 
@@ -111,6 +116,7 @@ def export_command(config_path: Path, message_id: str, out: Path) -> None:
     if not receipts:
         raise click.ClickException(f"no receipt has come back for {message_id} yet")
     anchors = load_anchors(config.anchor)
+    crls = _directory_crls(config)
     by_copy = {s.content_identifier: s for s in signatures}
     copies = sorted({cid for cid, *_ in receipts if cid in by_copy})
     for n, cid in enumerate(copies, start=1):
@@ -122,9 +128,22 @@ def export_command(config_path: Path, message_id: str, out: Path) -> None:
             original_signed_data=by_copy[cid].signed_data,
             receipts=[(rcpt, der, ev) for c, rcpt, der, ev in receipts if c == cid],
             anchors=anchors,
+            crls=crls,
         )
         for path in paths:
             click.echo(str(path))
+
+
+def _directory_crls(config: NodeConfig) -> tuple[x509.CertificateRevocationList, ...]:
+    """The CRLs of the last verified directory, so the bundle's command checks revocation."""
+    store = DirectoryStore(
+        config.data_dir / "directory", load_anchors(config.anchor), federation=config.federation
+    )
+    try:
+        stored = store.load(datetime.now(UTC))
+    except (SecureMailError, OSError):
+        return ()
+    return () if stored is None else stored.directory.crls
 
 
 def _gather(
