@@ -147,8 +147,30 @@ async def _outcome(
     failures = []
     for recipient in script.to:
         failures += await _delivered(nodes, script, n, recipient, message_id, timeout)
+    if script.receipt:
+        failures += await _receipted(nodes, script, n, message_id, timeout)
     _trail(nodes, message_id)
     return failures
+
+
+async def _receipted(
+    nodes: dict[str, NodeSetup], script: Script, n: int, message_id: str, timeout: float
+) -> list[str]:
+    """The sender asked for a receipt: the MDN with the receiving gateway's evidence."""
+    mailbox = nodes[script.node].mailbox(script.mail_from)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        for folder in ("new", "cur"):
+            path = mailbox / folder
+            for item in path.iterdir() if path.is_dir() else ():
+                data = item.read_bytes()
+                if b"report-type=disposition-notification" in data and message_id.encode() in data:
+                    _say(f"signed receipt returned and checked; {script.mail_from} got the MDN")
+                    return []
+        await asyncio.sleep(0.1)
+    _say("no signed receipt came back", False)
+    return [f"message {n}: no receipt came back within {timeout:.0f} s"]
 
 
 async def _delivered(

@@ -33,11 +33,13 @@ class Script:
     author: str = ""  # the From: field, when it differs from the envelope sender
     expect: str = "verified"  # "verified": delivered and verified; "refused-at-rcpt"; "bounced"
     signer: str = ""  # the org that must be named as verified signer
+    receipt: bool = False  # ask for a signed delivery receipt ("request a return receipt")
 
     def message(self, n: int, now: datetime) -> bytes:
         author = self.author or self.mail_from
         domain = author.rpartition("@")[2]
-        lines = [
+        lines = [f"Disposition-Notification-To: {author}"] if self.receipt else []
+        lines += [
             f"From: {author}",
             f"To: {', '.join(self.to)}",
             f"Subject: {self.subject}",
@@ -68,6 +70,7 @@ SCRIPTS: Sequence[Script] = (
         ("hemi.walker@securemail.provider.nz",),
         "[IN-CONFIDENCE] Your benefit review",
         signer="agency",
+        receipt=True,
     ),
     Script(
         "the citizen replies to the agency",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +31,7 @@ from securemail.keys.rollover import decryption_identities
 from securemail.node.commits import GroupCommit
 from securemail.node.config import NodeConfig, Organisation
 from securemail.node.reasons import NodeReason
-from securemail.queue import Direction, QueueStore
+from securemail.queue import Direction, NewMessage, QueueStore
 from securemail.relay import Destination, PeerTls, PoolLimits, RelayPool
 from securemail.smime import RecipientIdentity, SignerIdentity, SmimeError, TrustStore
 from securemail.smime.keys import load_certificate, load_certificates, load_private_key
@@ -171,6 +171,11 @@ class Node:
             require_tls=smarthost.require_tls,
             cafile=cafile,
         )
+
+    def notify_about(self, messages: Iterable[NewMessage]) -> None:
+        """Wake the workers that will take ``messages`` (just queued)."""
+        for direction in {m.direction for m in messages}:
+            self.notify(direction)
 
     def notify(self, direction: Direction) -> None:
         """Wake the workers of ``direction`` (something new is queued)."""

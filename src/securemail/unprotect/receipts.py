@@ -191,6 +191,7 @@ async def take_receipt(node: Node, opened: Unprotected, now: datetime) -> Taken:
         now,
         enqueue=follow_up,
     )
+    node.notify_about(follow_up)
     if outcome is ReceiptOutcome.UNKNOWN:
         raise ReceiptRefusedError("receipt-unknown", f"{evidence.recipient} was not sent this copy")
     return Taken(outcome, f"{evidence.recipient}: {outcome.value}")

@@ -192,7 +192,9 @@ class Inbound:
                 tuple(keys[r] for r in delivered),
                 enqueue=follow_up,
             )
-            return await self.node.commits().record(attempt)
+            recorded = await self.node.commits().record(attempt)
+        self.node.notify_about(follow_up)
+        return recorded
 
     def _seen(self, keys: list[str]) -> set[str]:
         return {k for k in keys if self.node.store.seen(k)}
