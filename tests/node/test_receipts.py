@@ -210,3 +210,37 @@ def test_receipt_window_expires_once_when_the_store_is_down(federation: Federati
     asyncio.run(scenario())
     assert len(reports(federation, b"receipt-expired")) == 1
     assert not reports(federation, b"report-type=disposition-notification")
+
+
+def test_failure_from_the_recipients_gateway_is_the_only_outcome(federation: Federation) -> None:
+    """The receiving gateway bounces the recipient: its notice closes the wait, no expiry notice."""
+    set_window(federation, "agency", "3s")
+    store = Recorder(rcpt_replies={"hemi.walker@securemail.provider.nz": "550 5.1.1 No such user"})
+    message = script("hemi.walker@securemail.provider.nz")
+    message_id = Script.message_id(5, "agency.govt.nz")
+
+    async def scenario() -> None:
+        async with serving(store) as port:
+            config = federation.nodes["provider"].config
+            config.write_text(
+                config.read_text().replace(
+                    'kind = "maildir"\npath = "mail"',
+                    f'kind = "smtp"\nhost = "127.0.0.1"\nport = {port}',
+                    1,
+                )
+            )
+            async with running(federation, "agency", "provider"):
+                await submit(
+                    federation.nodes["agency"], message, with_receipt(message.message(5, NOW))
+                )
+                await until(
+                    lambda: reports(federation, b"Undelivered"), "the peer's failure notice"
+                )
+                await asyncio.sleep(6.0)  # two windows: no expiry notice may follow
+
+    asyncio.run(scenario())
+    assert len(reports(federation, b"Undelivered")) == 1
+    assert not reports(federation, b"receipt-expired")
+    assert receipt_states(federation, message_id) == {
+        "hemi.walker@securemail.provider.nz": ReceiptState.EXPIRED
+    }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,7 +39,7 @@ from securemail.evidence import (
     receipt_message,
 )
 from securemail.node.context import Node, OrgKeys
-from securemail.queue import Direction, NewMessage, ReceiptOutcome
+from securemail.queue import Direction, NewMessage, ReceiptOutcome, ReceiptState
 from securemail.smime import (
     ReceiptBasis,
     SmimeError,
@@ -237,3 +238,38 @@ async def _mdn_for_sender(
             kind="notice",
         ),
     )
+
+
+_FINAL = re.compile(rb"^Final-Recipient:\s*rfc822;\s*([^\s;]+)\s*$", re.IGNORECASE | re.MULTILINE)
+_ACTION_FAILED = re.compile(rb"^Action:\s*failed\s*$", re.IGNORECASE | re.MULTILINE)
+_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]{1,250}>)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+async def settle_from_peer_notice(
+    node: Node, opened: Unprotected, signer: Member, now: datetime
+) -> tuple[tuple[str, str], ...]:
+    """A failure notice from a recipient's gateway is that recipient's final outcome.
+
+    The receipt awaited for each failed recipient whose domain the notice's signer owns is
+    closed without a second notice, so the sender hears exactly once: this notice. Only
+    ``Action: failed`` reports count, and only for domains the signer's entry lists.
+    """
+    content = opened.content
+    head = content.split(b"\r\n\r\n", 1)[0].lower()
+    if b"report-type=delivery-status" not in head or not _ACTION_FAILED.search(content):
+        return ()
+    original = _MESSAGE_ID.findall(content.split(b"\r\n\r\n", 1)[1])
+    failed = {
+        r.decode("ascii", "replace").lower()
+        for r in _FINAL.findall(content)
+        if r.rpartition(b"@")[2].decode("ascii", "replace").lower() in signer.domains
+    }
+    if not original or not failed:
+        return ()
+    records = await node.db(node.store.receipt_records, original[-1].decode())
+    events = []
+    for record in records:
+        if record.recipient.lower() in failed and record.state is ReceiptState.AWAITING:
+            await node.db(node.store.expire_receipt, record.entry_id, record.recipient, now)
+            events.append(("receipt-closed", f"{record.recipient}: failed at {signer.org_id}"))
+    return tuple(events)

@@ -29,13 +29,18 @@ from securemail import addresses, marking
 from securemail.directory.model import Member
 from securemail.errors import SecureMailError
 from securemail.evidence import is_receipt_message
-from securemail.node.bounces import send_notice
+from securemail.node.bounces import bounce_newly_failed, send_notice
 from securemail.node.context import Node, OrgKeys
 from securemail.notices import Failed
 from securemail.queue import Attempt, Entry, NewMessage
 from securemail.replies import ok
 from securemail.smime import Unprotected, unprotect
-from securemail.unprotect.receipts import ReceiptRefusedError, issue_receipts, take_receipt
+from securemail.unprotect.receipts import (
+    ReceiptRefusedError,
+    issue_receipts,
+    settle_from_peer_notice,
+    take_receipt,
+)
 
 log = logging.getLogger("securemail.unprotect")
 
@@ -87,7 +92,11 @@ class Inbound:
                 return await self._take_receipt(entry, opened, now)
         except (RefusedError, ReceiptRefusedError) as refusal:
             return await self._quarantine(entry, body, refusal.reason, refusal.detail, now)
-        return await self._deliver(entry, opened.org, opened.marked, opened.key, opened)
+        recorded = await self._deliver(entry, opened.org, opened.marked, opened.key, opened)
+        # A recipient the organisation's store refused for good: the sender's gateway is
+        # told, quoting the outer (routing) header only, never the decrypted message.
+        await bounce_newly_failed(self.node, entry, recorded, body, now)
+        return recorded
 
     def _open(self, entry: Entry, body: bytes, now: datetime) -> Opened:
         """Unprotect and check: see :class:`Opened`."""
@@ -185,6 +194,9 @@ class Inbound:
                 )
                 events += issued.events
                 follow_up = issued.messages
+                events += await settle_from_peer_notice(
+                    self.node, opened.unprotected, opened.signer, self.node.clock()
+                )
             attempt = Attempt(
                 entry.id,
                 results,
