@@ -69,6 +69,10 @@ class Issued:
     events: tuple[tuple[str, str], ...]
 
 
+# A plain addr-spec (RFC 5321 Mailbox, dot-atom local part): the receiptsTo is peer input.
+_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}")
+
+
 def _is_report(content: bytes) -> bool:
     head = content.split(b"\r\n\r\n", 1)[0].lower()
     return b"multipart/report" in head or is_receipt_message(content)
@@ -88,6 +92,9 @@ def issue_receipts(
     if request is None or not delivered or _is_report(opened.content):
         return Issued((), ())
     to = request.receipts_to[0]
+    if not _ADDRESS.fullmatch(to):
+        detail = f"receiptsTo {to!r} is not a plain address: no receipt sent"
+        return Issued((), (("receipt-refused", f"bad-receipts-to: {detail}"),))
     if to.rpartition("@")[2].lower() not in signer.domains:
         detail = f"receiptsTo {to} is outside {signer.org_id}: no receipt sent"
         log.warning("%s", detail)
