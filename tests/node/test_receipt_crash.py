@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosmtplib
-import pytest
 
 from securemail.demo.exchange import Script, head, submit
 from securemail.demo.federation import free_port
@@ -88,14 +87,6 @@ def wait_for(done: Callable[[], bool]) -> None:
         time.sleep(0.5)
 
 
-LOST_250 = (
-    "bug: the receiver suppresses the sender's retried copy (a lost 250) and issues no "
-    "receipt for its new signature, while the receipt for the first copy came while that "
-    "attempt counted as failed: receipt-late, then the window expires (see the lost-250 test)"
-)
-
-
-@pytest.mark.xfail(strict=False, reason=LOST_250)
 def test_kill_9_of_the_receiver_still_receipts_each_message_once(federation: Federation) -> None:
     """SIGKILL of the receiving node mid-stream: each acknowledged message is delivered once,
     receipted once at the sender's gateway, and its sender gets exactly one MDN."""
@@ -179,7 +170,6 @@ def receipt_state(federation: Federation, message_id: str) -> ReceiptState | Non
     return record.state if settled else None
 
 
-@pytest.mark.xfail(strict=True, reason=LOST_250)
 def test_lost_250_still_ends_receipted(federation: Federation) -> None:
     """The receiver queued the first copy but its 250 was lost, and the sender relayed the
     message again: the receipt still settles the recipient, and the sender gets one MDN."""

@@ -337,3 +337,21 @@ def test_a_new_signature_is_checked(
     """A signature needs a hex identifier of 1 to 128 bytes, a recipient and a positive window."""
     with pytest.raises(ValueError):
         NewSignature(identifier, "ministry", to, b"x", "{}", window)
+
+
+def test_a_receipt_for_a_copy_whose_250_was_lost_settles_the_recipient(store: QueueStore) -> None:
+    """The peer delivered a copy but its 250 was lost: its receipt, arriving while we retry,
+    is accepted, and the later 250 for the retried copy does not reopen the wait."""
+    from securemail.replies import temporary  # noqa: PLC0415
+
+    entry_id = store.enqueue(message(BOB), NOW)
+    store.claim(Direction.OUTBOUND, NOW)
+    first = signature(BOB, identifier="0001")
+    lost = {BOB: temporary("protocol-error", "connection lost after DATA")}
+    store.record(entry_id, lost, NOW, signatures=[first])
+    assert store.accept_receipt("0001", BOB, RECEIPT, EVIDENCE, NOW) is ReceiptOutcome.ACCEPTED
+    store.retry(entry_id, NOW)
+    store.claim(Direction.OUTBOUND, NOW)
+    store.record(entry_id, {BOB: ok()}, NOW, signatures=[signature(BOB, identifier="0002")])
+    assert state_of(store, entry_id) is ReceiptState.RECEIPTED
+    assert store.receipts_due(NOW + 2 * WINDOW) == []

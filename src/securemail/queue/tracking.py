@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, select, update
 
 from securemail.queue.model import (
+    Disposition,
     Entry,
     NewSignature,
     QueueError,
@@ -69,10 +70,13 @@ def await_receipts(
     for signature in reversed(sent):  # the first signature naming a recipient decides
         windows |= {address.casefold(): signature.window for address in signature.recipients}
     positions = {r.address.casefold(): (i, r.address) for i, r in enumerate(entry.recipients)}
+    receipted = {
+        r.address.casefold() for r in entry.recipients if r.receipt_state is ReceiptState.RECEIPTED
+    }
     for address, reply in results.items():
         window = windows.get(address.casefold())
-        if not reply.ok or window is None:
-            continue
+        if not reply.ok or window is None or address.casefold() in receipted:
+            continue  # a receipt that came before this 250 (see accept) stays
         position, spelling = positions[address.casefold()]
         values = {"receipt_state": ReceiptState.AWAITING, "receipt_deadline": now + window}
         conn.execute(update(recipients).where(_row(entry.id, position)).values(values))
@@ -120,6 +124,10 @@ def accept(
     if state is ReceiptState.RECEIPTED:
         return ReceiptOutcome.DUPLICATE
     detail = f"content identifier {signature.content_identifier}"
+    if row is not None and state is ReceiptState.NONE and _still_pending(row):
+        # The peer delivered a copy whose 250 we never saw (a lost reply): its genuine
+        # receipt arrives while we still retry. It is the proof; take it (THREATS.md A).
+        state = ReceiptState.AWAITING
     if row is None or state is not ReceiptState.AWAITING:
         why = f"receipt state {state}" if row is not None else "entry no longer queued"
         spelling = row.address if row is not None else recipient
@@ -135,6 +143,10 @@ def accept(
     conn.execute(update(recipients).where(_row(row.entry_id, row.position)).values(values))
     log_event(conn, row.entry_id, "receipted", now, recipient=row.address, detail=detail)
     return ReceiptOutcome.ACCEPTED
+
+
+def _still_pending(row: Row[Any]) -> bool:
+    return bool(row.disposition == Disposition.PENDING)
 
 
 def expire(conn: Connection, entry_id: str, recipient: str, now: datetime) -> bool:
