@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -462,3 +463,20 @@ def test_never_a_receipt_for_a_receipt_or_a_report(
     ]
     assert len(issued) == receipts
     assert len(provider_outbound(federation)) == receipts
+
+
+def test_ordinary_mail_to_the_receipt_address_never_reaches_a_mailbox(
+    federation: Federation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mail to the receipt address that is not a receipt is quarantined, not delivered."""
+    caplog.set_level(logging.WARNING, logger="securemail.unprotect")
+    mail = wrap(federation, letter("hemi.walker@securemail.provider.nz", 41))
+
+    async def scenario() -> Entry:
+        async with running(federation, "agency"):
+            return await send_receipt(federation, mail)
+
+    entry = asyncio.run(scenario())
+    assert_quarantined(entry, "receipt-wrong-kind", caplog)
+    agency_mail = federation.nodes["agency"].mail
+    assert not any(agency_mail.rglob("securemail-receipts*"))

@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives import serialization
 from securemail import addresses, marking
 from securemail.directory.model import Member
 from securemail.errors import SecureMailError
-from securemail.evidence import is_receipt_message
 from securemail.node.bounces import bounce_newly_failed, send_notice
 from securemail.node.context import Node, OrgKeys
 from securemail.notices import Failed
@@ -141,10 +140,14 @@ class Inbound:
         )
 
     def _is_our_receipt(self, entry: Entry, opened: Opened) -> bool:
+        """Mail to our receipt address is a receipt, or nothing: it never reaches a mailbox."""
         address = opened.org.organisation.receipt_address
-        return entry.recipients[0].address.lower() == address and is_receipt_message(
-            opened.unprotected.content
-        )
+        addressed = [r.address for r in entry.recipients if r.address.lower() == address]
+        if not addressed:
+            return False
+        if len(entry.recipients) != 1:
+            raise RefusedError("receipt-malformed", "a receipt goes to the receipt address alone")
+        return True
 
     async def _take_receipt(self, entry: Entry, opened: Opened, now: datetime) -> Entry:
         taken = await take_receipt(self.node, opened.unprotected, now)
