@@ -265,3 +265,16 @@ def test_quarantine_keeps_the_reason_on_the_entry(store: QueueStore) -> None:
     store.claim(Direction.INBOUND, NOW)
     entry = store.quarantine(entry_id, "integrity-failed", "GCM tag mismatch", NOW)
     assert (entry.state, entry.reason) == (State.QUARANTINED, "integrity-failed")
+
+
+def test_a_starting_node_recovers_only_the_entries_it_claimed(store: QueueStore) -> None:
+    """Two nodes share the queue: a restart of one takes back its own work, not the other's."""
+    first = store.enqueue(message(), NOW)
+    second = store.enqueue(message("carol@ministry.govt.nz"), NOW)
+    [mine] = store.claim(Direction.OUTBOUND, NOW, 1, owner="gw-a")
+    [theirs] = store.claim(Direction.OUTBOUND, NOW, 1, owner="gw-b")
+    assert {mine.id, theirs.id} == {first, second}
+    assert store.recover(NOW, owner="gw-a") == 1
+    assert store.get(mine.id).state is State.DEFERRED  # type: ignore[union-attr]
+    assert store.get(theirs.id).state is State.ACTIVE  # type: ignore[union-attr]
+    assert store.recover(NOW) == 1  # the operator's "all", for a node gone for good

@@ -171,6 +171,23 @@ def delete_command(config_path: Path, entry_ids: tuple[str, ...], force: bool) -
 _EVIDENCE = (ReceiptState.AWAITING, ReceiptState.RECEIPTED)
 
 
+@queue_group.command("recover")
+@CONFIG_OPTION
+@click.option("--node", "owner", help="Take back the entries this (dead) node held.")
+@click.option("--all", "every", is_flag=True, help="Take back every active entry.")
+def recover_command(config_path: Path, owner: str | None, every: bool) -> None:
+    """Return entries left active by a node that will not come back to the queue.
+
+    A node does this for its own entries when it starts. Never use --all while other nodes
+    sharing the database are running: their work in hand would be tried twice.
+    """
+    if (owner is None) == (not every):
+        raise click.UsageError("give --node NAME or --all")
+    with _store(config_path) as store:
+        count = store.recover(_now(), owner=owner)
+    click.echo(f"recovered {count} entr{'y' if count == 1 else 'ies'}")
+
+
 @queue_group.command("purge")
 @CONFIG_OPTION
 @click.option("--older-than", default="7d", show_default=True, help="e.g. 12h, 7d")

@@ -103,7 +103,7 @@ async def serve(
 ) -> None:
     """Run the node until ``stop`` is set."""
     node = await open_node(config, clock)
-    recovered = await node.db(node.store.recover, clock())
+    recovered = await node.db(node.store.recover, clock(), owner=config.name)
     if recovered:
         log.warning("%d entries were active at the last stop: back in the queue", recovered)
     admission = Admission(node)

@@ -42,7 +42,9 @@ async def run_worker(
         free = CONCURRENCY - len(running)
         entries = []
         if free > 0:
-            entries = await node.db(node.store.claim, direction, node.clock(), free)
+            entries = await node.db(
+                node.store.claim, direction, node.clock(), free, owner=node.config.name
+            )
         for entry in entries:
             task = asyncio.create_task(_guarded(node, process, entry, slots))
             running.add(task)

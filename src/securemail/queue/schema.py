@@ -90,6 +90,7 @@ messages = Table(
     Column("last_reply", Text),
     Column("reason", String(64)),
     Column("warned", Boolean, nullable=False),
+    Column("claimed_by", String(255)),  # the node holding an ACTIVE entry (0003)
     Index("ix_messages_claim", "direction", "state", "next_attempt_at"),
     Index("ix_messages_state_updated", "state", "updated_at"),
 )

@@ -8,8 +8,8 @@ transaction that selects them (PostgreSQL ``FOR UPDATE SKIP LOCKED``, SQLite ``B
 IMMEDIATE``), so two workers, or two nodes sharing one PostgreSQL database, never try the
 same entry at once. An attempt ends with ``record`` or ``defer`` (see
 :func:`securemail.queue.retry.settle`), or ``quarantine``. Entries a crash left ACTIVE come
-back with ``recover`` at start; with several nodes on one PostgreSQL database only one node,
-chosen by the operator, may run it (it cannot tell a dead node's entries from a live one's).
+back with ``recover`` at start; each claim names its node, so with several nodes on one
+PostgreSQL database a starting node takes back only its own (node names must be unique).
 ``record`` also stores the signatures that requested receipts and enqueues follow-up
 notices in the attempt's transaction; receipts then settle each recipient once (see
 :mod:`securemail.queue.tracking`).
@@ -117,8 +117,14 @@ class QueueStore:
         with self._write("enqueue") as conn:
             return [_insert(conn, new, now) for new in news]
 
-    def claim(self, direction: Direction, now: datetime, limit: int = 16) -> builtins.list[Entry]:
-        """Move up to ``limit`` due entries of ``direction`` to ACTIVE, oldest first."""
+    def claim(
+        self, direction: Direction, now: datetime, limit: int = 16, *, owner: str = ""
+    ) -> builtins.list[Entry]:
+        """Move up to ``limit`` due entries of ``direction`` to ACTIVE, oldest first.
+
+        ``owner`` names the node that claims them (its configured name), so that after a
+        crash that node recovers its own entries and no others (:meth:`recover`).
+        """
         with self._write("claim") as conn:
             due = (
                 select(messages.c.id)
@@ -135,7 +141,7 @@ class QueueStore:
             conn.execute(
                 update(messages)
                 .where(messages.c.id.in_(ids))
-                .values(state=State.ACTIVE, updated_at=now)
+                .values(state=State.ACTIVE, updated_at=now, claimed_by=owner or None)
             )
             return select_entries(conn, messages.c.id.in_(ids), limit)
 
@@ -263,10 +269,18 @@ class QueueStore:
             conn.execute(delete(signatures).where(signatures.c.entry_id.in_(purged)))
             return conn.execute(delete(messages).where(old)).rowcount
 
-    def recover(self, now: datetime) -> int:
-        """At start: entries a crash left ACTIVE become due now. One node only (see above)."""
+    def recover(self, now: datetime, *, owner: str | None = None) -> int:
+        """At start: entries a crash left ACTIVE become due now.
+
+        With ``owner``, only the entries that node claimed (and ones claimed before claims
+        were named): nodes sharing one database then never take back each other's work in
+        hand. Without it, every active entry (an operator's decision, for a node gone for good).
+        """
         with self._write("recover") as conn:
             active = select(messages.c.id).where(messages.c.state == State.ACTIVE)
+            if owner is not None:
+                mine = messages.c.claimed_by == owner
+                active = active.where(mine | messages.c.claimed_by.is_(None))
             ids = builtins.list(conn.scalars(active.with_for_update()))
             if ids:
                 conn.execute(
