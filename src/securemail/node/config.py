@@ -31,6 +31,7 @@ from securemail.node.toml_table import (
     Table,
     parse_duration,
 )
+from securemail.policy.model import NodePolicy, OrgPolicy
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -74,6 +75,7 @@ class Organisation:
     keys: Path
     delivery: Delivery
     receipts: ReceiptPolicy = field(default_factory=ReceiptPolicy)
+    policy: OrgPolicy = field(default_factory=OrgPolicy)
 
     @property
     def receipt_address(self) -> str:
@@ -115,6 +117,7 @@ class NodeConfig:
     max_message_size: int
     max_recipients: int
     retry: Retry
+    node_policy: NodePolicy
     passphrase_env: str | None
     passphrase_file: Path | None
     organisations: tuple[Organisation, ...]
@@ -150,11 +153,12 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
     database = node.text("database", f"sqlite:///{data_dir / 'queue.sqlite'}")
     organisations = _organisations(root, base)
     max_message_size, max_recipients = _limits(root.table("limits"))
+    region = node.text("region", "NZ").upper()
     config = NodeConfig(
         name=node.text("name"),
         data_dir=data_dir,
         database=database,
-        region=node.text("region", "NZ").upper(),
+        region=region,
         federation=federation.text("name"),
         anchor=federation.path("anchor"),
         directory=_directory_location(federation.text("directory"), base),
@@ -168,6 +172,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         max_message_size=max_message_size,
         max_recipients=max_recipients,
         retry=_retry(root.table("retry")),
+        node_policy=NodePolicy(region, node.flag("allow_offshore_labelled", False)),
         **_passphrase(root.table("keys")),
         organisations=organisations,
     )
@@ -278,11 +283,28 @@ def _organisation(table: Table) -> Organisation:
         keys=table.path("keys"),
         delivery=_delivery(delivery),
         receipts=_receipts(table.table("receipts")),
+        policy=_policy(table.table("policy")),
     )
     if not org.domains:
         raise ConfigError(f"{table.where}.domains must list at least one domain")
     table.finish()
     return org
+
+
+def _policy(table: Table | None) -> OrgPolicy:
+    if table is None:
+        return OrgPolicy()
+    try:
+        policy = OrgPolicy(
+            default_label=table.text("default_label", None),
+            secure_from=table.text("secure_from", "IN-CONFIDENCE"),
+            allowed_regions=tuple(r.upper() for r in table.strings("allowed_regions", ["NZ"])),
+            personal_domains=tuple(d.lower() for d in table.strings("personal_domains", [])),
+        )
+    except ValueError as error:
+        raise ConfigError(f"{table.where}: {error}") from None
+    table.finish()
+    return policy
 
 
 def _receipts(table: Table | None) -> ReceiptPolicy:
