@@ -253,3 +253,19 @@ def test_clear_signed_notice_is_readable_and_verifies(pki: Pki) -> None:
         unprotect(
             signed.replace(b"from-not", b"from-yes"), identities=[], trust=pki.trust(), now=NOW
         )
+
+
+def test_outer_marking_mirrors_the_label_on_the_outer_message(pki: Pki, message: bytes) -> None:
+    """The outer message shows the protective marking; the label itself is signed inside."""
+    options = ProtectOptions(
+        label=SecurityLabel("IN-CONFIDENCE"), outer_marking="SEC=IN-CONFIDENCE"
+    )
+    sent = protect(message, pki.agency.signer, [pki.ministry.certificate], now=NOW, options=options)
+    outer = sent.message.split(b"\r\n\r\n", 1)[0]
+    assert b"X-Protective-Marking: SEC=IN-CONFIDENCE" in outer
+    opened = unprotect(
+        sent.message, identities=[pki.ministry.recipient], trust=pki.trust(), now=NOW
+    )
+    assert opened.signature.label == SecurityLabel("IN-CONFIDENCE")
+    with pytest.raises(ValueError, match="one short line"):
+        ProtectOptions(outer_marking="SEC=IN-CONFIDENCE\r\nBcc: x@y")

@@ -51,6 +51,14 @@ class ProtectOptions:
     label: SecurityLabel | None = None
     receipt_request: attributes.ReceiptRequest | None = None
     inner_encoding: Literal["binary", "base64"] = "binary"
+    # The protective marking shown on the outer message (X-Protective-Marking), mirroring the
+    # signed label so mail systems on the way can route and warn by it (profile §Labels).
+    outer_marking: str | None = None
+
+    def __post_init__(self) -> None:
+        marking = self.outer_marking
+        if marking is not None and (len(marking) > 500 or any(ord(c) < 0x20 for c in marking)):
+            raise ValueError("outer marking must be one short line")
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,9 @@ class Unprotected:
     encryption: decrypt.Encryption | None
 
 
-def _outer_header(original_fields: mime.Fields, subject: bytes | None) -> bytes:
+def _outer_header(
+    original_fields: mime.Fields, subject: bytes | None, marking: str | None = None
+) -> bytes:
     lines = [
         f"{name}: ".encode("ascii") + value
         for name, value in original_fields
@@ -84,6 +94,8 @@ def _outer_header(original_fields: mime.Fields, subject: bytes | None) -> bytes:
     ]
     if subject is not None:
         lines.append(b"Subject: " + subject)
+    if marking is not None:
+        lines.append(b"X-Protective-Marking: " + marking.encode("ascii", "replace"))
     lines.append(b"MIME-Version: 1.0")
     return b"".join(line + mime.CRLF for line in lines)
 
@@ -160,7 +172,7 @@ def protect(
     envelope = encrypt.encrypt(inner, recipients, cipher=options.cipher)
     smime_type = "authEnveloped-data" if options.cipher.endswith("gcm") else "enveloped-data"
     outer = (
-        _outer_header(fields, OUTER_SUBJECT)
+        _outer_header(fields, OUTER_SUBJECT, options.outer_marking)
         + mime.entity_header(smime_type)
         + mime.CRLF
         + mime.encode_base64(envelope.join())
