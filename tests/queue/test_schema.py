@@ -23,7 +23,7 @@ def test_migrations_match_the_tables(store: QueueStore, url: str) -> None:
     engine = create_engine(url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
-        assert context.get_current_revision() == "0003"
+        assert context.get_current_revision() == "0004"
         assert compare_metadata(context, metadata) == []
     engine.dispose()
 

@@ -30,7 +30,8 @@ from enum import StrEnum
 from securemail.errors import SecureMailError
 from securemail.replies import Reply
 
-KINDS = ("mail", "notice")
+KINDS = ("mail", "notice", "ordinary")  # ordinary: inbound mail from outside SecureMail
+PRIORITIES = range(10)  # claimed lowest first: SecureMail 0, ordinary mail 1
 MAX_CONTENT_IDENTIFIER_HEX = 256  # RFC 2634 leaves the size open; smime caps it at 128 bytes
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
@@ -92,6 +93,7 @@ class NewMessage:
 
     ``recipients`` is de-duplicated case-insensitively, keeping the first spelling and the
     order; at least one is required. ``mail_from`` is "" for the null sender ``<>``.
+    ``priority`` (0 to 9) orders claims when entries wait: lower first, then oldest first.
     """
 
     direction: Direction
@@ -103,6 +105,7 @@ class NewMessage:
     message_id: str | None = None
     kind: str = "mail"
     auth: str | None = None
+    priority: int = 0
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -117,6 +120,8 @@ class NewMessage:
             raise ValueError("a message needs at least one envelope recipient")
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.priority not in PRIORITIES:
+            raise ValueError(f"priority must be 0 to 9, not {self.priority!r}")
         object.__setattr__(self, "direction", Direction(self.direction))
         object.__setattr__(self, "recipients", tuple(unique))
 
@@ -139,7 +144,8 @@ class Entry:
     """A queued message without its body (read that with ``QueueStore.body``).
 
     ``id`` is URL-safe and sorts by arrival; ``attempts`` counts delivery attempts of the
-    whole entry; ``last_reply``/``reason`` describe the latest attempt's worst outcome.
+    whole entry; ``last_reply``/``reason`` describe the latest attempt's worst outcome;
+    ``priority`` is :attr:`NewMessage.priority`.
     """
 
     id: str
@@ -159,6 +165,7 @@ class Entry:
     reason: str | None
     warned: bool
     recipients: tuple[Recipient, ...]
+    priority: int = 0
 
     def pending(self) -> tuple[str, ...]:
         """The addresses still to be delivered, in envelope order."""

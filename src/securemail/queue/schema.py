@@ -91,6 +91,7 @@ messages = Table(
     Column("reason", String(64)),
     Column("warned", Boolean, nullable=False),
     Column("claimed_by", String(255)),  # the node holding an ACTIVE entry (0003)
+    Column("priority", Integer, nullable=False, server_default="0"),  # claim order (0004)
     Index("ix_messages_claim", "direction", "state", "next_attempt_at"),
     Index("ix_messages_state_updated", "state", "updated_at"),
 )
@@ -152,6 +153,9 @@ delivery_keys = Table(
 
 _HEAD = [c for c in messages.c if c.name not in ("body", "updated_at")]
 ORDER = (messages.c.created_at, messages.c.id)  # oldest first: ids sort by arrival too
+# Workers claim SecureMail traffic (priority 0) ahead of ordinary mail (1) when both wait
+# (issue 7 §4); within a priority, oldest first, so neither starves the other's order.
+CLAIM_ORDER = (messages.c.priority, *ORDER)
 
 
 def message_row(entry_id: str, new: NewMessage, now: datetime) -> dict[str, Any]:
@@ -173,6 +177,7 @@ def message_row(entry_id: str, new: NewMessage, now: datetime) -> dict[str, Any]
         "next_attempt_at": now,
         "attempts": 0,
         "warned": False,
+        "priority": new.priority,
     }
 
 
@@ -259,6 +264,7 @@ def _entry(row: Row[Any], people: tuple[Recipient, ...]) -> Entry:
         reason=row.reason,
         warned=row.warned,
         recipients=people,
+        priority=row.priority,
     )
 
 

@@ -53,7 +53,7 @@ from securemail.queue.model import (
 )
 from securemail.queue.retry import RetryPolicy, settle
 from securemail.queue.schema import (
-    ORDER,
+    CLAIM_ORDER,
     delivery_keys,
     events,
     head,
@@ -120,7 +120,8 @@ class QueueStore:
     def claim(
         self, direction: Direction, now: datetime, limit: int = 16, *, owner: str = ""
     ) -> builtins.list[Entry]:
-        """Move up to ``limit`` due entries of ``direction`` to ACTIVE, oldest first.
+        """Move up to ``limit`` due entries of ``direction`` to ACTIVE: lowest priority
+        value first (SecureMail before ordinary mail), then oldest first.
 
         ``owner`` names the node that claims them (its configured name), so that after a
         crash that node recovers its own entries and no others (:meth:`recover`).
@@ -131,7 +132,7 @@ class QueueStore:
                 .where(messages.c.direction == direction)
                 .where(messages.c.state.in_([State.INCOMING, State.DEFERRED]))
                 .where(messages.c.next_attempt_at <= now)
-                .order_by(*ORDER)
+                .order_by(*CLAIM_ORDER)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
