@@ -1,4 +1,4 @@
-"""The gateway's SMTP front doors: the peer and relay listeners, which only receive.
+"""The gateway's SMTP front doors: the peer, relay and ordinary listeners, which only receive.
 
 A listener checks the SMTP conversation and hands each message to an :class:`Admit`
 (which commits it to the durable queue); it never delivers or relays anything itself.
@@ -6,6 +6,7 @@ A listener checks the SMTP conversation and hands each message to an :class:`Adm
     start_peer_listener(settings, served=, admit=)          peers' gateways, STARTTLS, S/MIME only
     start_relay_listener(settings, networks=, check_recipient=, sender_allowed=, admit=,
                          authenticate=None)                 the organisation's own servers
+    start_ordinary_listener(settings, served=, admit=)      the Internet, optional TLS, any mail
 """
 
 from securemail.receive.envelope import check_envelope_address, domain_of
@@ -16,6 +17,7 @@ from securemail.receive.model import (
     Received,
     ReceiveReason,
 )
+from securemail.receive.ordinary import start_ordinary_listener
 from securemail.receive.peer import start_peer_listener
 from securemail.receive.relay import start_relay_listener
 from securemail.receive.server import Listener
@@ -29,6 +31,7 @@ __all__ = [
     "Received",
     "check_envelope_address",
     "domain_of",
+    "start_ordinary_listener",
     "start_peer_listener",
     "start_relay_listener",
 ]

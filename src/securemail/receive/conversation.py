@@ -1,6 +1,6 @@
 """The checks of one SMTP conversation, as aiosmtpd handler hooks: envelope, limits, DATA.
 
-Each hook runs the checks common to both listeners, then the listener's :class:`Gate`,
+Each hook runs the checks common to every listener, then the listener's :class:`Gate`,
 and answers with the first refusal or accepts the step. At the end of DATA the message is
 normalised (CRLF line ends), checked (hop count, the gate's content rule), given our
 ``Received:`` field and handed to :class:`securemail.receive.model.Admit`, whose reply is
@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -30,7 +30,13 @@ from securemail.receive.message import (
     trace_field,
     with_protocol,
 )
-from securemail.receive.model import Admit, ListenerSettings, Received, ReceiveReason
+from securemail.receive.model import (
+    Admit,
+    ListenerName,
+    ListenerSettings,
+    Received,
+    ReceiveReason,
+)
 from securemail.replies import Reply
 
 log = logging.getLogger("securemail.receive")
@@ -47,7 +53,7 @@ class Client:
 
 
 class Gate(Protocol):
-    """What makes a listener a peer or a relay listener: its policy at each step.
+    """What makes a listener a peer, relay or ordinary listener: its policy at each step.
 
     Contract: the ``refuse_*`` methods are pure and fast; each returns ``None`` to go on,
     or the reply to send (with reason and detail for the log). Addresses given to them
@@ -55,7 +61,7 @@ class Gate(Protocol):
     """
 
     @property
-    def listener(self) -> Literal["peer", "relay"]: ...
+    def listener(self) -> ListenerName: ...
 
     @property
     def requires_tls(self) -> bool:

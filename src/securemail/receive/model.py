@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 from securemail.replies import Reply
 
 MIB = 1024 * 1024
+ListenerName = Literal["peer", "relay", "ordinary"]
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?")
 
 
@@ -78,7 +79,7 @@ class Received:
     our ``Received:`` trace field prepended. ``mail_from`` is "" for the null path ``<>``.
     """
 
-    listener: Literal["peer", "relay"]
+    listener: ListenerName
     client_address: str
     helo: str
     mail_from: str

@@ -21,6 +21,16 @@ from securemail.receive.server import Listener, start_listener
 from securemail.replies import Reply
 
 
+def refuse_unserved(served: Callable[[str], bool], recipient: str) -> Reply | None:
+    """550 5.7.1 unless ``served`` names the recipient's domain: a listener open to the
+    Internet takes mail for this node's domains only, never relays."""
+    domain = domain_of(recipient)
+    if served(domain):
+        return None
+    detail = f"recipient domain {domain} not served here"
+    return Reply(550, "5.7.1", "Relay not permitted", ReceiveReason.RELAY_DENIED, detail)
+
+
 @dataclass(frozen=True)
 class PeerGate:
     """The peer listener's policy; see :class:`securemail.receive.conversation.Gate`."""
@@ -46,11 +56,7 @@ class PeerGate:
         return None
 
     def refuse_recipient(self, mail_from: str, recipient: str) -> Reply | None:
-        domain = domain_of(recipient)
-        if self.served(domain):
-            return None
-        detail = f"recipient domain {domain} not served here"
-        return Reply(550, "5.7.1", "Relay not permitted", ReceiveReason.RELAY_DENIED, detail)
+        return refuse_unserved(self.served, recipient)
 
     def refuse_content(self, header: bytes) -> Reply | None:
         return check_smime_type(header)

@@ -1,9 +1,9 @@
-"""The SMTP session both listeners share: aiosmtpd's protocol, run in the current event loop.
+"""The SMTP session every listener shares: aiosmtpd's protocol, run in the current event loop.
 
 Theory of operation: :func:`start_listener` binds ``loop.create_server`` to a factory of
 :class:`_Session` (an aiosmtpd ``SMTP`` subclass, one per connection). aiosmtpd reads the
 commands and DATA; its handler hooks call :class:`securemail.receive.conversation
-.Conversation`, which applies the checks common to both listeners and then the listener's
+.Conversation`, which applies the checks common to every listener and then the listener's
 :class:`securemail.receive.conversation.Gate`. This module adds what aiosmtpd leaves to
 its user: a cap on concurrent sessions, a gate before the greeting, the path exactly as the
 client wrote it, enhanced status codes on aiosmtpd's own refusals, 421 on idle timeout.
