@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 
 from securemail.marking import (
     TRUST_FIELDS,
+    WARNING,
     Verdict,
+    claims_classification,
+    mark_ordinary,
     mark_unverified,
     mark_verified,
     strip_trust_fields,
@@ -129,6 +132,63 @@ def test_unverified_marking_says_none() -> None:
         'gw.ministry.govt.nz; smime=none reason="not a member"'
     )
     assert str(parsed["X-SecureMail-Status"]) == 'not-verified; reason="not a member"'
+
+
+def test_ordinary_mail_is_marked_not_verified_without_a_warning() -> None:
+    """Mail from outside SecureMail says not-verified; with no label claimed, no warning."""
+    forged = b"X-SecureMail-Warning: none\r\nAuthentication-Results: x; smime=pass\r\n" + MESSAGE
+    marked = mark_ordinary(forged, "gw.agency.govt.nz")
+    parsed = _parse(marked)
+    assert parsed.get_all("Authentication-Results") == [
+        'gw.agency.govt.nz; smime=none reason="not-securemail"'
+    ]
+    assert str(parsed["X-SecureMail-Status"]) == "not-verified; reason=not-securemail"
+    assert parsed["X-SecureMail-Warning"] is None
+    assert marked.endswith(MESSAGE)
+
+
+CLAIMS = {
+    "subject SEC=": b"Subject: [SEC=IN-CONFIDENCE] Budget\r\n",
+    "subject bare label": b"Subject: Re: [IN-CONFIDENCE] Budget\r\n",
+    "subject lower case": b"subject: budget [sec=sensitive]\r\n",
+    "subject folded": b"Subject: Budget\r\n [SEC=RESTRICTED]\r\n",
+    "subject encoded-word": b"Subject: =?utf-8?q?=5BSEC=3DIN-CONFIDENCE=5D_Budget?=\r\n",
+    "header": b"X-Protective-Marking: VER=2018.1, NS=govt.nz, SEC=IN-CONFIDENCE\r\n",
+    "header without SEC": b"X-Protective-Marking: something\r\n",
+}
+
+NO_CLAIMS = {
+    "plain subject": b"Subject: Budget [draft]\r\n",
+    "unclassified subject": b"Subject: [SEC=UNCLASSIFIED] Budget\r\n",
+    "unclassified header": b"X-Protective-Marking: VER=2018.1, NS=govt.nz, SEC=UNCLASSIFIED\r\n",
+    "label in the body only": b"Subject: Budget\r\n\r\n[SEC=IN-CONFIDENCE]\r\n",
+}
+
+
+@pytest.mark.parametrize("field", CLAIMS.values(), ids=CLAIMS.keys())
+def test_a_claimed_classification_gets_the_warning(field: bytes) -> None:
+    """A header or Subject marking on mail from outside adds the NOT SecureMail warning."""
+    message = b"From: someone@example.com\r\n" + field + b"\r\nbody\r\n"
+    assert claims_classification(message)
+    parsed = _parse(mark_ordinary(message, "gw.agency.govt.nz"))
+    assert " ".join(str(parsed["X-SecureMail-Warning"]).split()) == WARNING
+    assert str(parsed["X-SecureMail-Status"]).startswith("not-verified")
+
+
+@pytest.mark.parametrize("field", NO_CLAIMS.values(), ids=NO_CLAIMS.keys())
+def test_no_warning_without_a_claimed_classification(field: bytes) -> None:
+    """UNCLASSIFIED, ordinary brackets and a label in the body claim no protection."""
+    message = b"From: someone@example.com\r\n" + field + b"\r\nbody\r\n"
+    assert not claims_classification(message)
+    assert b"X-SecureMail-Warning" not in mark_ordinary(message, "gw.agency.govt.nz")
+
+
+def test_the_warning_never_rewrites_the_subject_or_body() -> None:
+    """Only header fields are added: the Subject and body stay byte for byte."""
+    message = b"Subject: [IN-CONFIDENCE] Budget\r\n\r\nthe figures\r\n"
+    marked = mark_ordinary(message, "gw.agency.govt.nz")
+    assert marked.endswith(message)
+    assert max(len(line) for line in marked.split(b"\r\n")) <= 78
 
 
 _NAMES = st.sampled_from(

@@ -5,6 +5,8 @@ method (registered by RFC 7281 §3; result "pass", or "none" for mail that did n
 through SecureMail) and our own ``X-SecureMail-Status`` and ``X-SecureMail-Signer`` fields.
 Mail readers and filters downstream trust these fields, so any copy that arrived from
 outside is removed first (RFC 8601 §5: a border MTA removes such fields it did not add).
+Mail that came from outside SecureMail and claims a classification also gets a SEEMail-style
+``X-SecureMail-Warning`` (issue 7 §4): a label in a header proves nothing.
 
 Theory of operation. Only the header block is touched: it is found with the S/MIME layer's
 strict reader (:func:`securemail.smime.mime.split_header`), so the header is CRLF-canonical
@@ -25,7 +27,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from email.header import Header
+from email.errors import HeaderParseError
+from email.header import Header, decode_header, make_header
 
 from securemail.smime import mime
 from securemail.smime.errors import SmimeError
@@ -40,6 +43,19 @@ _ADDRESS = re.compile(r"[!#$%&'*+\-/=?^_`{|}~.0-9A-Za-z]+@[-.0-9A-Za-z]+")  # RF
 _MAX_ID = 255
 _MAX_DISPLAY = 200  # characters of an organisation name shown; longer names are cut
 _LINE = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters
+
+ORDINARY_REASON = "not-securemail"
+WARNING_FIELD = "X-SecureMail-Warning"
+WARNING = "NOT SecureMail: this message claims a classification but did not come through SecureMail"
+_UNCLASSIFIED = "UNCLASSIFIED"  # a marking that claims no protection needs no warning
+# A Subject marking such as "[SEC=IN-CONFIDENCE]" or "[IN-CONFIDENCE]" (NZ PSR email
+# marking); the policy module has the full parser, this only has to notice a claim.
+_SUBJECT_MARKING = re.compile(
+    r"\[\s*(?:SEC\s*=\s*([^\],]*)|(IN-CONFIDENCE|SENSITIVE|RESTRICTED|CONFIDENTIAL"
+    r"|SECRET|TOP\s+SECRET)\s*\])",
+    re.IGNORECASE,
+)
+_SEC_VALUE = re.compile(r"\bSEC\s*=\s*([^,;]*)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,47 @@ def mark_unverified(message: bytes, authserv_id: str, reason: str) -> bytes:
         "X-SecureMail-Status", _separated(["not-verified", f"reason={_value(reason)}"])
     )
     return fields + strip_trust_fields(message)
+
+
+def mark_ordinary(message: bytes, authserv_id: str) -> bytes:
+    """Mark mail that came from outside SecureMail: not verified, and :data:`WARNING` in an
+    ``X-SecureMail-Warning`` field if it claims a classification. Only header fields change."""
+    marked = mark_unverified(message, authserv_id, ORDINARY_REASON)
+    if not claims_classification(message):
+        return marked
+    return _fold(WARNING_FIELD, WARNING.split()) + marked
+
+
+def claims_classification(message: bytes) -> bool:
+    """Whether the header claims a protective marking other than UNCLASSIFIED: any
+    ``X-Protective-Marking`` field, or a Subject marking such as ``[SEC=IN-CONFIDENCE]``."""
+    fields, _ = _header(message)
+    for field in fields:
+        name, _, value = field.partition(b":")
+        name = name.strip().lower()
+        if name == b"x-protective-marking":
+            found = _SEC_VALUE.search(_text(value))
+            if found is None or _claims(found.group(1)):
+                return True
+        elif name == b"subject":
+            marks = _SUBJECT_MARKING.finditer(_text(value))
+            if any(_claims(m.group(1) or m.group(2)) for m in marks):
+                return True
+    return False
+
+
+def _claims(label: str) -> bool:
+    return label.strip().upper() != _UNCLASSIFIED
+
+
+def _text(value: bytes) -> str:
+    """A field's value as a reader shows it: unfolded, RFC 2047 encoded-words decoded (a
+    marking hidden in an encoded-word is still displayed to the recipient)."""
+    text = value.replace(mime.CRLF, b"").decode("utf-8", "replace")
+    try:
+        return str(make_header(decode_header(text)))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        return text
 
 
 def _header(message: bytes) -> tuple[list[bytes], bytes]:
