@@ -3,7 +3,13 @@ accepted mail enters the queue (``250`` only after the queue transaction committ
 
 Security: the relay listener's recipient check is the open-relay guard: a recipient is
 taken only if the routing policy has a way to reach it (a member, or the smarthost the
-operator configured); the peer listener takes only recipients in domains this node serves.
+operator configured); the peer and ordinary listeners take only recipients in domains this
+node serves. Mail from the ordinary listener is queued as kind "ordinary", which the inbound
+service never unprotects or marks verified, and never to a receipt address.
+
+SecureMail traffic is dequeued ahead of ordinary traffic when both wait (issue 7 §4): mail
+from the ordinary listener, and outbound mail whose every recipient goes to the smarthost,
+are queued with priority 1; everything else with 0.
 """
 
 from __future__ import annotations
@@ -11,11 +17,14 @@ from __future__ import annotations
 import logging
 
 from securemail import addresses
+from securemail.evidence import EvidenceReason
 from securemail.node.context import Node
-from securemail.policy.routing import RouteKind, route
+from securemail.policy.routing import Route, RouteKind, route
 from securemail.queue import Direction, NewMessage, QueueError
 from securemail.receive import Received
 from securemail.replies import Reply, ok, temporary
+
+SECUREMAIL, ORDINARY = 0, 1  # queue priorities: lower is claimed first
 
 log = logging.getLogger("securemail.receive")
 
@@ -34,17 +43,19 @@ class Admission:
 
     def check_recipient(self, mail_from: str, recipient: str) -> Reply | None:
         """None if the relay may take ``recipient``; else the refusal (not an open relay)."""
-        org = self._sender_org(mail_from)
-        decision = route(
+        decision = self._route(self._sender_org(mail_from), recipient)
+        if decision.kind is RouteKind.REFUSE:
+            return Reply(550, "5.7.1", "Relay not permitted", decision.reason, decision.explanation)
+        return None
+
+    def _route(self, org_id: str, recipient: str) -> Route:
+        return route(
             recipient.rpartition("@")[2],
-            sender_org=org,
+            sender_org=org_id,
             directory=self.node.directory(),
             smarthost=self.node.config.smarthost is not None,
             now=self.node.clock(),
         )
-        if decision.kind is RouteKind.REFUSE:
-            return Reply(550, "5.7.1", "Relay not permitted", decision.reason, decision.explanation)
-        return None
 
     def _sender_org(self, mail_from: str) -> str:
         org = self.node.config.organisation_for(mail_from.rpartition("@")[2])
@@ -52,21 +63,46 @@ class Admission:
 
     async def admit_outbound(self, received: Received) -> Reply:
         org = self._sender_org(received.mail_from or _author_address(received.body))
-        message = _new(received, Direction.OUTBOUND, org)
+        message = _new(received, Direction.OUTBOUND, org, priority=self._priority(org, received))
         return await self._enqueue([message])
+
+    def _priority(self, org_id: str, received: Received) -> int:
+        """ORDINARY if every recipient leaves through the smarthost, else SECUREMAIL."""
+        kinds = {self._route(org_id, r).kind for r in received.recipients}
+        return ORDINARY if kinds == {RouteKind.SMARTHOST} else SECUREMAIL
 
     async def admit_inbound(self, received: Received) -> Reply:
         """One entry per receiving organisation (a GSP node serves several)."""
+        return await self._enqueue(self._inbound(received, "mail", SECUREMAIL))
+
+    async def admit_ordinary(self, received: Received) -> Reply:
+        """Mail from outside SecureMail: like inbound, as kind "ordinary" with priority 1.
+
+        Refused (550 5.7.1) if it is addressed to a receipt address: receipts come only
+        through SecureMail, and nothing else may reach that mailbox.
+        """
+        if any(self._is_receipt_address(r) for r in received.recipients):
+            detail = "ordinary mail to the receipt address"
+            reason = EvidenceReason.WRONG_KIND
+            return Reply(550, "5.7.1", "Mailbox unavailable", reason, detail)
+        return await self._enqueue(self._inbound(received, "ordinary", ORDINARY))
+
+    def _is_receipt_address(self, address: str) -> bool:
+        org = self.node.config.organisation_for(address.rpartition("@")[2])
+        return org is not None and address.lower() == org.receipt_address
+
+    def _inbound(self, received: Received, kind: str, priority: int) -> list[NewMessage]:
         by_org: dict[str, list[str]] = {}
         for recipient in received.recipients:
             org = self.node.config.organisation_for(recipient.rpartition("@")[2])
             if org is not None:
                 by_org.setdefault(org.org_id, []).append(recipient)
-        messages = [
-            _new(received, Direction.INBOUND, org_id, tuple(recipients))
+        return [
+            _new(
+                received, Direction.INBOUND, org_id, tuple(recipients), kind=kind, priority=priority
+            )
             for org_id, recipients in by_org.items()
         ]
-        return await self._enqueue(messages)
 
     async def _enqueue(self, messages: list[NewMessage]) -> Reply:
         try:
@@ -99,6 +135,9 @@ def _new(
     direction: Direction,
     org_id: str,
     recipients: tuple[str, ...] | None = None,
+    *,
+    kind: str = "mail",
+    priority: int = SECUREMAIL,
 ) -> NewMessage:
     return NewMessage(
         direction=direction,
@@ -108,5 +147,7 @@ def _new(
         body=received.body,
         client=f"{received.listener} {received.client_address}",
         message_id=_message_id(received.body),
+        kind=kind,
         auth=received.auth_user,
+        priority=priority,
     )

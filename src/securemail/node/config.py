@@ -8,6 +8,7 @@ node directory can be moved as a whole.
     [federation]      name, anchor, directory (file path or https URL), refresh
     [peer]            listen, tls_certificate, tls_key            (mail from member gateways)
     [relay]           listen, networks                             (the organisation's own MTAs)
+    [ordinary]        listen             (optional: mail from outside SecureMail, unverified)
     [smarthost]       host, port, require_tls, cafile              (optional: non-members)
     [limits]          max_message_size, max_recipients
     [retry]           schedule, warn_after, max_lifetime
@@ -121,6 +122,7 @@ class NodeConfig:
     passphrase_env: str | None
     passphrase_file: Path | None
     organisations: tuple[Organisation, ...]
+    ordinary: Listen | None = None  # STARTTLS offered with the peer certificate, not required
 
     def organisation_for(self, domain: str) -> Organisation | None:
         domain = domain.lower()
@@ -175,6 +177,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         node_policy=NodePolicy(region, node.flag("allow_offshore_labelled", False)),
         **_passphrase(root.table("keys")),
         organisations=organisations,
+        ordinary=_ordinary(root.table("ordinary")),
     )
     for table in (root, node, federation, peer, relay):
         table.finish()
@@ -210,6 +213,14 @@ def _smarthost(table: Table | None) -> Smarthost | None:
     )
     table.finish()
     return smarthost
+
+
+def _ordinary(table: Table | None) -> Listen | None:
+    if table is None:
+        return None
+    listen = table.listen("listen")
+    table.finish()
+    return listen
 
 
 def _limits(table: Table | None) -> tuple[int, int]:

@@ -1,8 +1,9 @@
-"""Start the node's two SMTP listeners with their TLS settings.
+"""Start the node's SMTP listeners (peer, relay, and ordinary if configured) with their TLS.
 
 Security: the peer listener's TLS key is the node's TLS key (encrypted at rest, opened with
 the node passphrase); TLS 1.2 is the minimum. The relay listener takes only the networks
-the configuration names.
+the configuration names. The ordinary listener offers STARTTLS with the same certificate
+but, as a public MX, does not require it; its mail is never marked verified.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from securemail.node.reasons import NodeReason
 from securemail.receive import (
     Listener,
     ListenerSettings,
+    start_ordinary_listener,
     start_peer_listener,
     start_relay_listener,
 )
@@ -38,13 +40,17 @@ def server_tls(node: Node) -> ssl.SSLContext:
 class Listeners:
     peer: Listener
     relay: Listener
+    ordinary: Listener | None = None
 
     def ports(self) -> tuple[int, int]:
+        """The peer and relay ports (the ordinary port is ``ordinary.port``, if configured)."""
         return self.peer.port, self.relay.port
 
     async def close(self) -> None:
         await self.peer.close()
         await self.relay.close()
+        if self.ordinary is not None:
+            await self.ordinary.close()
 
 
 async def start_listeners(node: Node, admission: Admission) -> Listeners:
@@ -73,4 +79,15 @@ async def start_listeners(node: Node, admission: Admission) -> Listeners:
         sender_allowed=admission.sender_allowed,
         admit=admission.admit_outbound,
     )
-    return Listeners(peer, relay)
+    if config.ordinary is None:
+        return Listeners(peer, relay)
+    try:
+        ordinary = await start_ordinary_listener(
+            settings(config.ordinary.host, config.ordinary.port),
+            served=admission.serves,
+            admit=admission.admit_ordinary,
+        )
+    except BaseException:  # e.g. the port is taken: leave nothing listening
+        await Listeners(peer, relay).close()
+        raise
+    return Listeners(peer, relay, ordinary)

@@ -8,6 +8,10 @@ trust header that came from outside, add our Authentication-Results and status f
 hand the message to the organisation's delivery target. The idempotency key (signer
 certificate + signed content) makes a message re-sent after a lost 250 land once.
 
+Entries of kind "ordinary" (mail from outside SecureMail, see the ordinary listener) are
+never unprotected: they are delivered marked "not verified" (:func:`securemail.marking
+.mark_ordinary`), with a warning when they claim a classification.
+
 Security: every byte of the entry is untrusted. A refusal at any step quarantines the entry
 with the reason code (kept, never delivered, never deleted) and queues a failure notice to
 the sender's gateway; nothing of the decrypted content reaches a mailbox, a notice or the
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +47,8 @@ from securemail.unprotect.receipts import (
 )
 
 log = logging.getLogger("securemail.unprotect")
+
+_OUR_TRACE = re.compile(rb"Received:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
 
 
 class RefusedError(Exception):
@@ -85,6 +92,8 @@ class Inbound:
         local = self.node.orgs.get(entry.org_id)
         if entry.kind == "notice" and entry.client == "local" and local is not None:
             return await self._deliver(entry, local, body, _key(b"local", body), None)
+        if entry.kind == "ordinary":
+            return await self._deliver_ordinary(entry, body, now)
         try:
             opened = await asyncio.to_thread(self._open, entry, body, now)
             if self._is_our_receipt(entry, opened):
@@ -94,6 +103,19 @@ class Inbound:
         recorded = await self._deliver(entry, opened.org, opened.marked, opened.key, opened)
         # A recipient the organisation's store refused for good: the sender's gateway is
         # told, quoting the outer (routing) header only, never the decrypted message.
+        await bounce_newly_failed(self.node, entry, recorded, body, now)
+        return recorded
+
+    async def _deliver_ordinary(self, entry: Entry, body: bytes, now: datetime) -> Entry:
+        """Mail from the ordinary listener: never unprotected, whatever it contains (only the
+        peer listener's mail can be verified), delivered marked not verified by SecureMail."""
+        org = self.node.orgs.get(entry.org_id)
+        if org is None:
+            return await self._quarantine(
+                entry, body, "not-for-us", f"no organisation {entry.org_id} on this node", now
+            )
+        marked = marking.mark_ordinary(body, self.node.config.name)
+        recorded = await self._deliver(entry, org, marked, _key(b"ordinary", _content(body)), None)
         await bounce_newly_failed(self.node, entry, recorded, body, now)
         return recorded
 
@@ -236,6 +258,13 @@ def _author(opened: Unprotected) -> addresses.Mailbox:
 def _evidence(opened: Unprotected, signer_org: str, author: str) -> str:
     cipher = "" if opened.encryption is None else f", {opened.encryption.content_encryption}"
     return f"signed by {signer_org} (chain valid), From {author} owned by the signer{cipher}"
+
+
+def _content(body: bytes) -> bytes:
+    """An admitted message without the ``Received:`` field our listener put first: a copy
+    the sender re-sent after a lost 250 differs only there, and must land once."""
+    ours = _OUR_TRACE.match(body)
+    return body if ours is None else body[ours.end() :]
 
 
 def _key(certificate: bytes, content: bytes) -> str:
