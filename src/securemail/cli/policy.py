@@ -165,7 +165,7 @@ def _describe(
     offshore = ", offshore labelled mail allowed" if node.allow_offshore_labelled else ""
     click.echo(f"organisation {org.org_id} (node region {node.region}{offshore})")
     regions = ", ".join(policy.allowed_regions)
-    click.echo(f"policy       SecureMail only from {policy.secure_from}; regions {regions}")
+    click.echo(f"policy       {policy.secure_from} and above: SecureMail only, to {regions}")
     click.echo(f"label        {_label_text(classified)}")
     if classified.conflict is not None:
         click.echo(f"note         {classified.conflict}")
