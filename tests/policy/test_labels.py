@@ -236,3 +236,17 @@ def test_hostile_markings_never_raise(header: str, subject: str, fold: bool) -> 
         f"Subject: =?utf-8?q?{subject}?= [{subject}]\r\n\r\n"
     ).encode("utf-8", "surrogatepass")
     _check(classify(data, PERSONAL_USE, sender=subject))
+
+
+def test_a_classification_securemail_does_not_carry_is_named_as_unsupported() -> None:
+    """SEC=SECRET is not carried: it is named so the gateway can refuse it, not send it plain."""
+    found = classify(
+        b"From: a@agency.govt.nz\r\nSubject: [SEC=SECRET] plans\r\n\r\nx\r\n",
+        OrgPolicy(),
+        sender="a@agency.govt.nz",
+    )
+    assert (found.label, found.unsupported) == (None, "SECRET")
+    carried = classify(
+        b"Subject: [SEC=SECRET] [IN-CONFIDENCE] x\r\n\r\n", OrgPolicy(), sender="a@b.nz"
+    )
+    assert carried.unsupported is None

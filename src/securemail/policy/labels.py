@@ -57,6 +57,10 @@ class Classified:
     label: SecurityLabel | None  # None: unlabelled
     source: str  # "header" | "subject" | "default" | "personal" | "none"
     conflict: str | None = None  # what disagreed or was ignored, and what applies
+    # A classification word SecureMail does not carry (SECRET, CONFIDENTIAL, a typo) when no
+    # carried one was found: the sending gateway refuses such mail rather than guess (fail
+    # closed: reason "marking-unsupported").
+    unsupported: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,14 @@ def classify(message: bytes, policy: OrgPolicy, *, sender: str) -> Classified:
             notes.append(f"privacy mark {privacy} replaced by {PERSONAL}: personal-use domain")
         privacy, privacy_source = PERSONAL, privacy_source or "personal"
     conflict = "; ".join(notes) or None
+    unknown = [s.word for s in seen if s.word is not None and s.word not in CLASSIFICATIONS]
+    unsupported = (
+        unknown[0] if unknown and not any(s.word in CLASSIFICATIONS for s in seen) else None
+    )
     if word is None and privacy is None:
-        return Classified(None, "none", conflict)
-    return Classified(SecurityLabel(word, privacy), source or privacy_source or "none", conflict)
+        return Classified(None, "none", conflict, unsupported)
+    label = SecurityLabel(word, privacy)
+    return Classified(label, source or privacy_source or "none", conflict, unsupported)
 
 
 def protective_marking(label: SecurityLabel, *, origin: str) -> str:

@@ -28,6 +28,7 @@ from securemail import addresses
 from securemail.directory.model import Directory
 from securemail.node.bounces import bounce_newly_failed
 from securemail.node.context import Node, OrgKeys
+from securemail.policy.labels import Classified, classify, protective_marking
 from securemail.policy.routing import Route, RouteKind, route
 from securemail.protect.groups import Group, group_recipients
 from securemail.queue import Attempt, Entry, NewSignature
@@ -49,6 +50,7 @@ class _Try:
     now: datetime
     events: list[tuple[str, str]] = field(default_factory=list)
     signatures: list[NewSignature] = field(default_factory=list)
+    classified: Classified = field(default_factory=lambda: Classified(None, "none"))
 
     @property
     def wants_receipt(self) -> bool:
@@ -75,7 +77,11 @@ class Outbound:
         if org is None:
             results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
         else:
-            attempt = _Try(entry, body, org, now, events, signatures)
+            sender = entry.mail_from or f"postmaster@{org.organisation.domains[0]}"
+            classified = classify(body, org.organisation.policy, sender=sender)
+            attempt = _Try(entry, body, org, now, events, signatures, classified)
+            if classified.label is not None:
+                events.append(("classified", _classification(classified)))
             results = await self._attempt(attempt, self.node.directory())
         recorded = await self.node.commits().record(
             Attempt(entry.id, results, tuple(events), signatures=tuple(signatures))
@@ -86,8 +92,11 @@ class Outbound:
     async def _attempt(self, attempt: _Try, directory: Directory | None) -> dict[str, Reply]:
         entry, org = attempt.entry, attempt.org
         refusal = _check_author(attempt.body, org, entry.kind)
+        if refusal is None:
+            refusal = _check_label(attempt.classified)
         if refusal is not None:
             return _all(entry.pending(), refusal)
+        label = attempt.classified.label
         groups = group_recipients(
             entry.pending(),
             lambda domain: route(
@@ -96,6 +105,9 @@ class Outbound:
                 directory=directory,
                 smarthost=self.node.config.smarthost is not None,
                 now=attempt.now,
+                label=label,
+                org_policy=org.organisation.policy,
+                node_policy=self.node.config.node_policy,
             ),
         )
         replies = await asyncio.gather(*(self._send_group(attempt, group) for group in groups))
@@ -125,7 +137,7 @@ class Outbound:
                 org.signer,
                 [decision.certificate],
                 now=attempt.now,
-                options=ProtectOptions(cipher=decision.cipher, receipt_request=request),
+                options=self._options(attempt, decision, request),
                 canonical=True,
             )
         except SmimeError as error:
@@ -154,6 +166,18 @@ class Outbound:
         )
         return await self._relay(destination, attempt, recipients, protected.message)
 
+    @staticmethod
+    def _options(attempt: _Try, decision: Route, request: ReceiptRequest | None) -> ProtectOptions:
+        """Sign with the label (ESS securityLabel) and show it on the outer message."""
+        label = attempt.classified.label
+        marking = None
+        if label is not None and label.classification is not None:
+            origin = attempt.entry.mail_from or attempt.org.organisation.receipt_address
+            marking = protective_marking(label, origin=origin)
+        return ProtectOptions(
+            cipher=decision.cipher, receipt_request=request, label=label, outer_marking=marking
+        )
+
     async def _relay(
         self, destination: Destination, attempt: _Try, recipients: Sequence[str], body: bytes
     ) -> dict[str, Reply]:
@@ -177,6 +201,21 @@ def asks_for_receipt(message: bytes) -> bool:
             b"\r\nx-securemail-receipt: requested",
         )
     )
+
+
+def _check_label(classified: Classified) -> Reply | None:
+    """A classification SecureMail does not carry is refused, never sent unlabelled."""
+    if classified.label is None and classified.unsupported is not None:
+        detail = f"the message is marked {classified.unsupported}, which SecureMail does not carry"
+        return permanent("marking-unsupported", detail, "5.7.1", "Classification refused")
+    return None
+
+
+def _classification(classified: Classified) -> str:
+    label = classified.label
+    assert label is not None  # noqa: S101 (called for labelled mail only)
+    note = f"; {classified.conflict}" if classified.conflict else ""
+    return f"{label.marking} (from {classified.source}){note}"[:500]
 
 
 def _check_author(body: bytes, org: OrgKeys, kind: str) -> Reply | None:
