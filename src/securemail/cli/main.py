@@ -10,6 +10,7 @@ from securemail.cli.demo import demo
 from securemail.cli.directory import directory
 from securemail.cli.federation import federation
 from securemail.cli.keys import keys
+from securemail.cli.policy import policy_group
 from securemail.cli.queue import queue_group, status_command
 from securemail.cli.rollover import install_next_command, promote_command, rollover_command
 from securemail.cli.serve import serve_command
@@ -34,6 +35,7 @@ cli.add_command(queue_group)
 cli.add_command(status_command)
 cli.add_command(track_command)
 cli.add_command(evidence_group)
+cli.add_command(policy_group)
 keys.add_command(rollover_command)
 keys.add_command(install_next_command)
 keys.add_command(promote_command)
