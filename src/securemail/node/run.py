@@ -103,6 +103,13 @@ async def serve(
 ) -> None:
     """Run the node until ``stop`` is set."""
     node = await open_node(config, clock)
+    if config.node_policy.region != "NZ":
+        allowed = config.node_policy.allow_offshore_labelled
+        log.warning(
+            "this node declares region %s: labelled mail is %s",
+            config.node_policy.region,
+            "ALLOWED by [node] allow_offshore_labelled" if allowed else "refused (node-offshore)",
+        )
     recovered = await node.db(node.store.recover, clock(), owner=config.name)
     if recovered:
         log.warning("%d entries were active at the last stop: back in the queue", recovered)

@@ -77,17 +77,31 @@ class Outbound:
         if org is None:
             results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
         else:
-            sender = entry.mail_from or f"postmaster@{org.organisation.domains[0]}"
-            classified = classify(body, org.organisation.policy, sender=sender)
+            classified = self._classify(entry, body, org, events)
             attempt = _Try(entry, body, org, now, events, signatures, classified)
-            if classified.label is not None:
-                events.append(("classified", _classification(classified)))
             results = await self._attempt(attempt, self.node.directory())
         recorded = await self.node.commits().record(
             Attempt(entry.id, results, tuple(events), signatures=tuple(signatures))
         )
         await bounce_newly_failed(self.node, entry, recorded, body, now)
         return recorded
+
+    def _classify(
+        self, entry: Entry, body: bytes, org: OrgKeys, events: list[tuple[str, str]]
+    ) -> Classified:
+        """The message's label, with the history events that say where it came from."""
+        sender = entry.mail_from or f"postmaster@{org.organisation.domains[0]}"
+        classified = classify(body, org.organisation.policy, sender=sender)
+        if classified.label is None:
+            return classified
+        events.append(("classified", _classification(classified)))
+        node = self.node.config.node_policy
+        if node.region != "NZ" and org.organisation.policy.requires_securemail(classified.label):
+            allowed = node.allow_offshore_labelled  # the issue asks for it to be logged
+            verdict = "allowed by the operator" if allowed else "refused (node-offshore)"
+            event = "offshore-allowed" if allowed else "offshore-refused"
+            events.append((event, f"node region {node.region}: {verdict}"))
+        return classified
 
     async def _attempt(self, attempt: _Try, directory: Directory | None) -> dict[str, Reply]:
         entry, org = attempt.entry, attempt.org
