@@ -5,7 +5,7 @@ Security: the relay listener's recipient check is the open-relay guard: a recipi
 taken only if the routing policy has a way to reach it (a member, or the smarthost the
 operator configured); the peer and ordinary listeners take only recipients in domains this
 node serves. Mail from the ordinary listener is queued as kind "ordinary", which the inbound
-service never unprotects or marks verified, and never to a receipt address.
+service never unprotects or marks verified; ordinary mail to a receipt address is refused.
 
 SecureMail traffic is dequeued ahead of ordinary traffic when both wait (issue 7 §4): mail
 from the ordinary listener, and outbound mail whose every recipient goes to the smarthost,

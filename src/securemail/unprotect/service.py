@@ -36,6 +36,8 @@ from securemail.errors import SecureMailError
 from securemail.node.bounces import bounce_newly_failed, send_notice
 from securemail.node.context import Node, OrgKeys
 from securemail.notices import Failed
+from securemail.policy.labels import classify
+from securemail.policy.model import OrgPolicy
 from securemail.queue import Attempt, Entry, NewMessage
 from securemail.replies import ok
 from securemail.smime import Unprotected, unprotect
@@ -114,8 +116,8 @@ class Inbound:
             return await self._quarantine(
                 entry, body, "not-for-us", f"no organisation {entry.org_id} on this node", now
             )
-        marked = marking.mark_ordinary(body, self.node.config.name)
-        recorded = await self._deliver(entry, org, marked, _key(b"ordinary", _content(body)), None)
+        marked, key = await asyncio.to_thread(_mark_ordinary, body, self.node.config.name)
+        recorded = await self._deliver(entry, org, marked, key, None)
         await bounce_newly_failed(self.node, entry, recorded, body, now)
         return recorded
 
@@ -148,7 +150,7 @@ class Inbound:
             signer_org=signer.org_id,
             signer_name=signer.name,
             from_address=author.address,
-            label=None,
+            label=_label(opened, author.address),
             receipt=None if opened.signature.receipt_request is None else "requested",
         )
         certificate = opened.signature.signer.public_bytes(serialization.Encoding.DER)
@@ -255,16 +257,32 @@ def _author(opened: Unprotected) -> addresses.Mailbox:
         raise RefusedError(error.reason, error.detail) from None
 
 
+def _label(opened: Unprotected, author: str) -> str | None:
+    """The signed label, as shown on delivery; the signed label wins over the message's own
+    marking, and a disagreement is said (THREATS-style: flagged, never silently trusted)."""
+    signed = opened.signature.label
+    own = classify(opened.content, OrgPolicy(), sender=author).label
+    signed_text = None if signed is None or signed.classification is None else signed.classification
+    own_text = None if own is None else own.classification
+    if signed_text == own_text:
+        return None if signed is None else signed.marking or None  # with a privacy mark
+    if signed_text is None:
+        return f"none signed; the message's own marking {own_text} is not verified"
+    return f"{signed_text} (signed; the message's own marking says {own_text or 'nothing'})"
+
+
 def _evidence(opened: Unprotected, signer_org: str, author: str) -> str:
     cipher = "" if opened.encryption is None else f", {opened.encryption.content_encryption}"
     return f"signed by {signer_org} (chain valid), From {author} owned by the signer{cipher}"
 
 
-def _content(body: bytes) -> bytes:
-    """An admitted message without the ``Received:`` field our listener put first: a copy
-    the sender re-sent after a lost 250 differs only there, and must land once."""
+def _mark_ordinary(body: bytes, authserv_id: str) -> tuple[bytes, str]:
+    """The marked message and its idempotency key: the content without the ``Received:``
+    field our listener put first, since a copy the sender re-sent after a lost 250 differs
+    only there and must land once."""
     ours = _OUR_TRACE.match(body)
-    return body if ours is None else body[ours.end() :]
+    content = body if ours is None else body[ours.end() :]
+    return marking.mark_ordinary(body, authserv_id), _key(b"ordinary", content)
 
 
 def _key(certificate: bytes, content: bytes) -> str:
