@@ -73,7 +73,9 @@ async def _run(config: NodeConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     def ready(ports: Ports) -> None:
-        ports_file(config).write_text(json.dumps({"peer": ports.peer, "relay": ports.relay}))
+        ports_file(config).write_text(
+            json.dumps({"peer": ports.peer, "relay": ports.relay, "ordinary": ports.ordinary})
+        )
         click.echo(
             f"{config.name}: peer listener {config.peer.host}:{ports.peer}, "
             f"relay listener {config.relay.host}:{ports.relay}",

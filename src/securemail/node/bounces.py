@@ -88,7 +88,9 @@ def local_notice(
     action: Literal["failed", "delayed"],
 ) -> list[NewMessage]:
     """The notice about ``entry`` to its sender, ready to queue; none for ``<>`` or a notice."""
-    if entry.kind == "notice" or not entry.mail_from:
+    # Ordinary mail's sender is unverified: a notice could go to a forged address
+    # (backscatter). Its failures are in the queue's history for the operator.
+    if entry.kind in ("notice", "ordinary") or not entry.mail_from:
         log.info("no %s notice for %s: null sender or a notice itself", action, entry.id)
         return []
     org = node.orgs.get(entry.org_id)

@@ -46,6 +46,7 @@ class Ports:
 
     peer: int
     relay: int
+    ordinary: int | None = None
 
 
 async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now) -> Node:
@@ -123,9 +124,15 @@ async def serve(
         asyncio.create_task(run_warnings(node, stop)),
         asyncio.create_task(run_receipt_windows(node, stop)),
     ]
-    log.info("node %s serving; peer port %d, relay port %d", config.name, *listeners.ports())
+    ordinary = None if listeners.ordinary is None else listeners.ordinary.port
+    log.info(
+        "node %s serving; peer port %d, relay port %d, ordinary port %s",
+        config.name,
+        *listeners.ports(),
+        ordinary,
+    )
     if ready is not None:
-        result = ready(Ports(*listeners.ports()))
+        result = ready(Ports(*listeners.ports(), ordinary))
         if result is not None:
             await result
     try:
