@@ -109,21 +109,26 @@ def local_notice(
     return [_notice_message(node, org, entry, notice, now)]
 
 
+def to_own_user(org: OrgKeys, address: str, report: bytes, now: datetime) -> NewMessage:
+    """A report for one of ``org``'s own users, clear-signed, queued for local delivery."""
+    signed = clear_sign(report, org.signer, now=now)
+    return NewMessage(
+        Direction.INBOUND,
+        org.organisation.org_id,
+        "",
+        (address,),
+        signed,
+        client="local",
+        kind="notice",
+    )
+
+
 def _notice_message(
     node: Node, org: OrgKeys, entry: Entry, notice: bytes, now: datetime
 ) -> NewMessage:
     sender_org = node.org_for(entry.mail_from)
     if entry.direction is Direction.OUTBOUND and sender_org is not None:
-        signed = clear_sign(notice, sender_org.signer, now=now)
-        return NewMessage(
-            Direction.INBOUND,
-            sender_org.organisation.org_id,
-            "",
-            (entry.mail_from,),
-            signed,
-            client="local",
-            kind="notice",
-        )
+        return to_own_user(sender_org, entry.mail_from, notice, now)
     return NewMessage(
         Direction.OUTBOUND,
         org.organisation.org_id,

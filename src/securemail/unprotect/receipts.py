@@ -38,13 +38,13 @@ from securemail.evidence import (
     read_receipt_message,
     receipt_message,
 )
+from securemail.node.bounces import to_own_user
 from securemail.node.context import Node, OrgKeys
 from securemail.queue import Direction, NewMessage, ReceiptOutcome, ReceiptState
 from securemail.smime import (
     ReceiptBasis,
     SmimeError,
     Unprotected,
-    clear_sign,
     make_receipt,
     verify_receipt,
 )
@@ -233,18 +233,7 @@ async def _mdn_for_sender(
         now=now,
         message_id_domain=domain,
     )
-    signed = clear_sign(report, sender_org.signer, now=now)
-    return (
-        NewMessage(
-            Direction.INBOUND,
-            sender_org.organisation.org_id,
-            "",
-            (original.mail_from,),
-            signed,
-            client="local",
-            kind="notice",
-        ),
-    )
+    return (to_own_user(sender_org, original.mail_from, report, now),)
 
 
 _FINAL = re.compile(rb"^Final-Recipient:\s*rfc822;\s*([^\s;]+)\s*$", re.IGNORECASE | re.MULTILINE)
