@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securemail.notices import EXPLANATIONS, Failed, failure_notice, original_header
+from securemail.notices import (
+    EXPLANATIONS,
+    Failed,
+    FailureReport,
+    failure_notice,
+    message_id,
+    original_header,
+    read_failure_report,
+)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SECRET = b"The budget figure is 42 million."
@@ -169,3 +177,24 @@ def test_notices_never_contain_a_body_line(
     message = b"".join(h.encode() + line_end for h in header) + line_end
     message += line_end.join(body_lines)
     assert marker.encode() not in _notice(message)
+
+
+def test_failure_report_is_read_back_per_recipient_block() -> None:
+    """Only recipients whose block says failed count; a delayed one in the same report does not."""
+    header = b"From: a@agency.govt.nz\r\nMessage-ID: <m1@agency.govt.nz>\r\n\r\n"
+    failed = Failed("bob@ministry.govt.nz", "5.1.1", "remote-refused", "550 no")
+    report = failure_notice(
+        original_header=header,
+        reporting_mta="gw.ministry.govt.nz",
+        postmaster="postmaster@ministry.govt.nz",
+        to="a@agency.govt.nz",
+        failed=[failed],
+        now=NOW,
+        message_id_domain="ministry.govt.nz",
+    )
+    read = read_failure_report(report)
+    assert read == FailureReport("<m1@agency.govt.nz>", frozenset({"bob@ministry.govt.nz"}))
+    delayed = report.replace(b"Action: failed", b"Action: delayed")
+    assert read_failure_report(delayed) is None
+    assert read_failure_report(b"Subject: hi\r\n\r\nAction: failed\r\n") is None
+    assert message_id(report) is not None and message_id(b"Subject: x\r\n\r\n") is None

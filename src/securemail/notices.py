@@ -192,7 +192,7 @@ def _status_part(
         blocks[0] += f"Arrival-Date: {format_datetime(arrived)}\r\n"
     for entry in failed:
         block = (
-            f"Final-Recipient: {_address_type(entry.recipient)}\r\n"
+            f"Final-Recipient: {address_type(entry.recipient)}\r\n"
             f"Action: {action}\r\nStatus: {entry.status}\r\n"
         )
         if diagnostic := _clean(entry.diagnostic).encode("ascii", "replace").decode("ascii"):
@@ -201,7 +201,7 @@ def _status_part(
     return _entity("message/delivery-status", "\r\n".join(blocks).encode("ascii"))
 
 
-def _address_type(address: str) -> str:
+def address_type(address: str) -> str:
     """RFC 3464 §2.3.2 address: ``rfc822``, or RFC 6533 §3 ``utf-8`` with \\x{..} escapes."""
     if address.isascii():
         return f"rfc822; {address}"
@@ -231,3 +231,43 @@ def _boundary(parts: list[bytes]) -> str:
         boundary = "=_securemail_" + secrets.token_hex(16)
         if not any(boundary.encode("ascii") in part for part in parts):
             return boundary
+
+
+_ACTION_FAILED = re.compile(rb"^Action:\s*failed\s*$", re.IGNORECASE | re.MULTILINE)
+_FINAL = re.compile(rb"^Final-Recipient:\s*rfc822;\s*([^\s;]+)\s*$", re.IGNORECASE | re.MULTILINE)
+_ORIGINAL_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]{1,250}>)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class FailureReport:
+    """What a received failure notice says: the original's Message-ID and who failed."""
+
+    original_message_id: str
+    failed: frozenset[str]  # lower-case addresses whose block says ``Action: failed``
+
+
+def read_failure_report(message: bytes) -> FailureReport | None:
+    """Read a delivery-status report (ours or a peer's); None if it is not one, or says no
+    failure. Tolerant and bounded: it decides nothing by itself (the caller checks who
+    signed it and for which domains)."""
+    head, _, body = message.partition(b"\r\n\r\n")
+    if b"report-type=delivery-status" not in head.lower():
+        return None
+    failed = frozenset(
+        address.decode("ascii", "replace").lower()
+        for block in re.split(rb"\r\n\r\n", body[: 1 << 20])
+        if _ACTION_FAILED.search(block)
+        for address in _FINAL.findall(block)
+    )
+    original = _ORIGINAL_ID.findall(body)
+    if not failed or not original:
+        return None
+    return FailureReport(original[-1].decode("ascii"), failed)
+
+
+def message_id(message: bytes) -> str | None:
+    """The Message-ID of ``message`` as its header says (tolerant scan, at most 250 chars)."""
+    for line in message.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line[:11].lower() == b"message-id:":
+            return line[11:].strip().decode("ascii", "replace")[:250] or None
+    return None

@@ -75,7 +75,7 @@ def test_notification_fields_carry_the_evidence(sent: Exchange) -> None:
     evidence = sent.evidence
     assert fields == {
         "Reporting-UA": "gw1.agency.govt.nz; SecureMail",
-        "Final-Recipient": "rfc822;bob@ministry.govt.nz",
+        "Final-Recipient": "rfc822; bob@ministry.govt.nz",
         "Original-Message-ID": "<test-1@agency.govt.nz>",
         "Disposition": "automatic-action/MDN-sent-automatically; processed",
         "X-SecureMail-Content-Digest": evidence.content_digest,
@@ -114,7 +114,7 @@ def test_crlf_throughout_and_message_id_optional(sent: Exchange) -> None:
 def test_non_ascii_recipient_uses_the_utf8_address_type(sent: Exchange) -> None:
     """An internationalised recipient is written as an RFC 6533 utf-8 address."""
     notice = _mdn(replace(sent.evidence, recipient="b\u00f6b@ministry.govt.nz"))
-    assert b"Final-Recipient: utf-8;b\\x{F6}b@ministry.govt.nz\r\n" in notice
+    assert b"Final-Recipient: utf-8; b\\x{F6}b@ministry.govt.nz\r\n" in notice
 
 
 def test_header_values_cannot_inject_fields(sent: Exchange) -> None:

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from securemail.evidence import Evidence, rfc3339
 from securemail.evidence.message import check_token, entity, frame_parts, message_header
+from securemail.notices import address_type
 from securemail.notices import original_header as header_only
 
 SUBJECT = "SecureMail delivery receipt"
@@ -75,7 +76,7 @@ def _notification(evidence: Evidence, reporting_mta: str) -> bytes:
     """The ``message/disposition-notification`` fields (RFC 8098 §3.1, §3.3 extensions)."""
     fields = [
         f"Reporting-UA: {reporting_mta}; SecureMail",
-        f"Final-Recipient: {_address_type(evidence.recipient)}",
+        f"Final-Recipient: {address_type(evidence.recipient)}",
     ]
     if evidence.original_message_id is not None:
         fields.append(f"Original-Message-ID: {evidence.original_message_id}")
@@ -88,11 +89,3 @@ def _notification(evidence: Evidence, reporting_mta: str) -> bytes:
         f"X-SecureMail-Delivered-At: {rfc3339(evidence.delivered_at)}",
     ]
     return ("\r\n".join(fields) + "\r\n").encode("utf-8")
-
-
-def _address_type(address: str) -> str:
-    """RFC 8098 §3.2.4 address: ``rfc822``, or RFC 6533 §3 ``utf-8`` with \\x{..} escapes."""
-    if address.isascii():
-        return f"rfc822;{address}"
-    escaped = "".join(c if c.isascii() and c != "\\" else f"\\x{{{ord(c):X}}}" for c in address)
-    return f"utf-8;{escaped}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from securemail import addresses
+from securemail import addresses, notices
 from securemail.evidence import EvidenceReason
 from securemail.node.context import Node
 from securemail.policy.routing import Route, RouteKind, route
@@ -122,14 +122,6 @@ def _author_address(body: bytes) -> str:
         return ""
 
 
-def _message_id(body: bytes) -> str | None:
-    head = body.split(b"\r\n\r\n", 1)[0]
-    for line in head.split(b"\r\n"):
-        if line[:11].lower() == b"message-id:":
-            return line[11:].strip().decode("ascii", "replace")[:250] or None
-    return None
-
-
 def _new(
     received: Received,
     direction: Direction,
@@ -146,7 +138,7 @@ def _new(
         recipients=recipients or received.recipients,
         body=received.body,
         client=f"{received.listener} {received.client_address}",
-        message_id=_message_id(received.body),
+        message_id=notices.message_id(received.body),
         kind=kind,
         auth=received.auth_user,
         priority=priority,

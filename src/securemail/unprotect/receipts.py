@@ -144,7 +144,7 @@ def _evidence(
     now: datetime,
 ) -> Evidence:
     return Evidence(
-        original_message_id=_message_id(opened.content),
+        original_message_id=notices.message_id(opened.content),
         content_digest="sha256:" + hashlib.sha256(opened.content).hexdigest(),
         content_identifier=content_identifier.hex(),
         recipient=recipient,
@@ -152,13 +152,6 @@ def _evidence(
         receiving_org=org.organisation.org_id,
         receiving_gateway=node.config.name,
     )
-
-
-def _message_id(content: bytes) -> str | None:
-    for line in content.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
-        if line[:11].lower() == b"message-id:":
-            return line[11:].strip().decode("ascii", "replace")[:250] or None
-    return None
 
 
 @dataclass(frozen=True)
@@ -236,11 +229,6 @@ async def _mdn_for_sender(
     return (to_own_user(sender_org, original.mail_from, report, now),)
 
 
-_FINAL = re.compile(rb"^Final-Recipient:\s*rfc822;\s*([^\s;]+)\s*$", re.IGNORECASE | re.MULTILINE)
-_ACTION_FAILED = re.compile(rb"^Action:\s*failed\s*$", re.IGNORECASE | re.MULTILINE)
-_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]{1,250}>)\s*$", re.IGNORECASE | re.MULTILINE)
-
-
 async def settle_from_peer_notice(
     node: Node, opened: Unprotected, signer: Member, now: datetime
 ) -> tuple[tuple[str, str], ...]:
@@ -250,19 +238,13 @@ async def settle_from_peer_notice(
     closed without a second notice, so the sender hears exactly once: this notice. Only
     ``Action: failed`` reports count, and only for domains the signer's entry lists.
     """
-    content = opened.content
-    head = content.split(b"\r\n\r\n", 1)[0].lower()
-    if b"report-type=delivery-status" not in head or not _ACTION_FAILED.search(content):
+    report = notices.read_failure_report(opened.content)
+    if report is None:
         return ()
-    original = _MESSAGE_ID.findall(content.split(b"\r\n\r\n", 1)[1])
-    failed = {
-        r.decode("ascii", "replace").lower()
-        for r in _FINAL.findall(content)
-        if r.rpartition(b"@")[2].decode("ascii", "replace").lower() in signer.domains
-    }
-    if not original or not failed:
+    failed = {a for a in report.failed if a.rpartition("@")[2] in signer.domains}
+    if not failed:
         return ()
-    records = await node.db(node.store.receipt_records, original[-1].decode())
+    records = await node.db(node.store.receipt_records, report.original_message_id)
     events = []
     for record in records:
         if record.recipient.lower() in failed and record.state is ReceiptState.AWAITING:
