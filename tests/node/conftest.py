@@ -63,6 +63,13 @@ def federation(founded: Federation, tmp_path: Path) -> Federation:
     return Federation(root, nodes)
 
 
+def mailbox_files(path: Path) -> list[bytes]:
+    """Every message in the Maildir at ``path`` (new and cur), as stored."""
+    return [
+        f.read_bytes() for d in ("new", "cur") if (path / d).is_dir() for f in (path / d).iterdir()
+    ]
+
+
 class Running:
     """Nodes started in the test's event loop; stop() one to simulate an outage."""
 

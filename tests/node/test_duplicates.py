@@ -18,14 +18,13 @@ from functools import partial
 
 from securemail.queue import Direction, Entry, NewMessage, QueueStore, State
 from securemail.smime import protect
-from tests.node.conftest import Federation, running
+from tests.node.conftest import Federation, mailbox_files, running
 from tests.node.test_inbound_refusals import (
     AGENCY_USER,
     CITIZEN,
     encryption_certificate,
     entries,
     letter,
-    mailbox_files,
     send_to_peer,
     signer,
     wait_until,

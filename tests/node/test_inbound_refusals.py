@@ -16,7 +16,6 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TypeVar
 
 import aiosmtplib
@@ -28,7 +27,7 @@ from securemail.cli.main import cli
 from securemail.queue import Direction, Entry, QueueStore, State
 from securemail.smime import SignerIdentity, protect, sign_message
 from securemail.smime.keys import load_certificate, load_private_key
-from tests.node.conftest import WAIT, Federation, running
+from tests.node.conftest import WAIT, Federation, mailbox_files, running
 
 NOW = datetime.now(UTC)
 CITIZEN = "hemi.walker@securemail.provider.nz"
@@ -103,12 +102,6 @@ def entries(federation: Federation, node: str, direction: Direction | None = Non
         return list(store.list(direction=direction))
     finally:
         store.close()
-
-
-def mailbox_files(path: Path) -> list[bytes]:
-    return [
-        f.read_bytes() for d in ("new", "cur") if (path / d).is_dir() for f in (path / d).iterdir()
-    ]
 
 
 async def wait_until(probe: Callable[[], T | None], what: str) -> T:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from securemail.demo.exchange import Script, header, submit, wait_for
-from tests.node.conftest import WAIT, Federation, running
+from tests.node.conftest import WAIT, Federation, mailbox_files, running
 from tests.relay.loopback import Recorder, serving
 
 NOW = datetime.now(UTC)
@@ -17,8 +17,7 @@ OUTSIDER = "orders@supplier.example.com"
 
 
 def notices(federation: Federation) -> list[bytes]:
-    box = federation.nodes["agency"].mailbox(SENDER) / "new"
-    return [p.read_bytes() for p in box.iterdir()] if box.is_dir() else []
+    return mailbox_files(federation.nodes["agency"].mailbox(SENDER))
 
 
 def add_to_agency(federation: Federation, text: str) -> None:

@@ -36,13 +36,12 @@ from securemail.queue import (
 from securemail.queue.model import FINAL_STATES
 from securemail.smime import ProtectOptions, ReceiptRequest, make_receipt, protect, receipt_entity
 from securemail.smime.verify import Signature, verify_signed_data
-from tests.node.conftest import Federation, running
+from tests.node.conftest import Federation, mailbox_files, running
 from tests.node.test_inbound_refusals import (
     AGENCY_USER,
     CITIZEN,
     encryption_certificate,
     letter,
-    mailbox_files,
     send_to_peer,
     signer,
     wait_until,

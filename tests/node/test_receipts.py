@@ -16,7 +16,7 @@ from securemail.cli.main import cli
 from securemail.demo.exchange import Script, submit, wait_for
 from securemail.queue import QueueStore, ReceiptState
 from tests.conftest import require_tool
-from tests.node.conftest import WAIT, Federation, running
+from tests.node.conftest import WAIT, Federation, mailbox_files, running
 from tests.relay.loopback import Recorder, serving
 
 NOW = datetime.now(UTC)
@@ -61,14 +61,7 @@ def sender_box(federation: Federation) -> Path:
 
 def reports(federation: Federation, kind: bytes) -> list[bytes]:
     """Messages in the sender's mailbox whose header says ``kind`` (e.g. a report type)."""
-    box = sender_box(federation)
-    found = []
-    for folder in ("new", "cur"):
-        for item in (box / folder).iterdir() if (box / folder).is_dir() else ():
-            data = item.read_bytes()
-            if kind in data:
-                found.append(data)
-    return found
+    return [data for data in mailbox_files(sender_box(federation)) if kind in data]
 
 
 def receipt_states(federation: Federation, message_id: str) -> dict[str, ReceiptState]:
