@@ -57,9 +57,13 @@ def read_passphrase(config: NodeConfig) -> bytes:
     """The key passphrase from the configured file or environment variable."""
     if config.passphrase_file is not None:
         try:
-            return config.passphrase_file.read_bytes().rstrip(b"\r\n")
+            # the first line, as the CLI's --passphrase-file reads it
+            lines = config.passphrase_file.read_bytes().splitlines()
         except OSError as error:
             raise NodeError(NodeReason.KEYS_UNAVAILABLE, f"passphrase file: {error}") from None
+        if not lines or not lines[0]:
+            raise NodeError(NodeReason.KEYS_UNAVAILABLE, "the passphrase file is empty")
+        return lines[0]
     value = os.environ.get(config.passphrase_env or "")
     if not value:
         raise NodeError(
