@@ -1,0 +1,23 @@
+"""Mailbox accounts: logins for SMTP submission, IMAP and the web, and address ownership."""
+
+from securemail.accounts.model import (
+    Account,
+    AccountReason,
+    Authenticator,
+    Denied,
+    Granted,
+    Mailbox,
+    Mailboxes,
+    Service,
+)
+
+__all__ = [
+    "Account",
+    "AccountReason",
+    "Authenticator",
+    "Denied",
+    "Granted",
+    "Mailbox",
+    "Mailboxes",
+    "Service",
+]
