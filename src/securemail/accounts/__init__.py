@@ -2,6 +2,7 @@
 
 from securemail.accounts.model import (
     Account,
+    AccountError,
     AccountReason,
     Authenticator,
     Denied,
@@ -13,6 +14,7 @@ from securemail.accounts.model import (
 
 __all__ = [
     "Account",
+    "AccountError",
     "AccountReason",
     "Authenticator",
     "Denied",

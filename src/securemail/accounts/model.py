@@ -18,6 +18,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Protocol
 
+from securemail.errors import SecureMailError
+
 Method = Literal["password", "app-password", "password+totp"]
 
 
@@ -48,6 +50,14 @@ class AccountReason(StrEnum):
     NO_SUCH_ACCOUNT = "no-such-account"
     ADDRESS_TAKEN = "address-taken"
     BAD_ADDRESS = "bad-address"
+    TOTP_NOT_PENDING = "totp-not-pending"
+    APP_PASSWORD_LIMIT = "app-password-limit"  # noqa: S105 (a reason code)
+    NO_SUCH_APP_PASSWORD = "no-such-app-password"  # noqa: S105 (a reason code)
+    PRIMARY_ADDRESS = "primary-address"
+
+
+class AccountError(SecureMailError[AccountReason]):
+    """An account operation was refused (weak password, address taken, no such account...)."""
 
 
 @dataclass(frozen=True)

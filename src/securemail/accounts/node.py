@@ -1,0 +1,105 @@
+"""Opening a node's accounts: one database, one event log, the three faces services use.
+
+``open_accounts`` connects to the node's database (the queue's: same durability checks),
+brings it to the newest schema with the queue's migration chain, derives the TOTP sealing
+key from the node passphrase and the database's salt, and returns :class:`Accounts`:
+``authenticator`` for SMTP submission, IMAP and the web, ``mailboxes`` for delivery and
+``service`` for the CLI and the web's account pages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from sqlalchemy import Engine
+
+from securemail.accounts.events import AccountEvents
+from securemail.accounts.login import PasswordLogin
+from securemail.accounts.model import Mailbox
+from securemail.accounts.passwords import HASHER, PasswordPolicy
+from securemail.accounts.service import AccountService
+from securemail.accounts.store import AccountStore
+from securemail.accounts.throttle import LoginThrottle, ThrottlePolicy
+from securemail.accounts.totp import SALT_BYTES, SecretSeal
+from securemail.queue.database import connect, upgrade
+
+
+class StoredMailboxes:
+    """Address to mailbox from the account store. See ``model.Mailboxes``."""
+
+    def __init__(self, store: AccountStore) -> None:
+        self._store = store
+
+    def mailbox_for(self, address: str) -> Mailbox | None:
+        return self._store.mailbox_for(address.strip().lower())
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """A node's accounts, open on its database until :meth:`close`."""
+
+    authenticator: PasswordLogin
+    mailboxes: StoredMailboxes
+    service: AccountService
+    engine: Engine
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Accounts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def open_accounts(
+    database_url: str,
+    *,
+    log_path: Path,
+    passphrase: bytes,
+    domains: Iterable[str],
+    clock: Callable[[], datetime] = _utc_now,
+    breached_passwords: Path | None = None,
+    throttle: ThrottlePolicy = ThrottlePolicy(),  # noqa: B008 (frozen, shared safely)
+    hasher: PasswordHasher = HASHER,
+) -> Accounts:
+    """Open the accounts in ``database_url`` (migrating it), logging to ``log_path``.
+
+    ``passphrase`` is the node's key passphrase (it seals TOTP secrets); ``domains`` are
+    the domains whose addresses accounts may have; ``clock`` gives every "now".
+    """
+    engine = connect(database_url)
+    try:
+        upgrade(engine)
+        store = AccountStore(engine)
+        seal = SecretSeal(passphrase, store.salt(os.urandom(SALT_BYTES)))
+    except BaseException:
+        engine.dispose()
+        raise
+    events = AccountEvents(log_path)
+    limiter = LoginThrottle(engine, throttle)
+    return Accounts(
+        authenticator=PasswordLogin(store, limiter, seal, events, clock=clock, hasher=hasher),
+        mailboxes=StoredMailboxes(store),
+        service=AccountService(
+            store,
+            limiter,
+            seal,
+            events,
+            domains=domains,
+            policy=PasswordPolicy(breached_passwords),
+            hasher=hasher,
+            clock=clock,
+        ),
+        engine=engine,
+    )

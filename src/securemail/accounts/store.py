@@ -1,0 +1,282 @@
+"""The account store: accounts, addresses, app passwords and TOTP state in the node's database.
+
+Every public method is one transaction (SQLite ``BEGIN IMMEDIATE`` for writes, so a check
+and the write that depends on it cannot interleave with another process). The store holds
+rows, not rules: the service decides what may change and logs it; the store never reads
+the clock (every change takes ``now``) and never sees a password, only its hash.
+
+Security: names and addresses are untrusted values, stored only through bound parameters;
+a database failure is a QueueError UNAVAILABLE (the database is the queue's).
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, delete, func, select, update
+
+from securemail.accounts.model import Account, AccountError, AccountReason, Mailbox
+from securemail.accounts.schema import (
+    account_addresses,
+    account_settings,
+    account_totp,
+    accounts,
+    app_passwords,
+)
+from securemail.queue.database import insert_new, transaction
+
+_SALT = "totp_salt"
+
+
+@dataclass(frozen=True)
+class AppPassword:
+    """An app password as it is listed: never its hash."""
+
+    id: str
+    label: str
+    created: datetime
+    last_used: datetime | None
+
+
+@dataclass(frozen=True)
+class TotpState:
+    """An account's TOTP secret (sealed) and the last time step a login used."""
+
+    sealed: bytes
+    confirmed: bool
+    last_step: int | None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a login checks: the account, the hash to verify and, for an app password, its id."""
+
+    account: Account | None
+    hash: str | None
+    app_password: str | None
+    totp: TotpState | None
+
+
+class AccountStore:
+    """Account rows in one SQLite file or PostgreSQL database; safe to share between threads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def salt(self, fresh: bytes) -> bytes:
+        """The database's TOTP sealing salt, storing ``fresh`` if it has none yet."""
+        with transaction(self._engine, "salt", write=True) as conn:
+            conn.execute(insert_new(conn, account_settings, name=_SALT, value=fresh.hex()))
+            stored = conn.execute(
+                select(account_settings.c.value).where(account_settings.c.name == _SALT)
+            ).scalar_one()
+        return bytes.fromhex(stored)
+
+    def add(self, name: str, display_name: str, password_hash: str, now: datetime) -> Account:
+        """A new account whose name is its primary address; ADDRESS_TAKEN if any has it."""
+        with transaction(self._engine, "add account", write=True) as conn:
+            if _owner(conn, name) is not None or _row(conn, name) is not None:
+                raise AccountError(AccountReason.ADDRESS_TAKEN, f"{name} is already in use")
+            conn.execute(
+                accounts.insert().values(
+                    name=name,
+                    display_name=display_name,
+                    password_hash=password_hash,
+                    strong_auth_required=False,
+                    disabled=False,
+                    created=now,
+                    password_changed=now,
+                )
+            )
+            conn.execute(
+                account_addresses.insert().values(address=name, account=name, is_primary=True)
+            )
+            return _account(conn, name)
+
+    def get(self, name: str) -> Account | None:
+        with transaction(self._engine, "get account", write=False) as conn:
+            return _account(conn, name) if _row(conn, name) is not None else None
+
+    def list(self) -> builtins.list[Account]:
+        with transaction(self._engine, "list accounts", write=False) as conn:
+            names = conn.execute(select(accounts.c.name).order_by(accounts.c.name)).scalars()
+            return [_account(conn, name) for name in names.all()]
+
+    def mailbox_for(self, address: str) -> Mailbox | None:
+        with transaction(self._engine, "mailbox", write=False) as conn:
+            owner = _owner(conn, address)
+            row = None if owner is None else _row(conn, owner)
+            return None if row is None else Mailbox(row.name, row.name, row.quota)
+
+    def update(self, name: str, **values: Any) -> Account:
+        """Set account columns (password_hash, disabled, quota...); NO_SUCH_ACCOUNT if none."""
+        with transaction(self._engine, "update account", write=True) as conn:
+            _exists(conn, name)
+            conn.execute(update(accounts).where(accounts.c.name == name).values(**values))
+            return _account(conn, name)
+
+    def add_address(self, name: str, address: str) -> Account:
+        with transaction(self._engine, "add alias", write=True) as conn:
+            _exists(conn, name)
+            if _owner(conn, address) is not None or _row(conn, address) is not None:
+                raise AccountError(AccountReason.ADDRESS_TAKEN, f"{address} is already in use")
+            conn.execute(
+                account_addresses.insert().values(address=address, account=name, is_primary=False)
+            )
+            return _account(conn, name)
+
+    def remove_address(self, name: str, address: str) -> Account:
+        with transaction(self._engine, "remove alias", write=True) as conn:
+            _exists(conn, name)
+            if address == name:
+                raise AccountError(AccountReason.PRIMARY_ADDRESS, "the primary address stays")
+            gone = conn.execute(
+                delete(account_addresses).where(
+                    account_addresses.c.address == address, account_addresses.c.account == name
+                )
+            ).rowcount
+            if not gone:
+                raise AccountError(AccountReason.BAD_ADDRESS, f"{name} has no alias {address}")
+            return _account(conn, name)
+
+    def credentials(self, name: str, app_password: str | None) -> Credentials:
+        """The hash a login for ``name`` checks: app password ``app_password``'s, if the
+        account has it, else the account password's (nothing for an unknown name)."""
+        with transaction(self._engine, "credentials", write=False) as conn:
+            row = _row(conn, name)
+            if row is None:
+                return Credentials(None, None, None, None)
+            app_hash = None
+            if app_password is not None:
+                app_hash = conn.execute(
+                    select(app_passwords.c.hash).where(
+                        app_passwords.c.id == app_password, app_passwords.c.account == name
+                    )
+                ).scalar()
+            totp = _totp(conn, name)
+            if app_hash is not None:
+                return Credentials(_account(conn, name), app_hash, app_password, totp)
+            return Credentials(_account(conn, name), row.password_hash, None, totp)
+
+    def totp_begin(self, name: str, sealed: bytes, now: datetime) -> None:
+        """Store a new, unconfirmed secret (replacing an unconfirmed one; not a confirmed one)."""
+        with transaction(self._engine, "totp begin", write=True) as conn:
+            _exists(conn, name)
+            conn.execute(delete(account_totp).where(account_totp.c.account == name))
+            conn.execute(
+                account_totp.insert().values(
+                    account=name, sealed=sealed, confirmed=False, created=now
+                )
+            )
+
+    def totp(self, name: str) -> TotpState | None:
+        with transaction(self._engine, "totp", write=False) as conn:
+            return _totp(conn, name)
+
+    def totp_use(self, name: str, step: int, *, confirm: bool = False) -> bool:
+        """Record ``step`` as used (and the secret as confirmed); False if it is not newer."""
+        with transaction(self._engine, "totp use", write=True) as conn:
+            newer = (account_totp.c.last_step.is_(None)) | (account_totp.c.last_step < step)
+            values: dict[str, Any] = {"last_step": step} | ({"confirmed": True} if confirm else {})
+            done = conn.execute(
+                update(account_totp).where(account_totp.c.account == name, newer).values(**values)
+            )
+            return bool(done.rowcount)
+
+    def totp_remove(self, name: str) -> bool:
+        with transaction(self._engine, "totp remove", write=True) as conn:
+            _exists(conn, name)
+            return bool(
+                conn.execute(delete(account_totp).where(account_totp.c.account == name)).rowcount
+            )
+
+    def app_password_add(self, name: str, row: dict[str, Any], now: datetime, *, cap: int) -> bool:
+        """Store an app password row (id, label, hash); False if its id is taken (draw
+        another). APP_PASSWORD_LIMIT once the account has ``cap`` of them."""
+        with transaction(self._engine, "add app password", write=True) as conn:
+            _exists(conn, name)
+            count = conn.execute(
+                select(func.count()).where(app_passwords.c.account == name)
+            ).scalar_one()
+            if count >= cap:
+                raise AccountError(
+                    AccountReason.APP_PASSWORD_LIMIT, f"{name} has {count} app passwords"
+                )
+            taken = conn.execute(select(app_passwords.c.id).where(app_passwords.c.id == row["id"]))
+            if taken.first() is not None:
+                return False
+            conn.execute(app_passwords.insert().values(account=name, created=now, **row))
+            return True
+
+    def app_passwords(self, name: str) -> builtins.list[AppPassword]:
+        with transaction(self._engine, "list app passwords", write=False) as conn:
+            _exists(conn, name)
+            rows = conn.execute(
+                select(app_passwords)
+                .where(app_passwords.c.account == name)
+                .order_by(app_passwords.c.created, app_passwords.c.id)
+            )
+            return [AppPassword(r.id, r.label, r.created, r.last_used) for r in rows]
+
+    def app_password_revoke(self, name: str, ident: str) -> None:
+        with transaction(self._engine, "revoke app password", write=True) as conn:
+            _exists(conn, name)
+            gone = conn.execute(
+                delete(app_passwords).where(
+                    app_passwords.c.id == ident, app_passwords.c.account == name
+                )
+            ).rowcount
+            if not gone:
+                raise AccountError(
+                    AccountReason.NO_SUCH_APP_PASSWORD, f"{name} has no app password {ident}"
+                )
+
+    def app_password_update(self, ident: str, **values: Any) -> None:
+        """Set an app password's last_used or hash (after a login)."""
+        with transaction(self._engine, "update app password", write=True) as conn:
+            conn.execute(update(app_passwords).where(app_passwords.c.id == ident).values(**values))
+
+
+def _row(conn: Connection, name: str) -> Row[Any] | None:
+    return conn.execute(select(accounts).where(accounts.c.name == name)).first()
+
+
+def _exists(conn: Connection, name: str) -> None:
+    if _row(conn, name) is None:
+        raise AccountError(AccountReason.NO_SUCH_ACCOUNT, f"no account {name}")
+
+
+def _owner(conn: Connection, address: str) -> str | None:
+    query = select(account_addresses.c.account).where(account_addresses.c.address == address)
+    return conn.execute(query).scalar()
+
+
+def _totp(conn: Connection, name: str) -> TotpState | None:
+    row = conn.execute(select(account_totp).where(account_totp.c.account == name)).first()
+    return None if row is None else TotpState(row.sealed, row.confirmed, row.last_step)
+
+
+def _account(conn: Connection, name: str) -> Account:
+    row = _row(conn, name)
+    if row is None:
+        raise AccountError(AccountReason.NO_SUCH_ACCOUNT, f"no account {name}")
+    addresses = conn.execute(
+        select(account_addresses.c.address)
+        .where(account_addresses.c.account == name)
+        .order_by(account_addresses.c.is_primary.desc(), account_addresses.c.address)
+    ).scalars()
+    totp = _totp(conn, name)
+    return Account(
+        name=row.name,
+        addresses=tuple(addresses.all()),
+        display_name=row.display_name,
+        quota=row.quota,
+        strong_auth_required=row.strong_auth_required,
+        totp_enrolled=totp is not None and totp.confirmed,
+        sole_use_acknowledged=row.sole_use_acknowledged,
+        disabled=row.disabled,
+        created=row.created,
+    )
