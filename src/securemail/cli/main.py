@@ -16,6 +16,7 @@ from securemail.cli.rollover import install_next_command, promote_command, rollo
 from securemail.cli.serve import serve_command
 from securemail.cli.smime import smime
 from securemail.cli.track import evidence_group, track_command
+from securemail.cli.user import user_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,6 +37,7 @@ cli.add_command(status_command)
 cli.add_command(track_command)
 cli.add_command(evidence_group)
 cli.add_command(policy_group)
+cli.add_command(user_group)
 keys.add_command(rollover_command)
 keys.add_command(install_next_command)
 keys.add_command(promote_command)
