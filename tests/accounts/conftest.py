@@ -17,7 +17,7 @@ __all__ = ["pg_schema"]
 
 DOMAIN = "mail.example.govt.nz"
 ALICE = f"alice@{DOMAIN}"
-PASSWORD = "correct horse battery staple"  # noqa: S105 (a test password)
+PASSWORD = "correct horse battery staple"
 PASSPHRASE = b"node key passphrase"
 # A cheaper argon2id profile for tests that count failures; the default is tested elsewhere.
 QUICK = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1, type=Type.ID)

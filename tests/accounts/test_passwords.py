@@ -47,7 +47,9 @@ def test_breached_list_of_passwords_or_hibp_sha1(tmp_path: Path) -> None:
     hashed = "another breached long password"
     digest = hashlib.sha1(hashed.encode()).hexdigest().upper()  # noqa: S324 (the HIBP format)
     listing = tmp_path / "breached.txt"
-    listing.write_bytes(f"0000000000000000000000000000000000000000:3\r\n{plain}\n{digest}:42\n".encode())
+    listing.write_bytes(
+        f"0000000000000000000000000000000000000000:3\r\n{plain}\n{digest}:42\n".encode()
+    )
     policy = PasswordPolicy(breached=listing)
     assert "breached" in refusal(policy, plain)
     assert "breached" in refusal(policy, hashed)

@@ -11,8 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine
 
-from securemail.queue import Direction, QueueStore
 from securemail.accounts.schema import metadata as accounts_metadata
+from securemail.queue import Direction, QueueStore
 from securemail.queue.schema import metadata
 from tests.queue.conftest import NOW, message
 

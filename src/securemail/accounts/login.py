@@ -146,7 +146,11 @@ class PasswordLogin:
             totp_check=check,
         )
         # the step is stored only if it is still newer: a concurrent login may have used it
-        if outcome == "password+totp" and step is not None and not self._store.totp_use(keys[0].value, step):
+        if (
+            outcome == "password+totp"
+            and step is not None
+            and not self._store.totp_use(keys[0].value, step)
+        ):
             outcome = AccountReason.TOTP_REPLAYED
         if isinstance(outcome, AccountReason):
             return self._refuse(Denied(outcome), keys, service, source, now)

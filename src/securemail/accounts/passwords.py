@@ -7,7 +7,7 @@ logins at once on few cores; more lanes would only multiply the CPU each login t
 Measured on the development host: ~100 ms per verify. Dovecot (libsodium) verifies these
 hashes with the ``{ARGON2ID}`` scheme, so an external IMAP server can use the same hash.
 
-Policy (SP 800-63B §3.1.1.2, rev. 4 draft figures): 15 to 256 characters, no composition
+Policy (NIST SP 800-63B-4 §3.1.1.2): 15 to 256 characters, no composition
 rules, not the account's name or local part, not in a breached-password list. The list is
 a file of passwords or of upper-case SHA-1 hex digests (with or without the ``:count``
 suffix of the Have I Been Pwned downloads), read as a stream when a password is set, so a
