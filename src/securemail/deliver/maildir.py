@@ -2,12 +2,23 @@
 
 Theory of operation (the Maildir protocol, as qmail's maildir(5) describes it): write the
 message to ``tmp/``, fsync it, hard-link it into ``new/`` and fsync ``new/``; only then is
-it durable and 250 is returned. The file name is derived from the message key and the
-recipient, not from the clock, so a second delivery of the same key finds the file in
-``new/`` (or in ``cur/``, where a mail client moved it with a ``:2,FLAGS`` suffix) and
-writes nothing. ``os.link`` never replaces an existing name, so two concurrent deliveries
-of one key store one file. A message stays in ``new/`` only if it was fully written and
-synced: a failure removes what this delivery made.
+it durable and 250 is returned. A message delivered with IMAP keywords (``$SecureMail`` for
+verified SecureMail) is linked into ``cur/`` instead, named ``<name>,S=<size>:2,<letters>``
+with the letters the mailbox's ``dovecot-keywords`` file gives the keywords (see
+:mod:`securemail.deliver.keywords`), as Dovecot's LDA does for mail stored with flags.
+
+The file name starts with a name derived from the message key and the recipient, not from
+the clock, so a second delivery of the same key finds the file in ``new/`` or ``cur/``
+(whatever flags a client gave it since) and writes nothing. ``os.link`` never replaces an
+existing name, so two concurrent deliveries of one key store one file. A message stays in
+``new/`` or ``cur/`` only if it was fully written and synced: a failure removes what this
+delivery made. ``,S=<size>`` is the stored size, as Dovecot writes it, so the quota scan
+(:mod:`securemail.deliver.quota`) need not stat every file.
+
+With ``accounts`` (the mailbox accounts of a mail service provider), an address is
+delivered to its account's primary mailbox (aliases included), an address no account has
+is 550 5.1.1, and a message that would take the account past its quota is 452 4.2.2
+"Mailbox full": temporary, so the queue keeps it and it goes in once the user makes room.
 
 The stored form is what Postfix's virtual(8) writes: ``Return-Path:`` (RFC 5321 §4.4) and
 ``Delivered-To:`` added on top, LF line ends.
@@ -26,9 +37,14 @@ import errno
 import hashlib
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
+from dataclasses import dataclass
 from pathlib import Path
 
+from securemail.accounts.model import Mailboxes
+from securemail.deliver.durable import fsync_dir
+from securemail.deliver.keywords import keyword_letters
+from securemail.deliver.quota import mailbox_usage
 from securemail.replies import Reply
 
 _STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
@@ -40,8 +56,10 @@ _UNAVAILABLE = "store-unavailable"  # any name without "/" and ":" is a valid Ma
 class MaildirTarget:
     """See :class:`securemail.deliver.target.Target`. Exactly-once per key and recipient.
 
-    With ``create_mailboxes`` False, a recipient needs a mailbox already on disk or an
-    entry in ``mailboxes`` (addresses, compared lower-cased); others get 550 5.1.1.
+    With ``accounts``, mail goes to the mailbox of the account holding the address (see the
+    module doc). Otherwise, with ``create_mailboxes`` False, a recipient needs a mailbox
+    already on disk or an entry in ``mailboxes`` (addresses, compared lower-cased); others
+    get 550 5.1.1.
     """
 
     def __init__(
@@ -50,56 +68,80 @@ class MaildirTarget:
         *,
         create_mailboxes: bool = True,
         mailboxes: frozenset[str] | None = None,
+        accounts: Mailboxes | None = None,
     ) -> None:
         self._root = Path(root)
         self._create = create_mailboxes
         self._mailboxes = None if mailboxes is None else frozenset(m.lower() for m in mailboxes)
+        self._accounts = accounts
 
     async def deliver(
-        self, mail_from: str, recipients: Sequence[str], body: bytes, key: str
+        self,
+        mail_from: str,
+        recipients: Sequence[str],
+        body: bytes,
+        key: str,
+        *,
+        keywords: Set[str] = frozenset(),
     ) -> dict[str, Reply]:
         if not key or any(c not in "0123456789abcdefABCDEF" for c in key):
             raise ValueError("the message key must be hexadecimal")
         wanted = list(dict.fromkeys(recipients))
-        return await asyncio.to_thread(self._deliver_all, mail_from, wanted, body, key.lower())
+        store = _Store(mail_from, body, key.lower(), frozenset(keywords))
+        return await asyncio.to_thread(self._deliver_all, store, wanted)
 
-    def _deliver_all(
-        self, mail_from: str, wanted: list[str], body: bytes, key: str
-    ) -> dict[str, Reply]:
-        return {rcpt: self._deliver_one(mail_from, rcpt, body, key) for rcpt in wanted}
+    def _deliver_all(self, store: _Store, wanted: list[str]) -> dict[str, Reply]:
+        return {rcpt: self._deliver_one(store, rcpt) for rcpt in wanted}
 
-    def _deliver_one(self, mail_from: str, rcpt: str, body: bytes, key: str) -> Reply:
+    def _deliver_one(self, store: _Store, rcpt: str) -> Reply:
+        found = self._mailbox_for(rcpt)
+        if isinstance(found, Reply):
+            return found
+        mailbox, quota = found
+        name = message_name(store.key, rcpt)
+        try:
+            make_mailbox(mailbox)
+            if not stored(mailbox, name):
+                content = _stored_form(store.mail_from, rcpt, store.body)
+                if quota is not None and mailbox_usage(mailbox) + len(content) > quota:
+                    return _mailbox_full(rcpt, quota)
+                letters = keyword_letters(mailbox, store.keywords) if store.keywords else ""
+                self._store(mailbox, name, content, letters)
+        except OSError as error:
+            return _storage_failure(error)
+        return Reply(250, "2.0.0", "Delivered", "", f"{rcpt} {name}")
+
+    def _mailbox_for(self, rcpt: str) -> tuple[Path, int | None] | Reply:
+        """The Maildir ``rcpt`` is delivered to and its quota, or the refusal."""
         mailbox = mailbox_path(self._root, rcpt)
         if mailbox is None:
             return Reply(550, "5.1.3", "Bad mailbox address", "bad-address", repr(rcpt))
         if not self._root.is_dir():  # checked first: an unmounted volume is not "no such user"
-            return Reply(
-                451,
-                "4.3.0",
-                "Mailbox temporarily unavailable",
-                _UNAVAILABLE,
-                f"{self._root} missing",
-            )
-        if not self._known(rcpt, mailbox):
+            detail = f"{self._root} missing"
+            return Reply(451, "4.3.0", "Mailbox temporarily unavailable", _UNAVAILABLE, detail)
+        if self._accounts is None:
+            if not self._known(rcpt, mailbox):
+                return Reply(550, "5.1.1", "No such mailbox", "no-such-mailbox", rcpt)
+            return mailbox, None
+        account = self._accounts.mailbox_for(rcpt)
+        primary = None if account is None else mailbox_path(self._root, account.primary)
+        if account is None or primary is None:
             return Reply(550, "5.1.1", "No such mailbox", "no-such-mailbox", rcpt)
-        name = message_name(key, rcpt)
-        try:
-            _make_mailbox(mailbox)
-            if not stored(mailbox, name):
-                self._store(mailbox, name, _stored_form(mail_from, rcpt, body))
-        except OSError as error:
-            return _storage_failure(error)
-        return Reply(250, "2.0.0", "Delivered", "", f"{rcpt} {name}")
+        return primary, account.quota
 
     def _known(self, rcpt: str, mailbox: Path) -> bool:
         if self._create or (mailbox / "new").is_dir():
             return True
         return self._mailboxes is not None and rcpt.lower() in self._mailboxes
 
-    def _store(self, mailbox: Path, name: str, content: bytes) -> None:
-        """tmp → fsync → link into new → fsync new; on failure nothing stays in new/."""
+    def _store(self, mailbox: Path, name: str, content: bytes, letters: str) -> None:
+        """tmp → fsync → link into new (cur with keywords) → fsync that folder.
+
+        On failure nothing stays in new/ or cur/.
+        """
         tmp = mailbox / "tmp" / f"{name}.{os.getpid()}.{secrets.token_hex(8)}"
-        final = mailbox / "new" / name
+        sized = f"{name},S={len(content)}"
+        final = mailbox / "cur" / f"{sized}:2,{letters}" if letters else mailbox / "new" / sized
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(tmp, flags, 0o600)
@@ -120,6 +162,16 @@ class MaildirTarget:
             view = view[os.write(fd, view) :]
 
 
+@dataclass(frozen=True)
+class _Store:
+    """What one delivery stores, the same for each recipient."""
+
+    mail_from: str
+    body: bytes
+    key: str
+    keywords: frozenset[str]
+
+
 def mailbox_path(root: Path, address: str) -> Path | None:
     """``root/<domain>/<local>`` for ``address`` (lower-cased), or None if unsafe as a path."""
     local, at, domain = address.lower().rpartition("@")
@@ -135,11 +187,12 @@ def message_name(key: str, rcpt: str) -> str:
 
 
 def stored(mailbox: Path, name: str) -> bool:
-    """Whether ``name`` is in ``new/``, or in ``cur/`` under its info suffix (``:2,S``)."""
-    if (mailbox / "new" / name).exists():
-        return True
-    with os.scandir(mailbox / "cur") as entries:
-        return any(e.name == name or e.name.startswith((name + ":", name + ",")) for e in entries)
+    """Whether message ``name`` is in ``new/`` or ``cur/``, under any ``,S=`` or ``:2,`` suffix."""
+    for folder in ("new", "cur"):
+        with os.scandir(mailbox / folder) as entries:
+            if any(e.name == name or e.name.startswith((name + ":", name + ",")) for e in entries):
+                return True
+    return False
 
 
 def _safe_part(part: str, limit: int) -> bool:
@@ -148,13 +201,14 @@ def _safe_part(part: str, limit: int) -> bool:
     return not any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in part)
 
 
-def _make_mailbox(mailbox: Path) -> None:
+def make_mailbox(mailbox: Path) -> None:
+    """Create ``mailbox`` (and its domain folder) with tmp/, new/ and cur/ if missing, 0700."""
     for folder in (mailbox.parent, mailbox, mailbox / "tmp", mailbox / "new", mailbox / "cur"):
         try:
             folder.mkdir(mode=0o700)
         except FileExistsError:
             continue
-        _fsync_dir(folder.parent)  # the new folder's name is durable before mail goes in
+        fsync_dir(folder.parent)  # the new folder's name is durable before mail goes in
 
 
 def _link_new(tmp: Path, final: Path) -> bool:
@@ -168,18 +222,10 @@ def _link_new(tmp: Path, final: Path) -> bool:
 
 def _sync_new(final: Path) -> None:
     try:
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except OSError:
         final.unlink(missing_ok=True)  # not known durable: the retry stores it again
         raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _stored_form(mail_from: str, rcpt: str, body: bytes) -> bytes:
@@ -189,6 +235,11 @@ def _stored_form(mail_from: str, rcpt: str, body: bytes) -> bytes:
 
 def _header_safe(text: str) -> str:
     return "".join(c for c in text if ord(c) >= 32 and ord(c) != 127)
+
+
+def _mailbox_full(rcpt: str, quota: int) -> Reply:
+    detail = f"{rcpt}: the message would take the mailbox past its quota of {quota} octets"
+    return Reply(452, "4.2.2", "Mailbox full", "mailbox-full", detail)
 
 
 def _storage_failure(error: OSError) -> Reply:

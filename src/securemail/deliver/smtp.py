@@ -11,7 +11,9 @@ A store that is down, slow or drops the connection before its final answer yield
 ("downstream-unavailable") for every recipient without a definite answer yet: never an
 exception, never a guess. The message key is not used: an SMTP or LMTP store cannot be
 asked whether it already holds a message, so a retry after a lost answer may store a
-second copy (the store's own duplicate suppression, if any, applies).
+second copy (the store's own duplicate suppression, if any, applies). IMAP keywords are
+ignored: SMTP and LMTP have no way to carry them (the store's own rules may file the mail
+by the ``X-SecureMail-Status`` marking field instead).
 
 Security: the store's replies are untrusted (kept only in ``detail``). With STARTTLS
 configured, nothing of the envelope is sent before TLS is up; bytes the server sent before
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 from securemail.relay.tls import smarthost_context
 from securemail.relay.wire import (
@@ -82,7 +84,13 @@ class SmtpTarget:
         self._helo, self._timeout = helo, timeout
 
     async def deliver(
-        self, mail_from: str, recipients: Sequence[str], body: bytes, key: str
+        self,
+        mail_from: str,
+        recipients: Sequence[str],
+        body: bytes,
+        key: str,
+        *,
+        keywords: Set[str] = frozenset(),
     ) -> dict[str, Reply]:
         wanted = list(dict.fromkeys(recipients))
         final: dict[str, Reply] = {}  # definite answers only, filled as they arrive

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from typing import Protocol
 
 from securemail.replies import Reply
+
+SECUREMAIL_KEYWORD = "$SecureMail"  # IMAP keyword on mail the inbound gateway verified
 
 
 class Target(Protocol):
@@ -20,11 +22,21 @@ class Target(Protocol):
     - 5xx only for a definite refusal: no such mailbox, an address the store cannot hold;
     - ``key`` (hex) identifies this message's content: delivering the same key to the same
       recipient twice stores it once, where the store can tell (so at-least-once callers get
-      exactly-once there). Each implementation says whether it can.
+      exactly-once there). Each implementation says whether it can;
+    - ``keywords`` are IMAP keywords (RFC 3501 §2.3.2) the stored message carries, such as
+      :data:`SECUREMAIL_KEYWORD` for verified SecureMail, so mail clients can filter and
+      sort on them. A store that cannot set keywords ignores them (it says so); the caller
+      passes them only for what deserves them, never for unverified mail.
     """
 
     async def deliver(
-        self, mail_from: str, recipients: Sequence[str], body: bytes, key: str
+        self,
+        mail_from: str,
+        recipients: Sequence[str],
+        body: bytes,
+        key: str,
+        *,
+        keywords: Set[str] = frozenset(),
     ) -> dict[str, Reply]:
         """Store ``body`` for each recipient; see the class contract."""
         ...

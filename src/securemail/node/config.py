@@ -13,6 +13,7 @@ node directory can be moved as a whole.
     [limits]          max_message_size, max_recipients
     [retry]           schedule, warn_after, max_lifetime
     [keys]            passphrase_env | passphrase_file             (key files are encrypted)
+    [imap]            listen, tls_listen, tls_certificate, tls_key (optional: mailboxes)
     [[organisation]]  org_id, domains, keys (folder with keys/ and certs/), [delivery]
 """
 
@@ -46,6 +47,17 @@ class Delivery:
     host: str = "127.0.0.1"
     port: int = 25
     starttls: bool = False
+    accounts: bool = False  # maildir only: deliver by mailbox accounts (aliases, quotas)
+
+
+@dataclass(frozen=True)
+class Imap:
+    """The IMAP server for hosted mailboxes: a STARTTLS port, an implicit-TLS port, or both."""
+
+    listen: Listen | None
+    tls_listen: Listen | None
+    tls_certificate: Path
+    tls_key: Path
 
 
 RECEIPTS_LOCAL_PART = "securemail-receipts"
@@ -123,6 +135,7 @@ class NodeConfig:
     passphrase_file: Path | None
     organisations: tuple[Organisation, ...]
     ordinary: Listen | None = None  # STARTTLS offered with the peer certificate, not required
+    imap: Imap | None = None
 
     def organisation_for(self, domain: str) -> Organisation | None:
         domain = domain.lower()
@@ -151,6 +164,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
     federation = _required(root, "federation")
     peer = _required(root, "peer")
     relay = _required(root, "relay")
+    tls_certificate, tls_key = peer.path("tls_certificate"), peer.path("tls_key")
     data_dir = node.path("data_dir", ".")
     database = node.text("database", f"sqlite:///{data_dir / 'queue.sqlite'}")
     organisations = _organisations(root, base)
@@ -166,8 +180,8 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         directory=_directory_location(federation.text("directory"), base),
         refresh=federation.duration("refresh", "5m"),
         peer=peer.listen("listen"),
-        tls_certificate=peer.path("tls_certificate"),
-        tls_key=peer.path("tls_key"),
+        tls_certificate=tls_certificate,
+        tls_key=tls_key,
         relay=relay.listen("listen"),
         relay_networks=_networks(relay.strings("networks", ["127.0.0.0/8", "::1/128"])),
         smarthost=_smarthost(root.table("smarthost")),
@@ -178,6 +192,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         **_passphrase(root.table("keys")),
         organisations=organisations,
         ordinary=_ordinary(root.table("ordinary")),
+        imap=_imap(root.table("imap"), tls_certificate, tls_key),
     )
     for table in (root, node, federation, peer, relay):
         table.finish()
@@ -221,6 +236,24 @@ def _ordinary(table: Table | None) -> Listen | None:
     listen = table.listen("listen")
     table.finish()
     return listen
+
+
+def _imap(table: Table | None, certificate: Path, key: Path) -> Imap | None:
+    """[imap]: at least one listener; the TLS pair defaults to the node's (the peer's)."""
+    if table is None:
+        return None
+    imap = Imap(
+        listen=table.listen("listen") if "listen" in table.data else None,
+        tls_listen=table.listen("tls_listen") if "tls_listen" in table.data else None,
+        tls_certificate=table.path("tls_certificate", None) or certificate,
+        tls_key=table.path("tls_key", None) or key,
+    )
+    if imap.listen is None and imap.tls_listen is None:
+        raise ConfigError("[imap] needs listen (STARTTLS) or tls_listen (implicit TLS), or both")
+    if ("tls_certificate" in table.data) != ("tls_key" in table.data):
+        raise ConfigError("imap.tls_certificate and imap.tls_key go together")
+    table.finish()
+    return imap
 
 
 def _limits(table: Table | None) -> tuple[int, int]:
@@ -332,7 +365,9 @@ def _receipts(table: Table | None) -> ReceiptPolicy:
 def _delivery(table: Table) -> Delivery:
     kind = table.text("kind")
     if kind == "maildir":
-        delivery = Delivery("maildir", path=table.path("path"))
+        delivery = Delivery(
+            "maildir", path=table.path("path"), accounts=table.flag("accounts", False)
+        )
     elif kind in ("smtp", "lmtp"):
         delivery = Delivery(
             kind,

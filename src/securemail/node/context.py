@@ -23,6 +23,7 @@ from typing import ParamSpec, TypeVar
 
 from cryptography import x509
 
+from securemail.accounts.model import Mailboxes
 from securemail.deliver import MaildirTarget, SmtpTarget, Target
 from securemail.directory.model import Directory
 from securemail.directory.refresh import DirectoryRefresher
@@ -87,11 +88,18 @@ def load_org_keys(org: Organisation, passphrase: bytes) -> OrgKeys:
     return OrgKeys(org, signer, identities)
 
 
-def make_target(org: Organisation, config: NodeConfig) -> Target:
+def make_target(
+    org: Organisation, config: NodeConfig, mailboxes: Mailboxes | None = None
+) -> Target:
+    """The delivery target of ``org``; ``mailboxes`` is required when it uses accounts."""
     delivery = org.delivery
     if delivery.kind == "maildir":
         assert delivery.path is not None  # noqa: S101 (config guarantees it)
-        return MaildirTarget(delivery.path)
+        if not delivery.accounts:
+            return MaildirTarget(delivery.path)
+        if mailboxes is None:
+            raise ValueError(f"{org.org_id}: delivery with accounts needs the mailboxes")
+        return MaildirTarget(delivery.path, accounts=mailboxes)
     return SmtpTarget(
         delivery.host,
         delivery.port,

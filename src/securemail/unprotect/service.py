@@ -31,6 +31,7 @@ from datetime import datetime
 from cryptography.hazmat.primitives import serialization
 
 from securemail import addresses, marking
+from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.directory.model import Member
 from securemail.errors import SecureMailError
 from securemail.node.bounces import bounce_newly_failed, send_notice
@@ -206,7 +207,11 @@ class Inbound:
             results = {r: ok("duplicate suppressed") for r, k in keys.items() if k in seen}
             fresh = [r for r in keys if r not in results]
             if fresh:
-                results.update(await target.deliver(entry.mail_from, fresh, message, key))
+                # Only mail that was unprotected and verified carries the keyword.
+                keywords = frozenset() if opened is None else frozenset({SECUREMAIL_KEYWORD})
+                results.update(
+                    await target.deliver(entry.mail_from, fresh, message, key, keywords=keywords)
+                )
             delivered = [r for r in fresh if results[r].ok]
             events = [] if opened is None else [("verified", opened.evidence)]
             follow_up: tuple[NewMessage, ...] = ()
