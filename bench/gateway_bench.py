@@ -203,10 +203,13 @@ def postgres_schemas(names: Sequence[str]) -> Iterator[dict[str, str]]:
 
 
 class MaildirWatch:
-    """Notes when each Message-ID first appears in a Maildir's new/ (polling, no inotify)."""
+    """Notes when each Message-ID first appears in a Maildir (polling, no inotify).
+
+    Verified mail arrives in cur/ (it carries the $SecureMail keyword); other mail in new/.
+    """
 
     def __init__(self, mailbox: Path, interval: float = 0.005) -> None:
-        self.folder = mailbox / "new"
+        self.folders = (mailbox / "new", mailbox / "cur")
         self.interval = interval
         self.seen: dict[str, float] = {}
         self._names: set[str] = set()
@@ -228,8 +231,10 @@ class MaildirWatch:
 
     def _scan(self) -> None:
         now = time.monotonic()
-        with os.scandir(self.folder) as entries:
-            fresh = [e.path for e in entries if e.name not in self._names]
+        fresh = []
+        for folder in self.folders:
+            with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+                fresh += [e.path for e in entries if e.name not in self._names]
         for path in fresh:
             self._names.add(os.path.basename(path))
             with open(path, "rb") as file:

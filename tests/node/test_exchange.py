@@ -9,7 +9,7 @@ import aiosmtplib
 
 from securemail.demo.exchange import Script, find_delivered, header, submit, wait_for
 from securemail.queue import Direction, QueueStore, State
-from tests.node.conftest import WAIT, Federation, running
+from tests.node.conftest import WAIT, Federation, mailbox_files, running
 
 NOW = datetime.now(UTC)
 TO_CITIZEN = Script(
@@ -104,7 +104,7 @@ def test_peer_down_then_back_is_delivered_once(federation: Federation) -> None:
             found = await wait_for(mailbox, Script.message_id(3, "agency.govt.nz"), WAIT)
             assert found is not None
             await asyncio.sleep(0.5)
-            return deferred, len(list((mailbox / "new").iterdir()))
+            return deferred, len(mailbox_files(mailbox))
 
     _, count = asyncio.run(scenario())
     assert count == 1

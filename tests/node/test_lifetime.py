@@ -22,7 +22,7 @@ from securemail.node.workers import run_warnings
 from securemail.protect.service import Outbound
 from securemail.queue import Direction, Entry, NewMessage, State
 from securemail.unprotect.service import Inbound
-from tests.node.conftest import WAIT, Federation, running
+from tests.node.conftest import WAIT, Federation, mailbox_files, running
 
 MINUTE = timedelta(minutes=1)
 SCHEDULE = (MINUTE, 5 * MINUTE, 30 * MINUTE)
@@ -205,7 +205,7 @@ def test_peer_back_after_hours_gets_one_delivery_and_only_a_delay_notice(
                 found = find_delivered(mailbox, Script.message_id(2, "agency.govt.nz"))
             await asyncio.sleep(0.3)  # a second copy would show by now
         node.store.close()
-        return entry, found, len(list((mailbox / "new").iterdir()))
+        return entry, found, len(mailbox_files(mailbox))
 
     entry, found, copies = asyncio.run(scenario())
     assert entry.state is State.DELIVERED

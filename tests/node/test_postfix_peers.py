@@ -23,7 +23,7 @@ import pytest
 from securemail.demo.exchange import Script, header, submit, wait_for
 from securemail.queue import Direction, Entry, QueueError, QueueReason, QueueStore, State
 from tests.conftest import require_tool
-from tests.node.conftest import WAIT, Federation, running
+from tests.node.conftest import WAIT, Federation, mailbox_files, running
 from tests.support.postfix import PostfixInstance, start_postfix
 
 NOW = datetime.now(UTC)
@@ -287,7 +287,7 @@ def test_peer_that_drops_connections_leaves_mail_deferred(
                 federation, "agency", Direction.OUTBOUND, State.DELIVERED, deferred.id
             )
             await asyncio.sleep(0.5)  # room for a duplicate to show
-            return deferred, done, len(list((mailbox / "new").iterdir()))
+            return deferred, done, len(mailbox_files(mailbox))
 
     deferred, done, count = asyncio.run(scenario())
     assert deferred.reason == reason, deferred
