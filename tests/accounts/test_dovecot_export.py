@@ -164,3 +164,28 @@ def test_dovecot_verifies_argon2_cffi_hashes_under_the_argon2id_scheme(tmp_path:
     right, wrong = verify("correct horse"), verify("wrong horse")
     assert right.returncode == 0 and "(verified)" in right.stdout, right.stderr
     assert wrong.returncode != 0 and "mismatch" in wrong.stderr
+
+
+CONTRIB = Path(__file__).parents[2] / "contrib" / "dovecot" / "securemail.conf"
+
+
+def test_contrib_config_ends_with_the_generated_auth_chain() -> None:
+    """contrib/dovecot/securemail.conf carries auth_config's text for the default slots."""
+    expected = auth_config(PurePosixPath("/var/lib/securemail/dovecot"), DEFAULT_SLOTS)
+
+    assert CONTRIB.read_text().endswith("\n" + expected)
+
+
+def test_contrib_config_is_accepted_by_doveconf(tmp_path: Path) -> None:
+    """Dovecot's own parser accepts the contrib config (certificate paths pointed at tmp)."""
+    doveconf = require_tool("doveconf")
+    text = CONTRIB.read_text()
+    for name in ("imap.pem", "imap.key"):
+        (tmp_path / name).touch()
+        text = text.replace(f"/etc/securemail/tls/{name}", str(tmp_path / name))
+    (tmp_path / "dovecot.conf").write_text(text)
+
+    command = [doveconf, "-c", str(tmp_path / "dovecot.conf"), "-n"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "ssl = required" in done.stdout and "protocols = imap" in done.stdout
