@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import imaplib
 import os
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -142,6 +143,35 @@ def test_disabled_account_and_wrong_password_are_refused(served: Served) -> None
     """A disabled account's password and a wrong password both get AUTHENTICATIONFAILED."""
     assert "AUTHENTICATIONFAILED" in _login(served.dovecot, GONE, "gone password")
     assert "AUTHENTICATIONFAILED" in _login(served.dovecot, HEMI, "aroha app 1")
+
+
+class _FromOtherLoopback(imaplib.IMAP4):
+    """An IMAP client connecting from 127.0.0.2 to the server on 127.0.0.1.
+
+    Dovecot counts a connection whose remote address equals its local one as secured and
+    allows a login without TLS there, so a refusal can only be seen from another address.
+    """
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout, ("127.0.0.2", 0))
+
+
+def test_no_login_before_starttls(served: Served) -> None:
+    """Without TLS the server offers LOGINDISABLED and refuses LOGIN with PRIVACYREQUIRED."""
+    try:
+        client = _FromOtherLoopback(HOST, served.dovecot.imap_port, timeout=WAIT)
+    except OSError as error:
+        reason = f"no second loopback address to connect from: {error}"
+        if os.environ.get("SECUREMAIL_REQUIRE_ALL") == "1":
+            pytest.fail(reason + " and SECUREMAIL_REQUIRE_ALL=1")
+        pytest.skip(reason)
+    try:
+        _, [capabilities] = client.capability()
+        with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+            client.login(HEMI, "hemi password")
+    finally:
+        client.logout()
+    assert isinstance(capabilities, bytes) and b"LOGINDISABLED" in capabilities.split()
 
 
 def test_delivered_message_is_listed_and_fetched(served: Served) -> None:
