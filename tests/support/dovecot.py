@@ -105,8 +105,10 @@ class DovecotInstance:
         """
         if len(files.passwords) != self.slots:
             raise DovecotError(f"{len(files.passwords)} password files for {self.slots} slots")
-        named = [(USERS_FILE, files.users)]
-        named += [(password_file(slot), text) for slot, text in enumerate(files.passwords)]
+        # Password files first: an account removed from them is refused at once, even
+        # while Dovecot still holds the old users file.
+        named = [(password_file(slot), text) for slot, text in enumerate(files.passwords)]
+        named.append((USERS_FILE, files.users))
         for name, text in named:
             aside = self.auth_dir / f".{name}.new"
             aside.write_text(text)
