@@ -128,6 +128,15 @@ def require_tool(name: str) -> str:
     return path
 
 
-_PACKAGES = {"openssl": "openssl", "gpgsm": "gpgsm", "gpgconf": "gpgconf"}
+_PACKAGES = {
+    "openssl": "openssl",
+    "gpgsm": "gpgsm",
+    "gpgconf": "gpgconf",
+    "dovecot": "dovecot-imapd",
+    "doveadm": "dovecot-core",
+    "doveconf": "dovecot-core",
+    "mbsync": "isync",
+    "swaks": "swaks",
+}
 
 ToolCheck = Callable[[str], str]
