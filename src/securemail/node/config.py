@@ -9,6 +9,7 @@ node directory can be moved as a whole.
     [peer]            listen, tls_certificate, tls_key            (mail from member gateways)
     [relay]           listen, networks                             (the organisation's own MTAs)
     [ordinary]        listen             (optional: mail from outside SecureMail, unverified)
+    [submission]      listen, tls_listen, tls_certificate, tls_key (optional: mail clients)
     [smarthost]       host, port, require_tls, cafile              (optional: non-members)
     [limits]          max_message_size, max_recipients
     [retry]           schedule, warn_after, max_lifetime
@@ -93,6 +94,18 @@ class Smarthost:
 
 
 @dataclass(frozen=True)
+class Submission:
+    """Where people's mail clients send after logging in: STARTTLS on ``listen`` (port 587,
+    RFC 6409), TLS from the first byte on ``tls_listen`` (port 465, RFC 8314); at least one.
+    The certificate and key default to the peer listener's."""
+
+    listen: Listen | None
+    tls_listen: Listen | None
+    tls_certificate: Path
+    tls_key: Path
+
+
+@dataclass(frozen=True)
 class Retry:
     schedule: tuple[timedelta, ...]
     warn_after: timedelta
@@ -123,6 +136,7 @@ class NodeConfig:
     passphrase_file: Path | None
     organisations: tuple[Organisation, ...]
     ordinary: Listen | None = None  # STARTTLS offered with the peer certificate, not required
+    submission: Submission | None = None
 
     def organisation_for(self, domain: str) -> Organisation | None:
         domain = domain.lower()
@@ -156,6 +170,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
     organisations = _organisations(root, base)
     max_message_size, max_recipients = _limits(root.table("limits"))
     region = node.text("region", "NZ").upper()
+    tls_certificate, tls_key = peer.path("tls_certificate"), peer.path("tls_key")
     config = NodeConfig(
         name=node.text("name"),
         data_dir=data_dir,
@@ -166,8 +181,8 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         directory=_directory_location(federation.text("directory"), base),
         refresh=federation.duration("refresh", "5m"),
         peer=peer.listen("listen"),
-        tls_certificate=peer.path("tls_certificate"),
-        tls_key=peer.path("tls_key"),
+        tls_certificate=tls_certificate,
+        tls_key=tls_key,
         relay=relay.listen("listen"),
         relay_networks=_networks(relay.strings("networks", ["127.0.0.0/8", "::1/128"])),
         smarthost=_smarthost(root.table("smarthost")),
@@ -178,6 +193,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         **_passphrase(root.table("keys")),
         organisations=organisations,
         ordinary=_ordinary(root.table("ordinary")),
+        submission=_submission(root.table("submission"), tls_certificate, tls_key),
     )
     for table in (root, node, federation, peer, relay):
         table.finish()
@@ -221,6 +237,30 @@ def _ordinary(table: Table | None) -> Listen | None:
     listen = table.listen("listen")
     table.finish()
     return listen
+
+
+def _submission(table: Table | None, certificate: Path, key: Path) -> Submission | None:
+    if table is None:
+        return None
+    submission = Submission(
+        listen=_optional_listen(table, "listen"),
+        tls_listen=_optional_listen(table, "tls_listen"),
+        tls_certificate=table.path("tls_certificate", None) or certificate,
+        tls_key=table.path("tls_key", None) or key,
+    )
+    if submission.listen is None and submission.tls_listen is None:
+        raise ConfigError("[submission] needs listen (STARTTLS, 587) or tls_listen (TLS, 465)")
+    if ("tls_certificate" in table.data) != ("tls_key" in table.data):
+        raise ConfigError("submission: give tls_certificate and tls_key together")
+    listen = submission.listen
+    if listen is not None and listen == submission.tls_listen and listen.port != 0:
+        raise ConfigError("submission.listen and submission.tls_listen are the same address")
+    table.finish()
+    return submission
+
+
+def _optional_listen(table: Table, key: str) -> Listen | None:
+    return table.listen(key) if key in table.data else None
 
 
 def _limits(table: Table | None) -> tuple[int, int]:
