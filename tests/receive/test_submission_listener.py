@@ -192,8 +192,11 @@ def test_auth_login_is_checked_like_plain(tls: Tls) -> None:
     assert right == "235 2.7.0 Authentication successful"
 
 
-def test_unknown_user_and_wrong_password_get_byte_identical_replies(tls: Tls) -> None:
-    """Unknown user, wrong password, disabled account and a non-UTF-8 password: one 535 line."""
+def test_unknown_user_and_wrong_password_get_byte_identical_replies(
+    tls: Tls, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unknown user, wrong password, disabled account, non-UTF-8 password: one 535 line on
+    the wire; only the log tells them apart."""
     attempts = [
         plain("nobody@agency.govt.nz", ALICE_PASSWORD),
         plain(ALICE, "wrong password"),
@@ -210,8 +213,12 @@ def test_unknown_user_and_wrong_password_get_byte_identical_replies(tls: Tls) ->
         await client.close()
         return replies
 
+    caplog.set_level(logging.INFO, "securemail.receive")
     replies = serve(tls, body)
     assert replies == [INVALID.encode() + b"\r\n"] * len(attempts)
+    assert "refused 535 bad-credentials: login as 'nobody@agency.govt.nz' refused" in caplog.text
+    assert f"refused 535 account-disabled: login as '{CAROL}' refused" in caplog.text
+    assert "is not UTF-8" in caplog.text
 
 
 def test_throttled_login_is_a_temporary_failure(tls: Tls) -> None:

@@ -43,15 +43,15 @@ _APP_PASSWORD = (AccountReason.APP_PASSWORD_REQUIRED, AccountReason.STRONG_AUTH_
 _ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]\"',;:@]+@[^\s<>()\[\]\"',;:@]+")
 
 
-def auth_refusal(denied: Denied) -> Reply:
-    """The reply to a refused login (RFC 4954 §6), its reason the account reason."""
-    reason = denied.reason
+def auth_refusal(denied: Denied, user: str) -> Reply:
+    """The reply to ``user``'s refused login (RFC 4954 §6), its reason the account reason."""
+    reason, detail = denied.reason, f"login as {user!r} refused"
     if reason is AccountReason.THROTTLED:
-        detail = f"retry after {denied.retry_after or 0:.0f} s"
+        detail += f", retry after {denied.retry_after or 0:.0f} s"
         return Reply(454, "4.7.0", "Temporary authentication failure", reason, detail)
     if reason in _APP_PASSWORD:
-        return Reply(534, "5.7.9", "Please use an app password", reason, "account password")
-    return Reply(535, "5.7.8", _INVALID, reason, "login refused")
+        return Reply(534, "5.7.9", "Please use an app password", reason, detail)
+    return Reply(535, "5.7.8", _INVALID, reason, detail)
 
 
 def _refused(reason: str, detail: str, text: str) -> Reply:
@@ -89,7 +89,8 @@ class _AccountLogIn:
         try:
             secret = password.decode("utf-8")
         except UnicodeDecodeError:  # no account has such a password: as for a wrong one
-            return Reply(535, "5.7.8", _INVALID, AccountReason.BAD_CREDENTIALS, "not UTF-8")
+            detail = f"password for {user!r} is not UTF-8"
+            return Reply(535, "5.7.8", _INVALID, AccountReason.BAD_CREDENTIALS, detail)
         try:
             outcome = await self.authenticator.login(user, secret, service=Service.SMTP, source=ip)
         except Exception as error:  # the account store is down: try later, never grant
@@ -98,7 +99,7 @@ class _AccountLogIn:
             return Reply(454, "4.7.0", text, ReceiveReason.AUTH_UNAVAILABLE, detail)
         if isinstance(outcome, Granted):
             return Proved(outcome.account.name, outcome.account)
-        return auth_refusal(outcome)
+        return auth_refusal(outcome, user)
 
 
 @dataclass(frozen=True)
