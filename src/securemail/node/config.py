@@ -9,6 +9,7 @@ node directory can be moved as a whole.
     [peer]            listen, tls_certificate, tls_key            (mail from member gateways)
     [relay]           listen, networks                             (the organisation's own MTAs)
     [ordinary]        listen             (optional: mail from outside SecureMail, unverified)
+    [submission]      listen, tls_listen, tls_certificate, tls_key (optional: mail clients)
     [smarthost]       host, port, require_tls, cafile              (optional: non-members)
     [limits]          max_message_size, max_recipients
     [retry]           schedule, warn_after, max_lifetime
@@ -51,8 +52,13 @@ class Delivery:
 
 
 @dataclass(frozen=True)
-class Imap:
-    """The IMAP server for hosted mailboxes: a STARTTLS port, an implicit-TLS port, or both."""
+class ClientPorts:
+    """Where people's mail clients connect ([submission], [imap]): at least one of the two.
+
+    ``listen`` offers STARTTLS and takes logins only after it (submission port 587, RFC
+    6409; IMAP 143); ``tls_listen`` speaks TLS from the first byte (465 and 993, RFC 8314).
+    The certificate and key default to the peer listener's.
+    """
 
     listen: Listen | None
     tls_listen: Listen | None
@@ -135,7 +141,8 @@ class NodeConfig:
     passphrase_file: Path | None
     organisations: tuple[Organisation, ...]
     ordinary: Listen | None = None  # STARTTLS offered with the peer certificate, not required
-    imap: Imap | None = None
+    submission: ClientPorts | None = None
+    imap: ClientPorts | None = None
 
     def organisation_for(self, domain: str) -> Organisation | None:
         domain = domain.lower()
@@ -170,6 +177,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
     organisations = _organisations(root, base)
     max_message_size, max_recipients = _limits(root.table("limits"))
     region = node.text("region", "NZ").upper()
+    tls_pair = (tls_certificate, tls_key)
     config = NodeConfig(
         name=node.text("name"),
         data_dir=data_dir,
@@ -192,7 +200,8 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         **_passphrase(root.table("keys")),
         organisations=organisations,
         ordinary=_ordinary(root.table("ordinary")),
-        imap=_imap(root.table("imap"), tls_certificate, tls_key),
+        submission=_client_ports(root.table("submission"), "submission", tls_pair),
+        imap=_client_ports(root.table("imap"), "imap", tls_pair),
     )
     for table in (root, node, federation, peer, relay):
         table.finish()
@@ -238,22 +247,38 @@ def _ordinary(table: Table | None) -> Listen | None:
     return listen
 
 
-def _imap(table: Table | None, certificate: Path, key: Path) -> Imap | None:
-    """[imap]: at least one listener; the TLS pair defaults to the node's (the peer's)."""
+_USUAL_PORTS = {"submission": (587, 465), "imap": (143, 993)}  # STARTTLS, implicit TLS
+
+
+def _client_ports(
+    table: Table | None, name: str, peer_tls: tuple[Path, Path]
+) -> ClientPorts | None:
+    """[submission] or [imap]; the TLS pair defaults to the peer listener's."""
     if table is None:
         return None
-    imap = Imap(
-        listen=table.listen("listen") if "listen" in table.data else None,
-        tls_listen=table.listen("tls_listen") if "tls_listen" in table.data else None,
-        tls_certificate=table.path("tls_certificate", None) or certificate,
-        tls_key=table.path("tls_key", None) or key,
+    peer_certificate, peer_key = peer_tls
+    client = ClientPorts(
+        listen=_optional_listen(table, "listen"),
+        tls_listen=_optional_listen(table, "tls_listen"),
+        tls_certificate=table.path("tls_certificate", None) or peer_certificate,
+        tls_key=table.path("tls_key", None) or peer_key,
     )
-    if imap.listen is None and imap.tls_listen is None:
-        raise ConfigError("[imap] needs listen (STARTTLS) or tls_listen (implicit TLS), or both")
+    if client.listen is None and client.tls_listen is None:
+        raise ConfigError(
+            f"[{name}] needs listen (STARTTLS, {_USUAL_PORTS[name][0]}) "
+            f"or tls_listen (TLS, {_USUAL_PORTS[name][1]})"
+        )
     if ("tls_certificate" in table.data) != ("tls_key" in table.data):
-        raise ConfigError("imap.tls_certificate and imap.tls_key go together")
+        raise ConfigError(f"{name}: give tls_certificate and tls_key together")
+    listen = client.listen
+    if listen is not None and listen == client.tls_listen and listen.port != 0:
+        raise ConfigError(f"{name}.listen and {name}.tls_listen are the same address")
     table.finish()
-    return imap
+    return client
+
+
+def _optional_listen(table: Table, key: str) -> Listen | None:
+    return table.listen(key) if key in table.data else None
 
 
 def _limits(table: Table | None) -> tuple[int, int]:

@@ -1,17 +1,25 @@
-"""Start the node's SMTP listeners (peer, relay, and ordinary if configured) with their TLS.
+"""Start the node's SMTP listeners (peer, relay; ordinary and submission if configured).
 
 Security: the peer listener's TLS key is the node's TLS key (encrypted at rest, opened with
 the node passphrase); TLS 1.2 is the minimum. The relay listener takes only the networks
 the configuration names. The ordinary listener offers STARTTLS with the same certificate
-but, as a public MX, does not require it; its mail is never marked verified.
+but, as a public MX, does not require it; its mail is never marked verified. The submission
+listeners (587 STARTTLS, 465 implicit TLS) take only logged-in accounts, checked by the
+account :class:`~securemail.accounts.model.Authenticator`, sending as their own addresses.
+If one listener cannot start, those already started are closed: nothing is left half-up.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import ssl
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+from securemail.accounts.model import Authenticator
 from securemail.node.admission import Admission
+from securemail.node.config import NodeConfig
 from securemail.node.context import Node, NodeError, read_passphrase
 from securemail.node.reasons import NodeReason
 from securemail.receive import (
@@ -20,43 +28,55 @@ from securemail.receive import (
     start_ordinary_listener,
     start_peer_listener,
     start_relay_listener,
+    start_submission_listener,
 )
 
+SettingsFor = Callable[[str, int], ListenerSettings]
 
-def server_tls(node: Node) -> ssl.SSLContext:
-    """The peer listener's STARTTLS context: our TLS certificate, TLS 1.2 or newer."""
+
+def server_tls(
+    node: Node, certificate: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext:
+    """A listener's TLS context: the peer certificate and key unless others are named
+    (their key encrypted with the node passphrase, as every key file), TLS 1.2 or newer."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(
-            node.config.tls_certificate, node.config.tls_key, password=read_passphrase(node.config)
+            certificate or node.config.tls_certificate,
+            key or node.config.tls_key,
+            password=read_passphrase(node.config),
         )
     except (OSError, ssl.SSLError) as error:
         raise NodeError(NodeReason.KEYS_UNAVAILABLE, f"TLS certificate or key: {error}") from None
     return context
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Listeners:
     peer: Listener
     relay: Listener
     ordinary: Listener | None = None
+    submission: Listener | None = None  # STARTTLS, port 587 style
+    submission_tls: Listener | None = None  # implicit TLS, port 465 style
 
     def ports(self) -> tuple[int, int]:
-        """The peer and relay ports (the ordinary port is ``ordinary.port``, if configured)."""
+        """The peer and relay ports (the optional listeners' are on ``ordinary`` etc.)."""
         return self.peer.port, self.relay.port
 
     async def close(self) -> None:
-        await self.peer.close()
-        await self.relay.close()
-        if self.ordinary is not None:
-            await self.ordinary.close()
+        for listener in (
+            self.peer,
+            self.relay,
+            self.ordinary,
+            self.submission,
+            self.submission_tls,
+        ):
+            if listener is not None:
+                await listener.close()
 
 
-async def start_listeners(node: Node, admission: Admission) -> Listeners:
-    config = node.config
-    tls = server_tls(node)
-
+def _settings_for(config: NodeConfig, tls: ssl.SSLContext) -> SettingsFor:
     def settings(host: str, port: int) -> ListenerSettings:
         return ListenerSettings(
             host=host,
@@ -67,27 +87,95 @@ async def start_listeners(node: Node, admission: Admission) -> Listeners:
             tls=tls,
         )
 
-    peer = await start_peer_listener(
-        settings(config.peer.host, config.peer.port),
-        served=admission.serves,
-        admit=admission.admit_inbound,
+    return settings
+
+
+class _Started:
+    """Awaits a listener's start and registers its close, so a later failure closes it."""
+
+    def __init__(self, stack: contextlib.AsyncExitStack) -> None:
+        self._stack = stack
+
+    async def __call__(self, start: Awaitable[Listener]) -> Listener:
+        listener = await start
+        self._stack.push_async_callback(listener.close)
+        return listener
+
+
+async def start_listeners(
+    node: Node, admission: Admission, authenticator: Authenticator | None = None
+) -> Listeners:
+    """Start every configured listener; NodeError if [submission] has no ``authenticator``."""
+    if node.config.submission is not None and authenticator is None:
+        detail = "[submission] is configured but the node was given no account authenticator"
+        raise NodeError(NodeReason.BAD_CONFIG, detail)
+    async with contextlib.AsyncExitStack() as stack:
+        started = _Started(stack)
+        listeners = await _start_transfer(node, admission, started)
+        if authenticator is not None:
+            submission = await _start_submission(node, admission, authenticator, started)
+            listeners = dataclasses.replace(listeners, **submission)
+        stack.pop_all()  # all up: from here the caller closes them
+    return listeners
+
+
+async def _start_transfer(node: Node, admission: Admission, started: _Started) -> Listeners:
+    """The peer, relay and (if configured) ordinary listeners."""
+    config = node.config
+    settings = _settings_for(config, server_tls(node))
+    peer = await started(
+        start_peer_listener(
+            settings(config.peer.host, config.peer.port),
+            served=admission.serves,
+            admit=admission.admit_inbound,
+        )
     )
-    relay = await start_relay_listener(
-        settings(config.relay.host, config.relay.port),
-        networks=config.relay_networks,
-        check_recipient=admission.check_recipient,
-        sender_allowed=admission.sender_allowed,
-        admit=admission.admit_outbound,
+    relay = await started(
+        start_relay_listener(
+            settings(config.relay.host, config.relay.port),
+            networks=config.relay_networks,
+            check_recipient=admission.check_recipient,
+            sender_allowed=admission.sender_allowed,
+            admit=admission.admit_outbound,
+        )
     )
     if config.ordinary is None:
         return Listeners(peer, relay)
-    try:
-        ordinary = await start_ordinary_listener(
-            settings(config.ordinary.host, config.ordinary.port),
-            served=admission.serves,
-            admit=admission.admit_ordinary,
+    ordinary = start_ordinary_listener(
+        settings(config.ordinary.host, config.ordinary.port),
+        served=admission.serves,
+        admit=admission.admit_ordinary,
+    )
+    return Listeners(peer, relay, await started(ordinary))
+
+
+async def _start_submission(
+    node: Node, admission: Admission, authenticator: Authenticator, started: _Started
+) -> dict[str, Listener]:
+    """The configured submission listeners, by their field in :class:`Listeners`.
+
+    Accepted mail goes the way of the relay listener's (outbound, same recipient check),
+    with the account name as the queue entry's ``auth``.
+    """
+    submission = node.config.submission
+    if submission is None:
+        return {}
+    tls = server_tls(node, submission.tls_certificate, submission.tls_key)
+    settings = _settings_for(node.config, tls)
+    wanted = {
+        "submission": (submission.listen, False),
+        "submission_tls": (submission.tls_listen, True),
+    }
+    return {
+        field: await started(
+            start_submission_listener(
+                settings(listen.host, listen.port),
+                authenticator=authenticator,
+                check_recipient=admission.check_recipient,
+                admit=admission.admit_outbound,
+                implicit_tls=implicit_tls,
+            )
         )
-    except BaseException:  # e.g. the port is taken: leave nothing listening
-        await Listeners(peer, relay).close()
-        raise
-    return Listeners(peer, relay, ordinary)
+        for field, (listen, implicit_tls) in wanted.items()
+        if listen is not None
+    }

@@ -1,4 +1,4 @@
-"""The gateway's SMTP front doors: the peer, relay and ordinary listeners, which only receive.
+"""The gateway's SMTP front doors: peer, relay, ordinary and submission listeners; receive only.
 
 A listener checks the SMTP conversation and hands each message to an :class:`Admit`
 (which commits it to the durable queue); it never delivers or relays anything itself.
@@ -7,6 +7,8 @@ A listener checks the SMTP conversation and hands each message to an :class:`Adm
     start_relay_listener(settings, networks=, check_recipient=, sender_allowed=, admit=,
                          authenticate=None)                 the organisation's own servers
     start_ordinary_listener(settings, served=, admit=)      the Internet, optional TLS, any mail
+    start_submission_listener(settings, authenticator=, check_recipient=, admit=,
+                              implicit_tls=False)           people's mail clients, after login
 """
 
 from securemail.receive.envelope import check_envelope_address, domain_of
@@ -21,6 +23,7 @@ from securemail.receive.ordinary import start_ordinary_listener
 from securemail.receive.peer import start_peer_listener
 from securemail.receive.relay import start_relay_listener
 from securemail.receive.server import Listener
+from securemail.receive.submission import start_submission_listener
 
 __all__ = [
     "Admit",
@@ -34,4 +37,5 @@ __all__ = [
     "start_ordinary_listener",
     "start_peer_listener",
     "start_relay_listener",
+    "start_submission_listener",
 ]

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from securemail.accounts.model import Account
 from securemail.receive.envelope import check_envelope_address
 from securemail.receive.message import (
     check_hops,
@@ -45,11 +46,35 @@ Authenticate = Callable[[str, bytes], bool]
 
 
 @dataclass(frozen=True)
+class Proved:
+    """Who a client proved to be with AUTH: the user name and, on submission, its account."""
+
+    user: str
+    account: Account | None = None
+
+
+class LogIn(Protocol):
+    """Checks the credentials of one AUTH PLAIN or LOGIN command.
+
+    Contract: returns :class:`Proved` to grant, or the refusal to send (5xx, or 4xx for a
+    temporary failure) with reason and detail for the log. ``user`` is the decoded
+    authentication identity; ``password`` is as the client sent it. May take time (a
+    password hash): it must not block the event loop, and it must not raise.
+    """
+
+    async def __call__(self, ip: str, user: str, password: bytes) -> Proved | Reply: ...
+
+
+@dataclass(frozen=True)
 class Client:
-    """Who is talking: the client's IP address and, after AUTH, the user it proved."""
+    """Who is talking: the client's IP address and, after AUTH, the user it proved.
+
+    ``account`` is the mailbox account behind ``auth_user`` on the submission listener.
+    """
 
     ip: str
     auth_user: str | None
+    account: Account | None = None
 
 
 class Gate(Protocol):
@@ -68,8 +93,8 @@ class Gate(Protocol):
         """Only STARTTLS, EHLO, NOOP and QUIT before TLS (RFC 3207 §4); others get 530."""
 
     @property
-    def authenticate(self) -> Authenticate | None:
-        """``(user, password) -> bool`` to offer AUTH PLAIN/LOGIN after STARTTLS, or None."""
+    def log_in(self) -> LogIn | None:
+        """The check behind AUTH PLAIN/LOGIN (offered only over TLS), or None: no AUTH."""
 
     def refuse_client(self, ip: str) -> Reply | None:
         """At connect, before the greeting."""
@@ -80,7 +105,7 @@ class Gate(Protocol):
     def refuse_recipient(self, mail_from: str, recipient: str) -> Reply | None:
         """At each RCPT TO, after the recipient limit."""
 
-    def refuse_content(self, header: bytes) -> Reply | None:
+    def refuse_content(self, client: Client, header: bytes) -> Reply | None:
         """At the end of DATA, given the top-level header section (CRLF line ends)."""
 
 
@@ -96,8 +121,10 @@ def log_refusal(listener: str, ip: str, reply: Reply) -> None:
 
 
 def _client(session: Session) -> Client:
-    user = session.auth_data if session.authenticated else None
-    return Client(client_ip(session), user if isinstance(user, str) else None)
+    proved = session.auth_data if session.authenticated else None
+    if isinstance(proved, Proved):
+        return Client(client_ip(session), proved.user, proved.account)
+    return Client(client_ip(session), None)
 
 
 def _tls_version(session: Session) -> str | None:
@@ -130,7 +157,7 @@ class Conversation:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname  # aiosmtpd leaves this to a handler that has the hook
-        if self.gate.authenticate is not None:
+        if self.gate.log_in is not None:
             return responses
         return [line for line in responses if not line[4:].startswith("AUTH")]
 
@@ -182,7 +209,7 @@ class Conversation:
     ) -> str:
         body = normalise_line_ends(envelope.original_content or b"")
         header = header_section(body)
-        refusal = check_hops(header) or self.gate.refuse_content(header)
+        refusal = check_hops(header) or self.gate.refuse_content(_client(session), header)
         if refusal:
             return self._refuse(session, refusal)
         received = self._received(session, envelope, body)
@@ -190,11 +217,12 @@ class Conversation:
         if not reply.ok:
             return self._refuse(session, reply)
         log.info(
-            "%s %s accepted %d recipients, %d octets",
+            "%s %s accepted %d recipients, %d octets%s",
             self.gate.listener,
             received.client_address,
             len(received.recipients),
             len(received.body),
+            "" if received.auth_user is None else f", from user {received.auth_user!r}",
         )
         return reply.line()
 

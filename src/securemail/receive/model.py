@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 from securemail.replies import Reply
 
 MIB = 1024 * 1024
-ListenerName = Literal["peer", "relay", "ordinary"]
+ListenerName = Literal["peer", "relay", "ordinary", "submission"]
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?")
 
 
@@ -36,6 +36,12 @@ class ReceiveReason(StrEnum):
     TOO_MANY_CONNECTIONS = "too-many-connections"
     TIMEOUT = "timeout"
     AUTH_UNAVAILABLE = "auth-unavailable"
+    AUTH_REQUIRED = "auth-required"
+    AUTH_FAILED = "auth-failed"
+    NULL_SENDER = "null-sender"
+    SENDER_NOT_OWNED = "sender-not-owned"
+    FROM_NOT_OWNED = "from-not-owned"
+    FROM_DISPLAY_ADDRESS = "from-display-address"
     ADMIT_FAILED = "admit-failed"
     INTERNAL = "internal-error"
 
@@ -104,7 +110,7 @@ class Admit(Protocol):
 
 
 class CheckRecipient(Protocol):
-    """Decides whether the relay listener takes a recipient from a sender.
+    """Decides whether the relay or submission listener takes a recipient from a sender.
 
     Contract: ``None`` accepts the recipient; a reply refuses it and is sent to the client
     verbatim (e.g. ``550 5.7.1`` for a domain outside the federation). Both addresses have

@@ -40,7 +40,7 @@ class OrdinaryGate:
         return False  # RFC 3207 §4: a publicly-referenced server must not require TLS
 
     @property
-    def authenticate(self) -> None:
+    def log_in(self) -> None:
         return None
 
     def refuse_client(self, ip: str) -> Reply | None:
@@ -52,7 +52,7 @@ class OrdinaryGate:
     def refuse_recipient(self, mail_from: str, recipient: str) -> Reply | None:
         return refuse_unserved(self.served, recipient)
 
-    def refuse_content(self, header: bytes) -> Reply | None:
+    def refuse_content(self, client: Client, header: bytes) -> Reply | None:
         return None
 
 

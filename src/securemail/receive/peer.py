@@ -46,7 +46,7 @@ class PeerGate:
         return True
 
     @property
-    def authenticate(self) -> None:
+    def log_in(self) -> None:
         return None
 
     def refuse_client(self, ip: str) -> Reply | None:
@@ -58,7 +58,7 @@ class PeerGate:
     def refuse_recipient(self, mail_from: str, recipient: str) -> Reply | None:
         return refuse_unserved(self.served, recipient)
 
-    def refuse_content(self, header: bytes) -> Reply | None:
+    def refuse_content(self, client: Client, header: bytes) -> Reply | None:
         return check_smime_type(header)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from securemail.receive.conversation import Authenticate, Client
+from securemail.receive.conversation import Authenticate, Client, LogIn, Proved
 from securemail.receive.model import Admit, CheckRecipient, ListenerSettings, ReceiveReason
 from securemail.receive.server import Listener, start_listener
 from securemail.replies import Reply
@@ -35,6 +35,20 @@ def _not_allowed(code: int, status: str, text: str, ip: str) -> Reply:
 
 
 @dataclass(frozen=True)
+class _PasswordLogIn:
+    """The relay's ``(user, password) -> bool`` check as a :class:`LogIn`."""
+
+    check: Authenticate
+
+    async def __call__(self, ip: str, user: str, password: bytes) -> Proved | Reply:
+        if self.check(user, password):
+            return Proved(user)
+        detail = f"relay credentials for {user!r} refused"
+        text = "Authentication credentials invalid"
+        return Reply(535, "5.7.8", text, ReceiveReason.AUTH_FAILED, detail)
+
+
+@dataclass(frozen=True)
 class RelayGate:
     """The relay listener's policy; see :class:`securemail.receive.conversation.Gate`."""
 
@@ -50,6 +64,10 @@ class RelayGate:
     @property
     def requires_tls(self) -> bool:
         return False  # internal servers may speak plain SMTP; AUTH alone requires TLS
+
+    @property
+    def log_in(self) -> LogIn | None:
+        return None if self.authenticate is None else _PasswordLogIn(self.authenticate)
 
     def refuse_client(self, ip: str) -> Reply | None:
         if self.authenticate is not None or _in_networks(ip, self.networks):
@@ -70,7 +88,7 @@ class RelayGate:
     def refuse_recipient(self, mail_from: str, recipient: str) -> Reply | None:
         return self.check_recipient(mail_from, recipient)
 
-    def refuse_content(self, header: bytes) -> Reply | None:
+    def refuse_content(self, client: Client, header: bytes) -> Reply | None:
         return None
 
 

@@ -6,7 +6,8 @@ commands and DATA; its handler hooks call :class:`securemail.receive.conversatio
 .Conversation`, which applies the checks common to every listener and then the listener's
 :class:`securemail.receive.conversation.Gate`. This module adds what aiosmtpd leaves to
 its user: a cap on concurrent sessions, a gate before the greeting, the path exactly as the
-client wrote it, enhanced status codes on aiosmtpd's own refusals, 421 on idle timeout.
+client wrote it, enhanced status codes on aiosmtpd's own refusals, 421 on idle timeout, an
+AUTH check that is awaited (aiosmtpd's own hook is synchronous) and implicit TLS (port 465).
 
 Security: every byte from the client is untrusted. aiosmtpd ends DATA only at
 CRLF.CRLF and drops plaintext pipelined after STARTTLS (RFC 3207 §4.2); the tests in
@@ -22,19 +23,13 @@ import logging
 import ssl
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import (
-    SMTP,
-    AuthenticatorType,
-    AuthResult,
-    Envelope,
-    LoginPassword,
-    Session,
-)
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from securemail.receive.conversation import (
-    Authenticate,
     Conversation,
     Gate,
+    LogIn,
+    Proved,
     client_ip,
     log_refusal,
 )
@@ -78,29 +73,27 @@ _BUILTIN_REPLIES = {
 }
 
 
-def _authenticator(check: Authenticate) -> AuthenticatorType:
-    """aiosmtpd's authenticator hook around ``check(user, password)`` (AUTH PLAIN, LOGIN)."""
+_GRANTED = "235 2.7.0 Authentication successful"  # RFC 4954 §6
 
-    def authenticator(
-        server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
-    ) -> AuthResult:
-        try:
-            user = data.login.decode("utf-8") if isinstance(data, LoginPassword) else None
-        except UnicodeDecodeError:
-            user = None
-        accepted = user is not None and check(user, data.password)
-        if not accepted:
-            log.info("relay %s AUTH %s failed", client_ip(session), mechanism)
-        return AuthResult(success=accepted, handled=False, auth_data=user)
 
-    return authenticator
+async def _check(log_in: LogIn, ip: str, offered: LoginPassword) -> Proved | Reply:
+    try:
+        user = offered.login.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "Authentication credentials invalid"  # as for a wrong password
+        return Reply(535, "5.7.8", text, ReceiveReason.AUTH_FAILED, "user name is not UTF-8")
+    return await log_in(ip, user, offered.password)
 
 
 class _Session(SMTP):
     """One SMTP connection: aiosmtpd's protocol with the listener's limits and gate."""
 
     def __init__(
-        self, conversation: Conversation, settings: ListenerSettings, live: set[_Session]
+        self,
+        conversation: Conversation,
+        settings: ListenerSettings,
+        live: set[_Session],
+        implicit_tls: bool,
     ) -> None:
         # aiosmtpd keeps these limits in one dict shared by every session and grows it on
         # each EHLO; each session gets its own.
@@ -111,20 +104,27 @@ class _Session(SMTP):
             data_size_limit=settings.max_message_size,
             hostname=settings.hostname,
             ident=_IDENT,
-            tls_context=settings.tls,
+            # With implicit TLS (RFC 8314 §3.3) the socket is TLS from the first byte:
+            # no STARTTLS inside it, and AUTH needs no further TLS.
+            tls_context=None if implicit_tls else settings.tls,
             require_starttls=gate.requires_tls,
             timeout=settings.timeout,
-            auth_require_tls=True,
-            auth_exclude_mechanism=() if gate.authenticate else ("LOGIN", "PLAIN"),
-            authenticator=_authenticator(gate.authenticate) if gate.authenticate else None,
+            auth_require_tls=not implicit_tls,
+            auth_exclude_mechanism=() if gate.log_in else ("LOGIN", "PLAIN"),
             loop=asyncio.get_running_loop(),
         )
         self._conversation = conversation
         self._max_sessions = settings.max_connections
         self._live = live
+        self._implicit_tls = implicit_tls
+        self._offered: LoginPassword | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self._implicit_tls and self.session is not None:
+            # aiosmtpd fills session.ssl only after STARTTLS; here TLS came first.
+            names = ("ssl_object", "peercert", "cipher")
+            self.session.ssl = {name: transport.get_extra_info(name) for name in names}
         self._live.add(self)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -154,6 +154,35 @@ class _Session(SMTP):
             return
         log_refusal(self._conversation.gate.listener, client_ip(self.session), builtin)
         await super().push(builtin.line())
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        """Keep what aiosmtpd's AUTH PLAIN/LOGIN decoded, for :meth:`_log_in` to check.
+
+        aiosmtpd calls its ``authenticator`` hook synchronously; a password hash there would
+        stop every session of the loop. The check is awaited in :meth:`_log_in` instead.
+        """
+        self._offered = auth_data if isinstance(auth_data, LoginPassword) else None
+        return AuthResult(success=False, handled=True)
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:  # noqa: N802
+        return await self._log_in("PLAIN", await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:  # noqa: N802
+        return await self._log_in("LOGIN", await super().auth_LOGIN(_, args))
+
+    async def _log_in(self, mechanism: str, decoded: AuthResult) -> AuthResult:
+        """The gate's answer to the credentials aiosmtpd decoded, as the reply to AUTH."""
+        offered, self._offered = self._offered, None
+        log_in = self._conversation.gate.log_in
+        if offered is None or log_in is None:
+            return decoded  # aiosmtpd already answered: bad base64, or "*" from the client
+        listener, ip = self._conversation.gate.listener, client_ip(self.session)
+        outcome = await _check(log_in, ip, offered)
+        if isinstance(outcome, Reply):
+            log_refusal(listener, ip, outcome)
+            return AuthResult(success=False, handled=False, message=outcome.line())
+        log.info("%s %s AUTH %s granted to %r", listener, ip, mechanism, outcome.user)
+        return AuthResult(success=True, auth_data=outcome, message=_GRANTED)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's parse of a path, but the address exactly as the client wrote it.
@@ -206,13 +235,25 @@ def require_tls_1_2(context: ssl.SSLContext) -> None:
     context.minimum_version = max(context.minimum_version, ssl.TLSVersion.TLSv1_2)
 
 
-async def start_listener(settings: ListenerSettings, gate: Gate, admit: Admit) -> Listener:
-    """Bind ``settings.host:port`` in the running loop and serve SMTP with ``gate``'s policy."""
+async def start_listener(
+    settings: ListenerSettings, gate: Gate, admit: Admit, *, implicit_tls: bool = False
+) -> Listener:
+    """Bind ``settings.host:port`` in the running loop and serve SMTP with ``gate``'s policy.
+
+    With ``implicit_tls`` every connection starts with the TLS handshake (RFC 8314, port
+    465) instead of offering STARTTLS; ValueError if ``settings.tls`` is missing then.
+    """
+    if implicit_tls and settings.tls is None:
+        raise ValueError("implicit TLS needs a TLS context")
     if settings.tls is not None:
         require_tls_1_2(settings.tls)
     conversation = Conversation(settings, gate, admit)
     live: set[_Session] = set()
     server = await asyncio.get_running_loop().create_server(
-        lambda: _Session(conversation, settings, live), settings.host, settings.port
+        lambda: _Session(conversation, settings, live, implicit_tls),
+        settings.host,
+        settings.port,
+        ssl=settings.tls if implicit_tls else None,
+        ssl_handshake_timeout=settings.timeout if implicit_tls else None,
     )
     return Listener(server, live)
