@@ -53,7 +53,7 @@ def test_no_imap_table_means_no_imap(tmp_path: Path) -> None:
         ("", "[imap] needs listen (STARTTLS, 143) or tls_listen (TLS, 993)"),
         ('listen = "127.0.0.1"', "imap.listen must be host:port"),
         ("tls_listen = 993", "imap.tls_listen must be a string"),
-        ('listen = "127.0.0.1:143"\ntls_key = "k.pem"', "give tls_certificate and tls_key together"),
+        ('listen = "127.0.0.1:143"\ntls_key = "k.pem"', "tls_certificate and tls_key together"),
         ('listen = "127.0.0.1:143"\nport = 143', "[imap] has unknown setting(s): port"),
     ],
 )
