@@ -24,6 +24,7 @@ from typing import ParamSpec, TypeVar
 from cryptography import x509
 
 from securemail.accounts.model import Mailboxes
+from securemail.accounts.node import Accounts
 from securemail.deliver import MaildirTarget, SmtpTarget, Target
 from securemail.directory.model import Directory
 from securemail.directory.refresh import DirectoryRefresher
@@ -122,6 +123,7 @@ class Node:
     clock: Callable[[], datetime]
     wake: dict[Direction, asyncio.Event] = field(default_factory=dict)
     refresher: DirectoryRefresher | None = None
+    accounts: Accounts | None = None  # open when the node hosts people's mailboxes
     # Closed by run.serve at stop. Eight idle sessions per peer: half the outbound workers
     # (measured: 4 -> 101-105 msg/s, 16 -> 113), leaving most of a peer's 100 slots free.
     relay_pool: RelayPool = field(default_factory=lambda: RelayPool(PoolLimits(8)))

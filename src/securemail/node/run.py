@@ -10,6 +10,7 @@ Anything a crash leaves ``active`` returns to the queue at the next start.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from securemail.directory.fetch import Source
 from securemail.directory.refresh import DirectoryRefresher
 from securemail.directory.store import DirectoryStore
+from securemail.imap import ImapServer
 from securemail.node.admission import Admission
 from securemail.node.config import NodeConfig
 from securemail.node.context import (
@@ -27,10 +29,12 @@ from securemail.node.context import (
     make_target,
     read_passphrase,
 )
-from securemail.node.listeners import start_listeners
+from securemail.node.listeners import Listeners, start_listeners
+from securemail.node.mailboxes import open_node_accounts, start_node_imap
 from securemail.node.workers import run_receipt_windows, run_warnings, run_worker
 from securemail.protect.service import Outbound
 from securemail.queue import Direction, QueueStore, RetryPolicy
+from securemail.receive import Listener
 from securemail.unprotect.service import Inbound
 
 log = logging.getLogger("securemail.node")
@@ -47,6 +51,10 @@ class Ports:
     peer: int
     relay: int
     ordinary: int | None = None
+    submission: int | None = None  # STARTTLS (587 style)
+    submission_tls: int | None = None  # implicit TLS (465 style)
+    imap: int | None = None  # STARTTLS (143 style)
+    imap_tls: int | None = None  # implicit TLS (993 style)
 
 
 async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now) -> Node:
@@ -57,6 +65,8 @@ async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now)
     retry = RetryPolicy(config.retry.schedule, config.retry.warn_after, config.retry.max_lifetime)
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = await asyncio.to_thread(QueueStore.open, config.database, retry=retry)
+    accounts = await open_node_accounts(config, passphrase, clock)
+    mailboxes = None if accounts is None else accounts.mailboxes
     refresher = DirectoryRefresher(
         DirectoryStore(config.data_dir / "directory", anchors, federation=config.federation),
         Source(config.directory),
@@ -66,12 +76,13 @@ async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now)
         config=config,
         store=store,
         orgs=orgs,
-        targets={o.org_id: make_target(o, config) for o in config.organisations},
+        targets={o.org_id: make_target(o, config, mailboxes) for o in config.organisations},
         anchors=anchors,
         directory=lambda: refresher.current,
         clock=clock,
         wake={d: asyncio.Event() for d in Direction},
         refresher=refresher,
+        accounts=accounts,
     )
     await refresher.load(clock())
     await refresher.refresh_once(clock())
@@ -115,7 +126,13 @@ async def serve(
     if recovered:
         log.warning("%d entries were active at the last stop: back in the queue", recovered)
     admission = Admission(node)
-    listeners = await start_listeners(node, admission)
+    authenticator = None if node.accounts is None else node.accounts.authenticator
+    listeners = await start_listeners(node, admission, authenticator)
+    try:
+        imap = None if node.accounts is None else await start_node_imap(node, node.accounts)
+    except BaseException:  # e.g. the IMAP port is taken: leave nothing listening
+        await listeners.close()
+        raise
     assert node.refresher is not None  # noqa: S101 (open_node sets it)
     tasks = [
         asyncio.create_task(node.refresher.run(config.refresh.total_seconds(), stop)),
@@ -124,24 +141,47 @@ async def serve(
         asyncio.create_task(run_warnings(node, stop)),
         asyncio.create_task(run_receipt_windows(node, stop)),
     ]
-    ordinary = None if listeners.ordinary is None else listeners.ordinary.port
-    log.info(
-        "node %s serving; peer port %d, relay port %d, ordinary port %s",
-        config.name,
-        *listeners.ports(),
-        ordinary,
-    )
+    ports = _ports(listeners, imap)
+    log.info("node %s serving; %s", config.name, ", ".join(_describe(ports)))
     if ready is not None:
-        result = ready(Ports(*listeners.ports(), ordinary))
+        result = ready(ports)
         if result is not None:
             await result
     try:
         await stop.wait()
     finally:
         await listeners.close()
+        if imap is not None:
+            await imap.close()
         for event in node.wake.values():
             event.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         await node.relay_pool.close_all()
         await node.db(node.store.close)
         node.close_db()
+        if node.accounts is not None:
+            node.accounts.close()
+
+
+def _ports(listeners: Listeners, imap: ImapServer | None) -> Ports:
+    def port(listener: Listener | None) -> int | None:
+        return None if listener is None else listener.port
+
+    return Ports(
+        listeners.peer.port,
+        listeners.relay.port,
+        port(listeners.ordinary),
+        port(listeners.submission),
+        port(listeners.submission_tls),
+        None if imap is None else imap.port,
+        None if imap is None else imap.tls_port,
+    )
+
+
+def _describe(ports: Ports) -> list[str]:
+    """``"peer port 25"``, ... for every listener that runs."""
+    return [
+        f"{field.name.replace('_', ' ')} port {value}"
+        for field in dataclasses.fields(ports)
+        if (value := getattr(ports, field.name)) is not None
+    ]
