@@ -8,6 +8,7 @@ encrypts them at rest (see :func:`private_key_pem`).
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -186,7 +187,7 @@ def issue_for_key(
     The key pair stays with its owner (e.g. from a CSR); only the public key is needed.
     """
     names: list[x509.GeneralName] = [x509.RFC822Name(e) for e in emails]
-    names += [x509.DNSName(d) for d in domains]
+    names += [_host_name(d) for d in domains]
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, organisation))
@@ -209,6 +210,17 @@ def issue_for_key(
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(ca.private_key, hashes.SHA256())
+
+
+def _host_name(host: str) -> x509.GeneralName:
+    """A SAN entry for ``host``: an IP literal is an iPAddress (RFC 5280 §4.2.1.6), not a name.
+
+    TLS clients match an IP address only against iPAddress entries (RFC 6125 §1.7.2).
+    """
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
 
 
 def make_crl(
