@@ -90,7 +90,7 @@ def use_smtp_store(federation: Federation, port: int) -> None:
     """Point the provider's organisation at its own SMTP store (in the copied node.toml)."""
     config = federation.nodes["provider"].config
     text = config.read_text()
-    maildir = '[organisation.delivery]\nkind = "maildir"\npath = "mail"'
+    maildir = '[organisation.delivery]\nkind = "maildir"\npath = "mail"\naccounts = true'
     assert maildir in text
     smtp = f'[organisation.delivery]\nkind = "smtp"\nhost = "127.0.0.1"\nport = {port}'
     config.write_text(text.replace(maildir, smtp))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import imaplib
 import secrets
 import sys
 import tempfile
@@ -20,7 +21,8 @@ from pathlib import Path
 import click
 
 from securemail.demo.exchange import SCRIPTS, Script, header, submit, wait_for
-from securemail.demo.federation import ORGS, NodeSetup, found
+from securemail.demo.federation import MSP, ORGS, PEOPLE, NodeSetup, found
+from securemail.demo.mailbox import KEYWORD, read_inbox
 from securemail.errors import SecureMailError
 from securemail.node.config import load_config
 from securemail.node.run import serve
@@ -79,6 +81,7 @@ async def _run(root: Path, check: bool, timeout: float) -> list[str]:
     tasks = await _start(nodes, stop)
     try:
         failures = await _exchange(nodes, timeout)
+        failures += await _read_mailbox(nodes[MSP])
         if not check:
             _explain(root, nodes)
             with contextlib.suppress(asyncio.CancelledError):
@@ -87,6 +90,24 @@ async def _run(root: Path, check: bool, timeout: float) -> list[str]:
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _read_mailbox(node: NodeSetup) -> list[str]:
+    """The citizen opens her mail client: IMAP, STARTTLS, login, the verified messages."""
+    assert node.clients is not None  # noqa: S101 (the provider's node takes logins)
+    person = next(iter(PEOPLE))
+    _step(f"{PEOPLE[person]} reads her mailbox over IMAP (STARTTLS, then login)")
+    try:
+        seen = await asyncio.to_thread(read_inbox, node.clients, person)
+    except (OSError, imaplib.IMAP4.error) as error:
+        _say(f"IMAP: {error}", False)
+        return [f"IMAP read for {person} failed: {error}"]
+    for message in seen:
+        _say(f"{message.subject}  [{' '.join(message.flags)}]")
+        _say(f"  {message.status}")
+    ok = len(seen) >= 2 and all(KEYWORD in m.flags for m in seen)
+    _say(f"{len(seen)} messages carry the {KEYWORD} keyword clients can sort on", ok)
+    return [] if ok else [f"IMAP: expected the verified messages with {KEYWORD}, saw {seen}"]
 
 
 async def _forever() -> None:
@@ -126,7 +147,8 @@ async def _exchange(nodes: dict[str, NodeSetup], timeout: float) -> list[str]:
     for n, script in enumerate(SCRIPTS, start=1):
         _step(f"Message {n}: {script.title}")
         reply = await submit(nodes[script.node], script, script.message(n, now))
-        _say(f"{script.mail_from} -> {', '.join(script.to)} via {script.node}: {reply}")
+        door = "logged in to submission" if script.login else "relay listener"
+        _say(f"{script.mail_from} -> {', '.join(script.to)} via {script.node} ({door}): {reply}")
         failures += await _outcome(nodes, script, n, reply, timeout)
     return failures
 
@@ -140,6 +162,11 @@ async def _outcome(
         ok = reply.startswith("550")
         _say("refused at RCPT: not a member and no smarthost, so never sent in the clear", ok)
         return [] if ok else [f"message {n}: expected a 550 at RCPT, got {reply}"]
+    if script.expect == "refused-at-data":
+        ok = reply.startswith("553")
+        author = script.author or script.mail_from
+        _say(f"refused at submission: {script.mail_from} does not own {author}", ok)
+        return [] if ok else [f"message {n}: expected 553 for a From: not owned, got {reply}"]
     if not reply.startswith("250"):
         return [f"message {n}: not accepted: {reply}"]
     if script.expect == "bounced":
@@ -210,12 +237,13 @@ async def _bounced(
     target = nodes[_node_of(script.to[0])]
     if await wait_for(target.mailbox(script.to[0]), message_id, 1) is not None:
         problems.append("the forged message was delivered")
+    author_domain = (script.author or script.mail_from).rpartition("@")[2]
     _say(
-        "refused before signing: the From: domain is not the provider's (from-not-authorised)",
+        f"refused before signing: {author_domain} is not {script.node}'s (from-not-authorised)",
         not problems,
     )
     _say(
-        "the sender got a signed failure notice naming the reason; nothing reached the agency",
+        "the sender got a signed failure notice naming the reason; nothing was delivered",
         not problems,
     )
     return [f"message {n}: {p}" for p in problems]
@@ -274,3 +302,14 @@ def _explain(root: Path, nodes: dict[str, NodeSetup]) -> None:
         f"{nodes['agency'].relay_port} --from aroha.ngata@agency.govt.nz "
         "--to hemi.walker@securemail.provider.nz"
     )
+
+    clients = nodes[MSP].clients
+    if clients is None:
+        return
+    click.echo(f"\n  Mail client settings for the {MSP}'s people (CA: {clients.ca}):")
+    click.echo(
+        f"    IMAP 127.0.0.1:{clients.imap_port} STARTTLS; SMTP 127.0.0.1:"
+        f"{clients.submission_port} STARTTLS, then log in"
+    )
+    for address, password in clients.passwords.items():
+        click.echo(f"    {address}  password: {password}")

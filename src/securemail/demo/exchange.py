@@ -1,9 +1,10 @@
 """The demo's scripted exchange: real SMTP into the nodes, and checks of what arrived.
 
-Each scripted message is submitted over SMTP to its organisation's internal relay
-listener, as the organisation's own mail server would. The demo then waits until it lies in
-the recipient's Maildir with the receiving gateway's verdict, and reads the hop trail from
-both nodes' queue events.
+Each scripted message is submitted over SMTP: to its organisation's internal relay
+listener, as the organisation's own mail server would, or, for the mail service provider's
+people, to the submission port after STARTTLS and a login, as their mail client would. The
+demo then waits until it lies in the recipient's Maildir with the receiving gateway's
+verdict, and reads the hop trail from both nodes' queue events.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import re
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 
-from securemail.demo.federation import NodeSetup
+from securemail.demo.federation import Clients, NodeSetup
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,11 @@ class Script:
     to: tuple[str, ...]
     subject: str
     author: str = ""  # the From: field, when it differs from the envelope sender
-    expect: str = "verified"  # "verified": delivered and verified; "refused-at-rcpt"; "bounced"
+    # "verified": delivered and verified; "refused-at-rcpt"; "refused-at-data"; "bounced"
+    expect: str = "verified"
     signer: str = ""  # the org that must be named as verified signer
     receipt: bool = False  # ask for a signed delivery receipt ("request a return receipt")
+    login: bool = False  # a person's client: submission port, STARTTLS, AUTH as mail_from
 
     def message(self, n: int, now: datetime) -> bytes:
         author = self.author or self.mail_from
@@ -79,6 +84,7 @@ SCRIPTS: Sequence[Script] = (
         ("aroha.ngata@agency.govt.nz",),
         "Re: [IN-CONFIDENCE] Your benefit review",
         signer="provider",
+        login=True,
     ),
     Script(
         "a business behind a gateway service provider writes to two members at once",
@@ -103,6 +109,16 @@ SCRIPTS: Sequence[Script] = (
         ("aroha.ngata@agency.govt.nz",),
         "Urgent: change of bank account",
         author="minister@agency.govt.nz",
+        expect="refused-at-data",
+        login=True,
+    ),
+    Script(
+        "the agency's internal mail server relays a forged From: (no login to catch it)",
+        "agency",
+        "aroha.ngata@agency.govt.nz",
+        ("hemi.walker@securemail.provider.nz",),
+        "Your refund is ready",
+        author="refunds@gsp.co.nz",
         expect="bounced",
     ),
     Script(
@@ -117,22 +133,42 @@ SCRIPTS: Sequence[Script] = (
 
 
 async def submit(node: NodeSetup, script: Script, message: bytes) -> str:
-    """Submit over SMTP to the node's relay listener; the reply line, or the refusal."""
+    """Submit over SMTP (relay listener, or submission with a login); the reply or refusal."""
     try:
         _, reply = await aiosmtplib.send(
             message,
             sender=script.mail_from,
             recipients=list(script.to),
             hostname="127.0.0.1",
-            port=node.relay_port,
-            start_tls=False,
             timeout=60,
+            **_client_settings(node, script),
         )
     except aiosmtplib.SMTPRecipientsRefused as refused:
         return " ".join(f"{r.code} {r.message}" for r in refused.recipients)
+    except aiosmtplib.SMTPResponseException as error:
+        return f"{error.code} {error.message}"
     except aiosmtplib.SMTPException as error:
         return f"refused: {error}"
     return f"250 {reply}"
+
+
+def _client_settings(node: NodeSetup, script: Script) -> dict[str, Any]:
+    if not script.login:
+        return {"port": node.relay_port, "start_tls": False}
+    if node.clients is None:
+        raise ValueError(f"node {node.name} takes no logins")
+    return {
+        "port": node.clients.submission_port,
+        "start_tls": True,
+        "tls_context": client_tls(node.clients),
+        "username": script.mail_from,
+        "password": node.clients.passwords[script.mail_from],
+    }
+
+
+def client_tls(clients: Clients) -> ssl.SSLContext:
+    """What a person's mail client checks: the node's certificate chain and name."""
+    return ssl.create_default_context(cafile=str(clients.ca))
 
 
 def head(message: bytes) -> bytes:

@@ -7,10 +7,15 @@
 
 Everything is made by the operator API exactly as an operator would (init, add-member,
 publish); each node gets a configuration that ``securemail serve`` could run as it is.
+The provider's node is a mail service provider's: its people have accounts (made as
+``securemail user add`` makes them), log in to submit on a 587-style port and read their
+Maildirs over IMAP.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,9 +25,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from securemail.accounts.node import open_accounts
 from securemail.federation.node import NodeTarget
 from securemail.federation.operator import Application, add_member, init_federation, publish
 from securemail.federation.store import Store
+from securemail.node.config import load_config
+from securemail.node.mailboxes import ACCOUNTS_LOG
 from securemail.smime.keys import load_private_key
 
 FEDERATION = "SecureMail Demo Federation"
@@ -46,6 +54,24 @@ ORGS = (
 )
 
 
+# The provider's people: each gets an account with a password made up by the demo.
+PEOPLE = {
+    "hemi.walker@securemail.provider.nz": "Hemi Walker",
+    "mere.tane@securemail.provider.nz": "Mere Tane",
+}
+MSP = "provider"  # the node that hosts mailboxes for people
+
+
+@dataclass(frozen=True)
+class Clients:
+    """Where people's mail clients connect to a provider node, and who may log in."""
+
+    submission_port: int  # STARTTLS, then AUTH (587 style)
+    imap_port: int  # STARTTLS, then LOGIN (143 style)
+    ca: Path  # the certificate that vouches for the node's TLS certificate
+    passwords: dict[str, str]  # account (its primary address) -> password
+
+
 @dataclass(frozen=True)
 class NodeSetup:
     name: str
@@ -53,6 +79,7 @@ class NodeSetup:
     peer_port: int
     relay_port: int
     mail: Path
+    clients: Clients | None = None
 
     def mailbox(self, address: str) -> Path:
         local, _, domain = address.partition("@")
@@ -91,10 +118,35 @@ def found(root: Path, passphrase_file: Path, now: datetime) -> dict[str, NodeSet
         )
         add_member(store, application, passphrase, now, NodeTarget(root / org.org_id, passphrase))
     publish(store, passphrase, now, timedelta(days=7))
-    return {
+    nodes = {
         name: _write_config(root, name, node_ports, passphrase_file, fed)
         for name, node_ports in ports.items()
     }
+    nodes[MSP] = dataclasses.replace(nodes[MSP], clients=_open_accounts(nodes[MSP], passphrase))
+    return nodes
+
+
+def _open_accounts(node: NodeSetup, passphrase: bytes) -> Clients:
+    """Give the provider's people their accounts, as its operator would with ``user add``."""
+    config = load_config(node.config)
+    assert config.submission is not None and config.submission.listen is not None  # noqa: S101
+    assert config.imap is not None and config.imap.listen is not None  # noqa: S101
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    passwords = {address: secrets.token_urlsafe(12) for address in PEOPLE}
+    with open_accounts(
+        config.database,
+        log_path=config.data_dir / ACCOUNTS_LOG,
+        passphrase=passphrase,
+        domains=config.domains,
+    ) as accounts:
+        for address, password in passwords.items():
+            accounts.service.add(address, password, display_name=PEOPLE[address])
+    return Clients(
+        config.submission.listen.port,
+        config.imap.listen.port,
+        config.anchor,
+        passwords,
+    )
 
 
 def _csr(key_path: Path, passphrase: bytes, org_id: str) -> bytes:
@@ -108,6 +160,7 @@ def _write_config(
     root: Path, node: str, ports: tuple[int, int], passphrase_file: Path, fed: Path
 ) -> NodeSetup:
     peer, relay = ports
+    accounts = "accounts = true\n" if node == MSP else ""
     organisations = "\n".join(
         f"""
 [[organisation]]
@@ -117,9 +170,22 @@ keys = "../{org.org_id}"
 [organisation.delivery]
 kind = "maildir"
 path = "mail"
-"""
+{accounts}"""
         for org in ORGS
         if org.node == node
+    )
+    clients = (
+        f"""
+[submission]
+listen = "127.0.0.1:{free_port()}"
+tls_listen = "127.0.0.1:{free_port()}"
+
+[imap]
+listen = "127.0.0.1:{free_port()}"
+tls_listen = "127.0.0.1:{free_port()}"
+"""
+        if node == MSP
+        else ""
     )
     config = root / f"{node}.node" / "node.toml"
     config.parent.mkdir()
@@ -152,6 +218,6 @@ max_lifetime = "1h"
 
 [keys]
 passphrase_file = "{passphrase_file}"
-{organisations}"""
+{clients}{organisations}"""
     )
     return NodeSetup(node, config, peer, relay, config.parent / "mail")
