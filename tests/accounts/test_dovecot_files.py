@@ -16,7 +16,7 @@ from securemail.accounts.dovecot import DovecotFiles
 from securemail.accounts.dovecot_files import FILE_MODE, dovecot_users, write_files
 from securemail.accounts.node import Accounts, open_accounts
 from securemail.node.config import Delivery, Organisation
-from tests.accounts.conftest import ALICE, DOMAIN, PASSPHRASE, PASSWORD, QUICK, Clock
+from tests.accounts.conftest import ALICE, DOMAIN, PASSPHRASE, PASSWORD, QUICK, Clock, open_at
 
 BOB, CAROL, DAVE = (f"{local}@{DOMAIN}" for local in ("bob", "carol", "dave"))
 ELSEWHERE = "elsewhere.govt.nz"
@@ -58,17 +58,23 @@ def test_imap_secrets_follow_the_authenticators_imap_rule(accounts: Accounts, cl
     assert QUICK.verify(bob_apps[0], first) and QUICK.verify(bob_apps[1], second)
 
 
-def test_exported_accounts_are_the_stored_accounts(accounts: Accounts) -> None:
-    """Accounts read for an export equal those get() reads, aliases after the primary."""
-    service = accounts.service
-    service.add(BOB, PASSWORD)
-    service.add_alias(ALICE, f"zed@{DOMAIN}")
-    service.add_alias(ALICE, f"amy@{DOMAIN}")
+def test_exported_accounts_are_the_stored_accounts(url: str, tmp_path: Path, clock: Clock) -> None:
+    """Accounts read for an export (one query per table) equal those get() reads, aliases
+    after the primary, on SQLite and PostgreSQL."""
+    with open_at(url, tmp_path / "accounts.log", clock) as accounts:
+        service = accounts.service
+        for name in (ALICE, BOB):
+            service.add(name, PASSWORD)
+        service.add_alias(ALICE, f"zed@{DOMAIN}")
+        service.add_alias(ALICE, f"amy@{DOMAIN}")
+        service.totp_begin(BOB)  # pending, not enrolled
 
-    exported = [item.account for item in service.imap_secrets()]
+        exported = service.imap_secrets()
+        stored = [service.get(ALICE), service.get(BOB)]
 
-    assert exported == [service.get(ALICE), service.get(BOB)]
-    assert exported[0].addresses == (ALICE, f"amy@{DOMAIN}", f"zed@{DOMAIN}")
+    assert [item.account for item in exported] == stored
+    assert stored[0].addresses == (ALICE, f"amy@{DOMAIN}", f"zed@{DOMAIN}")
+    assert exported[1].password_hash is not None  # a pending enrolment is not TOTP yet
 
 
 def test_maildir_is_the_primary_address_below_its_organisations_root(
