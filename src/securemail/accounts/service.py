@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 
 from argon2 import PasswordHasher
 
 from securemail.accounts import app_passwords, totp
 from securemail.accounts.events import AccountEvents
-from securemail.accounts.model import Account, AccountError, AccountReason
+from securemail.accounts.login import decide
+from securemail.accounts.model import Account, AccountError, AccountReason, Service
 from securemail.accounts.passwords import PasswordPolicy
-from securemail.accounts.store import AccountStore, AppPassword
+from securemail.accounts.store import AccountStore, AppPassword, StoredSecrets
 from securemail.accounts.throttle import ACCOUNT, Key, LoginThrottle
 from securemail.addresses import AddressError, parse_mailbox
 
@@ -69,6 +71,15 @@ class AccountService:
 
     def list(self) -> list[Account]:
         return self._store.list()
+
+    def imap_secrets(self) -> builtins.list[StoredSecrets]:
+        """Every account with the hashes IMAP accepts: its password's only where the
+        Authenticator would grant IMAP a password login (no TOTP, no strong
+        authentication, not disabled), else None; its app passwords always."""
+        return [
+            item if _password_opens_imap(item.account) else replace(item, password_hash=None)
+            for item in self._store.secrets()
+        ]
 
     def set_password(self, name: str, password: str) -> None:
         name = _name(name)
@@ -181,6 +192,11 @@ class AccountService:
         account = self._store.update(_name(name), **values)
         self._events.record(event, self._clock(), name=account.name)
         return account
+
+
+def _password_opens_imap(account: Account) -> bool:
+    outcome = decide(Service.IMAP, account, secret_ok=True, app_password=False, totp_check=None)
+    return outcome == "password"
 
 
 def _name(name: str) -> str:

@@ -12,6 +12,7 @@ a database failure is a QueueError UNAVAILABLE (the database is the queue's).
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,6 +61,15 @@ class Credentials:
     totp: TotpState | None
 
 
+@dataclass(frozen=True)
+class StoredSecrets:
+    """An account with the hashes of its password and its app passwords (oldest first)."""
+
+    account: Account
+    password_hash: str | None
+    app_password_hashes: tuple[str, ...]
+
+
 class AccountStore:
     """Account rows in one SQLite file or PostgreSQL database; safe to share between threads."""
 
@@ -104,6 +114,29 @@ class AccountStore:
         with transaction(self._engine, "list accounts", write=False) as conn:
             names = conn.execute(select(accounts.c.name).order_by(accounts.c.name)).scalars()
             return [_account(conn, name) for name in names.all()]
+
+    def secrets(self) -> builtins.list[StoredSecrets]:
+        """Every account (by name) with its hashes, read in one transaction for an export."""
+        with transaction(self._engine, "list secrets", write=False) as conn:
+            addresses: dict[str, builtins.list[str]] = {}
+            for address, owner in conn.execute(_ADDRESSES_IN_ORDER):
+                addresses.setdefault(owner, []).append(address)
+            totps = {
+                r.account: TotpState(r.sealed, r.confirmed, r.last_step)
+                for r in conn.execute(select(account_totp))
+            }
+            apps: dict[str, builtins.list[str]] = {}
+            for owner, hashed in conn.execute(_APP_HASHES_IN_ORDER):
+                apps.setdefault(owner, []).append(hashed)
+            rows = conn.execute(select(accounts).order_by(accounts.c.name))
+            return [
+                StoredSecrets(
+                    _build(row, addresses.get(row.name, []), totps.get(row.name)),
+                    row.password_hash,
+                    tuple(apps.get(row.name, ())),
+                )
+                for row in rows
+            ]
 
     def mailbox_for(self, address: str) -> Mailbox | None:
         with transaction(self._engine, "mailbox", write=False) as conn:
@@ -240,6 +273,16 @@ class AccountStore:
             conn.execute(update(app_passwords).where(app_passwords.c.id == ident).values(**values))
 
 
+# Primary address first, then the aliases alphabetically (as Account.addresses lists them).
+_ADDRESSES_IN_ORDER = select(account_addresses.c.address, account_addresses.c.account).order_by(
+    account_addresses.c.account, account_addresses.c.is_primary.desc(), account_addresses.c.address
+)
+# The order app_passwords() lists them in: the slots they take in an export.
+_APP_HASHES_IN_ORDER = select(app_passwords.c.account, app_passwords.c.hash).order_by(
+    app_passwords.c.account, app_passwords.c.created, app_passwords.c.id
+)
+
+
 def _row(conn: Connection, name: str) -> Row[Any] | None:
     return conn.execute(select(accounts).where(accounts.c.name == name)).first()
 
@@ -268,10 +311,13 @@ def _account(conn: Connection, name: str) -> Account:
         .where(account_addresses.c.account == name)
         .order_by(account_addresses.c.is_primary.desc(), account_addresses.c.address)
     ).scalars()
-    totp = _totp(conn, name)
+    return _build(row, addresses.all(), _totp(conn, name))
+
+
+def _build(row: Row[Any], addresses: Sequence[str], totp: TotpState | None) -> Account:
     return Account(
         name=row.name,
-        addresses=tuple(addresses.all()),
+        addresses=tuple(addresses),
         display_name=row.display_name,
         quota=row.quota,
         strong_auth_required=row.strong_auth_required,
