@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from securemail.demo.federation import NodeSetup, found
+from securemail.accounts.node import open_accounts
+from securemail.demo.federation import PEOPLE, NodeSetup, found
 from securemail.node.config import NodeConfig, load_config
+from securemail.node.mailboxes import ACCOUNTS_LOG
 from securemail.node.run import serve
 
 WAIT = 30.0  # seconds: generous, the CI machine may be loaded
@@ -61,6 +64,31 @@ def federation(founded: Federation, tmp_path: Path) -> Federation:
         for name, node in founded.nodes.items()
     }
     return Federation(root, nodes)
+
+
+def deliver_to_smtp_store(federation: Federation, node: str, port: int) -> None:
+    """Point ``node``'s organisation(s) at an SMTP store on 127.0.0.1:``port`` (node.toml)."""
+    config = federation.nodes[node].config
+    text = config.read_text()
+    maildir = re.compile(r'kind = "maildir"\npath = "mail"\n(accounts = true\n)?')
+    assert maildir.search(text), text
+    config.write_text(maildir.sub(f'kind = "smtp"\nhost = "127.0.0.1"\nport = {port}\n', text))
+
+
+def open_people_accounts(federation: Federation, node: str) -> None:
+    """Give the provider's people their accounts again in ``node``'s (new) database."""
+    setup = federation.nodes[node]
+    assert setup.clients is not None
+    config = federation.config(node)
+    passphrase = federation.root.joinpath("passphrase.txt").read_bytes().strip()
+    with open_accounts(
+        config.database,
+        log_path=config.data_dir / ACCOUNTS_LOG,
+        passphrase=passphrase,
+        domains=config.domains,
+    ) as accounts:
+        for address, password in setup.clients.passwords.items():
+            accounts.service.add(address, password, display_name=PEOPLE[address])
 
 
 def mailbox_files(path: Path) -> list[bytes]:

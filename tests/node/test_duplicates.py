@@ -18,7 +18,7 @@ from functools import partial
 
 from securemail.queue import Direction, Entry, NewMessage, QueueStore, State
 from securemail.smime import protect
-from tests.node.conftest import Federation, mailbox_files, running
+from tests.node.conftest import Federation, deliver_to_smtp_store, mailbox_files, running
 from tests.node.test_inbound_refusals import (
     AGENCY_USER,
     CITIZEN,
@@ -86,16 +86,6 @@ def test_message_sent_twice_to_a_maildir_is_delivered_once(federation: Federatio
     assert len(delivered) == 1
 
 
-def use_smtp_store(federation: Federation, port: int) -> None:
-    """Point the provider's organisation at its own SMTP store (in the copied node.toml)."""
-    config = federation.nodes["provider"].config
-    text = config.read_text()
-    maildir = '[organisation.delivery]\nkind = "maildir"\npath = "mail"\naccounts = true'
-    assert maildir in text
-    smtp = f'[organisation.delivery]\nkind = "smtp"\nhost = "127.0.0.1"\nport = {port}'
-    config.write_text(text.replace(maildir, smtp))
-
-
 def test_message_sent_twice_to_an_smtp_store_is_delivered_once(federation: Federation) -> None:
     """Three copies of one signed message reach the organisation's SMTP store once."""
     messages = copies(federation, 2)
@@ -103,7 +93,7 @@ def test_message_sent_twice_to_an_smtp_store_is_delivered_once(federation: Feder
 
     async def scenario() -> list[Entry]:
         async with serving(sink) as port:
-            use_smtp_store(federation, port)
+            deliver_to_smtp_store(federation, "provider", port)
             async with running(federation, "provider"):
                 return await send_each(federation, messages)
 
@@ -145,7 +135,7 @@ def test_copies_claimed_together_reach_an_smtp_store_once(federation: Federation
 
     async def scenario() -> list[Entry]:
         async with serving(sink) as port:
-            use_smtp_store(federation, port)
+            deliver_to_smtp_store(federation, "provider", port)
             return await settle_backlog(federation, messages)
 
     settled = asyncio.run(scenario())

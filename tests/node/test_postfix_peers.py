@@ -23,7 +23,7 @@ import pytest
 from securemail.demo.exchange import Script, header, submit, wait_for
 from securemail.queue import Direction, Entry, QueueError, QueueReason, QueueStore, State
 from tests.conftest import require_tool
-from tests.node.conftest import WAIT, Federation, mailbox_files, running
+from tests.node.conftest import WAIT, Federation, deliver_to_smtp_store, mailbox_files, running
 from tests.support.postfix import PostfixInstance, start_postfix
 
 NOW = datetime.now(UTC)
@@ -37,7 +37,6 @@ TO_CITIZEN = Script(
 )
 # The provider's store: a Postfix for its domain with the citizen's mailbox.
 STORE: dict[str, Any] = {"domain": "securemail.provider.nz", "mailboxes": ("hemi.walker",)}
-MAILDIR_DELIVERY = '[organisation.delivery]\nkind = "maildir"\npath = "mail"\n'
 
 
 def _need(*tools: str) -> None:
@@ -120,15 +119,6 @@ async def _send(federation: Federation, n: int) -> None:
     assert reply.startswith("250"), reply
 
 
-def _deliver_to_smtp(federation: Federation, node: str, port: int) -> None:
-    """Point the node's only organisation at an SMTP store on 127.0.0.1:``port``."""
-    config = federation.nodes[node].config
-    text = config.read_text()
-    assert text.count(MAILDIR_DELIVERY) == 1, text
-    smtp = f'[organisation.delivery]\nkind = "smtp"\nhost = "127.0.0.1"\nport = {port}\n'
-    config.write_text(text.replace(MAILDIR_DELIVERY, smtp))
-
-
 def test_internal_postfix_relays_into_the_gateway(federation: Federation, tmp_path: Path) -> None:
     """The organisation's own Postfix relays to the gateway; the citizen gets it verified."""
     _need("postfix", "swaks")
@@ -186,7 +176,7 @@ def test_postfix_store_behind_the_gateway_outage_defers(
             store = await first.enter_async_context(
                 _postfix(tmp_path, mailbox_dir=tmp_path / "store1", **STORE)
             )
-            _deliver_to_smtp(federation, "provider", store.port)
+            deliver_to_smtp_store(federation, "provider", store.port)
             async with running(federation, "agency", "provider"):
                 await _send(federation, 1)
                 await asyncio.to_thread(store.wait_for_log, "status=sent", timeout=WAIT)

@@ -11,7 +11,7 @@ import pytest
 
 from securemail.demo.exchange import Script, header, submit, wait_for
 from securemail.queue import Direction, QueueStore, State
-from tests.node.conftest import WAIT, Federation, running
+from tests.node.conftest import WAIT, Federation, open_people_accounts, running
 from tests.queue.conftest import _admin, pg_url
 
 SCRIPT = Script(
@@ -35,6 +35,7 @@ def on_postgres(federation: Federation) -> Iterator[Federation]:
                 "[node]\n", f'[node]\ndatabase = "{pg_url(schema)}"\n', 1
             )
             config.write_text(text)
+        open_people_accounts(federation, "provider")
         try:
             yield federation
         finally:

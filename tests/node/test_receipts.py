@@ -16,7 +16,7 @@ from securemail.cli.main import cli
 from securemail.demo.exchange import Script, submit, wait_for
 from securemail.queue import QueueStore, ReceiptState
 from tests.conftest import require_tool
-from tests.node.conftest import WAIT, Federation, mailbox_files, running
+from tests.node.conftest import WAIT, Federation, deliver_to_smtp_store, mailbox_files, running
 from tests.relay.loopback import Recorder, serving
 
 NOW = datetime.now(UTC)
@@ -186,12 +186,7 @@ def _impostor_of_gsp(federation: Federation, handler: Recorder):  # type: ignore
 def test_receipt_window_expires_once_when_the_store_is_down(federation: Federation) -> None:
     """The receiving store is down past the window: exactly one failure notice, no MDN."""
     set_window(federation, "agency", "2s")
-    config = federation.nodes["provider"].config
-    config.write_text(
-        config.read_text().replace(
-            'kind = "maildir"\npath = "mail"', 'kind = "smtp"\nhost = "127.0.0.1"\nport = 9', 1
-        )
-    )
+    deliver_to_smtp_store(federation, "provider", 9)
     message = script("hemi.walker@securemail.provider.nz")
 
     async def scenario() -> None:
@@ -214,14 +209,7 @@ def test_failure_from_the_recipients_gateway_is_the_only_outcome(federation: Fed
 
     async def scenario() -> None:
         async with serving(store) as port:
-            config = federation.nodes["provider"].config
-            config.write_text(
-                config.read_text().replace(
-                    'kind = "maildir"\npath = "mail"',
-                    f'kind = "smtp"\nhost = "127.0.0.1"\nport = {port}',
-                    1,
-                )
-            )
+            deliver_to_smtp_store(federation, "provider", port)
             async with running(federation, "agency", "provider"):
                 await submit(
                     federation.nodes["agency"], message, with_receipt(message.message(5, NOW))

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import re
 from pathlib import Path
 
 import aiosmtplib
 import pytest
 
-from securemail.accounts import Account, AccountReason, Denied, Granted, Service
+from securemail.demo.exchange import client_tls
+from securemail.demo.federation import Clients
 from securemail.node.admission import Admission
 from securemail.node.context import NodeError
 from securemail.node.listeners import start_listeners
 from securemail.node.run import open_node
 from securemail.node.toml_table import ConfigError
 from securemail.queue import Direction, QueueStore
-from tests.node.conftest import WAIT, Federation
+from tests.node.conftest import WAIT, Federation, running
 
 HEMI = "hemi.walker@securemail.provider.nz"
-PASSWORD = "hemi's app password"
 AROHA = "aroha.ngata@agency.govt.nz"
 MESSAGE = (
     f"From: Hemi Walker <{HEMI}>\r\nTo: {AROHA}\r\nSubject: Benefit review\r\n"
@@ -27,30 +27,18 @@ MESSAGE = (
 ).encode()
 
 
-class OneAccount:
-    """An in-test Authenticator with Hemi's account and one password."""
-
-    async def login(
-        self, name: str, secret: str, *, service: Service, source: str, totp: str | None = None
-    ) -> Granted | Denied:
-        if (name, secret, service) != (HEMI, PASSWORD, Service.SMTP):
-            return Denied(AccountReason.BAD_CREDENTIALS)
-        hemi = Account(
-            HEMI, (HEMI,), "Hemi Walker", None, False, False, None, False, datetime.now(UTC)
-        )
-        return Granted(hemi, "app-password")
-
-
 def _with_submission(federation: Federation, table: str) -> Path:
-    """The provider node's config file with ``table`` added."""
+    """The provider node's config file with its [submission] table replaced by ``table``."""
     path = federation.nodes["provider"].config
-    path.write_text(path.read_text() + "\n[submission]\n" + table)
+    text = re.sub(r"\n\[submission\]\n.*?\n\n", "\n", path.read_text(), count=1, flags=re.S)
+    path.write_text(text + "\n[submission]\n" + table)
     return path
 
 
-async def _submit(port: int, *, implicit_tls: bool) -> None:
-    """Log in as Hemi and send MESSAGE, over STARTTLS or implicit TLS (certificate unchecked:
-    the test trusts the loopback address, not the federation CA)."""
+async def _submit(clients: Clients, *, implicit_tls: bool) -> None:
+    """Log in as Hemi with her password and send MESSAGE, checking the node's certificate
+    as a mail client would (chain to the federation CA, name 127.0.0.1)."""
+    port = clients.submission_tls_port if implicit_tls else clients.submission_port
     await aiosmtplib.send(
         MESSAGE,
         sender=HEMI,
@@ -58,42 +46,34 @@ async def _submit(port: int, *, implicit_tls: bool) -> None:
         hostname="127.0.0.1",
         port=port,
         username=HEMI,
-        password=PASSWORD,
+        password=clients.passwords[HEMI],
         use_tls=implicit_tls,
         start_tls=not implicit_tls,
-        validate_certs=False,
+        tls_context=client_tls(clients),
         timeout=WAIT,
     )
 
 
 def test_submitted_mail_is_queued_outbound_with_the_account(federation: Federation) -> None:
     """Through 587 and 465 the node queues the mail outbound, recording the account as auth."""
-    _with_submission(federation, 'listen = "127.0.0.1:0"\ntls_listen = "127.0.0.1:0"\n')
-    config = federation.config("provider")
+    clients = federation.nodes["provider"].clients
+    assert clients is not None
 
     async def scenario() -> None:
-        node = await open_node(config)
-        listeners = await start_listeners(node, Admission(node), authenticator=OneAccount())
-        try:
-            assert listeners.submission is not None and listeners.submission_tls is not None
-            await _submit(listeners.submission.port, implicit_tls=False)
-            await _submit(listeners.submission_tls.port, implicit_tls=True)
-        finally:
-            await listeners.close()
-            await node.relay_pool.close_all()
-            await node.db(node.store.close)
-            node.close_db()
+        async with running(federation, "provider"):
+            await _submit(clients, implicit_tls=False)
+            await _submit(clients, implicit_tls=True)
 
-    asyncio.run(asyncio.wait_for(scenario(), WAIT))
-    store = QueueStore.open(config.database)
+    asyncio.run(asyncio.wait_for(scenario(), 2 * WAIT))
+    store = QueueStore.open(federation.config("provider").database)
     try:
         entries = store.list(direction=Direction.OUTBOUND)
     finally:
         store.close()
-    assert len(entries) == 2
-    for entry in entries:
+    submitted = [e for e in entries if e.client == "submission 127.0.0.1"]
+    assert len(submitted) == 2
+    for entry in submitted:
         assert entry.auth == HEMI
-        assert entry.client == "submission 127.0.0.1"
         assert entry.mail_from == HEMI
         assert [r.address for r in entry.recipients] == [AROHA]
 
@@ -110,6 +90,8 @@ def test_submission_without_an_authenticator_does_not_start(federation: Federati
         finally:
             await node.db(node.store.close)
             node.close_db()
+            if node.accounts is not None:
+                node.accounts.close()
 
     with pytest.raises(NodeError, match="authenticator"):
         asyncio.run(scenario())
@@ -133,6 +115,7 @@ def test_submission_settings(federation: Federation) -> None:
     }
     path = federation.nodes["provider"].config
     base = path.read_text().rpartition("\n[submission]\n")[0]
+    assert "[submission]" not in base
     for table, message in mistakes.items():
         path.write_text(base + "\n[submission]\n" + table)
         with pytest.raises(ConfigError, match=message):

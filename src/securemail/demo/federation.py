@@ -67,7 +67,9 @@ class Clients:
     """Where people's mail clients connect to a provider node, and who may log in."""
 
     submission_port: int  # STARTTLS, then AUTH (587 style)
+    submission_tls_port: int  # TLS from the first byte (465 style)
     imap_port: int  # STARTTLS, then LOGIN (143 style)
+    imap_tls_port: int  # TLS from the first byte (993 style)
     ca: Path  # the certificate that vouches for the node's TLS certificate
     passwords: dict[str, str]  # account (its primary address) -> password
 
@@ -129,8 +131,9 @@ def found(root: Path, passphrase_file: Path, now: datetime) -> dict[str, NodeSet
 def _open_accounts(node: NodeSetup, passphrase: bytes) -> Clients:
     """Give the provider's people their accounts, as its operator would with ``user add``."""
     config = load_config(node.config)
-    assert config.submission is not None and config.submission.listen is not None  # noqa: S101
-    assert config.imap is not None and config.imap.listen is not None  # noqa: S101
+    submission, imap = config.submission, config.imap
+    assert submission is not None and submission.listen and submission.tls_listen  # noqa: S101
+    assert imap is not None and imap.listen and imap.tls_listen  # noqa: S101
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     passwords = {address: secrets.token_urlsafe(12) for address in PEOPLE}
     with open_accounts(
@@ -142,8 +145,10 @@ def _open_accounts(node: NodeSetup, passphrase: bytes) -> Clients:
         for address, password in passwords.items():
             accounts.service.add(address, password, display_name=PEOPLE[address])
     return Clients(
-        config.submission.listen.port,
-        config.imap.listen.port,
+        submission.listen.port,
+        submission.tls_listen.port,
+        imap.listen.port,
+        imap.tls_listen.port,
         config.anchor,
         passwords,
     )
