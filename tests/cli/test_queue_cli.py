@@ -47,6 +47,7 @@ def test_list_show_hold_release_retry_delete(federation: Federation) -> None:
     [entry] = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     assert entry["state"] == "deferred"
     assert entry["recipients"][0]["reason"] == "connect-failed"
+    assert entry["client"] == "relay 127.0.0.1" and entry["auth"] is None
     code, output = run("queue", "show", "--config", config, entry["id"])
     assert code == 0 and "accepted" in output and "connect-failed" in output
     assert run("queue", "hold", "--config", config, entry["id"])[0] == 0

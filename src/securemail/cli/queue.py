@@ -66,6 +66,8 @@ def _as_json(entry: Entry) -> dict[str, object]:
         "kind": entry.kind,
         "org_id": entry.org_id,
         "mail_from": entry.mail_from,
+        "client": entry.client,  # which listener and address it came in on
+        "auth": entry.auth,  # the account that logged in to submit it, if any
         "message_id": entry.message_id,
         "size": entry.size,
         "created_at": entry.created_at.isoformat(),
