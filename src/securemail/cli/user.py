@@ -27,7 +27,7 @@ from securemail.accounts.model import Account
 from securemail.accounts.node import open_accounts
 from securemail.accounts.service import AccountService
 from securemail.cli.files import fail
-from securemail.cli.serve import CONFIG_OPTION, read_config
+from securemail.cli.serve import read_config
 from securemail.errors import SecureMailError
 from securemail.node.config import NodeConfig
 from securemail.node.context import read_passphrase
@@ -35,7 +35,7 @@ from securemail.node.context import read_passphrase
 
 @dataclass(frozen=True)
 class _Options:
-    config: Path
+    config: Path | None
     breached: Path | None
 
 
@@ -45,7 +45,13 @@ PASSWORD_STDIN = click.option(
 
 
 @click.group("user")
-@CONFIG_OPTION
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="SECUREMAIL_CONFIG",
+    help="The node's configuration file (TOML); or $SECUREMAIL_CONFIG.",
+)
 @click.option(
     "--breached-passwords",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -53,8 +59,14 @@ PASSWORD_STDIN = click.option(
     help="A breached-password list (passwords or SHA-1 hex, one a line) new passwords must avoid.",
 )
 @click.pass_context
-def user_group(ctx: click.Context, config_path: Path, breached_passwords: Path | None) -> None:
-    """Mailbox accounts: add, list, passwords, aliases, TOTP, app passwords, locks, export."""
+def user_group(
+    ctx: click.Context, config_path: Path | None, breached_passwords: Path | None
+) -> None:
+    """Mailbox accounts: add, list, passwords, aliases, TOTP, app passwords, locks, export.
+
+    Give the node's configuration before the command: ``securemail user --config
+    node.toml add ADDRESS`` (or set SECUREMAIL_CONFIG).
+    """
     ctx.obj = _Options(config_path, breached_passwords)
 
 
@@ -67,8 +79,8 @@ def _service() -> Iterator[AccountService]:
 @contextmanager
 def _node() -> Iterator[tuple[NodeConfig, AccountService]]:
     options = click.get_current_context().find_object(_Options)
-    if options is None:
-        raise click.UsageError("securemail user needs --config")
+    if options is None or options.config is None:
+        raise click.UsageError("securemail user needs --config FILE (or $SECUREMAIL_CONFIG)")
     config = read_config(options.config)
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as serve would
     try:
