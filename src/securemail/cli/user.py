@@ -11,33 +11,18 @@ the host). A new app password or TOTP secret is printed once and kept nowhere el
 from __future__ import annotations
 
 import io
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import click
 import qrcode  # type: ignore[import-untyped]
 
-from securemail.accounts.dovecot import DEFAULT_SLOTS, auth_config, export_users
-from securemail.accounts.dovecot_files import Selection, Written, dovecot_users, write_files
 from securemail.accounts.model import Account
-from securemail.accounts.node import open_accounts
 from securemail.accounts.service import AccountService
-from securemail.cli.files import fail
-from securemail.cli.serve import read_config
-from securemail.errors import SecureMailError
-from securemail.node.config import NodeConfig
-from securemail.node.context import read_passphrase
-
-
-@dataclass(frozen=True)
-class _Options:
-    config: Path | None
-    breached: Path | None
-
+from securemail.cli.user_dovecot import export_dovecot_command
+from securemail.cli.user_node import UserOptions, open_node_accounts
 
 PASSWORD_STDIN = click.option(
     "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
@@ -67,36 +52,13 @@ def user_group(
     Give the node's configuration before the command: ``securemail user --config
     node.toml add ADDRESS`` (or set SECUREMAIL_CONFIG).
     """
-    ctx.obj = _Options(config_path, breached_passwords)
+    ctx.obj = UserOptions(config_path, breached_passwords)
 
 
 @contextmanager
 def _service() -> Iterator[AccountService]:
-    with _node() as (_, service):
+    with open_node_accounts() as (_, service):
         yield service
-
-
-@contextmanager
-def _node() -> Iterator[tuple[NodeConfig, AccountService]]:
-    options = click.get_current_context().find_object(_Options)
-    if options is None or options.config is None:
-        raise click.UsageError("securemail user needs --config FILE (or $SECUREMAIL_CONFIG)")
-    config = read_config(options.config)
-    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as serve would
-    try:
-        with open_accounts(
-            config.database,
-            log_path=config.data_dir / "accounts.log",
-            passphrase=read_passphrase(config),
-            domains=config.domains,
-            breached_passwords=options.breached,
-        ) as accounts:
-            yield config, accounts.service
-    except SecureMailError as error:
-        fail(error)
-    except ValueError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
 
 
 def _password(from_stdin: bool) -> str:
@@ -315,50 +277,4 @@ def app_password_revoke_command(name: str, ident: str) -> None:
     click.echo(f"app password {ident} revoked")
 
 
-@user_group.command("export-dovecot")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The existing directory Dovecot reads the files from (its group: Dovecot's).",
-)
-@click.option("--uid", type=click.IntRange(min=0), help="Owner of the Maildirs [this user].")
-@click.option("--gid", type=click.IntRange(min=0), help="Group of the Maildirs [this group].")
-@click.option("--slots", type=click.IntRange(min=1), default=DEFAULT_SLOTS, show_default=True)
-@click.option("--print-config", is_flag=True, help="Print Dovecot's passdb/userdb part only.")
-def export_dovecot_command(
-    out: Path, uid: int | None, gid: int | None, slots: int, print_config: bool
-) -> None:
-    """Write the accounts as Dovecot passwd-files into OUT (see docs/dovecot.md)."""
-    directory = out.absolute()
-    if print_config:
-        click.echo(auth_config(PurePosixPath(directory), slots), nl=False)
-        return
-    if not directory.is_dir():
-        click.echo(f"error: {directory} is not a directory", err=True)
-        sys.exit(1)
-    with _node() as (config, service):
-        selection = dovecot_users(service.imap_secrets(), config.organisations)
-        owner = (os.getuid() if uid is None else uid, os.getgid() if gid is None else gid)
-        files = export_users(selection.users, uid=owner[0], gid=owner[1], slots=slots)
-        try:
-            written = write_files(directory, files)
-        except OSError as error:
-            click.echo(f"error: cannot write the export into {directory}: {error}", err=True)
-            sys.exit(1)
-    _report(directory, selection, written, slots)
-
-
-def _report(directory: Path, selection: Selection, written: Written, slots: int) -> None:
-    for line in selection.skipped:
-        click.echo(f"warning: skipped {line}", err=True)
-    for name, entries in written.entries:
-        click.echo(f"{directory / name}  {entries} entries")
-    for name in written.removed:
-        click.echo(f"{directory / name}  removed (beyond {slots} slots)")
-    disabled = sum(user.disabled for user in selection.users)
-    exported = len(selection.users) - disabled
-    click.echo(
-        f"exported {exported} accounts with {slots} password slots "
-        f"({disabled} disabled left out, {len(selection.skipped)} skipped)"
-    )
+user_group.add_command(export_dovecot_command)
