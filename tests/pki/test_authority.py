@@ -47,14 +47,15 @@ def test_certificate_for_a_key_held_elsewhere(pki: Pki) -> None:
 
 def test_an_ip_literal_host_is_an_ip_address_entry(pki: Pki) -> None:
     """A gateway endpoint given as an IP literal is named by an iPAddress SAN, which TLS
-    clients match against the address they dialled (a dNSName "127.0.0.1" matches nothing)."""
+    clients match against the address they dialled, and by the same text as a dNSName for
+    clients that compare only names (isync 1.4)."""
     key = ec.generate_private_key(ec.SECP256R1())
     cert = issue_for_key(
         pki.ca, "gw", key.public_key(), now=NOW, domains=("127.0.0.1", "gw.agency.govt.nz")
     )
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
-    assert san.get_values_for_type(x509.DNSName) == ["gw.agency.govt.nz"]
+    assert san.get_values_for_type(x509.DNSName) == ["127.0.0.1", "gw.agency.govt.nz"]
 
 
 def test_crl_lists_revoked_serials(pki: Pki) -> None:

@@ -187,7 +187,7 @@ def issue_for_key(
     The key pair stays with its owner (e.g. from a CSR); only the public key is needed.
     """
     names: list[x509.GeneralName] = [x509.RFC822Name(e) for e in emails]
-    names += [_host_name(d) for d in domains]
+    names += [name for d in domains for name in _host_names(d)]
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, organisation))
@@ -212,15 +212,18 @@ def issue_for_key(
     return builder.sign(ca.private_key, hashes.SHA256())
 
 
-def _host_name(host: str) -> x509.GeneralName:
-    """A SAN entry for ``host``: an IP literal is an iPAddress (RFC 5280 §4.2.1.6), not a name.
+def _host_names(host: str) -> list[x509.GeneralName]:
+    """SAN entries for ``host``; an IP literal gets an iPAddress entry and a dNSName too.
 
-    TLS clients match an IP address only against iPAddress entries (RFC 6125 §1.7.2).
+    Most TLS clients (Python's ssl, OpenSSL's host check) match an IP address only against
+    iPAddress entries (RFC 5280 §4.2.1.6, RFC 6125 §1.7.2); some mail clients (isync 1.4)
+    compare only dNSName strings, so the literal is listed both ways.
     """
     try:
-        return x509.IPAddress(ipaddress.ip_address(host))
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return x509.DNSName(host)
+        return [x509.DNSName(host)]
+    return [x509.IPAddress(address), x509.DNSName(host)]
 
 
 def make_crl(
