@@ -28,7 +28,7 @@ from securemail.accounts.model import (
 from securemail.deliver import MaildirTarget
 from securemail.deliver.maildir import mailbox_path
 from securemail.deliver.target import SECUREMAIL_KEYWORD
-from securemail.imap import ImapServer, start_imap
+from securemail.imap import ImapLimits, ImapServer, start_imap
 from tests.relay.loopback import TlsPki, make_tls_pki
 
 PASSWORD = "correct horse battery staple"
@@ -121,8 +121,12 @@ def tls_pki(tmp_path_factory: pytest.TempPathFactory) -> TlsPki:
 
 
 @pytest.fixture
-def imap(tmp_path: Path, tls_pki: TlsPki) -> Iterator[Imap]:
-    """An IMAP server on 127.0.0.1 (STARTTLS and implicit TLS) for bob, with alias robert."""
+def imap(request: pytest.FixtureRequest, tmp_path: Path, tls_pki: TlsPki) -> Iterator[Imap]:
+    """An IMAP server on 127.0.0.1 (STARTTLS and implicit TLS) for bob, with alias robert.
+
+    Parametrize it indirectly with :class:`ImapLimits` to change the server's limits.
+    """
+    limits = getattr(request, "param", ImapLimits())
     root = tmp_path / "mail"
     root.mkdir()
     accounts = Accounts()
@@ -137,6 +141,7 @@ def imap(tmp_path: Path, tls_pki: TlsPki) -> Iterator[Imap]:
         tls_pki.context(tls_pki.server),
         listen=("127.0.0.1", 0),
         tls_listen=("127.0.0.1", 0),
+        limits=limits,
     )
     server = asyncio.run_coroutine_threadsafe(start, loop).result(10)
     client_tls = ssl.create_default_context(cadata=tls_pki.ca.certificate_pem().decode())

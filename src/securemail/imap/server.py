@@ -13,7 +13,9 @@ large mailbox's scan briefly holds up the loop.
 
 Security: every byte from the client is untrusted and is parsed by pymap; no command other
 than CAPABILITY, NOOP, ID, LOGOUT and STARTTLS is served before TLS and login. Logins go
-through :mod:`securemail.imap.login`. APPEND is limited to ``max_append`` octets.
+through :mod:`securemail.imap.login`. APPEND is limited to ``max_append`` octets; a client
+that stays silent past :class:`ImapLimits` (60 s before login, 30 minutes after) is logged
+out, and connections beyond ``max_connections`` get ``* BYE`` at once.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pymap.config import BackendCapability, IMAPConfig
 from pymap.context import connection_exit, subsystem
 from pymap.imap import IMAPConnection
 from pymap.imap.state import ConnectionState
+from pymap.parsing.command import Command
 from pymap.parsing.response import CommandResponse, ResponseOk
 from pysasl import SASLAuth
 from pysasl.hashing import BuiltinHash
@@ -41,6 +44,20 @@ from securemail.imap.login import AccountLogin, MaildirFor
 
 _MAX_APPEND = 50 * 2**20  # octets per APPENDed message
 _CLOSE_WAIT = 5.0  # seconds for open sessions to end once their sockets are closed
+
+
+@dataclass(frozen=True)
+class ImapLimits:
+    """What one client may hold: sessions at once, and how long it may stay silent.
+
+    ``idle`` is the autologout of a logged-in client (RFC 3501 §5.4: at least 30 minutes;
+    IDLE clients re-issue IDLE within 29). ``login`` is the wait for a client that has not
+    logged in yet: it costs a connection slot and proves nothing.
+    """
+
+    max_connections: int = 500
+    login: float = 60.0
+    idle: float = 30 * 60.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,7 @@ async def start_imap(
     tls_listen: tuple[str, int] | None = None,
     name: str = "SecureMail",
     max_append: int = _MAX_APPEND,
+    limits: ImapLimits = ImapLimits(),
 ) -> ImapServer:
     """Serve IMAP on ``listen`` (STARTTLS) and/or ``tls_listen`` (implicit TLS).
 
@@ -79,7 +97,7 @@ async def start_imap(
     if listen is None and tls_listen is None:
         raise ValueError("start_imap needs listen or tls_listen")
     config = _Settings(tls, name, max_append)
-    connections = _Connections(AccountLogin(authenticator, maildir_for, config), config)
+    connections = _Connections(AccountLogin(authenticator, maildir_for, config), config, limits)
     servers: list[asyncio.Server] = []
     try:
         if listen is not None:
@@ -139,15 +157,34 @@ class _State(ConnectionState):
             self.auth = config.tls_auth
             self._capability.remove(b"STARTTLS")
 
+    @property
+    def logged_in(self) -> bool:
+        return self._session is not None  # pymap sets it at a successful login
+
     async def do_greeting(self) -> CommandResponse:
         return ResponseOk(b"*", self.config.greeting, self.capability)
+
+
+class _TimedConnection(IMAPConnection):
+    """pymap's connection, logged out (``* BYE``) when the client stays silent too long."""
+
+    limits: ImapLimits
+
+    async def read_command(self, state: ConnectionState) -> Command:
+        logged_in = isinstance(state, _State) and state.logged_in
+        try:
+            async with asyncio.timeout(self.limits.idle if logged_in else self.limits.login):
+                return await super().read_command(state)
+        except TimeoutError:
+            self.writer.write(b"* BYE Autologout; idle for too long\r\n")
+            raise EOFError from None  # pymap's run() ends the session on EOF
 
 
 class _Connections:
     """The ``asyncio.start_server`` callbacks: one pymap connection per client, tracked."""
 
-    def __init__(self, login: AccountLogin, config: _Settings) -> None:
-        self._login, self._config = login, config
+    def __init__(self, login: AccountLogin, config: _Settings, limits: ImapLimits) -> None:
+        self._login, self._config, self._limits = login, config, limits
         self._open: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     async def plain(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -167,12 +204,17 @@ class _Connections:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, implicit_tls: bool
     ) -> None:
+        if len(self._open) >= self._limits.max_connections:
+            writer.write(b"* BYE Too many connections, try again later\r\n")
+            writer.close()
+            return
         task = asyncio.current_task()
         assert task is not None  # noqa: S101 (start_server runs each client in a task)
         self._open[task] = writer
         subsystem.set(self._config.subsystem)
         info = SocketInfoLocal(writer)
-        connection = IMAPConnection(self._config.commands, self._config, reader, writer, info)
+        connection = _TimedConnection(self._config.commands, self._config, reader, writer, info)
+        connection.limits = self._limits
         state = _State(self._login, self._config, implicit_tls=implicit_tls)
         try:
             async with AsyncExitStack() as stack:
