@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from securemail import audit
 from securemail.cli.main import cli
+from tests.cli.conftest import provider_config
 
 DOMAIN = "mail.example.govt.nz"
 PASSWORD = "correct horse battery staple"
@@ -19,35 +20,7 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     """A minimal provider node configuration with a passphrase file."""
-    (tmp_path / "passphrase").write_text("node passphrase\n")
-    path = tmp_path / "node.toml"
-    path.write_text(
-        f"""
-[node]
-name = "mx.{DOMAIN}"
-data_dir = "data"
-[federation]
-name = "test"
-anchor = "anchor.pem"
-directory = "directory.json"
-[peer]
-listen = "127.0.0.1:0"
-tls_certificate = "tls.pem"
-tls_key = "tls.key"
-[relay]
-listen = "127.0.0.1:0"
-[keys]
-passphrase_file = "passphrase"
-[[organisation]]
-org_id = "provider"
-domains = ["{DOMAIN}"]
-keys = "keys"
-[organisation.delivery]
-kind = "maildir"
-path = "mail"
-"""
-    )
-    return path
+    return provider_config(tmp_path, DOMAIN)
 
 
 def user(config: Path, *args: str, input: str | None = None) -> tuple[int, str]:

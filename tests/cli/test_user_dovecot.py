@@ -28,6 +28,7 @@ from securemail.deliver.maildir import MaildirTarget
 from securemail.node.config import load_config
 from securemail.node.context import read_passphrase
 from tests.accounts.conftest import QUICK
+from tests.cli.conftest import provider_config
 from tests.conftest import require_tool
 from tests.support.dovecot import HOST, DovecotInstance, mail_owner, start_dovecot
 
@@ -41,34 +42,10 @@ MESSAGE = b"From: aroha.ngata@agency.govt.nz\r\nSubject: Your review\r\n\r\nKia 
 
 def write_config(tmp: Path, mail_root: Path | str = "mail") -> Path:
     """A provider node with Maildir delivery for DOMAIN and an SMTP-delivered organisation."""
-    (tmp / "passphrase").write_text("node passphrase\n")
-    (tmp / "data").mkdir(mode=0o700, exist_ok=True)
-    path = tmp / "node.toml"
-    path.write_text(
-        f"""
-[node]
-name = "mx.{DOMAIN}"
-data_dir = "data"
-[federation]
-name = "test"
-anchor = "anchor.pem"
-directory = "directory.json"
-[peer]
-listen = "127.0.0.1:0"
-tls_certificate = "tls.pem"
-tls_key = "tls.key"
-[relay]
-listen = "127.0.0.1:0"
-[keys]
-passphrase_file = "passphrase"
-[[organisation]]
-org_id = "provider"
-domains = ["{DOMAIN}"]
-keys = "keys"
-[organisation.delivery]
-kind = "maildir"
-path = "{mail_root}"
-[[organisation]]
+    return provider_config(tmp, DOMAIN, mail_root=mail_root, more=AGENCY_BY_SMTP)
+
+
+AGENCY_BY_SMTP = f"""[[organisation]]
 org_id = "agency"
 domains = ["{ELSEWHERE}"]
 keys = "agency-keys"
@@ -76,8 +53,6 @@ keys = "agency-keys"
 kind = "smtp"
 host = "mx.{ELSEWHERE}"
 """
-    )
-    return path
 
 
 def node_accounts(config_path: Path) -> Accounts:

@@ -19,10 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from securemail.accounts.node import open_accounts
-from securemail.demo.federation import PEOPLE, NodeSetup, found
+from securemail.demo.federation import NodeSetup, add_people, found
 from securemail.node.config import NodeConfig, load_config
-from securemail.node.mailboxes import ACCOUNTS_LOG
 from securemail.node.run import serve
 
 WAIT = 30.0  # seconds: generous, the CI machine may be loaded
@@ -79,16 +77,8 @@ def open_people_accounts(federation: Federation, node: str) -> None:
     """Give the provider's people their accounts again in ``node``'s (new) database."""
     setup = federation.nodes[node]
     assert setup.clients is not None
-    config = federation.config(node)
     passphrase = federation.root.joinpath("passphrase.txt").read_bytes().strip()
-    with open_accounts(
-        config.database,
-        log_path=config.data_dir / ACCOUNTS_LOG,
-        passphrase=passphrase,
-        domains=config.domains,
-    ) as accounts:
-        for address, password in setup.clients.passwords.items():
-            accounts.service.add(address, password, display_name=PEOPLE[address])
+    add_people(federation.config(node), passphrase, setup.clients.passwords)
 
 
 def mailbox_files(path: Path) -> list[bytes]:

@@ -29,7 +29,7 @@ from securemail.accounts.node import open_accounts
 from securemail.federation.node import NodeTarget
 from securemail.federation.operator import Application, add_member, init_federation, publish
 from securemail.federation.store import Store
-from securemail.node.config import load_config
+from securemail.node.config import NodeConfig, load_config
 from securemail.node.mailboxes import ACCOUNTS_LOG
 from securemail.smime.keys import load_private_key
 
@@ -134,16 +134,8 @@ def _open_accounts(node: NodeSetup, passphrase: bytes) -> Clients:
     submission, imap = config.submission, config.imap
     assert submission is not None and submission.listen and submission.tls_listen  # noqa: S101
     assert imap is not None and imap.listen and imap.tls_listen  # noqa: S101
-    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     passwords = {address: secrets.token_urlsafe(12) for address in PEOPLE}
-    with open_accounts(
-        config.database,
-        log_path=config.data_dir / ACCOUNTS_LOG,
-        passphrase=passphrase,
-        domains=config.domains,
-    ) as accounts:
-        for address, password in passwords.items():
-            accounts.service.add(address, password, display_name=PEOPLE[address])
+    add_people(config, passphrase, passwords)
     return Clients(
         submission.listen.port,
         submission.tls_listen.port,
@@ -152,6 +144,19 @@ def _open_accounts(node: NodeSetup, passphrase: bytes) -> Clients:
         config.anchor,
         passwords,
     )
+
+
+def add_people(config: NodeConfig, passphrase: bytes, passwords: dict[str, str]) -> None:
+    """Make an account for each of ``PEOPLE`` with its password in the node's database."""
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open_accounts(
+        config.database,
+        log_path=config.data_dir / ACCOUNTS_LOG,
+        passphrase=passphrase,
+        domains=config.domains,
+    ) as accounts:
+        for address, password in passwords.items():
+            accounts.service.add(address, password, display_name=PEOPLE[address])
 
 
 def _csr(key_path: Path, passphrase: bytes, org_id: str) -> bytes:
