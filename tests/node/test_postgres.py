@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 
 from securemail.demo.exchange import Script, header, submit, wait_for
@@ -68,6 +69,21 @@ def test_exchange_with_postgresql_queues(on_postgres: Federation) -> None:
 NOW = datetime.now(UTC)
 
 
+def _drop_tables_under(schema: str) -> None:
+    """Empty ``schema`` while the node runs. DROP locks table after table, so it can deadlock
+    with a worker's transaction that reads two of them; PostgreSQL then cancels one side,
+    and if that was the DROP it is simply tried again."""
+    for _ in range(5):
+        try:
+            with _admin() as admin:
+                admin.execute(f"DROP SCHEMA {schema} CASCADE")
+                admin.execute(f"CREATE SCHEMA {schema}")  # empty: the fixture drops it again
+            return
+        except psycopg.errors.DeadlockDetected:
+            continue
+    raise AssertionError(f"could not drop {schema}: five deadlocks in a row")
+
+
 def test_database_gone_means_451_not_250(on_postgres: Federation) -> None:
     """With the queue's tables gone, the relay listener answers 451: nothing is half-accepted."""
     federation = on_postgres
@@ -75,9 +91,7 @@ def test_database_gone_means_451_not_250(on_postgres: Federation) -> None:
 
     async def scenario() -> str:
         async with running(federation, "agency"):
-            with _admin() as admin:
-                admin.execute(f"DROP SCHEMA {schema} CASCADE")
-                admin.execute(f"CREATE SCHEMA {schema}")  # empty: the fixture drops it again
+            _drop_tables_under(schema)
             return await submit(federation.nodes["agency"], SCRIPT, SCRIPT.message(2, NOW))
 
     reply = asyncio.run(scenario())
