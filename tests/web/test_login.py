@@ -34,7 +34,7 @@ def test_unknown_and_wrong_are_identical(client: TestClient) -> None:
 
 
 def test_throttled_login_says_try_later(client: TestClient) -> None:
-    """After repeated failures the login page says to try again later, even for the right password."""
+    """After repeated failures even the right password is told to try again later."""
     for _ in range(12):
         sign_in(client, password="wrong guess number x")
     response = sign_in(client)

@@ -48,7 +48,9 @@ class WebAccess:
 
     def scopes(self, name: str) -> frozenset[Scope]:
         """What a session of ``name`` may do now."""
-        return frozenset({Scope.MAILBOX, Scope.OPERATOR} if self.operator(name) else {Scope.MAILBOX})
+        return frozenset(
+            {Scope.MAILBOX, Scope.OPERATOR} if self.operator(name) else {Scope.MAILBOX}
+        )
 
     def token_add(self, name: str, label: str, scope: Scope) -> tuple[str, str]:
         """A new token for ``name``: (its id, the token to show once)."""

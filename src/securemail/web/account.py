@@ -82,9 +82,11 @@ async def totp_confirm(
     try:
         await web.db(web.accounts.service.totp_confirm, principal.account.name, code)
     except AccountError as refused:
-        error = "That code is not right; enter the current one." if refused.reason in (
-            AccountReason.TOTP_INVALID, AccountReason.TOTP_REPLAYED
-        ) else refused.detail
+        error = (
+            "That code is not right; enter the current one."
+            if refused.reason in (AccountReason.TOTP_INVALID, AccountReason.TOTP_REPLAYED)
+            else refused.detail
+        )
         return await _page(request, principal, error=error, status=400)
     return await _page(request, principal, notice="Your authenticator app is set up.")
 

@@ -51,7 +51,7 @@ _TITLES = {
 }
 
 
-class SignInRequired(Exception):
+class SignInRequiredError(Exception):
     """A page needs a signed-in session; answered with a redirect to /login."""
 
 
@@ -94,7 +94,9 @@ def make_app(
     app.state.web = web
     app.state.origin = origin
     app.state.sessions = WebSessions(store, web.clock, policy)
-    app.state.access = WebAccess(store, AccountEvents(web.config.data_dir / ACCOUNTS_LOG), web.clock)
+    app.state.access = WebAccess(
+        store, AccountEvents(web.config.data_dir / ACCOUNTS_LOG), web.clock
+    )
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for router in (auth.router, account.router, *_routers(routers)):
@@ -110,7 +112,7 @@ def _routers(routers: Sequence[APIRouter] | None) -> Sequence[APIRouter]:
 
 
 def _add_error_pages(app: FastAPI) -> None:
-    @app.exception_handler(SignInRequired)
+    @app.exception_handler(SignInRequiredError)
     async def sign_in(request: Request, exc: Exception) -> Response:
         return RedirectResponse("/login", status_code=303)
 

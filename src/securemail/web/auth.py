@@ -18,7 +18,7 @@ unknown address and a wrong password get the same page; only a right password le
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -26,7 +26,7 @@ from fastapi.responses import RedirectResponse, Response
 from securemail.accounts.model import AccountError, AccountReason, Denied, Granted, Service
 from securemail.accounts.throttle import login_keys
 from securemail.web.access import WebAccess
-from securemail.web.app import SignInRequired, render
+from securemail.web.app import SignInRequiredError, render
 from securemail.web.context import web_context
 from securemail.web.model import Principal
 from securemail.web.security import same_origin
@@ -68,8 +68,7 @@ async def current(request: Request) -> Principal | None:
     """The signed-in principal of this request, or None (looked up once per request)."""
     cached = getattr(request.state, "principal", _UNSET)
     if cached is not _UNSET:
-        found: Principal | None = cached
-        return found
+        return cast("Principal | None", cached)
     web = web_context(request)
     session = await web.db(sessions_of(request).find, request.cookies.get(COOKIE))
     principal = None
@@ -89,7 +88,7 @@ async def signed_in(request: Request) -> Principal:
     """The signed-in principal; a page without one redirects to /login."""
     principal = await current(request)
     if principal is None:
-        raise SignInRequired
+        raise SignInRequiredError
     return principal
 
 
@@ -188,7 +187,9 @@ async def login_code(
     cookie = request.cookies.get(COOKIE, "")
     session = await web.db(sessions.find, cookie)
     if session is None or session.method is not None:
-        return render(request, "login.html", {"step": "password", "error": _EXPIRED}, status_code=401)
+        return render(
+            request, "login.html", {"step": "password", "error": _EXPIRED}, status_code=401
+        )
     if not hmac.compare_digest(csrf.encode(), session.csrf.encode()):
         raise HTTPException(403, "the form is stale: reload the page")
     password = sessions.pending_password(cookie, session) or ""

@@ -68,7 +68,7 @@ class WebSessions:
         self,
         store: WebStore,
         clock: Callable[[], datetime],
-        policy: SessionPolicy = SessionPolicy(),  # noqa: B008 (frozen, shared safely)
+        policy: SessionPolicy = SessionPolicy(),
     ) -> None:
         self.store, self.policy, self._clock = store, policy, clock
 
@@ -91,7 +91,7 @@ class WebSessions:
             return None
         now = self._clock()
         lifetime = self.policy.absolute if session.method else self.policy.pending
-        if now - session.last_seen > self.policy.idle or now - session.created > lifetime:
+        if now - session.last_seen >= self.policy.idle or now - session.created >= lifetime:
             self.store.session_end(session.id)
             return None
         if now - session.last_seen >= _SEEN_EVERY:

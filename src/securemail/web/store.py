@@ -67,7 +67,7 @@ class WebStore:
                 raise AccountError(AccountReason.NO_SUCH_ACCOUNT, f"no account {name}")
 
     def session_add(self, session: StoredSession, *, stale: datetime, old: datetime) -> None:
-        """Store ``session``, first dropping sessions idle since ``stale`` or made before ``old``."""
+        """Store ``session``, first dropping those idle since ``stale`` or made before ``old``."""
         row = asdict(session) | {"scopes": " ".join(sorted(session.scopes))}
         with transaction(self._engine, "add session", write=True) as conn:
             conn.execute(
