@@ -14,19 +14,21 @@ from sqlalchemy import MetaData, create_engine
 from securemail.accounts.schema import metadata as accounts_metadata
 from securemail.queue import Direction, QueueStore
 from securemail.queue.schema import metadata
+from securemail.web.schema import metadata as web_metadata
 from tests.queue.conftest import NOW, message
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_migrations_match_the_tables(store: QueueStore, url: str) -> None:
-    """The Alembic migrations create exactly the schema the queue and account stores use."""
+    """The Alembic migrations create exactly the schema the queue, account and web stores use."""
     engine = create_engine(url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
-        assert context.get_current_revision() == "0005"
+        assert context.get_current_revision() == "0006"
         both = MetaData()
-        for table in (*metadata.tables.values(), *accounts_metadata.tables.values()):
+        tables = (metadata, accounts_metadata, web_metadata)
+        for table in (t for m in tables for t in m.tables.values()):
             table.to_metadata(both)
         assert compare_metadata(context, both) == []
     engine.dispose()

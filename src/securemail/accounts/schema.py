@@ -1,4 +1,4 @@
-"""The account tables, as migration 0005 of the queue database's one chain creates them.
+"""The account tables, as migrations 0005 and 0006 of the queue database's one chain create them.
 
 The definitions below must stay identical to what the migration produces (a test compares
 them). Names, addresses and throttle keys are stored lower-cased; times in UTC.
@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from securemail.queue.schema import UtcDateTime
@@ -48,6 +49,8 @@ accounts = Table(
     Column("sole_use_acknowledged", UtcDateTime),
     Column("created", UtcDateTime, nullable=False),
     Column("password_changed", UtcDateTime, nullable=False),
+    # 0006: may use the operator console and operator API tokens (securemail.web)
+    Column("operator", Boolean, nullable=False, server_default=false()),
 )
 
 account_addresses = Table(

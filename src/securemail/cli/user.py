@@ -23,6 +23,7 @@ from securemail.accounts.model import Account
 from securemail.accounts.service import AccountService
 from securemail.cli.user_dovecot import export_dovecot_command
 from securemail.cli.user_node import UserOptions, open_node_accounts
+from securemail.cli.user_web import operator_command, token_group
 
 PASSWORD_STDIN = click.option(
     "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
@@ -278,3 +279,5 @@ def app_password_revoke_command(name: str, ident: str) -> None:
 
 
 user_group.add_command(export_dovecot_command)
+user_group.add_command(operator_command)
+user_group.add_command(token_group)

@@ -15,6 +15,7 @@ node directory can be moved as a whole.
     [retry]           schedule, warn_after, max_lifetime
     [keys]            passphrase_env | passphrase_file             (key files are encrypted)
     [imap]            listen, tls_listen, tls_certificate, tls_key (optional: mailboxes)
+    [web]             listen, tls_certificate, tls_key, public_origin (optional: webmail)
     [[organisation]]  org_id, domains, keys (folder with keys/ and certs/), [delivery]
 """
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from securemail.node.toml_table import (
     REQUIRED,
@@ -64,6 +66,20 @@ class ClientPorts:
     tls_listen: Listen | None
     tls_certificate: Path
     tls_key: Path
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The web server ([web]): webmail, operator console and JSON API, over TLS only.
+
+    ``public_origin`` is the origin browsers see (``https://mail.provider.nz``), which every
+    form post must come from; None means ``https://<listen>`` once the port is bound.
+    """
+
+    listen: Listen
+    tls_certificate: Path
+    tls_key: Path
+    public_origin: str | None
 
 
 RECEIPTS_LOCAL_PART = "securemail-receipts"
@@ -143,6 +159,7 @@ class NodeConfig:
     ordinary: Listen | None = None  # STARTTLS offered with the peer certificate, not required
     submission: ClientPorts | None = None
     imap: ClientPorts | None = None
+    web: WebSettings | None = None
 
     def organisation_for(self, domain: str) -> Organisation | None:
         domain = domain.lower()
@@ -202,6 +219,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         ordinary=_ordinary(root.table("ordinary")),
         submission=_client_ports(root.table("submission"), "submission", tls_pair),
         imap=_client_ports(root.table("imap"), "imap", tls_pair),
+        web=_web(root.table("web"), tls_pair),
     )
     for table in (root, node, federation, peer, relay):
         table.finish()
@@ -275,6 +293,34 @@ def _client_ports(
         raise ConfigError(f"{name}.listen and {name}.tls_listen are the same address")
     table.finish()
     return client
+
+
+def _web(table: Table | None, peer_tls: tuple[Path, Path]) -> WebSettings | None:
+    """[web]; the TLS pair defaults to the peer listener's, as for the client ports."""
+    if table is None:
+        return None
+    if ("tls_certificate" in table.data) != ("tls_key" in table.data):
+        raise ConfigError("web: give tls_certificate and tls_key together")
+    web = WebSettings(
+        listen=table.listen("listen", "127.0.0.1:8443"),
+        tls_certificate=table.path("tls_certificate", None) or peer_tls[0],
+        tls_key=table.path("tls_key", None) or peer_tls[1],
+        public_origin=_origin(table.text("public_origin", None)),
+    )
+    table.finish()
+    return web
+
+
+def _origin(value: str | None) -> str | None:
+    """An https origin (scheme, host, optional port; no path), lower-cased."""
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme != "https" or not parts.hostname or parts.path not in ("", "/"):
+        raise ConfigError(f"web.public_origin must be https://host[:port], not {value!r}")
+    if parts.query or parts.fragment or parts.username:
+        raise ConfigError(f"web.public_origin must be https://host[:port], not {value!r}")
+    return f"https://{parts.netloc.lower()}"
 
 
 def _optional_listen(table: Table, key: str) -> Listen | None:

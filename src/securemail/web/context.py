@@ -1,0 +1,52 @@
+"""What the web's routers share: one WebContext per app, read with the ``web_context`` dependency.
+
+The node builds it at start (securemail.node.web); tests build it from real parts. Nothing
+in it is global: every router reads it from ``request.app.state.web``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import ParamSpec, Protocol, TypeVar
+
+from fastapi import Request
+
+from securemail.accounts.node import Accounts
+from securemail.directory.model import Directory
+from securemail.node.config import NodeConfig
+from securemail.queue import QueueStore
+from securemail.receive.model import Admit
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class RunOffLoop(Protocol):
+    """Runs a store call on the node's database thread(s): ``await web.db(fn, *args)``."""
+
+    def __call__(
+        self, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Awaitable[T]: ...
+
+
+@dataclass(frozen=True)
+class WebContext:
+    """The node's parts the web uses (see the field comments for what each is)."""
+
+    config: NodeConfig
+    accounts: Accounts  # login (the shared Authenticator), account service, engine
+    store: QueueStore
+    db: RunOffLoop  # like Node.db
+    directory: Callable[[], Directory | None]  # the current verified directory
+    clock: Callable[[], datetime]
+    maildir_for: Callable[[str], Path | None]  # primary address -> its Maildir
+    admit: Admit  # how composed mail enters the outbound queue, as submission does
+
+
+def web_context(request: Request) -> WebContext:
+    """The app's WebContext (a FastAPI dependency)."""
+    web: WebContext = request.app.state.web
+    return web
