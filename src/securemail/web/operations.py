@@ -56,6 +56,7 @@ class OperationReason(StrEnum):
     EVIDENCE = "entry-holds-evidence"
     NOT_SENT = "message-not-sent"
     NOT_LOCKED = "not-locked"
+    BAD_SCOPE = "bad-lock-scope"
 
 
 class OperationError(SecureMailError[OperationReason]):
@@ -350,6 +351,7 @@ def unlock(engine: Engine, accounts: AccountService, scope: str, value: str) -> 
     elif scope == SOURCE:
         cleared = LoginThrottle(engine, ThrottlePolicy()).clear(Key(SOURCE, value))
     else:
-        raise ValueError(f"scope must be {ACCOUNT} or {SOURCE}, not {scope!r}")
+        detail = f"scope must be {ACCOUNT} or {SOURCE}, not {scope!r}"
+        raise OperationError(OperationReason.BAD_SCOPE, detail)
     if not cleared:
         raise OperationError(OperationReason.NOT_LOCKED, f"{scope} {value} is not locked")
