@@ -19,10 +19,25 @@ from jinja2 import ChoiceLoader, DictLoader
 
 from securemail.accounts.model import Account
 from securemail.web.model import Principal, Scope
+from tests.node.conftest import federation, founded
+
+__all__ = ["federation", "founded"]
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 BASE = """<!doctype html><html lang="en"><head><title>{% block title %}{% endblock %}</title>
 </head><body><main>{% block content %}{% endblock %}</main></body></html>"""
+
+
+DEPENDENCIES = ("signed_in", "operator", "api_principal", "csrf_protect")
+
+
+def _overridden(name: str) -> Callable[[Any], Any]:
+    """A distinct stand-in per dependency (overrides are keyed by the function)."""
+
+    def refuse(request: Any) -> Any:
+        raise AssertionError(f"{name} is overridden in every test")
+
+    return refuse
 
 
 def _install_stand_ins() -> None:
@@ -34,12 +49,8 @@ def _install_stand_ins() -> None:
         auth = types.ModuleType("securemail.web.auth")
         context = types.ModuleType("securemail.web.context")
 
-        def refuse(request: Any) -> Any:
-            raise AssertionError("overridden in every test")
-
-        for name in ("signed_in", "operator", "api_principal", "csrf_protect"):
-            setattr(auth, name, refuse)
-        context.web_context = refuse  # type: ignore[attr-defined]
+        for module, name in [(auth, n) for n in DEPENDENCIES] + [(context, "web_context")]:
+            setattr(module, name, _overridden(name))
         context.WebContext = StandInContext  # type: ignore[attr-defined]
         sys.modules["securemail.web.auth"] = auth
         sys.modules["securemail.web.context"] = context
@@ -83,5 +94,3 @@ def stand_in_base(pages: Any) -> None:
     """Let the console's pages extend a minimal base.html when webcore's is not here."""
     loader = pages.env.loader
     pages.env.loader = ChoiceLoader([loader, DictLoader({"base.html": BASE})])
-
-

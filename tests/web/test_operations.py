@@ -15,7 +15,7 @@ from securemail.replies import Reply
 from securemail.web import operations
 from securemail.web.operations import OperationError, OperationReason, QueueFilter
 from tests.accounts.conftest import ALICE, Clock, open_at
-from tests.node.conftest import Federation, federation, founded  # noqa: F401 (fixtures)
+from tests.node.conftest import Federation
 from tests.queue.conftest import NOW, message
 
 BODY = b"Subject: Rates notice\r\nFrom: alice@agency.govt.nz\r\n\r\nsecret body text\r\n"
@@ -131,7 +131,8 @@ def test_status_and_keys_of_a_founded_node(federation: Federation, store: QueueS
     deferred(store)
     status = operations.node_status(config, store, None, NOW)
     assert status.counts[State.DEFERRED] == 1 and status.directory is None
-    assert [org_id for org_id, _, _ in status.organisations] == [o.org_id for o in config.organisations]
+    served = [org_id for org_id, _, _ in status.organisations]
+    assert served == [o.org_id for o in config.organisations]
     [org, *_] = operations.node_keys(config, NOW)
     roles = {c.role for c in org.certificates}
     assert {"signing", "encryption"} <= roles

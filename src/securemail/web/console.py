@@ -53,6 +53,7 @@ async def queue_page(
     request: Request,
     principal: Operator,
     web: Web,
+    *,
     state: State | None = None,
     direction: Direction | None = None,
     reason: str = "",
@@ -99,6 +100,7 @@ async def steer_entry(
     web: Web,
     entry_id: str,
     action: str,
+    *,
     force: Annotated[bool, Form()] = False,
 ) -> Response:
     if action not in ACTIONS:
