@@ -136,6 +136,26 @@ class LoginThrottle:
                     locks.append(Lock(key, now + lockout, count))
         return locks
 
+    def locks(self, now: datetime) -> list[Lock]:
+        """The keys locked at ``now``, the latest-ending first, with their failures in the
+        window (for the operator; reading changes nothing)."""
+        failures = (
+            select(func.count())
+            .select_from(login_failures)
+            .where(login_failures.c.scope == login_locks.c.scope)
+            .where(login_failures.c.key == login_locks.c.key)
+            .where(login_failures.c.time > now - self.policy.window)
+            .scalar_subquery()
+        )
+        query = (
+            select(login_locks.c.scope, login_locks.c.key, login_locks.c.until, failures)
+            .where(login_locks.c.until > now)
+            .order_by(login_locks.c.until.desc(), login_locks.c.key)
+        )
+        with transaction(self._engine, "throttle locks", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [Lock(Key(scope, key), until, count) for scope, key, until, count in rows]
+
     def clear(self, key: Key) -> bool:
         """Forget ``key``'s failures and lock; whether it was locked."""
         with transaction(self._engine, "throttle clear", write=True) as conn:

@@ -17,11 +17,13 @@ import click
 
 from securemail.cli.files import fail
 from securemail.cli.serve import CONFIG_OPTION, ports_file, read_config
+from securemail.directory.model import Directory
 from securemail.directory.store import DirectoryStore
 from securemail.node.config import NodeConfig
 from securemail.node.context import load_anchors
 from securemail.node.toml_table import parse_duration
-from securemail.queue import Direction, Entry, QueueError, QueueStore, ReceiptState, State
+from securemail.queue import Direction, Entry, QueueError, QueueStore, State
+from securemail.web import operations
 
 STATES = [s.value for s in State]
 
@@ -102,10 +104,11 @@ def list_command(
 ) -> None:
     """Entries in the queue, oldest first (all states unless --state is given)."""
     with _store(config_path) as store:
-        entries = store.list(
-            states=[State(s) for s in states] or None,
+        wanted = operations.QueueFilter(
+            states=tuple(State(s) for s in states),
             direction=None if direction is None else Direction(direction),
         )
+        entries = operations.list_entries(store, wanted)
     for entry in entries:
         click.echo(json.dumps(_as_json(entry)) if as_json else _line(entry))
     if not as_json:
@@ -118,9 +121,7 @@ def list_command(
 def show_command(config_path: Path, entry_id: str) -> None:
     """One entry: per-recipient state, last error and reason, and its event history."""
     with _store(config_path) as store:
-        entry = store.get(entry_id)
-        if entry is None:
-            raise click.ClickException(f"no queue entry {entry_id}")
+        entry = _entry(store, entry_id)
         events = store.events(entry_id)
     click.echo(json.dumps(_as_json(entry), indent=2))
     for event in events:
@@ -136,7 +137,7 @@ def _verb(name: str, help_text: str) -> None:
     def command(config_path: Path, entry_ids: tuple[str, ...]) -> None:
         with _store(config_path) as store:
             for entry_id in entry_ids:
-                getattr(store, name)(entry_id, _now())
+                getattr(operations, name)(store, entry_id, _now())
                 click.echo(f"{entry_id}: {name} done")
 
 
@@ -157,20 +158,18 @@ def delete_command(config_path: Path, entry_ids: tuple[str, ...], force: bool) -
     """
     with _store(config_path) as store:
         for entry_id in entry_ids:
-            entry = store.get(entry_id)
-            if entry is None:
-                raise click.ClickException(f"no queue entry {entry_id}")
-            evidence = [r.address for r in entry.recipients if r.receipt_state in _EVIDENCE]
-            if evidence and not force:
-                raise click.ClickException(
-                    f"{entry_id} holds receipt evidence for {', '.join(evidence)}: "
-                    "export it, then delete with --force"
-                )
-            store.delete(entry_id, _now())
+            try:
+                operations.delete(store, entry_id, _now(), force=force)
+            except operations.OperationError as error:
+                raise click.ClickException(error.detail) from None
             click.echo(f"{entry_id}: delete done")
 
 
-_EVIDENCE = (ReceiptState.AWAITING, ReceiptState.RECEIPTED)
+def _entry(store: QueueStore, entry_id: str) -> Entry:
+    try:
+        return operations.entry(store, entry_id)
+    except operations.OperationError as error:
+        raise click.ClickException(error.detail) from None
 
 
 @queue_group.command("recover")
@@ -225,18 +224,26 @@ def status_command(config_path: Path) -> None:
     ports = ports_file(config)
     click.echo(f"listeners   {ports.read_text() if ports.exists() else 'not running'}")
     with _store(config_path) as store:
-        counts = store.counts()
+        counts = operations.node_status(config, store, None, _now()).counts
     click.echo("queue       " + ", ".join(f"{s.value} {counts.get(s, 0)}" for s in State))
 
 
 def _directory_status(config: NodeConfig) -> str:
+    now = _now()
     try:
-        stored = DirectoryStore(
-            config.data_dir / "directory", load_anchors(config.anchor), federation=config.federation
-        ).load(_now())
+        summary = operations.directory_summary(stored_directory(config, now), now)
     except Exception as error:  # a status line, not a decision: show any failure
         return f"unreadable: {error}"
-    if stored is None:
+    if summary is None:
         return "none accepted yet"
-    stale = " (STALE: past next update)" if stored.is_stale(_now()) else ""
-    return f"serial {stored.directory.serial}, {len(stored.directory.members)} members{stale}"
+    stale = " (STALE: past next update)" if summary.stale else ""
+    return f"serial {summary.serial}, {summary.members} members{stale}"
+
+
+def stored_directory(config: NodeConfig, now: datetime) -> Directory | None:
+    """The last directory this node accepted and verified, as kept in its data folder."""
+    store = DirectoryStore(
+        config.data_dir / "directory", load_anchors(config.anchor), federation=config.federation
+    )
+    stored = store.load(now)
+    return None if stored is None else stored.directory

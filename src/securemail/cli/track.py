@@ -23,24 +23,12 @@ from securemail.errors import SecureMailError
 from securemail.evidence import write_bundle
 from securemail.node.config import NodeConfig
 from securemail.node.context import load_anchors
-from securemail.queue import Direction, QueueStore, SentSignature
-
-_SHOWN = {
-    "accepted": "queued",
-    "protected": "signed and encrypted",
-    "delivered": "relayed",
-    "deferred": "deferred",
-    "bounced": "failed",
-    "expired": "failed (expired)",
-    "receipted": "receipted",
-    "receipt-expired": "no receipt in time",
-    "receipt-late": "receipt came too late",
-}
+from securemail.queue import QueueStore, SentSignature
+from securemail.web import operations
 
 
 def _message_id(value: str) -> str:
-    value = value.strip()
-    return value if value.startswith("<") else f"<{value}>"
+    return operations.normalise_message_id(value)
 
 
 @click.command("track")
@@ -49,25 +37,14 @@ def _message_id(value: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per recipient.")
 def track_command(config_path: Path, message_id: str, as_json: bool) -> None:
     """The per-recipient timeline of a message this node sent (by its Message-ID)."""
-    message_id = _message_id(message_id)
     with _store(config_path) as store:
-        entries = [
-            e for e in store.entries_by_message_id(message_id) if e.direction is Direction.OUTBOUND
-        ]
-        if not entries:
-            raise click.ClickException(f"no message {message_id} was sent through this node")
-        records = {(r.entry_id, r.recipient.lower()): r for r in store.receipt_records(message_id)}
-        for entry in entries:
-            history = store.events(entry.id)
-            for recipient in entry.recipients:
-                record = records.get((entry.id, recipient.address.lower()))
-                lines = [
-                    (e.time.isoformat(), _SHOWN[e.event], e.detail)
-                    for e in history
-                    if e.event in _SHOWN and e.recipient in (None, recipient.address)
-                ]
-                state = record.state.value if record else recipient.disposition.value
-                _show(recipient.address, state, lines, record.evidence if record else None, as_json)
+        try:
+            tracks = operations.track(store, message_id)
+        except operations.OperationError as error:
+            raise click.ClickException(error.detail) from None
+    for track in tracks:
+        lines = [(step.time.isoformat(), step.what, step.detail) for step in track.timeline]
+        _show(track.recipient, track.receipt, lines, track.evidence, as_json)
 
 
 def _show(

@@ -424,13 +424,29 @@ class QueueStore:
         states: Iterable[State] | None = None,
         direction: Direction | None = None,
         limit: int = 200,
+        *,
+        reason: str | None = None,
+        text: str | None = None,
+        changed_since: datetime | None = None,
     ) -> builtins.list[Entry]:
-        """Entries, oldest first, optionally of some states and one direction."""
+        """Entries, oldest first, optionally of some states and one direction.
+
+        ``reason`` matches the entry's or a recipient's reason code exactly; ``text`` is
+        found (case-insensitively, as a literal) in the sender, the Message-ID or a
+        recipient; ``changed_since`` keeps entries whose state changed at or after it.
+        """
         where: ColumnElement[bool] = true()
         if states is not None:
             where = where & messages.c.state.in_(set(states))
         if direction is not None:
             where = where & (messages.c.direction == direction)
+        if reason is not None:
+            by_recipient = select(recipients.c.entry_id).where(recipients.c.reason == reason)
+            where = where & ((messages.c.reason == reason) | messages.c.id.in_(by_recipient))
+        if text:
+            where = where & _mentions(text)
+        if changed_since is not None:
+            where = where & (messages.c.updated_at >= changed_since)
         with self._read("list") as conn:
             return select_entries(conn, where, limit)
 
@@ -500,6 +516,19 @@ class QueueStore:
     def _read(self, action: str) -> Iterator[Connection]:
         with transaction(self._engine, action, write=False) as conn:
             yield conn
+
+
+def _mentions(text: str) -> ColumnElement[bool]:
+    """Entries whose sender, Message-ID or a recipient contains ``text`` (no wildcards)."""
+    needle = text.lower()
+    named = select(recipients.c.entry_id).where(
+        func.lower(recipients.c.address).contains(needle, autoescape=True)
+    )
+    return (
+        func.lower(messages.c.mail_from).contains(needle, autoescape=True)
+        | func.lower(messages.c.message_id).contains(needle, autoescape=True)
+        | messages.c.id.in_(named)
+    )
 
 
 def _results_of(attempt: Attempt) -> Callable[[Entry], Mapping[str, Reply]]:

@@ -1,0 +1,180 @@
+"""The operator console: the node's status, queue, quarantine, directory, keys and lockouts.
+
+Server-rendered pages under ``/console``; every page needs an operator's session, every
+change is a POST form behind ``csrf_protect``. What the pages show and do comes from
+:mod:`securemail.web.operations`, the layer the CLI uses too.
+
+Security: entry ids, filters and lock keys come from the browser: they go to the service
+layer as values (bound parameters there) and back into pages only through Jinja2's
+autoescaping. An entry's page shows its header block, never its body. Refusals (unknown
+entry, evidence without "force", wrong state) are shown as their reason code and detail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from securemail.errors import SecureMailError
+from securemail.queue import Direction, State
+from securemail.web import operations
+from securemail.web.auth import csrf_protect, operator
+from securemail.web.context import WebContext, web_context
+from securemail.web.model import Principal
+
+pages = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+router = APIRouter(prefix="/console", dependencies=[Depends(operator)])
+Operator = Annotated[Principal, Depends(operator)]
+Web = Annotated[WebContext, Depends(web_context)]
+CHECKED = [Depends(csrf_protect)]
+ACTIONS = ("hold", "release", "retry", "delete")
+
+
+def _page(
+    request: Request, principal: Principal, name: str, context: dict[str, Any], status: int = 200
+) -> HTMLResponse:
+    values = {"principal": principal, "csrf": principal.csrf, "states": list(State)} | context
+    return pages.TemplateResponse(request, f"console/{name}", values, status_code=status)
+
+
+@router.get("/", response_class=HTMLResponse, name="console_status")
+async def status_page(request: Request, principal: Operator, web: Web) -> HTMLResponse:
+    now = web.clock()
+    status = await web.db(operations.node_status, web.config, web.store, web.directory(), now)
+    return _page(request, principal, "status.html", {"status": status, "now": now})
+
+
+@router.get("/queue", response_class=HTMLResponse, name="console_queue")
+async def queue_page(
+    request: Request,
+    principal: Operator,
+    web: Web,
+    *,
+    state: State | None = None,
+    direction: Direction | None = None,
+    reason: str = "",
+    text: str = "",
+) -> HTMLResponse:
+    wanted = operations.QueueFilter(
+        states=() if state is None else (state,),
+        direction=direction,
+        reason=reason.strip() or None,
+        text=text.strip() or None,
+    )
+    entries = await web.db(operations.list_entries, web.store, wanted)
+    context = {"entries": entries, "wanted": wanted, "directions": list(Direction)}
+    return _page(request, principal, "queue.html", context)
+
+
+@router.get("/queue/{entry_id}", response_class=HTMLResponse, name="console_entry")
+async def entry_page(
+    request: Request, principal: Operator, web: Web, entry_id: str
+) -> HTMLResponse:
+    return await _entry_page(request, principal, web, entry_id)
+
+
+async def _entry_page(
+    request: Request,
+    principal: Principal,
+    web: WebContext,
+    entry_id: str,
+    refused: SecureMailError[Any] | None = None,
+) -> HTMLResponse:
+    try:
+        detail = await web.db(operations.entry_detail, web.store, entry_id)
+    except SecureMailError as error:
+        context = {"entry_id": entry_id, "refused": error}
+        return _page(request, principal, "missing.html", context, status=404)
+    context = {"detail": detail, "refused": refused, "actions": ACTIONS}
+    return _page(request, principal, "entry.html", context, status=409 if refused else 200)
+
+
+@router.post("/queue/{entry_id}/{action}", dependencies=CHECKED, response_model=None)
+async def steer_entry(
+    request: Request,
+    principal: Operator,
+    web: Web,
+    entry_id: str,
+    action: str,
+    *,
+    force: Annotated[bool, Form()] = False,
+) -> Response:
+    if action not in ACTIONS:
+        return _page(request, principal, "missing.html", {"entry_id": entry_id}, status=404)
+    try:
+        if action == "delete":
+            await web.db(operations.delete, web.store, entry_id, web.clock(), force=force)
+            return RedirectResponse(request.url_for("console_queue"), status_code=303)
+        await web.db(getattr(operations, action), web.store, entry_id, web.clock())
+    except SecureMailError as error:
+        return await _entry_page(request, principal, web, entry_id, refused=error)
+    return RedirectResponse(request.url_for("console_entry", entry_id=entry_id), status_code=303)
+
+
+@router.get("/quarantine", response_class=HTMLResponse, name="console_quarantine")
+async def quarantine_page(request: Request, principal: Operator, web: Web) -> HTMLResponse:
+    entries = await web.db(operations.quarantine, web.store)
+    context = {"entries": entries, "title": "Quarantine", "empty": "Nothing is quarantined."}
+    return _page(request, principal, "entries.html", context)
+
+
+@router.get("/failures", response_class=HTMLResponse, name="console_failures")
+async def failures_page(
+    request: Request, principal: Operator, web: Web, hours: int = 24
+) -> HTMLResponse:
+    hours = max(1, min(hours, 24 * 90))
+    entries = await web.db(operations.recent_failures, web.store, web.clock(), hours)
+    title = f"Failures in the last {hours} hours"
+    context = {"entries": entries, "title": title, "empty": "No failures.", "hours": hours}
+    return _page(request, principal, "entries.html", context)
+
+
+@router.get("/directory", response_class=HTMLResponse, name="console_directory")
+async def directory_page(request: Request, principal: Operator, web: Web) -> HTMLResponse:
+    directory, now = web.directory(), web.clock()
+    context = {
+        "summary": operations.directory_summary(directory, now),
+        "members": operations.directory_members(directory, now),
+    }
+    return _page(request, principal, "directory.html", context)
+
+
+@router.get("/keys", response_class=HTMLResponse, name="console_keys")
+async def keys_page(request: Request, principal: Operator, web: Web) -> HTMLResponse:
+    orgs = await web.db(operations.node_keys, web.config, web.clock())
+    return _page(request, principal, "keys.html", {"orgs": orgs})
+
+
+@router.get("/lockouts", response_class=HTMLResponse, name="console_lockouts")
+async def lockouts_page(request: Request, principal: Operator, web: Web) -> HTMLResponse:
+    return await _lockouts_page(request, principal, web)
+
+
+async def _lockouts_page(
+    request: Request,
+    principal: Principal,
+    web: WebContext,
+    refused: SecureMailError[Any] | None = None,
+) -> HTMLResponse:
+    locks = await web.db(operations.lockouts, web.accounts.engine, web.clock())
+    context = {"locks": locks, "refused": refused}
+    return _page(request, principal, "lockouts.html", context, status=409 if refused else 200)
+
+
+@router.post("/lockouts/unlock", dependencies=CHECKED, response_model=None)
+async def unlock(
+    request: Request,
+    principal: Operator,
+    web: Web,
+    scope: Annotated[str, Form()],
+    key: Annotated[str, Form()],
+) -> Response:
+    try:
+        await web.db(operations.unlock, web.accounts.engine, web.accounts.service, scope, key)
+    except SecureMailError as error:
+        return await _lockouts_page(request, principal, web, refused=error)
+    return RedirectResponse(request.url_for("console_lockouts"), status_code=303)

@@ -1,0 +1,357 @@
+"""What an operator can see and do on a node: the one service layer the CLI and the web share.
+
+Node status, the queue (filtered lists, an entry's headers and history, hold / release /
+retry / delete), quarantine, recent failures, the directory's members and certificates,
+this node's own certificates, message tracking, and login lockouts. Every function takes
+the values it works on (a queue store, the directory, ``now``) and returns values; none
+reads the clock or keeps state, and each store call is its own transaction, so callers on
+an event loop run them off it (``await web.db(fn, ...)``).
+
+Security: entry ids, filters and message ids come from operators and API clients: they
+reach the database only as bound parameters (see :meth:`QueueStore.list`). An entry's
+detail shows its header block only, never a body. Deleting an entry that holds receipt
+evidence needs ``force``, as purging does. Nothing here returns key material: certificates
+are public and private keys are never opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from enum import StrEnum
+
+from cryptography import x509
+from sqlalchemy import Engine
+
+from securemail.accounts.service import AccountService
+from securemail.accounts.throttle import ACCOUNT, SOURCE, Key, Lock, LoginThrottle, ThrottlePolicy
+from securemail.directory.model import Directory, Member
+from securemail.errors import SecureMailError
+from securemail.node.config import NodeConfig
+from securemail.queue import Direction, Entry, Event, QueueStore, ReceiptState, State
+from securemail.smime.keys import load_certificate
+
+EVIDENCE = (ReceiptState.AWAITING, ReceiptState.RECEIPTED)
+FAILED = (State.BOUNCED, State.QUARANTINED)
+MAX_HEADERS = 200  # a header block longer than this is shown cut, not refused
+# How the queue's history events read in a sender's timeline (``securemail track``).
+TIMELINE = {
+    "accepted": "queued",
+    "protected": "signed and encrypted",
+    "delivered": "relayed",
+    "deferred": "deferred",
+    "bounced": "failed",
+    "expired": "failed (expired)",
+    "receipted": "receipted",
+    "receipt-expired": "no receipt in time",
+    "receipt-late": "receipt came too late",
+}
+
+
+class OperationReason(StrEnum):
+    NOT_FOUND = "queue-entry-not-found"
+    EVIDENCE = "entry-holds-evidence"
+    NOT_SENT = "message-not-sent"
+    NOT_LOCKED = "not-locked"
+    BAD_SCOPE = "bad-lock-scope"
+
+
+class OperationError(SecureMailError[OperationReason]):
+    """An operation refused: no such entry or message, or evidence that needs ``force``."""
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """Which queue entries to list: any of ``states`` (all when empty), one direction, a
+    reason code, and text in the sender, Message-ID or a recipient."""
+
+    states: tuple[State, ...] = ()
+    direction: Direction | None = None
+    reason: str | None = None
+    text: str | None = None
+    limit: int = 200
+
+
+@dataclass(frozen=True)
+class DirectorySummary:
+    """The directory a node works from: its serial, age and how many members."""
+
+    serial: int
+    issued_at: datetime
+    next_update: datetime
+    members: int
+    stale: bool
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    region: str
+    organisations: tuple[tuple[str, tuple[str, ...], str], ...]  # org id, domains, delivery
+    directory: DirectorySummary | None
+    counts: dict[State, int]
+
+
+@dataclass(frozen=True)
+class EntryDetail:
+    """One entry, its header block (never the body) and its history."""
+
+    entry: Entry
+    headers: tuple[tuple[str, str], ...]
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A certificate as an operator checks it: whose, which serial, valid when."""
+
+    role: str  # "signing current", "encryption next", …
+    subject: str
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    expired: bool
+    days_left: int
+
+
+@dataclass(frozen=True)
+class MemberView:
+    member: Member
+    certificates: tuple[Certificate, ...]
+
+
+@dataclass(frozen=True)
+class OrgKeysView:
+    """The certificates of one organisation this node serves (from its key folder)."""
+
+    org_id: str
+    certificates: tuple[Certificate, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    time: datetime
+    what: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class RecipientTrack:
+    """One recipient of a message sent: its receipt state and its timeline."""
+
+    entry_id: str
+    recipient: str
+    receipt: str
+    timeline: tuple[Step, ...]
+    evidence: str | None
+
+
+def directory_summary(directory: Directory | None, now: datetime) -> DirectorySummary | None:
+    if directory is None:
+        return None
+    return DirectorySummary(
+        directory.serial,
+        directory.issued_at,
+        directory.next_update,
+        len(directory.members),
+        directory.is_stale(now),
+    )
+
+
+def node_status(
+    config: NodeConfig, store: QueueStore, directory: Directory | None, now: datetime
+) -> NodeStatus:
+    """The node's organisations, its directory and its queue counts by state."""
+    organisations = tuple((o.org_id, o.domains, o.delivery.kind) for o in config.organisations)
+    summary = directory_summary(directory, now)
+    return NodeStatus(config.name, config.region, organisations, summary, store.counts())
+
+
+def list_entries(store: QueueStore, wanted: QueueFilter) -> list[Entry]:
+    """Queue entries matching ``wanted``, oldest first."""
+    return store.list(
+        states=wanted.states or None,
+        direction=wanted.direction,
+        limit=wanted.limit,
+        reason=wanted.reason or None,
+        text=wanted.text or None,
+    )
+
+
+def entry(store: QueueStore, entry_id: str) -> Entry:
+    found = store.get(entry_id)
+    if found is None:
+        raise OperationError(OperationReason.NOT_FOUND, f"no queue entry {entry_id}")
+    return found
+
+
+def entry_detail(store: QueueStore, entry_id: str) -> EntryDetail:
+    """An entry with its header block and history; the body is never returned."""
+    found = entry(store, entry_id)
+    return EntryDetail(found, header_block(store.body(entry_id)), tuple(store.events(entry_id)))
+
+
+def header_block(message: bytes) -> tuple[tuple[str, str], ...]:
+    """The (name, value) pairs of a message's header block, unfolded, in order."""
+    end = message.find(b"\r\n\r\n")
+    end = message.find(b"\n\n") if end < 0 else end
+    head = message if end < 0 else message[:end]
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(head)
+    return tuple(
+        (name, " ".join(str(value).split())) for name, value in parsed.items()[:MAX_HEADERS]
+    )
+
+
+def hold(store: QueueStore, entry_id: str, now: datetime) -> Entry:
+    return store.hold(entry_id, now)
+
+
+def release(store: QueueStore, entry_id: str, now: datetime) -> Entry:
+    return store.release(entry_id, now)
+
+
+def retry(store: QueueStore, entry_id: str, now: datetime) -> Entry:
+    return store.retry(entry_id, now)
+
+
+def evidence_of(found: Entry) -> list[str]:
+    """The recipients of ``found`` that hold, or await, a receipt."""
+    return [r.address for r in found.recipients if r.receipt_state in EVIDENCE]
+
+
+def delete(store: QueueStore, entry_id: str, now: datetime, *, force: bool = False) -> None:
+    """Delete an entry for good; one holding receipt evidence only with ``force``."""
+    held = evidence_of(entry(store, entry_id))
+    if held and not force:
+        raise OperationError(
+            OperationReason.EVIDENCE,
+            f"{entry_id} holds receipt evidence for {', '.join(held)}: "
+            "export it, then delete with --force",
+        )
+    if not store.delete(entry_id, now):
+        raise OperationError(OperationReason.NOT_FOUND, f"no queue entry {entry_id}")
+
+
+def quarantine(store: QueueStore, limit: int = 200) -> list[Entry]:
+    return store.list(states=[State.QUARANTINED], limit=limit)
+
+
+def recent_failures(
+    store: QueueStore, now: datetime, hours: int = 24, limit: int = 200
+) -> list[Entry]:
+    """Entries bounced or quarantined in the last ``hours``."""
+    since = now - timedelta(hours=hours)
+    return store.list(states=FAILED, limit=limit, changed_since=since)
+
+
+def certificate(role: str, cert: x509.Certificate, now: datetime) -> Certificate:
+    after = cert.not_valid_after_utc
+    return Certificate(
+        role=role,
+        subject=cert.subject.rfc4514_string(),
+        serial=f"{cert.serial_number:x}",
+        not_before=cert.not_valid_before_utc,
+        not_after=after,
+        expired=after < now,
+        days_left=(after - now).days,
+    )
+
+
+def directory_members(directory: Directory | None, now: datetime) -> list[MemberView]:
+    """Every member of the directory with its signing and encryption certificates."""
+    if directory is None:
+        return []
+    views = []
+    for member in directory.members:
+        certs = []
+        for purpose, pair in (("signing", member.signing), ("encryption", member.encryption)):
+            certs.append(certificate(f"{purpose} current", pair.current, now))
+            if pair.next is not None:
+                certs.append(certificate(f"{purpose} next", pair.next, now))
+        views.append(MemberView(member, tuple(certs)))
+    return views
+
+
+def node_keys(config: NodeConfig, now: datetime) -> list[OrgKeysView]:
+    """The certificates in each organisation's key folder: current, next and retired.
+
+    Only ``certs/*.pem`` are read; private keys stay closed. A file that cannot be read
+    is shown as an unreadable certificate rather than hiding the others.
+    """
+    views = []
+    for org in config.organisations:
+        certs = []
+        for path in sorted((org.keys / "certs").glob("*.pem")):
+            role = path.stem.replace("-", " ")
+            try:
+                certs.append(certificate(role, load_certificate(path.read_bytes()), now))
+            except (OSError, ValueError) as error:
+                certs.append(_unreadable(role, str(error), now))
+        views.append(OrgKeysView(org.org_id, tuple(certs)))
+    return views
+
+
+def _unreadable(role: str, why: str, now: datetime) -> Certificate:
+    return Certificate(role, f"unreadable: {why}", "", now, now, True, 0)
+
+
+def track(
+    store: QueueStore, message_id: str, *, sender: Sequence[str] = ()
+) -> list[RecipientTrack]:
+    """The per-recipient timeline of a message this node sent, by its Message-ID.
+
+    With ``sender`` (an account's addresses), only entries sent from one of them count:
+    an account tracks its own messages and learns nothing of anyone else's.
+    """
+    message_id = normalise_message_id(message_id)
+    mine = {address.lower() for address in sender}
+    entries = [
+        e
+        for e in store.entries_by_message_id(message_id)
+        if e.direction is Direction.OUTBOUND and (not mine or e.mail_from.lower() in mine)
+    ]
+    if not entries:
+        detail = f"no message {message_id} was sent through this node"
+        raise OperationError(OperationReason.NOT_SENT, detail)
+    records = {(r.entry_id, r.recipient.lower()): r for r in store.receipt_records(message_id)}
+    tracks = []
+    for sent in entries:
+        history = store.events(sent.id)
+        for recipient in sent.recipients:
+            record = records.get((sent.id, recipient.address.lower()))
+            steps = tuple(
+                Step(e.time, TIMELINE[e.event], e.detail)
+                for e in history
+                if e.event in TIMELINE and e.recipient in (None, recipient.address)
+            )
+            state = record.state.value if record else recipient.disposition.value
+            evidence = record.evidence if record else None
+            tracks.append(RecipientTrack(sent.id, recipient.address, state, steps, evidence))
+    return tracks
+
+
+def normalise_message_id(value: str) -> str:
+    value = value.strip()
+    return value if value.startswith("<") else f"<{value}>"
+
+
+def lockouts(engine: Engine, now: datetime) -> list[Lock]:
+    """The account names and sources the login throttle has locked at ``now``."""
+    return LoginThrottle(engine, ThrottlePolicy()).locks(now)
+
+
+def unlock(engine: Engine, accounts: AccountService, scope: str, value: str) -> None:
+    """Lift a lock: an account's through the account service (it logs the release), a
+    source's directly."""
+    if scope == ACCOUNT:
+        cleared = accounts.unlock(value)
+    elif scope == SOURCE:
+        cleared = LoginThrottle(engine, ThrottlePolicy()).clear(Key(SOURCE, value))
+    else:
+        detail = f"scope must be {ACCOUNT} or {SOURCE}, not {scope!r}"
+        raise OperationError(OperationReason.BAD_SCOPE, detail)
+    if not cleared:
+        raise OperationError(OperationReason.NOT_LOCKED, f"{scope} {value} is not locked")

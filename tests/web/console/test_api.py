@@ -1,0 +1,73 @@
+"""The JSON API on a real queue: scopes, own-messages-only tracking, JSON errors, OpenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from securemail.queue import QueueStore
+from securemail.web import api, auth, context
+from securemail.web.model import Principal, Scope
+from tests.web.console.conftest import OPERATOR, StandInContext, account
+from tests.web.test_operations import deferred
+
+CITIZEN = Principal(account("alice@agency.govt.nz"), frozenset({Scope.MAILBOX}))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[QueueStore]:
+    with QueueStore.open(f"sqlite:///{tmp_path / 'queue.db'}") as opened:
+        yield opened
+
+
+def client_for(store: QueueStore, principal: Principal) -> TestClient:
+    app = FastAPI()
+    app.include_router(api.router)
+    app.add_exception_handler(api.ApiError, api.error_response)
+    config = SimpleNamespace(name="test-node", region="NZ", organisations=())
+    web = StandInContext(config=config, accounts=None, store=store, directory=lambda: None)
+    app.dependency_overrides = {
+        auth.api_principal: lambda: principal,
+        context.web_context: lambda: web,
+    }
+    return TestClient(app, base_url="https://api.test")
+
+
+def test_operator_lists_holds_and_reads_entries(store: QueueStore) -> None:
+    """An operator token lists the queue, holds an entry and gets JSON errors for bad ids."""
+    entry_id = deferred(store)
+    client = client_for(store, OPERATOR)
+    assert [e["id"] for e in client.get("/api/v1/queue").json()] == [entry_id]
+    assert client.post(f"/api/v1/queue/{entry_id}/hold").json()["state"] == "held"
+    again = client.post(f"/api/v1/queue/{entry_id}/hold")
+    assert again.status_code == 409 and again.json()["error"] == "queue-bad-state"
+    missing = client.get("/api/v1/queue/nope")
+    assert missing.status_code == 404 and missing.json()["error"] == "queue-entry-not-found"
+    assert client.get("/api/v1/status").json()["counts"]["held"] == 1
+
+
+def test_mailbox_token_tracks_only_its_own_mail(store: QueueStore) -> None:
+    """A mailbox token cannot reach operator endpoints and tracks only its own messages."""
+    deferred(store)
+    client = client_for(store, CITIZEN)
+    refused = client.get("/api/v1/queue")
+    assert refused.status_code == 403 and refused.json()["error"] == "scope-missing"
+    assert client.get("/api/v1/me").json()["addresses"] == ["alice@agency.govt.nz"]
+    [track] = client.get("/api/v1/track/test-1@agency.govt.nz").json()
+    assert track["recipient"] == "bob@ministry.govt.nz"
+    other = client_for(store, Principal(account("eve@agency.govt.nz"), frozenset({Scope.MAILBOX})))
+    assert other.get("/api/v1/track/test-1@agency.govt.nz").status_code == 404
+
+
+def test_openapi_describes_every_response(store: QueueStore) -> None:
+    """The OpenAPI document has a typed schema for each endpoint's answer and its errors."""
+    document = client_for(store, OPERATOR).get("/openapi.json").json()
+    for path in ("/api/v1/queue", "/api/v1/me", "/api/v1/track/{message_id}"):
+        answers = document["paths"][path]["get"]["responses"]
+        assert "schema" in answers["200"]["content"]["application/json"]
+        assert answers["403"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
