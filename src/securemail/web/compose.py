@@ -22,7 +22,7 @@ import email.utils
 import secrets
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -36,7 +36,8 @@ from securemail.policy.labels import classify, protective_marking, subject_marki
 from securemail.policy.model import NodePolicy, OrgPolicy
 from securemail.policy.routing import RouteKind, RouteReason, route
 from securemail.smime.labels import CLASSIFICATIONS, SecurityLabel
-from securemail.web.reading import safe_filename
+from securemail.web.reading import Reading, safe_filename
+from securemail.web.verification import author_of
 
 PRIVACY_MARKS = ("PERSONAL",)  # the privacy marks SecureMail reads and writes (issue 7)
 MAX_RECIPIENTS = 100
@@ -269,3 +270,26 @@ def _reference(value: str) -> str:
     if any(c in text[1:-1] for c in "<> \t\r\n") or not text.isascii() or not text.isprintable():
         raise ComposeError(ComposeReason.BAD_REFERENCE, "not a Message-ID")
     return text
+
+
+def answer(reading: Reading, draft: Draft, *, forward: bool) -> Draft:
+    """``draft`` prefilled as a reply to (or a forward of) ``reading``."""
+    text = reading.text or ""
+    if forward:
+        subject = _prefixed("Fwd: ", reading.subject)
+        intro = f"From: {reading.sender}\nDate: {reading.date}\nSubject: {reading.subject}"
+        body = f"\n\n---------- Forwarded message ----------\n{intro}\n\n{text}"
+        return replace(draft, subject=subject, body=body)
+    quoted = "\n".join("> " + line for line in text.splitlines())
+    author = author_of(reading.fields)
+    return replace(
+        draft,
+        to=(author,) if author else (),
+        subject=_prefixed("Re: ", reading.subject),
+        body=f"\n\n{reading.sender} wrote:\n{quoted}\n",
+        in_reply_to=reading.message_id,
+    )
+
+
+def _prefixed(prefix: str, subject: str) -> str:
+    return subject if subject.lower().startswith(prefix.lower()) else prefix + subject

@@ -70,7 +70,7 @@ def judge(
     warning = _text(_first(fields, WARNING_FIELD))
     status = _items(_first(fields, "X-SecureMail-Status"))
     results = _results(_first(fields, "Authentication-Results"), node_name)
-    author = _author(fields)
+    author = author_of(fields)
     trusted = (
         SECUREMAIL_KEYWORD.lower() in {k.lower() for k in keywords}
         and results is not None
@@ -158,7 +158,8 @@ def _results(value: bytes | None, node_name: str) -> dict[str, str] | None:
     return found
 
 
-def _author(fields: mime.Fields) -> str | None:
+def author_of(fields: mime.Fields) -> str | None:
+    """The single From: address (lower case), or None if the header has no single author."""
     block = b"".join(name.encode("latin-1") + b": " + value + b"\r\n" for name, value in fields)
     try:
         return addresses.author(block, smtputf8=True).address.lower()
