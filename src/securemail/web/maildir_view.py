@@ -84,8 +84,8 @@ def ensure_folder(root: Path, name: str) -> Folder:
     """The folder ``name`` (a plain word such as ``Sent``), created if missing."""
     if not re.fullmatch(r"[A-Za-z]{1,40}", name):
         raise ValueError(f"not a simple folder name: {name!r}")
+    make_mailbox(root)  # a sub-folder lives inside the account's Maildir
     if name == INBOX:
-        make_mailbox(root)
         return Folder(INBOX, root)
     path = root / f".{name}"
     make_mailbox(path)
