@@ -62,7 +62,7 @@ def test_from_must_be_one_of_the_accounts_addresses() -> None:
 
 
 def test_label_is_written_as_the_gateway_classifies_it() -> None:
-    """The chosen label becomes X-Protective-Marking and the Subject form; classify reads it back."""
+    """The label becomes X-Protective-Marking and the Subject form; classify reads it back."""
     composed = build(
         draft(classification="IN-CONFIDENCE", privacy="PERSONAL", receipt=True),
         account=account(),
@@ -122,7 +122,7 @@ def test_send_admits_as_submission_and_stores_a_sent_copy(webmail: Webmail) -> N
 
 
 def test_labelled_mail_to_a_non_member_is_refused_before_sending(webmail: Webmail) -> None:
-    """The routing policy refuses IN-CONFIDENCE to a domain outside SecureMail: nothing is admitted."""
+    """Routing refuses IN-CONFIDENCE to a domain outside SecureMail: nothing is admitted."""
     form = {
         "csrf": "x",
         "sender": ALICE,
@@ -140,7 +140,7 @@ def test_labelled_mail_to_a_non_member_is_refused_before_sending(webmail: Webmai
 
 
 def test_check_shows_per_recipient_membership_without_sending(webmail: Webmail) -> None:
-    """ "Check recipients" marks members and outsiders (unreachable here: no smarthost); admits nothing."""
+    """Checking recipients marks members and outsiders and admits nothing."""
     form = {
         "csrf": "x",
         "sender": ALICE,

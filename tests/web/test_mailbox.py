@@ -90,7 +90,7 @@ def test_search_finds_subject_and_body_text(webmail: Webmail) -> None:
 
 
 def test_read_shows_the_panel_with_the_directory_name_and_marks_seen(webmail: Webmail) -> None:
-    """A verified message shows the signer's name from the directory, the label and sender; reading sets S."""
+    """A verified message shows the directory's signer name, label and sender; reading sets S."""
     key = deliver(webmail.root, verified_message(), "c1", verified=True)
     page = webmail.client.get("/mail/read", params={"folder": "INBOX", "key": key}).text
     assert "Verified by SecureMail: signed by Test organisation ministry" in page
@@ -117,9 +117,10 @@ def test_forged_gateway_fields_from_outside_show_unverified(webmail: Webmail) ->
 
 
 def test_html_mail_is_sanitised_and_framed_without_scripts(webmail: Webmail) -> None:
-    """Script, event handlers and remote images are gone; the HTML sits in a sandboxed srcdoc frame."""
+    """Script, event handlers and remote images are gone; the HTML is in a sandboxed frame."""
     html = (
-        b'<p>Hello</p><script>alert(1)</script><img src="https://tracker.example/p.png" onerror="alert(2)">'
+        b"<p>Hello</p><script>alert(1)</script>"
+        b'<img src="https://tracker.example/p.png" onerror="alert(2)">'
         b'<a href="javascript:alert(3)">x</a><p style="background:url(https://x.example/)">y</p>'
     )
     message = PLAIN.replace(
@@ -142,7 +143,8 @@ def test_attachment_downloads_with_a_safe_name_and_nosniff(webmail: Webmail) -> 
         b"From: bob@ministry.govt.nz\r\nTo: alice@agency.govt.nz\r\nSubject: files\r\n"
         b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
         b"--XX\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
-        b'--XX\r\nContent-Type: text/html\r\nContent-Disposition: attachment; filename="../evil\\".html"\r\n\r\n'
+        b"--XX\r\nContent-Type: text/html\r\n"
+        b'Content-Disposition: attachment; filename="../evil\\".html"\r\n\r\n'
         b"<script>alert(1)</script>\r\n--XX--\r\n"
     )
     key = deliver(webmail.root, message, "f1")

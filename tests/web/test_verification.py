@@ -8,6 +8,7 @@ from securemail.marking import Verdict as Marked
 from securemail.marking import mark_ordinary, mark_verified
 from securemail.web.reading import header_fields
 from securemail.web.verification import NOT_VERIFIED, judge
+from securemail.web.verification import Verdict as WebVerdict
 from tests.conftest import MESSAGE, NOW
 from tests.web.conftest import NODE
 
@@ -20,7 +21,7 @@ def verdict(
     directory: Directory | None,
     keywords: frozenset[str] = KEYWORD,
     node: str = NODE,
-):  # type: ignore[no-untyped-def]
+) -> WebVerdict:
     return judge(
         header_fields(message), node_name=node, keywords=keywords, directory=directory, received=NOW
     )
@@ -55,7 +56,7 @@ def test_a_from_changed_after_verification_is_not_verified(directory: Directory)
 
 
 def test_ordinary_mail_claiming_a_label_shows_the_claim_and_warning(directory: Directory) -> None:
-    """Mail from outside with a marking is unverified; the claim and the gateway warning are shown as such."""
+    """Outside mail with a marking is unverified; its claim and the gateway warning are kept."""
     claimed = MESSAGE.replace(
         b"Subject: Budget figures for review", b"Subject: Budget [SEC=RESTRICTED]"
     )
@@ -65,7 +66,7 @@ def test_ordinary_mail_claiming_a_label_shows_the_claim_and_warning(directory: D
 
 
 def test_a_signer_missing_from_the_directory_is_named_by_id(directory: Directory) -> None:
-    """A verified signer no longer in the directory is shown by its id, never by the header's name."""
+    """A signer no longer in the directory is named by id, never by the header's name."""
     result = verdict(
         mark_verified(MESSAGE, Marked(NODE, "gone", "Fake Name", "alice@agency.govt.nz")), directory
     )
