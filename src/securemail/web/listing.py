@@ -1,0 +1,88 @@
+"""The message list of a folder: one row per message, newest or verified first, and search.
+
+Each row is read from the first 64 KiB of the file (the header) and judged by
+:func:`securemail.web.verification.judge`, so the list and the read page can never disagree
+on whether a message is verified. Search looks at Subject, From and the plain text (or the
+HTML's text) of at most :data:`MAX_SEARCHED` newest messages, each capped at
+:data:`securemail.web.maildir_view.MAX_MESSAGE`: bounded work whatever the folder holds.
+Blocking (file reads): call from a worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from securemail.directory.model import Directory
+from securemail.web import maildir_view as maildir
+from securemail.web.reading import header, header_fields, parse, take_apart
+from securemail.web.sanitise import clean_html
+from securemail.web.verification import Verdict, judge
+
+MAX_SEARCHED = 200
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    subject: str
+    sender: str
+    date: str
+    size: int
+    seen: bool
+    verdict: Verdict
+
+
+def list_rows(
+    where: maildir.Folder,
+    *,
+    node_name: str,
+    directory: Directory | None,
+    verified_first: bool = False,
+) -> list[Row]:
+    """Rows of ``where``, newest first (verified ones first, then newest, if asked)."""
+    rows = [_row(s, node_name, directory) for s in maildir.messages(where)]
+    if verified_first:
+        rows.sort(key=lambda r: not r.verdict.verified)  # stable: newest first within each
+    return rows
+
+
+def search_rows(
+    where: maildir.Folder, query: str, *, node_name: str, directory: Directory | None
+) -> list[Row]:
+    """Rows whose Subject, From or text holds ``query`` (case-insensitive), newest first."""
+    wanted = query.casefold()
+    found = []
+    for stored in maildir.messages(where)[:MAX_SEARCHED]:
+        try:
+            reading = take_apart(maildir.read(stored))
+        except (maildir.MessageTooLargeError, OSError):
+            continue
+        text = reading.text or clean_html(reading.html or "")
+        if any(wanted in part.casefold() for part in (reading.subject, reading.sender, text)):
+            found.append(_row(stored, node_name, directory))
+    return found
+
+
+def _row(stored: maildir.Stored, node_name: str, directory: Directory | None) -> Row:
+    try:
+        head = maildir.read_head(stored)
+    except OSError:
+        head = b""
+    message = parse(head)
+    verdict = judge(
+        header_fields(head),
+        node_name=node_name,
+        keywords=stored.keywords,
+        directory=directory,
+        received=datetime.fromtimestamp(stored.mtime, UTC),
+    )
+    return Row(
+        key=stored.key,
+        subject=header(message, "Subject") or "(no subject)",
+        sender=header(message, "From"),
+        date=header(message, "Date"),
+        size=stored.size,
+        seen=stored.seen,
+        verdict=verdict,
+    )

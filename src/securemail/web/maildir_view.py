@@ -1,0 +1,201 @@
+"""An account's Maildir as the webmail sees it: folders, messages, flags, moves and the Sent copy.
+
+Theory of operation (Maildir++, as Dovecot and pymap lay it out): the account's Maildir is
+INBOX; each other folder is a sub-Maildir ``.Name`` (``.Archive.2024`` for nesting) holding
+its own ``tmp/ new/ cur/`` and ``dovecot-keywords``. A message file is named
+``<unique>[,S=<size>]`` in ``new/``, ``<unique>[,S=<size>]:2,<flags>`` in ``cur/``: upper-case
+letters are system flags (``S`` seen, ``T`` trashed...), lower-case letters are keywords
+whose meaning is per folder (:mod:`securemail.deliver.keywords`). A message is named in URLs
+by its unique part plus size (everything before ``:``), which a rename never changes.
+
+Security: folder and message names come from the browser. A folder is only ever one found
+by listing the Maildir; a message only one found by listing its folder; no name from a
+request is joined into a path. Reads are capped (:data:`MAX_MESSAGE`), listings bounded.
+New files are written tmp → fsync → rename, 0600, as delivery writes them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from securemail.deliver.durable import fsync_dir
+from securemail.deliver.keywords import keyword_letters, read_keywords
+from securemail.deliver.maildir import make_mailbox
+
+INBOX = "INBOX"
+SENT = "Sent"
+TRASH = "Trash"
+MAX_MESSAGE = 32 * 1024 * 1024  # octets read of one message; larger ones are refused
+MAX_LISTED = 500  # newest messages listed from one folder
+_NAME = re.compile(r"[A-Za-z0-9._,=+-]{1,200}")
+_FOLDER = re.compile(r"\.[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]{0,200}")
+
+
+class MessageTooLargeError(ValueError):
+    """A message over :data:`MAX_MESSAGE` octets: not read into memory."""
+
+
+@dataclass(frozen=True)
+class Folder:
+    """One mail folder: ``name`` as people read it (``INBOX``, ``Sent``, ``Archive/2024``)."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One message file: its stable ``key``, where it is, and its flags and keywords."""
+
+    key: str
+    path: Path
+    flags: str  # system flag letters, e.g. "RS"
+    keywords: frozenset[str]
+    size: int
+    mtime: float
+
+    @property
+    def seen(self) -> bool:
+        return "S" in self.flags
+
+
+def folders(root: Path) -> list[Folder]:
+    """INBOX and every ``.Name`` sub-Maildir of ``root``, INBOX first, then by name."""
+    found = [Folder(INBOX, root)]
+    if not root.is_dir():
+        return found
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        path = Path(entry.path)
+        if _FOLDER.fullmatch(entry.name) and not path.is_symlink() and (path / "cur").is_dir():
+            found.append(Folder(entry.name[1:].replace(".", "/"), path))
+    return found
+
+
+def folder(root: Path, name: str) -> Folder | None:
+    """The folder called ``name`` if it exists (found by listing, never by joining)."""
+    return next((f for f in folders(root) if f.name == name), None)
+
+
+def ensure_folder(root: Path, name: str) -> Folder:
+    """The folder ``name`` (a plain word such as ``Sent``), created if missing."""
+    if not re.fullmatch(r"[A-Za-z]{1,40}", name):
+        raise ValueError(f"not a simple folder name: {name!r}")
+    make_mailbox(root)  # a sub-folder lives inside the account's Maildir
+    if name == INBOX:
+        return Folder(INBOX, root)
+    path = root / f".{name}"
+    make_mailbox(path)
+    (path / "maildirfolder").touch(mode=0o600)  # Maildir++: marks a sub-folder
+    return Folder(name, path)
+
+
+def messages(where: Folder) -> list[Stored]:
+    """The newest :data:`MAX_LISTED` messages of ``where``, newest first."""
+    found = messages_all(where)
+    found.sort(key=lambda s: (s.mtime, s.key), reverse=True)
+    return found[:MAX_LISTED]
+
+
+def _stored(entry: os.DirEntry[str], known: dict[int, str]) -> Stored | None:
+    key, _, info = entry.name.partition(":")
+    if not _NAME.fullmatch(key) or not entry.is_file(follow_symlinks=False):
+        return None
+    letters = info[2:] if info.startswith("2,") else ""
+    keywords = frozenset(
+        known[ord(c) - 97] for c in letters if c.islower() and ord(c) - 97 in known
+    )
+    status = entry.stat(follow_symlinks=False)
+    flags = "".join(sorted(c for c in letters if c.isupper()))
+    return Stored(key, Path(entry.path), flags, keywords, status.st_size, status.st_mtime)
+
+
+def find(where: Folder, key: str) -> Stored | None:
+    """The message ``key`` in ``where`` (found by listing), or None."""
+    if not _NAME.fullmatch(key):
+        return None
+    return next((s for s in messages_all(where) if s.key == key), None)
+
+
+def messages_all(where: Folder) -> list[Stored]:
+    """Every message of ``where`` in no particular order (for look-ups by key)."""
+    known = {index: word for word, index in read_keywords(where.path).items()}
+    found = []
+    for sub in ("new", "cur"):
+        try:
+            with os.scandir(where.path / sub) as entries:
+                found += [s for e in entries if (s := _stored(e, known)) is not None]
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def read(stored: Stored) -> bytes:
+    """The message's bytes; :class:`MessageTooLargeError` past :data:`MAX_MESSAGE`."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(stored.path, flags), "rb") as file:
+        data = file.read(MAX_MESSAGE + 1)
+    if len(data) > MAX_MESSAGE:
+        raise MessageTooLargeError(f"{stored.key} is over {MAX_MESSAGE} octets")
+    return data
+
+
+def read_head(stored: Stored, limit: int = 64 * 1024) -> bytes:
+    """The first ``limit`` octets of the message: enough for its header in a listing."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(stored.path, flags), "rb") as file:
+        return file.read(limit)
+
+
+def mark_seen(where: Folder, stored: Stored) -> Stored:
+    """Add the ``S`` flag: the file moves to ``cur/`` as ``key:2,<flags and keywords>``."""
+    if stored.seen:
+        return stored
+    letters = _letters(where, stored, stored.flags + "S")
+    target = where.path / "cur" / f"{stored.key}:2,{letters}"
+    os.rename(stored.path, target)
+    return Stored(stored.key, target, _upper(letters), stored.keywords, stored.size, stored.mtime)
+
+
+def move(source: Folder, stored: Stored, destination: Folder) -> None:
+    """Move the message into ``destination``, keeping its flags and keywords (re-lettered)."""
+    if source.path == destination.path:
+        return
+    letters = _letters(destination, stored, stored.flags)
+    target = destination.path / "cur" / f"{stored.key}:2,{letters}"
+    if target.exists():
+        raise FileExistsError(f"{stored.key} is already in {destination.name}")
+    os.rename(stored.path, target)
+    fsync_dir(target.parent)
+
+
+def _letters(where: Folder, stored: Stored, flags: str) -> str:
+    """Flag letters then keyword letters of ``where``, each sorted (Maildir wants ASCII order)."""
+    lower = keyword_letters(where.path, stored.keywords) if stored.keywords else ""
+    return "".join(sorted(set(flags))) + "".join(sorted(lower))
+
+
+def _upper(letters: str) -> str:
+    return "".join(c for c in letters if c.isupper())
+
+
+def store(where: Folder, message: bytes, *, flags: str = "S") -> str:
+    """Write ``message`` (LF line ends, as delivery stores) into ``where``; return its key."""
+    content = message.replace(b"\r\n", b"\n")
+    key = f"{secrets.token_hex(20)}.web,S={len(content)}"
+    tmp = where.path / "tmp" / f"{key}.{os.getpid()}"
+    final = where.path / "cur" / f"{key}:2,{flags}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        os.rename(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(final.parent)
+    return key

@@ -1,0 +1,189 @@
+"""The /mail pages against real Maildirs: list, verified badge and order, search, read with
+the verification panel, sanitised HTML, attachments, seen flag, move and Trash."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+
+from securemail.deliver.maildir import MaildirTarget
+from securemail.deliver.target import SECUREMAIL_KEYWORD
+from securemail.marking import Verdict, mark_ordinary, mark_verified
+from tests.web.mail.conftest import NODE, Webmail
+
+PLAIN = (
+    b"From: Bob Example <bob@ministry.govt.nz>\r\n"
+    b"To: alice@agency.govt.nz\r\n"
+    b"Subject: Budget figures\r\n"
+    b"Date: Sun, 29 Nov 2026 12:00:00 +1300\r\n"
+    b"Message-ID: <m1@ministry.govt.nz>\r\n"
+    b"\r\n"
+    b"The figures are attached.\r\n"
+)
+VERDICT = Verdict(
+    NODE,
+    "ministry",
+    "Ministry (as written in the header)",
+    "bob@ministry.govt.nz",
+    "IN-CONFIDENCE",
+    "sent",
+)
+
+
+def deliver(
+    root: Path, message: bytes, key: str, *, verified: bool = False, mtime: float | None = None
+) -> str:
+    """Deliver as the node does (MaildirTarget); return the message key used in URLs."""
+    target = MaildirTarget(root.parents[1])
+    keywords = frozenset({SECUREMAIL_KEYWORD}) if verified else frozenset()
+    replies = asyncio.run(
+        target.deliver(
+            "bob@ministry.govt.nz", ["alice@agency.govt.nz"], message, key, keywords=keywords
+        )
+    )
+    assert replies["alice@agency.govt.nz"].code == 250
+    name = next(
+        p
+        for d in ("new", "cur")
+        for p in (root / d).iterdir()
+        if p.name.startswith(replies["alice@agency.govt.nz"].detail.split()[1])
+    )
+    if mtime is not None:
+        os.utime(name, (mtime, mtime))
+    return name.name.partition(":")[0]
+
+
+def verified_message(subject: bytes = b"Budget figures") -> bytes:
+    return mark_verified(PLAIN.replace(b"Budget figures", subject), VERDICT)
+
+
+def test_list_shows_a_verified_badge_and_sorts_verified_first(webmail: Webmail) -> None:
+    """A verified message carries the text badge; "verified first" puts it above newer mail."""
+    deliver(webmail.root, verified_message(b"Signed one"), "a1", verified=True, mtime=1_000)
+    deliver(
+        webmail.root,
+        mark_ordinary(PLAIN.replace(b"Budget figures", b"Ordinary one"), NODE),
+        "a2",
+        mtime=2_000,
+    )
+    page = webmail.client.get("/mail").text
+    assert page.index("Ordinary one") < page.index("Signed one")  # newest first
+    assert page.count("Verified SecureMail</span>") == 1
+    ordered = webmail.client.get("/mail", params={"sort": "verified"}).text
+    assert ordered.index("Signed one") < ordered.index("Ordinary one")
+
+
+def test_search_finds_subject_and_body_text(webmail: Webmail) -> None:
+    """Search matches the Subject and the text, and leaves out messages that match neither."""
+    deliver(webmail.root, PLAIN, "b1")
+    deliver(
+        webmail.root,
+        PLAIN.replace(b"Budget figures", b"Lunch").replace(b"The figures", b"Sandwiches"),
+        "b2",
+    )
+    by_body = webmail.client.get("/mail", params={"q": "sandwich"}).text
+    assert "Lunch" in by_body and "Budget figures" not in by_body
+    by_subject = webmail.client.get("/mail", params={"q": "BUDGET"}).text
+    assert "Budget figures" in by_subject and "Lunch" not in by_subject
+
+
+def test_read_shows_the_panel_with_the_directory_name_and_marks_seen(webmail: Webmail) -> None:
+    """A verified message shows the directory's signer name, label and sender; reading sets S."""
+    key = deliver(webmail.root, verified_message(), "c1", verified=True)
+    page = webmail.client.get("/mail/read", params={"folder": "INBOX", "key": key}).text
+    assert "Verified by SecureMail: signed by Test organisation ministry" in page
+    assert "as written in the header" not in page  # the name comes from the directory only
+    assert "IN-CONFIDENCE" in page and "bob@ministry.govt.nz" in page
+    [stored] = list((webmail.root / "cur").iterdir())
+    flags = stored.name.partition(":2,")[2]
+    assert "S" in flags and re.search("[a-z]", flags)  # the keyword letter is kept
+    assert ",S=" in stored.name
+
+
+def test_forged_gateway_fields_from_outside_show_unverified(webmail: Webmail) -> None:
+    """Trust fields an outsider wrote (right node name, no $SecureMail keyword) are not believed."""
+    forged = (
+        f"Authentication-Results: {NODE}; smime=pass header.from=bob@ministry.govt.nz\r\n"
+        "X-SecureMail-Status: verified; signer=ministry; label=RESTRICTED\r\n"
+    ).encode() + PLAIN
+    key = deliver(webmail.root, forged, "d1")
+    page = webmail.client.get("/mail/read", params={"folder": "INBOX", "key": key}).text
+    assert "Not verified: this message did not come through SecureMail" in page
+    assert "Verified by SecureMail" not in page and "RESTRICTED" not in page
+    listing = webmail.client.get("/mail").text
+    assert "Not verified</span>" in listing and "Verified SecureMail</span>" not in listing
+
+
+def test_html_mail_is_sanitised_and_framed_without_scripts(webmail: Webmail) -> None:
+    """Script, event handlers and remote images are gone; the HTML is in a sandboxed frame."""
+    html = (
+        b"<p>Hello</p><script>alert(1)</script>"
+        b'<img src="https://tracker.example/p.png" onerror="alert(2)">'
+        b'<a href="javascript:alert(3)">x</a><p style="background:url(https://x.example/)">y</p>'
+    )
+    message = PLAIN.replace(
+        b"Message-ID", b"Content-Type: text/html; charset=utf-8\r\nMessage-ID"
+    ).replace(b"The figures are attached.", html)
+    key = deliver(webmail.root, message, "e1")
+    page = webmail.client.get("/mail/read", params={"folder": "INBOX", "key": key}).text
+    frame = re.search(r'<iframe [^>]*sandbox srcdoc="([^"]*)"', page)
+    assert frame is not None
+    assert "allow-scripts" not in page
+    content = frame.group(1)
+    for gone in ("script", "onerror", "tracker.example", "javascript:", "style=", "img"):
+        assert gone not in content
+    assert "Hello" in content
+
+
+def test_attachment_downloads_with_a_safe_name_and_nosniff(webmail: Webmail) -> None:
+    """An attachment is listed and served as a download, its name stripped of path and quotes."""
+    message = (
+        b"From: bob@ministry.govt.nz\r\nTo: alice@agency.govt.nz\r\nSubject: files\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        b"--XX\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        b"--XX\r\nContent-Type: text/html\r\n"
+        b'Content-Disposition: attachment; filename="../evil\\".html"\r\n\r\n'
+        b"<script>alert(1)</script>\r\n--XX--\r\n"
+    )
+    key = deliver(webmail.root, message, "f1")
+    page = webmail.client.get("/mail/read", params={"folder": "INBOX", "key": key}).text
+    assert "see attached" in page
+    response = webmail.client.get(
+        "/mail/attachment", params={"folder": "INBOX", "key": key, "part": 1}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-disposition"] == 'attachment; filename="_evil_.html"'
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-type"] == "application/octet-stream"
+
+
+def test_delete_moves_to_trash_and_move_keeps_flags(webmail: Webmail) -> None:
+    """Delete moves the file into .Trash (created); the seen flag travels with it."""
+    key = deliver(webmail.root, verified_message(), "b7", verified=True)
+    webmail.client.get("/mail/read", params={"folder": "INBOX", "key": key})
+    response = webmail.client.post(
+        "/mail/delete", data={"folder": "INBOX", "key": key}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    [moved] = list((webmail.root / ".Trash" / "cur").iterdir())
+    assert moved.name.startswith(key) and "S" in moved.name.partition(":2,")[2]
+    trash = webmail.client.get("/mail", params={"folder": "Trash"}).text
+    assert (
+        "Budget figures" in trash and "Verified SecureMail</span>" in trash
+    )  # keyword re-lettered
+    webmail.client.post("/mail/move", data={"folder": "Trash", "key": key, "to": "INBOX"})
+    assert any(p.name.startswith(key) for p in (webmail.root / "cur").iterdir())
+
+
+def test_names_from_the_request_never_reach_a_path(webmail: Webmail) -> None:
+    """An unknown folder or a key with path characters is 404, not a file read."""
+    deliver(webmail.root, PLAIN, "ab")
+    assert webmail.client.get("/mail", params={"folder": "../../etc"}).status_code == 404
+    assert (
+        webmail.client.get(
+            "/mail/read", params={"folder": "INBOX", "key": "../../../etc/passwd"}
+        ).status_code
+        == 404
+    )

@@ -1,0 +1,73 @@
+"""The verification verdict trusts only this node's gateway fields on a $SecureMail message."""
+
+from __future__ import annotations
+
+from securemail.deliver.target import SECUREMAIL_KEYWORD
+from securemail.directory import Directory
+from securemail.marking import Verdict as Marked
+from securemail.marking import mark_ordinary, mark_verified
+from securemail.web.reading import header_fields
+from securemail.web.verification import NOT_VERIFIED, judge
+from securemail.web.verification import Verdict as WebVerdict
+from tests.conftest import MESSAGE, NOW
+from tests.web.mail.conftest import NODE
+
+MARKED = Marked(NODE, "agency", "Agency", "alice@agency.govt.nz", "SENSITIVE", "sent")
+KEYWORD = frozenset({SECUREMAIL_KEYWORD})
+
+
+def verdict(
+    message: bytes,
+    directory: Directory | None,
+    keywords: frozenset[str] = KEYWORD,
+    node: str = NODE,
+) -> WebVerdict:
+    return judge(
+        header_fields(message), node_name=node, keywords=keywords, directory=directory, received=NOW
+    )
+
+
+def test_a_gateway_verified_message_is_verified(directory: Directory) -> None:
+    """The gateway's fields plus the keyword give the signer's directory name and the label."""
+    result = verdict(mark_verified(MESSAGE, MARKED), directory)
+    assert result.verified and result.signer_name == "Test organisation agency"
+    assert result.label == "SENSITIVE" and result.receipt == "sent"
+    assert result.from_address == "alice@agency.govt.nz"
+
+
+def test_without_the_keyword_it_is_not_verified(directory: Directory) -> None:
+    """The same header on a file without $SecureMail (an IMAP APPEND or import) is unverified."""
+    result = verdict(mark_verified(MESSAGE, MARKED), directory, keywords=frozenset())
+    assert not result.verified and result.summary == NOT_VERIFIED and result.label is None
+
+
+def test_another_nodes_results_are_not_trusted(directory: Directory) -> None:
+    """Fields written by another authserv-id (another node) are not this node's word."""
+    result = verdict(mark_verified(MESSAGE, MARKED), directory, node="gw.other.govt.nz")
+    assert not result.verified
+
+
+def test_a_from_changed_after_verification_is_not_verified(directory: Directory) -> None:
+    """If the From: no longer matches the header.from the gateway checked, it is unverified."""
+    changed = mark_verified(MESSAGE, MARKED).replace(
+        b"From: Alice Example <alice@", b"From: Alice Example <mallory@"
+    )
+    assert not verdict(changed, directory).verified
+
+
+def test_ordinary_mail_claiming_a_label_shows_the_claim_and_warning(directory: Directory) -> None:
+    """Outside mail with a marking is unverified; its claim and the gateway warning are kept."""
+    claimed = MESSAGE.replace(
+        b"Subject: Budget figures for review", b"Subject: Budget [SEC=RESTRICTED]"
+    )
+    result = verdict(mark_ordinary(claimed, NODE), directory, keywords=frozenset())
+    assert not result.verified and result.label is None
+    assert result.claimed_label == "RESTRICTED" and result.warning is not None
+
+
+def test_a_signer_missing_from_the_directory_is_named_by_id(directory: Directory) -> None:
+    """A signer no longer in the directory is named by id, never by the header's name."""
+    result = verdict(
+        mark_verified(MESSAGE, Marked(NODE, "gone", "Fake Name", "alice@agency.govt.nz")), directory
+    )
+    assert result.verified and result.signer_name is None and "Fake Name" not in result.summary
