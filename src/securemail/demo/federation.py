@@ -70,6 +70,7 @@ class Clients:
     submission_tls_port: int  # TLS from the first byte (465 style)
     imap_port: int  # STARTTLS, then LOGIN (143 style)
     imap_tls_port: int  # TLS from the first byte (993 style)
+    web_port: int  # HTTPS: webmail, and the console for operators
     ca: Path  # the certificate that vouches for the node's TLS certificate
     passwords: dict[str, str]  # account (its primary address) -> password
 
@@ -134,6 +135,7 @@ def _open_accounts(node: NodeSetup, passphrase: bytes) -> Clients:
     submission, imap = config.submission, config.imap
     assert submission is not None and submission.listen and submission.tls_listen  # noqa: S101
     assert imap is not None and imap.listen and imap.tls_listen  # noqa: S101
+    assert config.web is not None  # noqa: S101
     passwords = {address: secrets.token_urlsafe(12) for address in PEOPLE}
     add_people(config, passphrase, passwords)
     return Clients(
@@ -141,6 +143,7 @@ def _open_accounts(node: NodeSetup, passphrase: bytes) -> Clients:
         submission.tls_listen.port,
         imap.listen.port,
         imap.tls_listen.port,
+        config.web.listen.port,
         config.anchor,
         passwords,
     )
@@ -193,6 +196,9 @@ tls_listen = "127.0.0.1:{free_port()}"
 [imap]
 listen = "127.0.0.1:{free_port()}"
 tls_listen = "127.0.0.1:{free_port()}"
+
+[web]
+listen = "127.0.0.1:{free_port()}"
 """
         if node == MSP
         else ""

@@ -1,7 +1,8 @@
 """A mail service provider's part of a node: its accounts, and IMAP to their Maildirs.
 
 A node opens its accounts when it hosts mailboxes for people: an organisation delivers to
-Maildirs with ``accounts = true``, or ``[submission]`` or ``[imap]`` is configured. The
+Maildirs with ``accounts = true``, or ``[submission]``, ``[imap]`` or ``[web]`` is
+configured. The
 accounts live in the node's database (the queue's migration chain) and log their events to
 ``<data_dir>/accounts.log``; one :class:`securemail.accounts.model.Authenticator` serves
 SMTP submission and IMAP, so their throttles are shared.
@@ -31,7 +32,8 @@ ACCOUNTS_LOG = "accounts.log"
 def hosts_mailboxes(config: NodeConfig) -> bool:
     """Whether the node serves people's mailboxes, and so needs its accounts open."""
     uses_accounts = any(o.delivery.accounts for o in config.organisations)
-    return uses_accounts or config.submission is not None or config.imap is not None
+    clients = (config.submission, config.imap, config.web)
+    return uses_accounts or any(c is not None for c in clients)
 
 
 async def open_node_accounts(

@@ -31,6 +31,7 @@ from securemail.node.context import (
 )
 from securemail.node.listeners import Listeners, start_listeners
 from securemail.node.mailboxes import open_node_accounts, start_node_imap
+from securemail.node.web import WebServer, start_node_web
 from securemail.node.workers import run_receipt_windows, run_warnings, run_worker
 from securemail.protect.service import Outbound
 from securemail.queue import Direction, QueueStore, RetryPolicy
@@ -55,6 +56,7 @@ class Ports:
     submission_tls: int | None = None  # implicit TLS (465 style)
     imap: int | None = None  # STARTTLS (143 style)
     imap_tls: int | None = None  # implicit TLS (993 style)
+    web: int | None = None  # HTTPS: webmail, operator console, JSON API
 
 
 async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now) -> Node:
@@ -133,6 +135,13 @@ async def serve(
     except BaseException:  # e.g. the IMAP port is taken: leave nothing listening
         await listeners.close()
         raise
+    try:
+        web = await start_node_web(node)
+    except BaseException:
+        await listeners.close()
+        if imap is not None:
+            await imap.close()
+        raise
     assert node.refresher is not None  # noqa: S101 (open_node sets it)
     tasks = [
         asyncio.create_task(node.refresher.run(config.refresh.total_seconds(), stop)),
@@ -141,7 +150,7 @@ async def serve(
         asyncio.create_task(run_warnings(node, stop)),
         asyncio.create_task(run_receipt_windows(node, stop)),
     ]
-    ports = _ports(listeners, imap)
+    ports = _ports(listeners, imap, web)
     log.info("node %s serving; %s", config.name, ", ".join(_describe(ports)))
     if ready is not None:
         result = ready(ports)
@@ -153,6 +162,8 @@ async def serve(
         await listeners.close()
         if imap is not None:
             await imap.close()
+        if web is not None:
+            await web.close()
         for event in node.wake.values():
             event.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -163,7 +174,7 @@ async def serve(
             node.accounts.close()
 
 
-def _ports(listeners: Listeners, imap: ImapServer | None) -> Ports:
+def _ports(listeners: Listeners, imap: ImapServer | None, web: WebServer | None) -> Ports:
     def port(listener: Listener | None) -> int | None:
         return None if listener is None else listener.port
 
@@ -175,6 +186,7 @@ def _ports(listeners: Listeners, imap: ImapServer | None) -> Ports:
         port(listeners.submission_tls),
         None if imap is None else imap.port,
         None if imap is None else imap.tls_port,
+        None if web is None else web.port,
     )
 
 

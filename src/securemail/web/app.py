@@ -70,6 +70,11 @@ def render(
     )
 
 
+def mount_static(app: FastAPI) -> None:
+    """Serve the style sheet and icons under /static (what ``url_for("static")`` names)."""
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+
 def make_app(
     web: WebContext,
     *,
@@ -98,10 +103,13 @@ def make_app(
         store, AccountEvents(web.config.data_dir / ACCOUNTS_LOG), web.clock
     )
     app.add_middleware(SecurityHeaders)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    mount_static(app)
     for router in (auth.router, account.router, *_routers(routers)):
         app.include_router(router)
     _add_error_pages(app)
+    from securemail.web import api  # noqa: PLC0415 (api imports the context, as above)
+
+    app.add_exception_handler(api.ApiError, api.error_response)
     return app
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI
@@ -13,8 +12,8 @@ from fastapi.testclient import TestClient
 from securemail.queue import QueueStore
 from securemail.web import api, auth, context
 from securemail.web.model import Principal, Scope
-from tests.web.console.conftest import OPERATOR, StandInContext, account
-from tests.web.test_operations import deferred
+from tests.web.console.conftest import OPERATOR, account, context_for
+from tests.web.console.test_operations import deferred
 
 CITIZEN = Principal(account("alice@agency.govt.nz"), frozenset({Scope.MAILBOX}))
 
@@ -29,8 +28,7 @@ def client_for(store: QueueStore, principal: Principal) -> TestClient:
     app = FastAPI()
     app.include_router(api.router)
     app.add_exception_handler(api.ApiError, api.error_response)
-    config = SimpleNamespace(name="test-node", region="NZ", organisations=())
-    web = StandInContext(config=config, accounts=None, store=store, directory=lambda: None)
+    web = context_for(store)
     app.dependency_overrides = {
         auth.api_principal: lambda: principal,
         context.web_context: lambda: web,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI, HTTPException, Request
@@ -12,8 +11,9 @@ from fastapi.testclient import TestClient
 
 from securemail.queue import QueueStore, State
 from securemail.web import auth, console, context
-from tests.web.console.conftest import OPERATOR, StandInContext, stand_in_base
-from tests.web.test_operations import deferred
+from securemail.web.app import mount_static
+from tests.web.console.conftest import OPERATOR, context_for
+from tests.web.console.test_operations import deferred
 
 ORIGIN = "https://console.test"
 
@@ -26,9 +26,9 @@ def store(tmp_path: Path) -> Iterator[QueueStore]:
 
 def client_for(store: QueueStore, *, csrf_ok: bool = True) -> TestClient:
     app = FastAPI()
+    mount_static(app)
     app.include_router(console.router)
-    config = SimpleNamespace(name="test-node", region="NZ", organisations=())
-    web = StandInContext(config=config, accounts=None, store=store, directory=lambda: None)
+    web = context_for(store)
 
     def csrf(request: Request) -> None:
         if not csrf_ok:
@@ -39,7 +39,6 @@ def client_for(store: QueueStore, *, csrf_ok: bool = True) -> TestClient:
         auth.csrf_protect: csrf,
         context.web_context: lambda: web,
     }
-    stand_in_base(console.pages)
     return TestClient(app, base_url=ORIGIN)
 
 

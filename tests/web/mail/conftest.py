@@ -1,106 +1,38 @@
 """The webmail under test: a tiny FastAPI app with the mailbox router, a real node config,
 a real SQLite queue, a real directory and real Maildirs in tmp_path.
 
-Webcore's modules (``securemail.web.app``, ``.auth``, ``.context``) are written in another
-branch; until they are merged, the smallest stand-ins with the shared contract's names are
-installed here, and the tests override the dependencies exactly as the contract says.
+Who is signed in is decided by overriding webcore's dependencies (``signed_in``,
+``csrf_protect``), so these tests are about the mailbox, not the login.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import sys
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import pytest
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.templating import Jinja2Templates
-from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader
-from starlette.responses import Response
+from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from securemail.accounts.model import Account
+from securemail.accounts.node import Accounts
 from securemail.deliver.maildir import mailbox_path
 from securemail.directory import Directory, next_version
 from securemail.node.config import NodeConfig, load_config
 from securemail.queue import QueueStore
 from securemail.receive.model import Received
 from securemail.replies import Reply
+from securemail.web import auth, context, mailbox
+from securemail.web.app import mount_static
 from securemail.web.model import Principal, Scope
 from tests.conftest import NOW, Pki
 from tests.directory.conftest import FEDERATION, member_of
+from tests.web.conftest import run_off_loop
 
 CSRF = "csrf-token-for-tests"
 NODE = "gw.agency.govt.nz"
-_BASE = (
-    '<!doctype html><html lang="en"><head><title>{% block title %}{% endblock %}</title></head>'
-    "<body><main>{% block content %}{% endblock %}</main></body></html>"
-)
-_TEMPLATES = Path(__file__).parents[2] / "src" / "securemail" / "web" / "templates"
-
-
-def _stand_in(name: str, build: Callable[[types.ModuleType], None]) -> None:
-    try:
-        importlib.import_module(name)
-    except ModuleNotFoundError:
-        module = types.ModuleType(name)
-        build(module)
-        sys.modules[name] = module
-
-
-def _context_module(module: types.ModuleType) -> None:
-    @dataclass(frozen=True)
-    class WebContext:
-        config: Any
-        accounts: Any
-        store: Any
-        db: Any
-        directory: Any
-        clock: Any
-        maildir_for: Any
-        admit: Any
-
-    def web_context(request: Request) -> Any:
-        return request.app.state.web
-
-    module.WebContext = WebContext  # type: ignore[attr-defined]
-    module.web_context = web_context  # type: ignore[attr-defined]
-
-
-def _auth_module(module: types.ModuleType) -> None:
-    def refusal(name: str) -> Callable[[Request], Any]:
-        def refuse(request: Request) -> Any:
-            raise HTTPException(401, f"{name}: a stand-in, overridden by each test")
-
-        return refuse
-
-    for name in ("signed_in", "operator", "api_principal", "csrf_protect"):
-        setattr(module, name, refusal(name))
-
-
-def _app_module(module: types.ModuleType) -> None:
-    loader = ChoiceLoader([FileSystemLoader(_TEMPLATES), DictLoader({"base.html": _BASE})])
-    templates = Jinja2Templates(directory=str(_TEMPLATES))
-    templates.env.loader = loader
-
-    def render(request: Request, name: str, context: dict[str, Any]) -> Response:
-        full = {**context, "principal": None, "csrf": CSRF}
-        return templates.TemplateResponse(request, name, full)
-
-    module.templates = templates  # type: ignore[attr-defined]
-    module.render = render  # type: ignore[attr-defined]
-
-
-_stand_in("securemail.web.context", _context_module)
-_stand_in("securemail.web.auth", _auth_module)
-_stand_in("securemail.web.app", _app_module)
-
-from securemail.web import auth, context, mailbox  # noqa: E402
 
 CONFIG = f"""
 [node]
@@ -186,16 +118,14 @@ def webmail(tmp_path: Path, pki: Pki, directory: Directory) -> Iterator[Webmail]
     who = account()
     admitted = Admitted()
 
-    async def db(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(call, *args, **kwargs)
-
     app = FastAPI()
+    mount_static(app)
     app.include_router(mailbox.router)
     app.state.web = context.WebContext(
         config=config,
-        accounts=None,
+        accounts=cast("Accounts", None),  # the mailbox routes never use the accounts
         store=store,
-        db=db,
+        db=run_off_loop,
         directory=lambda: directory,
         clock=lambda: NOW,
         maildir_for=lambda address: mailbox_path(maildirs, address),
