@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from securemail.demo.exchange import SCRIPTS, Script, header, submit, wait_for
-from securemail.demo.federation import MSP, ORGS, PEOPLE, NodeSetup, found
+from securemail.demo.federation import MSP, OPERATOR, ORGS, PEOPLE, NodeSetup, found
 from securemail.demo.mailbox import KEYWORD, read_inbox
 from securemail.errors import SecureMailError
 from securemail.node.config import load_config
@@ -306,10 +306,15 @@ def _explain(root: Path, nodes: dict[str, NodeSetup]) -> None:
     clients = nodes[MSP].clients
     if clients is None:
         return
+    click.echo(
+        f"\n  Webmail: https://127.0.0.1:{clients.web_port}/login (the demo's certificate is"
+    )
+    click.echo(f"  issued by the federation CA, {clients.ca}: your browser will warn about it)")
     click.echo(f"\n  Mail client settings for the {MSP}'s people (CA: {clients.ca}):")
     click.echo(
         f"    IMAP 127.0.0.1:{clients.imap_port} STARTTLS; SMTP 127.0.0.1:"
         f"{clients.submission_port} STARTTLS, then log in"
     )
     for address, password in clients.passwords.items():
-        click.echo(f"    {address}  password: {password}")
+        role = "  (operator console: /console)" if address == OPERATOR else ""
+        click.echo(f"    {address}  password: {password}{role}")

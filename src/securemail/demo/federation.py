@@ -18,13 +18,14 @@ import dataclasses
 import secrets
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from securemail.accounts.events import AccountEvents
 from securemail.accounts.node import open_accounts
 from securemail.federation.node import NodeTarget
 from securemail.federation.operator import Application, add_member, init_federation, publish
@@ -32,6 +33,8 @@ from securemail.federation.store import Store
 from securemail.node.config import NodeConfig, load_config
 from securemail.node.mailboxes import ACCOUNTS_LOG
 from securemail.smime.keys import load_private_key
+from securemail.web.access import WebAccess
+from securemail.web.store import WebStore
 
 FEDERATION = "SecureMail Demo Federation"
 
@@ -58,7 +61,9 @@ ORGS = (
 PEOPLE = {
     "hemi.walker@securemail.provider.nz": "Hemi Walker",
     "mere.tane@securemail.provider.nz": "Mere Tane",
+    "operator@securemail.provider.nz": "Provider operations",
 }
+OPERATOR = "operator@securemail.provider.nz"  # may use the operator console
 MSP = "provider"  # the node that hosts mailboxes for people
 
 
@@ -160,6 +165,10 @@ def add_people(config: NodeConfig, passphrase: bytes, passwords: dict[str, str])
     ) as accounts:
         for address, password in passwords.items():
             accounts.service.add(address, password, display_name=PEOPLE[address])
+        if OPERATOR in passwords:
+            events = AccountEvents(config.data_dir / ACCOUNTS_LOG)
+            access = WebAccess(WebStore(accounts.engine), events, lambda: datetime.now(UTC))
+            access.set_operator(OPERATOR, True)
 
 
 def _csr(key_path: Path, passphrase: bytes, org_id: str) -> bytes:
