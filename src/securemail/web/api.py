@@ -69,7 +69,7 @@ def scoped(scope: Scope) -> object:
 OperatorToken = Annotated[Principal, scoped(Scope.OPERATOR)]
 MailboxToken = Annotated[Principal, scoped(Scope.MAILBOX)]
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 404, 409)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409)
 }
 
 

@@ -105,7 +105,8 @@ def make_app(
     app.add_middleware(SecurityHeaders)
     mount_static(app)
     for router in (auth.router, account.router, *_routers(routers)):
-        app.include_router(router)
+        # The OpenAPI description is the JSON API's; HTML pages are not part of it.
+        app.include_router(router, include_in_schema=router.prefix.startswith("/api/"))
     _add_error_pages(app)
     from securemail.web import api  # noqa: PLC0415 (api imports the context, as above)
 
@@ -139,11 +140,23 @@ def _add_error_pages(app: FastAPI) -> None:
         return _error(request, 500, "server error", None)
 
 
+# The API's error body is {"error": reason code, "detail": text}, as api.ErrorBody says.
+_API_ERRORS = {
+    400: "bad-request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    500: "server-error",
+}
+
+
 def _error(
     request: Request, status: int, detail: object, headers: Mapping[str, str] | None
 ) -> Response:
     if request.url.path.startswith("/api/"):
-        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+        body = {"error": _API_ERRORS.get(status, "error"), "detail": str(detail)}
+        return JSONResponse(body, status_code=status, headers=headers)
     title = _TITLES.get(status, "The request could not be completed")
     page = render(request, "error.html", {"title": title, "status": status}, status_code=status)
     page.headers.update(headers or {})
