@@ -33,13 +33,13 @@ def access_of(client: TestClient) -> WebAccess:
 
 
 def test_headers_on_every_page(client: TestClient) -> None:
-    """The login page carries the strict CSP, nosniff, no-referrer, HSTS and no-store."""
+    """The login page carries the strict CSP, nosniff, same-origin referrers, HSTS and no-store."""
     headers = client.get("/login").headers
     csp = headers["content-security-policy"]
     assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
     assert "script-src" not in csp and "form-action 'self'" in csp
     assert headers["x-content-type-options"] == "nosniff"
-    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["referrer-policy"] == "same-origin"
     assert "camera=()" in headers["permissions-policy"]
     assert headers["strict-transport-security"].startswith("max-age=")
     assert headers["cache-control"] == "no-store"

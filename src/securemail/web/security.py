@@ -37,7 +37,9 @@ HSTS = "max-age=31536000; includeSubDomains"
 _ALWAYS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # not "no-referrer": under it Chromium sends "Origin: null" on our own form POSTs
+    # (Fetch: serializing a request origin), which same_origin rightly refuses
+    "Referrer-Policy": "same-origin",
     "Permissions-Policy": PERMISSIONS,
     "Cross-Origin-Opener-Policy": "same-origin",
     "X-Frame-Options": "DENY",
