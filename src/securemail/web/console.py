@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import BeforeValidator
 
 from securemail.errors import SecureMailError
 from securemail.queue import Direction, State
@@ -32,6 +33,15 @@ Operator = Annotated[Principal, Depends(operator)]
 Web = Annotated[WebContext, Depends(web_context)]
 CHECKED = [Depends(csrf_protect)]
 ACTIONS = ("hold", "release", "retry", "delete")
+
+
+def _blank_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+# The filter form's "any" option sends an empty value: it means no filter, not a bad one.
+AnyState = Annotated[State | None, BeforeValidator(_blank_is_none)]
+AnyDirection = Annotated[Direction | None, BeforeValidator(_blank_is_none)]
 
 
 def _page(
@@ -54,8 +64,8 @@ async def queue_page(
     principal: Operator,
     web: Web,
     *,
-    state: State | None = None,
-    direction: Direction | None = None,
+    state: AnyState = None,
+    direction: AnyDirection = None,
     reason: str = "",
     text: str = "",
 ) -> HTMLResponse:
