@@ -25,7 +25,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, StorageState, syn
 
 from securemail.accounts import totp
 from securemail.accounts.node import open_accounts
-from securemail.demo.exchange import Script, submit, wait_for
+from securemail.demo.exchange import Script, find_delivered, submit, wait_for
 from securemail.demo.federation import OPERATOR, Clients
 from securemail.node.mailboxes import ACCOUNTS_LOG
 from tests.conftest import require_tool
@@ -44,6 +44,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+TO_HEMI = Script("agency to citizen", "agency", AROHA, (HEMI,), "Your benefit review")
 UNVERIFIED_SUBJECT = "Your parcel is waiting"
 UNVERIFIED = (
     b"From: Parcel Desk <desk@parcels.example>\r\n"
@@ -96,9 +97,16 @@ class Site:
         """Submit over SMTP as ``script`` says; the reply text."""
         return self.run(submit(self.federation.nodes[script.node], script, message))
 
-    def delivered(self, address: str, message_id: str) -> bytes | None:
-        mailbox = self.federation.nodes["provider"].mailbox(address)
-        return self.run(wait_for(mailbox, message_id, WAIT), timeout=WAIT + 5)
+    def agency_writes_to_hemi(self) -> None:
+        """The agency's mail server relays TO_HEMI once; it lands in hemi's Maildir."""
+        mailbox = self.federation.nodes["provider"].mailbox(HEMI)
+        message_id = Script.message_id(2, "agency.govt.nz")
+        if find_delivered(mailbox, message_id) is not None:
+            return  # an earlier test of this module sent it
+        reply = self.send(TO_HEMI, TO_HEMI.message(2, datetime.now(UTC)))
+        assert reply.startswith("250"), reply
+        delivered = self.run(wait_for(mailbox, message_id, WAIT), timeout=WAIT + 5)
+        assert delivered is not None, "the agency's mail did not reach hemi's Maildir"
 
 
 @dataclass(frozen=True)

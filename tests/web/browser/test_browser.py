@@ -12,26 +12,15 @@ from urllib.parse import parse_qs, urlparse
 
 from playwright.sync_api import Page, expect
 
-from securemail.demo.exchange import Script, find_delivered
+from securemail.demo.exchange import Script
 from tests.node.conftest import WAIT
-from tests.web.browser.conftest import AROHA, HEMI, UNVERIFIED_SUBJECT, SignIn, Site
+from tests.web.browser.conftest import AROHA, TO_HEMI, UNVERIFIED_SUBJECT, SignIn, Site
 
 NOW = datetime.now(UTC)
-TO_HEMI = Script("agency to citizen", "agency", AROHA, (HEMI,), "Your benefit review")
-TO_HEMI_ID = Script.message_id(2, "agency.govt.nz")
 HARBOUR = "office@harbourbuilders.co.nz"  # served by the gsp node, which never starts here
 MERE = "mere.tane@securemail.provider.nz"  # no TOTP: her client submits with her password
 TO_HARBOUR = Script("citizen to business", "provider", MERE, (HARBOUR,), "Deck quote", login=True)
 AGENCY_NAME = "Te Tari Examples (agency)"
-
-
-def agency_writes_to_hemi(site: Site) -> None:
-    """The agency's mail server relays a message to hemi, and it lands in her Maildir."""
-    if find_delivered(site.federation.nodes["provider"].mailbox(HEMI), TO_HEMI_ID):
-        return  # already sent by an earlier test of this module
-    reply = site.send(TO_HEMI, TO_HEMI.message(2, NOW))
-    assert reply.startswith("250"), reply
-    assert site.delivered(HEMI, TO_HEMI_ID) is not None, "the agency's mail did not arrive"
 
 
 def reload_until(page: Page, text: str, timeout: float = WAIT) -> None:
@@ -50,7 +39,7 @@ def test_totp_login_then_the_verified_message_and_its_panel(
     listed and shown as verified, naming the agency; a message that bypassed the gateways
     says "Not verified"."""
     assert hemi.code_step and hemi.landed == f"{site.origin}/mail"
-    agency_writes_to_hemi(site)
+    site.agency_writes_to_hemi()
     page = hemi_page
     page.goto(f"{site.origin}/mail")
     verified = page.get_by_role("row").filter(has_text=TO_HEMI.subject)
