@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from securemail.demo.exchange import SCRIPTS, Script, header, submit, wait_for
-from securemail.demo.federation import MSP, OPERATOR, ORGS, PEOPLE, NodeSetup, found
+from securemail.demo.federation import AGENCY, MSP, OPERATOR, ORGS, PEOPLE, NodeSetup, found
 from securemail.demo.mailbox import KEYWORD, read_inbox
 from securemail.errors import SecureMailError
 from securemail.node.config import load_config
@@ -303,18 +303,22 @@ def _explain(root: Path, nodes: dict[str, NodeSetup]) -> None:
         "--to hemi.walker@securemail.provider.nz"
     )
 
+    _explain_logins(nodes)
+
+
+def _explain_logins(nodes: dict[str, NodeSetup]) -> None:
+    """Where people log in: webmail on the agency and the provider, mail clients at the MSP."""
+    ca = load_config(nodes[AGENCY].config).anchor
+    click.echo(f"\n  Webmail (certificates from the federation CA {ca}: a browser will warn)")
+    for node in (nodes[AGENCY], nodes[MSP]):
+        logins = node.officers or (node.clients.passwords if node.clients else {})
+        if node.web_port is None:
+            continue
+        click.echo(f"    {node.name}: https://127.0.0.1:{node.web_port}/login")
+        for address, password in logins.items():
+            role = "  (also the operator console, /console)" if address == OPERATOR else ""
+            click.echo(f"      {address}  password: {password}{role}")
     clients = nodes[MSP].clients
-    if clients is None:
-        return
-    click.echo(
-        f"\n  Webmail: https://127.0.0.1:{clients.web_port}/login (the demo's certificate is"
-    )
-    click.echo(f"  issued by the federation CA, {clients.ca}: your browser will warn about it)")
-    click.echo(f"\n  Mail client settings for the {MSP}'s people (CA: {clients.ca}):")
-    click.echo(
-        f"    IMAP 127.0.0.1:{clients.imap_port} STARTTLS; SMTP 127.0.0.1:"
-        f"{clients.submission_port} STARTTLS, then log in"
-    )
-    for address, password in clients.passwords.items():
-        role = "  (operator console: /console)" if address == OPERATOR else ""
-        click.echo(f"    {address}  password: {password}{role}")
+    if clients is not None:
+        click.echo(f"\n  Mail clients for the {MSP}'s people: IMAP 127.0.0.1:{clients.imap_port}")
+        click.echo(f"    STARTTLS; SMTP 127.0.0.1:{clients.submission_port} STARTTLS, then log in")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -65,6 +65,9 @@ PEOPLE = {
 }
 OPERATOR = "operator@securemail.provider.nz"  # may use the operator console
 MSP = "provider"  # the node that hosts mailboxes for people
+# The agency's officer reads her mail (delivered by the agency's gateway) on its webmail.
+OFFICERS = {"aroha.ngata@agency.govt.nz": "Aroha Ngata"}
+AGENCY = "agency"
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class NodeSetup:
     relay_port: int
     mail: Path
     clients: Clients | None = None
+    web_port: int | None = None  # the node's webmail (HTTPS), if it serves one
+    officers: dict[str, str] = field(default_factory=dict)  # web logins: address -> password
 
     def mailbox(self, address: str) -> Path:
         local, _, domain = address.partition("@")
@@ -130,7 +135,15 @@ def found(root: Path, passphrase_file: Path, now: datetime) -> dict[str, NodeSet
         name: _write_config(root, name, node_ports, passphrase_file, fed)
         for name, node_ports in ports.items()
     }
-    nodes[MSP] = dataclasses.replace(nodes[MSP], clients=_open_accounts(nodes[MSP], passphrase))
+    clients = _open_accounts(nodes[MSP], passphrase)
+    nodes[MSP] = dataclasses.replace(nodes[MSP], clients=clients, web_port=clients.web_port)
+    officers = {address: secrets.token_urlsafe(12) for address in OFFICERS}
+    agency = load_config(nodes[AGENCY].config)
+    add_people(agency, passphrase, officers)
+    assert agency.web is not None  # noqa: S101 (written below for the agency)
+    nodes[AGENCY] = dataclasses.replace(
+        nodes[AGENCY], web_port=agency.web.listen.port, officers=officers
+    )
     return nodes
 
 
@@ -155,7 +168,7 @@ def _open_accounts(node: NodeSetup, passphrase: bytes) -> Clients:
 
 
 def add_people(config: NodeConfig, passphrase: bytes, passwords: dict[str, str]) -> None:
-    """Make an account for each of ``PEOPLE`` with its password in the node's database."""
+    """Make an account for each address in ``passwords`` (of ``PEOPLE`` or ``OFFICERS``)."""
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open_accounts(
         config.database,
@@ -164,7 +177,7 @@ def add_people(config: NodeConfig, passphrase: bytes, passwords: dict[str, str])
         domains=config.domains,
     ) as accounts:
         for address, password in passwords.items():
-            accounts.service.add(address, password, display_name=PEOPLE[address])
+            accounts.service.add(address, password, display_name=(PEOPLE | OFFICERS)[address])
         if OPERATOR in passwords:
             events = AccountEvents(config.data_dir / ACCOUNTS_LOG)
             access = WebAccess(WebStore(accounts.engine), events, lambda: datetime.now(UTC))
@@ -210,6 +223,8 @@ tls_listen = "127.0.0.1:{free_port()}"
 listen = "127.0.0.1:{free_port()}"
 """
         if node == MSP
+        else f'\n[web]\nlisten = "127.0.0.1:{free_port()}"\n'
+        if node == AGENCY
         else ""
     )
     config = root / f"{node}.node" / "node.toml"
