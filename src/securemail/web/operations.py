@@ -299,19 +299,23 @@ def _unreadable(role: str, why: str, now: datetime) -> Certificate:
 
 
 def track(
-    store: QueueStore, message_id: str, *, sender: Sequence[str] = ()
+    store: QueueStore,
+    message_id: str,
+    *,
+    sender: Sequence[str] = (),
+    submitted_by: str | None = None,
 ) -> list[RecipientTrack]:
     """The per-recipient timeline of a message this node sent, by its Message-ID.
 
-    With ``sender`` (an account's addresses), only entries sent from one of them count:
-    an account tracks its own messages and learns nothing of anyone else's.
+    With ``sender`` (an account's addresses), only entries sent from one of them count;
+    with ``submitted_by`` (an account name), only entries that account submitted: an
+    account tracks its own messages and learns nothing of anyone else's.
     """
     message_id = normalise_message_id(message_id)
-    mine = {address.lower() for address in sender}
     entries = [
         e
         for e in store.entries_by_message_id(message_id)
-        if e.direction is Direction.OUTBOUND and (not mine or e.mail_from.lower() in mine)
+        if e.direction is Direction.OUTBOUND and _sent_by(e, sender, submitted_by)
     ]
     if not entries:
         detail = f"no message {message_id} was sent through this node"
@@ -331,6 +335,13 @@ def track(
             evidence = record.evidence if record else None
             tracks.append(RecipientTrack(sent.id, recipient.address, state, steps, evidence))
     return tracks
+
+
+def _sent_by(entry: Entry, sender: Sequence[str], submitted_by: str | None) -> bool:
+    mine = {address.lower() for address in sender}
+    if mine and entry.mail_from.lower() not in mine:
+        return False
+    return submitted_by is None or entry.auth == submitted_by
 
 
 def normalise_message_id(value: str) -> str:

@@ -19,32 +19,13 @@ import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
 
 from securemail.evidence import write_bundle
 from securemail.queue import Direction, Entry, QueueStore
-
-SHOWN = {
-    "accepted": "queued",
-    "protected": "signed and encrypted",
-    "delivered": "relayed",
-    "deferred": "deferred",
-    "bounced": "failed",
-    "expired": "failed (expired)",
-    "receipted": "receipted",
-    "receipt-expired": "no receipt in time",
-    "receipt-late": "receipt came too late",
-}
-
-
-@dataclass(frozen=True)
-class Step:
-    time: datetime
-    what: str
-    detail: str
+from securemail.web import operations
 
 
 @dataclass(frozen=True)
@@ -53,7 +34,7 @@ class Delivery:
 
     recipient: str
     receipt: str
-    steps: tuple[Step, ...]
+    steps: tuple[operations.Step, ...]
 
 
 @dataclass(frozen=True)
@@ -77,23 +58,12 @@ def sent_entries(store: QueueStore, message_id: str, account: str) -> list[Entry
 
 def timeline(store: QueueStore, message_id: str, account: str) -> Timeline | None:
     """The timeline of ``message_id`` as sent by ``account``; None if it sent no such message."""
-    entries = sent_entries(store, message_id, account)
-    if not entries:
+    try:
+        tracks = operations.track(store, message_id, submitted_by=account)
+    except operations.OperationError:
         return None
-    records = {(r.entry_id, r.recipient.lower()): r for r in store.receipt_records(message_id)}
-    deliveries = []
-    for entry in entries:
-        history = store.events(entry.id)
-        for recipient in entry.recipients:
-            record = records.get((entry.id, recipient.address.lower()))
-            steps = tuple(
-                Step(e.time, SHOWN[e.event], e.detail)
-                for e in history
-                if e.event in SHOWN and e.recipient in (None, recipient.address)
-            )
-            state = record.state.value if record else recipient.disposition.value
-            deliveries.append(Delivery(recipient.address, state, steps))
-    return Timeline(message_id, tuple(deliveries))
+    deliveries = tuple(Delivery(t.recipient, t.receipt, t.timeline) for t in tracks)
+    return Timeline(message_id, deliveries)
 
 
 def evidence_zip(
