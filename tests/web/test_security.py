@@ -22,6 +22,11 @@ async def whoami(principal: Annotated[Principal, Depends(api_principal)]) -> dic
     return {"name": principal.account.name, "operator": principal.operator}
 
 
+@probe.get("/broken")
+async def broken() -> None:
+    raise RuntimeError("a bug")
+
+
 @probe.get("/console/probe")
 async def console_probe(principal: Annotated[Principal, Depends(operator)]) -> dict[str, str]:
     return {"name": principal.account.name}
@@ -107,3 +112,14 @@ def test_console_needs_the_operator_role(web: WebContext) -> None:
         access_of(client).set_operator(ALICE, True)
         sign_in(client)
         assert client.get("/console/probe").json() == {"name": ALICE}
+
+
+def test_a_server_error_page_has_the_headers_and_says_nothing(web: WebContext) -> None:
+    """An unhandled error gives a generic 500 page with the CSP and no-store like any other."""
+    app = make_app(web, routers=[probe])
+    with TestClient(app, base_url=ORIGIN, raise_server_exceptions=False) as client:
+        page = client.get("/broken")
+    assert page.status_code == 500 and "a bug" not in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["x-content-type-options"] == "nosniff"

@@ -31,7 +31,7 @@ from securemail.accounts.events import AccountEvents
 from securemail.node.mailboxes import ACCOUNTS_LOG
 from securemail.web.access import WebAccess
 from securemail.web.context import WebContext
-from securemail.web.security import SecurityHeaders
+from securemail.web.security import SecurityHeaders, add_headers
 from securemail.web.sessions import SessionPolicy, WebSessions
 from securemail.web.store import WebStore
 
@@ -137,7 +137,9 @@ def _add_error_pages(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
         log.error("web: %s %s failed", request.method, request.url.path, exc_info=exc)
-        return _error(request, 500, "server error", None)
+        response = _error(request, 500, "server error", None)
+        add_headers(response.headers, request.scope)  # answered outside the middleware
+        return response
 
 
 # The API's error body is {"error": reason code, "detail": text}, as api.ErrorBody says.

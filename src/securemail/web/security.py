@@ -59,16 +59,24 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in _ALWAYS.items():
-                    headers.setdefault(name, value)
-                if scope.get("scheme") == "https":
-                    headers.setdefault("Strict-Transport-Security", HSTS)
-                if not str(scope.get("path", "")).startswith("/static/"):
-                    headers["Cache-Control"] = "no-store"
+                add_headers(MutableHeaders(scope=message), scope)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def add_headers(headers: MutableHeaders, scope: Scope) -> None:
+    """The safety headers for a response to the request ``scope`` (kept where already set).
+
+    The middleware calls it for every response; the 500 page calls it itself, because
+    Starlette answers an unhandled error outside all middleware.
+    """
+    for name, value in _ALWAYS.items():
+        headers.setdefault(name, value)
+    if scope.get("scheme") == "https":
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    if not str(scope.get("path", "")).startswith("/static/"):
+        headers["Cache-Control"] = "no-store"
 
 
 def same_origin(headers: Headers, origin: str) -> bool:
