@@ -32,6 +32,8 @@ _STATUS = {
     operations.OperationReason.NOT_FOUND: 404,
     operations.OperationReason.NOT_SENT: 404,
     operations.OperationReason.EVIDENCE: 409,
+    operations.OperationReason.NOT_LOCKED: 404,
+    operations.OperationReason.BAD_SCOPE: 400,
     QueueReason.NOT_FOUND: 404,
     QueueReason.BAD_STATE: 409,
 }
@@ -53,7 +55,7 @@ def error_response(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status)
 
 
-def _refused(error: SecureMailError[operations.OperationReason] | QueueError) -> ApiError:
+def refused(error: SecureMailError[operations.OperationReason] | QueueError) -> ApiError:
     return ApiError(_STATUS.get(error.reason, 409), error.reason.value, error.detail)
 
 
@@ -190,7 +192,7 @@ async def entry(principal: OperatorToken, web: Web, entry_id: str) -> EntryDetai
     try:
         found = await web.db(operations.entry_detail, web.store, entry_id)
     except (operations.OperationError, QueueError) as error:
-        raise _refused(error) from None
+        raise refused(error) from None
     events = [EventOut(**vars(ev)) for ev in found.events]
     return EntryDetailOut(
         entry=EntryOut.of(found.entry), headers=list(found.headers), events=events
@@ -204,7 +206,7 @@ async def steer(
     try:
         changed = await web.db(getattr(operations, action), web.store, entry_id, web.clock())
     except (operations.OperationError, QueueError) as error:
-        raise _refused(error) from None
+        raise refused(error) from None
     return EntryOut.of(changed)
 
 
@@ -221,7 +223,7 @@ async def track(principal: MailboxToken, web: Web, message_id: str) -> list[Trac
     try:
         tracks = await web.db(operations.track, web.store, message_id, sender=sender)
     except operations.OperationError as error:
-        raise _refused(error) from None
+        raise refused(error) from None
     return [
         TrackOut(
             recipient=t.recipient,

@@ -36,7 +36,12 @@ from securemail.web.sessions import SessionPolicy, WebSessions
 from securemail.web.store import WebStore
 
 HERE = Path(__file__).parent
-ROUTERS = ("securemail.web.mailbox", "securemail.web.console", "securemail.web.api")
+ROUTERS = (
+    "securemail.web.mailbox",
+    "securemail.web.console",
+    "securemail.web.api",
+    "securemail.web.api_operator",
+)
 templates = Jinja2Templates(directory=HERE / "templates")
 log = logging.getLogger("securemail.web")
 
