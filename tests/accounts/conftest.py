@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher, Type
 
+from securemail.accounts.model import Account
 from securemail.accounts.node import Accounts, open_accounts
 from tests.queue.conftest import pg_schema, pg_url
 
@@ -68,3 +69,25 @@ def accounts(sqlite_url: str, tmp_path: Path, clock: Clock) -> Iterator[Accounts
     with open_at(sqlite_url, tmp_path / "accounts.log", clock) as opened:
         opened.service.add(ALICE, PASSWORD, display_name="Alice")
         yield opened
+
+
+def make_account(
+    name: str,
+    *aliases: str,
+    quota: int | None = None,
+    disabled: bool = False,
+    totp: bool = False,
+    display_name: str | None = None,
+) -> Account:
+    """An Account value as the store would return it, for tests of the layers above it."""
+    return Account(
+        name=name,
+        addresses=(name, *aliases),
+        display_name=name if display_name is None else display_name,
+        quota=quota,
+        strong_auth_required=False,
+        totp_enrolled=totp,
+        sole_use_acknowledged=None,
+        disabled=disabled,
+        created=datetime(2026, 1, 1, tzinfo=UTC),
+    )

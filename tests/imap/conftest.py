@@ -12,7 +12,6 @@ import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ from securemail.deliver import MaildirTarget
 from securemail.deliver.maildir import mailbox_path
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.imap import ImapLimits, ImapServer, start_imap
+from tests.accounts.conftest import make_account
 from tests.relay.loopback import TlsPki, make_tls_pki
 
 PASSWORD = "correct horse battery staple"
@@ -36,17 +36,7 @@ BOB = "bob@y.example"
 
 
 def account(name: str, *aliases: str, quota: int | None = None, disabled: bool = False) -> Account:
-    return Account(
-        name=name,
-        addresses=(name, *aliases),
-        display_name=name,
-        quota=quota,
-        strong_auth_required=False,
-        totp_enrolled=False,
-        sole_use_acknowledged=None,
-        disabled=disabled,
-        created=datetime(2026, 1, 1, tzinfo=UTC),
-    )
+    return make_account(name, *aliases, quota=quota, disabled=disabled)
 
 
 @dataclass

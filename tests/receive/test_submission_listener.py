@@ -9,7 +9,6 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import aiosmtplib
@@ -17,6 +16,7 @@ import pytest
 
 from securemail.accounts import Account, AccountReason, Denied, Granted, Service
 from securemail.receive import Listener, start_submission_listener
+from tests.accounts.conftest import make_account
 from tests.receive.conftest import (
     PLAIN_MESSAGE,
     SERVER_NAME,
@@ -45,17 +45,8 @@ T = TypeVar("T")
 
 
 def account(name: str, *aliases: str, disabled: bool = False) -> Account:
-    return Account(
-        name=name,
-        addresses=(name, *aliases),
-        display_name=name.partition("@")[0].title(),
-        quota=None,
-        strong_auth_required=False,
-        totp_enrolled=name == BOB,
-        sole_use_acknowledged=None,
-        disabled=disabled,
-        created=datetime(2025, 1, 1, tzinfo=UTC),
-    )
+    display = name.partition("@")[0].title()
+    return make_account(name, *aliases, disabled=disabled, totp=name == BOB, display_name=display)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from securemail.node.config import NodeConfig
 from securemail.queue import QueueStore
 from securemail.web.context import WebContext
 from securemail.web.model import Principal, Scope
+from tests.accounts.conftest import make_account
 from tests.node.conftest import federation, founded
 from tests.web.conftest import refuse, run_off_loop
 
@@ -28,17 +29,7 @@ DEPENDENCIES = ("signed_in", "operator", "api_principal", "csrf_protect")
 
 
 def account(name: str = "operator@agency.govt.nz", *addresses: str) -> Account:
-    return Account(
-        name=name,
-        addresses=(name, *addresses),
-        display_name=name,
-        quota=None,
-        strong_auth_required=False,
-        totp_enrolled=False,
-        sole_use_acknowledged=None,
-        disabled=False,
-        created=NOW,
-    )
+    return make_account(name, *addresses)
 
 
 OPERATOR = Principal(account(), frozenset({Scope.OPERATOR, Scope.MAILBOX}), "s1", "csrf-1")

@@ -27,6 +27,7 @@ from securemail.replies import Reply
 from securemail.web import auth, context, mailbox
 from securemail.web.app import mount_static
 from securemail.web.model import Principal, Scope
+from tests.accounts.conftest import make_account
 from tests.conftest import NOW, Pki
 from tests.directory.conftest import FEDERATION, member_of
 from tests.web.conftest import run_off_loop
@@ -94,17 +95,7 @@ def directory(pki: Pki) -> Directory:
 
 
 def account(name: str = "alice@agency.govt.nz") -> Account:
-    return Account(
-        name,
-        (name, "a.example@agency.govt.nz"),
-        "Alice Example",
-        None,
-        False,
-        False,
-        None,
-        False,
-        NOW,
-    )
+    return make_account(name, "a.example@agency.govt.nz", display_name="Alice Example")
 
 
 @pytest.fixture
