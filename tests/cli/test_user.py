@@ -42,6 +42,8 @@ def test_add_list_show_and_errors(config: Path) -> None:
     assert code == 0 and PASSWORD not in output
     assert user(config, "alias", "add", alice, f"a.smith@{DOMAIN}")[0] == 0
     assert user(config, "quota", alice, "1000000")[0] == 0
+    code, output = user(config, "quota", alice, "lots")
+    assert code == 2 and "'lots' is not a number of octets or none" in output
     assert user(config, "strong-auth", alice, "on")[0] == 0
     assert user(config, "sole-use", alice)[0] == 0
     code, output = user(config, "list")

@@ -166,9 +166,19 @@ def strong_auth_command(name: str, setting: str) -> None:
 @click.argument("octets")
 def quota_command(name: str, octets: str) -> None:
     """Set NAME's mailbox limit in OCTETS ("none" for no limit)."""
-    quota = None if octets.lower() == "none" else click.INT.convert(octets, None, None)
+    quota = None if octets.lower() == "none" else _octets(octets)
     with _service() as service:
         _show(service.set_quota(name, quota))
+
+
+def _octets(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a number of octets or none") from None
+    if value < 0:
+        raise click.BadParameter(f"{text!r}: a quota cannot be negative")
+    return value
 
 
 @user_group.command("sole-use")
