@@ -92,6 +92,10 @@ class PostfixInstance:
         # Maildir file names start with the delivery time in seconds.
         return [path.read_bytes() for path in sorted(new.glob("*"))]
 
+    def master_pid(self) -> int | None:
+        """The master's process id (also its daemons' process group), once it has started."""
+        return _master_pid(self.queue_dir)
+
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of this instance's log, for failure messages."""
         try:
