@@ -14,8 +14,10 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from asn1crypto import cms, core, tsp, x509
+from cryptography.x509 import Certificate
 
 from securemail.smime import algorithms, asn1, der, labels, oids
 from securemail.smime.errors import Reason, SmimeError
@@ -62,12 +64,16 @@ def _time(now: datetime) -> bytes:
 
 def signing_certificate_v2(signer: SignerIdentity) -> bytes:
     """RFC 5035 SigningCertificateV2 with one ESSCertIDv2 (SHA-256, the DEFAULT, so omitted)."""
-    issuer = signer.certificate.issuer.public_bytes()
+    return _signing_certificate_v2(signer.certificate, signer.certificate_sha256)
+
+
+@lru_cache(maxsize=64)
+def _signing_certificate_v2(certificate: Certificate, certificate_sha256: bytes) -> bytes:
+    """Cached: a gateway signs with the same certificate all day."""
+    issuer = certificate.issuer.public_bytes()
     general_names = der.encode(der.SEQUENCE, der.encode(0xA4, issuer))
-    issuer_serial = der.encode(
-        der.SEQUENCE, general_names, der.integer(signer.certificate.serial_number)
-    )
-    cert_id = der.encode(der.SEQUENCE, der.octet_string(signer.certificate_sha256), issuer_serial)
+    issuer_serial = der.encode(der.SEQUENCE, general_names, der.integer(certificate.serial_number))
+    cert_id = der.encode(der.SEQUENCE, der.octet_string(certificate_sha256), issuer_serial)
     return der.encode(der.SEQUENCE, der.encode(der.SEQUENCE, cert_id))
 
 

@@ -12,6 +12,7 @@ indefinite-length BER that gpgsm and streaming OpenSSL write).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from typing import NamedTuple
 
 from asn1crypto import core
@@ -38,9 +39,10 @@ class Chunks:
 
     __slots__ = ("_length", "parts")
 
-    def __init__(self, parts: list[bytes]) -> None:
+    def __init__(self, parts: list[bytes], length: int | None = None) -> None:
+        """``length``, when given, must be the parts' total (the framing already knows it)."""
         self.parts = parts
-        self._length = sum(len(p) for p in parts)
+        self._length = sum(map(len, parts)) if length is None else length
 
     def __len__(self) -> int:
         return self._length
@@ -54,14 +56,16 @@ class Chunks:
 
 def tlv(tag: int, *children: bytes | Chunks) -> Chunks:
     """Wrap children (already-encoded values) in one constructed or primitive value."""
-    parts: list[bytes] = []
+    parts: list[bytes] = [b""]  # the header's place
+    length = 0
     for child in children:
         if isinstance(child, Chunks):
             parts.extend(child.parts)
         else:
             parts.append(child)
-    length = sum(len(p) for p in parts)
-    return Chunks([header(tag, length), *parts])
+        length += len(child)
+    parts[0] = header(tag, length)
+    return Chunks(parts, length + len(parts[0]))
 
 
 def encode(tag: int, *children: bytes | Chunks) -> bytes:
@@ -69,11 +73,15 @@ def encode(tag: int, *children: bytes | Chunks) -> bytes:
     return tlv(tag, *children).join()
 
 
+@lru_cache(maxsize=256)
 def oid(dotted: str) -> bytes:
+    """DER OBJECT IDENTIFIER (cached: the profile uses a few dozen)."""
     return bytes(core.ObjectIdentifier(dotted).dump())
 
 
+@lru_cache(maxsize=1024)
 def integer(value: int) -> bytes:
+    """DER INTEGER (cached: versions, tag lengths and the serials of known certificates)."""
     return bytes(core.Integer(value).dump())
 
 

@@ -13,6 +13,7 @@ import itertools
 import re
 from dataclasses import dataclass
 from email.message import Message
+from functools import lru_cache
 
 import pybase64
 
@@ -82,15 +83,34 @@ def content_type(fields: Fields) -> tuple[str, dict[str, str]]:
     raw = field(fields, "Content-Type")
     if raw is None:
         return "text/plain", {}
+    mime_type, params = _parse_content_type(raw)
+    return mime_type, dict(params)
+
+
+@lru_cache(maxsize=256)
+def _parse_content_type(raw: bytes) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Cached: the email package's parser costs more than the rest of reading an entity,
+    and a gateway sees the same few Content-Type values (all but multipart boundaries)."""
     message = Message()
     message["Content-Type"] = raw.decode("ascii", "replace")
     params = {str(k).lower(): str(v) for k, v in message.get_params(failobj=[])[1:]}
-    return message.get_content_type(), params
+    return message.get_content_type(), tuple(params.items())
 
 
-def encode_base64(data: bytes) -> bytes:
-    """Base64 in 76-character CRLF lines (RFC 2045 §6.8)."""
-    return pybase64.encodebytes(data).replace(b"\n", CRLF)
+def encode_base64(data: bytes, prefix: bytes = b"") -> bytes:
+    """``prefix`` then ``data`` in base64, in 76-character CRLF lines (RFC 2045 §6.8).
+
+    One SIMD encoding pass, then one copy that puts the lines together with the prefix
+    (a header ending in CRLF, say), rather than copying a whole encoded body once more.
+    """
+    encoded = pybase64.b64encode(data)
+    lines = [encoded[i : i + _BASE64_LINE] for i in range(0, len(encoded), _BASE64_LINE)]
+    if not prefix.endswith(CRLF):
+        return prefix + CRLF.join([*lines, b""])
+    return CRLF.join([prefix[:-2], *lines, b""])
+
+
+_BASE64_LINE = 76
 
 
 def decode_base64(data: bytes) -> bytes:

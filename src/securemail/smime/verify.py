@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from asn1crypto import cms, core
 from cryptography import x509
@@ -114,9 +115,16 @@ def _certificates(data: bytes, sets: list[der.Tlv]) -> tuple[x509.Certificate, .
     if len(found) > MAX_CERTIFICATES:
         raise SmimeError(Reason.TOO_LARGE, f"{len(found)} certificates in SignedData")
     try:
-        return tuple(x509.load_der_x509_certificate(der.value(data, c)) for c in found)
+        return tuple(_load_certificate(der.value(data, c)) for c in found)
     except x509.InvalidVersion as exc:  # not a ValueError
         raise SmimeError(Reason.MALFORMED, f"certificate in SignedData: {exc}") from None
+
+
+@lru_cache(maxsize=256)
+def _load_certificate(encoded: bytes) -> x509.Certificate:
+    """Parse a DER certificate; cached, because peers send the same few with every message
+    (the object is immutable, and the keys and paths cached for it are then found again)."""
+    return x509.load_der_x509_certificate(encoded)
 
 
 def _find_signer(
@@ -182,7 +190,7 @@ def _check_signature(
     """Verify ``value`` over ``data``; return the signature algorithm's profile name."""
     oid = algorithm["algorithm"].dotted
     hash_alg = algorithms.hash_algorithm(digest)
-    key = signer.public_key()
+    key = keys.public_key(signer)
     if oid in algorithms.WEAK_SIGNATURES:
         raise SmimeError(Reason.WEAK_ALGORITHM, f"signature {algorithms.WEAK_SIGNATURES[oid]}")
     try:
