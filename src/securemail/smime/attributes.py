@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from asn1crypto import cms, core, tsp, x509
+from asn1crypto import core, tsp, x509
 from cryptography.x509 import Certificate
 
 from securemail.smime import algorithms, asn1, der, labels, oids
@@ -120,17 +120,44 @@ def build_signed_attributes(
     return der.der_set(attrs)
 
 
-def index_attributes(signed_attrs: cms.CMSAttributes) -> dict[str, bytes]:
-    """Map attribute OID to its single value's DER; refuse repeats and multi-valued ones."""
+# The outer tag each value of the profile's attributes must have (their readers check the
+# rest); an attribute of another type is carried, not interpreted.
+_VALUE_TAGS: dict[str, tuple[int, ...]] = {
+    oids.ATTR_CONTENT_TYPE: (der.OBJECT_IDENTIFIER,),
+    oids.ATTR_MESSAGE_DIGEST: (der.OCTET_STRING,),
+    oids.ATTR_SIGNING_TIME: (0x17, 0x18),  # UTCTime, GeneralizedTime
+    oids.ATTR_SMIME_CAPABILITIES: (der.SEQUENCE,),
+    oids.ATTR_RECEIPT_REQUEST: (der.SEQUENCE,),
+    oids.ATTR_SECURITY_LABEL: (der.SET,),
+    oids.ATTR_MSG_SIG_DIGEST: (der.OCTET_STRING,),
+    oids.ATTR_SIGNING_CERTIFICATE: (der.SEQUENCE,),
+    oids.ATTR_SIGNING_CERTIFICATE_V2: (der.SEQUENCE,),
+}
+
+
+def index_attributes(signed_attrs: bytes) -> dict[str, bytes]:
+    """Map attribute OID to its single value's DER; refuse repeats and multi-valued ones.
+
+    ``signed_attrs`` is the SignedAttributes SET as received, read shallowly (offsets, no
+    asn1crypto): each attribute must be a SEQUENCE of an OID and a SET holding one value.
+    """
     out: dict[str, bytes] = {}
-    for attr in signed_attrs:
-        oid = attr["type"].dotted
-        values = attr["values"]
+    top = der.read(signed_attrs)
+    if top.tag != der.SET or top.after != len(signed_attrs):
+        raise SmimeError(Reason.MALFORMED, "signed attributes are not one SET")
+    for attr in der.children(signed_attrs, top):
+        parts = der.children(signed_attrs, attr) if attr.tag == der.SEQUENCE else []
+        if len(parts) != 2 or parts[0].tag != der.OBJECT_IDENTIFIER or parts[1].tag != der.SET:
+            raise SmimeError(Reason.MALFORMED, "a signed attribute is not a type and values")
+        oid = der.dotted(signed_attrs, parts[0])
+        values = der.children(signed_attrs, parts[1])
         if oid in out:
             raise SmimeError(Reason.MALFORMED, f"signed attribute {oid} appears twice")
         if len(values) != 1:
             raise SmimeError(Reason.MALFORMED, f"signed attribute {oid} has {len(values)} values")
-        out[oid] = bytes(values[0].dump())
+        if oid in _VALUE_TAGS and values[0].tag not in _VALUE_TAGS[oid]:
+            raise SmimeError(Reason.MALFORMED, f"signed attribute {oid}: tag {values[0].tag:#x}")
+        out[oid] = der.value(signed_attrs, values[0])
     return out
 
 

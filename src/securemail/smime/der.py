@@ -154,6 +154,19 @@ def value(data: bytes, tlv: Tlv) -> bytes:
     return bytes(data[tlv.header : tlv.after])
 
 
+def dotted(data: bytes, tlv: Tlv) -> str:
+    """The dotted form of the OBJECT IDENTIFIER at ``tlv``; ValueError if it is not one."""
+    if tlv.tag != OBJECT_IDENTIFIER:
+        raise ValueError(f"tag {tlv.tag:#x} where an OBJECT IDENTIFIER was expected")
+    return _dotted(value(data, tlv))
+
+
+@lru_cache(maxsize=512)
+def _dotted(encoded: bytes) -> str:
+    """Cached: messages carry the same few dozen OIDs."""
+    return str(core.ObjectIdentifier.load(encoded, strict=True).dotted)
+
+
 def octets(data: bytes, tlv: Tlv) -> bytes | memoryview:
     """The octets of an OCTET STRING (or implicitly tagged one), joining BER chunks.
 
