@@ -563,8 +563,7 @@ def unprotect_stages(material: Material, message: bytes) -> tuple[Fn, Fn, list[S
     content, signature = verify.verify_signed_data(signed_der)
     public = signature.signer.public_key()
     assert isinstance(public, rsa.RSAPublicKey)
-    signer_info = cms.ContentInfo.load(signed_der)["content"]["signer_infos"][0]
-    signed_attributes = attributes.index_attributes(signer_info["signed_attrs"])
+    signed_attributes = attributes.index_attributes(signature.signed_attributes)
     signer_der = signature.signer.public_bytes(serialization.Encoding.DER)
 
     envelope = cms.ContentInfo.load(envelope_der)["content"]

@@ -171,9 +171,11 @@ def protect(
     )
     envelope = encrypt.encrypt(inner, recipients, cipher=options.cipher)
     smime_type = "authEnveloped-data" if options.cipher.endswith("gcm") else "enveloped-data"
-    header = _outer_header(fields, OUTER_SUBJECT, options.outer_marking)
-    outer = mime.encode_base64(
-        envelope.join(), prefix=header + mime.entity_header(smime_type) + mime.CRLF
+    outer = (
+        _outer_header(fields, OUTER_SUBJECT, options.outer_marking)
+        + mime.entity_header(smime_type)
+        + mime.CRLF
+        + mime.encode_base64(envelope.join())
     )
     return Protected(outer, basis, signed_data)
 

@@ -97,20 +97,9 @@ def _parse_content_type(raw: bytes) -> tuple[str, tuple[tuple[str, str], ...]]:
     return message.get_content_type(), tuple(params.items())
 
 
-def encode_base64(data: bytes, prefix: bytes = b"") -> bytes:
-    """``prefix`` then ``data`` in base64, in 76-character CRLF lines (RFC 2045 §6.8).
-
-    One SIMD encoding pass, then one copy that puts the lines together with the prefix
-    (a header ending in CRLF, say), rather than copying a whole encoded body once more.
-    """
-    encoded = pybase64.b64encode(data)
-    lines = [encoded[i : i + _BASE64_LINE] for i in range(0, len(encoded), _BASE64_LINE)]
-    if not prefix.endswith(CRLF):
-        return prefix + CRLF.join([*lines, b""])
-    return CRLF.join([prefix[:-2], *lines, b""])
-
-
-_BASE64_LINE = 76
+def encode_base64(data: bytes) -> bytes:
+    """Base64 in 76-character CRLF lines (RFC 2045 §6.8)."""
+    return pybase64.encodebytes(data).replace(b"\n", CRLF)
 
 
 def decode_base64(data: bytes) -> bytes:
