@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from asn1crypto import core, tsp, x509
+from asn1crypto import core, x509
 from cryptography.x509 import Certificate
 
 from securemail.smime import algorithms, asn1, der, labels, oids
@@ -162,11 +162,27 @@ def index_attributes(signed_attrs: bytes) -> dict[str, bytes]:
 
 
 def read_content_type(attrs: Mapping[str, bytes]) -> str:
-    return str(_load(core.ObjectIdentifier, attrs, oids.ATTR_CONTENT_TYPE).dotted)
+    value, tlv = _value(attrs, oids.ATTR_CONTENT_TYPE, der.OBJECT_IDENTIFIER)
+    try:
+        return der.dotted(value, tlv)
+    except ValueError as exc:
+        raise SmimeError(Reason.MALFORMED, f"contentType: {exc}") from None
 
 
 def read_message_digest(attrs: Mapping[str, bytes]) -> bytes:
-    return bytes(_load(core.OctetString, attrs, oids.ATTR_MESSAGE_DIGEST).native)
+    value, tlv = _value(attrs, oids.ATTR_MESSAGE_DIGEST, der.OCTET_STRING)
+    return bytes(der.octets(value, tlv))
+
+
+def _value(attrs: Mapping[str, bytes], oid: str, tag: int) -> tuple[bytes, der.Tlv]:
+    """A present attribute's value: one primitive ``tag`` value, nothing after it."""
+    if oid not in attrs:
+        raise SmimeError(Reason.MALFORMED, f"signed attribute {oid} is missing")
+    value = attrs[oid]
+    tlv = der.read(value)
+    if tlv.tag != tag or tlv.after != len(value):
+        raise SmimeError(Reason.MALFORMED, f"signed attribute {oid} is not one value of its type")
+    return value, tlv
 
 
 def read_signing_time(attrs: Mapping[str, bytes]) -> datetime | None:
@@ -211,20 +227,38 @@ def read_msg_sig_digest(attrs: Mapping[str, bytes]) -> bytes | None:
 
 
 def check_signing_certificate(attrs: Mapping[str, bytes], certificate_der: bytes) -> None:
-    """RFC 5035: if signingCertificateV2 is present its first ESSCertIDv2 must name the signer."""
-    if oids.ATTR_SIGNING_CERTIFICATE_V2 not in attrs:
+    """RFC 5035: if signingCertificateV2 is present its first ESSCertIDv2 must name the signer.
+
+    Read shallowly: SigningCertificateV2 ::= SEQUENCE { certs SEQUENCE OF ESSCertIDv2, ... }
+    and ESSCertIDv2 ::= SEQUENCE { hashAlgorithm DEFAULT sha256, certHash OCTET STRING, ... }.
+    """
+    value = attrs.get(oids.ATTR_SIGNING_CERTIFICATE_V2)
+    if value is None:
         return
-    value = _load(tsp.SigningCertificateV2, attrs, oids.ATTR_SIGNING_CERTIFICATE_V2, full=False)
-    try:
-        cert_id = value["certs"][0]
-        hash_name = algorithms.digest_name(cert_id["hash_algorithm"]["algorithm"].dotted)
-        expected = cert_id["cert_hash"].native
-    except (ValueError, IndexError, KeyError) as exc:
-        raise SmimeError(Reason.MALFORMED, f"signingCertificateV2: {exc}") from None
+    hash_name, expected = _first_cert_id(value)
     if hashlib.new(hash_name, certificate_der).digest() != expected:
         raise SmimeError(
             Reason.SIGNATURE_INVALID, "signingCertificateV2 does not name the signer's certificate"
         )
+
+
+def _first_cert_id(value: bytes) -> tuple[str, bytes]:
+    """(hash name, certHash) of the first ESSCertIDv2 in a SigningCertificateV2."""
+    top = der.read(value)
+    certs = der.children(value, top) if top.tag == der.SEQUENCE else []
+    if top.after != len(value) or not certs or certs[0].tag != der.SEQUENCE:
+        raise SmimeError(Reason.MALFORMED, "signingCertificateV2 is not a SEQUENCE of certs")
+    ids = der.children(value, certs[0])
+    fields = der.children(value, ids[0]) if ids and ids[0].tag == der.SEQUENCE else []
+    hash_oid = oids.SHA256  # the DEFAULT (RFC 5035 §5.4.1)
+    if fields and fields[0].tag == der.SEQUENCE:
+        algorithm = der.children(value, fields.pop(0))
+        if not algorithm or algorithm[0].tag != der.OBJECT_IDENTIFIER:
+            raise SmimeError(Reason.MALFORMED, "signingCertificateV2: hashAlgorithm")
+        hash_oid = der.dotted(value, algorithm[0])
+    if not fields or fields[0].tag != der.OCTET_STRING:
+        raise SmimeError(Reason.MALFORMED, "signingCertificateV2: no certHash")
+    return algorithms.digest_name(hash_oid), bytes(der.octets(value, fields[0]))
 
 
 def _load(

@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import NamedTuple
 
-from asn1crypto import cms
+from asn1crypto import algos
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -135,7 +135,7 @@ class SignerInfo(NamedTuple):
     sid: tuple[int, bytes]  # SEQUENCE: IssuerAndSerialNumber DER; 0x80: subjectKeyIdentifier
     digest_algorithm: str  # dotted OID
     signed_attrs: bytes | None  # the SignedAttributes as received, retagged to SET
-    signature_algorithm: cms.SignedDigestAlgorithm
+    signature_algorithm: tuple[str, bytes]  # dotted OID, parameters' DER (b"": absent)
     signature: bytes
 
 
@@ -152,7 +152,7 @@ _SIGNER_INFO: tuple[tuple[int | str, ...], ...] = (
 
 
 def _signer_info(data: bytes, info: der.Tlv) -> SignerInfo:
-    """Read a SignerInfo shallowly: only the signature algorithm goes through asn1crypto."""
+    """Read a SignerInfo shallowly (offsets into ``data``, no asn1crypto)."""
     parts = der.children(data, info) if info.tag == der.SEQUENCE else []
     found: list[der.Tlv | None] = []
     for expected in _SIGNER_INFO:
@@ -166,17 +166,22 @@ def _signer_info(data: bytes, info: der.Tlv) -> SignerInfo:
         raise SmimeError(Reason.MALFORMED, "SignerInfo fields")
     _, sid, digest, attrs, algorithm, signature, _ = found
     assert sid and digest and algorithm and signature  # noqa: S101 - required above
-    digest_parts = der.children(data, digest)
-    if not 1 <= len(digest_parts) <= 2 or digest_parts[0].tag != der.OBJECT_IDENTIFIER:
-        raise SmimeError(Reason.MALFORMED, "SignerInfo digestAlgorithm")
     sid_value = der.value(data, sid) if sid.tag == der.SEQUENCE else bytes(der.octets(data, sid))
     return SignerInfo(
         sid=(sid.tag, sid_value),
-        digest_algorithm=der.dotted(data, digest_parts[0]),
+        digest_algorithm=_algorithm(data, digest)[0],
         signed_attrs=None if attrs is None else b"\x31" + der.value(data, attrs)[1:],
-        signature_algorithm=cms.SignedDigestAlgorithm.load(der.value(data, algorithm), strict=True),
+        signature_algorithm=_algorithm(data, algorithm),
         signature=bytes(der.octets(data, signature)),
     )
+
+
+def _algorithm(data: bytes, identifier: der.Tlv) -> tuple[str, bytes]:
+    """An AlgorithmIdentifier: (dotted OID, the parameters' DER or b"" when absent)."""
+    parts = der.children(data, identifier)
+    if not 1 <= len(parts) <= 2 or parts[0].tag != der.OBJECT_IDENTIFIER:
+        raise SmimeError(Reason.MALFORMED, "AlgorithmIdentifier")
+    return der.dotted(data, parts[0]), der.value(data, parts[1]) if len(parts) == 2 else b""
 
 
 def _find_signer(
@@ -235,13 +240,13 @@ def _verify_signer(
 
 def _check_signature(
     signer: x509.Certificate,
-    algorithm: cms.SignedDigestAlgorithm,
+    algorithm: tuple[str, bytes],
     digest: DigestName,
     data: bytes,
     value: bytes,
 ) -> str:
     """Verify ``value`` over ``data``; return the signature algorithm's profile name."""
-    oid = algorithm["algorithm"].dotted
+    oid, parameters = algorithm
     hash_alg = algorithms.hash_algorithm(digest)
     key = keys.public_key(signer)
     if oid in algorithms.WEAK_SIGNATURES:
@@ -252,7 +257,7 @@ def _check_signature(
             key.verify(value, data, padding.PKCS1v15(), hash_alg)
             return f"rsa-pkcs1v15-{digest}"
         if oid == oids.RSASSA_PSS and isinstance(key, rsa.RSAPublicKey):
-            key.verify(value, data, _pss_padding(algorithm, digest), hash_alg)
+            key.verify(value, data, _pss_padding(parameters, digest), hash_alg)
             return f"rsa-pss-{digest}"
         if oid in algorithms.ECDSA_SIGNATURES and isinstance(key, ec.EllipticCurvePublicKey):
             _same_digest(algorithms.ECDSA_SIGNATURES[oid], digest)
@@ -271,8 +276,8 @@ def _same_digest(named: DigestName | None, digest: DigestName) -> None:
         raise SmimeError(Reason.MALFORMED, f"signature names {named}, digest is {digest}")
 
 
-def _pss_padding(algorithm: cms.SignedDigestAlgorithm, digest: DigestName) -> padding.PSS:
-    params = algorithm["parameters"]
+def _pss_padding(parameters: bytes, digest: DigestName) -> padding.PSS:
+    params = algos.RSASSAPSSParams.load(parameters, strict=True)
     hash_name = params["hash_algorithm"]["algorithm"].native
     mgf = params["mask_gen_algorithm"]
     mgf_hash = mgf["parameters"]["algorithm"].native
