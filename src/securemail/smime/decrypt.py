@@ -64,7 +64,7 @@ def _decrypt(data: bytes, identities: Sequence[RecipientIdentity]) -> tuple[byte
             raise SmimeError(Reason.NOT_ENCRYPTED, f"content type {content_type} is not encrypted")
         fields = _fields(data, envelope, auth)
         inner_type, algorithm, encrypted = _encrypted_content_info(data, fields[der.SEQUENCE])
-        cipher_name, key_size, aead = _cipher(algorithm["algorithm"].dotted)
+        cipher_name, key_size, aead = _cipher(algorithm[0])
         if aead != auth:
             raise SmimeError(Reason.MALFORMED, f"{cipher_name} in the wrong envelope type")
         if inner_type != oids.ID_DATA:
@@ -76,9 +76,9 @@ def _decrypt(data: bytes, identities: Sequence[RecipientIdentity]) -> tuple[byte
             tag = bytes(der.octets(data, fields[der.OCTET_STRING]))
             auth_attrs = fields.get(0xA1)
             aad = b"" if auth_attrs is None else b"\x31" + der.value(data, auth_attrs)[1:]
-            plaintext = _open_gcm(cek, algorithm["parameters"], ciphertext, tag, aad)
+            plaintext = _open_gcm(cek, algorithm[1], ciphertext, tag, aad)
         else:
-            plaintext = _open_cbc(cek, algorithm["parameters"], ciphertext)
+            plaintext = _open_cbc(cek, algorithm[1], ciphertext)
     except (ValueError, TypeError, KeyError) as exc:
         raise SmimeError(Reason.MALFORMED, f"encrypted message: {exc}") from None
     return plaintext, Encryption(cipher_name, management, recipient)
@@ -105,7 +105,7 @@ def _fields(data: bytes, envelope: der.Tlv, auth: bool) -> dict[int, der.Tlv]:
 
 def _encrypted_content_info(
     data: bytes, info: der.Tlv
-) -> tuple[str, algos.EncryptionAlgorithm, der.Tlv | None]:
+) -> tuple[str, tuple[str, bytes], der.Tlv | None]:
     """EncryptedContentInfo: (content type, algorithm, encryptedContent [0] if present)."""
     parts = der.children(data, info)
     if len(parts) not in (2, 3) or parts[0].tag != der.OBJECT_IDENTIFIER:
@@ -113,7 +113,9 @@ def _encrypted_content_info(
     if len(parts) == 3 and parts[2].tag not in (0x80, 0xA0):
         raise SmimeError(Reason.MALFORMED, "encryptedContent is not [0]")
     content_type = der.dotted(data, parts[0])
-    algorithm = algos.EncryptionAlgorithm.load(der.value(data, parts[1]), strict=True)
+    if parts[1].tag != der.SEQUENCE:
+        raise SmimeError(Reason.MALFORMED, "contentEncryptionAlgorithm")
+    algorithm = der.algorithm(data, parts[1])
     return content_type, algorithm, parts[2] if len(parts) == 3 else None
 
 
@@ -271,9 +273,9 @@ def _unwrap_kari(
 
 
 def _open_gcm(
-    cek: bytes, params: core.Asn1Value, ciphertext: bytes | memoryview, tag: bytes, aad: bytes
+    cek: bytes, params: bytes, ciphertext: bytes | memoryview, tag: bytes, aad: bytes
 ) -> bytes:
-    gcm = asn1.GCMParameters.load(params.dump())
+    gcm = asn1.GCMParameters.load(params, strict=True)
     nonce = bytes(gcm["aes_nonce"].native)
     if len(tag) != gcm["aes_icv_len"].native or len(tag) < MIN_GCM_TAG or len(tag) > 16:
         raise SmimeError(Reason.MALFORMED, f"GCM tag of {len(tag)} bytes")
@@ -290,8 +292,8 @@ def _open_gcm(
     return plaintext
 
 
-def _open_cbc(cek: bytes, params: core.Asn1Value, ciphertext: bytes | memoryview) -> bytes:
-    iv = bytes(core.OctetString.load(params.dump()).native)
+def _open_cbc(cek: bytes, params: bytes, ciphertext: bytes | memoryview) -> bytes:
+    iv = bytes(core.OctetString.load(params, strict=True).native)
     if len(iv) != CBC_BLOCK or not ciphertext or len(ciphertext) % CBC_BLOCK:
         raise SmimeError(Reason.MALFORMED, "CBC IV or ciphertext length")
     decryptor = Cipher(ciphers.AES(cek), modes.CBC(iv)).decryptor()

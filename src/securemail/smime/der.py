@@ -5,8 +5,13 @@ layers by concatenation copies the body once per layer; :class:`Chunks` keeps th
 a list of byte strings with a known total length, so the body is copied once, when the
 final value is joined (or never, when the chunks are streamed into a cipher).
 
-Only definite-length DER is produced here. Parsing is asn1crypto's job (it also reads the
-indefinite-length BER that gpgsm and streaming OpenSSL write).
+Only definite-length DER is produced here. Reading is shallow: :func:`read` and
+:func:`children` hand back offsets (following the indefinite-length BER that gpgsm and
+streaming OpenSSL write), and the CMS layers, SignerInfo, signed attributes and
+key-transport RecipientInfos are read that way, each field's tag checked by its reader;
+asn1crypto parses the small nested types that need more (RSA-PSS and OAEP parameters, GCM
+parameters, times, labels, receipt requests, key agreement). Every input has passed
+:func:`securemail.smime.limits.check_der` first.
 """
 
 from __future__ import annotations
@@ -165,6 +170,14 @@ def dotted(data: bytes, tlv: Tlv) -> str:
 def _dotted(encoded: bytes) -> str:
     """Cached: messages carry the same few dozen OIDs."""
     return str(core.ObjectIdentifier.load(encoded, strict=True).dotted)
+
+
+def algorithm(data: bytes, identifier: Tlv) -> tuple[str, bytes]:
+    """An AlgorithmIdentifier: (dotted OID, the parameters' DER or b"" when absent)."""
+    parts = children(data, identifier)
+    if not 1 <= len(parts) <= 2 or parts[0].tag != OBJECT_IDENTIFIER:
+        raise SmimeError(Reason.MALFORMED, "AlgorithmIdentifier")
+    return dotted(data, parts[0]), value(data, parts[1]) if len(parts) == 2 else b""
 
 
 def octets(data: bytes, tlv: Tlv) -> bytes | memoryview:

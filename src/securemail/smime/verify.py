@@ -169,19 +169,11 @@ def _signer_info(data: bytes, info: der.Tlv) -> SignerInfo:
     sid_value = der.value(data, sid) if sid.tag == der.SEQUENCE else bytes(der.octets(data, sid))
     return SignerInfo(
         sid=(sid.tag, sid_value),
-        digest_algorithm=_algorithm(data, digest)[0],
+        digest_algorithm=der.algorithm(data, digest)[0],
         signed_attrs=None if attrs is None else b"\x31" + der.value(data, attrs)[1:],
-        signature_algorithm=_algorithm(data, algorithm),
+        signature_algorithm=der.algorithm(data, algorithm),
         signature=bytes(der.octets(data, signature)),
     )
-
-
-def _algorithm(data: bytes, identifier: der.Tlv) -> tuple[str, bytes]:
-    """An AlgorithmIdentifier: (dotted OID, the parameters' DER or b"" when absent)."""
-    parts = der.children(data, identifier)
-    if not 1 <= len(parts) <= 2 or parts[0].tag != der.OBJECT_IDENTIFIER:
-        raise SmimeError(Reason.MALFORMED, "AlgorithmIdentifier")
-    return der.dotted(data, parts[0]), der.value(data, parts[1]) if len(parts) == 2 else b""
 
 
 def _find_signer(
