@@ -146,11 +146,17 @@ def read(data: bytes, pos: int = 0, limit: int | None = None, depth: int = 0) ->
 def children(data: bytes, parent: Tlv) -> list[Tlv]:
     """The values directly inside a constructed ``parent``."""
     found: list[Tlv] = []
-    cursor = parent.start
-    while cursor < parent.end:
-        child = read(data, cursor, parent.end)
-        found.append(child)
-        cursor = child.after
+    cursor, end = parent.start, parent.end
+    while cursor < end:
+        # Most values are short (length below 128): read those here, the rest with read().
+        first = data[cursor + 1] if cursor + 2 <= end else 0x80
+        after = cursor + 2 + first
+        if first < 0x80 and after <= end:
+            found.append(Tlv(data[cursor], cursor, cursor + 2, after, after))
+        else:
+            found.append(read(data, cursor, end))
+            after = found[-1].after
+        cursor = after
     return found
 
 
