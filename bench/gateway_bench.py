@@ -414,8 +414,9 @@ async def drive(
     return Result(count, max(delivered_at) - started, latencies, cpu, settled)
 
 
-def crypto_ceiling(setups: dict[str, NodeSetup], size: int, seconds: float) -> float:
-    """Messages/s of protect + unprotect in one loop on one core, with the nodes' keys."""
+def crypto_ceiling(setups: dict[str, NodeSetup], size: int, seconds: float) -> tuple[float, float]:
+    """Messages/s of protect + unprotect in one loop on one core, with the nodes' keys, and
+    the CPU seconds per message (this thread's; on a loaded machine less than 1 / rate)."""
     agency, provider = (load_config(setups[n].config) for n in ("agency", "provider"))
     passphrase = read_passphrase(agency)
     sender = load_org_keys(agency.organisations[0], passphrase)
@@ -431,11 +432,11 @@ def crypto_ceiling(setups: dict[str, NodeSetup], size: int, seconds: float) -> f
     before, after = message_template(size)
     message = before + message_id("crypto", 0).encode() + after
     round_trip(message, sender, receiver, trust, now)  # warm (path cache) and check
-    done, started = 0, time.perf_counter()
+    done, started, cpu = 0, time.perf_counter(), time.thread_time()
     while time.perf_counter() - started < seconds:
         round_trip(message, sender, receiver, trust, now)
         done += 1
-    return done / (time.perf_counter() - started)
+    return done / (time.perf_counter() - started), (time.thread_time() - cpu) / done
 
 
 def round_trip(
@@ -462,6 +463,7 @@ class Row:
     rate: float | None  # messages/s; None: not measured
     result: Result | None = None
     hop: Hop | None = None  # the Postfix reference's batch
+    cpu: float | None = None  # CPU seconds per message, where measured in this process
     note: str = ""
 
     @property
@@ -472,9 +474,7 @@ class Row:
             return a, b, self.result.cpu_per_message() * 1e3
         if self.hop is not None:
             return None, None, self.hop.cpu_per_message * 1e3
-        if self.path.startswith("crypto") and self.rate:
-            return None, None, 1e3 / self.rate  # one busy core: wall time is CPU time
-        return None, None, None
+        return None, None, None if self.cpu is None else self.cpu * 1e3
 
 
 _DEADLINE = [0.0]
@@ -524,8 +524,8 @@ def reference_rows(args: argparse.Namespace, setups: dict[str, NodeSetup]) -> li
     rows = []
     for size, count in args.counts.items():
         log(f"crypto ceiling at {size // KIB} KiB ...")
-        rate = crypto_ceiling(setups, size, 3.0)
-        rows.append(Row(size, "crypto ceiling: protect + unprotect, 1 core", 0, rate))
+        rate, cpu = crypto_ceiling(setups, size, 3.0)
+        rows.append(Row(size, "crypto ceiling: protect + unprotect, 1 core", 0, rate, cpu=cpu))
         if args.no_postfix:
             continue
         log(f"Postfix relay hop, {count} x {size // KIB} KiB ...")
@@ -610,7 +610,8 @@ def _verdict(where: str, target: str, ok: bool, value: str) -> str:
 def report(args: argparse.Namespace, rows: Sequence[Row], elapsed: float) -> None:
     info = [
         f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; securemail {revision()}",
-        f"machine: nproc {os.cpu_count()}; both nodes, the clients and the references share it",
+        f"machine: nproc {os.cpu_count()}; both nodes, the clients and the references share "
+        f"it; load average {args.load:.2f} before the run (other work on the machine)",
         f"{args.sessions} client sessions, a new SMTP connection per message; warm-up "
         f"{args.warmup} messages per run; total run time {elapsed:.0f} s",
         "CPU: user + system time of each node's processes (/proc), from idle after the "
@@ -671,6 +672,7 @@ def run(args: argparse.Namespace) -> list[Row]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = arguments(argv)
+    args.load = os.getloadavg()[0]
     started = time.monotonic()
     _DEADLINE[0] = started + args.budget
     signal.signal(signal.SIGALRM, _alarm)
