@@ -62,7 +62,7 @@ import psycopg
 
 from postfix_reference import Hop
 from postfix_reference import measure as postfix_measure
-from proc_cpu import group_cpu_seconds, settle
+from proc_cpu import group_cpu_seconds, main_thread_cpu_seconds, settle
 from securemail.demo.federation import NodeSetup, add_people, found
 from securemail.directory.document import verify_document
 from securemail.directory.fetch import Source
@@ -322,8 +322,11 @@ class Pipeline:
             await asyncio.sleep(0.02)
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far of each node's process group."""
-        return {name: group_cpu_seconds(p.pid) for name, p in self.processes.items()}
+        """CPU seconds so far of each node's process group, and of each node's main thread
+        (under "<name> main")."""
+        groups = {name: group_cpu_seconds(p.pid) for name, p in self.processes.items()}
+        mains = {f"{n} main": main_thread_cpu_seconds(p.pid) for n, p in self.processes.items()}
+        return groups | mains
 
     def settle(self) -> bool:
         return settle([p.pid for p in self.processes.values()], timeout=SETTLE)
@@ -345,7 +348,9 @@ class Result:
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[int(p) - 1]
 
     def cpu_per_message(self, node: str | None = None) -> float:
-        seconds = sum(self.cpu.values()) if node is None else self.cpu[node]
+        """CPU seconds per message of ``node`` ("agency", "provider", "agency main"...), or
+        of both nodes together."""
+        seconds = self.cpu["agency"] + self.cpu["provider"] if node is None else self.cpu[node]
         return seconds / self.count
 
 
@@ -513,11 +518,22 @@ def gateway_rows(
                     reset_node(setup, urls.get(setup.name), originals[setup.name], passphrase)
                 processes = stack.enter_context(running(pair, root, args.py_spy, label))
                 result = asyncio.run(drive(setups, processes, size, count, args))
+            log(f"  CPU per message, {cpu_split(result)}")
             if not result.settled:
                 log(f"  nodes still busy {SETTLE:.0f} s after the batch: CPU is a lower bound")
             title = "SQLite" if database == "sqlite" else "PostgreSQL"
             rows.append(Row(size, f"gateway A → B, {title}", count, result.rate, result))
     return rows
+
+
+def cpu_split(result: Result) -> str:
+    """Each node's CPU per message: its main thread (the event loop) and its other threads."""
+    parts = []
+    for node in ("agency", "provider"):
+        main = result.cpu_per_message(f"{node} main") * 1e3
+        rest = result.cpu_per_message(node) * 1e3 - main
+        parts.append(f"{node}: {main:.1f} ms main thread + {rest:.1f} ms other threads")
+    return ", ".join(parts)
 
 
 def reference_rows(args: argparse.Namespace, setups: dict[str, NodeSetup]) -> list[Row]:

@@ -47,6 +47,16 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / TICKS
 
 
+def main_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the main thread of ``pid`` (its thread id is ``pid``).
+
+    For a node, the main thread runs the asyncio event loop (SMTP, TLS, S/MIME, service
+    code); the other threads are its database thread and ``to_thread`` workers.
+    """
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 def settle(pgids: Sequence[int], timeout: float, interval: float = 0.25) -> bool:
     """Wait until the groups are idle: two intervals in a row below 4 % of a core each.
 
