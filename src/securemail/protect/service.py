@@ -29,7 +29,7 @@ from securemail.directory.model import Directory
 from securemail.node.bounces import bounce_newly_failed
 from securemail.node.context import Node, OrgKeys
 from securemail.policy.labels import Classified, classify, protective_marking
-from securemail.policy.routing import Route, RouteKind, route
+from securemail.policy.routing import Route, RouteKind, choose_inner_encoding, route
 from securemail.protect.groups import Group, group_recipients
 from securemail.queue import Attempt, Entry, NewSignature
 from securemail.relay import Destination, RelayError, send
@@ -188,8 +188,13 @@ class Outbound:
         if label is not None and label.classification is not None:
             origin = attempt.entry.mail_from or attempt.org.organisation.receipt_address
             marking = protective_marking(label, origin=origin)
+        member = decision.member
         return ProtectOptions(
-            cipher=decision.cipher, receipt_request=request, label=label, outer_marking=marking
+            cipher=decision.cipher,
+            receipt_request=request,
+            label=label,
+            outer_marking=marking,
+            inner_encoding="base64" if member is None else choose_inner_encoding(member),
         )
 
     async def _relay(
