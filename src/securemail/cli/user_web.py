@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 
 import click
 
-from securemail.accounts.events import AccountEvents
+from securemail.accounts.events import ACCOUNTS_LOG, AccountEvents
 from securemail.cli.user_node import open_node_accounts
-from securemail.node.mailboxes import ACCOUNTS_LOG
 from securemail.queue.database import connect
 from securemail.web.access import WebAccess
 from securemail.web.model import Scope

@@ -27,8 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
-from securemail.accounts.events import AccountEvents
-from securemail.node.mailboxes import ACCOUNTS_LOG
+from securemail.accounts.events import ACCOUNTS_LOG, AccountEvents
 from securemail.web.access import WebAccess
 from securemail.web.context import WebContext
 from securemail.web.security import SecurityHeaders, add_headers

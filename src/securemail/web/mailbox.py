@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
-from securemail.node.context import load_anchors
+from securemail.config.anchors import load_anchors
 from securemail.receive.message import trace_field
 from securemail.receive.model import Received
 from securemail.smime.labels import CLASSIFICATIONS

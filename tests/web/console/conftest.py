@@ -12,7 +12,7 @@ from typing import cast
 
 from securemail.accounts.model import Account
 from securemail.accounts.node import Accounts
-from securemail.node.config import NodeConfig
+from securemail.config.node import NodeConfig
 from securemail.queue import QueueStore
 from securemail.web.context import WebContext
 from securemail.web.model import Principal, Scope

@@ -18,9 +18,9 @@ from starlette.testclient import TestClient
 
 from securemail.accounts.model import Account
 from securemail.accounts.node import Accounts
+from securemail.config.node import NodeConfig, load_config
 from securemail.deliver.maildir import mailbox_path
 from securemail.directory import Directory, next_version
-from securemail.node.config import NodeConfig, load_config
 from securemail.queue import QueueStore
 from securemail.receive.model import Received
 from securemail.replies import Reply
