@@ -130,11 +130,6 @@ def broken(importer: str, imported_part: str) -> list[str]:
     return found
 
 
-# Still broken on this branch, each fixed by a later step of issue 14 (strict: a fixed
-# pair that is still listed here fails, so the list only shrinks).
-STILL_BROKEN = {("Accounts", "Queue"), ("CLI", "Web"), ("Deliver", "Relay")}
-
-
 def test_parts_exist() -> None:
     """Every path the parts name exists, so a move cannot make a never-pair silently empty."""
     missing = [m for ms in PARTS.values() for m in ms if not (SOURCE / m).exists()]
@@ -149,14 +144,7 @@ def test_graph_is_read() -> None:
 
 @pytest.mark.parametrize(
     ("importer", "imported_part", "why"),
-    [
-        pytest.param(
-            *never,
-            id=f"{never[0]}-{never[1]}",
-            marks=[pytest.mark.xfail(strict=True)] if never[:2] in STILL_BROKEN else [],
-        )
-        for never in NEVER
-    ],
+    [pytest.param(*never, id=f"{never[0]}-{never[1]}") for never in NEVER],
 )
 def test_never_import(importer: str, imported_part: str, why: str) -> None:
     """No module of one part imports a part the design says it must never import."""

@@ -25,6 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from securemail.access.store import WebStore
+from securemail.access.tokens import WebAccess
 from securemail.accounts.events import ACCOUNTS_LOG, AccountEvents
 from securemail.accounts.node import open_accounts
 from securemail.config.node import NodeConfig, load_config
@@ -32,8 +34,6 @@ from securemail.federation.node import NodeTarget
 from securemail.federation.operator import Application, add_member, init_federation, publish
 from securemail.federation.store import Store
 from securemail.smime.keys import load_private_key
-from securemail.web.access import WebAccess
-from securemail.web.store import WebStore
 
 FEDERATION = "SecureMail Demo Federation"
 
