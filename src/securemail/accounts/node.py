@@ -26,7 +26,7 @@ from securemail.accounts.service import AccountService
 from securemail.accounts.store import AccountStore
 from securemail.accounts.throttle import LoginThrottle, ThrottlePolicy
 from securemail.accounts.totp import SALT_BYTES, SecretSeal
-from securemail.queue.database import connect, upgrade
+from securemail.storage.engine import connect, upgrade
 
 
 class StoredMailboxes:
