@@ -67,6 +67,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from securemail.pki.authority import Issued, issue, make_crl, make_root_ca, private_key_pem
 from securemail.smime import (
+    ProtectOptions,
     RecipientIdentity,
     SignerIdentity,
     TrustStore,
@@ -486,9 +487,9 @@ def protect_stages(material: Material, message: bytes) -> tuple[Fn, Fn, list[Sta
     key = material.rsa_key(material.sender)
     bounds = limits.Limits()
     signed = sign.sign(message, signer, now=now)
-    inner = der.Chunks(
-        [mime.entity_header("signed-data", binary=True), mime.CRLF, *signed.der.parts]
-    )
+    binary = ProtectOptions().inner_encoding == "binary"  # the default, as protect sees it
+    inner_body = signed.der.parts if binary else [mime.encode_base64(signed.der.join())]
+    inner = der.Chunks([mime.entity_header("signed-data", binary=binary), mime.CRLF, *inner_body])
     envelope = encrypt.encrypt(inner, [cert])
     envelope_der = envelope.join()
     wrapped = pybase64.encodebytes(envelope_der)
@@ -521,6 +522,16 @@ def protect_stages(material: Material, message: bytes) -> tuple[Fn, Fn, list[Sta
             "RSA-2048 PKCS#1 v1.5 signature",
             lambda: key.sign(signed.signed_attributes, padding.PKCS1v15(), SHA256),
             sign_name,
+        ),
+        *(
+            []
+            if binary
+            else [
+                Stage(
+                    "inner entity in base64 (join + mime.encode_base64)",
+                    lambda: mime.encode_base64(signed.der.join()),
+                )
+            ]
         ),
         Stage(encrypt_name, lambda: encrypt.encrypt(inner, [cert])),
         Stage("AES-256-GCM over the inner entity", gcm, encrypt_name),
