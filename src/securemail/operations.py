@@ -31,7 +31,9 @@ from securemail.accounts.throttle import ACCOUNT, SOURCE, Key, Lock, LoginThrott
 from securemail.config.node import NodeConfig
 from securemail.directory.model import Directory, Member
 from securemail.errors import SecureMailError
-from securemail.queue import Direction, Entry, Event, QueueStore, ReceiptState, State
+from securemail.queue import Direction, Entry, Event, ReceiptState, State
+from securemail.queue.access import OperatorQueue
+from securemail.queue.steering import Steering
 from securemail.smime.keys import load_certificate
 
 EVIDENCE = (ReceiptState.AWAITING, ReceiptState.RECEIPTED)
@@ -162,7 +164,7 @@ def directory_summary(directory: Directory | None, now: datetime) -> DirectorySu
 
 
 def node_status(
-    config: NodeConfig, store: QueueStore, directory: Directory | None, now: datetime
+    config: NodeConfig, store: Steering, directory: Directory | None, now: datetime
 ) -> NodeStatus:
     """The node's organisations, its directory and its queue counts by state."""
     organisations = tuple((o.org_id, o.domains, o.delivery.kind) for o in config.organisations)
@@ -170,7 +172,7 @@ def node_status(
     return NodeStatus(config.name, config.region, organisations, summary, store.counts())
 
 
-def list_entries(store: QueueStore, wanted: QueueFilter) -> list[Entry]:
+def list_entries(store: Steering, wanted: QueueFilter) -> list[Entry]:
     """Queue entries matching ``wanted``, oldest first."""
     return store.list(
         states=wanted.states or None,
@@ -181,14 +183,14 @@ def list_entries(store: QueueStore, wanted: QueueFilter) -> list[Entry]:
     )
 
 
-def entry(store: QueueStore, entry_id: str) -> Entry:
+def entry(store: Steering, entry_id: str) -> Entry:
     found = store.get(entry_id)
     if found is None:
         raise OperationError(OperationReason.NOT_FOUND, f"no queue entry {entry_id}")
     return found
 
 
-def entry_detail(store: QueueStore, entry_id: str) -> EntryDetail:
+def entry_detail(store: Steering, entry_id: str) -> EntryDetail:
     """An entry with its header block and history; the body is never returned."""
     found = entry(store, entry_id)
     return EntryDetail(found, header_block(store.body(entry_id)), tuple(store.events(entry_id)))
@@ -205,15 +207,15 @@ def header_block(message: bytes) -> tuple[tuple[str, str], ...]:
     )
 
 
-def hold(store: QueueStore, entry_id: str, now: datetime) -> Entry:
+def hold(store: Steering, entry_id: str, now: datetime) -> Entry:
     return store.hold(entry_id, now)
 
 
-def release(store: QueueStore, entry_id: str, now: datetime) -> Entry:
+def release(store: Steering, entry_id: str, now: datetime) -> Entry:
     return store.release(entry_id, now)
 
 
-def retry(store: QueueStore, entry_id: str, now: datetime) -> Entry:
+def retry(store: Steering, entry_id: str, now: datetime) -> Entry:
     return store.retry(entry_id, now)
 
 
@@ -222,7 +224,7 @@ def evidence_of(found: Entry) -> list[str]:
     return [r.address for r in found.recipients if r.receipt_state in EVIDENCE]
 
 
-def delete(store: QueueStore, entry_id: str, now: datetime, *, force: bool = False) -> None:
+def delete(store: Steering, entry_id: str, now: datetime, *, force: bool = False) -> None:
     """Delete an entry for good; one holding receipt evidence only with ``force``."""
     held = evidence_of(entry(store, entry_id))
     if held and not force:
@@ -235,12 +237,12 @@ def delete(store: QueueStore, entry_id: str, now: datetime, *, force: bool = Fal
         raise OperationError(OperationReason.NOT_FOUND, f"no queue entry {entry_id}")
 
 
-def quarantine(store: QueueStore, limit: int = 200) -> list[Entry]:
+def quarantine(store: Steering, limit: int = 200) -> list[Entry]:
     return store.list(states=[State.QUARANTINED], limit=limit)
 
 
 def recent_failures(
-    store: QueueStore, now: datetime, hours: int = 24, limit: int = 200
+    store: Steering, now: datetime, hours: int = 24, limit: int = 200
 ) -> list[Entry]:
     """Entries bounced or quarantined in the last ``hours``."""
     since = now - timedelta(hours=hours)
@@ -299,7 +301,7 @@ def _unreadable(role: str, why: str, now: datetime) -> Certificate:
 
 
 def track(
-    store: QueueStore,
+    store: OperatorQueue,
     message_id: str,
     *,
     sender: Sequence[str] = (),

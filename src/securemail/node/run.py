@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,7 +91,10 @@ async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now)
         targets={o.org_id: make_target(o, config, mailboxes) for o in config.organisations},
         anchors=anchors,
         refresher=refresher,
-        queue=QueueAccess(store, threads, GroupCommit(store, threads, clock), _notify(wake)),
+        store=store,
+        queue=QueueAccess(
+            store, store, store, threads, GroupCommit(store, threads, clock), _notify(wake)
+        ),
         threads=threads,
         # Eight idle sessions per peer: half the outbound workers (measured: 4 -> 101-105
         # msg/s, 16 -> 113), leaving most of a peer's 100 slots free.
@@ -190,7 +194,9 @@ async def serve(
 
 
 def _loop(node: Node, direction: Direction) -> WorkerLoop:
-    return WorkerLoop(node.queue, direction, node.wake[direction], node.config.name, node.clock)
+    owner = f"{node.config.name}/{os.getpid()}"  # the node and the process holding a claim
+    wake = node.wake[direction]
+    return WorkerLoop(node.queue, direction, wake, owner, node.clock, node.config.lease)
 
 
 def _ports(listeners: Listeners, imap: ImapServer | None, web: WebServer | None) -> Ports:

@@ -16,7 +16,7 @@ from fastapi import Request
 from securemail.accounts.node import Accounts
 from securemail.config.node import NodeConfig
 from securemail.directory.model import Directory
-from securemail.queue import QueueStore
+from securemail.queue.access import OperatorQueue
 from securemail.queue.threads import RunOffLoop
 from securemail.receive.model import Admit
 
@@ -27,7 +27,7 @@ class WebContext:
 
     config: NodeConfig
     accounts: Accounts  # login (the shared Authenticator), account service, engine
-    store: QueueStore
+    store: OperatorQueue
     db: RunOffLoop  # like Node.db
     directory: Callable[[], Directory | None]  # the current verified directory
     clock: Callable[[], datetime]
