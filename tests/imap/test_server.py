@@ -155,7 +155,7 @@ def test_append_answers_appenduid(imap: Imap) -> None:
 def test_full_mailbox_defers_until_the_user_deletes_mail(imap: Imap) -> None:
     """Over quota a delivery is 452 (kept queued); after expunging a message it goes in."""
     account = imap.accounts.accounts[BOB]
-    imap.accounts.accounts[BOB] = type(account)(**{**account.__dict__, "quota": 300})
+    imap.accounts.accounts[BOB] = type(account)(**{**account.__dict__, "quota": 450})
     big = b"Subject: big\r\n\r\n" + b"x" * 200 + b"\r\n"
     assert imap.deliver(BOB, "05", verified=True, body=big) == 250
     assert imap.deliver(BOB, "06", verified=True, body=big) == 452

@@ -80,4 +80,5 @@ async def start_node_imap(node: Node, accounts: Accounts) -> ImapServer | None:
         listen=listen,
         tls_listen=tls_listen,
         name=config.name,
+        seal=accounts.mailbox_seal,
     )

@@ -69,6 +69,7 @@ async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now)
     store = await asyncio.to_thread(QueueStore.open, config.database, retry=retry)
     accounts = await open_node_accounts(config, passphrase, clock)
     mailboxes = None if accounts is None else accounts.mailboxes
+    seal = None if accounts is None else accounts.mailbox_seal
     refresher = DirectoryRefresher(
         DirectoryStore(config.data_dir / "directory", anchors, federation=config.federation),
         Source(config.directory),
@@ -78,7 +79,7 @@ async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now)
         config=config,
         store=store,
         orgs=orgs,
-        targets={o.org_id: make_target(o, config, mailboxes) for o in config.organisations},
+        targets={o.org_id: make_target(o, config, mailboxes, seal) for o in config.organisations},
         anchors=anchors,
         directory=lambda: refresher.current,
         clock=clock,

@@ -51,7 +51,7 @@ from securemail.web.listing import list_rows, search_rows
 from securemail.web.model import Principal
 from securemail.web.reading import attachment, take_apart
 from securemail.web.sanitise import frame_document
-from securemail.web.verification import author_of, judge
+from securemail.web.verification import author_of, judge, own_copy
 
 router = APIRouter(prefix="/mail", tags=["webmail"])
 Who = Annotated[Principal, Depends(signed_in)]
@@ -96,9 +96,15 @@ async def list_page(
     root = _root(web, who)
     where = _folder(root, folder)
     directory = web.directory()
+    sealing = _sealing(web, who)
     if q.strip():
         rows = await asyncio.to_thread(
-            search_rows, where, q.strip(), node_name=web.config.name, directory=directory
+            search_rows,
+            where,
+            q.strip(),
+            node_name=web.config.name,
+            directory=directory,
+            sealing=sealing,
         )
     else:
         rows = await asyncio.to_thread(
@@ -106,6 +112,7 @@ async def list_page(
             where,
             node_name=web.config.name,
             directory=directory,
+            sealing=sealing,
             verified_first=sort == "verified",
         )
     context = {
@@ -133,6 +140,7 @@ async def read_page(request: Request, who: Who, web: Web, folder: str, key: str)
     verdict = judge(
         reading.fields,
         node_name=web.config.name,
+        origin=web.seal.origin_of(who.account.primary, data),
         keywords=stored.keywords,
         directory=web.directory(),
         received=_arrival(stored),
@@ -140,6 +148,8 @@ async def read_page(request: Request, who: Who, web: Web, folder: str, key: str)
     sent = None
     if reading.message_id and who.account.owns(author_of(reading.fields) or ""):
         sent = await web.db(timeline.timeline, web.store, reading.message_id, who.account.name)
+    if sent is not None:
+        verdict = own_copy(verdict)
     context = {
         "folders": maildir.folders(root),
         "folder": where,
@@ -150,6 +160,11 @@ async def read_page(request: Request, who: Who, web: Web, folder: str, key: str)
         "timeline": sent,
     }
     return render(request, "mail/read.html", context)
+
+
+def _sealing(web: WebContext, who: Principal) -> maildir.Sealing:
+    """How the gateway's seal is checked, and the Sent copy sealed, in ``who``'s mailbox."""
+    return maildir.Sealing(web.seal, who.account.primary)
 
 
 def _arrival(stored: maildir.Stored) -> datetime:
@@ -269,7 +284,9 @@ async def compose_send(request: Request, who: Who, web: Web) -> Response:
         problem = f"not sent: {reply.text}"
         return _compose_form(request, web, who, draft, reaches=reaches, error=problem, status=503)
     sent = await asyncio.to_thread(maildir.ensure_folder, _root(web, who), maildir.SENT)
-    stored_key = await asyncio.to_thread(maildir.store, sent, composed.message)
+    stored_key = await asyncio.to_thread(
+        maildir.store, sent, composed.message, seal=_sealing(web, who)
+    )
     query = urlencode({"folder": sent.name, "key": stored_key})
     return RedirectResponse(f"/mail/read?{query}", status_code=303)
 

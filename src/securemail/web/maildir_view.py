@@ -11,7 +11,8 @@ by its unique part plus size (everything before ``:``), which a rename never cha
 Security: folder and message names come from the browser. A folder is only ever one found
 by listing the Maildir; a message only one found by listing its folder; no name from a
 request is joined into a path. Reads are capped (:data:`MAX_MESSAGE`), listings bounded.
-New files are written tmp → fsync → rename, 0600, as delivery writes them.
+New files are written tmp → fsync → rename, 0600, as delivery writes them; the copy of
+mail sent is sealed (:mod:`securemail.deliver.seal`) as the gateway's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from securemail.deliver.durable import fsync_dir
 from securemail.deliver.keywords import keyword_letters, read_keywords
 from securemail.deliver.maildir import make_mailbox
+from securemail.deliver.seal import MailboxSeal, Origin
 
 INBOX = "INBOX"
 SENT = "Sent"
@@ -182,9 +184,12 @@ def _upper(letters: str) -> str:
     return "".join(c for c in letters if c.isupper())
 
 
-def store(where: Folder, message: bytes, *, flags: str = "S") -> str:
-    """Write ``message`` (LF line ends, as delivery stores) into ``where``; return its key."""
+def store(where: Folder, message: bytes, *, flags: str = "S", seal: Sealing | None = None) -> str:
+    """Write ``message`` into ``where`` (LF line ends, as delivery stores; sealed with
+    ``seal`` if given); return its key."""
     content = message.replace(b"\r\n", b"\n")
+    if seal is not None:
+        content = seal.stamp(content)
     key = f"{secrets.token_hex(20)}.web,S={len(content)}"
     tmp = where.path / "tmp" / f"{key}.{os.getpid()}"
     final = where.path / "cur" / f"{key}:2,{flags}"
@@ -199,3 +204,19 @@ def store(where: Folder, message: bytes, *, flags: str = "S") -> str:
         tmp.unlink(missing_ok=True)
     fsync_dir(final.parent)
     return key
+
+
+@dataclass(frozen=True)
+class Sealing:
+    """The node's mailbox seal as one mailbox uses it: its owner and the origin to stamp."""
+
+    seal: MailboxSeal
+    mailbox: str  # the account's primary address
+    origin: Origin = Origin.SENT
+
+    def stamp(self, content: bytes) -> bytes:
+        return self.seal.stamp(self.mailbox, self.origin, content)
+
+    def origin_of(self, stored: Stored) -> Origin | None:
+        """The seal's origin of ``stored`` for this mailbox (None: not the gateway's)."""
+        return self.seal.origin_of_file(self.mailbox, stored.path)

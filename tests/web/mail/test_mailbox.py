@@ -11,6 +11,7 @@ from pathlib import Path
 from securemail.deliver.maildir import MaildirTarget
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.marking import Verdict, mark_ordinary, mark_verified
+from tests.conftest import SEAL
 from tests.web.mail.conftest import NODE, Webmail
 
 PLAIN = (
@@ -36,7 +37,7 @@ def deliver(
     root: Path, message: bytes, key: str, *, verified: bool = False, mtime: float | None = None
 ) -> str:
     """Deliver as the node does (MaildirTarget); return the message key used in URLs."""
-    target = MaildirTarget(root.parents[1])
+    target = MaildirTarget(root.parents[1], seal=SEAL)
     keywords = frozenset({SECUREMAIL_KEYWORD}) if verified else frozenset()
     replies = asyncio.run(
         target.deliver(
