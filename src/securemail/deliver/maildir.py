@@ -45,10 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securemail.accounts.model import Mailboxes
-from securemail.deliver.durable import fsync_dir
 from securemail.deliver.keywords import keyword_letters
 from securemail.deliver.quota import mailbox_usage
 from securemail.deliver.seal import MailboxSeal, Origin
+from securemail.durable import fsync_dir
 from securemail.replies import Reply
 
 _STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})

@@ -33,7 +33,7 @@ import secrets
 import time
 from collections.abc import AsyncIterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pymap.backend.maildir.layout import MaildirLayout
 from pymap.backend.maildir.mailbox import MailboxData, MailboxSet, Maildir, Message
@@ -45,19 +45,29 @@ from pymap.parsing.message import AppendMessage
 from pymap.parsing.specials import ObjectId
 from pymap.parsing.specials.flag import Flag
 
-from securemail.deliver.durable import fsync_dir
 from securemail.deliver.keywords import keyword_letters
 from securemail.deliver.seal import MailboxSeal, Origin
 from securemail.deliver.target import SECUREMAIL_KEYWORD
+from securemail.durable import PRIVATE_FILE, fsync_dir
 
 KEYWORD = Flag(SECUREMAIL_KEYWORD.encode())
+
+
+class PrivateMaildir(Maildir):
+    """pymap's Maildir (the stdlib's), whose new message files are 0600 like delivery's:
+    the stdlib creates them 0666 less the umask."""
+
+    def _create_tmp(self) -> IO[bytes]:
+        created: IO[bytes] = super()._create_tmp()  # type: ignore[misc]
+        os.fchmod(created.fileno(), PRIVATE_FILE)
+        return created
 
 
 class SealedFolders(MailboxSet):
     """pymap's Maildir++ folders of one account, each a :class:`SealedFolder`."""
 
     def __init__(
-        self, inbox: Maildir, layout: MaildirLayout[Maildir], seal: MailboxSeal, owner: str
+        self, inbox: Maildir, layout: MaildirLayout[Any], seal: MailboxSeal, owner: str
     ) -> None:
         super().__init__(inbox, layout)
         self._folder_layout = layout

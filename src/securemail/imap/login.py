@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pymap.backend.maildir.layout import MaildirLayout
-from pymap.backend.maildir.mailbox import MailboxSet, Maildir, Message
+from pymap.backend.maildir.mailbox import MailboxSet, Message
 from pymap.backend.session import BaseSession
 from pymap.config import IMAPConfig
 from pymap.context import socket_info
@@ -46,7 +46,7 @@ from securemail.deliver.keywords import keyword_letters
 from securemail.deliver.maildir import make_mailbox
 from securemail.deliver.seal import MailboxSeal
 from securemail.deliver.target import SECUREMAIL_KEYWORD
-from securemail.imap.folders import SealedFolders
+from securemail.imap.folders import PrivateMaildir, SealedFolders
 
 MaildirFor = Callable[[str], Path | None]
 """Primary address to the Maildir that holds its mail, or None if not hosted here."""
@@ -126,8 +126,8 @@ class AccountIdentity(IdentityInterface):
             _log.warning("imap: no Maildir for %s on this node", self.account.primary)
             raise _UnavailableError("Mailbox not available here.")
         await asyncio.to_thread(_prepare, path)
-        inbox = Maildir(str(path), create=False)
-        layout = MaildirLayout.get(str(path), "++", Maildir)
+        inbox = PrivateMaildir(str(path), create=False)
+        layout = MaildirLayout.get(str(path), "++", PrivateMaildir)
         folders = SealedFolders(inbox, layout, self._seal, self.account.primary)
         yield AccountSession(self.name, self._config, folders)
 

@@ -32,7 +32,12 @@ from securemail.node.context import (
 from securemail.node.listeners import Listeners, start_listeners
 from securemail.node.mailboxes import open_node_accounts, start_node_imap
 from securemail.node.web import WebServer, start_node_web
-from securemail.node.workers import run_receipt_windows, run_warnings, run_worker
+from securemail.node.workers import (
+    run_body_purge,
+    run_receipt_windows,
+    run_warnings,
+    run_worker,
+)
 from securemail.protect.service import Outbound
 from securemail.queue import Direction, QueueStore, RetryPolicy
 from securemail.receive import Listener
@@ -150,6 +155,7 @@ async def serve(
         asyncio.create_task(run_worker(node, Direction.INBOUND, Inbound(node).process, stop)),
         asyncio.create_task(run_warnings(node, stop)),
         asyncio.create_task(run_receipt_windows(node, stop)),
+        asyncio.create_task(run_body_purge(node, stop)),
     ]
     ports = _ports(listeners, imap, web)
     log.info("node %s serving; %s", config.name, ", ".join(_describe(ports)))

@@ -89,6 +89,19 @@ async def run_warnings(node: Node, stop: asyncio.Event) -> None:
 
 
 RECEIPT_POLL_SECONDS = 5.0
+PURGE_POLL_SECONDS = 300.0
+
+
+async def run_body_purge(node: Node, stop: asyncio.Event) -> None:
+    """Every few minutes, drop the bodies of entries final for ``[retry] keep_body``
+    (:meth:`securemail.queue.QueueStore.purge_bodies`: digests, history and evidence stay)."""
+    while not stop.is_set():
+        now = node.clock()
+        older_than = now - node.config.retry.keep_body
+        while await node.db(node.store.purge_bodies, older_than, now) and not stop.is_set():
+            pass  # a full batch: there may be more
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PURGE_POLL_SECONDS)
 
 
 async def run_receipt_windows(node: Node, stop: asyncio.Event) -> None:

@@ -24,6 +24,7 @@ The store never reads the clock: every change takes ``now``.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -54,6 +55,7 @@ from securemail.queue.model import (
 from securemail.queue.retry import RetryPolicy, settle
 from securemail.queue.schema import (
     CLAIM_ORDER,
+    ORDER,
     delivery_keys,
     events,
     head,
@@ -269,6 +271,37 @@ class QueueStore:
             conn.execute(delete(events).where(events.c.entry_id.in_(purged)))
             conn.execute(delete(signatures).where(signatures.c.entry_id.in_(purged)))
             return conn.execute(delete(messages).where(old)).rowcount
+
+    def purge_bodies(self, older_than: datetime, now: datetime, *, limit: int = 500) -> int:
+        """Drop the bodies of up to ``limit`` entries whose outcome is final; how many.
+
+        Final: DELIVERED or BOUNCED, last changed before ``older_than``, and no recipient
+        still awaiting a receipt (its expiry notice quotes the body's header). The entry,
+        its recipients, history, signatures (the evidence) and receipts stay; the body's
+        SHA-256 and size go into a "body-purged" event. QUARANTINED bodies are evidence and
+        stay. The body of mail we sent is cleartext: it should not outlive its use.
+        """
+        awaiting = select(recipients.c.entry_id).where(
+            recipients.c.receipt_state == ReceiptState.AWAITING
+        )
+        due = (
+            messages.c.state.in_([State.DELIVERED, State.BOUNCED])
+            & (messages.c.updated_at < older_than)
+            & (func.length(messages.c.body) > 0)
+            & ~messages.c.id.in_(awaiting)
+        )
+        with self._write("purge_bodies") as conn:
+            query = select(messages.c.id, messages.c.body).where(due).order_by(*ORDER)
+            rows = conn.execute(query.limit(limit).with_for_update()).all()
+            for row in rows:
+                body = bytes(row.body)
+                digest = hashlib.sha256(body).hexdigest()
+                detail = f"sha256:{digest}, {len(body)} octets"
+                log_event(conn, row.id, "body-purged", now, detail=detail)
+            if rows:
+                chosen = messages.c.id.in_([row.id for row in rows])
+                conn.execute(update(messages).where(chosen).values(body=b""))
+        return len(rows)
 
     def recover(self, now: datetime, *, owner: str | None = None) -> int:
         """At start: entries a crash left ACTIVE become due now.

@@ -23,10 +23,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from securemail.deliver.durable import fsync_dir
 from securemail.deliver.keywords import keyword_letters, read_keywords
 from securemail.deliver.maildir import make_mailbox
 from securemail.deliver.seal import MailboxSeal, Origin
+from securemail.durable import fsync_dir
 
 INBOX = "INBOX"
 SENT = "Sent"
