@@ -461,27 +461,40 @@ class QueueStore:
         reason: str | None = None,
         text: str | None = None,
         changed_since: datetime | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> builtins.list[Entry]:
-        """Entries, oldest first, optionally of some states and one direction.
+        """Up to ``limit`` entries after skipping ``offset``, oldest first unless
+        ``newest_first``, optionally of some states and one direction.
 
         ``reason`` matches the entry's or a recipient's reason code exactly; ``text`` is
         found (case-insensitively, as a literal) in the sender, the Message-ID or a
         recipient; ``changed_since`` keeps entries whose state changed at or after it.
+        :meth:`total` counts what the same filter matches.
         """
-        where: ColumnElement[bool] = true()
-        if states is not None:
-            where = where & messages.c.state.in_(set(states))
-        if direction is not None:
-            where = where & (messages.c.direction == direction)
-        if reason is not None:
-            by_recipient = select(recipients.c.entry_id).where(recipients.c.reason == reason)
-            where = where & ((messages.c.reason == reason) | messages.c.id.in_(by_recipient))
-        if text:
-            where = where & _mentions(text)
-        if changed_since is not None:
-            where = where & (messages.c.updated_at >= changed_since)
+        where = _listing(states, direction, reason, text, changed_since)
+        order = [c.desc() for c in ORDER] if newest_first else list(ORDER)
         with self._read("list") as conn:
-            return select_entries(conn, where, limit)
+            chosen = select(messages.c.id).where(where).order_by(*order)
+            ids = builtins.list(conn.scalars(chosen.limit(limit).offset(offset)))
+            found = select_entries(conn, messages.c.id.in_(ids), len(ids)) if ids else []
+        by_id = {e.id: e for e in found}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def total(
+        self,
+        states: Iterable[State] | None = None,
+        direction: Direction | None = None,
+        *,
+        reason: str | None = None,
+        text: str | None = None,
+        changed_since: datetime | None = None,
+    ) -> int:
+        """How many entries :meth:`list` with the same filter would give without a limit."""
+        where = _listing(states, direction, reason, text, changed_since)
+        with self._read("total") as conn:
+            counted = conn.scalar(select(func.count()).select_from(messages).where(where))
+        return int(counted or 0)
 
     def _attempt(
         self,
@@ -549,6 +562,29 @@ class QueueStore:
     def _read(self, action: str) -> Iterator[Connection]:
         with transaction(self._engine, action, write=False) as conn:
             yield conn
+
+
+def _listing(
+    states: Iterable[State] | None,
+    direction: Direction | None,
+    reason: str | None,
+    text: str | None,
+    changed_since: datetime | None,
+) -> ColumnElement[bool]:
+    """The filter of :meth:`QueueStore.list` and :meth:`QueueStore.total`."""
+    where: ColumnElement[bool] = true()
+    if states is not None:
+        where = where & messages.c.state.in_(set(states))
+    if direction is not None:
+        where = where & (messages.c.direction == direction)
+    if reason is not None:
+        by_recipient = select(recipients.c.entry_id).where(recipients.c.reason == reason)
+        where = where & ((messages.c.reason == reason) | messages.c.id.in_(by_recipient))
+    if text:
+        where = where & _mentions(text)
+    if changed_since is not None:
+        where = where & (messages.c.updated_at >= changed_since)
+    return where
 
 
 def _mentions(text: str) -> ColumnElement[bool]:
