@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from click.testing import CliRunner
 
 from securemail.cli.main import cli
+from securemail.config.node import load_config
 from securemail.demo.exchange import Script, submit
-from securemail.node.config import load_config
 from securemail.queue import QueueStore
 from tests.node.conftest import Federation, running
 from tests.queue.conftest import NOW, message

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from securemail.config.node import NodeConfig, load_config
 from securemail.demo.federation import NodeSetup, add_people, found
-from securemail.node.config import NodeConfig, load_config
 from securemail.node.run import serve
 
 WAIT = 30.0  # seconds: generous, the CI machine may be loaded

@@ -18,6 +18,7 @@ from pathlib import Path
 from securemail.deliver.seal import Origin
 from securemail.demo.exchange import Script, find_delivered
 from securemail.node.context import Node
+from securemail.node.roles import build_roles
 from securemail.node.run import open_node
 from securemail.node.workers import run_body_purge, run_warnings
 from securemail.protect.service import Outbound
@@ -73,7 +74,7 @@ async def attempt(node: Node, entry_id: str) -> Entry:
     """Claim the due outbound entry and make one attempt, as the outbound worker does."""
     claimed = await asyncio.to_thread(node.store.claim, Direction.OUTBOUND, node.clock(), 16)
     assert [e.id for e in claimed] == [entry_id]
-    return await Outbound(node).process(claimed[0])
+    return await Outbound(build_roles(node).protect).process(claimed[0])
 
 
 async def warn(node: Node) -> int:
@@ -82,7 +83,7 @@ async def warn(node: Node) -> int:
     if not waiting:
         return 0
     stop = asyncio.Event()
-    task = asyncio.create_task(run_warnings(node, stop))
+    task = asyncio.create_task(run_warnings(build_roles(node).notices, stop))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT
     while not await asyncio.to_thread(all_warned, node, waiting):
@@ -98,7 +99,8 @@ async def purge(node: Node, clock: Clock, entry_id: str) -> None:
     for later, kept in ((timedelta(0), True), (node.config.retry.keep_body + MINUTE, False)):
         clock.now += later
         stop = asyncio.Event()
-        task = asyncio.create_task(run_body_purge(node, stop))
+        keep = node.config.retry.keep_body
+        task = asyncio.create_task(run_body_purge(node.queue, keep, clock, stop))
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.wait_for(task, WAIT)
@@ -120,7 +122,7 @@ async def deliver_local(node: Node) -> None:
     """Deliver the notices queued for our own users, as the inbound worker does."""
     for entry in await asyncio.to_thread(node.store.claim, Direction.INBOUND, node.clock(), 16):
         assert entry.kind == "notice"
-        assert (await Inbound(node).process(entry)).state is State.DELIVERED
+        assert (await Inbound(build_roles(node).unprotect).process(entry)).state is State.DELIVERED
 
 
 def enqueue(node: Node, n: int) -> str:

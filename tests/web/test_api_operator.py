@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from securemail.access.model import Scope
+from securemail.access.tokens import WebAccess
 from securemail.accounts.model import Service
-from securemail.web.access import WebAccess
 from securemail.web.app import make_app
 from securemail.web.context import WebContext
-from securemail.web.model import Scope
 from tests.web.conftest import ALICE, ORIGIN
 from tests.web.console.test_operations import deferred
 

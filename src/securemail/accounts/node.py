@@ -31,7 +31,7 @@ from securemail.accounts.store import AccountStore
 from securemail.accounts.throttle import LoginThrottle, ThrottlePolicy
 from securemail.accounts.totp import SALT_BYTES, SecretSeal
 from securemail.deliver.seal import KEY_BYTES, MailboxSeal
-from securemail.queue.database import connect, upgrade
+from securemail.storage.engine import connect, upgrade
 
 _MAILBOX_SEAL = "mailbox-seal"  # the name the sealed key is bound to
 

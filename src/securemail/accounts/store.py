@@ -6,7 +6,7 @@ rows, not rules: the service decides what may change and logs it; the store neve
 the clock (every change takes ``now``) and never sees a password, only its hash.
 
 Security: names and addresses are untrusted values, stored only through bound parameters;
-a database failure is a QueueError UNAVAILABLE (the database is the queue's).
+a database failure is a StorageError UNAVAILABLE (securemail.storage).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from securemail.accounts.schema import (
     accounts,
     app_passwords,
 )
-from securemail.queue.database import insert_new, transaction
+from securemail.storage.dialect import insert_new
+from securemail.storage.engine import transaction
 
 _SALT = "totp_salt"
 _MAILBOX_SEAL = "mailbox_seal_key"  # sealed: see securemail.deliver.seal

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import click
 
+from securemail import operations
 from securemail.cli.files import fail
 from securemail.cli.serve import CONFIG_OPTION, ports_file, read_config
+from securemail.config.anchors import load_anchors
+from securemail.config.node import NodeConfig
+from securemail.config.toml_table import parse_duration
 from securemail.directory.model import Directory
 from securemail.directory.store import DirectoryStore
-from securemail.node.config import NodeConfig
-from securemail.node.context import load_anchors
-from securemail.node.toml_table import parse_duration
 from securemail.queue import Direction, Entry, QueueError, QueueStore, State
-from securemail.web import operations
 
 STATES = [s.value for s in State]
 

@@ -29,8 +29,9 @@ import ssl
 from collections.abc import Sequence, Set
 
 from securemail.deliver.seal import Origin
-from securemail.relay.tls import smarthost_context
-from securemail.relay.wire import (
+from securemail.replies import Reply
+from securemail.smtpwire.tls import smarthost_context
+from securemail.smtpwire.wire import (
     bad_address,
     clean_detail,
     needs_smtputf8,
@@ -38,7 +39,6 @@ from securemail.relay.wire import (
     unsafe_text,
     wire_reply,
 )
-from securemail.replies import Reply
 
 REFUSED = "downstream-refused"
 UNAVAILABLE = "downstream-unavailable"

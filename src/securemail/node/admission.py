@@ -15,12 +15,17 @@ are queued with priority 1; everything else with 0.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from securemail import addresses, notices
+from securemail.config.node import NodeConfig
+from securemail.directory.model import Directory
 from securemail.evidence import EvidenceReason
-from securemail.node.context import Node
 from securemail.policy.routing import Route, RouteKind, route
 from securemail.queue import Direction, NewMessage, QueueError
+from securemail.queue.access import QueueAccess
 from securemail.receive import Received
 from securemail.replies import Reply, ok, temporary
 
@@ -29,14 +34,24 @@ SECUREMAIL, ORDINARY = 0, 1  # queue priorities: lower is claimed first
 log = logging.getLogger("securemail.receive")
 
 
+@dataclass(frozen=True)
+class AdmissionContext:
+    """What the listeners' admission uses: the served domains and routes, and the queue."""
+
+    config: NodeConfig  # domains, organisations, smarthost
+    directory: Callable[[], Directory | None]  # the current verified directory
+    queue: QueueAccess
+    clock: Callable[[], datetime]
+
+
 class Admission:
     """The node's answers to its listeners."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, context: AdmissionContext) -> None:
+        self.context = context
 
     def serves(self, domain: str) -> bool:
-        return domain.lower().rstrip(".") in self.node.config.domains
+        return domain.lower().rstrip(".") in self.context.config.domains
 
     def sender_allowed(self, address: str) -> bool:
         return self.serves(address.rpartition("@")[2])
@@ -52,14 +67,14 @@ class Admission:
         return route(
             recipient.rpartition("@")[2],
             sender_org=org_id,
-            directory=self.node.directory(),
-            smarthost=self.node.config.smarthost is not None,
-            now=self.node.clock(),
+            directory=self.context.directory(),
+            smarthost=self.context.config.smarthost is not None,
+            now=self.context.clock(),
         )
 
     def _sender_org(self, mail_from: str) -> str:
-        org = self.node.config.organisation_for(mail_from.rpartition("@")[2])
-        return (org or self.node.config.organisations[0]).org_id
+        org = self.context.config.organisation_for(mail_from.rpartition("@")[2])
+        return (org or self.context.config.organisations[0]).org_id
 
     async def admit_outbound(self, received: Received) -> Reply:
         org = self._sender_org(received.mail_from or _author_address(received.body))
@@ -88,13 +103,13 @@ class Admission:
         return await self._enqueue(self._inbound(received, "ordinary", ORDINARY))
 
     def _is_receipt_address(self, address: str) -> bool:
-        org = self.node.config.organisation_for(address.rpartition("@")[2])
+        org = self.context.config.organisation_for(address.rpartition("@")[2])
         return org is not None and address.lower() == org.receipt_address
 
     def _inbound(self, received: Received, kind: str, priority: int) -> list[NewMessage]:
         by_org: dict[str, list[str]] = {}
         for recipient in received.recipients:
-            org = self.node.config.organisation_for(recipient.rpartition("@")[2])
+            org = self.context.config.organisation_for(recipient.rpartition("@")[2])
             if org is not None:
                 by_org.setdefault(org.org_id, []).append(recipient)
         return [
@@ -106,12 +121,12 @@ class Admission:
 
     async def _enqueue(self, messages: list[NewMessage]) -> Reply:
         try:
-            ids = [await self.node.commits().enqueue(m) for m in messages]
+            ids = [await self.context.queue.commits.enqueue(m) for m in messages]
         except QueueError as error:
             log.error("queue refused a message: %s", error)
             return temporary(error.reason, error.detail, "Queue unavailable, try again later")
         for message in messages:
-            self.node.notify(message.direction)
+            self.context.queue.notify(message.direction)
         return ok(f"Queued as {' '.join(ids)}")
 
 

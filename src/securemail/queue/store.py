@@ -34,7 +34,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, delete, func, select, true, update
 
 from securemail.queue import tracking
-from securemail.queue.database import connect, durability, insert_new, transaction, upgrade
 from securemail.queue.model import (
     FINAL_STATES,
     Attempt,
@@ -70,6 +69,9 @@ from securemail.queue.schema import (
     write_settlement,
 )
 from securemail.replies import Reply
+from securemail.storage.dialect import durability, insert_new
+from securemail.storage.engine import connect, transaction, upgrade
+from securemail.storage.errors import StorageError, StorageReason
 
 DEFAULT_RETRY = RetryPolicy()
 LIVE_STATES = frozenset(State) - FINAL_STATES
@@ -88,12 +90,13 @@ class QueueStore:
     @classmethod
     def open(cls, url: str, *, retry: RetryPolicy = DEFAULT_RETRY) -> QueueStore:
         """Connect to ``url``, check durability, migrate to the newest schema."""
-        engine = connect(url)
-        try:
-            upgrade(engine)
-        except BaseException:
-            engine.dispose()
-            raise
+        with _as_queue_error():
+            engine = connect(url)
+            try:
+                upgrade(engine)
+            except BaseException:
+                engine.dispose()
+                raise
         return cls(engine, retry)
 
     def close(self) -> None:
@@ -555,12 +558,12 @@ class QueueStore:
 
     @contextmanager
     def _write(self, action: str) -> Iterator[Connection]:
-        with transaction(self._engine, action, write=True) as conn:
+        with _as_queue_error(), transaction(self._engine, action, write=True) as conn:
             yield conn
 
     @contextmanager
     def _read(self, action: str) -> Iterator[Connection]:
-        with transaction(self._engine, action, write=False) as conn:
+        with _as_queue_error(), transaction(self._engine, action, write=False) as conn:
             yield conn
 
 
@@ -585,6 +588,21 @@ def _listing(
     if changed_since is not None:
         where = where & (messages.c.updated_at >= changed_since)
     return where
+
+
+_REASONS = {
+    StorageReason.UNAVAILABLE: QueueReason.UNAVAILABLE,
+    StorageReason.UNSAFE_SETTINGS: QueueReason.UNSAFE_SETTINGS,
+}
+
+
+@contextmanager
+def _as_queue_error() -> Iterator[None]:
+    """The database's failures as the queue's: callers answer QueueError UNAVAILABLE with 451."""
+    try:
+        yield
+    except StorageError as error:
+        raise QueueError(_REASONS[error.reason], error.detail) from error
 
 
 def _mentions(text: str) -> ColumnElement[bool]:

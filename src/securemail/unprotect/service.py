@@ -31,18 +31,19 @@ from datetime import datetime
 from cryptography.hazmat.primitives import serialization
 
 from securemail import addresses, marking
+from securemail.bounces import bounce_newly_failed, send_notice
 from securemail.deliver.seal import Origin
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.directory.model import Member
 from securemail.errors import SecureMailError
-from securemail.node.bounces import bounce_newly_failed, send_notice
-from securemail.node.context import Node, OrgKeys
+from securemail.keys.org import OrgKeys
 from securemail.notices import Failed
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
 from securemail.queue import Attempt, Entry, NewMessage
 from securemail.replies import ok
 from securemail.smime import Unprotected, unprotect
+from securemail.unprotect.context import UnprotectContext
 from securemail.unprotect.receipts import (
     ReceiptRefusedError,
     issue_receipts,
@@ -80,8 +81,8 @@ class Opened:
 class Inbound:
     """Process inbound queue entries for the organisations of one node."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, context: UnprotectContext) -> None:
+        self.context = context
         # One lock per idempotency key while copies of it are in hand: the worker runs
         # entries concurrently, and copies queued together (a sender retried while we were
         # down) would otherwise all pass the "seen" check before the first is remembered.
@@ -91,9 +92,9 @@ class Inbound:
 
     async def process(self, entry: Entry) -> Entry:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
-        now = self.node.clock()
-        body = await self.node.db(self.node.store.body, entry.id)
-        local = self.node.orgs.get(entry.org_id)
+        now = self.context.clock()
+        body = await self.context.queue.db(self.context.queue.store.body, entry.id)
+        local = self.context.orgs.get(entry.org_id)
         if entry.kind == "notice" and entry.client == "local" and local is not None:
             return await self._deliver(entry, local, body, _key(b"local", body), None)
         if entry.kind == "ordinary":
@@ -107,39 +108,39 @@ class Inbound:
         recorded = await self._deliver(entry, opened.org, opened.marked, opened.key, opened)
         # A recipient the organisation's store refused for good: the sender's gateway is
         # told, quoting the outer (routing) header only, never the decrypted message.
-        await bounce_newly_failed(self.node, entry, recorded, body, now)
+        await bounce_newly_failed(self.context.notices, entry, recorded, body, now)
         return recorded
 
     async def _deliver_ordinary(self, entry: Entry, body: bytes, now: datetime) -> Entry:
         """Mail from the ordinary listener: never unprotected, whatever it contains (only the
         peer listener's mail can be verified), delivered marked not verified by SecureMail."""
-        org = self.node.orgs.get(entry.org_id)
+        org = self.context.orgs.get(entry.org_id)
         if org is None:
             return await self._quarantine(
                 entry, body, "not-for-us", f"no organisation {entry.org_id} on this node", now
             )
-        marked, key = await asyncio.to_thread(_mark_ordinary, body, self.node.config.name)
+        marked, key = await asyncio.to_thread(_mark_ordinary, body, self.context.name)
         recorded = await self._deliver(entry, org, marked, key, None)
-        await bounce_newly_failed(self.node, entry, recorded, body, now)
+        await bounce_newly_failed(self.context.notices, entry, recorded, body, now)
         return recorded
 
     def _open(self, entry: Entry, body: bytes, now: datetime) -> Opened:
         """Unprotect and check: see :class:`Opened`."""
-        org = self.node.orgs.get(entry.org_id)
+        org = self.context.orgs.get(entry.org_id)
         if org is None:
             raise RefusedError("not-for-us", f"no organisation {entry.org_id} on this node")
         try:
             opened = unprotect(
                 body,
                 identities=org.identities,
-                trust=self.node.trust(),
+                trust=self.context.trust(),
                 now=now,
                 require_encryption=True,
             )
         except SecureMailError as error:
             raise RefusedError(error.reason, error.detail) from None
         author = _author(opened)
-        directory = self.node.directory()
+        directory = self.context.directory()
         if directory is None or not directory.may_sign_for(opened.signature.signer, author.domain):
             raise RefusedError(
                 "from-not-authorised",
@@ -148,7 +149,7 @@ class Inbound:
         signer = directory.owner_of(author.domain)
         assert signer is not None  # noqa: S101 (may_sign_for found it)
         verdict = marking.Verdict(
-            authserv_id=self.node.config.name,
+            authserv_id=self.context.name,
             signer_org=signer.org_id,
             signer_name=signer.name,
             from_address=author.address,
@@ -176,13 +177,13 @@ class Inbound:
         return True
 
     async def _take_receipt(self, entry: Entry, opened: Opened, now: datetime) -> Entry:
-        taken = await take_receipt(self.node, opened.unprotected, now)
+        taken = await take_receipt(self.context, opened.unprotected, now)
         attempt = Attempt(
             entry.id,
             dict.fromkeys(entry.pending(), ok(f"receipt {taken.outcome.value}")),
             (("verified", opened.evidence), (f"receipt-{taken.outcome.value}", taken.detail)),
         )
-        return await self.node.commits().record(attempt)
+        return await self.context.queue.commits.record(attempt)
 
     async def _deliver(
         self,
@@ -202,9 +203,9 @@ class Inbound:
         if lock is None:
             lock = self._delivering[key] = asyncio.Lock()
         async with lock:
-            target = self.node.targets[org.organisation.org_id]
+            target = self.context.targets[org.organisation.org_id]
             keys = {r: f"{key}:{r.lower()}" for r in entry.pending()}
-            seen = await self.node.db(self._seen, list(keys.values()))
+            seen = await self.context.queue.db(self._seen, list(keys.values()))
             results = {r: ok("duplicate suppressed") for r, k in keys.items() if k in seen}
             fresh = [r for r in keys if r not in results]
             if fresh:
@@ -225,17 +226,17 @@ class Inbound:
             follow_up: tuple[NewMessage, ...] = ()
             if opened is not None:
                 issued = issue_receipts(
-                    self.node,
+                    self.context,
                     org,
                     opened.unprotected,
                     signer=opened.signer,
                     delivered=delivered,
-                    now=self.node.clock(),
+                    now=self.context.clock(),
                 )
                 events += issued.events
                 follow_up = issued.messages
                 events += await settle_from_peer_notice(
-                    self.node, opened.unprotected, opened.signer, self.node.clock()
+                    self.context, opened.unprotected, opened.signer, self.context.clock()
                 )
             attempt = Attempt(
                 entry.id,
@@ -244,22 +245,24 @@ class Inbound:
                 tuple(keys[r] for r in delivered),
                 enqueue=follow_up,
             )
-            recorded = await self.node.commits().record(attempt)
-        self.node.notify_about(follow_up)
+            recorded = await self.context.queue.commits.record(attempt)
+        self.context.queue.notify_about(follow_up)
         return recorded
 
     def _seen(self, keys: list[str]) -> set[str]:
-        return {k for k in keys if self.node.store.seen(k)}
+        return {k for k in keys if self.context.queue.store.seen(k)}
 
     async def _quarantine(
         self, entry: Entry, body: bytes, reason: str, detail: str, now: datetime
     ) -> Entry:
         log.warning("quarantined %s: %s: %s", entry.id, reason, detail)
-        entry_after = await self.node.db(self.node.store.quarantine, entry.id, reason, detail, now)
+        entry_after = await self.context.queue.db(
+            self.context.queue.store.quarantine, entry.id, reason, detail, now
+        )
         failed = [Failed(r, "5.7.0", reason, "") for r in entry.pending()]
         # The notice quotes the outer header only: routing fields and the neutral Subject,
         # never anything that was inside the encryption.
-        await send_notice(self.node, entry, failed, body, now, action="failed")
+        await send_notice(self.context.notices, entry, failed, body, now, action="failed")
         return entry_after
 
 

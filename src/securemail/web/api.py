@@ -19,12 +19,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from securemail import operations
+from securemail.access.model import Principal, Scope
 from securemail.errors import SecureMailError
 from securemail.queue import Entry, QueueError, QueueReason
-from securemail.web import operations
 from securemail.web.auth import api_principal
 from securemail.web.context import WebContext, web_context
-from securemail.web.model import Principal, Scope
 
 router = APIRouter(prefix="/api/v1")
 Web = Annotated[WebContext, Depends(web_context)]

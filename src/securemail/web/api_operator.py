@@ -1,6 +1,6 @@
 """The rest of the operator's JSON API: delete, quarantine, failures, directory, keys, lockouts.
 
-The same operations as the console and the CLI (:mod:`securemail.web.operations`), under
+The same operations as the console and the CLI (:mod:`securemail.operations`), under
 ``/api/v1`` with an operator token (:mod:`securemail.web.api` has the queue and mailbox
 endpoints, the error body and the token scopes).
 
@@ -16,8 +16,8 @@ from typing import Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from securemail import operations
 from securemail.queue import QueueError
-from securemail.web import operations
 from securemail.web.api import ERRORS, EntryPage, OperatorToken, Paging, Web, refused
 
 router = APIRouter(prefix="/api/v1")

@@ -2,7 +2,7 @@
 
 Server-rendered pages under ``/console``; every page needs an operator's session, every
 change is a POST form behind ``csrf_protect``. What the pages show and do comes from
-:mod:`securemail.web.operations`, the layer the CLI uses too.
+:mod:`securemail.operations`, the layer the CLI uses too.
 
 Security: entry ids, filters and lock keys come from the browser: they go to the service
 layer as values (bound parameters there) and back into pages only through Jinja2's
@@ -20,12 +20,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BeforeValidator
 
+from securemail import operations
+from securemail.access.model import Principal
 from securemail.errors import SecureMailError
 from securemail.queue import Direction, State
-from securemail.web import operations
 from securemail.web.auth import csrf_protect, operator
 from securemail.web.context import WebContext, web_context
-from securemail.web.model import Principal
 
 pages = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(prefix="/console", dependencies=[Depends(operator)])

@@ -24,7 +24,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
-from securemail.node.context import load_anchors
+from securemail.access.model import Principal
+from securemail.config.anchors import load_anchors
 from securemail.receive.message import trace_field
 from securemail.receive.model import Received
 from securemail.smime.labels import CLASSIFICATIONS
@@ -48,7 +49,6 @@ from securemail.web.compose import (
 )
 from securemail.web.context import WebContext, web_context
 from securemail.web.listing import list_rows, search_rows
-from securemail.web.model import Principal
 from securemail.web.reading import attachment, take_apart
 from securemail.web.sanitise import frame_document
 from securemail.web.verification import author_of, judge, own_copy

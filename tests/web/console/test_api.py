@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from securemail.access.model import Principal, Scope
 from securemail.queue import QueueStore
 from securemail.web import api, auth, context
-from securemail.web.model import Principal, Scope
 from tests.queue.conftest import NOW, message
 from tests.web.console.conftest import OPERATOR, account, context_for
 from tests.web.console.test_operations import deferred

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from securemail import operations
 from securemail.accounts.node import Accounts
 from securemail.accounts.throttle import LoginThrottle, ThrottlePolicy, login_keys
+from securemail.operations import OperationError, OperationReason, QueueFilter
 from securemail.queue import Direction, QueueError, QueueStore, State
 from securemail.replies import Reply, ok
-from securemail.web import operations
-from securemail.web.operations import OperationError, OperationReason, QueueFilter
 from tests.accounts.conftest import ALICE, Clock, open_at
 from tests.node.conftest import Federation
 from tests.queue.conftest import NOW, message

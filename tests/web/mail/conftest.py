@@ -17,17 +17,17 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
+from securemail.access.model import Principal, Scope
 from securemail.accounts.model import Account
 from securemail.accounts.node import Accounts
+from securemail.config.node import NodeConfig, load_config
 from securemail.deliver.maildir import mailbox_path
 from securemail.directory import Directory, next_version
-from securemail.node.config import NodeConfig, load_config
 from securemail.queue import QueueStore
 from securemail.receive.model import Received
 from securemail.replies import Reply
 from securemail.web import auth, context, mailbox
 from securemail.web.app import mount_static
-from securemail.web.model import Principal, Scope
 from tests.accounts.conftest import make_account
 from tests.conftest import NOW, SEAL, Pki
 from tests.directory.conftest import FEDERATION, member_of

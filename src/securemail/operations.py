@@ -28,9 +28,9 @@ from sqlalchemy import Engine
 
 from securemail.accounts.service import AccountService
 from securemail.accounts.throttle import ACCOUNT, SOURCE, Key, Lock, LoginThrottle, ThrottlePolicy
+from securemail.config.node import NodeConfig
 from securemail.directory.model import Directory, Member
 from securemail.errors import SecureMailError
-from securemail.node.config import NodeConfig
 from securemail.queue import Direction, Entry, Event, QueueStore, ReceiptState, State
 from securemail.smime.keys import load_certificate
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from securemail.node.toml_table import (
+from securemail.config.toml_table import (
     REQUIRED,
     ConfigError,
     Listen,

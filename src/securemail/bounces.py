@@ -7,21 +7,43 @@ A notice is itself queued mail (kind ``notice``) so it is as durable as anything
   is queued outbound to the sender's gateway, which the protect service signs and encrypts.
 A notice never carries the original body (headers only), and no notice is ever sent about a
 notice or about mail from the null sender ``<>`` (RFC 3464 §2, THREATS.md A: no loops).
+
+The outbound and inbound workers and the node's notice loops (delay warnings, receipt
+windows) queue notices through one :class:`NoticeContext`, built by the composition root.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from securemail import notices
-from securemail.node.context import Node, OrgKeys
+from securemail.config.node import Organisation
+from securemail.keys.org import OrgKeys
 from securemail.queue import Direction, Disposition, Entry, NewMessage
+from securemail.queue.access import QueueAccess
 from securemail.smime import clear_sign
 
 log = logging.getLogger("securemail.notices")
+
+
+@dataclass(frozen=True)
+class NoticeContext:
+    """What writing and queuing a notice uses."""
+
+    reporting_mta: str  # this node's name (RFC 3464 Reporting-MTA)
+    orgs: Mapping[str, OrgKeys]  # org_id -> the organisation's keys (notices are signed)
+    organisation_for: Callable[[str], Organisation | None]  # a domain's organisation here
+    queue: QueueAccess
+    clock: Callable[[], datetime]
+
+    def org_for(self, address: str) -> OrgKeys | None:
+        """The keys of the organisation here that serves ``address``, if any."""
+        org = self.organisation_for(address.rpartition("@")[2])
+        return None if org is None else self.orgs[org.org_id]
 
 
 def newly_bounced(before: Entry, after: Entry) -> list[notices.Failed]:
@@ -48,16 +70,16 @@ def _status(reply: str | None, default: str) -> str:
 
 
 async def bounce_newly_failed(
-    node: Node, before: Entry, after: Entry, body: bytes, now: datetime
+    context: NoticeContext, before: Entry, after: Entry, body: bytes, now: datetime
 ) -> None:
     """Queue a failure notice for the recipients this attempt bounced, if any."""
     failed = newly_bounced(before, after)
     if failed:
-        await send_notice(node, before, failed, body, now, action="failed")
+        await send_notice(context, before, failed, body, now, action="failed")
 
 
 async def send_notice(
-    node: Node,
+    context: NoticeContext,
     entry: Entry,
     failed: Sequence[notices.Failed],
     body: bytes,
@@ -66,20 +88,21 @@ async def send_notice(
     action: Literal["failed", "delayed"],
 ) -> str | None:
     """Queue a notice about ``entry`` to its sender; None when no notice may be sent."""
-    found = local_notice(node, entry, failed, body, now, action=action)
+    found = local_notice(context, entry, failed, body, now, action=action)
     if not found:
         return None
     [new] = found
-    entry_id = await node.commits().enqueue(new)
-    await node.db(
-        node.store.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
+    queue = context.queue
+    entry_id = await queue.commits.enqueue(new)
+    await queue.db(
+        queue.store.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
     )
-    node.notify(new.direction)
+    queue.notify(new.direction)
     return entry_id
 
 
 def local_notice(
-    node: Node,
+    context: NoticeContext,
     entry: Entry,
     failed: Sequence[notices.Failed],
     body: bytes,
@@ -93,12 +116,12 @@ def local_notice(
     if entry.kind in ("notice", "ordinary") or not entry.mail_from:
         log.info("no %s notice for %s: null sender or a notice itself", action, entry.id)
         return []
-    org = node.orgs.get(entry.org_id)
+    org = context.orgs.get(entry.org_id)
     if org is None:
         return []
     notice = notices.failure_notice(
         original_header=notices.original_header(body),
-        reporting_mta=node.config.name,
+        reporting_mta=context.reporting_mta,
         postmaster=f"postmaster@{org.organisation.domains[0]}",
         to=entry.mail_from,
         failed=failed,
@@ -106,7 +129,7 @@ def local_notice(
         action=action,
         message_id_domain=org.organisation.domains[0],
     )
-    return [_notice_message(node, org, entry, notice, now)]
+    return [_notice_message(context, org, entry, notice, now)]
 
 
 def to_own_user(org: OrgKeys, address: str, report: bytes, now: datetime) -> NewMessage:
@@ -124,9 +147,9 @@ def to_own_user(org: OrgKeys, address: str, report: bytes, now: datetime) -> New
 
 
 def _notice_message(
-    node: Node, org: OrgKeys, entry: Entry, notice: bytes, now: datetime
+    context: NoticeContext, org: OrgKeys, entry: Entry, notice: bytes, now: datetime
 ) -> NewMessage:
-    sender_org = node.org_for(entry.mail_from)
+    sender_org = context.org_for(entry.mail_from)
     if entry.direction is Direction.OUTBOUND and sender_org is not None:
         return to_own_user(sender_org, entry.mail_from, notice, now)
     return NewMessage(

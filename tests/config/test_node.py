@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from securemail.node.config import load_config
-from securemail.node.toml_table import ConfigError
+from securemail.config.node import load_config
+from securemail.config.toml_table import ConfigError
 
 VALID = """
 [node]
