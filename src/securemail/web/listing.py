@@ -41,12 +41,16 @@ def list_rows(
     directory: Directory | None,
     sealing: maildir.Sealing,
     verified_first: bool = False,
-) -> list[Row]:
-    """Rows of ``where``, newest first (verified ones first, then newest, if asked)."""
-    rows = [_row(s, node_name, directory, sealing) for s in maildir.messages(where)]
+    offset: int = 0,
+) -> tuple[list[Row], int]:
+    """One page of rows of ``where`` (:data:`~securemail.web.maildir_view.PAGE` after the
+    newest ``offset``), newest first, verified ones first within the page if asked; and
+    how many messages the folder holds, so the page can say what it does not show."""
+    page, total = maildir.newest(where, offset, maildir.PAGE)
+    rows = [_row(s, node_name, directory, sealing) for s in page]
     if verified_first:
         rows.sort(key=lambda r: not r.verdict.verified)  # stable: newest first within each
-    return rows
+    return rows, total
 
 
 def search_rows(

@@ -91,12 +91,15 @@ async def list_page(
     folder: str = maildir.INBOX,
     sort: str = "date",
     q: Annotated[str, Query(max_length=_MAX_QUERY)] = "",
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Response:
-    """The folder list and the messages of one folder (or those matching ``q``)."""
+    """The folder list and one page of the messages of one folder (or those matching ``q``
+    among its newest :data:`~securemail.web.maildir_view.MAX_LISTED`)."""
     root = _root(web, who)
     where = _folder(root, folder)
     directory = web.directory()
     sealing = _sealing(web, who)
+    paging: dict[str, object] = {}
     if q.strip():
         rows = await asyncio.to_thread(
             search_rows,
@@ -107,21 +110,23 @@ async def list_page(
             sealing=sealing,
         )
     else:
-        rows = await asyncio.to_thread(
+        rows, total = await asyncio.to_thread(
             list_rows,
             where,
             node_name=web.config.name,
             directory=directory,
             sealing=sealing,
             verified_first=sort == "verified",
+            offset=offset,
         )
+        paging = _paging(request, offset, len(rows), total)
     context = {
         "folders": maildir.folders(root),
         "folder": where,
         "rows": rows,
         "sort": sort,
         "q": q,
-    }
+    } | paging
     return render(request, "mail/list.html", context)
 
 
@@ -160,6 +165,20 @@ async def read_page(request: Request, who: Who, web: Web, folder: str, key: str)
         "timeline": sent,
     }
     return render(request, "mail/read.html", context)
+
+
+def _paging(request: Request, offset: int, shown: int, total: int) -> dict[str, object]:
+    """Which messages of how many a page shows, and the links before and after it."""
+    after = offset + shown
+    return {
+        "first": offset + 1,
+        "last": after,
+        "total": total,
+        "newer_url": str(request.url.include_query_params(offset=max(0, offset - maildir.PAGE)))
+        if offset
+        else None,
+        "older_url": str(request.url.include_query_params(offset=after)) if after < total else None,
+    }
 
 
 def _sealing(web: WebContext, who: Principal) -> maildir.Sealing:

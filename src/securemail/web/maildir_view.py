@@ -32,7 +32,8 @@ INBOX = "INBOX"
 SENT = "Sent"
 TRASH = "Trash"
 MAX_MESSAGE = 32 * 1024 * 1024  # octets read of one message; larger ones are refused
-MAX_LISTED = 500  # newest messages listed from one folder
+MAX_LISTED = 500  # newest messages searched in one folder
+PAGE = 100  # messages per page of a folder's list
 _NAME = re.compile(r"[A-Za-z0-9._,=+-]{1,200}")
 _FOLDER = re.compile(r"\.[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]{0,200}")
 
@@ -97,9 +98,15 @@ def ensure_folder(root: Path, name: str) -> Folder:
 
 def messages(where: Folder) -> list[Stored]:
     """The newest :data:`MAX_LISTED` messages of ``where``, newest first."""
+    return newest(where, 0, MAX_LISTED)[0]
+
+
+def newest(where: Folder, offset: int, limit: int) -> tuple[list[Stored], int]:
+    """``limit`` messages of ``where`` after the newest ``offset``, newest first, and how
+    many the folder holds."""
     found = messages_all(where)
     found.sort(key=lambda s: (s.mtime, s.key), reverse=True)
-    return found[:MAX_LISTED]
+    return found[offset : offset + limit], len(found)
 
 
 def _stored(entry: os.DirEntry[str], known: dict[int, str]) -> Stored | None:
