@@ -44,6 +44,7 @@ from securemail.node.workers import (
     POLL_SECONDS,
     SHARED_POLL_SECONDS,
     WorkerLoop,
+    run_body_purge,
     run_receipt_windows,
     run_warnings,
     run_worker,
@@ -96,6 +97,7 @@ async def open_node(
     store = await asyncio.to_thread(QueueStore.open, config.database, retry=retry)
     accounts = await open_node_accounts(config, passphrase, clock)
     mailboxes = None if accounts is None else accounts.mailboxes
+    seal = None if accounts is None else accounts.mailbox_seal
     refresher = DirectoryRefresher(
         DirectoryStore(config.data_dir / "directory", anchors, federation=config.federation),
         Source(config.directory),
@@ -106,7 +108,7 @@ async def open_node(
     node = Node(
         config=config,
         orgs=orgs,
-        targets={o.org_id: make_target(o, config, mailboxes) for o in config.organisations},
+        targets={o.org_id: make_target(o, config, mailboxes, seal) for o in config.organisations},
         anchors=anchors,
         refresher=refresher,
         store=store,
@@ -188,6 +190,7 @@ async def serve(
         asyncio.create_task(node.refresher.run(config.refresh.total_seconds(), stop)),
         asyncio.create_task(run_warnings(roles.notices, stop)),
         asyncio.create_task(run_receipt_windows(roles.notices, stop)),
+        asyncio.create_task(run_body_purge(node.queue, config.retry.keep_body, clock, stop)),
     ]
     if config.workers > 1:
         tasks.append(asyncio.create_task(_worker_processes(node).run(stop)))

@@ -15,11 +15,12 @@ what was delivered and the follow-up notices, in the attempt's transaction.
 from __future__ import annotations
 
 import builtins
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from securemail.queue import tracking
 from securemail.queue.dedup import record_delivered
@@ -32,17 +33,20 @@ from securemail.queue.model import (
     NewSignature,
     QueueError,
     QueueReason,
+    ReceiptState,
     State,
 )
 from securemail.queue.retry import settle
 from securemail.queue.schema import (
     CLAIM_ORDER,
+    ORDER,
     follow_up,
     insert_entry,
     lock_entry,
     log_event,
     messages,
     one_entry,
+    recipients,
     select_entries,
     write_settlement,
 )
@@ -122,6 +126,8 @@ class QueueManager(Protocol):
     def quarantine(self, entry_id: str, reason: str, detail: str, now: datetime) -> Entry: ...
 
     def recover(self, now: datetime, *, owner: str | None = None) -> int: ...
+
+    def purge_bodies(self, older_than: datetime, now: datetime, *, limit: int = 500) -> int: ...
 
     def warnings_due(self, now: datetime, limit: int = 200) -> list[Entry]: ...
 
@@ -287,6 +293,37 @@ class ManagerRows(Transactions):
         return self._move(
             entry_id, LIVE_STATES, "quarantined", now, changes, reason=reason, detail=detail
         )
+
+    def purge_bodies(self, older_than: datetime, now: datetime, *, limit: int = 500) -> int:
+        """Drop the bodies of up to ``limit`` entries whose outcome is final; how many.
+
+        Final: DELIVERED or BOUNCED, last changed before ``older_than``, and no recipient
+        still awaiting a receipt (its expiry notice quotes the body's header). The entry,
+        its recipients, history, signatures (the evidence) and receipts stay; the body's
+        SHA-256 and size go into a "body-purged" event. QUARANTINED bodies are evidence and
+        stay. The body of mail we sent is cleartext: it should not outlive its use.
+        """
+        awaiting = select(recipients.c.entry_id).where(
+            recipients.c.receipt_state == ReceiptState.AWAITING
+        )
+        due = (
+            messages.c.state.in_([State.DELIVERED, State.BOUNCED])
+            & (messages.c.updated_at < older_than)
+            & (func.length(messages.c.body) > 0)
+            & ~messages.c.id.in_(awaiting)
+        )
+        with self._write("purge_bodies") as conn:
+            query = select(messages.c.id, messages.c.body).where(due).order_by(*ORDER)
+            rows = conn.execute(query.limit(limit).with_for_update()).all()
+            for row in rows:
+                body = bytes(row.body)
+                digest = hashlib.sha256(body).hexdigest()
+                detail = f"sha256:{digest}, {len(body)} octets"
+                log_event(conn, row.id, "body-purged", now, detail=detail)
+            if rows:
+                chosen = messages.c.id.in_([row.id for row in rows])
+                conn.execute(update(messages).where(chosen).values(body=b""))
+        return len(rows)
 
     def recover(self, now: datetime, *, owner: str | None = None) -> int:
         """Entries a crash left ACTIVE become due now, without waiting for their leases.

@@ -24,6 +24,7 @@ from securemail.queue.model import (
     State,
 )
 from securemail.queue.schema import (
+    ORDER,
     events,
     head,
     log_event,
@@ -75,7 +76,19 @@ class Steering(Protocol):
         reason: str | None = None,
         text: str | None = None,
         changed_since: datetime | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> builtins.list[Entry]: ...
+
+    def total(
+        self,
+        states: Iterable[State] | None = None,
+        direction: Direction | None = None,
+        *,
+        reason: str | None = None,
+        text: str | None = None,
+        changed_since: datetime | None = None,
+    ) -> int: ...
 
     def hold(self, entry_id: str, now: datetime) -> Entry: ...
 
@@ -125,27 +138,40 @@ class SteeringRows(Transactions):
         reason: str | None = None,
         text: str | None = None,
         changed_since: datetime | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> builtins.list[Entry]:
-        """Entries, oldest first, optionally of some states and one direction.
+        """Up to ``limit`` entries after skipping ``offset``, oldest first unless
+        ``newest_first``, optionally of some states and one direction.
 
         ``reason`` matches the entry's or a recipient's reason code exactly; ``text`` is
         found (case-insensitively, as a literal) in the sender, the Message-ID or a
         recipient; ``changed_since`` keeps entries whose state changed at or after it.
+        :meth:`total` counts what the same filter matches.
         """
-        where: ColumnElement[bool] = true()
-        if states is not None:
-            where = where & messages.c.state.in_(set(states))
-        if direction is not None:
-            where = where & (messages.c.direction == direction)
-        if reason is not None:
-            by_recipient = select(recipients.c.entry_id).where(recipients.c.reason == reason)
-            where = where & ((messages.c.reason == reason) | messages.c.id.in_(by_recipient))
-        if text:
-            where = where & _mentions(text)
-        if changed_since is not None:
-            where = where & (messages.c.updated_at >= changed_since)
+        where = _listing(states, direction, reason, text, changed_since)
+        order = [c.desc() for c in ORDER] if newest_first else list(ORDER)
         with self._read("list") as conn:
-            return select_entries(conn, where, limit)
+            chosen = select(messages.c.id).where(where).order_by(*order)
+            ids = builtins.list(conn.scalars(chosen.limit(limit).offset(offset)))
+            found = select_entries(conn, messages.c.id.in_(ids), len(ids)) if ids else []
+        by_id = {e.id: e for e in found}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def total(
+        self,
+        states: Iterable[State] | None = None,
+        direction: Direction | None = None,
+        *,
+        reason: str | None = None,
+        text: str | None = None,
+        changed_since: datetime | None = None,
+    ) -> int:
+        """How many entries :meth:`list` with the same filter would give without a limit."""
+        where = _listing(states, direction, reason, text, changed_since)
+        with self._read("total") as conn:
+            counted = conn.scalar(select(func.count()).select_from(messages).where(where))
+        return int(counted or 0)
 
     def hold(self, entry_id: str, now: datetime) -> Entry:
         """Stop delivery attempts until released (not while an attempt is running)."""
@@ -197,6 +223,29 @@ class SteeringRows(Transactions):
             conn.execute(delete(events).where(events.c.entry_id.in_(purged)))
             conn.execute(delete(signatures).where(signatures.c.entry_id.in_(purged)))
             return conn.execute(delete(messages).where(old)).rowcount
+
+
+def _listing(
+    states: Iterable[State] | None,
+    direction: Direction | None,
+    reason: str | None,
+    text: str | None,
+    changed_since: datetime | None,
+) -> ColumnElement[bool]:
+    """The filter of :meth:`SteeringRows.list` and :meth:`SteeringRows.total`."""
+    where: ColumnElement[bool] = true()
+    if states is not None:
+        where = where & messages.c.state.in_(set(states))
+    if direction is not None:
+        where = where & (messages.c.direction == direction)
+    if reason is not None:
+        by_recipient = select(recipients.c.entry_id).where(recipients.c.reason == reason)
+        where = where & ((messages.c.reason == reason) | messages.c.id.in_(by_recipient))
+    if text:
+        where = where & _mentions(text)
+    if changed_since is not None:
+        where = where & (messages.c.updated_at >= changed_since)
+    return where
 
 
 def _mentions(text: str) -> ColumnElement[bool]:
