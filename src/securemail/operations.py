@@ -17,7 +17,7 @@ are public and private keys are never opened.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -31,7 +31,9 @@ from securemail.accounts.throttle import ACCOUNT, SOURCE, Key, Lock, LoginThrott
 from securemail.config.node import NodeConfig
 from securemail.directory.model import Directory, Member
 from securemail.errors import SecureMailError
-from securemail.queue import Direction, Entry, Event, QueueStore, ReceiptState, State
+from securemail.queue import Direction, Entry, Event, ReceiptState, State
+from securemail.queue.access import OperatorQueue
+from securemail.queue.steering import Steering
 from securemail.smime.keys import load_certificate
 
 EVIDENCE = (ReceiptState.AWAITING, ReceiptState.RECEIPTED)
@@ -57,22 +59,64 @@ class OperationReason(StrEnum):
     NOT_SENT = "message-not-sent"
     NOT_LOCKED = "not-locked"
     BAD_SCOPE = "bad-lock-scope"
+    BAD_PAGE = "bad-page"
 
 
 class OperationError(SecureMailError[OperationReason]):
     """An operation refused: no such entry or message, or evidence that needs ``force``."""
 
 
+MAX_PAGE = 500  # entries in one page of a listing; a larger page is refused
+DEFAULT_PAGE = 100
+MAX_OFFSET = 2**31 - 1  # any queue is smaller; a larger offset is refused, not sent to SQL
+
+
 @dataclass(frozen=True)
 class QueueFilter:
     """Which queue entries to list: any of ``states`` (all when empty), one direction, a
-    reason code, and text in the sender, Message-ID or a recipient."""
+    reason code, and text in the sender, Message-ID or a recipient; and which page of them
+    (``limit`` entries after ``offset``, newest first unless ``oldest_first``)."""
 
     states: tuple[State, ...] = ()
     direction: Direction | None = None
     reason: str | None = None
     text: str | None = None
-    limit: int = 200
+    limit: int = DEFAULT_PAGE
+    offset: int = 0
+    oldest_first: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_PAGE:
+            raise OperationError(
+                OperationReason.BAD_PAGE, f"limit must be 1 to {MAX_PAGE}, not {self.limit}"
+            )
+        if not 0 <= self.offset <= MAX_OFFSET:
+            raise OperationError(
+                OperationReason.BAD_PAGE, f"offset must be 0 to {MAX_OFFSET}, not {self.offset}"
+            )
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing: its entries, where it starts, and how many match in all.
+
+    A listing never stops silently: ``more`` says whether entries follow this page, and
+    ``total`` how many there are.
+    """
+
+    entries: tuple[Entry, ...]
+    offset: int
+    limit: int
+    total: int
+    oldest_first: bool = False
+
+    @property
+    def more(self) -> bool:
+        return self.offset + len(self.entries) < self.total
+
+    @property
+    def next_offset(self) -> int | None:
+        return self.offset + len(self.entries) if self.more else None
 
 
 @dataclass(frozen=True)
@@ -162,7 +206,7 @@ def directory_summary(directory: Directory | None, now: datetime) -> DirectorySu
 
 
 def node_status(
-    config: NodeConfig, store: QueueStore, directory: Directory | None, now: datetime
+    config: NodeConfig, store: Steering, directory: Directory | None, now: datetime
 ) -> NodeStatus:
     """The node's organisations, its directory and its queue counts by state."""
     organisations = tuple((o.org_id, o.domains, o.delivery.kind) for o in config.organisations)
@@ -170,25 +214,35 @@ def node_status(
     return NodeStatus(config.name, config.region, organisations, summary, store.counts())
 
 
-def list_entries(store: QueueStore, wanted: QueueFilter) -> list[Entry]:
-    """Queue entries matching ``wanted``, oldest first."""
-    return store.list(
-        states=wanted.states or None,
-        direction=wanted.direction,
-        limit=wanted.limit,
-        reason=wanted.reason or None,
-        text=wanted.text or None,
+def list_entries(
+    store: Steering, wanted: QueueFilter, *, changed_since: datetime | None = None
+) -> Page:
+    """The page of queue entries ``wanted`` asks for, and how many match in all."""
+    states, reason, text = wanted.states or None, wanted.reason or None, wanted.text or None
+    entries = store.list(
+        states,
+        wanted.direction,
+        wanted.limit,
+        reason=reason,
+        text=text,
+        changed_since=changed_since,
+        offset=wanted.offset,
+        newest_first=not wanted.oldest_first,
     )
+    total = store.total(
+        states, wanted.direction, reason=reason, text=text, changed_since=changed_since
+    )
+    return Page(tuple(entries), wanted.offset, wanted.limit, total, wanted.oldest_first)
 
 
-def entry(store: QueueStore, entry_id: str) -> Entry:
+def entry(store: Steering, entry_id: str) -> Entry:
     found = store.get(entry_id)
     if found is None:
         raise OperationError(OperationReason.NOT_FOUND, f"no queue entry {entry_id}")
     return found
 
 
-def entry_detail(store: QueueStore, entry_id: str) -> EntryDetail:
+def entry_detail(store: Steering, entry_id: str) -> EntryDetail:
     """An entry with its header block and history; the body is never returned."""
     found = entry(store, entry_id)
     return EntryDetail(found, header_block(store.body(entry_id)), tuple(store.events(entry_id)))
@@ -205,16 +259,30 @@ def header_block(message: bytes) -> tuple[tuple[str, str], ...]:
     )
 
 
-def hold(store: QueueStore, entry_id: str, now: datetime) -> Entry:
+def hold(store: Steering, entry_id: str, now: datetime) -> Entry:
     return store.hold(entry_id, now)
 
 
-def release(store: QueueStore, entry_id: str, now: datetime) -> Entry:
+def release(store: Steering, entry_id: str, now: datetime) -> Entry:
     return store.release(entry_id, now)
 
 
-def retry(store: QueueStore, entry_id: str, now: datetime) -> Entry:
+def retry(store: Steering, entry_id: str, now: datetime) -> Entry:
     return store.retry(entry_id, now)
+
+
+_ACTIONS_BY_STATE = {
+    State.INCOMING: ("hold", "delete"),
+    State.DEFERRED: ("hold", "retry", "delete"),
+    State.HELD: ("release", "retry", "delete"),
+    State.ACTIVE: (),  # being tried: nothing until the attempt ends
+}
+
+
+def actions_for(found: Entry) -> tuple[str, ...]:
+    """The operator actions that apply to ``found`` in its state (the store refuses the
+    others): a finished entry can only be deleted, never held or retried."""
+    return _ACTIONS_BY_STATE.get(found.state, ("delete",))
 
 
 def evidence_of(found: Entry) -> list[str]:
@@ -222,7 +290,7 @@ def evidence_of(found: Entry) -> list[str]:
     return [r.address for r in found.recipients if r.receipt_state in EVIDENCE]
 
 
-def delete(store: QueueStore, entry_id: str, now: datetime, *, force: bool = False) -> None:
+def delete(store: Steering, entry_id: str, now: datetime, *, force: bool = False) -> None:
     """Delete an entry for good; one holding receipt evidence only with ``force``."""
     held = evidence_of(entry(store, entry_id))
     if held and not force:
@@ -235,16 +303,20 @@ def delete(store: QueueStore, entry_id: str, now: datetime, *, force: bool = Fal
         raise OperationError(OperationReason.NOT_FOUND, f"no queue entry {entry_id}")
 
 
-def quarantine(store: QueueStore, limit: int = 200) -> list[Entry]:
-    return store.list(states=[State.QUARANTINED], limit=limit)
+def quarantine(store: Steering, page: QueueFilter = QueueFilter()) -> Page:
+    """Quarantined entries: one page of ``page`` (its states are ignored)."""
+    return list_entries(store, replace(page, states=(State.QUARANTINED,)))
 
 
 def recent_failures(
-    store: QueueStore, now: datetime, hours: int = 24, limit: int = 200
-) -> list[Entry]:
-    """Entries bounced or quarantined in the last ``hours``."""
+    store: Steering,
+    now: datetime,
+    hours: int = 24,
+    page: QueueFilter = QueueFilter(),
+) -> Page:
+    """Entries bounced or quarantined in the last ``hours``: one page of ``page``."""
     since = now - timedelta(hours=hours)
-    return store.list(states=FAILED, limit=limit, changed_since=since)
+    return list_entries(store, replace(page, states=tuple(FAILED)), changed_since=since)
 
 
 def certificate(role: str, cert: x509.Certificate, now: datetime) -> Certificate:
@@ -299,7 +371,7 @@ def _unreadable(role: str, why: str, now: datetime) -> Certificate:
 
 
 def track(
-    store: QueueStore,
+    store: OperatorQueue,
     message_id: str,
     *,
     sender: Sequence[str] = (),

@@ -15,8 +15,9 @@ from fastapi import Request
 
 from securemail.accounts.node import Accounts
 from securemail.config.node import NodeConfig
+from securemail.deliver.seal import MailboxSeal
 from securemail.directory.model import Directory
-from securemail.queue import QueueStore
+from securemail.queue.access import OperatorQueue
 from securemail.queue.threads import RunOffLoop
 from securemail.receive.model import Admit
 
@@ -27,12 +28,13 @@ class WebContext:
 
     config: NodeConfig
     accounts: Accounts  # login (the shared Authenticator), account service, engine
-    store: QueueStore
+    store: OperatorQueue
     db: RunOffLoop  # like Node.db
     directory: Callable[[], Directory | None]  # the current verified directory
     clock: Callable[[], datetime]
     maildir_for: Callable[[str], Path | None]  # primary address -> its Maildir
     admit: Admit  # how composed mail enters the outbound queue, as submission does
+    seal: MailboxSeal  # the node's mailbox seal: what the gateway stored, and the Sent copy
 
 
 def web_context(request: Request) -> WebContext:
