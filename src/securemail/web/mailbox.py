@@ -62,9 +62,11 @@ _MAX_UPLOADS = 10
 
 
 def _root(web: WebContext, who: Principal) -> Path:
+    """The account's Maildir, with its special-use folders (made when missing)."""
     root = web.maildir_for(who.account.primary)
     if root is None:
         raise HTTPException(404, "this account has no mailbox on this node")
+    maildir.prepare(root)
     return root
 
 
