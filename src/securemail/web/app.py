@@ -40,6 +40,7 @@ ROUTERS = (
     "securemail.web.console",
     "securemail.web.api",
     "securemail.web.api_operator",
+    "securemail.web.discovery",
 )
 templates = Jinja2Templates(directory=HERE / "templates")
 log = logging.getLogger("securemail.web")
