@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 from securemail.access.store import WebStore
 from securemail.access.tokens import WebAccess
 from securemail.accounts.events import ACCOUNTS_LOG, AccountEvents
+from securemail.web import dates
 from securemail.web.context import WebContext
 from securemail.web.security import SecurityHeaders, add_headers
 from securemail.web.sessions import SessionPolicy, WebSessions
@@ -43,6 +44,7 @@ ROUTERS = (
     "securemail.web.discovery",
 )
 templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters.update(when=dates.when, when_short=dates.when_short, iso=dates.iso)
 log = logging.getLogger("securemail.web")
 
 _TITLES = {

@@ -104,11 +104,13 @@ def messages(where: Folder) -> list[Stored]:
     return newest(where, 0, MAX_LISTED)[0]
 
 
-def newest(where: Folder, offset: int, limit: int) -> tuple[list[Stored], int]:
-    """``limit`` messages of ``where`` after the newest ``offset``, newest first, and how
-    many the folder holds."""
+def newest(
+    where: Folder, offset: int, limit: int, *, oldest: bool = False
+) -> tuple[list[Stored], int]:
+    """``limit`` messages of ``where`` after the newest (or ``oldest``) ``offset``, in that
+    order, and how many the folder holds."""
     found = messages_all(where)
-    found.sort(key=lambda s: (s.mtime, s.key), reverse=True)
+    found.sort(key=lambda s: (s.mtime, s.key), reverse=not oldest)
     return found[offset : offset + limit], len(found)
 
 
