@@ -44,7 +44,9 @@ ROUTERS = (
     "securemail.web.discovery",
 )
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters.update(when=dates.when, when_short=dates.when_short, iso=dates.iso)
+templates.env.filters.update(
+    when=dates.when, when_short=dates.when_short, iso=dates.iso, person=dates.person
+)
 log = logging.getLogger("securemail.web")
 
 _TITLES = {

@@ -65,3 +65,10 @@ def iso(value: datetime | str | None) -> str:
 def _clock(local: datetime) -> str:
     hour = local.hour % 12 or 12
     return f"{hour}:{local:%M} {'am' if local.hour < 12 else 'pm'}"
+
+
+def person(field: str) -> str:
+    """Who a From:/To: field names, shortly: the display names, else the addresses."""
+    found = email.utils.getaddresses([field])
+    named = [name or address for name, address in found if name or address]
+    return ", ".join(named) or field
