@@ -178,9 +178,10 @@ def foreign_message(n: int, author: str = OFFICER, to: str = AROHA) -> tuple[str
 def test_our_node_to_openssl_peer_and_its_receipt_back(
     federation: Federation, foreign: Foreign, tmp_path: Path
 ) -> None:
-    """SM-SEND-1..6, SM-TLS-1, SM-RCPT-1..4: our default message reaches the foreign Postfix over
-    STARTTLS, `openssl cms -decrypt`/`-verify` open it against the anchor and CRL, and the
-    receipt made by `openssl cms -sign_receipt` and sent back with swaks marks it receipted."""
+    """SM-TLS-1/2, SM-DIR-4, SM-SEND-1/2/3/5/6, SM-RCPT-4: our default message reaches the
+    foreign Postfix over pinned STARTTLS, `openssl cms -decrypt` and `-verify` (anchor and CRL)
+    open it, and the receipt `openssl cms -sign_receipt` made, sent back with swaks, marks it
+    receipted at our node."""
     agency = federation.nodes["agency"]
     script = Script("to a foreign gateway", "agency", AROHA, (OFFICER,), "Budget", receipt=True)
     message = script.message(1, NOW)
@@ -232,7 +233,7 @@ def test_our_node_to_openssl_peer_and_its_receipt_back(
 def test_openssl_peer_to_our_node_and_our_receipt_back(
     federation: Federation, foreign: Foreign, tmp_path: Path
 ) -> None:
-    """SM-TLS-2, SM-RECV-1..8, SM-RCPT-5..6: our node's STARTTLS key matches its directory pin
+    """SM-TLS-3, SM-RECV-1/4/5/7, SM-RCPT-1/2/3: our node's STARTTLS key matches its pin
     (`openssl s_client`); `openssl cms -sign -receipt_request_to` then `-encrypt` (AES-256-GCM,
     RSA-OAEP), sent with swaks over STARTTLS, is delivered verified; our signed receipt comes
     back to the foreign Postfix and passes `openssl cms -verify_receipt`."""
@@ -279,7 +280,7 @@ def test_openssl_peer_to_our_node_and_our_receipt_back(
 def test_from_not_owned_by_the_foreign_signer_is_refused_with_a_signed_notice(
     federation: Federation, foreign: Foreign, tmp_path: Path
 ) -> None:
-    """SM-RECV-6, SM-FAIL-1..3: the foreign signer writing From: an agency address is refused
+    """SM-RECV-6, SM-FAIL-1/2/3: the foreign signer writing From: an agency address is refused
     (from-not-authorised), nothing is delivered, and the foreign Postfix gets our signed
     RFC 3464 notice naming the reason, which `openssl cms` decrypts and verifies."""
     agency = federation.nodes["agency"]
@@ -313,7 +314,7 @@ def test_from_not_owned_by_the_foreign_signer_is_refused_with_a_signed_notice(
 
 
 def test_gpgsm_peer_to_our_node(federation: Federation, foreign: Foreign, tmp_path: Path) -> None:
-    """SM-RECV-1..6: the same foreign keys in gpgsm (opaque BER SignedData, then AES-256-CBC
+    """SM-RECV-1/4/5: the same foreign keys in gpgsm (opaque BER SignedData, then AES-256-CBC
     with RSA PKCS#1 v1.5, as gpgsm 2.2 can), sent with swaks over STARTTLS, is delivered
     verified and signed by the foreign member."""
     require_tool("gpgsm")
