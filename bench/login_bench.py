@@ -182,7 +182,7 @@ async def serve(conn: Connection, folder: Path) -> None:
         mail.mkdir()
         imap = await start_imap(
             accounts.authenticator, lambda primary: mailbox_path(mail, primary), tls,
-            listen=("127.0.0.1", 0),
+            listen=("127.0.0.1", 0), seal=accounts.mailbox_seal,
         )  # fmt: skip
         assert imap.port is not None
         stop = asyncio.Event()

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from securemail.deliver.seal import Origin
 from securemail.demo.exchange import Script, find_delivered
 from securemail.node.context import Node
 from securemail.node.roles import build_roles
 from securemail.node.run import open_node
-from securemail.node.workers import run_warnings
+from securemail.node.workers import run_body_purge, run_warnings
 from securemail.protect.service import Outbound
 from securemail.queue import Direction, Entry, NewMessage, State
 from securemail.unprotect.service import Inbound
@@ -93,6 +94,19 @@ async def warn(node: Node) -> int:
     return len(waiting)
 
 
+async def purge(node: Node, clock: Clock, entry_id: str) -> None:
+    """Run the node's body purge loop before and after ``keep_body`` has passed."""
+    for later, kept in ((timedelta(0), True), (node.config.retry.keep_body + MINUTE, False)):
+        clock.now += later
+        stop = asyncio.Event()
+        keep = node.config.retry.keep_body
+        task = asyncio.create_task(run_body_purge(node.queue, keep, clock, stop))
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.wait_for(task, WAIT)
+        assert (await asyncio.to_thread(node.store.body, entry_id) != b"") is kept
+
+
 def due(entry: Entry | None) -> datetime:
     """When ``entry`` is next due (it must be waiting for a retry)."""
     assert entry is not None and entry.next_attempt_at is not None
@@ -132,7 +146,9 @@ def notices(federation: Federation) -> list[bytes]:
 def test_peer_down_past_the_lifetime_gives_one_delay_and_one_failure_notice(
     federation: Federation,
 ) -> None:
-    """Retries follow the schedule across a restart; one delayed, then one failure notice."""
+    """Retries follow the schedule across a restart; one delayed, then one failure notice,
+    each sealed in the sender's mailbox as the gateway's own; once the bounce is final for
+    ``[retry] keep_body``, the node's purge loop drops the body and keeps the entry."""
     config = federation.nodes["agency"].config
     set_retry(config)
     start = datetime.now(UTC).replace(microsecond=0)
@@ -156,6 +172,11 @@ def test_peer_down_past_the_lifetime_gives_one_delay_and_one_failure_notice(
                 node = await open_node(federation.config("agency"), clock)
                 assert node.store.get(entry_id) == entry
         assert node.store.warnings_due(clock.now + MAX_LIFETIME) == []
+        assert node.accounts is not None
+        seal = node.accounts.mailbox_seal
+        origins = {seal.origin_of(SCRIPT.mail_from, n) for n in notices(federation)}
+        assert origins == {Origin.NOTICE}
+        await purge(node, clock, entry_id)
         node.store.close()
         assert entry is not None
         return tried, warned_at, entry

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from securemail.bounces import NoticeContext
 from securemail.config.node import Delivery, Organisation
+from securemail.deliver.seal import Origin
 from securemail.directory.model import Directory
 from securemail.keys.org import OrgKeys
 from securemail.queue import Direction, QueueStore
@@ -63,6 +64,7 @@ class Stored:
     body: bytes
     key: str
     keywords: frozenset[str]
+    origin: Origin = Origin.DELIVERED
 
 
 @dataclass
@@ -79,8 +81,9 @@ class RecordingTarget:
         key: str,
         *,
         keywords: Set[str] = frozenset(),
+        origin: Origin = Origin.DELIVERED,
     ) -> dict[str, Reply]:
-        self.stored.append(Stored(tuple(recipients), body, key, frozenset(keywords)))
+        self.stored.append(Stored(tuple(recipients), body, key, frozenset(keywords), origin))
         return {r: ok("stored") for r in recipients}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from securemail.deliver.seal import Origin
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.queue import Direction, Entry, NewMessage, State
 from securemail.smime import protect
@@ -35,8 +36,11 @@ def inbound(body: bytes) -> NewMessage:
     )
 
 
-def process(pki: Pki, tmp_path: Path, target: RecordingTarget, *bodies: bytes) -> list[Entry]:
-    """Each of ``bodies`` queued inbound and processed in turn; every entry after them."""
+def process(
+    pki: Pki, tmp_path: Path, target: RecordingTarget, *bodies: bytes | NewMessage
+) -> list[Entry]:
+    """Each of ``bodies`` queued inbound (as from a peer, unless a NewMessage) and processed
+    in turn; every entry after them."""
 
     async def scenario() -> list[Entry]:
         async with open_queue(tmp_path / "queue.sqlite") as queue:
@@ -52,7 +56,7 @@ def process(pki: Pki, tmp_path: Path, target: RecordingTarget, *bodies: bytes) -
                 clock=lambda: NOW,
             )
             for body in bodies:
-                queue.store.enqueue(inbound(body), NOW)
+                queue.store.enqueue(body if isinstance(body, NewMessage) else inbound(body), NOW)
                 [claimed] = queue.store.claim(Direction.INBOUND, NOW, 1)
                 await Inbound(context).process(claimed)
             return queue.store.list()
@@ -73,11 +77,26 @@ def test_verified_mail_is_delivered_marked_and_once(pki: Pki, tmp_path: Path) ->
     entries = process(pki, tmp_path, target, message, message)
     [stored] = target.stored
     assert stored.recipients == ("alice@agency.govt.nz",)
-    assert stored.keywords == {SECUREMAIL_KEYWORD}
+    assert stored.keywords == {SECUREMAIL_KEYWORD} and stored.origin is Origin.DELIVERED
     assert b"Authentication-Results: gw.test; smime=pass" in stored.body
     assert [e.state for e in entries] == [State.DELIVERED, State.DELIVERED]
     replies = sorted(str(e.recipients[0].last_reply) for e in entries)
     assert replies == ["250 2.0.0 duplicate suppressed", "250 2.0.0 stored"]
+
+
+def test_the_gateways_own_notice_is_stored_as_the_gateways(pki: Pki, tmp_path: Path) -> None:
+    """A notice or receipt this node wrote for one of its users is delivered with origin
+    "notice" (so the mailbox seal says it is the gateway's) and without the keyword."""
+    report = b"From: postmaster@agency.govt.nz\r\nSubject: SecureMail delivery receipt\r\n\r\nx"
+    own = NewMessage(
+        Direction.INBOUND, "agency", "", ("alice@agency.govt.nz",), report, client="local",
+        kind="notice",
+    )  # fmt: skip
+    target = RecordingTarget()
+    [entry] = process(pki, tmp_path, target, own)
+    [stored] = target.stored
+    assert entry.state is State.DELIVERED and stored.body == report
+    assert stored.origin is Origin.NOTICE and stored.keywords == frozenset()
 
 
 def test_unreadable_mail_is_quarantined_with_a_notice_to_the_sender(

@@ -71,6 +71,7 @@ def web(tmp_path: Path, clock: Clock) -> Iterator[WebContext]:
         clock=clock,
         maildir_for=lambda primary: None,
         admit=refuse,
+        seal=accounts.mailbox_seal,
     )
     store.close()
     accounts.close()

@@ -99,20 +99,44 @@ def queue_group() -> None:
 @click.option("--state", "states", multiple=True, type=click.Choice(STATES))
 @click.option("--direction", type=click.Choice([d.value for d in Direction]))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--limit", default=operations.DEFAULT_PAGE, show_default=True, type=int)
+@click.option("--offset", default=0, show_default=True, type=int, help="Entries to skip.")
+@click.option("--oldest-first", is_flag=True, help="Oldest first (default: newest first).")
 def list_command(
-    config_path: Path, states: tuple[str, ...], direction: str | None, as_json: bool
+    config_path: Path,
+    states: tuple[str, ...],
+    direction: str | None,
+    as_json: bool,
+    limit: int,
+    offset: int,
+    oldest_first: bool,
 ) -> None:
-    """Entries in the queue, oldest first (all states unless --state is given)."""
-    with _store(config_path) as store:
+    """Entries in the queue, newest first (all states unless --state is given), one page
+    at a time: the last line (on stderr) says how many there are and how to see more."""
+    try:
         wanted = operations.QueueFilter(
             states=tuple(State(s) for s in states),
             direction=None if direction is None else Direction(direction),
+            limit=limit,
+            offset=offset,
+            oldest_first=oldest_first,
         )
-        entries = operations.list_entries(store, wanted)
-    for entry in entries:
+    except operations.OperationError as error:
+        fail(error)
+    with _store(config_path) as store:
+        page = operations.list_entries(store, wanted)
+    for entry in page.entries:
         click.echo(json.dumps(_as_json(entry)) if as_json else _line(entry))
-    if not as_json:
-        click.echo(f"-- {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}", err=True)
+    click.echo(_footer(page), err=True)
+
+
+def _footer(page: operations.Page) -> str:
+    """``-- entries 1-100 of 1661; more: --offset 100`` (never a silent cap)."""
+    if not page.entries:
+        return f"-- no entries here; {page.total} in all"
+    first, last = page.offset + 1, page.offset + len(page.entries)
+    more = f"; more: --offset {page.next_offset}" if page.more else ""
+    return f"-- entries {first}-{last} of {page.total}{more}"
 
 
 @queue_group.command("show")

@@ -26,6 +26,7 @@ from securemail.accounts.node import Accounts
 from securemail.config.node import NodeConfig, Organisation
 from securemail.config.reasons import NodeReason
 from securemail.deliver import MaildirTarget, SmtpTarget, Target
+from securemail.deliver.seal import MailboxSeal
 from securemail.directory.model import Directory
 from securemail.directory.refresh import DirectoryRefresher
 from securemail.errors import SecureMailError
@@ -78,17 +79,23 @@ def load_org_keys(org: Organisation, passphrase: bytes) -> OrgKeys:
 
 
 def make_target(
-    org: Organisation, config: NodeConfig, mailboxes: Mailboxes | None = None
+    org: Organisation,
+    config: NodeConfig,
+    mailboxes: Mailboxes | None = None,
+    seal: MailboxSeal | None = None,
 ) -> Target:
-    """The delivery target of ``org``; ``mailboxes`` is required when it uses accounts."""
+    """The delivery target of ``org``; ``mailboxes`` is required when it uses accounts.
+
+    ``seal`` (the node's, when it serves mailboxes to people) seals what goes into Maildirs.
+    """
     delivery = org.delivery
     if delivery.kind == "maildir":
         assert delivery.path is not None  # noqa: S101 (config guarantees it)
         if not delivery.accounts:
-            return MaildirTarget(delivery.path)
+            return MaildirTarget(delivery.path, seal=seal)
         if mailboxes is None:
             raise ValueError(f"{org.org_id}: delivery with accounts needs the mailboxes")
-        return MaildirTarget(delivery.path, accounts=mailboxes)
+        return MaildirTarget(delivery.path, accounts=mailboxes, seal=seal)
     return SmtpTarget(
         delivery.host,
         delivery.port,

@@ -77,4 +77,5 @@ async def start_node_imap(config: NodeConfig, accounts: Accounts) -> ImapServer 
         listen=listen,
         tls_listen=tls_listen,
         name=config.name,
+        seal=accounts.mailbox_seal,
     )

@@ -35,7 +35,13 @@ from securemail.node.listeners import Listeners, start_listeners
 from securemail.node.mailboxes import open_node_accounts, start_node_imap
 from securemail.node.roles import build_roles
 from securemail.node.web import WebServer, start_node_web
-from securemail.node.workers import WorkerLoop, run_receipt_windows, run_warnings, run_worker
+from securemail.node.workers import (
+    WorkerLoop,
+    run_body_purge,
+    run_receipt_windows,
+    run_warnings,
+    run_worker,
+)
 from securemail.protect.service import Outbound
 from securemail.queue import Direction, QueueStore, RetryPolicy
 from securemail.queue.access import QueueAccess
@@ -77,6 +83,7 @@ async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now)
     store = await asyncio.to_thread(QueueStore.open, config.database, retry=retry)
     accounts = await open_node_accounts(config, passphrase, clock)
     mailboxes = None if accounts is None else accounts.mailboxes
+    seal = None if accounts is None else accounts.mailbox_seal
     refresher = DirectoryRefresher(
         DirectoryStore(config.data_dir / "directory", anchors, federation=config.federation),
         Source(config.directory),
@@ -87,7 +94,7 @@ async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now)
     node = Node(
         config=config,
         orgs=orgs,
-        targets={o.org_id: make_target(o, config, mailboxes) for o in config.organisations},
+        targets={o.org_id: make_target(o, config, mailboxes, seal) for o in config.organisations},
         anchors=anchors,
         refresher=refresher,
         queue=QueueAccess(store, threads, GroupCommit(store, threads, clock), _notify(wake)),
@@ -168,6 +175,7 @@ async def serve(
         asyncio.create_task(run_worker(inbound, Inbound(roles.unprotect).process, stop)),
         asyncio.create_task(run_warnings(roles.notices, stop)),
         asyncio.create_task(run_receipt_windows(roles.notices, stop)),
+        asyncio.create_task(run_body_purge(node.queue, config.retry.keep_body, clock, stop)),
     ]
     ports = _ports(listeners, imap, web)
     log.info("node %s serving; %s", config.name, ", ".join(_describe(ports)))

@@ -77,6 +77,7 @@ async def start_node_web(
         clock=node.clock,
         maildir_for=maildir_for(node.config),
         admit=admission.admit_outbound,
+        seal=node.accounts.mailbox_seal,
     )
     app = make_app(web, routers=routers, origin=origin)
     config = uvicorn.Config(

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from securemail.bounces import NoticeContext, local_notice, send_notice
 from securemail.notices import Failed
@@ -102,6 +102,22 @@ async def run_warnings(notices: NoticeContext, stop: asyncio.Event) -> None:
 
 
 RECEIPT_POLL_SECONDS = 5.0
+PURGE_POLL_SECONDS = 300.0
+
+
+async def run_body_purge(
+    queue: QueueAccess, keep_body: timedelta, clock: Callable[[], datetime], stop: asyncio.Event
+) -> None:
+    """Every few minutes, drop the bodies of entries final for ``keep_body`` (``[retry]
+    keep_body``; :meth:`securemail.queue.QueueStore.purge_bodies`: digests, history and
+    evidence stay)."""
+    while not stop.is_set():
+        now = clock()
+        older_than = now - keep_body
+        while await queue.db(queue.store.purge_bodies, older_than, now) and not stop.is_set():
+            pass  # a full batch: there may be more
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PURGE_POLL_SECONDS)
 
 
 async def run_receipt_windows(notices: NoticeContext, stop: asyncio.Event) -> None:

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from securemail import addresses, marking
 from securemail.bounces import bounce_newly_failed, send_notice
+from securemail.deliver.seal import Origin
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.directory.model import Member
 from securemail.errors import SecureMailError
@@ -211,7 +212,14 @@ class Inbound:
                 # Only mail that was unprotected and verified carries the keyword.
                 keywords = frozenset() if opened is None else frozenset({SECUREMAIL_KEYWORD})
                 results.update(
-                    await target.deliver(entry.mail_from, fresh, message, key, keywords=keywords)
+                    await target.deliver(
+                        entry.mail_from,
+                        fresh,
+                        message,
+                        key,
+                        keywords=keywords,
+                        origin=_origin(entry),
+                    )
                 )
             delivered = [r for r in fresh if results[r].ok]
             events = [] if opened is None else [("verified", opened.evidence)]
@@ -256,6 +264,13 @@ class Inbound:
         # never anything that was inside the encryption.
         await send_notice(self.context.notices, entry, failed, body, now, action="failed")
         return entry_after
+
+
+def _origin(entry: Entry) -> Origin:
+    """The gateway's own notices and receipts to its users are sealed as such (the webmail
+    shows them as the gateway's, not as unverified mail); everything else as delivered."""
+    own = entry.kind == "notice" and entry.client == "local"
+    return Origin.NOTICE if own else Origin.DELIVERED
 
 
 def _author(opened: Unprotected) -> addresses.Mailbox:

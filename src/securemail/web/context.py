@@ -15,6 +15,7 @@ from fastapi import Request
 
 from securemail.accounts.node import Accounts
 from securemail.config.node import NodeConfig
+from securemail.deliver.seal import MailboxSeal
 from securemail.directory.model import Directory
 from securemail.queue import QueueStore
 from securemail.queue.threads import RunOffLoop
@@ -33,6 +34,7 @@ class WebContext:
     clock: Callable[[], datetime]
     maildir_for: Callable[[str], Path | None]  # primary address -> its Maildir
     admit: Admit  # how composed mail enters the outbound queue, as submission does
+    seal: MailboxSeal  # the node's mailbox seal: what the gateway stored, and the Sent copy
 
 
 def web_context(request: Request) -> WebContext:
