@@ -116,6 +116,11 @@ def make_keys(home: Path, *, org_id: str = ORG_ID, domain: str = DOMAIN) -> Fore
     return keys
 
 
+def securemail_cli(*args: str | Path) -> list[str | Path]:
+    """A ``securemail federation`` command line (the operator's tool), run by this Python."""
+    return [sys.executable, "-m", "securemail", "federation", *args]
+
+
 def admit(
     keys: ForeignKeys,
     fed: Path,
@@ -131,16 +136,15 @@ def admit(
     ``org-id:``/``use:`` lines the operator's copies carry), with the anchor, out of band.
     """
     options = [f"--capability={c}" for c in capabilities]
-    securemail = [sys.executable, "-m", "securemail", "federation"]
     secret = ["--passphrase-file", str(passphrase_file)]
     added = run(
-        *securemail, "add-member", "--dir", fed, "--org-id", keys.org_id,
+        *securemail_cli("add-member"), "--dir", fed, "--org-id", keys.org_id,
         "--name", f"Foreign Gateway ({keys.org_id})", "--domain", keys.domain,
         "--endpoint", endpoint, "--region", "NZ", "--contact-email", f"securemail@{keys.domain}",
         "--contact-phone", "+64 4 000 0099", "--role", "gateway", *options,
         "--csr", keys.path("smime.csr"), "--tls-csr", keys.path("tls.csr"), *secret,
     )  # fmt: skip
-    published = run(*securemail, "publish", "--dir", fed, *secret)
+    published = run(*securemail_cli("publish", "--dir", fed, *secret))
     for issued in (fed / "issued").glob("*.pem"):
         text = issued.read_text()
         if f"org-id: {keys.org_id}\n" not in text:
