@@ -34,6 +34,7 @@ NOW = datetime.now(UTC)
 OFFICER = f"officer@{fp.DOMAIN}"
 AROHA = "aroha.ngata@agency.govt.nz"
 KEYS = "foreign-gateway"  # the foreign gateway's folder in the federation's root
+LEGACY, LEGACY_DOMAIN = "legacy-gateway", "legacy.example.nz"  # the gpgsm gateway's
 T = TypeVar("T")
 
 
@@ -55,12 +56,21 @@ def foreign_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def founded(founded: Federation, foreign_port: int) -> Federation:
-    """The demo federation with the foreign gateway admitted from its CSRs and published."""
+def legacy_port() -> int:
+    """The port of the legacy (gpgsm) gateway's Postfix."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def founded(founded: Federation, foreign_port: int, legacy_port: int) -> Federation:
+    """The demo federation with the foreign gateway admitted from its CSRs and published, and
+    a legacy one whose directory entry lists AES-256-CBC only (what gpgsm can read)."""
     if os.geteuid() == 0 or os.environ.get("SECUREMAIL_REQUIRE_ALL") == "1":
-        keys = fp.make_keys(founded.root / KEYS)
         fed, secret = founded.root / "federation", founded.root / "passphrase.txt"
+        keys = fp.make_keys(founded.root / KEYS)
         fp.admit(keys, fed, secret, f"127.0.0.1:{foreign_port}")
+        legacy = fp.make_keys(founded.root / LEGACY, org_id="legacy", domain=LEGACY_DOMAIN)
+        fp.admit(legacy, fed, secret, f"127.0.0.1:{legacy_port}", capabilities=("aes256-cbc",))
     return founded
 
 
@@ -87,15 +97,19 @@ def foreign(federation: Federation, foreign_port: int, tmp_path: Path) -> Foreig
 
 
 @contextlib.asynccontextmanager
-async def foreign_postfix(tmp: Path, foreign: Foreign) -> AsyncIterator[PostfixInstance]:
-    """The foreign gateway's Postfix: its domain's store, STARTTLS with its federation key."""
+async def foreign_postfix(
+    tmp: Path, foreign: Foreign, keys: fp.ForeignKeys | None = None, port: int = 0
+) -> AsyncIterator[PostfixInstance]:
+    """A foreign gateway's Postfix (``foreign``'s unless ``keys`` and ``port`` name another):
+    its domain's store, STARTTLS with its federation key."""
+    keys = keys or foreign.keys
     manager = start_postfix(
         tmp,
-        domain=fp.DOMAIN,
-        mailbox_dir=tmp / "foreign-mail",
+        domain=keys.domain,
+        mailbox_dir=tmp / f"{keys.org_id}-mail",
         mailboxes=fp.MAILBOXES,
-        port=foreign.port,
-        settings=fp.postfix_settings(foreign.keys),
+        port=port or foreign.port,
+        settings=fp.postfix_settings(keys),
     )
     instance = await asyncio.to_thread(manager.__enter__)
     try:
@@ -339,3 +353,36 @@ def test_gpgsm_peer_to_our_node(federation: Federation, foreign: Foreign, tmp_pa
     status = header(delivered, "X-SecureMail-Status")
     assert "verified" in status and "signer=foreign" in status, status
     assert "aes256-cbc" in verified_evidence(federation, message_id)
+
+
+def test_our_node_to_gpgsm_legacy_peer(
+    federation: Federation, foreign: Foreign, legacy_port: int, tmp_path: Path
+) -> None:
+    """SM-DIR-4, SM-SEND-3/4/6: to a member whose directory entry lists AES-256-CBC only, our
+    node sends EnvelopedData (AES-256-CBC, RSA PKCS#1 v1.5), which gpgsm decrypts, and whose
+    base64 inner SignedData gpgsm verifies as the agency's, chained to the anchor."""
+    require_tool("gpgsm")
+    legacy = fp.ForeignKeys(federation.root / LEGACY, "legacy", LEGACY_DOMAIN)
+    to = f"officer@{LEGACY_DOMAIN}"
+    script = Script("to a legacy gateway", "agency", AROHA, (to,), "Legacy budget")
+    message = script.message(5, NOW)
+
+    async def scenario() -> bytes:
+        async with (
+            running(federation, "agency"),
+            foreign_postfix(tmp_path, foreign, legacy, legacy_port) as mta,
+        ):
+            assert (await submit(federation.nodes["agency"], script, message)).startswith("250")
+            [wire] = await stored(mta, "officer")
+            return wire
+
+    wire = asyncio.run(scenario())
+    assert b"smime-type=enveloped-data" in wire
+    gpgsm = fp.GpgsmPeer(legacy, tmp_path / "gnupg")
+    try:
+        content, status = gpgsm.open(wire)
+    finally:
+        gpgsm.close()
+    agency = fp.fingerprint(foreign.agency_certificate("signing"))
+    assert f"GOODSIG {agency}" in status and "TRUST_FULLY" in status, status
+    assert content.endswith(message)  # after the Received: field of our relay listener

@@ -446,6 +446,16 @@ def pkcs7_mime(smime_type: str, der: bytes, header: Sequence[tuple[str, str]] = 
     ).encode() + base64.encodebytes(der).replace(b"\n", CRLF)
 
 
+def _pkcs7_body(entity: bytes) -> bytes:
+    """The decoded body of a top-level ``application/pkcs7-mime`` entity."""
+    parsed = email.message_from_bytes(entity, policy=email.policy.default)
+    if parsed.get_content_type() != "application/pkcs7-mime":
+        raise ForeignPeerError(f"not application/pkcs7-mime: {parsed.get_content_type()}")
+    body = parsed.get_payload(decode=True)
+    assert isinstance(body, bytes)
+    return body
+
+
 class GpgsmPeer:
     """The same foreign gateway's keys in GnuPG's gpgsm: AES-CBC and RSA PKCS#1 v1.5 only.
 
@@ -469,7 +479,7 @@ class GpgsmPeer:
             "-in", keys.signing, "-certfile", keys.anchor, "-out", p12,
             "-passout", f"pass:{P12_PASSPHRASE}",
         )  # fmt: skip
-        self.gpgsm("--import", keys.anchor)
+        self.gpgsm("--import", keys.anchor, keys.encryption)
         self.gpgsm("--import", p12, passphrase=True)
 
     @property
@@ -502,6 +512,20 @@ class GpgsmPeer:
             "--output", out, "--encrypt", source,
         )  # fmt: skip
         return pkcs7_mime("enveloped-data", out.read_bytes(), header)
+
+    def open(self, message: bytes) -> tuple[bytes, str]:
+        """Decrypt a stored message and verify its inner SignedData: (content, status lines).
+
+        gpgsm reads no MIME, so the one ``application/pkcs7-mime`` body of each layer is
+        taken out with the standard library's parser first.
+        """
+        envelope, inner_path = self.home / "open-in.p7m", self.home / "open-inner.eml"
+        envelope.write_bytes(_pkcs7_body(message))
+        self.gpgsm("--output", inner_path, "--decrypt", envelope, passphrase=True)
+        signed, content = self.home / "open-signed.p7m", self.home / "open-content.eml"
+        signed.write_bytes(_pkcs7_body(inner_path.read_bytes()))
+        status = self.gpgsm("--status-fd", "1", "--output", content, "--verify", signed)
+        return content.read_bytes(), status.decode(errors="replace")
 
     def close(self) -> None:
         subprocess.run(
