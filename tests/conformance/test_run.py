@@ -1,9 +1,11 @@
-"""``securemail conformance run`` against our own node (all pass) and against broken peers
-(the failing requirement named), its signed report checked with ``openssl cms -verify``.
+"""``securemail conformance run`` against our own node and the OpenSSL/Postfix gateway (all
+pass) and against broken peers (the failing requirement named), its signed report checked
+with ``openssl cms -verify``.
 
 The command runs as its own process, as an operator runs it; the node under test runs in
-the test's event loop, the broken peers are private Postfix instances (a store that takes
-everything and answers nothing; one without STARTTLS).
+the test's event loop, the other gateways are private Postfix instances (the foreign
+gateway, answered by OpenSSL; a store that takes everything and answers nothing; one
+without STARTTLS).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -176,3 +180,67 @@ def test_conformance_run_fails_sm_tls_3_without_starttls(
     assert "SM-TLS-3" in output
     assert results(report(out))["SM-TLS-3"] == "fail"
     assert peer.delivered("officer") == []  # not one case went in plaintext
+
+
+async def answer_as_foreign_gateway(
+    federation: Federation, mta: PostfixInstance, stop: asyncio.Event, work: Path
+) -> list[str]:
+    """The foreign gateway's automation: each message its Postfix stores for the officer
+    goes through :func:`foreign_peer.respond` (OpenSSL only), and the receipt or notice goes
+    with swaks to the endpoint the directory lists for its address. What it sent, by kind."""
+    keys = fp.ForeignKeys(federation.root / "foreign-gateway")
+    directory = fp.read_directory(keys, federation.root / "federation" / "directory.json")
+    peer = fp.OpenSslPeer(keys, work)
+    officer, handled, sent = f"officer@{fp.DOMAIN}", 0, []
+    while not stop.is_set():
+        stored = mta.delivered("officer")
+        for message in stored[handled:]:
+            reply = await asyncio.to_thread(fp.respond, peer, directory, message, officer)
+            if reply is None:
+                continue
+            member = directory.member_for(reply.to.rpartition("@")[2])
+            port = member["endpoints"][0]["port"]  # type: ignore[index]
+            transcript = await asyncio.to_thread(
+                fp.swaks, port, reply.mail_from, reply.to, reply.wire
+            )
+            sent.append(reply.kind if "<~  250 " in transcript else f"{reply.kind} refused")
+        handled = len(stored)
+        await asyncio.sleep(0.2)
+    return sent
+
+
+def test_conformance_run_passes_against_the_openssl_postfix_peer(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """The foreign gateway built from OpenSSL, Postfix and swaks (STARTTLS required, only
+    S/MIME at DATA, receipts and notices made with openssl cms) passes every requirement."""
+    _need_postfix()
+    out = tmp_path / "report"
+    # Postfix's cleanup reads header_checks without root: a folder it can enter.
+    checks = Path(tempfile.mkdtemp(prefix="securemail-checks-"))
+    checks.chmod(0o755)
+    keys = fp.ForeignKeys(federation.root / "foreign-gateway")
+    settings = fp.foreign_gateway_settings(keys, checks / "header_checks")
+
+    async def scenario() -> tuple[int, str, list[str]]:
+        async with broken_peer(tmp_path / "peer", federation, **settings) as mta:
+            stop = asyncio.Event()
+            gateway = asyncio.create_task(
+                answer_as_foreign_gateway(federation, mta, stop, tmp_path / "work")
+            )
+            officer = f"officer@{fp.DOMAIN}"
+            try:
+                status, output = await conformance_run(
+                    federation, mta.port, fp.ORG_ID, officer, out, wait=int(WAIT)
+                )
+            finally:
+                stop.set()
+            return status, output, await gateway
+
+    try:
+        status, output, sent = asyncio.run(scenario())
+    finally:
+        shutil.rmtree(checks, ignore_errors=True)
+    assert sorted(sent) == ["notice", "notice", "notice", "receipt", "receipt"], sent
+    assert status == 0, output
+    assert report(out)["result"] == "pass"

@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import email.utils
 import hashlib
 import json
 import os
@@ -225,7 +226,8 @@ class OpenSslPeer:
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
 
-    def _file(self, name: str, data: bytes) -> Path:
+    def scratch(self, name: str, data: bytes) -> Path:
+        """``data`` in a fresh file of the work folder (every command reads files)."""
         path = self.work / f"{secrets.token_hex(4)}-{name}"
         path.write_bytes(data)
         return path
@@ -234,7 +236,7 @@ class OpenSslPeer:
         """Decrypt with the peer's key, then verify against the anchor and the CRL."""
         k = self.keys
         inner = run(
-            "openssl", "cms", "-decrypt", "-in", self._file("in.eml", message),
+            "openssl", "cms", "-decrypt", "-in", self.scratch("in.eml", message),
             "-recip", k.encryption, "-inkey", k.smime_key,
         )  # fmt: skip
         content, signer, request = self.verify(inner)
@@ -245,7 +247,7 @@ class OpenSslPeer:
         signer = self.work / f"{secrets.token_hex(4)}-signer.pem"
         out = self.work / f"{secrets.token_hex(4)}-content.eml"
         printed = run(
-            "openssl", "cms", "-verify", "-in", self._file("inner.eml", inner),
+            "openssl", "cms", "-verify", "-in", self.scratch("inner.eml", inner),
             "-CAfile", self.keys.anchor, "-CAstore", self.keys.crl, "-crl_check",
             "-signer", signer, "-out", out, "-receipt_request_print", stderr=True,
         )  # fmt: skip
@@ -256,7 +258,7 @@ class OpenSslPeer:
         request = ["-receipt_request_to", receipts_to] if receipts_to else []
         return run(
             "openssl", "cms", "-sign", "-nodetach", "-binary", "-md", "sha256",
-            "-in", self._file("content.eml", content), "-signer", self.keys.signing,
+            "-in", self.scratch("content.eml", content), "-signer", self.keys.signing,
             "-inkey", self.keys.smime_key, *request,
         )  # fmt: skip
 
@@ -269,7 +271,7 @@ class OpenSslPeer:
         oaep = ["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256",
                 "-keyopt", "rsa_mgf1_md:sha256"]  # fmt: skip
         wire = run(
-            "openssl", "cms", "-encrypt", "-in", self._file("entity.eml", entity),
+            "openssl", "cms", "-encrypt", "-in", self.scratch("entity.eml", entity),
             "-aes-256-gcm" if gcm else "-aes-256-cbc", "-recip", recipient, *(oaep if gcm else []),
         )  # fmt: skip
         fields = "".join(f"{name}: {value}\r\n" for name, value in header).encode()
@@ -278,15 +280,15 @@ class OpenSslPeer:
     def sign_receipt(self, inner: bytes) -> bytes:
         """``openssl cms -sign_receipt`` for a verified inner entity: the receipt, DER."""
         return run(
-            "openssl", "cms", "-sign_receipt", "-in", self._file("inner.eml", inner),
+            "openssl", "cms", "-sign_receipt", "-in", self.scratch("inner.eml", inner),
             "-signer", self.keys.signing, "-inkey", self.keys.smime_key, "-outform", "DER",
         )  # fmt: skip
 
     def verify_receipt(self, receipt_der: bytes, original_inner: bytes) -> None:
         """``openssl cms -verify_receipt`` of a receipt for what the peer signed and sent."""
         run(
-            "openssl", "cms", "-verify_receipt", self._file("receipt.der", receipt_der),
-            "-rctform", "DER", "-in", self._file("original.eml", original_inner),
+            "openssl", "cms", "-verify_receipt", self.scratch("receipt.der", receipt_der),
+            "-rctform", "DER", "-in", self.scratch("original.eml", original_inner),
             "-CAfile", self.keys.anchor, "-CAstore", self.keys.crl, "-crl_check",
         )  # fmt: skip
 
@@ -532,3 +534,123 @@ class GpgsmPeer:
             ["gpgconf", "--kill", "all"], env=self.env, capture_output=True, timeout=TIMEOUT,
             check=False,
         )  # fmt: skip
+
+
+def notice_message(
+    *, original: bytes, failed: str, reason: str, sender: str, to: str, now: datetime
+) -> bytes:
+    """A failure notice of profile §13 (before signing), quoting ``original``'s outer header."""
+    header = original.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+    quoted = b"".join(
+        line + CRLF
+        for line in header.split(b"\n")
+        if re.match(rb"(From|To|Cc|Date|Message-ID|Subject|MIME-Version):", line, re.IGNORECASE)
+    )
+    boundary = "foreign-" + secrets.token_hex(12)
+    parts = [
+        f"Content-Type: text/plain; charset=us-ascii\r\n\r\n{failed}: refused ({reason})\r\n",
+        "Content-Type: message/delivery-status\r\n\r\n"
+        f"Reporting-MTA: dns; {GATEWAY_NAME}\r\n\r\n"
+        f"Final-Recipient: rfc822; {failed}\r\nAction: failed\r\nStatus: 5.7.0\r\n"
+        f"X-SecureMail-Reason: {reason}\r\n",
+        "Content-Type: text/rfc822-headers\r\n\r\n",
+    ]
+    head = (
+        f"From: Mail Delivery System <{sender}>\r\nTo: {to}\r\n"
+        f"Subject: Undelivered SecureMail message\r\nDate: {format_datetime(now)}\r\n"
+        f"Message-ID: <{secrets.token_hex(8)}@{DOMAIN}>\r\nAuto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; "
+        f'boundary="{boundary}"\r\n\r\n'
+    ).encode()
+    delimiter = b"--" + boundary.encode()
+    body = b"".join(delimiter + CRLF + p.encode() for p in parts[:2])
+    body += delimiter + CRLF + parts[2].encode() + quoted
+    return head + body + delimiter + b"--" + CRLF
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the foreign gateway sends back for one stored message: a receipt or a notice."""
+
+    kind: str
+    mail_from: str
+    to: str
+    wire: bytes
+
+
+def respond(peer: OpenSslPeer, directory: Directory, stored: bytes, recipient: str) -> Reply | None:
+    """The foreign gateway's whole inbound pipeline for one message Postfix stored for
+    ``recipient``: open it with OpenSSL, check the signer owns the From: domain in the
+    directory, then a receipt (if asked) or a notice naming the reason code of profile §7.
+    None when nothing is owed (no receipt asked, or no sender to tell)."""
+    parsed = email.message_from_bytes(stored)
+    envelope_from = str(parsed.get("Return-Path", "")).strip("<> ")
+    try:
+        inner = run(
+            "openssl", "cms", "-decrypt", "-in", peer.scratch("in.eml", stored),
+            "-recip", peer.keys.encryption, "-inkey", peer.keys.smime_key,
+        )  # fmt: skip
+    except ForeignPeerError:
+        return _notice(
+            peer, directory, stored, recipient, to=envelope_from, reason="integrity-failed"
+        )
+    try:
+        content, signer, request = peer.verify(inner)
+    except ForeignPeerError as error:
+        reason = "untrusted-signer" if "verify error" in str(error) else "signature-invalid"
+        return _notice(peer, directory, stored, recipient, to=envelope_from, reason=reason)
+    author = email.utils.parseaddr(str(email.message_from_bytes(content).get("From", "")))[1]
+    domain = author.rpartition("@")[2].lower()
+    listed = run("openssl", "x509", "-in", certificate_of(peer.keys, directory, domain, "signing"))
+    if run("openssl", "x509", stdin=signer) != listed:
+        return _notice(
+            peer, directory, stored, recipient, to=envelope_from, reason="from-not-authorised"
+        )
+    if "Receipts To:" not in request:
+        return None
+    to = receipts_to(request)
+    evidence = evidence_json(
+        original=content, identifier=content_identifier(request), recipient=recipient,
+        delivered_at=now(),
+    )  # fmt: skip
+    receipt = receipt_message(
+        receipt_der=peer.sign_receipt(inner), evidence=evidence,
+        sender=f"postmaster@{DOMAIN}", to=to, now=now(),
+    )  # fmt: skip
+    return _sealed(peer, directory, "receipt", receipt, to)
+
+
+def _notice(
+    peer: OpenSslPeer, directory: Directory, stored: bytes, recipient: str, *, to: str, reason: str
+) -> Reply | None:
+    if not to:
+        return None
+    notice = notice_message(
+        original=stored, failed=recipient, reason=reason, sender=f"postmaster@{DOMAIN}",
+        to=to, now=now(),
+    )  # fmt: skip
+    return _sealed(peer, directory, "notice", notice, to)
+
+
+def _sealed(peer: OpenSslPeer, directory: Directory, kind: str, content: bytes, to: str) -> Reply:
+    """``content`` signed by the foreign gateway and encrypted to ``to``'s member."""
+    certificate = certificate_of(peer.keys, directory, to.rpartition("@")[2], "encryption")
+    sender = f"postmaster@{DOMAIN}"
+    message_id = f"<{secrets.token_hex(8)}@{DOMAIN}>"
+    wire = peer.encrypt(peer.sign(content), certificate, wire_header(sender, to, message_id, now()))
+    return Reply(kind, sender, to, wire)
+
+
+def foreign_gateway_settings(keys: ForeignKeys, checks: Path) -> dict[str, str]:
+    """main.cf for a foreign gateway's Postfix that keeps to profile §10 at its door:
+    STARTTLS required before MAIL, and only S/MIME taken at DATA (``header_checks``)."""
+    checks.write_text(
+        "if /^Content-Type:/\n"
+        "!/^Content-Type:[[:space:]]*application\\/(x-)?pkcs7-mime/"
+        " REJECT 5.7.1 not-protected: only S/MIME from members\n"
+        "endif\n"
+    )
+    return postfix_settings(keys) | {
+        "smtpd_tls_security_level": "encrypt",
+        "header_checks": f"regexp:{checks}",
+    }
