@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from securemail.node.bounces import local_notice, send_notice
+from securemail.node.bounces import local_notice, quotable_header, send_notice
 from securemail.node.context import Node
 from securemail.notices import Failed
 from securemail.queue import Direction, Entry, NewMessage, ReceiptRecord
@@ -108,7 +108,9 @@ async def expire_receipt(node: Node, due: ReceiptRecord, now: datetime) -> bool:
     if entry is not None:
         body = await node.db(node.store.body, due.entry_id)
         failed = [Failed(due.recipient, "4.4.7", "receipt-expired", "")]
-        notices_ = tuple(local_notice(node, entry, failed, body, now, action="failed"))
+        quoted = await quotable_header(node, entry, body)
+        if quoted is not None:
+            notices_ = tuple(local_notice(node, entry, failed, quoted, now, action="failed"))
     return bool(
         await node.db(node.store.expire_receipt, due.entry_id, due.recipient, now, enqueue=notices_)
     )

@@ -13,9 +13,14 @@ never unprotected: they are delivered marked "not verified" (:func:`securemail.m
 .mark_ordinary`), with a warning when they claim a classification.
 
 Security: every byte of the entry is untrusted. A refusal at any step quarantines the entry
-with the reason code (kept, never delivered, never deleted) and queues a failure notice to
-the sender's gateway; nothing of the decrypted content reaches a mailbox, a notice or the
-log. A delivery target's temporary failure leaves the entry queued.
+with the reason code (kept, never delivered, never deleted) and logs it; nothing of the
+decrypted content reaches a mailbox, a notice or the log. A quarantined entry gets no
+notice (THREATS.md K, signed backscatter): anyone who can reach the peer port could
+otherwise make us sign text to an address of their choosing. A verified message vouches
+for its envelope sender only when the signer's directory entry owns the sender's domain as
+well as the From: domain; only then may a later failure or delay notice, or a receipt, be
+sent, and a notice quotes the signed routing fields only (see node.bounces). A delivery
+target's temporary failure leaves the entry queued.
 """
 
 from __future__ import annotations
@@ -34,14 +39,14 @@ from securemail import addresses, marking
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.directory.model import Member
 from securemail.errors import SecureMailError
-from securemail.node.bounces import bounce_newly_failed, send_notice
+from securemail.node.bounces import VOUCHED, bounce_newly_failed
 from securemail.node.context import Node, OrgKeys
-from securemail.notices import Failed
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
 from securemail.queue import Attempt, Entry, NewMessage
 from securemail.replies import ok
-from securemail.smime import Unprotected, unprotect
+from securemail.smime import Limits, Unprotected, mime, unprotect
+from securemail.smime.message import OUTER_FIELDS
 from securemail.unprotect.receipts import (
     ReceiptRefusedError,
     issue_receipts,
@@ -66,7 +71,11 @@ class RefusedError(Exception):
 @dataclass(frozen=True)
 class Opened:
     """A peer message that passed every check: the marked message to deliver, its
-    idempotency key, the receiving organisation, what was verified, and the evidence."""
+    idempotency key, the receiving organisation, what was verified, and the evidence.
+
+    ``vouched`` is the signed routing fields when the signer also owns the envelope
+    sender's domain (a notice or receipt may then be sent), else None.
+    """
 
     marked: bytes
     key: str
@@ -74,6 +83,7 @@ class Opened:
     unprotected: Unprotected
     signer: Member
     evidence: str
+    vouched: bytes | None
 
 
 class Inbound:
@@ -155,6 +165,7 @@ class Inbound:
             receipt=None if opened.signature.receipt_request is None else "requested",
         )
         certificate = opened.signature.signer.public_bytes(serialization.Encoding.DER)
+        owns_sender = not entry.mail_from or _domain(entry.mail_from) in signer.domains
         return Opened(
             marked=marking.mark_verified(opened.content, verdict),
             key=_key(certificate, opened.content),
@@ -162,6 +173,7 @@ class Inbound:
             unprotected=opened,
             signer=signer,
             evidence=_evidence(opened, signer.org_id, author.address),
+            vouched=signed_routing_fields(opened.content) if owns_sender else None,
         )
 
     def _is_our_receipt(self, entry: Entry, opened: Opened) -> bool:
@@ -215,13 +227,17 @@ class Inbound:
             delivered = [r for r in fresh if results[r].ok]
             events = [] if opened is None else [("verified", opened.evidence)]
             follow_up: tuple[NewMessage, ...] = ()
-            if opened is not None:
+            if opened is not None and opened.vouched is None:
+                events.append(("sender-not-vouched", _not_vouched(opened.signer.org_id)))
+            if opened is not None and opened.vouched is not None:
+                events.append((VOUCHED, opened.vouched.decode("utf-8", "replace")))
                 issued = issue_receipts(
                     self.node,
                     org,
                     opened.unprotected,
                     signer=opened.signer,
-                    delivered=delivered,
+                    # a receipt, too, is our word: only for a sender the signature vouches for
+                    delivered=delivered if opened.vouched is not None else [],
                     now=self.node.clock(),
                 )
                 events += issued.events
@@ -246,13 +262,31 @@ class Inbound:
     async def _quarantine(
         self, entry: Entry, body: bytes, reason: str, detail: str, now: datetime
     ) -> Entry:
-        log.warning("quarantined %s: %s: %s", entry.id, reason, detail)
-        entry_after = await self.node.db(self.node.store.quarantine, entry.id, reason, detail, now)
-        failed = [Failed(r, "5.7.0", reason, "") for r in entry.pending()]
-        # The notice quotes the outer header only: routing fields and the neutral Subject,
-        # never anything that was inside the encryption.
-        await send_notice(self.node, entry, failed, body, now, action="failed")
-        return entry_after
+        """Keep the entry, never delivered, and send nothing: whoever sent it is unproved,
+        or is not the sender the signature vouches for (THREATS.md K)."""
+        log.warning("quarantined %s: %s: %s; no notice sent", entry.id, reason, detail)
+        return await self.node.db(self.node.store.quarantine, entry.id, reason, detail, now)
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".")
+
+
+def signed_routing_fields(content: bytes) -> bytes:
+    """The routing fields (From, To, Cc, Date, Message-ID) of the signed message, which is
+    all a notice about it may quote: each was under the signature, none is the outer copy."""
+    block, _ = mime.split_header(content, Limits())
+    wanted = {name.lower() for name in OUTER_FIELDS}
+    fields = mime.header_fields(block, Limits())
+    return b"".join(
+        name.encode("ascii") + b": " + value + mime.CRLF
+        for name, value in fields
+        if name.lower() in wanted
+    )
+
+
+def _not_vouched(signer_org: str) -> str:
+    return f"the envelope sender's domain is not {signer_org}'s: no notice or receipt"
 
 
 def _author(opened: Unprotected) -> addresses.Mailbox:
