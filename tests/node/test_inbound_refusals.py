@@ -26,7 +26,7 @@ from cryptography import x509
 
 from securemail.cli.main import cli
 from securemail.queue import Direction, Entry, QueueStore, State
-from securemail.smime import SignerIdentity, protect, sign_message
+from securemail.smime import ProtectOptions, SealedFor, SignerIdentity, protect, sign_message
 from securemail.smime.keys import load_certificate, load_private_key
 from tests.node.conftest import WAIT, Federation, mailbox_files, running
 
@@ -36,6 +36,8 @@ AGENCY_USER = "aroha.ngata@agency.govt.nz"
 HARBOUR_USER = "accounts@harbourbuilders.co.nz"
 T = TypeVar("T")
 SECRET = "The tender price is 4.2 million"  # must never leave the encryption
+# As a conforming gateway signs mail for the citizen: sealed for the provider and her.
+SEALED = ProtectOptions(sealed_for=SealedFor("provider", (CITIZEN,)))
 
 
 def signer(federation: Federation, org_id: str) -> SignerIdentity:
@@ -182,6 +184,7 @@ def test_signer_that_does_not_own_the_from_domain_is_quarantined(federation: Fed
         signer(federation, "harbour"),
         [encryption_certificate(federation, "provider")],
         now=NOW,
+        options=SEALED,
     ).message
     refusal = refuse(federation, "gsp", HARBOUR_USER, protected)
     assert_refused(refusal, ("from-not-authorised",), HARBOUR_USER)
@@ -212,6 +215,7 @@ def test_tampered_ciphertext_is_quarantined_without_plaintext(
         signer(federation, "agency"),
         [encryption_certificate(federation, "provider")],
         now=NOW,
+        options=SEALED,
     ).message
     refusal = refuse(federation, "agency", AGENCY_USER, flip_ciphertext_byte(protected))
     assert_refused(refusal, ("integrity-failed",), AGENCY_USER)
@@ -225,6 +229,7 @@ def test_mail_encrypted_to_another_member_is_quarantined(federation: Federation)
         signer(federation, "agency"),
         [encryption_certificate(federation, "gsp")],
         now=NOW,
+        options=SEALED,
     ).message
     refusal = refuse(federation, "agency", AGENCY_USER, protected)
     assert_refused(refusal, ("not-for-us",), AGENCY_USER)
@@ -237,6 +242,7 @@ def test_two_from_fields_inside_the_signed_content_are_quarantined(federation: F
         signer(federation, "agency"),
         [encryption_certificate(federation, "provider")],
         now=NOW,
+        options=SEALED,
     ).message
     refusal = refuse(federation, "agency", AGENCY_USER, protected)
     assert_refused(refusal, ("from-multiple",), AGENCY_USER)
@@ -270,6 +276,7 @@ def test_forged_trust_fields_are_replaced_by_ours(federation: Federation) -> Non
         signer(federation, "agency"),
         [encryption_certificate(federation, "provider")],
         now=NOW,
+        options=SEALED,
     ).message
     outer_forgery = b"Authentication-Results: evil.example; smime=pass\r\n"
 

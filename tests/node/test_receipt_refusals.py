@@ -34,7 +34,14 @@ from securemail.queue import (
     State,
 )
 from securemail.queue.model import FINAL_STATES
-from securemail.smime import ProtectOptions, ReceiptRequest, make_receipt, protect, receipt_entity
+from securemail.smime import (
+    ProtectOptions,
+    ReceiptRequest,
+    SealedFor,
+    make_receipt,
+    protect,
+    receipt_entity,
+)
 from securemail.smime.verify import Signature, verify_signed_data
 from tests.node.conftest import Federation, mailbox_files, running
 from tests.node.test_inbound_refusals import (
@@ -104,7 +111,8 @@ def evidence_for(
 def wrap(federation: Federation, message: bytes, org: str = "provider") -> bytes:
     """``message`` signed by ``org`` and encrypted to the agency, as a gateway sends it."""
     agency = encryption_certificate(federation, "agency")
-    return protect(message, signer(federation, org), [agency], now=NOW).message
+    options = ProtectOptions(sealed_for=SealedFor("agency", (RECEIPTS,)))
+    return protect(message, signer(federation, org), [agency], now=NOW, options=options).message
 
 
 def receipt_mail(
@@ -371,7 +379,10 @@ def protected(federation: Federation, message: bytes, receipts_to: str) -> bytes
         signer(federation, "agency"),
         [encryption_certificate(federation, "provider")],
         now=NOW,
-        options=ProtectOptions(receipt_request=ReceiptRequest(os.urandom(16), (receipts_to,))),
+        options=ProtectOptions(
+            receipt_request=ReceiptRequest(os.urandom(16), (receipts_to,)),
+            sealed_for=SealedFor("provider", (CITIZEN,)),
+        ),
     ).message
 
 

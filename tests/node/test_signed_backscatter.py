@@ -15,7 +15,7 @@ import os
 import pytest
 
 from securemail.queue import Direction, State
-from securemail.smime import protect
+from securemail.smime import ProtectOptions, SealedFor, protect
 from tests.node.conftest import Federation, mailbox_files, running
 from tests.node.test_inbound_refusals import (
     AGENCY_USER,
@@ -57,6 +57,7 @@ def agency_letter(federation: Federation, n: int, to: str) -> bytes:
         signer(federation, "agency"),
         [encryption_certificate(federation, "provider")],
         now=NOW,
+        options=ProtectOptions(sealed_for=SealedFor("provider", (to,))),
     ).message
 
 

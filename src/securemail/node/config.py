@@ -7,6 +7,7 @@ node directory can be moved as a whole.
     [node]            name (our host name), data_dir, database, region
     [federation]      name, anchor, directory (file path or https URL), refresh
     [peer]            listen, tls_certificate, tls_key            (mail from member gateways)
+                      unsealed (refuse | mark: peer mail whose signature names no recipients)
     [relay]           listen, networks                             (the organisation's own MTAs)
     [ordinary]        listen             (optional: mail from outside SecureMail, unverified)
     [submission]      listen, tls_listen, tls_certificate, tls_key (optional: mail clients)
@@ -126,6 +127,25 @@ class Smarthost:
     cafile: Path | None
 
 
+Unsealed = Literal["refuse", "mark"]
+
+
+@dataclass(frozen=True)
+class PeerEdge:
+    """[peer] rules for what member gateways send, beyond where the listener binds.
+
+    ``unsealed`` is what happens to verified peer mail whose signature has no sealedFor
+    attribute (a gateway that does not implement the profile's recipient binding):
+    "refuse" quarantines it as ``recipient-not-sealed``; "mark" delivers it marked
+    "recipient not bound". The default is "refuse": an unbound signature is exactly what
+    lets a message sealed for one person be re-sent, or re-encrypted by a member, to another
+    and still show as verified (THREATS.md K). Choose "mark" only while a known older peer
+    is upgraded, and tell its users what the mark means.
+    """
+
+    unsealed: Unsealed = "refuse"
+
+
 @dataclass(frozen=True)
 class Retry:
     schedule: tuple[timedelta, ...]
@@ -160,6 +180,7 @@ class NodeConfig:
     submission: ClientPorts | None = None
     imap: ClientPorts | None = None
     web: WebSettings | None = None
+    peer_edge: PeerEdge = field(default_factory=PeerEdge)
 
     def organisation_for(self, domain: str) -> Organisation | None:
         domain = domain.lower()
@@ -220,10 +241,18 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         submission=_client_ports(root.table("submission"), "submission", tls_pair),
         imap=_client_ports(root.table("imap"), "imap", tls_pair),
         web=_web(root.table("web"), tls_pair),
+        peer_edge=_peer_edge(peer),
     )
     for table in (root, node, federation, peer, relay):
         table.finish()
     return config
+
+
+def _peer_edge(peer: Table) -> PeerEdge:
+    unsealed = peer.text("unsealed", "refuse")
+    if unsealed not in ("refuse", "mark"):
+        raise ConfigError(f"peer.unsealed must be refuse or mark, not {unsealed!r}")
+    return PeerEdge(unsealed="refuse" if unsealed == "refuse" else "mark")
 
 
 def _required(root: Table, key: str) -> Table:

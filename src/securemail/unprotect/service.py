@@ -3,7 +3,9 @@
 Theory of operation. One attempt of one inbound entry: decrypt with the keys of the
 organisation that owns the recipients' domain, verify the signature, validate the signer's
 chain against the federation anchor and the directory's CRLs, parse the single From:
-strictly and check that the signer's directory entry owns its domain. Then strip any
+strictly and check that the signer's directory entry owns its domain, and that the
+signature was sealed for this organisation and every envelope recipient of the entry
+(:mod:`securemail.unprotect.sealing`). Then strip any
 trust header that came from outside, add our Authentication-Results and status fields, and
 hand the message to the organisation's delivery target. The idempotency key (signer
 certificate + signed content) makes a message re-sent after a lost 250 land once.
@@ -53,6 +55,7 @@ from securemail.unprotect.receipts import (
     settle_from_peer_notice,
     take_receipt,
 )
+from securemail.unprotect.sealing import NotSealedError, check_sealed
 
 log = logging.getLogger("securemail.unprotect")
 
@@ -156,6 +159,15 @@ class Inbound:
             )
         signer = directory.owner_of(author.domain)
         assert signer is not None  # noqa: S101 (may_sign_for found it)
+        try:
+            bound = check_sealed(
+                opened.signature.sealed_for,
+                org_id=org.organisation.org_id,
+                recipients=[r.address for r in entry.recipients],
+                unsealed=self.node.config.peer_edge.unsealed,
+            )
+        except NotSealedError as error:
+            raise RefusedError(error.reason, error.detail) from None
         verdict = marking.Verdict(
             authserv_id=self.node.config.name,
             signer_org=signer.org_id,
@@ -163,6 +175,7 @@ class Inbound:
             from_address=author.address,
             label=_label(opened, author.address),
             receipt=None if opened.signature.receipt_request is None else "requested",
+            recipient_bound=bound,
         )
         certificate = opened.signature.signer.public_bytes(serialization.Encoding.DER)
         owns_sender = not entry.mail_from or _domain(entry.mail_from) in signer.domains
