@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -490,3 +491,35 @@ def test_ordinary_mail_to_the_receipt_address_never_reaches_a_mailbox(
     assert_quarantined(entry, "receipt-wrong-kind", caplog)
     agency_mail = federation.nodes["agency"].mail
     assert not any(agency_mail.rglob("securemail-receipts*"))
+
+
+def test_receipt_whose_evidence_disagrees_with_our_records_is_refused(
+    federation: Federation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A genuine ESS receipt with a false digest, Message-ID or member in its evidence is
+    refused (receipt-evidence-mismatch); the true one's MDN carries only our own values."""
+    false_digest = "sha256:" + "1" * 64
+
+    async def scenario() -> None:
+        async with silent_provider(federation), running(federation, "agency"):
+            sent = await send_awaited(federation, 9)
+            true = evidence_for(sent)
+            for lie in (
+                dataclasses.replace(true, content_digest=false_digest),
+                dataclasses.replace(true, original_message_id="<other@agency.govt.nz>"),
+                dataclasses.replace(true, receiving_org="gsp"),
+            ):
+                forged = receipt_mail(federation, genuine(federation, sent), lie)
+                entry = await send_receipt(federation, forged)
+                assert_quarantined(entry, "receipt-evidence-mismatch", caplog)
+                assert states(federation, sent) == [ReceiptState.AWAITING]
+            claimed = dataclasses.replace(true, receiving_gateway="phish.example")
+            mail = receipt_mail(federation, genuine(federation, sent), claimed)
+            assert (await send_receipt(federation, mail)).state is State.DELIVERED
+            await wait_until(lambda: reports(federation, MDN) or None, "the MDN")
+
+    asyncio.run(scenario())
+    [mdn] = reports(federation, MDN)
+    assert false_digest.encode() not in mdn
+    assert b"phish.example" not in mdn
+    assert b"X-SecureMail-Content-Digest: sha256:" in mdn
