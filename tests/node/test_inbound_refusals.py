@@ -71,19 +71,33 @@ def letter(author: str, n: int, *, extra: str = "") -> bytes:
     ).encode()
 
 
-def peer_tls(federation: Federation) -> ssl.SSLContext:
-    """A client context trusting the federation CA; gateways are known by pin, not name."""
+def peer_tls(federation: Federation, member: str | None = "agency") -> ssl.SSLContext:
+    """A client context trusting the federation CA (gateways are known by pin, not name),
+    presenting ``member``'s TLS client certificate as its gateway does (None: none)."""
     context = ssl.create_default_context(
         cafile=str(federation.root / "agency" / "certs" / "federation-ca.pem")
     )
     context.check_hostname = False
+    if member is not None:
+        folder = federation.root / member
+        passphrase = (federation.root / "passphrase.txt").read_text().strip()
+        context.load_cert_chain(
+            folder / "certs" / "tls.pem", folder / "keys" / "tls.key", password=passphrase
+        )
     return context
 
 
 async def send_to_peer(
-    federation: Federation, node: str, mail_from: str, message: bytes, to: str = CITIZEN
+    federation: Federation,
+    node: str,
+    mail_from: str,
+    message: bytes,
+    to: str = CITIZEN,
+    *,
+    member: str = "agency",
 ) -> str:
-    """Send ``message`` to ``node``'s peer listener over STARTTLS; the final reply line.
+    """Send ``message`` to ``node``'s peer listener over STARTTLS as ``member``'s gateway
+    (its TLS client certificate); the final reply line.
 
     ``mail_from`` may be "" (the null sender, ``MAIL FROM:<>``).
     """
@@ -91,7 +105,7 @@ async def send_to_peer(
         hostname="127.0.0.1",
         port=federation.nodes[node].peer_port,
         start_tls=True,
-        tls_context=peer_tls(federation),
+        tls_context=peer_tls(federation, member),
         timeout=WAIT,
     )
     async with client:

@@ -1,7 +1,9 @@
 """THREATS.md K, signed backscatter: input nobody vouched for never makes us sign a word.
 
-Replays the attack of issue 16 against the provider's peer listener (anonymous garbage
-S/MIME with a member's address as the envelope sender and a phishing Subject), then the
+Replays the attack of issue 16 against the provider's peer listener (garbage S/MIME with a
+member's address as the envelope sender and a phishing Subject; mutual TLS now keeps
+anonymous hosts out before MAIL, tests/node/test_members_only.py, so here it comes over a
+connection of another member, as from a compromised or careless gateway), then the
 subtler cases: a verified message whose envelope sender its signer does not own, and a
 genuine failure notice, which must quote only the signed routing fields.
 """
@@ -70,12 +72,14 @@ def with_outer(message: bytes, fields: str) -> bytes:
 def test_anonymous_garbage_with_a_forged_member_sender_gets_no_notice(
     federation: Federation, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Garbage S/MIME from anyone, MAIL FROM a minister: quarantined, logged, nothing sent."""
+    """Garbage S/MIME over gsp's connection, MAIL FROM a minister: quarantined, logged,
+    nothing sent."""
     minister_box = federation.nodes["agency"].mailbox(MINISTER)
 
     async def scenario() -> None:
         async with running(federation, "provider", "agency"):
-            reply = await send_to_peer(federation, "provider", MINISTER, garbage_smime())
+            garbage = garbage_smime()
+            reply = await send_to_peer(federation, "provider", MINISTER, garbage, member="gsp")
             assert reply.startswith("2"), reply
             await wait_until(lambda: final_inbound(federation, "provider"), "a verdict")
             await asyncio.sleep(1.5)  # a notice, relayed and delivered, would show by now

@@ -7,6 +7,11 @@ operator configured); the peer and ordinary listeners take only recipients in do
 node serves. Mail from the ordinary listener is queued as kind "ordinary", which the inbound
 service never unprotects or marks verified; ordinary mail to a receipt address is refused.
 
+The peer listener knows a member by its TLS client certificate: the directory pins the
+key (:meth:`Admission.member_of`). A source whose peer mail was quarantined more than
+``[peer] quarantine_quota`` times in the last hour gets 451 at DATA (THREATS.md K): it
+cannot grow the store without bound, and a member that misbehaves only waits.
+
 SecureMail traffic is dequeued ahead of ordinary traffic when both wait (issue 7 §4): mail
 from the ordinary listener, and outbound mail whose every recipient goes to the smarthost,
 are queued with priority 1; everything else with 0.
@@ -16,12 +21,17 @@ from __future__ import annotations
 
 import logging
 
+from cryptography import x509
+
 from securemail import addresses, notices
+from securemail.directory.model import spki_pin
 from securemail.evidence import EvidenceReason
 from securemail.node.context import Node
 from securemail.policy.routing import Route, RouteKind, route
 from securemail.queue import Direction, NewMessage, QueueError
 from securemail.receive import Received
+from securemail.receive.door import SourceQuota
+from securemail.receive.model import ReceiveReason
 from securemail.replies import Reply, ok, temporary
 
 SECUREMAIL, ORDINARY = 0, 1  # queue priorities: lower is claimed first
@@ -32,8 +42,19 @@ log = logging.getLogger("securemail.receive")
 class Admission:
     """The node's answers to its listeners."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, quarantined: SourceQuota | None = None) -> None:
         self.node = node
+        self.quarantined = quarantined or SourceQuota(None)
+
+    def member_of(self, certificate: bytes) -> str | None:
+        """The active member whose directory entry pins the key of ``certificate`` (DER)."""
+        directory = self.node.directory()
+        try:
+            pin = spki_pin(x509.load_der_x509_certificate(certificate))
+        except ValueError:
+            return None
+        members = () if directory is None else directory.members
+        return next((m.org_id for m in members if m.active and pin in m.tls_pins), None)
 
     def serves(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.node.config.domains
@@ -73,6 +94,10 @@ class Admission:
 
     async def admit_inbound(self, received: Received) -> Reply:
         """One entry per receiving organisation (a GSP node serves several)."""
+        if self.quarantined.exceeded(received.client_address, self.node.clock()):
+            detail = f"{received.client_address} is over its quarantine quota"
+            text = "Too much refused mail from your address, try again later"
+            return Reply(451, "4.7.1", text, ReceiveReason.QUARANTINE_QUOTA, detail)
         return await self._enqueue(self._inbound(received, "mail", SECUREMAIL))
 
     async def admit_ordinary(self, received: Received) -> Reply:

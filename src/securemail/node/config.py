@@ -8,6 +8,8 @@ node directory can be moved as a whole.
     [federation]      name, anchor, directory (file path or https URL), refresh
     [peer]            listen, tls_certificate, tls_key            (mail from member gateways)
                       unsealed (refuse | mark: peer mail whose signature names no recipients)
+                      max_sessions_per_source, max_sessions_per_member, tls_handshake_timeout,
+                      pre_mail_timeout, max_session, drain_deadline, quarantine_quota
     [relay]           listen, networks                             (the organisation's own MTAs)
     [ordinary]        listen             (optional: mail from outside SecureMail, unverified)
     [submission]      listen, tls_listen, tls_certificate, tls_key (optional: mail clients)
@@ -38,6 +40,7 @@ from securemail.node.toml_table import (
     parse_duration,
 )
 from securemail.policy.model import NodePolicy, OrgPolicy
+from securemail.receive.door import Door
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -128,6 +131,15 @@ class Smarthost:
 
 
 Unsealed = Literal["refuse", "mark"]
+# The peer listener's door by default (THREATS.md K): see PeerEdge.
+PEER_DOOR = Door(
+    per_source=20,
+    per_member=20,
+    handshake_timeout=10.0,
+    pre_mail_timeout=30.0,
+    max_session=600.0,
+    drain_deadline=5.0,
+)
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,13 @@ class PeerEdge:
     """
 
     unsealed: Unsealed = "refuse"
+    # The door (THREATS.md K): a host or a member may hold 20 of the listener's 100 slots
+    # (a sending gateway runs at most 16 relays at once), must finish TLS within 10 s and
+    # reach MAIL within 30 s, and no session lives past 10 minutes; on stop a DATA
+    # transfer gets 5 s. A source whose mail was quarantined 20 times in an hour gets 451
+    # at DATA until the hour has passed.
+    door: Door = field(default_factory=lambda: PEER_DOOR)
+    quarantine_quota: int = 20
 
 
 @dataclass(frozen=True)
@@ -252,7 +271,22 @@ def _peer_edge(peer: Table) -> PeerEdge:
     unsealed = peer.text("unsealed", "refuse")
     if unsealed not in ("refuse", "mark"):
         raise ConfigError(f"peer.unsealed must be refuse or mark, not {unsealed!r}")
-    return PeerEdge(unsealed="refuse" if unsealed == "refuse" else "mark")
+    try:
+        door = Door(
+            per_source=peer.integer("max_sessions_per_source", 20, 1, 10_000),
+            per_member=peer.integer("max_sessions_per_member", 20, 1, 10_000),
+            handshake_timeout=peer.duration("tls_handshake_timeout", "10s").total_seconds(),
+            pre_mail_timeout=peer.duration("pre_mail_timeout", "30s").total_seconds(),
+            max_session=peer.duration("max_session", "10m").total_seconds(),
+            drain_deadline=peer.duration("drain_deadline", "5s").total_seconds(),
+        )
+    except ValueError as error:
+        raise ConfigError(f"peer: {error}") from None
+    return PeerEdge(
+        unsealed="refuse" if unsealed == "refuse" else "mark",
+        door=door,
+        quarantine_quota=peer.integer("quarantine_quota", 20, 1, 1_000_000),
+    )
 
 
 def _required(root: Table, key: str) -> Table:

@@ -34,7 +34,7 @@ from securemail.node.commits import GroupCommit
 from securemail.node.config import NodeConfig, Organisation
 from securemail.node.reasons import NodeReason
 from securemail.queue import Direction, NewMessage, QueueStore
-from securemail.relay import Destination, PeerTls, PoolLimits, RelayPool
+from securemail.relay import ClientCertificate, Destination, PeerTls, PoolLimits, RelayPool
 from securemail.smime import RecipientIdentity, SignerIdentity, SmimeError, TrustStore
 from securemail.smime.keys import load_certificate, load_certificates, load_private_key
 
@@ -130,6 +130,7 @@ class Node:
     _trust: tuple[int, TrustStore] | None = None
     _executor: ThreadPoolExecutor | None = None
     _commits: GroupCommit | None = None
+    _client_tls: ClientCertificate | None = None
 
     def db(self, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
         """Run a queue store call off the event loop, on the node's database thread(s).
@@ -168,9 +169,14 @@ class Node:
         return None if org is None else self.orgs[org.org_id]
 
     def peer_destination(self, host: str, port: int, pins: tuple[str, ...]) -> Destination:
-        return Destination(
-            host, port, helo=self.config.name, peer_tls=PeerTls(frozenset(pins), self.anchors)
-        )
+        """A member gateway, checked by pin and anchor, shown our TLS client certificate."""
+        if self._client_tls is None:
+            config = self.config
+            self._client_tls = ClientCertificate(
+                str(config.tls_certificate), str(config.tls_key), read_passphrase(config)
+            )
+        peer_tls = PeerTls(frozenset(pins), self.anchors, self._client_tls)
+        return Destination(host, port, helo=self.config.name, peer_tls=peer_tls)
 
     def smarthost(self) -> Destination | None:
         smarthost = self.config.smarthost

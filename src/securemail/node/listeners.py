@@ -1,7 +1,10 @@
 """Start the node's SMTP listeners (peer, relay; ordinary and submission if configured).
 
 Security: the peer listener's TLS key is the node's TLS key (encrypted at rest, opened with
-the node passphrase); TLS 1.2 is the minimum. The relay listener takes only the networks
+the node passphrase); TLS 1.2 is the minimum. The peer listener asks every client for its
+TLS certificate and trusts only chains to the federation anchor, not the system's CAs
+(mutual TLS: only members get in, profile §Transport), and shares its sessions out by
+``[peer]``'s door limits. The relay listener takes only the networks
 the configuration names. The ordinary listener offers STARTTLS with the same certificate
 but, as a public MX, does not require it; its mail is never marked verified. The submission
 listeners (587 STARTTLS, 465 implicit TLS) take only logged-in accounts, checked by the
@@ -16,6 +19,8 @@ import dataclasses
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
 
 from securemail.accounts.model import Authenticator
 from securemail.node.admission import Admission
@@ -49,6 +54,28 @@ def server_tls(
         )
     except (OSError, ssl.SSLError) as error:
         raise NodeError(NodeReason.KEYS_UNAVAILABLE, f"TLS certificate or key: {error}") from None
+    return context
+
+
+def peer_server_tls(node: Node) -> ssl.SSLContext:
+    """The peer listener's context: the node's certificate, and a request for the client's,
+    which must chain to a federation anchor (the only CAs loaded) for the handshake to pass.
+
+    CERT_OPTIONAL rather than REQUIRED: a client without a certificate then completes the
+    handshake and is told why at MAIL (530 5.7.0 client-certificate-required) instead of
+    seeing a bare TLS alert.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(
+            node.config.tls_certificate, node.config.tls_key, password=read_passphrase(node.config)
+        )
+    except (OSError, ssl.SSLError) as error:
+        raise NodeError(NodeReason.KEYS_UNAVAILABLE, f"TLS certificate or key: {error}") from None
+    anchors = b"".join(a.public_bytes(serialization.Encoding.PEM) for a in node.anchors)
+    context.load_verify_locations(cadata=anchors.decode("ascii"))
+    context.verify_mode = ssl.CERT_OPTIONAL
     return context
 
 
@@ -123,11 +150,17 @@ async def _start_transfer(node: Node, admission: Admission, started: _Started) -
     """The peer, relay and (if configured) ordinary listeners."""
     config = node.config
     settings = _settings_for(config, server_tls(node))
+    peer_settings = dataclasses.replace(
+        settings(config.peer.host, config.peer.port),
+        tls=peer_server_tls(node),
+        door=config.peer_edge.door,
+    )
     peer = await started(
         start_peer_listener(
-            settings(config.peer.host, config.peer.port),
+            peer_settings,
             served=admission.serves,
             admit=admission.admit_inbound,
+            member_of=admission.member_of,
         )
     )
     relay = await started(

@@ -36,6 +36,7 @@ from securemail.node.workers import run_receipt_windows, run_warnings, run_worke
 from securemail.protect.service import Outbound
 from securemail.queue import Direction, QueueStore, RetryPolicy
 from securemail.receive import Listener
+from securemail.receive.door import SourceQuota
 from securemail.unprotect.service import Inbound
 
 log = logging.getLogger("securemail.node")
@@ -127,7 +128,8 @@ async def serve(
     recovered = await node.db(node.store.recover, clock(), owner=config.name)
     if recovered:
         log.warning("%d entries were active at the last stop: back in the queue", recovered)
-    admission = Admission(node)
+    quarantined = SourceQuota(config.peer_edge.quarantine_quota)  # shared: door.py
+    admission = Admission(node, quarantined)
     authenticator = None if node.accounts is None else node.accounts.authenticator
     listeners = await start_listeners(node, admission, authenticator)
     try:
@@ -146,7 +148,9 @@ async def serve(
     tasks = [
         asyncio.create_task(node.refresher.run(config.refresh.total_seconds(), stop)),
         asyncio.create_task(run_worker(node, Direction.OUTBOUND, Outbound(node).process, stop)),
-        asyncio.create_task(run_worker(node, Direction.INBOUND, Inbound(node).process, stop)),
+        asyncio.create_task(
+            run_worker(node, Direction.INBOUND, Inbound(node, quarantined).process, stop)
+        ),
         asyncio.create_task(run_warnings(node, stop)),
         asyncio.create_task(run_receipt_windows(node, stop)),
     ]

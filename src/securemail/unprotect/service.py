@@ -46,6 +46,7 @@ from securemail.node.context import Node, OrgKeys
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
 from securemail.queue import Attempt, Entry, NewMessage
+from securemail.receive.door import SourceQuota
 from securemail.replies import ok
 from securemail.smime import Limits, Unprotected, mime, unprotect
 from securemail.smime.message import OUTER_FIELDS
@@ -92,8 +93,10 @@ class Opened:
 class Inbound:
     """Process inbound queue entries for the organisations of one node."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, quarantined: SourceQuota | None = None) -> None:
         self.node = node
+        # what each source sent that ended quarantined: the peer listener's quota (door.py)
+        self.quarantined = quarantined or SourceQuota(None)
         # One lock per idempotency key while copies of it are in hand: the worker runs
         # entries concurrently, and copies queued together (a sender retried while we were
         # down) would otherwise all pass the "seen" check before the first is remembered.
@@ -278,6 +281,9 @@ class Inbound:
         """Keep the entry, never delivered, and send nothing: whoever sent it is unproved,
         or is not the sender the signature vouches for (THREATS.md K)."""
         log.warning("quarantined %s: %s: %s; no notice sent", entry.id, reason, detail)
+        listener, _, source = entry.client.partition(" ")
+        if listener == "peer":
+            self.quarantined.record(source, now)
         return await self.node.db(self.node.store.quarantine, entry.id, reason, detail, now)
 
 
