@@ -52,11 +52,13 @@ import aiosmtplib
 import psycopg
 
 from postfix_reference import measure as postfix_measure
+from securemail.config.anchors import load_anchors
+from securemail.config.node import load_config
 from securemail.demo.federation import NodeSetup, found
 from securemail.directory.document import verify_document
 from securemail.directory.fetch import Source
-from securemail.node.config import load_config
-from securemail.node.context import OrgKeys, load_anchors, load_org_keys, read_passphrase
+from securemail.keys.org import OrgKeys
+from securemail.node.context import load_org_keys, read_passphrase
 from securemail.smime import TrustStore, protect, unprotect
 from smime_bench import make_message, markdown_table, plain_table, revision
 

@@ -11,7 +11,7 @@ A child process plays the mail service provider's node, on loopback only: the re
 (``open_accounts`` on a fresh SQLite file, the default argon2id profile ``HASHER``, a few
 accounts), the submission, relay and IMAP listeners with one TLS certificate, and an Admit
 that commits each message to a real ``QueueStore`` in the same SQLite file through the
-node's group commit on one database thread, as a node does (``securemail.node.commits``).
+node's group commit on one database thread, as a node does (``securemail.queue.commits``).
 This process is the clients, on uvloop where it is installed, as the node is.
 
 Measured per concurrency (parallel clients, a new connection per session):
@@ -64,9 +64,10 @@ from securemail.accounts.node import open_accounts
 from securemail.accounts.passwords import HASHER
 from securemail.deliver.maildir import mailbox_path
 from securemail.imap import start_imap
-from securemail.node.commits import GroupCommit
 from securemail.pki.authority import generate_key, issue_for_key, make_root_ca, private_key_pem
 from securemail.queue import Direction, NewMessage, QueueStore
+from securemail.queue.commits import GroupCommit
+from securemail.queue.threads import DatabaseThreads
 from securemail.receive import (
     Admit,
     ListenerSettings,
@@ -140,12 +141,7 @@ def tls_context(folder: Path) -> tuple[ssl.SSLContext, bytes]:
 
 def queue_admit(store: QueueStore) -> Admit:
     """The node's way in: the group commit on one database thread (SQLite), 250 after it."""
-    executor = ThreadPoolExecutor(1, thread_name_prefix="queue")
-
-    def on_db_thread(call: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        return asyncio.get_running_loop().run_in_executor(executor, call, *args)
-
-    commits = GroupCommit(store, on_db_thread, lambda: datetime.now(UTC))
+    commits = GroupCommit(store, DatabaseThreads("sqlite"), lambda: datetime.now(UTC))
 
     async def admit(received: Received) -> Reply:
         new = NewMessage(
@@ -186,7 +182,7 @@ async def serve(conn: Connection, folder: Path) -> None:
         mail.mkdir()
         imap = await start_imap(
             accounts.authenticator, lambda primary: mailbox_path(mail, primary), tls,
-            listen=("127.0.0.1", 0),
+            listen=("127.0.0.1", 0), seal=accounts.mailbox_seal,
         )  # fmt: skip
         assert imap.port is not None
         stop = asyncio.Event()

@@ -13,10 +13,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from securemail.deliver.seal import MailboxSeal
 from securemail.pki.authority import Issued, KeyType, issue, make_crl, make_root_ca, private_key_pem
 from securemail.smime import RecipientIdentity, SignerIdentity, TrustStore
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+SEAL = MailboxSeal(bytes(range(32)))  # the mailbox seal of the node under test
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pytest
 from securemail.accounts.dovecot import DovecotFiles
 from securemail.accounts.dovecot_files import FILE_MODE, dovecot_users, write_files
 from securemail.accounts.node import Accounts, open_accounts
-from securemail.node.config import Delivery, Organisation
+from securemail.config.node import Delivery, Organisation
 from tests.accounts.conftest import ALICE, DOMAIN, PASSPHRASE, PASSWORD, QUICK, Clock, open_at
 
 BOB, CAROL, DAVE = (f"{local}@{DOMAIN}" for local in ("bob", "carol", "dave"))

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from securemail.cli.federation import federation
+from securemail.config.node import load_config
 from securemail.directory import (
     Accepted,
     Directory,
@@ -24,7 +25,6 @@ from securemail.directory import (
     digest,
     verify_document,
 )
-from securemail.node.config import load_config
 from securemail.smime import Reason, SmimeError, TrustStore, keys
 from tests.conftest import require_tool
 from tests.federation.test_operator import make_csr

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from click.testing import CliRunner
 
 from securemail.cli.main import cli
+from securemail.config.node import load_config
 from securemail.demo.exchange import Script, submit
+from securemail.queue import QueueStore
 from tests.node.conftest import Federation, running
+from tests.queue.conftest import NOW, message
 
 SCRIPT = Script(
     "queue test",
@@ -70,3 +73,21 @@ def test_unknown_entry_and_bad_config_are_clear_errors(federation: Federation) -
     config.write_text(config.read_text().replace("[relay]", "[relay]\nbogus = 1", 1))
     code, output = run("queue", "list", "--config", str(config))
     assert code == 1 and "error: bad-config: [relay] has unknown setting(s): bogus" in output
+
+
+def test_list_pages_newest_first_and_never_stops_silently(federation: Federation) -> None:
+    """`queue list` shows one page, newest first, and its last line says how many entries
+    there are and how to see the next page; a bad page size is a one-line error."""
+    config = federation.nodes["agency"].config
+    with QueueStore.open(load_config(config).database) as store:
+        made = [store.enqueue(message(), NOW + timedelta(seconds=n)) for n in range(5)]
+    code, output = run("queue", "list", "--config", str(config), "--limit", "2")
+    assert code == 0, output
+    assert [line.split()[0] for line in output.splitlines()[:2]] == made[:-3:-1]
+    assert output.splitlines()[-1] == "-- entries 1-2 of 5; more: --offset 2"
+    code, output = run("queue", "list", "--config", str(config), "--offset", "4")
+    assert output.splitlines()[-1] == "-- entries 5-5 of 5" and made[0] in output
+    code, output = run("queue", "list", "--config", str(config), "--oldest-first", "--limit", "1")
+    assert output.splitlines()[0].split()[0] == made[0]
+    code, output = run("queue", "list", "--config", str(config), "--limit", "0")
+    assert code == 1 and output.startswith("error: bad-page: limit must be 1 to 500")

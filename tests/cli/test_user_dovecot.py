@@ -24,8 +24,8 @@ from click.testing import CliRunner
 from securemail.accounts.dovecot import auth_config
 from securemail.accounts.node import Accounts, open_accounts
 from securemail.cli.main import cli
+from securemail.config.node import load_config
 from securemail.deliver.maildir import MaildirTarget
-from securemail.node.config import load_config
 from securemail.node.context import read_passphrase
 from tests.accounts.conftest import QUICK
 from tests.cli.conftest import provider_config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import stat
 import subprocess
@@ -59,10 +60,18 @@ def _run_readme(folder: Path) -> list[subprocess.CompletedProcess[bytes]]:
     ]
 
 
-def test_files_written_with_mode_0644(tmp_path: Path, pki: Pki, sent: Exchange) -> None:
-    """The bundle holds the original, anchors, CRL, receipt, evidence and README, all 0644."""
+def test_files_written_private_even_under_an_open_umask(
+    tmp_path: Path, pki: Pki, sent: Exchange
+) -> None:
+    """The bundle holds the original (cleartext), anchors, CRL, receipt, evidence and README,
+    all 0600 in a new 0700 folder, whatever the umask."""
     folder = tmp_path / "bundle"
-    paths = _bundle(folder, pki, sent, crls=[pki.crl])
+    previous = os.umask(0)
+    try:
+        paths = _bundle(folder, pki, sent, crls=[pki.crl])
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert sorted(p.name for p in paths) == [
         "README.md",
         "crl.pem",
@@ -71,7 +80,7 @@ def test_files_written_with_mode_0644(tmp_path: Path, pki: Pki, sent: Exchange) 
         "original.p7m",
         "receipt-1.der",
     ]
-    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in paths)
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in paths)
     assert (folder / "original.p7m").read_bytes() == sent.signed_data
     assert (folder / "receipt-1.der").read_bytes() == sent.receipt
     assert (folder / "evidence-1.json").read_bytes() == sent.evidence.to_json()

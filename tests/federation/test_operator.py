@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from securemail.config.node import parse_config
 from securemail.directory import Accepted, Member, check_succession, digest, spki_pin
 from securemail.federation import FederationError, FederationReason
 from securemail.federation.issuing import requested_key, revocation_list
@@ -30,7 +31,6 @@ from securemail.federation.operator import (
     update,
 )
 from securemail.federation.store import Revocation
-from securemail.node.config import parse_config
 from securemail.pki.authority import Issued, issue
 from securemail.smime import SignerIdentity, oids
 from tests.conftest import NOW, Pki

@@ -29,6 +29,7 @@ from securemail.deliver.maildir import mailbox_path
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.imap import ImapLimits, ImapServer, start_imap
 from tests.accounts.conftest import make_account
+from tests.conftest import SEAL
 from tests.relay.loopback import TlsPki, make_tls_pki
 
 PASSWORD = "correct horse battery staple"
@@ -96,7 +97,7 @@ class Imap:
 
     def deliver(self, rcpt: str, key: str, *, verified: bool, body: bytes | None = None) -> int:
         """Deliver as the inbound service does: $SecureMail only for verified mail."""
-        target = MaildirTarget(self.root, accounts=self.accounts)
+        target = MaildirTarget(self.root, accounts=self.accounts, seal=SEAL)
         keywords = frozenset({SECUREMAIL_KEYWORD}) if verified else frozenset()
         message = body or f"From: a@x.example\r\nSubject: {key}\r\n\r\nHello.\r\n".encode()
         results = asyncio.run(
@@ -132,6 +133,7 @@ def imap(request: pytest.FixtureRequest, tmp_path: Path, tls_pki: TlsPki) -> Ite
         listen=("127.0.0.1", 0),
         tls_listen=("127.0.0.1", 0),
         limits=limits,
+        seal=SEAL,
     )
     server = asyncio.run_coroutine_threadsafe(start, loop).result(10)
     client_tls = ssl.create_default_context(cadata=tls_pki.ca.certificate_pem().decode())

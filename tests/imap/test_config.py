@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from securemail.accounts.model import Mailbox
+from securemail.config.node import load_config
+from securemail.config.toml_table import ConfigError, Listen
 from securemail.deliver import MaildirTarget
-from securemail.node.config import load_config
 from securemail.node.context import make_target
-from securemail.node.toml_table import ConfigError, Listen
-from tests.node.test_config import VALID, write
+from tests.config.test_node import VALID, write
 
 
 class NoAccounts:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import imaplib
+import os
 import re
+import stat
 
 import pytest
 
+from securemail.deliver.maildir import mailbox_path
 from tests.imap.conftest import BOB, PASSWORD, Imap
 
 
@@ -155,7 +158,7 @@ def test_append_answers_appenduid(imap: Imap) -> None:
 def test_full_mailbox_defers_until_the_user_deletes_mail(imap: Imap) -> None:
     """Over quota a delivery is 452 (kept queued); after expunging a message it goes in."""
     account = imap.accounts.accounts[BOB]
-    imap.accounts.accounts[BOB] = type(account)(**{**account.__dict__, "quota": 300})
+    imap.accounts.accounts[BOB] = type(account)(**{**account.__dict__, "quota": 450})
     big = b"Subject: big\r\n\r\n" + b"x" * 200 + b"\r\n"
     assert imap.deliver(BOB, "05", verified=True, body=big) == 250
     assert imap.deliver(BOB, "06", verified=True, body=big) == 452
@@ -180,3 +183,29 @@ def _flags(item: tuple[bytes, bytes]) -> set[str]:
 def _texts(client: imaplib.IMAP4, data: list[bytes | None]) -> list[bytes]:
     untagged = [d for d in (client.untagged_responses.get("OK") or []) if isinstance(d, bytes)]
     return [d for d in data if d is not None] + untagged
+
+
+def test_appended_mail_and_created_folders_are_private(imap: Imap) -> None:
+    """A message a client APPENDs (cleartext at rest) is 0600 and a folder it CREATEs 0700,
+    as delivery writes them, whatever the umask grants (the stdlib would make 0644)."""
+    previous = os.umask(0o022)
+    try:
+        client = imap.logged_in()
+        client.create("Drafts")
+        client.append("Drafts", None, None, b"Subject: draft\r\n\r\nNot sent yet.\r\n")
+        client.append("INBOX", None, None, b"Subject: note\r\n\r\nTo self.\r\n")
+        client.logout()
+    finally:
+        os.umask(previous)
+    mailbox = mailbox_path(imap.root, BOB)
+    assert mailbox is not None
+    files = [
+        p for f in (mailbox, mailbox / ".Drafts") for s in ("new", "cur") for p in (f / s).iterdir()
+    ]
+    assert len(files) == 2 and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+    folders = [
+        mailbox,
+        mailbox / ".Drafts",
+        *(mailbox / ".Drafts" / s for s in ("tmp", "new", "cur")),
+    ]
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o700 for f in folders)

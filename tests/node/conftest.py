@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from securemail.config.node import NodeConfig, load_config
 from securemail.demo.federation import NodeSetup, add_people, found
-from securemail.node.config import NodeConfig, load_config
 from securemail.node.run import serve
+from securemail.queue import QueueError, QueueReason, QueueStore
 
 WAIT = 30.0  # seconds: generous, the CI machine may be loaded
 
@@ -127,3 +128,16 @@ async def running(federation: Federation, *names: str) -> AsyncIterator[Running]
         yield nodes
     finally:
         await nodes.close()
+
+
+def retry_now(federation: Federation, node: str, entry_id: str) -> None:
+    """Make a deferred entry due now (as ``securemail queue retry`` does)."""
+    store = QueueStore.open(federation.config(node).database)
+    try:
+        store.retry(entry_id, datetime.now(UTC))
+    except QueueError as error:
+        # The 2 s demo schedule may have made the entry active already: that try is as good.
+        if error.reason is not QueueReason.BAD_STATE:
+            raise
+    finally:
+        store.close()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from securemail.node.config import load_config
+from securemail.config.node import load_config
 from securemail.node.context import NodeError, read_passphrase
-from tests.node.test_config import VALID, write
+from tests.config.test_node import VALID, write
 
 
 def test_passphrase_file_gives_its_first_line(tmp_path: Path) -> None:

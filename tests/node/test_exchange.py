@@ -9,7 +9,7 @@ import aiosmtplib
 
 from securemail.demo.exchange import Script, find_delivered, header, submit, wait_for
 from securemail.queue import Direction, QueueStore, State
-from tests.node.conftest import WAIT, Federation, mailbox_files, running
+from tests.node.conftest import WAIT, Federation, mailbox_files, retry_now, running
 
 NOW = datetime.now(UTC)
 TO_CITIZEN = Script(
@@ -95,11 +95,7 @@ def test_peer_down_then_back_is_delivered_once(federation: Federation) -> None:
             await submit(federation.nodes["agency"], TO_CITIZEN, TO_CITIZEN.message(3, NOW))
             deferred = await _wait_state(federation, "agency", State.DEFERRED)
             await nodes.start("provider")
-            store = QueueStore.open(federation.config("agency").database)
-            try:
-                store.retry(deferred, datetime.now(UTC))
-            finally:
-                store.close()
+            retry_now(federation, "agency", deferred)
             mailbox = federation.nodes["provider"].mailbox(TO_CITIZEN.to[0])
             found = await wait_for(mailbox, Script.message_id(3, "agency.govt.nz"), WAIT)
             assert found is not None

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from securemail.deliver.seal import Origin
 from securemail.demo.exchange import Script, find_delivered
 from securemail.node.context import Node
+from securemail.node.roles import build_roles
 from securemail.node.run import open_node
-from securemail.node.workers import run_warnings
+from securemail.node.workers import run_body_purge, run_warnings
 from securemail.protect.service import Outbound
 from securemail.queue import Direction, Entry, NewMessage, State
 from securemail.unprotect.service import Inbound
@@ -72,7 +74,7 @@ async def attempt(node: Node, entry_id: str) -> Entry:
     """Claim the due outbound entry and make one attempt, as the outbound worker does."""
     claimed = await asyncio.to_thread(node.store.claim, Direction.OUTBOUND, node.clock(), 16)
     assert [e.id for e in claimed] == [entry_id]
-    return await Outbound(node).process(claimed[0])
+    return await Outbound(build_roles(node).protect).process(claimed[0])
 
 
 async def warn(node: Node) -> int:
@@ -81,7 +83,7 @@ async def warn(node: Node) -> int:
     if not waiting:
         return 0
     stop = asyncio.Event()
-    task = asyncio.create_task(run_warnings(node, stop))
+    task = asyncio.create_task(run_warnings(build_roles(node).notices, stop))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT
     while not await asyncio.to_thread(all_warned, node, waiting):
@@ -90,6 +92,19 @@ async def warn(node: Node) -> int:
     stop.set()
     await asyncio.wait_for(task, WAIT)
     return len(waiting)
+
+
+async def purge(node: Node, clock: Clock, entry_id: str) -> None:
+    """Run the node's body purge loop before and after ``keep_body`` has passed."""
+    for later, kept in ((timedelta(0), True), (node.config.retry.keep_body + MINUTE, False)):
+        clock.now += later
+        stop = asyncio.Event()
+        keep = node.config.retry.keep_body
+        task = asyncio.create_task(run_body_purge(node.queue, keep, clock, stop))
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.wait_for(task, WAIT)
+        assert (await asyncio.to_thread(node.store.body, entry_id) != b"") is kept
 
 
 def due(entry: Entry | None) -> datetime:
@@ -107,7 +122,7 @@ async def deliver_local(node: Node) -> None:
     """Deliver the notices queued for our own users, as the inbound worker does."""
     for entry in await asyncio.to_thread(node.store.claim, Direction.INBOUND, node.clock(), 16):
         assert entry.kind == "notice"
-        assert (await Inbound(node).process(entry)).state is State.DELIVERED
+        assert (await Inbound(build_roles(node).unprotect).process(entry)).state is State.DELIVERED
 
 
 def enqueue(node: Node, n: int) -> str:
@@ -131,7 +146,9 @@ def notices(federation: Federation) -> list[bytes]:
 def test_peer_down_past_the_lifetime_gives_one_delay_and_one_failure_notice(
     federation: Federation,
 ) -> None:
-    """Retries follow the schedule across a restart; one delayed, then one failure notice."""
+    """Retries follow the schedule across a restart; one delayed, then one failure notice,
+    each sealed in the sender's mailbox as the gateway's own; once the bounce is final for
+    ``[retry] keep_body``, the node's purge loop drops the body and keeps the entry."""
     config = federation.nodes["agency"].config
     set_retry(config)
     start = datetime.now(UTC).replace(microsecond=0)
@@ -155,6 +172,11 @@ def test_peer_down_past_the_lifetime_gives_one_delay_and_one_failure_notice(
                 node = await open_node(federation.config("agency"), clock)
                 assert node.store.get(entry_id) == entry
         assert node.store.warnings_due(clock.now + MAX_LIFETIME) == []
+        assert node.accounts is not None
+        seal = node.accounts.mailbox_seal
+        origins = {seal.origin_of(SCRIPT.mail_from, n) for n in notices(federation)}
+        assert origins == {Origin.NOTICE}
+        await purge(node, clock, entry_id)
         node.store.close()
         assert entry is not None
         return tried, warned_at, entry

@@ -12,12 +12,12 @@ from email.message import Message
 import aiosmtplib
 import pytest
 
+from securemail.config.node import NodeConfig, load_config
+from securemail.config.toml_table import ConfigError
 from securemail.demo.exchange import wait_for
 from securemail.demo.federation import free_port
 from securemail.marking import WARNING
-from securemail.node.config import NodeConfig, load_config
 from securemail.node.context import load_org_keys
-from securemail.node.toml_table import ConfigError
 from securemail.queue import Direction, Entry, QueueStore
 from securemail.smime import protect
 from tests.node.conftest import WAIT, Federation, running

@@ -22,9 +22,16 @@ from typing import Any
 import pytest
 
 from securemail.demo.exchange import Script, header, submit, wait_for
-from securemail.queue import Direction, Entry, QueueError, QueueReason, QueueStore, State
+from securemail.queue import Direction, Entry, QueueStore, State
 from tests.conftest import require_tool
-from tests.node.conftest import WAIT, Federation, deliver_to_smtp_store, mailbox_files, running
+from tests.node.conftest import (
+    WAIT,
+    Federation,
+    deliver_to_smtp_store,
+    mailbox_files,
+    retry_now,
+    running,
+)
 from tests.support.postfix import PostfixInstance, start_postfix
 
 NOW = datetime.now(UTC)
@@ -101,19 +108,6 @@ async def _wait_entry(
     )
 
 
-def _retry(federation: Federation, node: str, entry_id: str) -> None:
-    """Make a deferred entry due now (as ``securemail queue retry`` does)."""
-    store = QueueStore.open(federation.config(node).database)
-    try:
-        store.retry(entry_id, datetime.now(UTC))
-    except QueueError as error:
-        # The 2 s demo schedule may have made the entry active already: that try is as good.
-        if error.reason is not QueueReason.BAD_STATE:
-            raise
-    finally:
-        store.close()
-
-
 async def _send(federation: Federation, n: int) -> None:
     """Submit demo message ``n`` from the agency to the citizen; the relay must answer 250."""
     reply = await submit(federation.nodes["agency"], TO_CITIZEN, TO_CITIZEN.message(n, NOW))
@@ -157,7 +151,7 @@ async def _outage_then_back(
     await _send(federation, 2)
     deferred = await _wait_entry(federation, "provider", Direction.INBOUND, State.DEFERRED)
     async with _postfix(tmp, mailbox_dir=tmp / "store2", port=port, **STORE) as again:
-        _retry(federation, "provider", deferred.id)
+        retry_now(federation, "provider", deferred.id)
         await asyncio.to_thread(again.wait_for_log, "status=sent", timeout=WAIT)
         done = await _wait_entry(
             federation, "provider", Direction.INBOUND, State.DELIVERED, deferred.id
@@ -292,7 +286,7 @@ def test_peer_that_drops_connections_leaves_mail_deferred(
                     federation, "agency", Direction.OUTBOUND, State.DEFERRED
                 )
             await nodes.start("provider")
-            _retry(federation, "agency", deferred.id)
+            retry_now(federation, "agency", deferred.id)
             mailbox = federation.nodes["provider"].mailbox(CITIZEN)
             found = await wait_for(mailbox, Script.message_id(4, "agency.govt.nz"), WAIT)
             assert found is not None

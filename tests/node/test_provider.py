@@ -19,11 +19,11 @@ from pathlib import Path
 import aiosmtplib
 
 from securemail import audit
+from securemail.accounts.events import ACCOUNTS_LOG
 from securemail.accounts.model import AccountReason
 from securemail.accounts.node import Accounts, open_accounts
 from securemail.demo.exchange import Script, client_tls, header, submit, wait_for
 from securemail.demo.federation import Clients
-from securemail.node.mailboxes import ACCOUNTS_LOG
 from tests.conftest import require_tool
 from tests.node.conftest import WAIT, Federation, running
 from tests.support.mbsync import ImapAccount, Tls, sync_mailbox

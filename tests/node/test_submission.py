@@ -9,13 +9,14 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
+from securemail.config.toml_table import ConfigError
 from securemail.demo.exchange import client_tls
 from securemail.demo.federation import Clients
 from securemail.node.admission import Admission
 from securemail.node.context import NodeError
 from securemail.node.listeners import start_listeners
+from securemail.node.roles import build_roles
 from securemail.node.run import open_node
-from securemail.node.toml_table import ConfigError
 from securemail.queue import Direction, QueueStore
 from tests.node.conftest import WAIT, Federation, running
 
@@ -86,12 +87,9 @@ def test_submission_without_an_authenticator_does_not_start(federation: Federati
     async def scenario() -> None:
         node = await open_node(config)
         try:
-            await start_listeners(node, Admission(node))
+            await start_listeners(config, Admission(build_roles(node).admission))
         finally:
-            await node.db(node.store.close)
-            node.close_db()
-            if node.accounts is not None:
-                node.accounts.close()
+            await node.close()
 
     with pytest.raises(NodeError, match="authenticator"):
         asyncio.run(scenario())

@@ -11,7 +11,13 @@ import pytest
 
 from securemail.directory import Directory, next_version
 from securemail.policy.model import NodePolicy, OrgPolicy
-from securemail.policy.routing import Route, RouteKind, RouteReason, route
+from securemail.policy.routing import (
+    Route,
+    RouteKind,
+    RouteReason,
+    choose_inner_encoding,
+    route,
+)
 from securemail.smime.labels import SecurityLabel
 from tests.conftest import NOW, Pki
 from tests.directory.conftest import FEDERATION, member_of
@@ -211,3 +217,12 @@ def test_refusals_name_the_member_when_there_is_one(pki: Pki) -> None:
     assert decision.reason is R.REGION_NOT_ALLOWED
     assert decision.member is not None and decision.member.region == "AU"
     assert decision.certificate is None
+
+
+def test_inner_entity_is_base64_unless_the_peer_lists_inner_binary(pki: Pki) -> None:
+    """The inner signed entity is base64 (what OpenSSL's S/MIME reader needs) unless the
+    peer's directory entry lists the inner-binary capability (profile §1)."""
+    plain = member_of(pki.ministry, "ministry")
+    compact = dataclasses.replace(plain, capabilities=(*plain.capabilities, "inner-binary"))
+    assert choose_inner_encoding(plain) == "base64"
+    assert choose_inner_encoding(compact) == "binary"

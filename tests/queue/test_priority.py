@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import insert
 
 from securemail.queue import Direction, NewMessage, QueueStore
-from securemail.queue.database import connect, upgrade
 from securemail.queue.schema import message_row, messages
+from securemail.storage.engine import connect, upgrade
 from tests.queue.conftest import NOW, message
 
 

@@ -23,9 +23,9 @@ from securemail.queue import (
     ReceiptState,
     State,
 )
-from securemail.queue.database import connect, upgrade
 from securemail.queue.schema import message_row, messages, recipients
 from securemail.replies import ok, permanent
+from securemail.storage.engine import connect, upgrade
 from tests.queue.conftest import NOW, message
 
 WINDOW = timedelta(hours=1)

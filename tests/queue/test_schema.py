@@ -11,10 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine
 
+from securemail.access.schema import metadata as web_metadata
 from securemail.accounts.schema import metadata as accounts_metadata
 from securemail.queue import Direction, QueueStore
 from securemail.queue.schema import metadata
-from securemail.web.schema import metadata as web_metadata
 from tests.queue.conftest import NOW, message
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -255,9 +255,9 @@ def certificate(ca: Issued, eku: list[x509.ObjectIdentifier] | None) -> Issued:
     return Issued(builder.sign(ca.private_key, hashes.SHA256()), private)
 
 
-def protected(pki: Pki, cipher: CipherName = "aes256-gcm") -> bytes:
+def protected(pki: Pki, cipher: CipherName = "aes256-gcm", *, binary: bool = False) -> bytes:
     """ORIGINAL signed by the agency and encrypted to the ministry."""
-    options = ProtectOptions(cipher=cipher)
+    options = ProtectOptions(cipher=cipher, inner_encoding="binary" if binary else "base64")
     return protect(
         ORIGINAL, pki.agency.signer, [pki.ministry.certificate], now=NOW, options=options
     ).message
@@ -349,8 +349,9 @@ def test_forged_rsa_key_block_fails_like_forged_ciphertext(pki: Pki) -> None:
 
 
 def test_cbc_malleation_efail_gadget_fails_signature(pki: Pki) -> None:
-    """An EFAIL CBC gadget that rewrites a block of the signed content is refused, never opened."""
-    head, envelope = split_outer(protected(pki, cipher="aes256-cbc"))
+    """An EFAIL CBC gadget that rewrites a block of the signed content is refused, never opened
+    (binary inner entity, so the attacker knows the plaintext block by block)."""
+    head, envelope = split_outer(protected(pki, cipher="aes256-cbc", binary=True))
     plaintext, _ = decrypt(envelope, [pki.ministry.recipient])  # the attacker's known plaintext
     ciphertext = cms.ContentInfo.load(envelope)["content"]["encrypted_content_info"][
         "encrypted_content"

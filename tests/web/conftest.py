@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from securemail.accounts.node import Accounts
-from securemail.node.config import NodeConfig, parse_config
+from securemail.config.node import NodeConfig, parse_config
 from securemail.queue import QueueStore
 from securemail.receive import Received
 from securemail.replies import Reply
@@ -71,6 +71,7 @@ def web(tmp_path: Path, clock: Clock) -> Iterator[WebContext]:
         clock=clock,
         maildir_for=lambda primary: None,
         admit=refuse,
+        seal=accounts.mailbox_seal,
     )
     store.close()
     accounts.close()

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi import checks
 
-from securemail.web.access import WebAccess
+from securemail.access.model import Scope
+from securemail.access.tokens import WebAccess
 from securemail.web.app import make_app
 from securemail.web.context import WebContext
-from securemail.web.model import Scope
 from tests.web.conftest import ALICE, ORIGIN
 
 

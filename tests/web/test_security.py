@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.testclient import TestClient
 
-from securemail.web.access import WebAccess
+from securemail.access.model import Principal, Scope
+from securemail.access.tokens import WebAccess
 from securemail.web.app import make_app
 from securemail.web.auth import api_principal, operator
 from securemail.web.context import WebContext
-from securemail.web.model import Principal, Scope
 from tests.web.conftest import ALICE, ORIGIN, csrf_of, sign_in
 
 probe = APIRouter()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from securemail.access.store import WebStore
 from securemail.web.context import WebContext
 from securemail.web.sessions import COOKIE, session_id
-from securemail.web.store import WebStore
 from tests.web.conftest import Clock, sign_in
 
 

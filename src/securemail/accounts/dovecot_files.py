@@ -35,8 +35,8 @@ from pathlib import Path
 
 from securemail.accounts.dovecot import USERS_FILE, DovecotFiles, DovecotUser, password_file
 from securemail.accounts.store import StoredSecrets
+from securemail.config.node import Organisation
 from securemail.deliver.maildir import mailbox_path
-from securemail.node.config import Organisation
 
 FILE_MODE = 0o640
 _SLOT_FILE = re.compile(r"passwords\.(\d+)")

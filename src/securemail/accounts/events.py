@@ -15,6 +15,8 @@ from pathlib import Path
 from securemail import audit
 from securemail.accounts.throttle import Key, Lock
 
+ACCOUNTS_LOG = "accounts.log"  # the file name below the node's data_dir
+
 
 class AccountEvents:
     """Appends account events to the log at ``path`` (its directory must exist)."""

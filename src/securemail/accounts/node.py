@@ -3,13 +3,17 @@
 ``open_accounts`` connects to the node's database (the queue's: same durability checks),
 brings it to the newest schema with the queue's migration chain, derives the TOTP sealing
 key from the node passphrase and the database's salt, and returns :class:`Accounts`:
-``authenticator`` for SMTP submission, IMAP and the web, ``mailboxes`` for delivery and
-``service`` for the CLI and the web's account pages.
+``authenticator`` for SMTP submission, IMAP and the web, ``mailboxes`` for delivery,
+``service`` for the CLI and the web's account pages, and ``mailbox_seal``, the node's key
+that seals what the gateway stores in a mailbox (:mod:`securemail.deliver.seal`). That key
+is made at the first start, kept in the database sealed under the passphrase like the TOTP
+secrets (so every process of the node shares it), and never written anywhere else.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +30,10 @@ from securemail.accounts.service import AccountService
 from securemail.accounts.store import AccountStore
 from securemail.accounts.throttle import LoginThrottle, ThrottlePolicy
 from securemail.accounts.totp import SALT_BYTES, SecretSeal
-from securemail.queue.database import connect, upgrade
+from securemail.deliver.seal import KEY_BYTES, MailboxSeal
+from securemail.storage.engine import connect, upgrade
+
+_MAILBOX_SEAL = "mailbox-seal"  # the name the sealed key is bound to
 
 
 class StoredMailboxes:
@@ -47,6 +54,7 @@ class Accounts:
     mailboxes: StoredMailboxes
     service: AccountService
     engine: Engine
+    mailbox_seal: MailboxSeal
 
     def close(self) -> None:
         self.engine.dispose()
@@ -83,6 +91,7 @@ def open_accounts(
         upgrade(engine)
         store = AccountStore(engine)
         seal = SecretSeal(passphrase, store.salt(os.urandom(SALT_BYTES)))
+        mailbox_seal = _mailbox_seal(store, seal)
     except BaseException:
         engine.dispose()
         raise
@@ -102,4 +111,15 @@ def open_accounts(
             clock=clock,
         ),
         engine=engine,
+        mailbox_seal=mailbox_seal,
     )
+
+
+def _mailbox_seal(store: AccountStore, seal: SecretSeal) -> MailboxSeal:
+    """The node's mailbox seal, its key made on the first start (see the module doc)."""
+    fresh = seal.seal(secrets.token_hex(KEY_BYTES), _MAILBOX_SEAL)
+    try:
+        key = seal.open(store.sealed_mailbox_key(fresh), _MAILBOX_SEAL)
+    except ValueError:
+        raise ValueError("the mailbox seal key does not open: another node passphrase?") from None
+    return MailboxSeal(bytes.fromhex(key))

@@ -1,4 +1,4 @@
-"""The account tables, as migrations 0005 and 0006 of the queue database's one chain create them.
+"""The account tables, as migrations 0005 and 0006 of the node database's one chain create them.
 
 The definitions below must stay identical to what the migration produces (a test compares
 them). Names, addresses and throttle keys are stored lower-cased; times in UTC.
@@ -21,7 +21,7 @@ from sqlalchemy import (
     false,
 )
 
-from securemail.queue.schema import UtcDateTime
+from securemail.storage.types import UtcDateTime
 
 NAME = String(320)  # RFC 5321 §4.5.3.1: 64-octet local part, @, 255-octet domain
 metadata = MetaData()

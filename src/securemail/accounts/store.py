@@ -6,7 +6,7 @@ rows, not rules: the service decides what may change and logs it; the store neve
 the clock (every change takes ``now``) and never sees a password, only its hash.
 
 Security: names and addresses are untrusted values, stored only through bound parameters;
-a database failure is a QueueError UNAVAILABLE (the database is the queue's).
+a database failure is a StorageError UNAVAILABLE (securemail.storage).
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from securemail.accounts.schema import (
     accounts,
     app_passwords,
 )
-from securemail.queue.database import insert_new, transaction
+from securemail.storage.dialect import insert_new
+from securemail.storage.engine import transaction
 
 _SALT = "totp_salt"
+_MAILBOX_SEAL = "mailbox_seal_key"  # sealed: see securemail.deliver.seal
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,20 @@ class AccountStore:
 
     def salt(self, fresh: bytes) -> bytes:
         """The database's TOTP sealing salt, storing ``fresh`` if it has none yet."""
-        with transaction(self._engine, "salt", write=True) as conn:
-            conn.execute(insert_new(conn, account_settings, name=_SALT, value=fresh.hex()))
-            stored = conn.execute(
-                select(account_settings.c.value).where(account_settings.c.name == _SALT)
+        return bytes.fromhex(self.setting(_SALT, fresh.hex()))
+
+    def sealed_mailbox_key(self, fresh: bytes) -> bytes:
+        """The node's mailbox seal key, sealed under the passphrase; ``fresh`` if none yet."""
+        return bytes.fromhex(self.setting(_MAILBOX_SEAL, fresh.hex()))
+
+    def setting(self, name: str, fresh: str) -> str:
+        """The node-wide value ``name``, storing ``fresh`` if it has none yet (first start)."""
+        with transaction(self._engine, name, write=True) as conn:
+            conn.execute(insert_new(conn, account_settings, name=name, value=fresh))
+            stored: str = conn.execute(
+                select(account_settings.c.value).where(account_settings.c.name == name)
             ).scalar_one()
-        return bytes.fromhex(stored)
+        return stored
 
     def add(self, name: str, display_name: str, password_hash: str, now: datetime) -> Account:
         """A new account whose name is its primary address; ADDRESS_TAKEN if any has it."""

@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Engine, and_, delete, func, select
 
 from securemail.accounts.schema import NAME, login_failures, login_locks
-from securemail.queue.database import insert_new, transaction
+from securemail.storage.dialect import insert_new
+from securemail.storage.engine import transaction
 
 ACCOUNT = "account"
 SOURCE = "source"

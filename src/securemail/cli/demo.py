@@ -20,11 +20,11 @@ from pathlib import Path
 
 import click
 
+from securemail.config.node import load_config
 from securemail.demo.exchange import SCRIPTS, Script, header, submit, wait_for
 from securemail.demo.federation import AGENCY, MSP, OPERATOR, ORGS, PEOPLE, NodeSetup, found
 from securemail.demo.mailbox import KEYWORD, read_inbox
 from securemail.errors import SecureMailError
-from securemail.node.config import load_config
 from securemail.node.run import serve
 from securemail.queue import QueueStore
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -18,6 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from cryptography import x509
 
+from securemail.durable import write_atomic
 from securemail.errors import SecureMailError
 from securemail.smime import keys
 
@@ -75,22 +75,13 @@ def read_input(path: str) -> bytes:
 
 
 def write_output(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` (or stdout for ``-``) atomically."""
+    """Write ``data`` to ``path`` (or stdout for ``-``) atomically, 0600: what the CLI writes
+    (cleartext, keys, archives) is for the operator who asked for it."""
     if path == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(Path(path), data)
 
 
 def fail(error: SecureMailError[Any]) -> NoReturn:

@@ -21,11 +21,11 @@ import click
 
 from securemail.cli.files import fail
 from securemail.cli.serve import CONFIG_OPTION, read_config
+from securemail.config.anchors import load_anchors
+from securemail.config.node import NodeConfig, Organisation
 from securemail.directory.model import Directory, ModelError, normalise_domain
 from securemail.directory.store import DirectoryStore
 from securemail.errors import SecureMailError
-from securemail.node.config import NodeConfig, Organisation
-from securemail.node.context import load_anchors
 from securemail.policy.labels import FIELD, Classified, classify, protective_marking
 from securemail.policy.labels import subject_marking as subject_form
 from securemail.policy.routing import Route, route

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import click
 
+from securemail import operations
 from securemail.cli.files import fail
 from securemail.cli.serve import CONFIG_OPTION, ports_file, read_config
+from securemail.config.anchors import load_anchors
+from securemail.config.node import NodeConfig
+from securemail.config.toml_table import parse_duration
 from securemail.directory.model import Directory
 from securemail.directory.store import DirectoryStore
-from securemail.node.config import NodeConfig
-from securemail.node.context import load_anchors
-from securemail.node.toml_table import parse_duration
 from securemail.queue import Direction, Entry, QueueError, QueueStore, State
-from securemail.web import operations
 
 STATES = [s.value for s in State]
 
@@ -99,20 +99,44 @@ def queue_group() -> None:
 @click.option("--state", "states", multiple=True, type=click.Choice(STATES))
 @click.option("--direction", type=click.Choice([d.value for d in Direction]))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--limit", default=operations.DEFAULT_PAGE, show_default=True, type=int)
+@click.option("--offset", default=0, show_default=True, type=int, help="Entries to skip.")
+@click.option("--oldest-first", is_flag=True, help="Oldest first (default: newest first).")
 def list_command(
-    config_path: Path, states: tuple[str, ...], direction: str | None, as_json: bool
+    config_path: Path,
+    states: tuple[str, ...],
+    direction: str | None,
+    as_json: bool,
+    limit: int,
+    offset: int,
+    oldest_first: bool,
 ) -> None:
-    """Entries in the queue, oldest first (all states unless --state is given)."""
-    with _store(config_path) as store:
+    """Entries in the queue, newest first (all states unless --state is given), one page
+    at a time: the last line (on stderr) says how many there are and how to see more."""
+    try:
         wanted = operations.QueueFilter(
             states=tuple(State(s) for s in states),
             direction=None if direction is None else Direction(direction),
+            limit=limit,
+            offset=offset,
+            oldest_first=oldest_first,
         )
-        entries = operations.list_entries(store, wanted)
-    for entry in entries:
+    except operations.OperationError as error:
+        fail(error)
+    with _store(config_path) as store:
+        page = operations.list_entries(store, wanted)
+    for entry in page.entries:
         click.echo(json.dumps(_as_json(entry)) if as_json else _line(entry))
-    if not as_json:
-        click.echo(f"-- {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}", err=True)
+    click.echo(_footer(page), err=True)
+
+
+def _footer(page: operations.Page) -> str:
+    """``-- entries 1-100 of 1661; more: --offset 100`` (never a silent cap)."""
+    if not page.entries:
+        return f"-- no entries here; {page.total} in all"
+    first, last = page.offset + 1, page.offset + len(page.entries)
+    more = f"; more: --offset {page.next_offset}" if page.more else ""
+    return f"-- entries {first}-{last} of {page.total}{more}"
 
 
 @queue_group.command("show")

@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from securemail.cli.files import fail
+from securemail.config.node import NodeConfig, load_config
 from securemail.errors import SecureMailError
-from securemail.node.config import NodeConfig, load_config
 from securemail.node.run import Ports, serve
 
 CONFIG_OPTION = click.option(

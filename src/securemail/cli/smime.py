@@ -141,9 +141,10 @@ def _trust(anchors: tuple[Path, ...], crls: tuple[Path, ...], no_check: bool) ->
     help="Write what is needed to verify the receipt later (JSON) to this file.",
 )
 @click.option(
-    "--inner-base64",
+    "--inner-binary",
     is_flag=True,
-    help="Base64 inner entity (for peers that pipe into stock S/MIME tools).",
+    help="Binary inner entity (only for peers whose directory entry lists inner-binary; "
+    "the default base64 is what every S/MIME stack reads).",
 )
 @click.option("--sign-only", is_flag=True, help="Sign but do not encrypt.")
 @files.passphrase_options
@@ -162,7 +163,7 @@ def protect_command(
     privacy_mark: str | None,
     receipt_to: tuple[str, ...],
     receipt_basis: Path | None,
-    inner_base64: bool,
+    inner_binary: bool,
     sign_only: bool,
     passphrase_env: str | None,
     passphrase_file: Path | None,
@@ -185,7 +186,7 @@ def protect_command(
             rsa_padding="pss" if pss else "pkcs1v15",
             label=_label(label, privacy_mark),
             receipt_request=ReceiptRequest(os.urandom(16), receipt_to) if receipt_to else None,
-            inner_encoding="base64" if inner_base64 else "binary",
+            inner_encoding="binary" if inner_binary else "base64",
         )
         data = files.read_input(message)
         if sign_only:

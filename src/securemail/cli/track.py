@@ -16,15 +16,15 @@ from pathlib import Path
 import click
 from cryptography import x509
 
+from securemail import operations
 from securemail.cli.queue import _store
 from securemail.cli.serve import CONFIG_OPTION, read_config
+from securemail.config.anchors import load_anchors
+from securemail.config.node import NodeConfig
 from securemail.directory.store import DirectoryStore
 from securemail.errors import SecureMailError
 from securemail.evidence import write_bundle
-from securemail.node.config import NodeConfig
-from securemail.node.context import load_anchors
 from securemail.queue import QueueStore, SentSignature
-from securemail.web import operations
 
 
 def _message_id(value: str) -> str:

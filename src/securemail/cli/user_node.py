@@ -15,14 +15,14 @@ from pathlib import Path
 
 import click
 
+from securemail.accounts.events import ACCOUNTS_LOG
 from securemail.accounts.node import open_accounts
 from securemail.accounts.service import AccountService
 from securemail.cli.files import fail
 from securemail.cli.serve import read_config
+from securemail.config.node import NodeConfig
 from securemail.errors import SecureMailError
-from securemail.node.config import NodeConfig
 from securemail.node.context import read_passphrase
-from securemail.node.mailboxes import ACCOUNTS_LOG
 
 
 @dataclass(frozen=True)

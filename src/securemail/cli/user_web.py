@@ -1,7 +1,7 @@
 """``securemail user operator`` and ``securemail user token``: the web's roles and API tokens.
 
 Like every ``securemail user`` command these open the node's database directly and call
-the service (securemail.web.access), which checks and logs every change.
+the service (securemail.access.tokens), which checks and logs every change.
 
 Security: a new API token is printed once and kept nowhere but as its SHA-256.
 """
@@ -14,13 +14,12 @@ from datetime import UTC, datetime
 
 import click
 
-from securemail.accounts.events import AccountEvents
+from securemail.access.model import Scope
+from securemail.access.store import WebStore
+from securemail.access.tokens import WebAccess
+from securemail.accounts.events import ACCOUNTS_LOG, AccountEvents
 from securemail.cli.user_node import open_node_accounts
-from securemail.node.mailboxes import ACCOUNTS_LOG
-from securemail.queue.database import connect
-from securemail.web.access import WebAccess
-from securemail.web.model import Scope
-from securemail.web.store import WebStore
+from securemail.storage.engine import connect
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from securemail.deliver.durable import fsync_dir
+from securemail.durable import fsync_dir
 
 KEYWORDS_FILE = "dovecot-keywords"
 _LOCK_FILE = "dovecot-uidlist.lock"

@@ -21,7 +21,10 @@ is 550 5.1.1, and a message that would take the account past its quota is 452 4.
 "Mailbox full": temporary, so the queue keeps it and it goes in once the user makes room.
 
 The stored form is what Postfix's virtual(8) writes: ``Return-Path:`` (RFC 5321 §4.4) and
-``Delivered-To:`` added on top, LF line ends.
+``Delivered-To:`` added on top, LF line ends. With a ``seal`` (a node that serves the
+mailboxes to people), the seal line goes on top of that (:mod:`securemail.deliver.seal`),
+computed for the mailbox the message lands in (the account's primary address) and the
+``origin`` the caller gave.
 
 Security: the recipient address is untrusted input that becomes a path. Only
 ``<domain>/<local>`` below ``root`` is ever written: a part that is empty, starts with a
@@ -42,9 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securemail.accounts.model import Mailboxes
-from securemail.deliver.durable import fsync_dir
 from securemail.deliver.keywords import keyword_letters
 from securemail.deliver.quota import mailbox_usage
+from securemail.deliver.seal import MailboxSeal, Origin
+from securemail.durable import fsync_dir
 from securemail.replies import Reply
 
 _STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
@@ -69,8 +73,10 @@ class MaildirTarget:
         create_mailboxes: bool = True,
         mailboxes: frozenset[str] | None = None,
         accounts: Mailboxes | None = None,
+        seal: MailboxSeal | None = None,
     ) -> None:
         self._root = Path(root)
+        self._seal = seal
         self._create = create_mailboxes
         self._mailboxes = None if mailboxes is None else frozenset(m.lower() for m in mailboxes)
         self._accounts = accounts
@@ -83,11 +89,12 @@ class MaildirTarget:
         key: str,
         *,
         keywords: Set[str] = frozenset(),
+        origin: Origin = Origin.DELIVERED,
     ) -> dict[str, Reply]:
         if not key or any(c not in "0123456789abcdefABCDEF" for c in key):
             raise ValueError("the message key must be hexadecimal")
         wanted = list(dict.fromkeys(recipients))
-        store = _Store(mail_from, body, key.lower(), frozenset(keywords))
+        store = _Store(mail_from, body, key.lower(), frozenset(keywords), origin)
         return await asyncio.to_thread(self._deliver_all, store, wanted)
 
     def _deliver_all(self, store: _Store, wanted: list[str]) -> dict[str, Reply]:
@@ -97,12 +104,14 @@ class MaildirTarget:
         found = self._mailbox_for(rcpt)
         if isinstance(found, Reply):
             return found
-        mailbox, quota = found
+        mailbox, owner, quota = found
         name = message_name(store.key, rcpt)
         try:
             make_mailbox(mailbox)
             if not stored(mailbox, name):
                 content = _stored_form(store.mail_from, rcpt, store.body)
+                if self._seal is not None:
+                    content = self._seal.stamp(owner, store.origin, content)
                 if quota is not None and mailbox_usage(mailbox) + len(content) > quota:
                     return _mailbox_full(rcpt, quota)
                 letters = keyword_letters(mailbox, store.keywords) if store.keywords else ""
@@ -111,8 +120,9 @@ class MaildirTarget:
             return _storage_failure(error)
         return Reply(250, "2.0.0", "Delivered", "", f"{rcpt} {name}")
 
-    def _mailbox_for(self, rcpt: str) -> tuple[Path, int | None] | Reply:
-        """The Maildir ``rcpt`` is delivered to and its quota, or the refusal."""
+    def _mailbox_for(self, rcpt: str) -> tuple[Path, str, int | None] | Reply:
+        """The Maildir ``rcpt`` is delivered to, whose it is (the address it is named after)
+        and its quota, or the refusal."""
         mailbox = mailbox_path(self._root, rcpt)
         if mailbox is None:
             return Reply(550, "5.1.3", "Bad mailbox address", "bad-address", repr(rcpt))
@@ -122,12 +132,12 @@ class MaildirTarget:
         if self._accounts is None:
             if not self._known(rcpt, mailbox):
                 return Reply(550, "5.1.1", "No such mailbox", "no-such-mailbox", rcpt)
-            return mailbox, None
+            return mailbox, rcpt.lower(), None
         account = self._accounts.mailbox_for(rcpt)
         primary = None if account is None else mailbox_path(self._root, account.primary)
         if account is None or primary is None:
             return Reply(550, "5.1.1", "No such mailbox", "no-such-mailbox", rcpt)
-        return primary, account.quota
+        return primary, account.primary.lower(), account.quota
 
     def _known(self, rcpt: str, mailbox: Path) -> bool:
         if self._create or (mailbox / "new").is_dir():
@@ -170,6 +180,7 @@ class _Store:
     body: bytes
     key: str
     keywords: frozenset[str]
+    origin: Origin
 
 
 def mailbox_path(root: Path, address: str) -> Path | None:

@@ -13,7 +13,8 @@ exception, never a guess. The message key is not used: an SMTP or LMTP store can
 asked whether it already holds a message, so a retry after a lost answer may store a
 second copy (the store's own duplicate suppression, if any, applies). IMAP keywords are
 ignored: SMTP and LMTP have no way to carry them (the store's own rules may file the mail
-by the ``X-SecureMail-Status`` marking field instead).
+by the ``X-SecureMail-Status`` marking field instead); so is ``origin``: the store is the
+organisation's, and only it can vouch for what it holds.
 
 Security: the store's replies are untrusted (kept only in ``detail``). With STARTTLS
 configured, nothing of the envelope is sent before TLS is up; bytes the server sent before
@@ -27,8 +28,10 @@ import re
 import ssl
 from collections.abc import Sequence, Set
 
-from securemail.relay.tls import smarthost_context
-from securemail.relay.wire import (
+from securemail.deliver.seal import Origin
+from securemail.replies import Reply
+from securemail.smtpwire.tls import smarthost_context
+from securemail.smtpwire.wire import (
     bad_address,
     clean_detail,
     needs_smtputf8,
@@ -36,7 +39,6 @@ from securemail.relay.wire import (
     unsafe_text,
     wire_reply,
 )
-from securemail.replies import Reply
 
 REFUSED = "downstream-refused"
 UNAVAILABLE = "downstream-unavailable"
@@ -91,6 +93,7 @@ class SmtpTarget:
         key: str,
         *,
         keywords: Set[str] = frozenset(),
+        origin: Origin = Origin.DELIVERED,
     ) -> dict[str, Reply]:
         wanted = list(dict.fromkeys(recipients))
         final: dict[str, Reply] = {}  # definite answers only, filled as they arrive

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence, Set
 from typing import Protocol
 
+from securemail.deliver.seal import Origin
 from securemail.replies import Reply
 
 SECUREMAIL_KEYWORD = "$SecureMail"  # IMAP keyword on mail the inbound gateway verified
@@ -26,7 +27,13 @@ class Target(Protocol):
     - ``keywords`` are IMAP keywords (RFC 3501 §2.3.2) the stored message carries, such as
       :data:`SECUREMAIL_KEYWORD` for verified SecureMail, so mail clients can filter and
       sort on them. A store that cannot set keywords ignores them (it says so); the caller
-      passes them only for what deserves them, never for unverified mail.
+      passes them only for what deserves them, never for unverified mail;
+    - ``origin`` says who wrote the message: mail the gateway delivers from a peer or from
+      outside (:attr:`Origin.DELIVERED`, its trust fields already written by the gateway),
+      or the gateway's own notice or receipt (:attr:`Origin.NOTICE`). A store the node
+      hosts seals what it stores with it (:mod:`securemail.deliver.seal`), so the webmail
+      and IMAP can tell the gateway's messages from what a mail client put there; a store
+      the node does not host ignores it.
     """
 
     async def deliver(
@@ -37,6 +44,7 @@ class Target(Protocol):
         key: str,
         *,
         keywords: Set[str] = frozenset(),
+        origin: Origin = Origin.DELIVERED,
     ) -> dict[str, Reply]:
         """Store ``body`` for each recipient; see the class contract."""
         ...

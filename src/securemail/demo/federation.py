@@ -25,16 +25,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from securemail.accounts.events import AccountEvents
+from securemail.access.store import WebStore
+from securemail.access.tokens import WebAccess
+from securemail.accounts.events import ACCOUNTS_LOG, AccountEvents
 from securemail.accounts.node import open_accounts
+from securemail.config.node import NodeConfig, load_config
 from securemail.federation.node import NodeTarget
 from securemail.federation.operator import Application, add_member, init_federation, publish
 from securemail.federation.store import Store
-from securemail.node.config import NodeConfig, load_config
-from securemail.node.mailboxes import ACCOUNTS_LOG
 from securemail.smime.keys import load_private_key
-from securemail.web.access import WebAccess
-from securemail.web.store import WebStore
 
 FEDERATION = "SecureMail Demo Federation"
 

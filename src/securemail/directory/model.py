@@ -23,7 +23,17 @@ from cryptography.hazmat.primitives import serialization
 FORMAT = "securemail-directory/1"
 ROLES = ("gateway", "msp", "gsp")
 STATUSES = ("active", "suspended")
-CAPABILITIES = ("aes256-gcm", "aes128-gcm", "aes256-cbc", "aes128-cbc", "rsa-oaep", "ecdh")
+# "inner-binary": the member's gateway reads a binary inner signed entity (profile §1);
+# without it, senders use base64, which every S/MIME stack reads
+CAPABILITIES = (
+    "aes256-gcm",
+    "aes128-gcm",
+    "aes256-cbc",
+    "aes128-cbc",
+    "rsa-oaep",
+    "ecdh",
+    "inner-binary",
+)
 # RFC 2142 mailbox names and common role words: contacts are roles, never persons
 ROLE_MAILBOXES = frozenset(
     {

@@ -11,13 +11,13 @@ because OpenSSL refuses a CRL issued after the time it checks at.
 
 Security: the receipts, evidence and original are parsed before anything is written (a
 signature that does not even verify against its own certificate is refused). The folder
-must be new or empty, every file is created exclusively with mode 0644, and values copied
-into the README lose control characters and backticks.
+must be new or empty (a new one is 0700), every file is created exclusively with mode 0600
+(the original is the signed cleartext; :func:`securemail.durable.write_new`), and values
+copied into the README lose control characters and backticks.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +26,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from securemail.durable import PRIVATE_FOLDER, write_new
 from securemail.evidence import Evidence, EvidenceError, EvidenceReason, rfc3339
 from securemail.smime import oids
 from securemail.smime.errors import SmimeError
@@ -82,7 +83,7 @@ def write_bundle(
         files[receipt.name] = receipt.der
         files[receipt.evidence_name] = receipt.evidence_json
     files[README] = readme(message_id, parsed, crls).encode("utf-8")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
     if any(folder.iterdir()):
         raise EvidenceError(EvidenceReason.BUNDLE_NOT_EMPTY, f"{folder} is not empty")
     return [_write(folder / name, data) for name, data in files.items()]
@@ -111,11 +112,9 @@ def _pem(certificates: Sequence[x509.Certificate]) -> bytes:
 
 
 def _write(path: Path, data: bytes) -> Path:
-    """Create ``path`` (never over an existing file or link) with mode 0644 and ``data``."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(descriptor, "wb") as file:
-        os.fchmod(file.fileno(), 0o644)  # the umask may have taken bits away
-        file.write(data)
+    """Create ``path`` (never over an existing file or link), 0600: the original it holds is
+    the signed cleartext of the message."""
+    write_new(path, data)
     return path
 
 

@@ -42,6 +42,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from securemail import durable
 from securemail.directory import Member, ModelError
 from securemail.federation import FederationError, FederationReason
 from securemail.pki.authority import Issued, private_key_pem
@@ -257,38 +258,16 @@ def write_node_directory(root: Path, files: Mapping[str, bytes]) -> None:
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data``: temporary file, fsync, rename."""
-    tmp = _temporary(path, data, mode)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Replace ``path`` with ``data`` (the one atomic write); public files are 0644."""
+    durable.write_atomic(path, data, mode=mode)
 
 
 def write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Create ``path`` with ``data``, refusing to replace anything already there."""
-    tmp = _temporary(path, data, mode)
     try:
-        os.link(tmp, path)
+        durable.write_new(path, data, mode=mode)
     except FileExistsError:
         raise FederationError(FederationReason.SERIAL_EXISTS, f"{path} exists") from None
-    finally:
-        tmp.unlink()
-
-
-def _temporary(path: Path, data: bytes, mode: int) -> Path:
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(name, mode)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return Path(name)
 
 
 def _json(data: Any) -> bytes:

@@ -5,10 +5,10 @@ both arrive as ``PlainCredentials``) and the resulting identity for a session. H
 secret goes to :meth:`securemail.accounts.model.Authenticator.login` with
 ``Service.IMAP`` and the client's IP address, and the session is pymap's own Maildir
 backend (``MailboxSet`` over the ``++`` layout) opened on the Maildir the account's primary
-address maps to. The Maildir is created on first login, and ``$SecureMail`` is defined in
-its ``dovecot-keywords`` (and in each folder a client creates), so clients see the keyword
-in FLAGS before the first verified message arrives and a message moved between folders
-keeps it.
+address maps to, with ``$SecureMail`` kept the gateway's alone (:mod:`securemail.imap.folders`).
+The Maildir is created on first login, and ``$SecureMail`` is defined in its
+``dovecot-keywords`` (and in each folder), so clients see the keyword in FLAGS before the
+first verified message arrives.
 
 Security: the name and secret are untrusted. Every refusal except a throttle gives the
 same answer, RFC 5530 ``[AUTHENTICATIONFAILED] Invalid credentials.``, so a client never
@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pymap.backend.maildir.layout import MaildirLayout
-from pymap.backend.maildir.mailbox import MailboxSet, Maildir, Message
+from pymap.backend.maildir.mailbox import MailboxSet, Message
 from pymap.backend.session import BaseSession
 from pymap.config import IMAPConfig
 from pymap.context import socket_info
@@ -36,7 +36,6 @@ from pymap.exceptions import AuthorizationFailure, InvalidAuth, NotAllowedError,
 from pymap.interfaces.login import IdentityInterface, LoginInterface
 from pymap.interfaces.token import TokenCredentials, TokensInterface
 from pymap.parsing.response import ResponseCode, ResponseNo
-from pymap.parsing.specials import ObjectId
 from pymap.user import UserMetadata
 from pysasl.creds.plain import PlainCredentials
 from pysasl.creds.server import ServerCredentials
@@ -45,7 +44,9 @@ from pysasl.identity import Identity
 from securemail.accounts.model import Account, AccountReason, Authenticator, Denied, Service
 from securemail.deliver.keywords import keyword_letters
 from securemail.deliver.maildir import make_mailbox
+from securemail.deliver.seal import MailboxSeal
 from securemail.deliver.target import SECUREMAIL_KEYWORD
+from securemail.imap.folders import PrivateMaildir, SealedFolders
 
 MaildirFor = Callable[[str], Path | None]
 """Primary address to the Maildir that holds its mail, or None if not hosted here."""
@@ -58,9 +59,14 @@ class AccountLogin(LoginInterface):
     """pymap's login seam over the shared :class:`Authenticator` (see the module doc)."""
 
     def __init__(
-        self, authenticator: Authenticator, maildir_for: MaildirFor, config: IMAPConfig
+        self,
+        authenticator: Authenticator,
+        maildir_for: MaildirFor,
+        config: IMAPConfig,
+        seal: MailboxSeal,
     ) -> None:
         self._authenticator, self._maildir_for, self._config = authenticator, maildir_for, config
+        self._seal = seal
 
     @property
     def tokens(self) -> TokensInterface:
@@ -78,7 +84,9 @@ class AccountLogin(LoginInterface):
             _log.info("imap login refused from %s: %s", source, result.reason.value)
             raise _refusal(result)
         _log.info("imap login %s from %s (%s)", result.account.name, source, result.method)
-        return AccountIdentity(result.account, credentials.authcid, self._maildir_for, self._config)
+        return AccountIdentity(
+            result.account, credentials.authcid, self._maildir_for, self._config, self._seal
+        )
 
     async def authorize(self, authenticated: IdentityInterface, authzid: str) -> IdentityInterface:
         """Only as itself: ``authzid`` must be the name it logged in with."""
@@ -93,10 +101,15 @@ class AccountIdentity(IdentityInterface):
     """A logged-in account; its session is its Maildir. Account data is not changed here."""
 
     def __init__(
-        self, account: Account, login: str, maildir_for: MaildirFor, config: IMAPConfig
+        self,
+        account: Account,
+        login: str,
+        maildir_for: MaildirFor,
+        config: IMAPConfig,
+        seal: MailboxSeal,
     ) -> None:
         self.account, self.login = account, login
-        self._maildir_for, self._config = maildir_for, config
+        self._maildir_for, self._config, self._seal = maildir_for, config, seal
 
     @property
     def name(self) -> str:
@@ -113,9 +126,10 @@ class AccountIdentity(IdentityInterface):
             _log.warning("imap: no Maildir for %s on this node", self.account.primary)
             raise _UnavailableError("Mailbox not available here.")
         await asyncio.to_thread(_prepare, path)
-        inbox = Maildir(str(path), create=False)
-        layout = MaildirLayout.get(str(path), "++", Maildir)
-        yield AccountSession(self.name, self._config, _Folders(inbox, layout))
+        inbox = PrivateMaildir(str(path), create=False)
+        layout = MaildirLayout.get(str(path), "++", PrivateMaildir)
+        folders = SealedFolders(inbox, layout, self._seal, self.account.primary)
+        yield AccountSession(self.name, self._config, folders)
 
     async def new_token(self, *, expiration: datetime | None = None) -> str | None:
         return None  # bearer tokens are not offered: every login goes through the Authenticator
@@ -144,20 +158,6 @@ class AccountSession(BaseSession[Message]):
     @property
     def mailbox_set(self) -> MailboxSet:
         return self._folders
-
-
-class _Folders(MailboxSet):
-    """pymap's Maildir++ folders; a folder a client creates gets ``$SecureMail`` defined."""
-
-    def __init__(self, inbox: Maildir, layout: MaildirLayout[Maildir]) -> None:
-        super().__init__(inbox, layout)
-        self._folder_layout = layout
-
-    async def add_mailbox(self, name: str) -> ObjectId:
-        mailbox_id = await super().add_mailbox(name)
-        folder = Path(self._folder_layout.get_path(name, self.delimiter))
-        await asyncio.to_thread(keyword_letters, folder, [SECUREMAIL_KEYWORD])
-        return mailbox_id
 
 
 def _prepare(path: Path) -> None:

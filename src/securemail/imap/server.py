@@ -40,6 +40,7 @@ from pysasl.hashing import BuiltinHash
 from pysasl.mechanism.plain import PlainMechanism
 
 from securemail.accounts.model import Authenticator
+from securemail.deliver.seal import MailboxSeal
 from securemail.imap.login import AccountLogin, MaildirFor
 
 _MAX_APPEND = 50 * 2**20  # octets per APPENDed message
@@ -88,16 +89,21 @@ async def start_imap(
     name: str = "SecureMail",
     max_append: int = _MAX_APPEND,
     limits: ImapLimits = ImapLimits(),
+    seal: MailboxSeal,
 ) -> ImapServer:
     """Serve IMAP on ``listen`` (STARTTLS) and/or ``tls_listen`` (implicit TLS).
 
     ``tls`` is the server context (certificate and key loaded); ``maildir_for`` maps an
-    account's primary address to its Maildir. Port 0 picks a free port (see the handle).
+    account's primary address to its Maildir; ``seal`` is the node's mailbox seal, which
+    decides which messages may show ``$SecureMail`` (:mod:`securemail.imap.folders`). Port 0
+    picks a free port (see the handle).
     """
     if listen is None and tls_listen is None:
         raise ValueError("start_imap needs listen or tls_listen")
     config = _Settings(tls, name, max_append)
-    connections = _Connections(AccountLogin(authenticator, maildir_for, config), config, limits)
+    connections = _Connections(
+        AccountLogin(authenticator, maildir_for, config, seal), config, limits
+    )
     servers: list[asyncio.Server] = []
     try:
         if listen is not None:

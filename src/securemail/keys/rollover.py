@@ -24,6 +24,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from securemail.durable import PRIVATE_FILE, PRIVATE_FOLDER, write_atomic
 from securemail.errors import SecureMailError
 from securemail.pki.authority import KeyType, generate_key, private_key_pem
 from securemail.smime.keys import RecipientIdentity, load_certificate, load_private_key
@@ -65,15 +66,9 @@ class Paths:
         return self.node_dir / "requests" / f"next-{self.purpose}.csr"
 
 
-def _write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+def _write(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
+    path.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+    write_atomic(path, data, mode=mode)
 
 
 def start(paths: Paths, passphrase: bytes, *, key_type: KeyType = "rsa2048") -> Path:

@@ -20,15 +20,19 @@ are queued with priority 1; everything else with 0.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from cryptography import x509
 
 from securemail import addresses, notices
-from securemail.directory.model import spki_pin
+from securemail.config.node import NodeConfig
+from securemail.directory.model import Directory, spki_pin
 from securemail.evidence import EvidenceReason
-from securemail.node.context import Node
 from securemail.policy.routing import Route, RouteKind, route
 from securemail.queue import Direction, NewMessage, QueueError
+from securemail.queue.access import QueueAccess
 from securemail.receive import Received
 from securemail.receive.door import SourceQuota
 from securemail.receive.model import ReceiveReason
@@ -39,16 +43,27 @@ SECUREMAIL, ORDINARY = 0, 1  # queue priorities: lower is claimed first
 log = logging.getLogger("securemail.receive")
 
 
+@dataclass(frozen=True)
+class AdmissionContext:
+    """What the listeners' admission uses: the served domains and routes, and the queue."""
+
+    config: NodeConfig  # domains, organisations, smarthost
+    directory: Callable[[], Directory | None]  # the current verified directory
+    queue: QueueAccess
+    clock: Callable[[], datetime]
+    # peer mail quarantined per source (shared with the inbound worker; see receive.door)
+    quarantined: SourceQuota = field(default_factory=lambda: SourceQuota(None))
+
+
 class Admission:
     """The node's answers to its listeners."""
 
-    def __init__(self, node: Node, quarantined: SourceQuota | None = None) -> None:
-        self.node = node
-        self.quarantined = quarantined or SourceQuota(None)
+    def __init__(self, context: AdmissionContext) -> None:
+        self.context = context
 
     def member_of(self, certificate: bytes) -> str | None:
         """The active member whose directory entry pins the key of ``certificate`` (DER)."""
-        directory = self.node.directory()
+        directory = self.context.directory()
         try:
             pin = spki_pin(x509.load_der_x509_certificate(certificate))
         except ValueError:
@@ -57,7 +72,7 @@ class Admission:
         return next((m.org_id for m in members if m.active and pin in m.tls_pins), None)
 
     def serves(self, domain: str) -> bool:
-        return domain.lower().rstrip(".") in self.node.config.domains
+        return domain.lower().rstrip(".") in self.context.config.domains
 
     def sender_allowed(self, address: str) -> bool:
         return self.serves(address.rpartition("@")[2])
@@ -73,14 +88,14 @@ class Admission:
         return route(
             recipient.rpartition("@")[2],
             sender_org=org_id,
-            directory=self.node.directory(),
-            smarthost=self.node.config.smarthost is not None,
-            now=self.node.clock(),
+            directory=self.context.directory(),
+            smarthost=self.context.config.smarthost is not None,
+            now=self.context.clock(),
         )
 
     def _sender_org(self, mail_from: str) -> str:
-        org = self.node.config.organisation_for(mail_from.rpartition("@")[2])
-        return (org or self.node.config.organisations[0]).org_id
+        org = self.context.config.organisation_for(mail_from.rpartition("@")[2])
+        return (org or self.context.config.organisations[0]).org_id
 
     async def admit_outbound(self, received: Received) -> Reply:
         org = self._sender_org(received.mail_from or _author_address(received.body))
@@ -94,7 +109,7 @@ class Admission:
 
     async def admit_inbound(self, received: Received) -> Reply:
         """One entry per receiving organisation (a GSP node serves several)."""
-        if self.quarantined.exceeded(received.client_address, self.node.clock()):
+        if self.context.quarantined.exceeded(received.client_address, self.context.clock()):
             detail = f"{received.client_address} is over its quarantine quota"
             text = "Too much refused mail from your address, try again later"
             return Reply(451, "4.7.1", text, ReceiveReason.QUARANTINE_QUOTA, detail)
@@ -113,13 +128,13 @@ class Admission:
         return await self._enqueue(self._inbound(received, "ordinary", ORDINARY))
 
     def _is_receipt_address(self, address: str) -> bool:
-        org = self.node.config.organisation_for(address.rpartition("@")[2])
+        org = self.context.config.organisation_for(address.rpartition("@")[2])
         return org is not None and address.lower() == org.receipt_address
 
     def _inbound(self, received: Received, kind: str, priority: int) -> list[NewMessage]:
         by_org: dict[str, list[str]] = {}
         for recipient in received.recipients:
-            org = self.node.config.organisation_for(recipient.rpartition("@")[2])
+            org = self.context.config.organisation_for(recipient.rpartition("@")[2])
             if org is not None:
                 by_org.setdefault(org.org_id, []).append(recipient)
         return [
@@ -131,12 +146,12 @@ class Admission:
 
     async def _enqueue(self, messages: list[NewMessage]) -> Reply:
         try:
-            ids = [await self.node.commits().enqueue(m) for m in messages]
+            ids = [await self.context.queue.commits.enqueue(m) for m in messages]
         except QueueError as error:
             log.error("queue refused a message: %s", error)
             return temporary(error.reason, error.detail, "Queue unavailable, try again later")
         for message in messages:
-            self.node.notify(message.direction)
+            self.context.queue.notify(message.direction)
         return ok(f"Queued as {' '.join(ids)}")
 
 

@@ -20,13 +20,11 @@ import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-
 from securemail.accounts.model import Authenticator
+from securemail.config.node import NodeConfig
+from securemail.config.reasons import NodeReason
 from securemail.node.admission import Admission
-from securemail.node.config import NodeConfig
-from securemail.node.context import Node, NodeError, read_passphrase
-from securemail.node.reasons import NodeReason
+from securemail.node.context import NodeError, read_passphrase
 from securemail.receive import (
     Listener,
     ListenerSettings,
@@ -40,7 +38,7 @@ SettingsFor = Callable[[str, int], ListenerSettings]
 
 
 def server_tls(
-    node: Node, certificate: Path | None = None, key: Path | None = None
+    config: NodeConfig, certificate: Path | None = None, key: Path | None = None
 ) -> ssl.SSLContext:
     """A listener's TLS context: the peer certificate and key unless others are named
     (their key encrypted with the node passphrase, as every key file), TLS 1.2 or newer."""
@@ -48,16 +46,16 @@ def server_tls(
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(
-            certificate or node.config.tls_certificate,
-            key or node.config.tls_key,
-            password=read_passphrase(node.config),
+            certificate or config.tls_certificate,
+            key or config.tls_key,
+            password=read_passphrase(config),
         )
     except (OSError, ssl.SSLError) as error:
         raise NodeError(NodeReason.KEYS_UNAVAILABLE, f"TLS certificate or key: {error}") from None
     return context
 
 
-def peer_server_tls(node: Node) -> ssl.SSLContext:
+def peer_server_tls(config: NodeConfig) -> ssl.SSLContext:
     """The peer listener's context: the node's certificate, and a request for the client's,
     which must chain to a federation anchor (the only CAs loaded) for the handshake to pass.
 
@@ -69,12 +67,12 @@ def peer_server_tls(node: Node) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(
-            node.config.tls_certificate, node.config.tls_key, password=read_passphrase(node.config)
+            config.tls_certificate, config.tls_key, password=read_passphrase(config)
         )
+        context.load_verify_locations(cafile=config.anchor)
     except (OSError, ssl.SSLError) as error:
-        raise NodeError(NodeReason.KEYS_UNAVAILABLE, f"TLS certificate or key: {error}") from None
-    anchors = b"".join(a.public_bytes(serialization.Encoding.PEM) for a in node.anchors)
-    context.load_verify_locations(cadata=anchors.decode("ascii"))
+        detail = f"TLS certificate, key or federation anchor: {error}"
+        raise NodeError(NodeReason.KEYS_UNAVAILABLE, detail) from None
     context.verify_mode = ssl.CERT_OPTIONAL
     return context
 
@@ -130,29 +128,28 @@ class _Started:
 
 
 async def start_listeners(
-    node: Node, admission: Admission, authenticator: Authenticator | None = None
+    config: NodeConfig, admission: Admission, authenticator: Authenticator | None = None
 ) -> Listeners:
     """Start every configured listener; NodeError if [submission] has no ``authenticator``."""
-    if node.config.submission is not None and authenticator is None:
+    if config.submission is not None and authenticator is None:
         detail = "[submission] is configured but the node was given no account authenticator"
         raise NodeError(NodeReason.BAD_CONFIG, detail)
     async with contextlib.AsyncExitStack() as stack:
         started = _Started(stack)
-        listeners = await _start_transfer(node, admission, started)
+        listeners = await _start_transfer(config, admission, started)
         if authenticator is not None:
-            submission = await _start_submission(node, admission, authenticator, started)
+            submission = await _start_submission(config, admission, authenticator, started)
             listeners = dataclasses.replace(listeners, **submission)
         stack.pop_all()  # all up: from here the caller closes them
     return listeners
 
 
-async def _start_transfer(node: Node, admission: Admission, started: _Started) -> Listeners:
+async def _start_transfer(config: NodeConfig, admission: Admission, started: _Started) -> Listeners:
     """The peer, relay and (if configured) ordinary listeners."""
-    config = node.config
-    settings = _settings_for(config, server_tls(node))
+    settings = _settings_for(config, server_tls(config))
     peer_settings = dataclasses.replace(
         settings(config.peer.host, config.peer.port),
-        tls=peer_server_tls(node),
+        tls=peer_server_tls(config),
         door=config.peer_edge.door,
     )
     peer = await started(
@@ -183,18 +180,18 @@ async def _start_transfer(node: Node, admission: Admission, started: _Started) -
 
 
 async def _start_submission(
-    node: Node, admission: Admission, authenticator: Authenticator, started: _Started
+    config: NodeConfig, admission: Admission, authenticator: Authenticator, started: _Started
 ) -> dict[str, Listener]:
     """The configured submission listeners, by their field in :class:`Listeners`.
 
     Accepted mail goes the way of the relay listener's (outbound, same recipient check),
     with the account name as the queue entry's ``auth``.
     """
-    submission = node.config.submission
+    submission = config.submission
     if submission is None:
         return {}
-    tls = server_tls(node, submission.tls_certificate, submission.tls_key)
-    settings = _settings_for(node.config, tls)
+    tls = server_tls(config, submission.tls_certificate, submission.tls_key)
+    settings = _settings_for(config, tls)
     wanted = {
         "submission": (submission.listen, False),
         "submission_tls": (submission.tls_listen, True),

@@ -19,14 +19,12 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from securemail.accounts.events import ACCOUNTS_LOG
 from securemail.accounts.node import Accounts, open_accounts
+from securemail.config.node import NodeConfig
 from securemail.deliver.maildir import mailbox_path
 from securemail.imap import ImapServer, MaildirFor, start_imap
-from securemail.node.config import NodeConfig
-from securemail.node.context import Node
 from securemail.node.listeners import server_tls
-
-ACCOUNTS_LOG = "accounts.log"
 
 
 def hosts_mailboxes(config: NodeConfig) -> bool:
@@ -64,13 +62,12 @@ def maildir_for(config: NodeConfig) -> MaildirFor:
     return lookup
 
 
-async def start_node_imap(node: Node, accounts: Accounts) -> ImapServer | None:
+async def start_node_imap(config: NodeConfig, accounts: Accounts) -> ImapServer | None:
     """Serve IMAP as ``[imap]`` says, or nothing if it is not configured."""
-    config = node.config
     imap = config.imap
     if imap is None:
         return None
-    tls = server_tls(node, imap.tls_certificate, imap.tls_key)
+    tls = server_tls(config, imap.tls_certificate, imap.tls_key)
     listen = None if imap.listen is None else (imap.listen.host, imap.listen.port)
     tls_listen = None if imap.tls_listen is None else (imap.tls_listen.host, imap.tls_listen.port)
     return await start_imap(
@@ -80,4 +77,5 @@ async def start_node_imap(node: Node, accounts: Accounts) -> ImapServer | None:
         listen=listen,
         tls_listen=tls_listen,
         name=config.name,
+        seal=accounts.mailbox_seal,
     )

@@ -54,13 +54,13 @@ class WebServer:
 
 
 async def start_node_web(
-    node: Node, *, routers: Sequence[APIRouter] | None = None
+    node: Node, admission: Admission, *, routers: Sequence[APIRouter] | None = None
 ) -> WebServer | None:
     """Serve [web] for ``node``; None when it has no [web] or hosts no accounts."""
     settings = node.config.web
     if settings is None or node.accounts is None:
         return None
-    tls = server_tls(node, settings.tls_certificate, settings.tls_key)
+    tls = server_tls(node.config, settings.tls_certificate, settings.tls_key)
     listening = socket.create_server(
         (settings.listen.host, settings.listen.port),
         family=socket.AF_INET6 if ":" in settings.listen.host else socket.AF_INET,
@@ -72,11 +72,12 @@ async def start_node_web(
         config=node.config,
         accounts=node.accounts,
         store=node.store,
-        db=node.db,
+        db=node.queue.db,
         directory=node.directory,
         clock=node.clock,
         maildir_for=maildir_for(node.config),
-        admit=Admission(node).admit_outbound,
+        admit=admission.admit_outbound,
+        seal=node.accounts.mailbox_seal,
     )
     app = make_app(web, routers=routers, origin=origin)
     config = uvicorn.Config(

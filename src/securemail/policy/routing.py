@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from cryptography import x509
 
@@ -107,6 +108,11 @@ def choose_cipher(member: Member) -> CipherName:
         if cipher in member.capabilities:
             return cipher
     return "aes256-cbc"
+
+
+def choose_inner_encoding(member: Member) -> Literal["binary", "base64"]:
+    """Base64 unless the directory says the peer reads a binary inner entity (profile §1)."""
+    return "binary" if "inner-binary" in member.capabilities else "base64"
 
 
 def route(

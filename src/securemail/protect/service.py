@@ -28,14 +28,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from securemail import addresses
+from securemail.bounces import bounce_newly_failed
 from securemail.directory.model import Directory
-from securemail.node.bounces import bounce_newly_failed
-from securemail.node.context import Node, OrgKeys
+from securemail.keys.org import OrgKeys
 from securemail.policy.labels import Classified, classify, protective_marking
-from securemail.policy.routing import Route, RouteKind, route
+from securemail.policy.routing import Route, RouteKind, choose_inner_encoding, route
+from securemail.protect.context import ProtectContext
 from securemail.protect.groups import Group, group_recipients
 from securemail.queue import Attempt, Entry, NewSignature
-from securemail.relay import Destination, RelayError, send
+from securemail.relay import Destination, RelayError
 from securemail.replies import Reply, permanent, temporary
 from securemail.smime import ProtectOptions, ReceiptRequest, SealedFor, SmimeError, protect
 
@@ -67,14 +68,15 @@ class _Try:
 class Outbound:
     """Process outbound queue entries for the organisations of one node."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, context: ProtectContext) -> None:
+        self.context = context
 
     async def process(self, entry: Entry) -> Entry:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
-        now = self.node.clock()
-        body = await self.node.db(self.node.store.body, entry.id)
-        org = self.node.orgs.get(entry.org_id)
+        context = self.context
+        now = context.clock()
+        body = await context.queue.db(context.queue.store.body, entry.id)
+        org = context.orgs.get(entry.org_id)
         events: list[tuple[str, str]] = []
         signatures: list[NewSignature] = []
         if org is None:
@@ -82,11 +84,11 @@ class Outbound:
         else:
             classified = self._classify(entry, body, org, events)
             attempt = _Try(entry, body, org, now, events, signatures, classified)
-            results = await self._attempt(attempt, self.node.directory())
-        recorded = await self.node.commits().record(
+            results = await self._attempt(attempt, context.directory())
+        recorded = await context.queue.commits.record(
             Attempt(entry.id, results, tuple(events), signatures=tuple(signatures))
         )
-        await bounce_newly_failed(self.node, entry, recorded, body, now)
+        await bounce_newly_failed(context.notices, entry, recorded, body, now)
         return recorded
 
     def _classify(
@@ -98,7 +100,7 @@ class Outbound:
         if classified.label is None:
             return classified
         events.append(("classified", _classification(classified)))
-        node = self.node.config.node_policy
+        node = self.context.node_policy
         if node.region != "NZ" and org.organisation.policy.requires_securemail(classified.label):
             allowed = node.allow_offshore_labelled  # the issue asks for it to be logged
             verdict = "allowed by the operator" if allowed else "refused (node-offshore)"
@@ -120,11 +122,11 @@ class Outbound:
                 domain,
                 sender_org=org.organisation.org_id,
                 directory=directory,
-                smarthost=self.node.config.smarthost is not None,
+                smarthost=self.context.smarthost is not None,
                 now=attempt.now,
                 label=label,
                 org_policy=org.organisation.policy,
-                node_policy=self.node.config.node_policy,
+                node_policy=self.context.node_policy,
             ),
         )
         replies = await asyncio.gather(*(self._send_group(attempt, group) for group in groups))
@@ -137,7 +139,7 @@ class Outbound:
         if decision.kind is RouteKind.DEFER:
             return _all(group.recipients, temporary(decision.reason, decision.explanation))
         if decision.kind is RouteKind.SMARTHOST:
-            destination = self.node.smarthost()
+            destination = self.context.smarthost
             assert destination is not None  # noqa: S101 (route() said there is one)
             return await self._relay(destination, attempt, group.recipients, attempt.body)
         return await self._send_member(attempt, group)
@@ -171,7 +173,7 @@ class Outbound:
                 )
             )
         endpoint = decision.member.endpoints[0]
-        destination = self.node.peer_destination(
+        destination = self.context.peer_destination(
             endpoint.host, endpoint.port, decision.member.tls_pins
         )
         attempt.events.append(
@@ -198,12 +200,14 @@ class Outbound:
         if label is not None and label.classification is not None:
             origin = attempt.entry.mail_from or attempt.org.organisation.receipt_address
             marking = protective_marking(label, origin=origin)
+        member = decision.member
         return ProtectOptions(
             cipher=decision.cipher,
             receipt_request=request,
             label=label,
             outer_marking=marking,
-            sealed_for=SealedFor(decision.member.org_id, tuple(recipients)),
+            inner_encoding=choose_inner_encoding(member),
+            sealed_for=SealedFor(member.org_id, tuple(recipients)),
         )
 
     async def _relay(
@@ -212,7 +216,7 @@ class Outbound:
         entry = attempt.entry
         mail_from = "" if entry.kind == "notice" else entry.mail_from
         try:
-            return await send(destination, mail_from, recipients, body, pool=self.node.relay_pool)
+            return await self.context.relay.send(destination, mail_from, recipients, body)
         except RelayError as error:
             log.warning("relay of %s to %s deferred: %s", entry.id, destination.host, error)
             return _all(recipients, temporary(error.reason, error.detail, "Peer unreachable"))

@@ -1,14 +1,14 @@
 """The queue's tables and the row-level reads and writes the store composes.
 
-The schema is created by the Alembic migrations next to this module; the table definitions
-below must stay identical to what they produce (a test compares them). Types are portable:
-bodies are LargeBinary (PostgreSQL bytea, SQLite BLOB), times are stored in UTC.
+The schema is created by the one Alembic chain (securemail.storage.migrations); the table
+definitions below must stay identical to what it produces (a test compares them). Types
+are portable: bodies are LargeBinary (PostgreSQL bytea, SQLite BLOB), times are in UTC.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -17,8 +17,6 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
-    DateTime,
-    Dialect,
     ForeignKey,
     Index,
     Integer,
@@ -32,7 +30,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.types import TypeDecorator
 
 from securemail.queue.model import (
     Direction,
@@ -46,26 +43,7 @@ from securemail.queue.model import (
     State,
 )
 from securemail.queue.retry import Change, Settlement
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Aware datetimes stored as UTC; SQLite keeps no zone, so it is put back on reading."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("queue times must be timezone-aware")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
+from securemail.storage.types import UtcDateTime
 
 metadata = MetaData()
 

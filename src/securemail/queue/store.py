@@ -24,6 +24,7 @@ The store never reads the clock: every change takes ``now``.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,7 +34,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, delete, func, select, true, update
 
 from securemail.queue import tracking
-from securemail.queue.database import connect, durability, insert_new, transaction, upgrade
 from securemail.queue.model import (
     FINAL_STATES,
     Attempt,
@@ -54,6 +54,7 @@ from securemail.queue.model import (
 from securemail.queue.retry import RetryPolicy, settle
 from securemail.queue.schema import (
     CLAIM_ORDER,
+    ORDER,
     delivery_keys,
     events,
     head,
@@ -68,6 +69,9 @@ from securemail.queue.schema import (
     write_settlement,
 )
 from securemail.replies import Reply
+from securemail.storage.dialect import durability, insert_new
+from securemail.storage.engine import connect, transaction, upgrade
+from securemail.storage.errors import StorageError, StorageReason
 
 DEFAULT_RETRY = RetryPolicy()
 LIVE_STATES = frozenset(State) - FINAL_STATES
@@ -86,12 +90,13 @@ class QueueStore:
     @classmethod
     def open(cls, url: str, *, retry: RetryPolicy = DEFAULT_RETRY) -> QueueStore:
         """Connect to ``url``, check durability, migrate to the newest schema."""
-        engine = connect(url)
-        try:
-            upgrade(engine)
-        except BaseException:
-            engine.dispose()
-            raise
+        with _as_queue_error():
+            engine = connect(url)
+            try:
+                upgrade(engine)
+            except BaseException:
+                engine.dispose()
+                raise
         return cls(engine, retry)
 
     def close(self) -> None:
@@ -270,6 +275,37 @@ class QueueStore:
             conn.execute(delete(signatures).where(signatures.c.entry_id.in_(purged)))
             return conn.execute(delete(messages).where(old)).rowcount
 
+    def purge_bodies(self, older_than: datetime, now: datetime, *, limit: int = 500) -> int:
+        """Drop the bodies of up to ``limit`` entries whose outcome is final; how many.
+
+        Final: DELIVERED or BOUNCED, last changed before ``older_than``, and no recipient
+        still awaiting a receipt (its expiry notice quotes the body's header). The entry,
+        its recipients, history, signatures (the evidence) and receipts stay; the body's
+        SHA-256 and size go into a "body-purged" event. QUARANTINED bodies are evidence and
+        stay. The body of mail we sent is cleartext: it should not outlive its use.
+        """
+        awaiting = select(recipients.c.entry_id).where(
+            recipients.c.receipt_state == ReceiptState.AWAITING
+        )
+        due = (
+            messages.c.state.in_([State.DELIVERED, State.BOUNCED])
+            & (messages.c.updated_at < older_than)
+            & (func.length(messages.c.body) > 0)
+            & ~messages.c.id.in_(awaiting)
+        )
+        with self._write("purge_bodies") as conn:
+            query = select(messages.c.id, messages.c.body).where(due).order_by(*ORDER)
+            rows = conn.execute(query.limit(limit).with_for_update()).all()
+            for row in rows:
+                body = bytes(row.body)
+                digest = hashlib.sha256(body).hexdigest()
+                detail = f"sha256:{digest}, {len(body)} octets"
+                log_event(conn, row.id, "body-purged", now, detail=detail)
+            if rows:
+                chosen = messages.c.id.in_([row.id for row in rows])
+                conn.execute(update(messages).where(chosen).values(body=b""))
+        return len(rows)
+
     def recover(self, now: datetime, *, owner: str | None = None) -> int:
         """At start: entries a crash left ACTIVE become due now.
 
@@ -428,27 +464,40 @@ class QueueStore:
         reason: str | None = None,
         text: str | None = None,
         changed_since: datetime | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> builtins.list[Entry]:
-        """Entries, oldest first, optionally of some states and one direction.
+        """Up to ``limit`` entries after skipping ``offset``, oldest first unless
+        ``newest_first``, optionally of some states and one direction.
 
         ``reason`` matches the entry's or a recipient's reason code exactly; ``text`` is
         found (case-insensitively, as a literal) in the sender, the Message-ID or a
         recipient; ``changed_since`` keeps entries whose state changed at or after it.
+        :meth:`total` counts what the same filter matches.
         """
-        where: ColumnElement[bool] = true()
-        if states is not None:
-            where = where & messages.c.state.in_(set(states))
-        if direction is not None:
-            where = where & (messages.c.direction == direction)
-        if reason is not None:
-            by_recipient = select(recipients.c.entry_id).where(recipients.c.reason == reason)
-            where = where & ((messages.c.reason == reason) | messages.c.id.in_(by_recipient))
-        if text:
-            where = where & _mentions(text)
-        if changed_since is not None:
-            where = where & (messages.c.updated_at >= changed_since)
+        where = _listing(states, direction, reason, text, changed_since)
+        order = [c.desc() for c in ORDER] if newest_first else list(ORDER)
         with self._read("list") as conn:
-            return select_entries(conn, where, limit)
+            chosen = select(messages.c.id).where(where).order_by(*order)
+            ids = builtins.list(conn.scalars(chosen.limit(limit).offset(offset)))
+            found = select_entries(conn, messages.c.id.in_(ids), len(ids)) if ids else []
+        by_id = {e.id: e for e in found}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def total(
+        self,
+        states: Iterable[State] | None = None,
+        direction: Direction | None = None,
+        *,
+        reason: str | None = None,
+        text: str | None = None,
+        changed_since: datetime | None = None,
+    ) -> int:
+        """How many entries :meth:`list` with the same filter would give without a limit."""
+        where = _listing(states, direction, reason, text, changed_since)
+        with self._read("total") as conn:
+            counted = conn.scalar(select(func.count()).select_from(messages).where(where))
+        return int(counted or 0)
 
     def _attempt(
         self,
@@ -509,13 +558,51 @@ class QueueStore:
 
     @contextmanager
     def _write(self, action: str) -> Iterator[Connection]:
-        with transaction(self._engine, action, write=True) as conn:
+        with _as_queue_error(), transaction(self._engine, action, write=True) as conn:
             yield conn
 
     @contextmanager
     def _read(self, action: str) -> Iterator[Connection]:
-        with transaction(self._engine, action, write=False) as conn:
+        with _as_queue_error(), transaction(self._engine, action, write=False) as conn:
             yield conn
+
+
+def _listing(
+    states: Iterable[State] | None,
+    direction: Direction | None,
+    reason: str | None,
+    text: str | None,
+    changed_since: datetime | None,
+) -> ColumnElement[bool]:
+    """The filter of :meth:`QueueStore.list` and :meth:`QueueStore.total`."""
+    where: ColumnElement[bool] = true()
+    if states is not None:
+        where = where & messages.c.state.in_(set(states))
+    if direction is not None:
+        where = where & (messages.c.direction == direction)
+    if reason is not None:
+        by_recipient = select(recipients.c.entry_id).where(recipients.c.reason == reason)
+        where = where & ((messages.c.reason == reason) | messages.c.id.in_(by_recipient))
+    if text:
+        where = where & _mentions(text)
+    if changed_since is not None:
+        where = where & (messages.c.updated_at >= changed_since)
+    return where
+
+
+_REASONS = {
+    StorageReason.UNAVAILABLE: QueueReason.UNAVAILABLE,
+    StorageReason.UNSAFE_SETTINGS: QueueReason.UNSAFE_SETTINGS,
+}
+
+
+@contextmanager
+def _as_queue_error() -> Iterator[None]:
+    """The database's failures as the queue's: callers answer QueueError UNAVAILABLE with 451."""
+    try:
+        yield
+    except StorageError as error:
+        raise QueueError(_REASONS[error.reason], error.detail) from error
 
 
 def _mentions(text: str) -> ColumnElement[bool]:

@@ -34,10 +34,11 @@ from aiosmtplib import (
 )
 
 from securemail.errors import SecureMailError
-from securemail.relay.tls import PeerTls, leaf_pin, peer_context, smarthost_context
+from securemail.relay.tls import PeerTls, leaf_pin, peer_context
 from securemail.relay.transaction import transact
-from securemail.relay.wire import clean_detail, unsafe_text
 from securemail.replies import Reply
+from securemail.smtpwire.tls import smarthost_context
+from securemail.smtpwire.wire import clean_detail, unsafe_text
 
 if TYPE_CHECKING:  # the pool uses this module; only its type is needed here
     from securemail.relay.pool import RelayPool

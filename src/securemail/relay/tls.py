@@ -1,4 +1,5 @@
-"""TLS for outbound SMTP: the client contexts and the member gateway's SPKI pin check.
+"""TLS to member gateways: the client context and the SPKI pin check (smarthosts:
+securemail.smtpwire.tls).
 
 Security: the peer's certificate chain is untrusted until it verifies to a federation anchor
 and its leaf key matches a pin from the signed directory. A member gateway is identified by
@@ -72,20 +73,6 @@ def peer_context(peer: PeerTls) -> ssl.SSLContext:
     if peer.client is not None:
         client = peer.client
         context.load_cert_chain(client.certificate, client.key, password=client.password)
-    return context
-
-
-@functools.lru_cache(maxsize=8)
-def smarthost_context(cafile: str | None, *, verify: bool) -> ssl.SSLContext:
-    """A client context for an ordinary SMTP server: ``cafile`` or the system store.
-
-    ``verify=False`` is opportunistic TLS (RFC 7435): encrypted, but not authenticated.
-    """
-    context = ssl.create_default_context(cafile=cafile)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
     return context
 
 

@@ -6,22 +6,22 @@ The transaction is split in two steps so a caller can tell a failure of the firs
 (:func:`start_mail`: nothing of the message sent) from one after recipients were accepted.
 
 Security: the remote replies are untrusted; they reach a Reply only through
-:func:`securemail.relay.wire.wire_reply`. An address that could inject a command is never
-written (:func:`securemail.relay.wire.unsafe_text`).
+:func:`securemail.smtpwire.wire.wire_reply`. An address that could inject a command is never
+written (:func:`securemail.smtpwire.wire.unsafe_text`).
 """
 
 from __future__ import annotations
 
 from aiosmtplib import SMTP, SMTPDataError, SMTPRecipientRefused, SMTPSenderRefused
 
-from securemail.relay.wire import (
+from securemail.replies import Reply
+from securemail.smtpwire.wire import (
     bad_address,
     needs_smtputf8,
     no_smtputf8,
     unsafe_text,
     wire_reply,
 )
-from securemail.replies import Reply
 
 REFUSED = "remote-refused"  # reason code of a 4xx/5xx answer from the remote server
 

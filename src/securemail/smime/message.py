@@ -11,7 +11,7 @@ Layout of a protected message::
     Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data   (base64)
       └ AuthEnvelopedData (AES-GCM) or EnvelopedData (AES-CBC, legacy peers)
           └ inner entity: application/pkcs7-mime; smime-type=signed-data
-              (Content-Transfer-Encoding binary by default, RFC 8551 §3.1.2; base64 on request)
+              (Content-Transfer-Encoding base64 by default; binary, RFC 8551 §3.1.2, on request)
               └ SignedData, one signer, eContent = the original message
 
 ``unprotect`` also accepts what other S/MIME implementations send: detached
@@ -50,7 +50,9 @@ class ProtectOptions:
     rsa_padding: RsaPadding = "pkcs1v15"
     label: SecurityLabel | None = None
     receipt_request: attributes.ReceiptRequest | None = None
-    inner_encoding: Literal["binary", "base64"] = "binary"
+    # base64 is what every S/MIME stack reads (OpenSSL's reader fails on binary); binary only
+    # for a peer the directory says reads it (profile §1, capability inner-binary)
+    inner_encoding: Literal["binary", "base64"] = "base64"
     # The protective marking shown on the outer message (X-Protective-Marking), mirroring the
     # signed label so mail systems on the way can route and warn by it (profile §Labels).
     outer_marking: str | None = None

@@ -34,6 +34,7 @@ from datetime import datetime
 from cryptography import x509
 
 from securemail import notices
+from securemail.bounces import to_own_user
 from securemail.directory.model import Member
 from securemail.evidence import (
     Evidence,
@@ -43,8 +44,7 @@ from securemail.evidence import (
     read_receipt_message,
     receipt_message,
 )
-from securemail.node.bounces import to_own_user
-from securemail.node.context import Node, OrgKeys
+from securemail.keys.org import OrgKeys
 from securemail.queue import (
     Direction,
     NewMessage,
@@ -60,6 +60,7 @@ from securemail.smime import (
     verify_receipt,
 )
 from securemail.smime.verify import verify_signed_data
+from securemail.unprotect.context import UnprotectContext
 
 log = logging.getLogger("securemail.receipts")
 
@@ -91,7 +92,7 @@ def _is_report(content: bytes) -> bool:
 
 
 def issue_receipts(
-    node: Node,
+    context: UnprotectContext,
     org: OrgKeys,
     opened: Unprotected,
     *,
@@ -125,7 +126,7 @@ def issue_receipts(
             receipt_message(
                 receipt_der=receipt,
                 evidence=_evidence(
-                    node,
+                    context,
                     org,
                     opened,
                     content_identifier=request.content_identifier,
@@ -147,7 +148,7 @@ def issue_receipts(
 
 
 def _evidence(
-    node: Node,
+    context: UnprotectContext,
     org: OrgKeys,
     opened: Unprotected,
     *,
@@ -162,7 +163,7 @@ def _evidence(
         recipient=recipient,
         delivered_at=now,
         receiving_org=org.organisation.org_id,
-        receiving_gateway=node.config.name,
+        receiving_gateway=context.name,
     )
 
 
@@ -174,20 +175,20 @@ class Taken:
     detail: str
 
 
-async def take_receipt(node: Node, opened: Unprotected, now: datetime) -> Taken:
+async def take_receipt(context: UnprotectContext, opened: Unprotected, now: datetime) -> Taken:
     """Check a receipt message and record it against the signature we sent."""
     try:
         receipt_der, evidence = read_receipt_message(opened.content)
     except EvidenceError as error:
         raise ReceiptRefusedError(error.reason, error.detail) from None
-    sent = await node.db(node.store.signature, evidence.content_identifier)
+    sent = await context.queue.db(context.queue.store.signature, evidence.content_identifier)
     if sent is None:
         raise ReceiptRefusedError("receipt-unknown", "no message of ours has that identifier")
     try:
-        verified = _receipt_signer(node, receipt_der, sent.basis, now)
+        verified = _receipt_signer(context, receipt_der, sent.basis, now)
     except SmimeError as error:
         raise ReceiptRefusedError(error.reason, error.detail) from None
-    directory = node.directory()
+    directory = context.directory()
     domain = evidence.recipient.rpartition("@")[2]
     if directory is None or not directory.may_sign_for(verified, domain):
         detail = f"the receipt's signer is not the gateway the directory lists for {domain}"
@@ -197,9 +198,9 @@ async def take_receipt(node: Node, opened: Unprotected, now: datetime) -> Taken:
     ours = our_evidence(sent, evidence, gateway)
     # The sender's MDN is made first and queued in the receipt's own commit, and only if
     # this receipt is the one accepted: a crash cannot tell the sender twice or never.
-    follow_up = await _mdn_for_sender(node, sent.entry_id, ours, now)
-    outcome = await node.db(
-        node.store.accept_receipt,
+    follow_up = await _mdn_for_sender(context, sent.entry_id, ours, now)
+    outcome = await context.queue.db(
+        context.queue.store.accept_receipt,
         evidence.content_identifier,
         ours.recipient,
         receipt_der,
@@ -207,7 +208,7 @@ async def take_receipt(node: Node, opened: Unprotected, now: datetime) -> Taken:
         now,
         enqueue=follow_up,
     )
-    node.notify_about(follow_up)
+    context.queue.notify_about(follow_up)
     if outcome is ReceiptOutcome.UNKNOWN:
         raise ReceiptRefusedError("receipt-unknown", f"{evidence.recipient} was not sent this copy")
     return Taken(outcome, f"{evidence.recipient}: {outcome.value}")
@@ -246,28 +247,30 @@ def our_evidence(sent: SentSignature, claimed: Evidence, gateway: str) -> Eviden
     )
 
 
-def _receipt_signer(node: Node, receipt_der: bytes, basis: str, now: datetime) -> x509.Certificate:
+def _receipt_signer(
+    context: UnprotectContext, receipt_der: bytes, basis: str, now: datetime
+) -> x509.Certificate:
     """The receipt's signer, once the receipt is bound to our signature and its chain valid."""
     verified = verify_receipt(
-        receipt_der, ReceiptBasis.from_json(basis), trust=node.trust(), now=now
+        receipt_der, ReceiptBasis.from_json(basis), trust=context.trust(), now=now
     )
     return verified.signer
 
 
 async def _mdn_for_sender(
-    node: Node, entry_id: str, evidence: Evidence, now: datetime
+    context: UnprotectContext, entry_id: str, evidence: Evidence, now: datetime
 ) -> tuple[NewMessage, ...]:
-    original = await node.db(node.store.get, entry_id)
+    original = await context.queue.db(context.queue.store.get, entry_id)
     if original is None or not original.mail_from:
         return ()
-    sender_org = node.org_for(original.mail_from)
+    sender_org = context.notices.org_for(original.mail_from)
     if sender_org is None:
         return ()
-    body = await node.db(node.store.body, entry_id)
+    body = await context.queue.db(context.queue.store.body, entry_id)
     domain = sender_org.organisation.domains[0]
     report = mdn(
         original_header=notices.original_header(body),
-        reporting_mta=node.config.name,
+        reporting_mta=context.name,
         postmaster=f"postmaster@{domain}",
         to=original.mail_from,
         evidence=evidence,
@@ -278,7 +281,7 @@ async def _mdn_for_sender(
 
 
 async def settle_from_peer_notice(
-    node: Node, opened: Unprotected, signer: Member, now: datetime
+    context: UnprotectContext, opened: Unprotected, signer: Member, now: datetime
 ) -> tuple[tuple[str, str], ...]:
     """A failure notice from a recipient's gateway is that recipient's final outcome.
 
@@ -292,10 +295,14 @@ async def settle_from_peer_notice(
     failed = {a for a in report.failed if a.rpartition("@")[2] in signer.domains}
     if not failed:
         return ()
-    records = await node.db(node.store.receipt_records, report.original_message_id)
+    records = await context.queue.db(
+        context.queue.store.receipt_records, report.original_message_id
+    )
     events = []
     for record in records:
         if record.recipient.lower() in failed and record.state is ReceiptState.AWAITING:
-            await node.db(node.store.expire_receipt, record.entry_id, record.recipient, now)
+            await context.queue.db(
+                context.queue.store.expire_receipt, record.entry_id, record.recipient, now
+            )
             events.append(("receipt-closed", f"{record.recipient}: failed at {signer.org_id}"))
     return tuple(events)

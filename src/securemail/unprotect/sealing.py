@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from securemail.node.config import Unsealed
+from securemail.config.node import Unsealed
 from securemail.smime import SealedFor
 
 RECIPIENT_NOT_SEALED = "recipient-not-sealed"

@@ -21,7 +21,7 @@ notice (THREATS.md K, signed backscatter): anyone who can reach the peer port co
 otherwise make us sign text to an address of their choosing. A verified message vouches
 for its envelope sender only when the signer's directory entry owns the sender's domain as
 well as the From: domain; only then may a later failure or delay notice, or a receipt, be
-sent, and a notice quotes the signed routing fields only (see node.bounces). A delivery
+sent, and a notice quotes the signed routing fields only (see securemail.bounces). A delivery
 target's temporary failure leaves the entry queued.
 """
 
@@ -38,18 +38,19 @@ from datetime import datetime
 from cryptography.hazmat.primitives import serialization
 
 from securemail import addresses, marking
+from securemail.bounces import VOUCHED, bounce_newly_failed
+from securemail.deliver.seal import Origin
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.directory.model import Member
 from securemail.errors import SecureMailError
-from securemail.node.bounces import VOUCHED, bounce_newly_failed
-from securemail.node.context import Node, OrgKeys
+from securemail.keys.org import OrgKeys
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
 from securemail.queue import Attempt, Entry, NewMessage
-from securemail.receive.door import SourceQuota
 from securemail.replies import ok
 from securemail.smime import Limits, Unprotected, mime, unprotect
 from securemail.smime.message import OUTER_FIELDS
+from securemail.unprotect.context import UnprotectContext
 from securemail.unprotect.receipts import (
     ReceiptRefusedError,
     issue_receipts,
@@ -93,10 +94,8 @@ class Opened:
 class Inbound:
     """Process inbound queue entries for the organisations of one node."""
 
-    def __init__(self, node: Node, quarantined: SourceQuota | None = None) -> None:
-        self.node = node
-        # what each source sent that ended quarantined: the peer listener's quota (door.py)
-        self.quarantined = quarantined or SourceQuota(None)
+    def __init__(self, context: UnprotectContext) -> None:
+        self.context = context
         # One lock per idempotency key while copies of it are in hand: the worker runs
         # entries concurrently, and copies queued together (a sender retried while we were
         # down) would otherwise all pass the "seen" check before the first is remembered.
@@ -106,9 +105,9 @@ class Inbound:
 
     async def process(self, entry: Entry) -> Entry:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
-        now = self.node.clock()
-        body = await self.node.db(self.node.store.body, entry.id)
-        local = self.node.orgs.get(entry.org_id)
+        now = self.context.clock()
+        body = await self.context.queue.db(self.context.queue.store.body, entry.id)
+        local = self.context.orgs.get(entry.org_id)
         if entry.kind == "notice" and entry.client == "local" and local is not None:
             return await self._deliver(entry, local, body, _key(b"local", body), None)
         if entry.kind == "ordinary":
@@ -122,39 +121,39 @@ class Inbound:
         recorded = await self._deliver(entry, opened.org, opened.marked, opened.key, opened)
         # A recipient the organisation's store refused for good: the sender's gateway is
         # told, quoting the outer (routing) header only, never the decrypted message.
-        await bounce_newly_failed(self.node, entry, recorded, body, now)
+        await bounce_newly_failed(self.context.notices, entry, recorded, body, now)
         return recorded
 
     async def _deliver_ordinary(self, entry: Entry, body: bytes, now: datetime) -> Entry:
         """Mail from the ordinary listener: never unprotected, whatever it contains (only the
         peer listener's mail can be verified), delivered marked not verified by SecureMail."""
-        org = self.node.orgs.get(entry.org_id)
+        org = self.context.orgs.get(entry.org_id)
         if org is None:
             return await self._quarantine(
                 entry, body, "not-for-us", f"no organisation {entry.org_id} on this node", now
             )
-        marked, key = await asyncio.to_thread(_mark_ordinary, body, self.node.config.name)
+        marked, key = await asyncio.to_thread(_mark_ordinary, body, self.context.name)
         recorded = await self._deliver(entry, org, marked, key, None)
-        await bounce_newly_failed(self.node, entry, recorded, body, now)
+        await bounce_newly_failed(self.context.notices, entry, recorded, body, now)
         return recorded
 
     def _open(self, entry: Entry, body: bytes, now: datetime) -> Opened:
         """Unprotect and check: see :class:`Opened`."""
-        org = self.node.orgs.get(entry.org_id)
+        org = self.context.orgs.get(entry.org_id)
         if org is None:
             raise RefusedError("not-for-us", f"no organisation {entry.org_id} on this node")
         try:
             opened = unprotect(
                 body,
                 identities=org.identities,
-                trust=self.node.trust(),
+                trust=self.context.trust(),
                 now=now,
                 require_encryption=True,
             )
         except SecureMailError as error:
             raise RefusedError(error.reason, error.detail) from None
         author = _author(opened)
-        directory = self.node.directory()
+        directory = self.context.directory()
         if directory is None or not directory.may_sign_for(opened.signature.signer, author.domain):
             raise RefusedError(
                 "from-not-authorised",
@@ -167,12 +166,12 @@ class Inbound:
                 opened.signature.sealed_for,
                 org_id=org.organisation.org_id,
                 recipients=[r.address for r in entry.recipients],
-                unsealed=self.node.config.peer_edge.unsealed,
+                unsealed=self.context.unsealed,
             )
         except NotSealedError as error:
             raise RefusedError(error.reason, error.detail) from None
         verdict = marking.Verdict(
-            authserv_id=self.node.config.name,
+            authserv_id=self.context.name,
             signer_org=signer.org_id,
             signer_name=signer.name,
             from_address=author.address,
@@ -203,13 +202,13 @@ class Inbound:
         return True
 
     async def _take_receipt(self, entry: Entry, opened: Opened, now: datetime) -> Entry:
-        taken = await take_receipt(self.node, opened.unprotected, now)
+        taken = await take_receipt(self.context, opened.unprotected, now)
         attempt = Attempt(
             entry.id,
             dict.fromkeys(entry.pending(), ok(f"receipt {taken.outcome.value}")),
             (("verified", opened.evidence), (f"receipt-{taken.outcome.value}", taken.detail)),
         )
-        return await self.node.commits().record(attempt)
+        return await self.context.queue.commits.record(attempt)
 
     async def _deliver(
         self,
@@ -229,16 +228,23 @@ class Inbound:
         if lock is None:
             lock = self._delivering[key] = asyncio.Lock()
         async with lock:
-            target = self.node.targets[org.organisation.org_id]
+            target = self.context.targets[org.organisation.org_id]
             keys = {r: f"{key}:{r.lower()}" for r in entry.pending()}
-            seen = await self.node.db(self._seen, list(keys.values()))
+            seen = await self.context.queue.db(self._seen, list(keys.values()))
             results = {r: ok("duplicate suppressed") for r, k in keys.items() if k in seen}
             fresh = [r for r in keys if r not in results]
             if fresh:
                 # Only mail that was unprotected and verified carries the keyword.
                 keywords = frozenset() if opened is None else frozenset({SECUREMAIL_KEYWORD})
                 results.update(
-                    await target.deliver(entry.mail_from, fresh, message, key, keywords=keywords)
+                    await target.deliver(
+                        entry.mail_from,
+                        fresh,
+                        message,
+                        key,
+                        keywords=keywords,
+                        origin=_origin(entry),
+                    )
                 )
             delivered = [r for r in fresh if results[r].ok]
             events = [] if opened is None else [("verified", opened.evidence)]
@@ -248,18 +254,18 @@ class Inbound:
             if opened is not None and opened.vouched is not None:
                 events.append((VOUCHED, opened.vouched.decode("utf-8", "replace")))
                 issued = issue_receipts(
-                    self.node,
+                    self.context,
                     org,
                     opened.unprotected,
                     signer=opened.signer,
                     # a receipt, too, is our word: only for a sender the signature vouches for
                     delivered=delivered if opened.vouched is not None else [],
-                    now=self.node.clock(),
+                    now=self.context.clock(),
                 )
                 events += issued.events
                 follow_up = issued.messages
                 events += await settle_from_peer_notice(
-                    self.node, opened.unprotected, opened.signer, self.node.clock()
+                    self.context, opened.unprotected, opened.signer, self.context.clock()
                 )
             attempt = Attempt(
                 entry.id,
@@ -268,12 +274,12 @@ class Inbound:
                 tuple(keys[r] for r in delivered),
                 enqueue=follow_up,
             )
-            recorded = await self.node.commits().record(attempt)
-        self.node.notify_about(follow_up)
+            recorded = await self.context.queue.commits.record(attempt)
+        self.context.queue.notify_about(follow_up)
         return recorded
 
     def _seen(self, keys: list[str]) -> set[str]:
-        return {k for k in keys if self.node.store.seen(k)}
+        return {k for k in keys if self.context.queue.store.seen(k)}
 
     async def _quarantine(
         self, entry: Entry, body: bytes, reason: str, detail: str, now: datetime
@@ -283,8 +289,9 @@ class Inbound:
         log.warning("quarantined %s: %s: %s; no notice sent", entry.id, reason, detail)
         listener, _, source = entry.client.partition(" ")
         if listener == "peer":
-            self.quarantined.record(source, now)
-        return await self.node.db(self.node.store.quarantine, entry.id, reason, detail, now)
+            self.context.quarantined.record(source, now)
+        queue = self.context.queue
+        return await queue.db(queue.store.quarantine, entry.id, reason, detail, now)
 
 
 def _domain(address: str) -> str:
@@ -306,6 +313,13 @@ def signed_routing_fields(content: bytes) -> bytes:
 
 def _not_vouched(signer_org: str) -> str:
     return f"the envelope sender's domain is not {signer_org}'s: no notice or receipt"
+
+
+def _origin(entry: Entry) -> Origin:
+    """The gateway's own notices and receipts to its users are sealed as such (the webmail
+    shows them as the gateway's, not as unverified mail); everything else as delivered."""
+    own = entry.kind == "notice" and entry.client == "local"
+    return Origin.NOTICE if own else Origin.DELIVERED
 
 
 def _author(opened: Unprotected) -> addresses.Mailbox:

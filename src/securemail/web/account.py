@@ -20,11 +20,11 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 
+from securemail.access.model import Principal
 from securemail.accounts.model import AccountError, AccountReason, Granted, Service
 from securemail.web.app import render
 from securemail.web.auth import csrf_protect, sessions_of, signed_in, source
 from securemail.web.context import web_context
-from securemail.web.model import Principal
 
 router = APIRouter(prefix="/account", include_in_schema=False)
 SignedIn = Annotated[Principal, Depends(signed_in)]

@@ -13,18 +13,18 @@ the service layer as values. Entry details carry headers, never bodies.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from securemail import operations
+from securemail.access.model import Principal, Scope
 from securemail.errors import SecureMailError
 from securemail.queue import Entry, QueueError, QueueReason
-from securemail.web import operations
 from securemail.web.auth import api_principal
 from securemail.web.context import WebContext, web_context
-from securemail.web.model import Principal, Scope
 
 router = APIRouter(prefix="/api/v1")
 Web = Annotated[WebContext, Depends(web_context)]
@@ -73,6 +73,23 @@ MailboxToken = Annotated[Principal, scoped(Scope.MAILBOX)]
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409)
 }
+
+
+class PageQuery(BaseModel):
+    """Which page of a listing: ``limit`` entries after ``offset``, newest first by default."""
+
+    limit: int = Field(operations.DEFAULT_PAGE, ge=1, le=operations.MAX_PAGE)
+    offset: int = Field(0, ge=0, le=operations.MAX_OFFSET)
+    order: Literal["newest", "oldest"] = "newest"
+
+    def wanted(self, **filters: Any) -> operations.QueueFilter:
+        oldest = self.order == "oldest"
+        return operations.QueueFilter(
+            limit=self.limit, offset=self.offset, oldest_first=oldest, **filters
+        )
+
+
+Paging = Annotated[PageQuery, Query()]
 
 
 class RecipientOut(BaseModel):
@@ -124,6 +141,28 @@ class EntryOut(BaseModel):
             attempts=e.attempts,
             reason=e.reason,
             recipients=people,
+        )
+
+
+class EntryPage(BaseModel):
+    """One page of queue entries and how many match in all."""
+
+    entries: list[EntryOut]
+    offset: int
+    limit: int
+    total: int
+    more: bool
+    next_offset: int | None
+
+    @classmethod
+    def of(cls, page: operations.Page) -> EntryPage:
+        return cls(
+            entries=[EntryOut.of(e) for e in page.entries],
+            offset=page.offset,
+            limit=page.limit,
+            total=page.total,
+            more=page.more,
+            next_offset=page.next_offset,
         )
 
 
@@ -181,10 +220,13 @@ async def status(principal: OperatorToken, web: Web) -> StatusOut:
     )
 
 
-@router.get("/queue", response_model=list[EntryOut], responses=ERRORS)
-async def queue(principal: OperatorToken, web: Web, text: str = "") -> list[EntryOut]:
-    wanted = operations.QueueFilter(text=text.strip() or None)
-    return [EntryOut.of(e) for e in await web.db(operations.list_entries, web.store, wanted)]
+@router.get("/queue", response_model=EntryPage, responses=ERRORS)
+async def queue(principal: OperatorToken, web: Web, paging: Paging, text: str = "") -> EntryPage:
+    """Queue entries mentioning ``text`` (all when empty), one page at a time, newest first
+    unless ``order=oldest``. ``total`` says how many match; ``more`` and ``next_offset``
+    say whether, and from where, to ask for the next page: a listing never stops silently."""
+    wanted = paging.wanted(text=text.strip() or None)
+    return EntryPage.of(await web.db(operations.list_entries, web.store, wanted))
 
 
 @router.get("/queue/{entry_id}", response_model=EntryDetailOut, responses=ERRORS)

@@ -1,6 +1,6 @@
 """The rest of the operator's JSON API: delete, quarantine, failures, directory, keys, lockouts.
 
-The same operations as the console and the CLI (:mod:`securemail.web.operations`), under
+The same operations as the console and the CLI (:mod:`securemail.operations`), under
 ``/api/v1`` with an operator token (:mod:`securemail.web.api` has the queue and mailbox
 endpoints, the error body and the token scopes).
 
@@ -16,9 +16,9 @@ from typing import Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from securemail import operations
 from securemail.queue import QueueError
-from securemail.web import operations
-from securemail.web.api import ERRORS, EntryOut, OperatorToken, Web, refused
+from securemail.web.api import ERRORS, EntryPage, OperatorToken, Paging, Web, refused
 
 router = APIRouter(prefix="/api/v1")
 
@@ -72,18 +72,22 @@ async def delete(principal: OperatorToken, web: Web, entry_id: str, force: bool 
         raise refused(error) from None
 
 
-@router.get("/quarantine", response_model=list[EntryOut], responses=ERRORS)
-async def quarantine(principal: OperatorToken, web: Web) -> list[EntryOut]:
-    return [EntryOut.of(e) for e in await web.db(operations.quarantine, web.store)]
+@router.get("/quarantine", response_model=EntryPage, responses=ERRORS)
+async def quarantine(principal: OperatorToken, web: Web, paging: Paging) -> EntryPage:
+    """Quarantined entries, one page at a time (see ``/queue`` for the paging fields)."""
+    return EntryPage.of(await web.db(operations.quarantine, web.store, paging.wanted()))
 
 
-@router.get("/failures", response_model=list[EntryOut], responses=ERRORS)
+@router.get("/failures", response_model=EntryPage, responses=ERRORS)
 async def failures(
-    principal: OperatorToken, web: Web, hours: int = Query(24, ge=1, le=24 * 90)
-) -> list[EntryOut]:
-    """Entries bounced or quarantined in the last ``hours``."""
-    found = await web.db(operations.recent_failures, web.store, web.clock(), hours)
-    return [EntryOut.of(e) for e in found]
+    principal: OperatorToken,
+    web: Web,
+    paging: Paging,
+    hours: int = Query(24, ge=1, le=24 * 90),
+) -> EntryPage:
+    """Entries bounced or quarantined in the last ``hours``, one page at a time."""
+    found = await web.db(operations.recent_failures, web.store, web.clock(), hours, paging.wanted())
+    return EntryPage.of(found)
 
 
 @router.get("/directory/members", response_model=list[MemberOut], responses=ERRORS)

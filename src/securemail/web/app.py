@@ -27,13 +27,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
-from securemail.accounts.events import AccountEvents
-from securemail.node.mailboxes import ACCOUNTS_LOG
-from securemail.web.access import WebAccess
+from securemail.access.store import WebStore
+from securemail.access.tokens import WebAccess
+from securemail.accounts.events import ACCOUNTS_LOG, AccountEvents
 from securemail.web.context import WebContext
 from securemail.web.security import SecurityHeaders, add_headers
 from securemail.web.sessions import SessionPolicy, WebSessions
-from securemail.web.store import WebStore
 
 HERE = Path(__file__).parent
 ROUTERS = (

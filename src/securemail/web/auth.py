@@ -23,12 +23,12 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
+from securemail.access.model import Principal
+from securemail.access.tokens import WebAccess
 from securemail.accounts.model import AccountError, AccountReason, Denied, Granted, Service
 from securemail.accounts.throttle import login_keys
-from securemail.web.access import WebAccess
 from securemail.web.app import SignInRequiredError, render
 from securemail.web.context import web_context
-from securemail.web.model import Principal
 from securemail.web.security import same_origin
 from securemail.web.sessions import COOKIE, Opened, WebSessions
 

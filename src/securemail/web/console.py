@@ -2,7 +2,7 @@
 
 Server-rendered pages under ``/console``; every page needs an operator's session, every
 change is a POST form behind ``csrf_protect``. What the pages show and do comes from
-:mod:`securemail.web.operations`, the layer the CLI uses too.
+:mod:`securemail.operations`, the layer the CLI uses too.
 
 Security: entry ids, filters and lock keys come from the browser: they go to the service
 layer as values (bound parameters there) and back into pages only through Jinja2's
@@ -20,12 +20,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BeforeValidator
 
+from securemail import operations
+from securemail.access.model import Principal
 from securemail.errors import SecureMailError
 from securemail.queue import Direction, State
-from securemail.web import operations
 from securemail.web.auth import csrf_protect, operator
 from securemail.web.context import WebContext, web_context
-from securemail.web.model import Principal
 
 pages = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(prefix="/console", dependencies=[Depends(operator)])
@@ -68,16 +68,45 @@ async def queue_page(
     direction: AnyDirection = None,
     reason: str = "",
     text: str = "",
+    limit: int = operations.DEFAULT_PAGE,
+    offset: int = 0,
+    order: str = "newest",
 ) -> HTMLResponse:
     wanted = operations.QueueFilter(
         states=() if state is None else (state,),
         direction=direction,
         reason=reason.strip() or None,
         text=text.strip() or None,
+        **_paging(limit, offset, order),
     )
-    entries = await web.db(operations.list_entries, web.store, wanted)
-    context = {"entries": entries, "wanted": wanted, "directions": list(Direction)}
+    page = await web.db(operations.list_entries, web.store, wanted)
+    context = {"wanted": wanted, "directions": list(Direction)} | _listing(request, page)
     return _page(request, principal, "queue.html", context)
+
+
+def _paging(limit: int, offset: int, order: str) -> dict[str, Any]:
+    """A page's fields from the query, brought into range (a page never fails to show)."""
+    return {
+        "limit": max(1, min(limit, operations.MAX_PAGE)),
+        "offset": max(0, min(offset, operations.MAX_OFFSET)),
+        "oldest_first": order == "oldest",
+    }
+
+
+def _listing(request: Request, page: operations.Page) -> dict[str, Any]:
+    """What the templates show of a page: its entries, which ones of how many, and the
+    links to the pages before and after it (the filters kept)."""
+    before = max(0, page.offset - page.limit) if page.offset else None
+    return {
+        "entries": page.entries,
+        "page": page,
+        "previous_url": None
+        if before is None
+        else str(request.url.include_query_params(offset=before)),
+        "next_url": None
+        if page.next_offset is None
+        else str(request.url.include_query_params(offset=page.next_offset)),
+    }
 
 
 @router.get("/queue/{entry_id}", response_class=HTMLResponse, name="console_entry")
@@ -99,7 +128,11 @@ async def _entry_page(
     except SecureMailError as error:
         context = {"entry_id": entry_id, "refused": error}
         return _page(request, principal, "missing.html", context, status=404)
-    context = {"detail": detail, "refused": refused, "actions": ACTIONS}
+    context = {
+        "detail": detail,
+        "refused": refused,
+        "actions": operations.actions_for(detail.entry),
+    }
     return _page(request, principal, "entry.html", context, status=409 if refused else 200)
 
 
@@ -126,21 +159,38 @@ async def steer_entry(
 
 
 @router.get("/quarantine", response_class=HTMLResponse, name="console_quarantine")
-async def quarantine_page(request: Request, principal: Operator, web: Web) -> HTMLResponse:
-    entries = await web.db(operations.quarantine, web.store)
-    context = {"entries": entries, "title": "Quarantine", "empty": "Nothing is quarantined."}
-    return _page(request, principal, "entries.html", context)
+async def quarantine_page(
+    request: Request,
+    principal: Operator,
+    web: Web,
+    *,
+    limit: int = operations.DEFAULT_PAGE,
+    offset: int = 0,
+    order: str = "newest",
+) -> HTMLResponse:
+    wanted = operations.QueueFilter(**_paging(limit, offset, order))
+    page = await web.db(operations.quarantine, web.store, wanted)
+    context = {"title": "Quarantine", "empty": "Nothing is quarantined."}
+    return _page(request, principal, "entries.html", context | _listing(request, page))
 
 
 @router.get("/failures", response_class=HTMLResponse, name="console_failures")
 async def failures_page(
-    request: Request, principal: Operator, web: Web, hours: int = 24
+    request: Request,
+    principal: Operator,
+    web: Web,
+    *,
+    hours: int = 24,
+    limit: int = operations.DEFAULT_PAGE,
+    offset: int = 0,
+    order: str = "newest",
 ) -> HTMLResponse:
     hours = max(1, min(hours, 24 * 90))
-    entries = await web.db(operations.recent_failures, web.store, web.clock(), hours)
+    wanted = operations.QueueFilter(**_paging(limit, offset, order))
+    page = await web.db(operations.recent_failures, web.store, web.clock(), hours, wanted)
     title = f"Failures in the last {hours} hours"
-    context = {"entries": entries, "title": title, "empty": "No failures.", "hours": hours}
-    return _page(request, principal, "entries.html", context)
+    context = {"title": title, "empty": "No failures.", "hours": hours}
+    return _page(request, principal, "entries.html", context | _listing(request, page))
 
 
 @router.get("/directory", response_class=HTMLResponse, name="console_directory")

@@ -6,30 +6,20 @@ in it is global: every router reads it from ``request.app.state.web``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import ParamSpec, Protocol, TypeVar
 
 from fastapi import Request
 
 from securemail.accounts.node import Accounts
+from securemail.config.node import NodeConfig
+from securemail.deliver.seal import MailboxSeal
 from securemail.directory.model import Directory
-from securemail.node.config import NodeConfig
 from securemail.queue import QueueStore
+from securemail.queue.threads import RunOffLoop
 from securemail.receive.model import Admit
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-class RunOffLoop(Protocol):
-    """Runs a store call on the node's database thread(s): ``await web.db(fn, *args)``."""
-
-    def __call__(
-        self, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> Awaitable[T]: ...
 
 
 @dataclass(frozen=True)
@@ -44,6 +34,7 @@ class WebContext:
     clock: Callable[[], datetime]
     maildir_for: Callable[[str], Path | None]  # primary address -> its Maildir
     admit: Admit  # how composed mail enters the outbound queue, as submission does
+    seal: MailboxSeal  # the node's mailbox seal: what the gateway stored, and the Sent copy
 
 
 def web_context(request: Request) -> WebContext:

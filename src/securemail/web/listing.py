@@ -1,6 +1,7 @@
 """The message list of a folder: one row per message, newest or verified first, and search.
 
-Each row is read from the first 64 KiB of the file (the header) and judged by
+Each row is read from the first 64 KiB of the file (the header), its seal checked over the
+whole file (remembered per file, :mod:`securemail.deliver.seal`), and judged by
 :func:`securemail.web.verification.judge`, so the list and the read page can never disagree
 on whether a message is verified. Search looks at Subject, From and the plain text (or the
 HTML's text) of at most :data:`MAX_SEARCHED` newest messages, each capped at
@@ -38,17 +39,27 @@ def list_rows(
     *,
     node_name: str,
     directory: Directory | None,
+    sealing: maildir.Sealing,
     verified_first: bool = False,
-) -> list[Row]:
-    """Rows of ``where``, newest first (verified ones first, then newest, if asked)."""
-    rows = [_row(s, node_name, directory) for s in maildir.messages(where)]
+    offset: int = 0,
+) -> tuple[list[Row], int]:
+    """One page of rows of ``where`` (:data:`~securemail.web.maildir_view.PAGE` after the
+    newest ``offset``), newest first, verified ones first within the page if asked; and
+    how many messages the folder holds, so the page can say what it does not show."""
+    page, total = maildir.newest(where, offset, maildir.PAGE)
+    rows = [_row(s, node_name, directory, sealing) for s in page]
     if verified_first:
         rows.sort(key=lambda r: not r.verdict.verified)  # stable: newest first within each
-    return rows
+    return rows, total
 
 
 def search_rows(
-    where: maildir.Folder, query: str, *, node_name: str, directory: Directory | None
+    where: maildir.Folder,
+    query: str,
+    *,
+    node_name: str,
+    directory: Directory | None,
+    sealing: maildir.Sealing,
 ) -> list[Row]:
     """Rows whose Subject, From or text holds ``query`` (case-insensitive), newest first."""
     wanted = query.casefold()
@@ -60,11 +71,13 @@ def search_rows(
             continue
         text = reading.text or clean_html(reading.html or "")
         if any(wanted in part.casefold() for part in (reading.subject, reading.sender, text)):
-            found.append(_row(stored, node_name, directory))
+            found.append(_row(stored, node_name, directory, sealing))
     return found
 
 
-def _row(stored: maildir.Stored, node_name: str, directory: Directory | None) -> Row:
+def _row(
+    stored: maildir.Stored, node_name: str, directory: Directory | None, sealing: maildir.Sealing
+) -> Row:
     try:
         head = maildir.read_head(stored)
     except OSError:
@@ -73,6 +86,7 @@ def _row(stored: maildir.Stored, node_name: str, directory: Directory | None) ->
     verdict = judge(
         header_fields(head),
         node_name=node_name,
+        origin=sealing.origin_of(stored),
         keywords=stored.keywords,
         directory=directory,
         received=datetime.fromtimestamp(stored.mtime, UTC),

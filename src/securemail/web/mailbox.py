@@ -24,7 +24,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
-from securemail.node.context import load_anchors
+from securemail.access.model import Principal
+from securemail.config.anchors import load_anchors
 from securemail.receive.message import trace_field
 from securemail.receive.model import Received
 from securemail.smime.labels import CLASSIFICATIONS
@@ -48,10 +49,9 @@ from securemail.web.compose import (
 )
 from securemail.web.context import WebContext, web_context
 from securemail.web.listing import list_rows, search_rows
-from securemail.web.model import Principal
 from securemail.web.reading import attachment, take_apart
 from securemail.web.sanitise import frame_document
-from securemail.web.verification import author_of, judge
+from securemail.web.verification import author_of, judge, own_copy
 
 router = APIRouter(prefix="/mail", tags=["webmail"])
 Who = Annotated[Principal, Depends(signed_in)]
@@ -91,30 +91,42 @@ async def list_page(
     folder: str = maildir.INBOX,
     sort: str = "date",
     q: Annotated[str, Query(max_length=_MAX_QUERY)] = "",
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Response:
-    """The folder list and the messages of one folder (or those matching ``q``)."""
+    """The folder list and one page of the messages of one folder (or those matching ``q``
+    among its newest :data:`~securemail.web.maildir_view.MAX_LISTED`)."""
     root = _root(web, who)
     where = _folder(root, folder)
     directory = web.directory()
+    sealing = _sealing(web, who)
+    paging: dict[str, object] = {}
     if q.strip():
         rows = await asyncio.to_thread(
-            search_rows, where, q.strip(), node_name=web.config.name, directory=directory
+            search_rows,
+            where,
+            q.strip(),
+            node_name=web.config.name,
+            directory=directory,
+            sealing=sealing,
         )
     else:
-        rows = await asyncio.to_thread(
+        rows, total = await asyncio.to_thread(
             list_rows,
             where,
             node_name=web.config.name,
             directory=directory,
+            sealing=sealing,
             verified_first=sort == "verified",
+            offset=offset,
         )
+        paging = _paging(request, offset, len(rows), total)
     context = {
         "folders": maildir.folders(root),
         "folder": where,
         "rows": rows,
         "sort": sort,
         "q": q,
-    }
+    } | paging
     return render(request, "mail/list.html", context)
 
 
@@ -133,6 +145,7 @@ async def read_page(request: Request, who: Who, web: Web, folder: str, key: str)
     verdict = judge(
         reading.fields,
         node_name=web.config.name,
+        origin=web.seal.origin_of(who.account.primary, data),
         keywords=stored.keywords,
         directory=web.directory(),
         received=_arrival(stored),
@@ -140,6 +153,8 @@ async def read_page(request: Request, who: Who, web: Web, folder: str, key: str)
     sent = None
     if reading.message_id and who.account.owns(author_of(reading.fields) or ""):
         sent = await web.db(timeline.timeline, web.store, reading.message_id, who.account.name)
+    if sent is not None:
+        verdict = own_copy(verdict)
     context = {
         "folders": maildir.folders(root),
         "folder": where,
@@ -150,6 +165,25 @@ async def read_page(request: Request, who: Who, web: Web, folder: str, key: str)
         "timeline": sent,
     }
     return render(request, "mail/read.html", context)
+
+
+def _paging(request: Request, offset: int, shown: int, total: int) -> dict[str, object]:
+    """Which messages of how many a page shows, and the links before and after it."""
+    after = offset + shown
+    return {
+        "first": offset + 1,
+        "last": after,
+        "total": total,
+        "newer_url": str(request.url.include_query_params(offset=max(0, offset - maildir.PAGE)))
+        if offset
+        else None,
+        "older_url": str(request.url.include_query_params(offset=after)) if after < total else None,
+    }
+
+
+def _sealing(web: WebContext, who: Principal) -> maildir.Sealing:
+    """How the gateway's seal is checked, and the Sent copy sealed, in ``who``'s mailbox."""
+    return maildir.Sealing(web.seal, who.account.primary)
 
 
 def _arrival(stored: maildir.Stored) -> datetime:
@@ -269,7 +303,9 @@ async def compose_send(request: Request, who: Who, web: Web) -> Response:
         problem = f"not sent: {reply.text}"
         return _compose_form(request, web, who, draft, reaches=reaches, error=problem, status=503)
     sent = await asyncio.to_thread(maildir.ensure_folder, _root(web, who), maildir.SENT)
-    stored_key = await asyncio.to_thread(maildir.store, sent, composed.message)
+    stored_key = await asyncio.to_thread(
+        maildir.store, sent, composed.message, seal=_sealing(web, who)
+    )
     query = urlencode({"folder": sent.name, "key": stored_key})
     return RedirectResponse(f"/mail/read?{query}", status_code=303)
 

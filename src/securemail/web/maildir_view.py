@@ -11,7 +11,8 @@ by its unique part plus size (everything before ``:``), which a rename never cha
 Security: folder and message names come from the browser. A folder is only ever one found
 by listing the Maildir; a message only one found by listing its folder; no name from a
 request is joined into a path. Reads are capped (:data:`MAX_MESSAGE`), listings bounded.
-New files are written tmp → fsync → rename, 0600, as delivery writes them.
+New files are written tmp → fsync → rename, 0600, as delivery writes them; the copy of
+mail sent is sealed (:mod:`securemail.deliver.seal`) as the gateway's.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from securemail.deliver.durable import fsync_dir
 from securemail.deliver.keywords import keyword_letters, read_keywords
 from securemail.deliver.maildir import make_mailbox
+from securemail.deliver.seal import MailboxSeal, Origin
+from securemail.durable import fsync_dir
 
 INBOX = "INBOX"
 SENT = "Sent"
 TRASH = "Trash"
 MAX_MESSAGE = 32 * 1024 * 1024  # octets read of one message; larger ones are refused
-MAX_LISTED = 500  # newest messages listed from one folder
+MAX_LISTED = 500  # newest messages searched in one folder
+PAGE = 100  # messages per page of a folder's list
 _NAME = re.compile(r"[A-Za-z0-9._,=+-]{1,200}")
 _FOLDER = re.compile(r"\.[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]{0,200}")
 
@@ -95,9 +98,15 @@ def ensure_folder(root: Path, name: str) -> Folder:
 
 def messages(where: Folder) -> list[Stored]:
     """The newest :data:`MAX_LISTED` messages of ``where``, newest first."""
+    return newest(where, 0, MAX_LISTED)[0]
+
+
+def newest(where: Folder, offset: int, limit: int) -> tuple[list[Stored], int]:
+    """``limit`` messages of ``where`` after the newest ``offset``, newest first, and how
+    many the folder holds."""
     found = messages_all(where)
     found.sort(key=lambda s: (s.mtime, s.key), reverse=True)
-    return found[:MAX_LISTED]
+    return found[offset : offset + limit], len(found)
 
 
 def _stored(entry: os.DirEntry[str], known: dict[int, str]) -> Stored | None:
@@ -182,9 +191,12 @@ def _upper(letters: str) -> str:
     return "".join(c for c in letters if c.isupper())
 
 
-def store(where: Folder, message: bytes, *, flags: str = "S") -> str:
-    """Write ``message`` (LF line ends, as delivery stores) into ``where``; return its key."""
+def store(where: Folder, message: bytes, *, flags: str = "S", seal: Sealing | None = None) -> str:
+    """Write ``message`` into ``where`` (LF line ends, as delivery stores; sealed with
+    ``seal`` if given); return its key."""
     content = message.replace(b"\r\n", b"\n")
+    if seal is not None:
+        content = seal.stamp(content)
     key = f"{secrets.token_hex(20)}.web,S={len(content)}"
     tmp = where.path / "tmp" / f"{key}.{os.getpid()}"
     final = where.path / "cur" / f"{key}:2,{flags}"
@@ -199,3 +211,19 @@ def store(where: Folder, message: bytes, *, flags: str = "S") -> str:
         tmp.unlink(missing_ok=True)
     fsync_dir(final.parent)
     return key
+
+
+@dataclass(frozen=True)
+class Sealing:
+    """The node's mailbox seal as one mailbox uses it: its owner and the origin to stamp."""
+
+    seal: MailboxSeal
+    mailbox: str  # the account's primary address
+    origin: Origin = Origin.SENT
+
+    def stamp(self, content: bytes) -> bytes:
+        return self.seal.stamp(self.mailbox, self.origin, content)
+
+    def origin_of(self, stored: Stored) -> Origin | None:
+        """The seal's origin of ``stored`` for this mailbox (None: not the gateway's)."""
+        return self.seal.origin_of_file(self.mailbox, stored.path)

@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from securemail.web.model import Scope
-from securemail.web.store import StoredSession, WebStore
+from securemail.access.model import Scope
+from securemail.access.store import StoredSession, WebStore
 
 COOKIE = "__Host-securemail"
 _SEEN_EVERY = timedelta(minutes=1)  # last_seen is written at most this often per session

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from cryptography import x509
 
+from securemail import operations
 from securemail.evidence import write_bundle
 from securemail.queue import Direction, Entry, QueueStore
-from securemail.web import operations
 
 
 @dataclass(frozen=True)

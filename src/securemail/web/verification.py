@@ -1,51 +1,80 @@
 """What the verification panel may say about a message: only what this node's gateway wrote.
 
-Theory of operation. The inbound gateway removes every trust field that came from outside
-and prepends its own (:mod:`securemail.marking`): an ``Authentication-Results`` field whose
-authserv-id is this node's name, an ``X-SecureMail-Status`` field, and on verified mail the
-IMAP keyword ``$SecureMail`` on the stored file (:mod:`securemail.deliver.maildir`). A
-message is shown as verified only when all of these hold at once:
+Theory of operation. Everything the gateway stores in a mailbox carries the mailbox seal
+(:mod:`securemail.deliver.seal`): a MAC under a key only the node holds, over the mailbox
+and every octet of the file, with the origin of the message. The caller checks the seal
+and passes its ``origin``; no header field, keyword or file name is believed without it, so
+a message a mail client appended, copied in from another mailbox or changed (or a
+keyword a client stored) is never shown as anything but not verified. Under a good seal:
 
-- the file carries ``$SecureMail`` (the gateway sets it at delivery; a mail client that
-  copies or imports mail over IMAP APPEND does not, so an imported message whose header
-  was forged elsewhere, or copied from another SecureMail node, stays unverified);
-- the *topmost* ``Authentication-Results`` names this node (RFC 8601 §5: only fields from
-  our own authserv-id are trusted) and says ``smime=pass``;
-- the *topmost* ``X-SecureMail-Status`` begins ``verified`` and names a signer;
-- the message's single From: address is the ``header.from`` the gateway checked.
+- origin ``delivered``: the inbound gateway removed every trust field that came from
+  outside and prepended its own (:mod:`securemail.marking`). The message is verified when
+  the file also carries ``$SecureMail`` (the gateway sets it on verified mail; a second,
+  independent statement of the same fact, which no client can add where the seal is
+  checked, :mod:`securemail.imap.folders`), the *topmost* ``Authentication-Results``
+  names this node (RFC 8601 §5) and says ``smime=pass``, the *topmost*
+  ``X-SecureMail-Status`` begins ``verified`` and names a signer, and the single From:
+  address is the ``header.from`` the gateway checked.
+  Otherwise it is mail from outside SecureMail, and said to be so;
+- origin ``notice``: the gateway's own notice or signed receipt to this mailbox;
+- origin ``sent``: the webmail's copy of mail this mailbox sent through the gateway.
 
-Anything else is :data:`NOT_VERIFIED`. A mailbox owner can still forge all of this in their
-own mailbox (APPEND with the keyword); that fools only themselves, and the gateway, which
-alone accepts mail from others, strips such fields.
+A copy a mail program saved of mail it sent (its Sent folder, by IMAP APPEND) is not
+sealed; when the gateway has a record of this account sending that Message-ID,
+:func:`own_copy` says so, neither green nor red: the record is the gateway's, the text is
+the mail program's.
 
 The signer organisation's name comes from the directory by its id, never from the message.
-Pure: header fields, keywords, the directory and the stored time in; a :class:`Verdict` out.
+Pure: header fields, the seal's origin, the directory and the stored time in; a
+:class:`Verdict` out.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 
 from securemail import addresses
+from securemail.deliver.seal import Origin
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.directory.model import Directory
+from securemail.evidence.mdn import SUBJECT as RECEIPT_SUBJECT
 from securemail.marking import WARNING_FIELD
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
 from securemail.smime import mime
 
 NOT_VERIFIED = "Not verified: this message did not come through SecureMail"
+NOT_SEALED = (
+    "Not verified: SecureMail did not store this copy here (a mail program added, copied "
+    "or changed it)"
+)
+SENT = "Sent through SecureMail from your account"
+OWN_COPY = (
+    "Your mail program's copy of a message SecureMail sent for you: the delivery record "
+    "below is the gateway's, the text shown is the copy's"
+)
 _ITEM = re.compile(r'\s*([A-Za-z0-9.-]+)(?:\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*))?\s*')
 _NO_POLICY = OrgPolicy()
 
 
+class Trust(StrEnum):
+    """The panel's state: its heading and colour."""
+
+    VERIFIED = "verified"  # signed by a member, verified by this gateway
+    SENT = "sent"  # sent from this mailbox through SecureMail (the webmail's copy)
+    GATEWAY = "gateway"  # the gateway's own notice or receipt
+    OWN_COPY = "own-copy"  # a mail program's copy of mail the gateway has a record of sending
+    NOT_VERIFIED = "not-verified"
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """What the panel shows. ``verified`` False means every other trust field is None."""
+    """What the panel shows. Unless ``state`` is VERIFIED, every signer field is None."""
 
-    verified: bool
+    state: Trust
     summary: str  # one sentence for people
     signer_org: str | None = None  # directory id of the organisation that signed
     signer_name: str | None = None  # its name in the directory (None: not listed now)
@@ -55,19 +84,38 @@ class Verdict:
     warning: str | None = None  # the gateway's warning about a claimed classification
     receipt: str | None = None  # the gateway's receipt note: "sent", "not-requested", ...
     received: datetime | None = None
+    sealed: bool = False  # the gateway stored this copy here
+
+    @property
+    def verified(self) -> bool:
+        return self.state is Trust.VERIFIED
 
 
 def judge(
     fields: mime.Fields,
     *,
     node_name: str,
+    origin: Origin | None,
     keywords: frozenset[str],
     directory: Directory | None,
     received: datetime | None,
 ) -> Verdict:
-    """The verdict on a stored message from its header ``fields`` and Maildir ``keywords``."""
+    """The verdict on a stored message from its header ``fields``, its seal's ``origin`` and
+    its Maildir ``keywords``."""
     claimed = _claimed_label(fields)
     warning = _text(_first(fields, WARNING_FIELD))
+    if origin is None:
+        return Verdict(
+            Trust.NOT_VERIFIED,
+            NOT_SEALED,
+            claimed_label=claimed,
+            warning=warning,
+            received=received,
+        )
+    if origin is Origin.SENT:
+        return Verdict(Trust.SENT, SENT, received=received, sealed=True)
+    if origin is Origin.NOTICE:
+        return Verdict(Trust.GATEWAY, _notice(fields, node_name), received=received, sealed=True)
     status = _items(_first(fields, "X-SecureMail-Status"))
     results = _results(_first(fields, "Authentication-Results"), node_name)
     author = author_of(fields)
@@ -82,14 +130,19 @@ def judge(
     )
     if not trusted:
         return Verdict(
-            False, NOT_VERIFIED, claimed_label=claimed, warning=warning, received=received
+            Trust.NOT_VERIFIED,
+            NOT_VERIFIED,
+            claimed_label=claimed,
+            warning=warning,
+            received=received,
+            sealed=True,
         )
     org = status["signer"]
     member = directory.member(org) if directory is not None else None
     name = member.name if member is not None else None
     shown = name or f"organisation {org!r} (not in the current directory)"
     return Verdict(
-        True,
+        Trust.VERIFIED,
         f"Verified by SecureMail: signed by {shown}",
         signer_org=org,
         signer_name=name,
@@ -98,7 +151,22 @@ def judge(
         claimed_label=claimed,
         receipt=status.get("receipt") or None,
         received=received,
+        sealed=True,
     )
+
+
+def own_copy(verdict: Verdict) -> Verdict:
+    """``verdict`` on an unsealed copy of mail the gateway has a record of this account
+    sending (the caller looked the Message-ID up): said as such, not as foreign mail."""
+    if verdict.sealed or verdict.state is not Trust.NOT_VERIFIED:
+        return verdict
+    return replace(verdict, state=Trust.OWN_COPY, summary=OWN_COPY)
+
+
+def _notice(fields: mime.Fields, node_name: str) -> str:
+    subject = _text(_first(fields, "Subject")) or ""
+    what = "Receipt" if subject == RECEIPT_SUBJECT else "Notice"
+    return f"{what} from your SecureMail gateway {node_name}"
 
 
 def _first(fields: mime.Fields, name: str) -> bytes | None:

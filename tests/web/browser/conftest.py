@@ -24,10 +24,10 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, StorageState, sync_playwright
 
 from securemail.accounts import totp
+from securemail.accounts.events import ACCOUNTS_LOG
 from securemail.accounts.node import open_accounts
 from securemail.demo.exchange import Script, find_delivered, submit, wait_for
 from securemail.demo.federation import OPERATOR, Clients
-from securemail.node.mailboxes import ACCOUNTS_LOG
 from tests.conftest import require_tool
 from tests.node.conftest import WAIT, Federation, Running, founded
 

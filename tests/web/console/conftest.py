@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import cast
 
+from securemail.access.model import Principal, Scope
 from securemail.accounts.model import Account
 from securemail.accounts.node import Accounts
-from securemail.node.config import NodeConfig
+from securemail.config.node import NodeConfig
 from securemail.queue import QueueStore
 from securemail.web.context import WebContext
-from securemail.web.model import Principal, Scope
 from tests.accounts.conftest import make_account
+from tests.conftest import SEAL
 from tests.node.conftest import federation, founded
 from tests.web.conftest import refuse, run_off_loop
 
@@ -47,4 +48,5 @@ def context_for(store: QueueStore) -> WebContext:
         clock=lambda: NOW,
         maildir_for=lambda primary: None,
         admit=refuse,
+        seal=SEAL,
     )

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
 
-from securemail.queue import QueueStore, State
+from securemail.queue import Direction, QueueStore, State
+from securemail.replies import ok
 from securemail.web import auth, console, context
 from securemail.web.app import mount_static
+from tests.queue.conftest import NOW, message
 from tests.web.console.conftest import OPERATOR, context_for
 from tests.web.console.test_operations import deferred
 
@@ -53,6 +57,33 @@ def test_queue_page_filters_and_entry_shows_headers(store: QueueStore) -> None:
     detail = client.get(f"/console/queue/{entry_id}")
     assert "Rates notice" in detail.text and "secret body text" not in detail.text
     assert 'name="csrf" value="csrf-1"' in detail.text
+
+
+def test_queue_page_pages_newest_first_and_says_how_many(store: QueueStore) -> None:
+    """Past one page the queue says which entries of how many it shows and links the next
+    and previous pages with the filters kept; nothing hides the newest."""
+    made = [store.enqueue(message(), NOW + timedelta(seconds=n)) for n in range(5)]
+    client = client_for(store)
+    first = client.get("/console/queue", params={"limit": 2, "text": "bob@"}).text
+    assert "newest first: 1 to 2 of 5" in first
+    assert made[4] in first and made[3] in first and made[0] not in first
+    [after] = re.findall(r'<a href="([^"]+)" rel="next">Next 2 \(3 more\)</a>', first)
+    assert "offset=2" in after and "text=bob%40" in after
+    last = client.get("/console/queue", params={"limit": 2, "offset": 4}).text
+    assert "newest first: 5 to 5 of 5" in last and made[0] in last
+    assert 'rel="prev"' in last and 'rel="next"' not in last
+
+
+def test_a_delivered_entry_offers_no_hold_or_retry(store: QueueStore) -> None:
+    """Only the actions its state allows are offered: a delivered entry can only be deleted."""
+    entry_id = store.enqueue(message(), NOW)
+    store.claim(Direction.OUTBOUND, NOW)
+    store.record(entry_id, {"bob@ministry.govt.nz": ok()}, NOW)
+    page = client_for(store).get(f"/console/queue/{entry_id}").text
+    assert "Delete entry" in page
+    assert "Hold entry" not in page and "Retry entry" not in page
+    waiting = client_for(store).get(f"/console/queue/{deferred(store)}").text
+    assert "Hold entry" in waiting and "Retry entry" in waiting and "Release entry" not in waiting
 
 
 def test_hold_release_and_delete_by_form(store: QueueStore) -> None:

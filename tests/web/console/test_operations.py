@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from securemail import operations
 from securemail.accounts.node import Accounts
 from securemail.accounts.throttle import LoginThrottle, ThrottlePolicy, login_keys
+from securemail.operations import OperationError, OperationReason, QueueFilter
 from securemail.queue import Direction, QueueError, QueueStore, State
-from securemail.replies import Reply
-from securemail.web import operations
-from securemail.web.operations import OperationError, OperationReason, QueueFilter
+from securemail.replies import Reply, ok
 from tests.accounts.conftest import ALICE, Clock, open_at
 from tests.node.conftest import Federation
 from tests.queue.conftest import NOW, message
@@ -42,15 +42,52 @@ def test_filters_by_state_reason_and_text(store: QueueStore) -> None:
     second = store.enqueue(message("carol@council.govt.nz", mail_from="dan@agency.govt.nz"), later)
 
     def ids(**wanted: object) -> list[str]:
-        return [e.id for e in operations.list_entries(store, QueueFilter(**wanted))]  # type: ignore[arg-type]
+        page = operations.list_entries(store, QueueFilter(**wanted))  # type: ignore[arg-type]
+        return [e.id for e in page.entries]
 
-    assert ids() == [first, second]
+    assert ids() == [second, first]  # newest first
+    assert ids(oldest_first=True) == [first, second]
     assert ids(states=(State.DEFERRED,)) == [first]
     assert ids(reason="connect-failed") == [first]
     assert ids(text="CAROL@") == [second]
     assert ids(text="DAN@agency") == [second]
-    assert ids(text="test-1@agency") == [first, second]
+    assert ids(text="test-1@agency") == [second, first]
     assert ids(text="%") == []  # a literal, not a wildcard
+
+
+def test_a_listing_pages_and_says_when_more_exist(store: QueueStore) -> None:
+    """Past one page, a listing says how many there are and where the next page starts;
+    pages follow each other without gaps or repeats, newest first by default."""
+    made = [store.enqueue(message(), NOW + timedelta(seconds=n)) for n in range(7)]
+    first = operations.list_entries(store, QueueFilter(limit=3))
+    assert [e.id for e in first.entries] == made[:-4:-1]
+    assert (first.total, first.more, first.next_offset) == (7, True, 3)
+    seen = [e.id for e in first.entries]
+    offset = first.next_offset
+    while offset is not None:
+        page = operations.list_entries(store, QueueFilter(limit=3, offset=offset))
+        seen += [e.id for e in page.entries]
+        offset = page.next_offset
+    assert seen == made[::-1]
+    last = operations.list_entries(store, QueueFilter(limit=3, offset=6))
+    assert (len(last.entries), last.more, last.next_offset) == (1, False, None)
+    oldest = operations.list_entries(store, QueueFilter(limit=2, oldest_first=True))
+    assert [e.id for e in oldest.entries] == made[:2]
+    for bad in ({"limit": 0}, {"limit": operations.MAX_PAGE + 1}, {"offset": -1}):
+        with pytest.raises(OperationError) as refused:
+            QueueFilter(**bad)  # type: ignore[arg-type]
+        assert refused.value.reason is OperationReason.BAD_PAGE
+
+
+def test_actions_apply_only_where_the_state_allows(store: QueueStore) -> None:
+    """A deferred entry can be held, retried or deleted; a delivered one only deleted."""
+    waiting = store.get(deferred(store))
+    delivered_id = store.enqueue(message(), NOW)
+    store.claim(Direction.OUTBOUND, NOW)
+    delivered = store.record(delivered_id, {"bob@ministry.govt.nz": ok()}, NOW)
+    assert waiting is not None
+    assert operations.actions_for(waiting) == ("hold", "retry", "delete")
+    assert operations.actions_for(delivered) == ("delete",)
 
 
 def test_detail_shows_headers_never_the_body(store: QueueStore) -> None:
@@ -87,8 +124,8 @@ def test_failures_are_recent_bounces_and_quarantine(store: QueueStore) -> None:
     fresh = store.enqueue(message(), NOW)
     store.claim(Direction.OUTBOUND, NOW)
     store.quarantine(fresh, "integrity-failed", "bad signature", NOW)
-    assert [e.id for e in operations.recent_failures(store, NOW, hours=24)] == [fresh]
-    assert [e.id for e in operations.quarantine(store)] == [old, fresh]
+    assert [e.id for e in operations.recent_failures(store, NOW, hours=24).entries] == [fresh]
+    assert [e.id for e in operations.quarantine(store).entries] == [fresh, old]
 
 
 def test_track_limits_an_account_to_its_own_messages(store: QueueStore) -> None:

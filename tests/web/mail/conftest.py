@@ -8,6 +8,7 @@ Who is signed in is decided by overriding webcore's dependencies (``signed_in``,
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -16,19 +17,19 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
+from securemail.access.model import Principal, Scope
 from securemail.accounts.model import Account
 from securemail.accounts.node import Accounts
+from securemail.config.node import NodeConfig, load_config
 from securemail.deliver.maildir import mailbox_path
 from securemail.directory import Directory, next_version
-from securemail.node.config import NodeConfig, load_config
 from securemail.queue import QueueStore
 from securemail.receive.model import Received
 from securemail.replies import Reply
 from securemail.web import auth, context, mailbox
 from securemail.web.app import mount_static
-from securemail.web.model import Principal, Scope
 from tests.accounts.conftest import make_account
-from tests.conftest import NOW, Pki
+from tests.conftest import NOW, SEAL, Pki
 from tests.directory.conftest import FEDERATION, member_of
 from tests.web.conftest import run_off_loop
 
@@ -98,17 +99,17 @@ def account(name: str = "alice@agency.govt.nz") -> Account:
     return make_account(name, "a.example@agency.govt.nz", display_name="Alice Example")
 
 
-@pytest.fixture
-def webmail(tmp_path: Path, pki: Pki, directory: Directory) -> Iterator[Webmail]:
-    (tmp_path / "node.toml").write_text(CONFIG)
-    pki.write_ca(tmp_path)
-    config = load_config(tmp_path / "node.toml")
-    store = QueueStore.open(f"sqlite:///{tmp_path / 'queue.db'}")
-    maildirs = tmp_path / "mail"
-    maildirs.mkdir()
-    who = account()
-    admitted = Admitted()
-
+@contextmanager
+def mail_client(
+    config: NodeConfig,
+    store: QueueStore,
+    maildirs: Path,
+    who: Account,
+    *,
+    directory: Directory | None,
+    admit: Admitted | None = None,
+) -> Iterator[TestClient]:
+    """A client of the mailbox router signed in as ``who``, over the Maildirs in ``maildirs``."""
     app = FastAPI()
     mount_static(app)
     app.include_router(mailbox.router)
@@ -120,13 +121,33 @@ def webmail(tmp_path: Path, pki: Pki, directory: Directory) -> Iterator[Webmail]
         directory=lambda: directory,
         clock=lambda: NOW,
         maildir_for=lambda address: mailbox_path(maildirs, address),
-        admit=admitted,
+        admit=admit or Admitted(),
+        seal=SEAL,
     )
     principal = Principal(who, frozenset({Scope.MAILBOX}), session="s1", csrf=CSRF)
     app.dependency_overrides[auth.signed_in] = lambda: principal
     app.dependency_overrides[auth.csrf_protect] = lambda: None
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
+        yield client
+
+
+def mail_config(base: Path, pki: Pki) -> NodeConfig:
+    """The node configuration of these tests, its files under ``base``."""
+    (base / "node.toml").write_text(CONFIG)
+    pki.write_ca(base)
+    return load_config(base / "node.toml")
+
+
+@pytest.fixture
+def webmail(tmp_path: Path, pki: Pki, directory: Directory) -> Iterator[Webmail]:
+    config = mail_config(tmp_path, pki)
+    store = QueueStore.open(f"sqlite:///{tmp_path / 'queue.db'}")
+    maildirs = tmp_path / "mail"
+    maildirs.mkdir()
+    who = account()
+    admitted = Admitted()
     root = mailbox_path(maildirs, who.primary)
     assert root is not None
-    with TestClient(app, client=("127.0.0.1", 50000)) as client:
+    with mail_client(config, store, maildirs, who, directory=directory, admit=admitted) as client:
         yield Webmail(client, root, who, config, store, admitted)
     store.close()

@@ -8,10 +8,11 @@ import email.policy
 
 import pytest
 
+from securemail.deliver.seal import Origin
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
 from securemail.web.compose import ComposeError, ComposeReason, Draft, build
-from tests.conftest import NOW
+from tests.conftest import NOW, SEAL
 from tests.web.mail.conftest import Webmail, account
 
 ALICE = "alice@agency.govt.nz"
@@ -119,6 +120,8 @@ def test_send_admits_as_submission_and_stores_a_sent_copy(webmail: Webmail) -> N
     assert b"Received:" not in sent.read_bytes() and b"Hi Bob" in sent.read_bytes()
     page = webmail.client.get(response.headers["location"]).text
     assert "Budget [SEC=IN-CONFIDENCE]" in page and "a.txt" in page
+    assert '<h2 id="panel-heading">Sent through SecureMail</h2>' in page
+    assert SEAL.origin_of(ALICE, sent.read_bytes()) is Origin.SENT
 
 
 def test_labelled_mail_to_a_non_member_is_refused_before_sending(webmail: Webmail) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from securemail.deliver.maildir import MaildirTarget
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.marking import Verdict, mark_ordinary, mark_verified
+from tests.conftest import SEAL
 from tests.web.mail.conftest import NODE, Webmail
 
 PLAIN = (
@@ -36,7 +37,7 @@ def deliver(
     root: Path, message: bytes, key: str, *, verified: bool = False, mtime: float | None = None
 ) -> str:
     """Deliver as the node does (MaildirTarget); return the message key used in URLs."""
-    target = MaildirTarget(root.parents[1])
+    target = MaildirTarget(root.parents[1], seal=SEAL)
     keywords = frozenset({SECUREMAIL_KEYWORD}) if verified else frozenset()
     replies = asyncio.run(
         target.deliver(
@@ -187,3 +188,19 @@ def test_names_from_the_request_never_reach_a_path(webmail: Webmail) -> None:
         ).status_code
         == 404
     )
+
+
+def test_a_long_folder_pages_and_says_how_many_it_holds(webmail: Webmail) -> None:
+    """A folder of 103 messages lists the newest 100, says "1 to 100 of 103" and links the
+    older ones; nothing is cut silently."""
+    for n in range(103):
+        body = PLAIN.replace(b"Budget figures", f"Message {n:03}".encode())
+        deliver(webmail.root, body, f"{n:04x}", mtime=1_700_000_000 + n)
+    first = webmail.client.get("/mail", params={"folder": "INBOX"}).text
+    assert "newest first: 1 to 100 of 103" in first
+    assert "Message 102" in first and "Message 002" not in first
+    [older] = re.findall(r'<a href="([^"]+)" rel="next">Older messages \(3 more\)</a>', first)
+    assert "offset=100" in older
+    rest = webmail.client.get("/mail", params={"folder": "INBOX", "offset": 100}).text
+    assert "newest first: 101 to 103 of 103" in rest and "Message 000" in rest
+    assert 'rel="prev"' in rest and 'rel="next"' not in rest

@@ -15,7 +15,7 @@ node directory can be moved as a whole.
     [submission]      listen, tls_listen, tls_certificate, tls_key (optional: mail clients)
     [smarthost]       host, port, require_tls, cafile              (optional: non-members)
     [limits]          max_message_size, max_recipients
-    [retry]           schedule, warn_after, max_lifetime
+    [retry]           schedule, warn_after, max_lifetime, keep_body
     [keys]            passphrase_env | passphrase_file             (key files are encrypted)
     [imap]            listen, tls_listen, tls_certificate, tls_key (optional: mailboxes)
     [web]             listen, tls_certificate, tls_key, public_origin (optional: webmail)
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from securemail.node.toml_table import (
+from securemail.config.toml_table import (
     REQUIRED,
     ConfigError,
     Listen,
@@ -170,6 +170,7 @@ class Retry:
     schedule: tuple[timedelta, ...]
     warn_after: timedelta
     max_lifetime: timedelta
+    keep_body: timedelta = timedelta(days=1)  # a final entry's body, then only its digest
 
 
 @dataclass(frozen=True)
@@ -410,6 +411,7 @@ def _retry(table: Table | None) -> Retry:
         schedule=tuple(parse_duration(v, "retry.schedule") for v in schedule),
         warn_after=table.duration("warn_after", "4h"),
         max_lifetime=table.duration("max_lifetime", "5d"),
+        keep_body=table.duration("keep_body", "1d"),
     )
     if not retry.schedule:
         raise ConfigError("retry.schedule must list at least one interval")

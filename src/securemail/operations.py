@@ -17,7 +17,7 @@ are public and private keys are never opened.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -28,9 +28,9 @@ from sqlalchemy import Engine
 
 from securemail.accounts.service import AccountService
 from securemail.accounts.throttle import ACCOUNT, SOURCE, Key, Lock, LoginThrottle, ThrottlePolicy
+from securemail.config.node import NodeConfig
 from securemail.directory.model import Directory, Member
 from securemail.errors import SecureMailError
-from securemail.node.config import NodeConfig
 from securemail.queue import Direction, Entry, Event, QueueStore, ReceiptState, State
 from securemail.smime.keys import load_certificate
 
@@ -57,22 +57,64 @@ class OperationReason(StrEnum):
     NOT_SENT = "message-not-sent"
     NOT_LOCKED = "not-locked"
     BAD_SCOPE = "bad-lock-scope"
+    BAD_PAGE = "bad-page"
 
 
 class OperationError(SecureMailError[OperationReason]):
     """An operation refused: no such entry or message, or evidence that needs ``force``."""
 
 
+MAX_PAGE = 500  # entries in one page of a listing; a larger page is refused
+DEFAULT_PAGE = 100
+MAX_OFFSET = 2**31 - 1  # any queue is smaller; a larger offset is refused, not sent to SQL
+
+
 @dataclass(frozen=True)
 class QueueFilter:
     """Which queue entries to list: any of ``states`` (all when empty), one direction, a
-    reason code, and text in the sender, Message-ID or a recipient."""
+    reason code, and text in the sender, Message-ID or a recipient; and which page of them
+    (``limit`` entries after ``offset``, newest first unless ``oldest_first``)."""
 
     states: tuple[State, ...] = ()
     direction: Direction | None = None
     reason: str | None = None
     text: str | None = None
-    limit: int = 200
+    limit: int = DEFAULT_PAGE
+    offset: int = 0
+    oldest_first: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_PAGE:
+            raise OperationError(
+                OperationReason.BAD_PAGE, f"limit must be 1 to {MAX_PAGE}, not {self.limit}"
+            )
+        if not 0 <= self.offset <= MAX_OFFSET:
+            raise OperationError(
+                OperationReason.BAD_PAGE, f"offset must be 0 to {MAX_OFFSET}, not {self.offset}"
+            )
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing: its entries, where it starts, and how many match in all.
+
+    A listing never stops silently: ``more`` says whether entries follow this page, and
+    ``total`` how many there are.
+    """
+
+    entries: tuple[Entry, ...]
+    offset: int
+    limit: int
+    total: int
+    oldest_first: bool = False
+
+    @property
+    def more(self) -> bool:
+        return self.offset + len(self.entries) < self.total
+
+    @property
+    def next_offset(self) -> int | None:
+        return self.offset + len(self.entries) if self.more else None
 
 
 @dataclass(frozen=True)
@@ -170,15 +212,25 @@ def node_status(
     return NodeStatus(config.name, config.region, organisations, summary, store.counts())
 
 
-def list_entries(store: QueueStore, wanted: QueueFilter) -> list[Entry]:
-    """Queue entries matching ``wanted``, oldest first."""
-    return store.list(
-        states=wanted.states or None,
-        direction=wanted.direction,
-        limit=wanted.limit,
-        reason=wanted.reason or None,
-        text=wanted.text or None,
+def list_entries(
+    store: QueueStore, wanted: QueueFilter, *, changed_since: datetime | None = None
+) -> Page:
+    """The page of queue entries ``wanted`` asks for, and how many match in all."""
+    states, reason, text = wanted.states or None, wanted.reason or None, wanted.text or None
+    entries = store.list(
+        states,
+        wanted.direction,
+        wanted.limit,
+        reason=reason,
+        text=text,
+        changed_since=changed_since,
+        offset=wanted.offset,
+        newest_first=not wanted.oldest_first,
     )
+    total = store.total(
+        states, wanted.direction, reason=reason, text=text, changed_since=changed_since
+    )
+    return Page(tuple(entries), wanted.offset, wanted.limit, total, wanted.oldest_first)
 
 
 def entry(store: QueueStore, entry_id: str) -> Entry:
@@ -217,6 +269,20 @@ def retry(store: QueueStore, entry_id: str, now: datetime) -> Entry:
     return store.retry(entry_id, now)
 
 
+_ACTIONS_BY_STATE = {
+    State.INCOMING: ("hold", "delete"),
+    State.DEFERRED: ("hold", "retry", "delete"),
+    State.HELD: ("release", "retry", "delete"),
+    State.ACTIVE: (),  # being tried: nothing until the attempt ends
+}
+
+
+def actions_for(found: Entry) -> tuple[str, ...]:
+    """The operator actions that apply to ``found`` in its state (the store refuses the
+    others): a finished entry can only be deleted, never held or retried."""
+    return _ACTIONS_BY_STATE.get(found.state, ("delete",))
+
+
 def evidence_of(found: Entry) -> list[str]:
     """The recipients of ``found`` that hold, or await, a receipt."""
     return [r.address for r in found.recipients if r.receipt_state in EVIDENCE]
@@ -235,16 +301,20 @@ def delete(store: QueueStore, entry_id: str, now: datetime, *, force: bool = Fal
         raise OperationError(OperationReason.NOT_FOUND, f"no queue entry {entry_id}")
 
 
-def quarantine(store: QueueStore, limit: int = 200) -> list[Entry]:
-    return store.list(states=[State.QUARANTINED], limit=limit)
+def quarantine(store: QueueStore, page: QueueFilter = QueueFilter()) -> Page:
+    """Quarantined entries: one page of ``page`` (its states are ignored)."""
+    return list_entries(store, replace(page, states=(State.QUARANTINED,)))
 
 
 def recent_failures(
-    store: QueueStore, now: datetime, hours: int = 24, limit: int = 200
-) -> list[Entry]:
-    """Entries bounced or quarantined in the last ``hours``."""
+    store: QueueStore,
+    now: datetime,
+    hours: int = 24,
+    page: QueueFilter = QueueFilter(),
+) -> Page:
+    """Entries bounced or quarantined in the last ``hours``: one page of ``page``."""
     since = now - timedelta(hours=hours)
-    return store.list(states=FAILED, limit=limit, changed_since=since)
+    return list_entries(store, replace(page, states=tuple(FAILED)), changed_since=since)
 
 
 def certificate(role: str, cert: x509.Certificate, now: datetime) -> Certificate:

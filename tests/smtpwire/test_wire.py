@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from securemail.relay.wire import MAX_DETAIL, enhanced_status, wire_reply
+from securemail.smtpwire.wire import MAX_DETAIL, enhanced_status, wire_reply
 
 
 def test_enhanced_status_is_read_from_the_reply_text() -> None:

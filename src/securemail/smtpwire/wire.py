@@ -1,4 +1,4 @@
-"""SMTP wire details shared by the outbound clients: remote replies as Reply values, safe arguments.
+"""SMTP wire details shared by the outbound clients: remote replies as Reply values, safe args.
 
 Used by :mod:`securemail.relay.client` and :mod:`securemail.deliver.smtp`.
 

@@ -16,21 +16,43 @@ the From: domain: it then records a ``sender-vouched`` event holding the signed 
 fields, and a notice about that entry quotes those fields and nothing else. Inbound mail
 without that event (malformed, undecryptable, unverified, or a sender its signer does not
 own) gets no notice at all: it is quarantined and logged, and nothing is sent.
+
+The outbound and inbound workers and the node's notice loops (delay warnings, receipt
+windows) queue notices through one :class:`NoticeContext`, built by the composition root.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from securemail import notices
-from securemail.node.context import Node, OrgKeys
+from securemail.config.node import Organisation
+from securemail.keys.org import OrgKeys
 from securemail.queue import Direction, Disposition, Entry, NewMessage
+from securemail.queue.access import QueueAccess
 from securemail.smime import clear_sign
 
 log = logging.getLogger("securemail.notices")
+
+
+@dataclass(frozen=True)
+class NoticeContext:
+    """What writing and queuing a notice uses."""
+
+    reporting_mta: str  # this node's name (RFC 3464 Reporting-MTA)
+    orgs: Mapping[str, OrgKeys]  # org_id -> the organisation's keys (notices are signed)
+    organisation_for: Callable[[str], Organisation | None]  # a domain's organisation here
+    queue: QueueAccess
+    clock: Callable[[], datetime]
+
+    def org_for(self, address: str) -> OrgKeys | None:
+        """The keys of the organisation here that serves ``address``, if any."""
+        org = self.organisation_for(address.rpartition("@")[2])
+        return None if org is None else self.orgs[org.org_id]
 
 
 def newly_bounced(before: Entry, after: Entry) -> list[notices.Failed]:
@@ -57,18 +79,18 @@ def _status(reply: str | None, default: str) -> str:
 
 
 async def bounce_newly_failed(
-    node: Node, before: Entry, after: Entry, body: bytes, now: datetime
+    context: NoticeContext, before: Entry, after: Entry, body: bytes, now: datetime
 ) -> None:
     """Queue a failure notice for the recipients this attempt bounced, if any."""
     failed = newly_bounced(before, after)
     if failed:
-        await send_notice(node, before, failed, body, now, action="failed")
+        await send_notice(context, before, failed, body, now, action="failed")
 
 
 VOUCHED = "sender-vouched"  # the event that lets a notice about inbound mail be sent
 
 
-async def quotable_header(node: Node, entry: Entry, body: bytes) -> bytes | None:
+async def quotable_header(context: NoticeContext, entry: Entry, body: bytes) -> bytes | None:
     """The header a notice about ``entry`` may quote; None if no notice may be sent at all.
 
     Outbound: the header our own sender wrote. Inbound: the signed routing fields the inbound
@@ -76,7 +98,7 @@ async def quotable_header(node: Node, entry: Entry, body: bytes) -> bytes | None
     """
     if entry.direction is Direction.OUTBOUND:
         return notices.original_header(body)
-    events = await node.db(node.store.events, entry.id)
+    events = await context.queue.db(context.queue.store.events, entry.id)
     vouched = [e.detail for e in events if e.event == VOUCHED]
     if not vouched:
         return None
@@ -84,7 +106,7 @@ async def quotable_header(node: Node, entry: Entry, body: bytes) -> bytes | None
 
 
 async def send_notice(
-    node: Node,
+    context: NoticeContext,
     entry: Entry,
     failed: Sequence[notices.Failed],
     body: bytes,
@@ -93,7 +115,7 @@ async def send_notice(
     action: Literal["failed", "delayed"],
 ) -> str | None:
     """Queue a notice about ``entry`` to its sender; None when no notice may be sent."""
-    quoted = await quotable_header(node, entry, body)
+    quoted = await quotable_header(context, entry, body)
     if quoted is None:
         log.warning(
             "no %s notice for %s: its sender was not vouched for by a verified signature",
@@ -101,20 +123,21 @@ async def send_notice(
             entry.id,
         )
         return None
-    found = local_notice(node, entry, failed, quoted, now, action=action)
+    found = local_notice(context, entry, failed, quoted, now, action=action)
     if not found:
         return None
     [new] = found
-    entry_id = await node.commits().enqueue(new)
-    await node.db(
-        node.store.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
+    queue = context.queue
+    entry_id = await queue.commits.enqueue(new)
+    await queue.db(
+        queue.store.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
     )
-    node.notify(new.direction)
+    queue.notify(new.direction)
     return entry_id
 
 
 def local_notice(
-    node: Node,
+    context: NoticeContext,
     entry: Entry,
     failed: Sequence[notices.Failed],
     quoted: bytes,
@@ -131,12 +154,12 @@ def local_notice(
     if entry.kind in ("notice", "ordinary") or not entry.mail_from:
         log.info("no %s notice for %s: null sender or a notice itself", action, entry.id)
         return []
-    org = node.orgs.get(entry.org_id)
+    org = context.orgs.get(entry.org_id)
     if org is None:
         return []
     notice = notices.failure_notice(
         original_header=quoted,
-        reporting_mta=node.config.name,
+        reporting_mta=context.reporting_mta,
         postmaster=f"postmaster@{org.organisation.domains[0]}",
         to=entry.mail_from,
         failed=failed,
@@ -144,7 +167,7 @@ def local_notice(
         action=action,
         message_id_domain=org.organisation.domains[0],
     )
-    return [_notice_message(node, org, entry, notice, now)]
+    return [_notice_message(context, org, entry, notice, now)]
 
 
 def to_own_user(org: OrgKeys, address: str, report: bytes, now: datetime) -> NewMessage:
@@ -162,9 +185,9 @@ def to_own_user(org: OrgKeys, address: str, report: bytes, now: datetime) -> New
 
 
 def _notice_message(
-    node: Node, org: OrgKeys, entry: Entry, notice: bytes, now: datetime
+    context: NoticeContext, org: OrgKeys, entry: Entry, notice: bytes, now: datetime
 ) -> NewMessage:
-    sender_org = node.org_for(entry.mail_from)
+    sender_org = context.org_for(entry.mail_from)
     if entry.direction is Direction.OUTBOUND and sender_org is not None:
         return to_own_user(sender_org, entry.mail_from, notice, now)
     return NewMessage(

@@ -17,9 +17,9 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
+from securemail.access.model import Scope
+from securemail.access.store import StoredToken, WebStore
 from securemail.accounts.events import AccountEvents
-from securemail.web.model import Scope
-from securemail.web.store import StoredToken, WebStore
 
 PREFIX = "smapi"
 MAX_LABEL = 100

@@ -13,8 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from securemail.config.reasons import NodeReason
 from securemail.errors import SecureMailError
-from securemail.node.reasons import NodeReason
 
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

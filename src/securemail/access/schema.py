@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Column, ForeignKey, Index, LargeBinary, MetaData, String, Table, Text
 
 from securemail.accounts.schema import NAME, accounts
-from securemail.queue.schema import UtcDateTime
+from securemail.storage.types import UtcDateTime
 
 metadata = MetaData()
 

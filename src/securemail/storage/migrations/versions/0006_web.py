@@ -1,6 +1,6 @@
 """The web: the operator role on accounts, browser sessions and API tokens.
 
-The tables are securemail.web.schema's; they live in the node database next to the
+The tables are securemail.access.schema's; they live in the node database next to the
 accounts they belong to (deleting an account deletes its sessions and tokens).
 
 Revision ID: 0006

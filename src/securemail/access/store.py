@@ -3,8 +3,8 @@
 Like the account store, every public method is one transaction, holds rows and not rules,
 and never reads the clock. Ids and tokens arrive here already hashed.
 
-Security: every value is bound as a parameter; a database failure is a QueueError
-UNAVAILABLE (the database is the queue's).
+Security: every value is bound as a parameter; a database failure is a StorageError
+UNAVAILABLE (securemail.storage).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from datetime import datetime
 
 from sqlalchemy import Engine, delete, or_, select, update
 
+from securemail.access.model import Scope
+from securemail.access.schema import api_tokens, web_sessions
 from securemail.accounts.model import AccountError, AccountReason
 from securemail.accounts.schema import accounts
-from securemail.queue.database import transaction
-from securemail.web.model import Scope
-from securemail.web.schema import api_tokens, web_sessions
+from securemail.storage.engine import transaction
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from securemail.node.config import load_config
-from securemail.node.toml_table import ConfigError
+from securemail.config.node import load_config
+from securemail.config.toml_table import ConfigError
 
 VALID = """
 [node]
@@ -72,6 +72,12 @@ def test_valid_config_loads_with_paths_relative_to_the_file(tmp_path: Path) -> N
         timedelta(hours=1),
     )
     assert config.max_recipients == 100
+    assert config.retry.keep_body == timedelta(days=1)  # bodies of final entries, by default
+    assert load_config(
+        write(
+            tmp_path, VALID.replace('max_lifetime = "5d"', 'max_lifetime = "5d"\nkeep_body = "2h"')
+        )
+    ).retry.keep_body == timedelta(hours=2)
     assert config.smarthost is None
     shop = config.organisation_for("SHOP.co.nz")
     assert shop is not None and shop.delivery.path == tmp_path.resolve() / "mail" / "shop"

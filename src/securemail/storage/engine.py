@@ -1,0 +1,73 @@
+"""Opening the node's database safely: durable connections, transactions, migrations.
+
+Every connection gets the durable settings of its dialect (securemail.storage.dialect).
+A database that is not durable is refused (UNSAFE_SETTINGS); one that fails is
+UNAVAILABLE, which callers answer with a temporary reply. The schema is the one Alembic
+chain in ``migrations/`` (queue, accounts and web tables, in revision order).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from securemail.storage import dialect
+from securemail.storage.dialect import WRITE
+from securemail.storage.errors import StorageError, StorageReason
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x5EC0_0001  # pg_advisory_xact_lock key: one node migrates at a time
+# Alembic's ``op`` and migration context are module-level proxies: two stores migrating at
+# once in one process (the demo starts three nodes together) would run each other's
+# operations on the wrong connection. One migration per process at a time.
+_MIGRATING = threading.Lock()
+
+
+def connect(url: str) -> Engine:
+    """An engine for ``url`` whose every connection has the durable settings."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    # hide_parameters: errors and logs must never carry a message body or address list
+    engine = create_engine(parsed, hide_parameters=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", dialect.sqlite_connect)
+        event.listen(engine, "begin", dialect.sqlite_begin)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", dialect.postgresql_connect)
+    else:
+        detail = f"unsupported database {parsed.drivername}"
+        raise StorageError(StorageReason.UNSAFE_SETTINGS, detail)
+    return engine
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to the newest schema, or to ``revision`` (no-op when it is there)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    with _MIGRATING, transaction(engine, "migrate", write=True) as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+@contextmanager
+def transaction(engine: Engine, action: str, *, write: bool) -> Iterator[Connection]:
+    """One transaction; any database failure in it becomes StorageError UNAVAILABLE."""
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(**{WRITE: write})  # in place, this checkout only
+            with connection.begin():
+                yield connection
+    except SQLAlchemyError as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) else exc
+        first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise StorageError(StorageReason.UNAVAILABLE, f"{action}: {first_line}") from exc

@@ -1,0 +1,33 @@
+"""What the inbound worker may hold: a small frozen value the composition root builds once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from securemail.bounces import NoticeContext
+from securemail.config.node import Unsealed
+from securemail.deliver.target import Target
+from securemail.directory.model import Directory
+from securemail.keys.org import OrgKeys
+from securemail.queue.access import QueueAccess
+from securemail.receive.door import SourceQuota
+from securemail.smime import TrustStore
+
+
+@dataclass(frozen=True)
+class UnprotectContext:
+    """The node's parts the inbound worker (and the receipts it issues and takes) uses."""
+
+    name: str  # this node's name: authserv-id, the receipt's receiving gateway
+    orgs: Mapping[str, OrgKeys]  # org_id -> the receiving organisation's keys
+    targets: Mapping[str, Target]  # org_id -> where its verified mail is delivered
+    directory: Callable[[], Directory | None]  # the current verified directory
+    trust: Callable[[], TrustStore]  # federation anchors + the current directory's CRLs
+    queue: QueueAccess
+    notices: NoticeContext  # failure notices, and org_for (a sender's organisation here)
+    clock: Callable[[], datetime]
+    unsealed: Unsealed = "refuse"  # [peer] unsealed: mail whose signature names no recipients
+    # peer mail quarantined per source (shared with the peer listener; see receive.door)
+    quarantined: SourceQuota = field(default_factory=lambda: SourceQuota(None))

@@ -1,0 +1,114 @@
+"""The inbound worker on a real queue, with a recording delivery target: open, check, deliver."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from securemail.deliver.seal import Origin
+from securemail.deliver.target import SECUREMAIL_KEYWORD
+from securemail.queue import Direction, Entry, NewMessage, State
+from securemail.smime import protect
+from securemail.unprotect.context import UnprotectContext
+from securemail.unprotect.service import Inbound
+from tests.conftest import NOW, Pki
+from tests.support.roles import RecordingTarget, directory, notices_for, open_queue, org_keys
+
+# The agency's gateway receives the ministry's mail for alice.
+FROM_MINISTRY = (
+    b"From: Bob Example <bob@ministry.govt.nz>\r\n"
+    b"To: alice@agency.govt.nz\r\n"
+    b"Subject: Budget figures\r\n"
+    b"Message-ID: <test-2@ministry.govt.nz>\r\n"
+    b"\r\n"
+    b"The figures are attached.\r\n"
+)
+
+
+def inbound(body: bytes) -> NewMessage:
+    return NewMessage(
+        Direction.INBOUND,
+        "agency",
+        "bob@ministry.govt.nz",
+        ("alice@agency.govt.nz",),
+        body,
+        client="peer 127.0.0.1",
+    )
+
+
+def process(
+    pki: Pki, tmp_path: Path, target: RecordingTarget, *bodies: bytes | NewMessage
+) -> list[Entry]:
+    """Each of ``bodies`` queued inbound (as from a peer, unless a NewMessage) and processed
+    in turn; every entry after them."""
+
+    async def scenario() -> list[Entry]:
+        async with open_queue(tmp_path / "queue.sqlite") as queue:
+            orgs = {"agency": org_keys(pki.agency, "agency", tmp_path)}
+            context = UnprotectContext(
+                name="gw.test",
+                orgs=orgs,
+                targets={"agency": target},
+                directory=lambda: directory(pki),
+                trust=pki.trust,
+                queue=queue.access,
+                notices=notices_for(orgs, queue.access),
+                clock=lambda: NOW,
+            )
+            for body in bodies:
+                queue.store.enqueue(body if isinstance(body, NewMessage) else inbound(body), NOW)
+                [claimed] = queue.store.claim(Direction.INBOUND, NOW, 1)
+                await Inbound(context).process(claimed)
+            return queue.store.list()
+
+    return asyncio.run(scenario())
+
+
+def from_ministry(pki: Pki) -> bytes:
+    """FROM_MINISTRY as the ministry's gateway sends it: signed, encrypted to the agency."""
+    return protect(FROM_MINISTRY, pki.ministry.signer, [pki.agency.certificate], now=NOW).message
+
+
+def test_verified_mail_is_delivered_marked_and_once(pki: Pki, tmp_path: Path) -> None:
+    """A member's mail is decrypted, verified, marked and stored with the SecureMail keyword;
+    the same message queued again (a sender's retry) is not stored twice."""
+    message = from_ministry(pki)
+    target = RecordingTarget()
+    entries = process(pki, tmp_path, target, message, message)
+    [stored] = target.stored
+    assert stored.recipients == ("alice@agency.govt.nz",)
+    assert stored.keywords == {SECUREMAIL_KEYWORD} and stored.origin is Origin.DELIVERED
+    assert b"Authentication-Results: gw.test; smime=pass" in stored.body
+    assert [e.state for e in entries] == [State.DELIVERED, State.DELIVERED]
+    replies = sorted(str(e.recipients[0].last_reply) for e in entries)
+    assert replies == ["250 2.0.0 duplicate suppressed", "250 2.0.0 stored"]
+
+
+def test_the_gateways_own_notice_is_stored_as_the_gateways(pki: Pki, tmp_path: Path) -> None:
+    """A notice or receipt this node wrote for one of its users is delivered with origin
+    "notice" (so the mailbox seal says it is the gateway's) and without the keyword."""
+    report = b"From: postmaster@agency.govt.nz\r\nSubject: SecureMail delivery receipt\r\n\r\nx"
+    own = NewMessage(
+        Direction.INBOUND, "agency", "", ("alice@agency.govt.nz",), report, client="local",
+        kind="notice",
+    )  # fmt: skip
+    target = RecordingTarget()
+    [entry] = process(pki, tmp_path, target, own)
+    [stored] = target.stored
+    assert entry.state is State.DELIVERED and stored.body == report
+    assert stored.origin is Origin.NOTICE and stored.keywords == frozenset()
+
+
+def test_unreadable_mail_is_quarantined_with_a_notice_to_the_sender(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """Mail that is not SecureMail is quarantined, never delivered, and the sender's gateway
+    is sent a failure notice through the outbound queue."""
+    target = RecordingTarget()
+    entries = process(pki, tmp_path, target, FROM_MINISTRY)
+    assert target.stored == []
+    [quarantined] = [e for e in entries if e.kind == "mail"]
+    assert quarantined.state is State.QUARANTINED
+    [notice] = [e for e in entries if e.kind == "notice"]
+    assert notice.direction is Direction.OUTBOUND
+    assert [r.address for r in notice.recipients] == ["bob@ministry.govt.nz"]
