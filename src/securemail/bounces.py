@@ -98,8 +98,7 @@ async def quotable_header(context: NoticeContext, entry: Entry, body: bytes) -> 
     """
     if entry.direction is Direction.OUTBOUND:
         return notices.original_header(body)
-    events = await context.queue.db(context.queue.store.events, entry.id)
-    vouched = [e.detail for e in events if e.event == VOUCHED]
+    vouched = await context.queue.db(context.queue.manager.event_details, entry.id, VOUCHED)
     if not vouched:
         return None
     return notices.original_header(vouched[-1].encode("utf-8"))
@@ -130,7 +129,7 @@ async def send_notice(
     queue = context.queue
     entry_id = await queue.commits.enqueue(new)
     await queue.db(
-        queue.store.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
+        queue.manager.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
     )
     queue.notify(new.direction)
     return entry_id
