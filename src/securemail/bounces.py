@@ -8,6 +8,15 @@ A notice is itself queued mail (kind ``notice``) so it is as durable as anything
 A notice never carries the original body (headers only), and no notice is ever sent about a
 notice or about mail from the null sender ``<>`` (RFC 3464 §2, THREATS.md A: no loops).
 
+Security (THREATS.md K, signed backscatter): a notice is text under our signature, so it goes
+only to a sender somebody vouched for. Outbound mail's sender is our own user or internal
+relay; inbound mail's sender is vouched for only by the inbound service, after the message
+verified and the signer's directory entry was found to own both the envelope sender's and
+the From: domain: it then records a ``sender-vouched`` event holding the signed routing
+fields, and a notice about that entry quotes those fields and nothing else. Inbound mail
+without that event (malformed, undecryptable, unverified, or a sender its signer does not
+own) gets no notice at all: it is quarantined and logged, and nothing is sent.
+
 The outbound and inbound workers and the node's notice loops (delay warnings, receipt
 windows) queue notices through one :class:`NoticeContext`, built by the composition root.
 """
@@ -78,6 +87,23 @@ async def bounce_newly_failed(
         await send_notice(context, before, failed, body, now, action="failed")
 
 
+VOUCHED = "sender-vouched"  # the event that lets a notice about inbound mail be sent
+
+
+async def quotable_header(context: NoticeContext, entry: Entry, body: bytes) -> bytes | None:
+    """The header a notice about ``entry`` may quote; None if no notice may be sent at all.
+
+    Outbound: the header our own sender wrote. Inbound: the signed routing fields the inbound
+    service recorded when it vouched for the sender, never the unsigned outer header.
+    """
+    if entry.direction is Direction.OUTBOUND:
+        return notices.original_header(body)
+    vouched = await context.queue.db(context.queue.manager.event_details, entry.id, VOUCHED)
+    if not vouched:
+        return None
+    return notices.original_header(vouched[-1].encode("utf-8"))
+
+
 async def send_notice(
     context: NoticeContext,
     entry: Entry,
@@ -88,7 +114,15 @@ async def send_notice(
     action: Literal["failed", "delayed"],
 ) -> str | None:
     """Queue a notice about ``entry`` to its sender; None when no notice may be sent."""
-    found = local_notice(context, entry, failed, body, now, action=action)
+    quoted = await quotable_header(context, entry, body)
+    if quoted is None:
+        log.warning(
+            "no %s notice for %s: its sender was not vouched for by a verified signature",
+            action,
+            entry.id,
+        )
+        return None
+    found = local_notice(context, entry, failed, quoted, now, action=action)
     if not found:
         return None
     [new] = found
@@ -105,12 +139,15 @@ def local_notice(
     context: NoticeContext,
     entry: Entry,
     failed: Sequence[notices.Failed],
-    body: bytes,
+    quoted: bytes,
     now: datetime,
     *,
     action: Literal["failed", "delayed"],
 ) -> list[NewMessage]:
-    """The notice about ``entry`` to its sender, ready to queue; none for ``<>`` or a notice."""
+    """The notice about ``entry`` to its sender, ready to queue; none for ``<>`` or a notice.
+
+    ``quoted`` is what :func:`quotable_header` allows the notice to quote.
+    """
     # Ordinary mail's sender is unverified: a notice could go to a forged address
     # (backscatter). Its failures are in the queue's history for the operator.
     if entry.kind in ("notice", "ordinary") or not entry.mail_from:
@@ -120,7 +157,7 @@ def local_notice(
     if org is None:
         return []
     notice = notices.failure_notice(
-        original_header=notices.original_header(body),
+        original_header=quoted,
         reporting_mta=context.reporting_mta,
         postmaster=f"postmaster@{org.organisation.domains[0]}",
         to=entry.mail_from,

@@ -68,6 +68,9 @@ class Verdict:
     from_address: str  # the author (see securemail.addresses.author)
     label: str | None = None  # the ESS security label's marking, e.g. "IN-CONFIDENCE"
     receipt: str | None = None  # e.g. "sent", "not-requested"
+    # False when the signature does not name the recipients (a peer without the profile's
+    # recipient binding, admitted by [peer] unsealed = "mark"): shown, never hidden.
+    recipient_bound: bool = True
 
     def __post_init__(self) -> None:
         for name in ("authserv_id", "signer_org", "from_address", "label", "receipt"):
@@ -97,7 +100,10 @@ def mark_verified(message: bytes, verdict: Verdict) -> bytes:
     status = ["verified", f"signer={_value(verdict.signer_org)}"]
     status += [f"label={_value(verdict.label)}"] if verdict.label is not None else []
     status += [f"receipt={_value(verdict.receipt)}"] if verdict.receipt is not None else []
+    status += [] if verdict.recipient_bound else ["recipient=not-bound"]
     results = [f"{_value(verdict.authserv_id)};", "smime=pass"]
+    # RFC 8601 §2.7: a reason follows the result
+    results += [] if verdict.recipient_bound else [f"reason={_quoted('recipient not bound')}"]
     results.append(f"header.from={_value(verdict.from_address)}")
     fields = (
         _fold("Authentication-Results", results)

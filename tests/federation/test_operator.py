@@ -105,7 +105,8 @@ def test_admission_from_csr_certifies_the_members_key(
 
 
 def test_admission_certificate_profiles(admitted: Admission) -> None:
-    """Signing: digitalSignature; encryption: keyAgreement (EC); TLS: serverAuth and the hosts."""
+    """Signing: digitalSignature; encryption: keyAgreement (EC); TLS: serverAuth and
+    clientAuth (mutual TLS between gateways) and the hosts."""
     member = admitted.member
     signing, encryption = member.signing.current, member.encryption.current
     assert _ext(signing, x509.KeyUsage).digital_signature
@@ -118,7 +119,10 @@ def test_admission_certificate_profiles(admitted: Admission) -> None:
         assert san.get_values_for_type(x509.DNSName) == list(member.domains)
         assert san.get_values_for_type(x509.RFC822Name) == ["gateway@health.govt.nz"]
     tls = admitted.tls_certificate
-    assert list(_ext(tls, x509.ExtendedKeyUsage)) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    assert list(_ext(tls, x509.ExtendedKeyUsage)) == [
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    ]
     names = _ext(tls, x509.SubjectAlternativeName).get_values_for_type(x509.DNSName)
     assert names == ["mx1.health.govt.nz", "mx2.health.govt.nz"]
 

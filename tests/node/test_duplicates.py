@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from securemail.queue import Direction, Entry, NewMessage, QueueStore, State
-from securemail.smime import protect
+from securemail.smime import ProtectOptions, SealedFor, protect
 from tests.node.conftest import Federation, deliver_to_smtp_store, mailbox_files, running
 from tests.node.test_inbound_refusals import (
     AGENCY_USER,
@@ -41,8 +41,9 @@ def copies(federation: Federation, n: int) -> list[bytes]:
     message = letter(AGENCY_USER, n)
     agency = signer(federation, "agency")
     provider = [encryption_certificate(federation, "provider")]
-    first = protect(message, agency, provider, now=NOW).message
-    again = protect(message, agency, provider, now=NOW).message
+    options = ProtectOptions(sealed_for=SealedFor("provider", (CITIZEN,)))
+    first = protect(message, agency, provider, now=NOW, options=options).message
+    again = protect(message, agency, provider, now=NOW, options=options).message
     assert again != first
     return [first, first, again]
 

@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,26 +189,48 @@ def test_postfix_store_behind_the_gateway_outage_defers(
 
 
 def test_hostile_swaks_on_the_peer_listener_is_refused(federation: Federation) -> None:
-    """A client skipping STARTTLS gets 530 at MAIL; plain mail over TLS gets 554 5.7.1."""
+    """A client skipping STARTTLS gets 530 at MAIL; over TLS without a client certificate,
+    530 5.7.0 at MAIL too (members only); plain mail from a member over TLS gets 554 5.7.1."""
     _need("swaks")
     peer = federation.nodes["provider"].peer_port
     envelope = ["--from", "mallory@agency.govt.nz", "--to", CITIZEN, "--ehlo", "hostile.test"]
 
-    async def scenario() -> tuple[str, str, list[Entry]]:
+    async def scenario() -> tuple[str, str, str, list[Entry]]:
         async with running(federation, "provider"):
             plaintext = await _swaks(peer, *envelope)
-            over_tls = await _swaks(peer, "--tls", *envelope)
-            return plaintext, over_tls, _entries(federation, "provider", Direction.INBOUND)
+            anonymous = await _swaks(peer, "--tls", *envelope)
+            over_tls = await _swaks(peer, "--tls", *member, *envelope)
+            return (
+                plaintext,
+                anonymous,
+                over_tls,
+                _entries(federation, "provider", Direction.INBOUND),
+            )
 
-    plaintext, over_tls, queued = asyncio.run(scenario())
+    member = _client_certificate(federation, "agency")
+    plaintext, anonymous, over_tls, queued = asyncio.run(scenario())
     assert re.search(r"^ -> MAIL FROM:<mallory@agency.govt.nz>\n<\*\* 530 ", plaintext, re.M), (
         plaintext
     )
+    assert re.search(
+        r"^ ~> MAIL FROM:<mallory@agency.govt.nz>\n<~\* 530 5\.7\.0 ", anonymous, re.M
+    ), anonymous
     assert "TLS started" in over_tls, over_tls
     # swaks marks an error reply "<**", "<~*" once TLS is on; 554 comes after the data.
     assert re.search(r"^ ~> \.\n<~\* 554 5\.7\.1 ", over_tls, re.M), over_tls
     assert queued == []
     assert not (federation.nodes["provider"].mailbox(CITIZEN) / "new").exists()
+
+
+def _client_certificate(federation: Federation, org: str) -> list[str]:
+    """swaks options presenting ``org``'s TLS client certificate (its key decrypted for swaks)."""
+    key = federation.root / f"{org}-tls-plain.key"
+    subprocess.run(
+        [require_tool("openssl"), "pkey", "-in", str(federation.root / org / "keys" / "tls.key"),
+         "-passin", f"file:{federation.root / 'passphrase.txt'}", "-out", str(key)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return ["--tls-cert", str(federation.root / org / "certs" / "tls.pem"), "--tls-key", str(key)]
 
 
 @contextlib.asynccontextmanager

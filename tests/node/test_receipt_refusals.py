@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -34,7 +35,14 @@ from securemail.queue import (
     State,
 )
 from securemail.queue.model import FINAL_STATES
-from securemail.smime import ProtectOptions, ReceiptRequest, make_receipt, protect, receipt_entity
+from securemail.smime import (
+    ProtectOptions,
+    ReceiptRequest,
+    SealedFor,
+    make_receipt,
+    protect,
+    receipt_entity,
+)
 from securemail.smime.verify import Signature, verify_signed_data
 from tests.node.conftest import Federation, mailbox_files, running
 from tests.node.test_inbound_refusals import (
@@ -104,7 +112,8 @@ def evidence_for(
 def wrap(federation: Federation, message: bytes, org: str = "provider") -> bytes:
     """``message`` signed by ``org`` and encrypted to the agency, as a gateway sends it."""
     agency = encryption_certificate(federation, "agency")
-    return protect(message, signer(federation, org), [agency], now=NOW).message
+    options = ProtectOptions(sealed_for=SealedFor("agency", (RECEIPTS,)))
+    return protect(message, signer(federation, org), [agency], now=NOW, options=options).message
 
 
 def receipt_mail(
@@ -371,7 +380,10 @@ def protected(federation: Federation, message: bytes, receipts_to: str) -> bytes
         signer(federation, "agency"),
         [encryption_certificate(federation, "provider")],
         now=NOW,
-        options=ProtectOptions(receipt_request=ReceiptRequest(os.urandom(16), (receipts_to,))),
+        options=ProtectOptions(
+            receipt_request=ReceiptRequest(os.urandom(16), (receipts_to,)),
+            sealed_for=SealedFor("provider", (CITIZEN,)),
+        ),
     ).message
 
 
@@ -479,3 +491,35 @@ def test_ordinary_mail_to_the_receipt_address_never_reaches_a_mailbox(
     assert_quarantined(entry, "receipt-wrong-kind", caplog)
     agency_mail = federation.nodes["agency"].mail
     assert not any(agency_mail.rglob("securemail-receipts*"))
+
+
+def test_receipt_whose_evidence_disagrees_with_our_records_is_refused(
+    federation: Federation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A genuine ESS receipt with a false digest, Message-ID or member in its evidence is
+    refused (receipt-evidence-mismatch); the true one's MDN carries only our own values."""
+    false_digest = "sha256:" + "1" * 64
+
+    async def scenario() -> None:
+        async with silent_provider(federation), running(federation, "agency"):
+            sent = await send_awaited(federation, 9)
+            true = evidence_for(sent)
+            for lie in (
+                dataclasses.replace(true, content_digest=false_digest),
+                dataclasses.replace(true, original_message_id="<other@agency.govt.nz>"),
+                dataclasses.replace(true, receiving_org="gsp"),
+            ):
+                forged = receipt_mail(federation, genuine(federation, sent), lie)
+                entry = await send_receipt(federation, forged)
+                assert_quarantined(entry, "receipt-evidence-mismatch", caplog)
+                assert states(federation, sent) == [ReceiptState.AWAITING]
+            claimed = dataclasses.replace(true, receiving_gateway="phish.example")
+            mail = receipt_mail(federation, genuine(federation, sent), claimed)
+            assert (await send_receipt(federation, mail)).state is State.DELIVERED
+            await wait_until(lambda: reports(federation, MDN) or None, "the MDN")
+
+    asyncio.run(scenario())
+    [mdn] = reports(federation, MDN)
+    assert false_digest.encode() not in mdn
+    assert b"phish.example" not in mdn
+    assert b"X-SecureMail-Content-Digest: sha256:" in mdn

@@ -8,7 +8,7 @@ from pathlib import Path
 from securemail.deliver.seal import Origin
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.queue import Direction, Entry, NewMessage, State
-from securemail.smime import protect
+from securemail.smime import ProtectOptions, SealedFor, protect
 from securemail.unprotect.context import UnprotectContext
 from securemail.unprotect.service import Inbound
 from tests.conftest import NOW, Pki
@@ -65,8 +65,12 @@ def process(
 
 
 def from_ministry(pki: Pki) -> bytes:
-    """FROM_MINISTRY as the ministry's gateway sends it: signed, encrypted to the agency."""
-    return protect(FROM_MINISTRY, pki.ministry.signer, [pki.agency.certificate], now=NOW).message
+    """FROM_MINISTRY as the ministry's gateway sends it: signed (sealed for the agency and
+    alice), encrypted to the agency."""
+    options = ProtectOptions(sealed_for=SealedFor("agency", ("alice@agency.govt.nz",)))
+    return protect(
+        FROM_MINISTRY, pki.ministry.signer, [pki.agency.certificate], now=NOW, options=options
+    ).message
 
 
 def test_verified_mail_is_delivered_marked_and_once(pki: Pki, tmp_path: Path) -> None:
@@ -99,16 +103,11 @@ def test_the_gateways_own_notice_is_stored_as_the_gateways(pki: Pki, tmp_path: P
     assert stored.origin is Origin.NOTICE and stored.keywords == frozenset()
 
 
-def test_unreadable_mail_is_quarantined_with_a_notice_to_the_sender(
-    pki: Pki, tmp_path: Path
-) -> None:
-    """Mail that is not SecureMail is quarantined, never delivered, and the sender's gateway
-    is sent a failure notice through the outbound queue."""
+def test_unreadable_mail_is_quarantined_and_nothing_is_sent(pki: Pki, tmp_path: Path) -> None:
+    """Mail that is not SecureMail is quarantined, never delivered, and no notice is queued:
+    its sender is unproved (THREATS.md K, signed backscatter)."""
     target = RecordingTarget()
     entries = process(pki, tmp_path, target, FROM_MINISTRY)
     assert target.stored == []
-    [quarantined] = [e for e in entries if e.kind == "mail"]
-    assert quarantined.state is State.QUARANTINED
-    [notice] = [e for e in entries if e.kind == "notice"]
-    assert notice.direction is Direction.OUTBOUND
-    assert [r.address for r in notice.recipients] == ["bob@ministry.govt.nz"]
+    [quarantined] = entries
+    assert quarantined.kind == "mail" and quarantined.state is State.QUARANTINED

@@ -7,6 +7,9 @@ node directory can be moved as a whole.
     [node]            name (our host name), data_dir, database, region, workers, lease
     [federation]      name, anchor, directory (file path or https URL), refresh
     [peer]            listen, tls_certificate, tls_key            (mail from member gateways)
+                      unsealed (refuse | mark: peer mail whose signature names no recipients)
+                      max_sessions_per_source, max_sessions_per_member, tls_handshake_timeout,
+                      pre_mail_timeout, max_session, drain_deadline, quarantine_quota
     [relay]           listen, networks                             (the organisation's own MTAs)
     [ordinary]        listen             (optional: mail from outside SecureMail, unverified)
     [submission]      listen, tls_listen, tls_certificate, tls_key (optional: mail clients)
@@ -38,6 +41,7 @@ from securemail.config.toml_table import (
     parse_duration,
 )
 from securemail.policy.model import NodePolicy, OrgPolicy
+from securemail.receive.door import Door
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -127,6 +131,42 @@ class Smarthost:
     cafile: Path | None
 
 
+Unsealed = Literal["refuse", "mark"]
+# The peer listener's door by default (THREATS.md K): see PeerEdge.
+PEER_DOOR = Door(
+    per_source=20,
+    per_member=20,
+    handshake_timeout=10.0,
+    pre_mail_timeout=30.0,
+    max_session=600.0,
+    drain_deadline=5.0,
+)
+
+
+@dataclass(frozen=True)
+class PeerEdge:
+    """[peer] rules for what member gateways send, beyond where the listener binds.
+
+    ``unsealed`` is what happens to verified peer mail whose signature has no sealedFor
+    attribute, from a member whose directory entry does not list ``sealed-for`` (a gateway
+    that does not implement the profile's recipient binding): "mark" (the default) delivers
+    it marked "recipient not bound"; "refuse" quarantines it as ``recipient-not-sealed``.
+    A signer whose entry lists ``sealed-for`` (every SecureMail gateway) is always held to
+    it. The default admits other vendors' gateways with the difference shown (an unbound
+    signature can be re-sent or re-encrypted to another person, THREATS.md K); an
+    organisation that exchanges only with sealing members sets "refuse".
+    """
+
+    unsealed: Unsealed = "mark"
+    # The door (THREATS.md K): a host or a member may hold 20 of the listener's 100 slots
+    # (a sending gateway runs at most 16 relays at once), must finish TLS within 10 s and
+    # reach MAIL within 30 s, and no session lives past 10 minutes; on stop a DATA
+    # transfer gets 5 s. A source whose mail was quarantined 20 times in an hour gets 451
+    # at DATA until the hour has passed.
+    door: Door = field(default_factory=lambda: PEER_DOOR)
+    quarantine_quota: int = 20
+
+
 @dataclass(frozen=True)
 class Retry:
     schedule: tuple[timedelta, ...]
@@ -162,6 +202,7 @@ class NodeConfig:
     submission: ClientPorts | None = None
     imap: ClientPorts | None = None
     web: WebSettings | None = None
+    peer_edge: PeerEdge = field(default_factory=PeerEdge)
     # Worker processes beside the listeners: 1 runs every role in one process; N > 1 runs
     # the outbound and inbound workers in N processes that meet the listeners at the queue.
     workers: int = 1
@@ -227,12 +268,35 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         submission=_client_ports(root.table("submission"), "submission", tls_pair),
         imap=_client_ports(root.table("imap"), "imap", tls_pair),
         web=_web(root.table("web"), tls_pair),
+        peer_edge=_peer_edge(peer),
         workers=_workers(node),
         lease=node.duration("lease", "60s"),
     )
     for table in (root, node, federation, peer, relay):
         table.finish()
     return config
+
+
+def _peer_edge(peer: Table) -> PeerEdge:
+    unsealed = peer.text("unsealed", "mark")
+    if unsealed not in ("refuse", "mark"):
+        raise ConfigError(f"peer.unsealed must be refuse or mark, not {unsealed!r}")
+    try:
+        door = Door(
+            per_source=peer.integer("max_sessions_per_source", 20, 1, 10_000),
+            per_member=peer.integer("max_sessions_per_member", 20, 1, 10_000),
+            handshake_timeout=peer.duration("tls_handshake_timeout", "10s").total_seconds(),
+            pre_mail_timeout=peer.duration("pre_mail_timeout", "30s").total_seconds(),
+            max_session=peer.duration("max_session", "10m").total_seconds(),
+            drain_deadline=peer.duration("drain_deadline", "5s").total_seconds(),
+        )
+    except ValueError as error:
+        raise ConfigError(f"peer: {error}") from None
+    return PeerEdge(
+        unsealed="refuse" if unsealed == "refuse" else "mark",
+        door=door,
+        quarantine_quota=peer.integer("quarantine_quota", 20, 1, 1_000_000),
+    )
 
 
 def _workers(node: Table) -> int:

@@ -24,7 +24,9 @@ FORMAT = "securemail-directory/1"
 ROLES = ("gateway", "msp", "gsp")
 STATUSES = ("active", "suspended")
 # "inner-binary": the member's gateway reads a binary inner signed entity (profile §1);
-# without it, senders use base64, which every S/MIME stack reads
+# without it, senders use base64, which every S/MIME stack reads. "sealed-for": the
+# member's gateway signs sealedFor on every message (profile §2.1), so a message signed by it
+# without the attribute is refused whatever the receiver's [peer] unsealed says.
 CAPABILITIES = (
     "aes256-gcm",
     "aes128-gcm",
@@ -33,6 +35,7 @@ CAPABILITIES = (
     "rsa-oaep",
     "ecdh",
     "inner-binary",
+    "sealed-for",
 )
 # RFC 2142 mailbox names and common role words: contacts are roles, never persons
 ROLE_MAILBOXES = frozenset(

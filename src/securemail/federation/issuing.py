@@ -90,7 +90,9 @@ def issue_smime(
 
 
 def issue_tls(ca: Issued, member: Member, key: PublicKey, now: datetime) -> x509.Certificate:
-    """A member's TLS server certificate for ``key``, naming its endpoints' hosts."""
+    """A member's TLS certificate for ``key``, naming its endpoints' hosts: for its peer
+    listener (serverAuth) and for its relay client, which peers ask for it (clientAuth:
+    mutual TLS, only members get in)."""
     return issue_for_key(
         ca,
         member.org_id,
@@ -99,7 +101,7 @@ def issue_tls(ca: Issued, member: Member, key: PublicKey, now: datetime) -> x509
         organisation=member.name,
         domains=list(dict.fromkeys(e.host for e in member.endpoints)),
         usage="both",  # RSA: digitalSignature + keyEncipherment; EC: + keyAgreement
-        extended_key_usage=(ExtendedKeyUsageOID.SERVER_AUTH,),
+        extended_key_usage=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
     )
 
 

@@ -58,7 +58,9 @@ from securemail.federation.store import Revocation, Store, serial_hex
 from securemail.pki.authority import Issued, issue, make_root_ca
 from securemail.smime import SignerIdentity, keys, oids
 
-DEFAULT_CAPABILITIES = ("aes256-gcm", "aes256-cbc", "rsa-oaep")
+# What a SecureMail gateway does; an operator admitting another vendor's gateway lists what
+# that gateway does instead (without sealed-for if it cannot sign sealedFor, profile §2.1).
+DEFAULT_CAPABILITIES = ("aes256-gcm", "aes256-cbc", "rsa-oaep", "sealed-for")
 MAX_NAME = 64  # ub-organization-name (RFC 5280): the name goes into certificate subjects
 ROOT = "ca/root"
 OPERATOR = "operator/directory-signer"

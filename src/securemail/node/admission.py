@@ -11,6 +11,11 @@ label that may not go somewhere is refused there rather than bounced later.
 Mail from the ordinary listener is queued as kind "ordinary", which the inbound
 service never unprotects or marks verified; ordinary mail to a receipt address is refused.
 
+The peer listener knows a member by its TLS client certificate: the directory pins the
+key (:meth:`Admission.member_of`). A source whose peer mail was quarantined more than
+``[peer] quarantine_quota`` times in the last hour gets 451 at DATA (THREATS.md K): it
+cannot grow the store without bound, and a member that misbehaves only waits.
+
 SecureMail traffic is dequeued ahead of ordinary traffic when both wait (issue 7 §4): mail
 from the ordinary listener, and outbound mail whose every recipient goes to the smarthost,
 are queued with priority 1; everything else with 0.
@@ -20,12 +25,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+
+from cryptography import x509
 
 from securemail import addresses, notices
 from securemail.config.node import NodeConfig
-from securemail.directory.model import Directory
+from securemail.directory.model import Directory, spki_pin
 from securemail.evidence import EvidenceReason
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
@@ -33,6 +40,8 @@ from securemail.policy.routing import Route, RouteKind, RouteReason, route
 from securemail.queue import Direction, NewMessage, QueueError
 from securemail.queue.access import QueueAccess
 from securemail.receive import Received
+from securemail.receive.door import SourceQuota
+from securemail.receive.model import ReceiveReason
 from securemail.replies import Reply, ok, temporary
 from securemail.smime.labels import SecurityLabel
 
@@ -49,6 +58,8 @@ class AdmissionContext:
     directory: Callable[[], Directory | None]  # the current verified directory
     queue: QueueAccess
     clock: Callable[[], datetime]
+    # peer mail quarantined per source (shared with the inbound worker; see receive.door)
+    quarantined: SourceQuota = field(default_factory=lambda: SourceQuota(None))
 
 
 class Admission:
@@ -56,6 +67,16 @@ class Admission:
 
     def __init__(self, context: AdmissionContext) -> None:
         self.context = context
+
+    def member_of(self, certificate: bytes) -> str | None:
+        """The active member whose directory entry pins the key of ``certificate`` (DER)."""
+        directory = self.context.directory()
+        try:
+            pin = spki_pin(x509.load_der_x509_certificate(certificate))
+        except ValueError:
+            return None
+        members = () if directory is None else directory.members
+        return next((m.org_id for m in members if m.active and pin in m.tls_pins), None)
 
     def serves(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.context.config.domains
@@ -130,6 +151,10 @@ class Admission:
 
     async def admit_inbound(self, received: Received) -> Reply:
         """One entry per receiving organisation (a GSP node serves several)."""
+        if self.context.quarantined.exceeded(received.client_address, self.context.clock()):
+            detail = f"{received.client_address} is over its quarantine quota"
+            text = "Too much refused mail from your address, try again later"
+            return Reply(451, "4.7.1", text, ReceiveReason.QUARANTINE_QUOTA, detail)
         return await self._enqueue(self._inbound(received, "mail", SECUREMAIL))
 
     async def admit_ordinary(self, received: Received) -> Reply:

@@ -1,7 +1,10 @@
 """Start the node's SMTP listeners (peer, relay; ordinary and submission if configured).
 
 Security: the peer listener's TLS key is the node's TLS key (encrypted at rest, opened with
-the node passphrase); TLS 1.2 is the minimum. The relay listener takes only the networks
+the node passphrase); TLS 1.2 is the minimum. The peer listener asks every client for its
+TLS certificate and trusts only chains to the federation anchor, not the system's CAs
+(mutual TLS: only members get in, profile §Transport), and shares its sessions out by
+``[peer]``'s door limits. The relay listener takes only the networks
 the configuration names. The ordinary listener offers STARTTLS with the same certificate
 but, as a public MX, does not require it; its mail is never marked verified. The submission
 listeners (587 STARTTLS, 465 implicit TLS) take only logged-in accounts, checked by the
@@ -49,6 +52,28 @@ def server_tls(
         )
     except (OSError, ssl.SSLError) as error:
         raise NodeError(NodeReason.KEYS_UNAVAILABLE, f"TLS certificate or key: {error}") from None
+    return context
+
+
+def peer_server_tls(config: NodeConfig) -> ssl.SSLContext:
+    """The peer listener's context: the node's certificate, and a request for the client's,
+    which must chain to a federation anchor (the only CAs loaded) for the handshake to pass.
+
+    CERT_OPTIONAL rather than REQUIRED: a client without a certificate then completes the
+    handshake and is told why at MAIL (530 5.7.0 client-certificate-required) instead of
+    seeing a bare TLS alert.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(
+            config.tls_certificate, config.tls_key, password=read_passphrase(config)
+        )
+        context.load_verify_locations(cafile=config.anchor)
+    except (OSError, ssl.SSLError) as error:
+        detail = f"TLS certificate, key or federation anchor: {error}"
+        raise NodeError(NodeReason.KEYS_UNAVAILABLE, detail) from None
+    context.verify_mode = ssl.CERT_OPTIONAL
     return context
 
 
@@ -122,11 +147,17 @@ async def start_listeners(
 async def _start_transfer(config: NodeConfig, admission: Admission, started: _Started) -> Listeners:
     """The peer, relay and (if configured) ordinary listeners."""
     settings = _settings_for(config, server_tls(config))
+    peer_settings = dataclasses.replace(
+        settings(config.peer.host, config.peer.port),
+        tls=peer_server_tls(config),
+        door=config.peer_edge.door,
+    )
     peer = await started(
         start_peer_listener(
-            settings(config.peer.host, config.peer.port),
+            peer_settings,
             served=admission.serves,
             admit=admission.admit_inbound,
+            member_of=admission.member_of,
         )
     )
     relay = await started(

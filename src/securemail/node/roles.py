@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from securemail.bounces import NoticeContext
 from securemail.config.node import NodeConfig
 from securemail.node.admission import AdmissionContext
-from securemail.node.context import CurrentTrust, Node
+from securemail.node.context import CurrentTrust, Node, read_passphrase
 from securemail.protect.context import ProtectContext
-from securemail.relay import Destination
+from securemail.receive.door import SourceQuota
+from securemail.relay import ClientCertificate, Destination
 from securemail.unprotect.context import UnprotectContext
 
 
@@ -27,9 +28,14 @@ class Roles:
     notices: NoticeContext  # failure and delay notices, receipt windows
 
 
-def build_roles(node: Node) -> Roles:
-    """The contexts for ``node``'s roles."""
+def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
+    """The contexts for ``node``'s roles; ``quarantined`` is the peer listener's quarantine
+    quota, counted by the inbound worker (receive.door)."""
     config = node.config
+    quarantined = quarantined or SourceQuota(config.peer_edge.quarantine_quota)
+    client_tls = ClientCertificate(
+        str(config.tls_certificate), str(config.tls_key), read_passphrase(config)
+    )
     notices = NoticeContext(
         reporting_mta=config.name,
         orgs=node.orgs,
@@ -48,6 +54,7 @@ def build_roles(node: Node) -> Roles:
         queue=node.queue,
         notices=notices,
         clock=node.clock,
+        client_tls=client_tls,
     )
     unprotect = UnprotectContext(
         name=config.name,
@@ -58,8 +65,10 @@ def build_roles(node: Node) -> Roles:
         queue=node.queue,
         notices=notices,
         clock=node.clock,
+        unsealed=config.peer_edge.unsealed,
+        quarantined=quarantined,
     )
-    admission = AdmissionContext(config, node.directory, node.queue, node.clock)
+    admission = AdmissionContext(config, node.directory, node.queue, node.clock, quarantined)
     return Roles(admission, protect, unprotect, notices)
 
 

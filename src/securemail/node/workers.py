@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from securemail.bounces import NoticeContext, local_notice, send_notice
+from securemail.bounces import NoticeContext, local_notice, quotable_header, send_notice
 from securemail.notices import Failed
 from securemail.queue import Direction, Entry, NewMessage, ReceiptRecord
 from securemail.queue.access import QueueAccess
@@ -179,7 +179,9 @@ async def expire_receipt(notices: NoticeContext, due: ReceiptRecord, now: dateti
     if entry is not None:
         body = await queue.db(queue.manager.body, due.entry_id)
         failed = [Failed(due.recipient, "4.4.7", "receipt-expired", "")]
-        notice = tuple(local_notice(notices, entry, failed, body, now, action="failed"))
+        quoted = await quotable_header(notices, entry, body)
+        if quoted is not None:
+            notice = tuple(local_notice(notices, entry, failed, quoted, now, action="failed"))
     return bool(
         await queue.db(
             queue.tracking.expire_receipt, due.entry_id, due.recipient, now, enqueue=notice

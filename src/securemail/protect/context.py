@@ -13,7 +13,7 @@ from securemail.directory.model import Directory
 from securemail.keys.org import OrgKeys
 from securemail.policy.model import NodePolicy
 from securemail.queue.access import QueueAccess
-from securemail.relay import Destination, PeerTls
+from securemail.relay import ClientCertificate, Destination, PeerTls
 from securemail.relay.transport import Relay
 
 
@@ -31,9 +31,10 @@ class ProtectContext:
     queue: QueueAccess
     notices: NoticeContext  # failure notices for what an attempt bounced
     clock: Callable[[], datetime]
+    client_tls: ClientCertificate | None = None  # ours, shown to peers (mutual TLS)
 
     def peer_destination(self, host: str, port: int, pins: tuple[str, ...]) -> Destination:
-        """A member gateway's endpoint, its TLS certificate bound to the directory's pins."""
-        return Destination(
-            host, port, helo=self.helo, peer_tls=PeerTls(frozenset(pins), self.anchors)
-        )
+        """A member gateway's endpoint, its TLS certificate bound to the directory's pins;
+        we present our own TLS client certificate (peers let in members only)."""
+        peer_tls = PeerTls(frozenset(pins), self.anchors, self.client_tls)
+        return Destination(host, port, helo=self.helo, peer_tls=peer_tls)

@@ -4,7 +4,10 @@ Theory of operation. One attempt of one queue entry: the recipients still pendin
 grouped by the routing decision (policy.routing.route). Recipients at one member gateway
 share one protected copy: signed with the sending organisation's key, encrypted to the
 certificate the directory lists for that member, relayed over STARTTLS to the member's
-endpoint whose certificate must carry the directory's SPKI pin. Recipients outside the
+endpoint whose certificate must carry the directory's SPKI pin. The signature names that
+member and exactly the envelope recipients at it (the sealedFor attribute), so the copy
+opens for no one else: a Bcc recipient is an envelope recipient like any other, and the
+attribute travels inside the encryption, seen only by that member. Recipients outside the
 federation go, unchanged, to the smarthost if the operator set one. Every recipient gets a
 Reply; the queue records them in one transaction and schedules the rest.
 
@@ -35,7 +38,7 @@ from securemail.protect.groups import Group, group_recipients
 from securemail.queue import Attempt, Entry, NewSignature
 from securemail.relay import Destination, RelayError
 from securemail.replies import Reply, permanent, temporary
-from securemail.smime import ProtectOptions, ReceiptRequest, SmimeError, protect
+from securemail.smime import ProtectOptions, ReceiptRequest, SealedFor, SmimeError, protect
 
 log = logging.getLogger("securemail.protect")
 
@@ -153,7 +156,7 @@ class Outbound:
                 org.signer,
                 [decision.certificate],
                 now=attempt.now,
-                options=self._options(attempt, decision, request),
+                options=self._options(attempt, decision, request, recipients),
                 canonical=True,
             )
         except SmimeError as error:
@@ -183,8 +186,15 @@ class Outbound:
         return await self._relay(destination, attempt, recipients, protected.message)
 
     @staticmethod
-    def _options(attempt: _Try, decision: Route, request: ReceiptRequest | None) -> ProtectOptions:
-        """Sign with the label (ESS securityLabel) and show it on the outer message."""
+    def _options(
+        attempt: _Try,
+        decision: Route,
+        request: ReceiptRequest | None,
+        recipients: Sequence[str],
+    ) -> ProtectOptions:
+        """Sign with the label (ESS securityLabel), shown on the outer message, and sealed
+        for the receiving member and the envelope recipients at it."""
+        assert decision.member is not None  # noqa: S101 (a member route)
         label = attempt.classified.label
         marking = None
         if label is not None and label.classification is not None:
@@ -196,7 +206,8 @@ class Outbound:
             receipt_request=request,
             label=label,
             outer_marking=marking,
-            inner_encoding="base64" if member is None else choose_inner_encoding(member),
+            inner_encoding=choose_inner_encoding(member),
+            sealed_for=SealedFor(member.org_id, tuple(recipients)),
         )
 
     async def _relay(

@@ -40,6 +40,7 @@ from securemail.queue.retry import settle
 from securemail.queue.schema import (
     CLAIM_ORDER,
     ORDER,
+    events,
     follow_up,
     insert_entry,
     lock_entry,
@@ -106,6 +107,8 @@ class QueueManager(Protocol):
     def body(self, entry_id: str) -> bytes: ...
 
     def get(self, entry_id: str) -> Entry | None: ...
+
+    def event_details(self, entry_id: str, event: str) -> list[str]: ...
 
     def record(
         self,
@@ -247,6 +250,17 @@ class ManagerRows(Transactions):
         with self._read("get") as conn:
             found = select_entries(conn, messages.c.id == entry_id, 1)
         return found[0] if found else None
+
+    def event_details(self, entry_id: str, event: str) -> builtins.list[str]:
+        """The details of ``entry_id``'s events named ``event``, oldest first (e.g. what the
+        inbound worker recorded when it vouched for a sender: securemail.bounces)."""
+        query = (
+            select(events.c.detail)
+            .where(events.c.entry_id == entry_id, events.c.event == event)
+            .order_by(events.c.id)
+        )
+        with self._read("event_details") as conn:
+            return [str(detail) for detail in conn.scalars(query)]
 
     def record(
         self,

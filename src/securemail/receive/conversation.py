@@ -96,6 +96,12 @@ class Gate(Protocol):
     def log_in(self) -> LogIn | None:
         """The check behind AUTH PLAIN/LOGIN (offered only over TLS), or None: no AUTH."""
 
+    @property
+    def member_of(self) -> Callable[[bytes], str | None] | None:
+        """For a listener only members may use (the peer listener): the member whose
+        directory entry pins the key of a TLS client certificate (DER), or None. Asked at
+        the first MAIL; None here: the listener does not identify members."""
+
     def refuse_client(self, ip: str) -> Reply | None:
         """At connect, before the greeting."""
 

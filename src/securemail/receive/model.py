@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
 
+from securemail.receive.door import Door
 from securemail.replies import Reply
 
 MIB = 1024 * 1024
@@ -35,6 +36,12 @@ class ReceiveReason(StrEnum):
     TLS_REQUIRED = "tls-required"
     TOO_MANY_CONNECTIONS = "too-many-connections"
     TIMEOUT = "timeout"
+    TLS_HANDSHAKE_TIMEOUT = "tls-handshake-timeout"
+    PRE_MAIL_TIMEOUT = "pre-mail-timeout"
+    SESSION_TOO_LONG = "session-too-long"
+    QUARANTINE_QUOTA = "quarantine-quota"
+    CLIENT_CERTIFICATE_REQUIRED = "client-certificate-required"
+    NOT_A_MEMBER = "not-a-member"
     AUTH_UNAVAILABLE = "auth-unavailable"
     AUTH_REQUIRED = "auth-required"
     AUTH_FAILED = "auth-failed"
@@ -53,7 +60,7 @@ class ListenerSettings:
     ``timeout`` is the wait for each command (RFC 5321 §4.5.3.2.7: at least 5 minutes); the
     DATA transfer and the message's admission to the queue must also finish within it.
     ``tls`` is the server context for STARTTLS; the listener raises its minimum version to
-    TLS 1.2 if it was lower.
+    TLS 1.2 if it was lower. ``door`` shares the sessions out fairly (see receive.door).
     """
 
     host: str
@@ -64,6 +71,7 @@ class ListenerSettings:
     max_connections: int = 100
     timeout: float = 300.0
     tls: ssl.SSLContext | None = None
+    door: Door = field(default_factory=Door)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -43,6 +43,10 @@ class OrdinaryGate:
     def log_in(self) -> None:
         return None
 
+    @property
+    def member_of(self) -> None:
+        return None
+
     def refuse_client(self, ip: str) -> Reply | None:
         return None
 

@@ -69,6 +69,10 @@ class RelayGate:
     def log_in(self) -> LogIn | None:
         return None if self.authenticate is None else _PasswordLogIn(self.authenticate)
 
+    @property
+    def member_of(self) -> None:
+        return None
+
     def refuse_client(self, ip: str) -> Reply | None:
         if self.authenticate is not None or _in_networks(ip, self.networks):
             return None

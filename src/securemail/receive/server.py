@@ -8,6 +8,12 @@ commands and DATA; its handler hooks call :class:`securemail.receive.conversatio
 its user: a cap on concurrent sessions, a gate before the greeting, the path exactly as the
 client wrote it, enhanced status codes on aiosmtpd's own refusals, 421 on idle timeout, an
 AUTH check that is awaited (aiosmtpd's own hook is synchronous) and implicit TLS (port 465).
+It also keeps the listener's :class:`~securemail.receive.door.Door`: per-source and
+per-member session limits, TLS-handshake, pre-MAIL and whole-session deadlines, and on stop
+drops every session not in the middle of DATA at once (a transfer gets the drain deadline).
+A gate that identifies members (the peer listener) is asked at the first MAIL, with the TLS
+client certificate the handshake verified: no certificate is 530 5.7.0, one that is not a
+member's 550 5.7.1, and the session ends there.
 
 Security: every byte from the client is untrusted. aiosmtpd ends DATA only at
 CRLF.CRLF and drops plaintext pipelined after STARTTLS (RFC 3207 §4.2); the tests in
@@ -21,6 +27,7 @@ import asyncio
 import collections
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -33,6 +40,7 @@ from securemail.receive.conversation import (
     client_ip,
     log_refusal,
 )
+from securemail.receive.door import at_limit
 from securemail.receive.model import Admit, ListenerSettings, ReceiveReason
 from securemail.replies import Reply
 
@@ -115,9 +123,16 @@ class _Session(SMTP):
         )
         self._conversation = conversation
         self._max_sessions = settings.max_connections
+        self._door = settings.door
         self._live = live
         self._implicit_tls = implicit_tls
         self._offered: LoginPassword | None = None
+        self.source: str | None = None  # the client's IP address, once connected
+        self.member: str | None = None  # the member its client certificate names, once known
+        self.admitted = False  # let in at connect (counts against the limits)
+        self.in_data = False  # a DATA transfer (and its admission) is in progress
+        self._mail_seen = False  # a MAIL command was accepted in this session
+        self._deadlines: list[asyncio.TimerHandle] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -125,18 +140,110 @@ class _Session(SMTP):
             # aiosmtpd fills session.ssl only after STARTTLS; here TLS came first.
             names = ("ssl_object", "peercert", "cipher")
             self.session.ssl = {name: transport.get_extra_info(name) for name in names}
+        self.source = client_ip(self.session)
         self._live.add(self)
+        self._start_deadlines()
 
     def connection_lost(self, error: Exception | None) -> None:
         self._live.discard(self)
+        for handle in self._deadlines:
+            handle.cancel()
         super().connection_lost(error)
 
+    def _start_deadlines(self) -> None:
+        door, later = self._door, self.loop.call_later
+        if door.handshake_timeout is not None and self._conversation.gate.requires_tls:
+            self._deadlines.append(later(door.handshake_timeout, self._handshake_deadline))
+        if door.pre_mail_timeout is not None:
+            self._deadlines.append(later(door.pre_mail_timeout, self._pre_mail_deadline))
+        if door.max_session is not None:
+            self._deadlines.append(later(door.max_session, self._session_deadline))
+
+    def _handshake_deadline(self) -> None:
+        if not self._tls_up():
+            detail = f"no TLS within {self._door.handshake_timeout} s"
+            self._drop(ReceiveReason.TLS_HANDSHAKE_TIMEOUT, detail)
+
+    def _pre_mail_deadline(self) -> None:
+        if not self._mail_seen:
+            detail = f"no MAIL within {self._door.pre_mail_timeout} s"
+            self._drop(ReceiveReason.PRE_MAIL_TIMEOUT, detail)
+
+    def _session_deadline(self) -> None:
+        if self.in_data:  # let the transfer finish (the DATA timeout still bounds it)
+            self._deadlines.append(self.loop.call_later(1.0, self._session_deadline))
+            return
+        self._drop(ReceiveReason.SESSION_TOO_LONG, f"session over {self._door.max_session} s")
+
+    def _tls_up(self) -> bool:
+        return self._implicit_tls or (
+            self._tls_protocol is not None and bool(self.session is not None and self.session.ssl)
+        )
+
+    def _drop(self, reason: ReceiveReason, detail: str) -> None:
+        """421 4.4.2 (RFC 5321 §3.8: the server may close with 421), then close."""
+        reply = Reply(421, "4.4.2", "Timeout, closing connection", reason, detail)
+        log_refusal(self._conversation.gate.listener, self.source or "?", reply)
+        if self.transport is not None:
+            self._writer.write(reply.line().encode("ascii") + b"\r\n")
+            self.transport.close()
+
     def _refusal_at_connect(self) -> Reply | None:
-        if len(self._live) > self._max_sessions:
+        """Count only sessions already let in: in a burst, every new connection is live
+        before the first is greeted, and counting those would refuse them all."""
+        admitted = [session.source for session in self._live if session.admitted]
+        if len(admitted) >= self._max_sessions:
             detail = f"more than {self._max_sessions} sessions"
             text = "Too many connections, try again later"
             return Reply(421, "4.7.0", text, ReceiveReason.TOO_MANY_CONNECTIONS, detail)
-        return self._conversation.gate.refuse_client(client_ip(self.session))
+        if at_limit(admitted, self.source, self._door.per_source):
+            detail = f"more than {self._door.per_source} sessions from {self.source}"
+            text = "Too many connections from your address, try again later"
+            return Reply(421, "4.7.0", text, ReceiveReason.TOO_MANY_CONNECTIONS, detail)
+        refusal = self._conversation.gate.refuse_client(client_ip(self.session))
+        self.admitted = refusal is None
+        return refusal
+
+    async def smtp_MAIL(self, arg: str) -> None:  # noqa: N802 (aiosmtpd's command method)
+        """MAIL, once the gate knows which member the client is (if the gate asks)."""
+        refusal = self._refuse_member()
+        if refusal is not None:
+            log_refusal(self._conversation.gate.listener, self.source or "?", refusal)
+            await super().push(refusal.line())
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super().smtp_MAIL(arg)
+        self._mail_seen = self._mail_seen or (
+            self.envelope is not None and self.envelope.mail_from is not None
+        )
+
+    def _refuse_member(self) -> Reply | None:
+        member_of = self._conversation.gate.member_of
+        if member_of is None or self.member is not None:
+            return None
+        certificate = _client_certificate(self.session)
+        if certificate is None:
+            text = "Client certificate required"
+            detail = "no TLS client certificate"
+            return Reply(530, "5.7.0", text, ReceiveReason.CLIENT_CERTIFICATE_REQUIRED, detail)
+        member = member_of(certificate)
+        if member is None:
+            detail = "the client certificate's key is no member's in the directory"
+            return Reply(550, "5.7.1", "Not a member", ReceiveReason.NOT_A_MEMBER, detail)
+        if at_limit([s.member for s in self._live], member, self._door.per_member):
+            detail = f"more than {self._door.per_member} sessions of member {member}"
+            text = "Too many connections, try again later"
+            return Reply(421, "4.7.0", text, ReceiveReason.TOO_MANY_CONNECTIONS, detail)
+        self.member = member
+        return None
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 (aiosmtpd's command method)
+        self.in_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.in_data = False
 
     async def _handle_client(self) -> None:
         refusal = self._refusal_at_connect()
@@ -208,26 +315,49 @@ class _Session(SMTP):
             self.transport.close()
 
     def abort(self) -> asyncio.Task[None] | None:
-        """Drop the connection now; the task serving it, to wait for, if it still runs."""
-        if isinstance(self.transport, asyncio.WriteTransport):
-            self.transport.abort()
+        """Drop the connection now; the task serving it, to wait for, if it still runs.
+
+        Any transport with ``abort``: uvloop's TCP transport is no asyncio.WriteTransport,
+        and skipping it left plain-text sessions (relay, submission, a peer before
+        STARTTLS) holding the node open on SIGTERM for as long as the client sent NOOPs.
+        """
+        abort: Callable[[], None] | None = getattr(self.transport, "abort", None)
+        if abort is not None:
+            abort()
         return self._handler_coroutine
 
 
 class Listener:
     """A running listener: ``port`` is the bound port; ``close()`` ends it and its sessions."""
 
-    def __init__(self, server: asyncio.Server, live: set[_Session]) -> None:
+    def __init__(self, server: asyncio.Server, live: set[_Session], drain: float) -> None:
         self._server = server
         self._live = live
+        self._drain = drain
         self.port: int = server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
-        """Stop accepting, drop every session and wait until their tasks have ended."""
+        """Stop accepting; drop every session not in DATA now, the others once their DATA
+        is done or the drain deadline has passed; wait until their tasks have ended."""
         self._server.close()
-        tasks = [task for session in list(self._live) if (task := session.abort()) is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._drain
+        tasks: set[asyncio.Task[None] | None] = set()
+        while True:
+            tasks.update(s.abort() for s in list(self._live) if not s.in_data)
+            if not any(s.in_data for s in self._live) or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        tasks.update(session.abort() for session in list(self._live))
+        await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
         await self._server.wait_closed()
+
+
+def _client_certificate(session: Any) -> bytes | None:
+    """The DER certificate the TLS client presented (verified by the handshake), if any."""
+    ssl_object = session.ssl.get("ssl_object") if session is not None and session.ssl else None
+    der = None if ssl_object is None else ssl_object.getpeercert(binary_form=True)
+    return der or None
 
 
 def _drop_login_data_warning(record: logging.LogRecord) -> bool:
@@ -262,4 +392,4 @@ async def start_listener(
         ssl=settings.tls if implicit_tls else None,
         ssl_handshake_timeout=settings.timeout if implicit_tls else None,
     )
-    return Listener(server, live)
+    return Listener(server, live, settings.door.drain_deadline)

@@ -121,6 +121,10 @@ class SubmissionGate:
     def log_in(self) -> LogIn:
         return _AccountLogIn(self.authenticator)
 
+    @property
+    def member_of(self) -> None:
+        return None
+
     def refuse_client(self, ip: str) -> Reply | None:
         return None  # anyone may try to log in; the authenticator throttles by source
 

@@ -8,9 +8,10 @@ worker decides what to do with both. The only state kept between attempts is the
 
 from securemail.relay.client import Destination, RelayError, RelayReason, send
 from securemail.relay.pool import PoolLimits, RelayPool
-from securemail.relay.tls import PeerTls
+from securemail.relay.tls import ClientCertificate, PeerTls
 
 __all__ = [
+    "ClientCertificate",
     "Destination",
     "PeerTls",
     "PoolLimits",

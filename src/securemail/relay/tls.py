@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -20,6 +20,17 @@ from cryptography.hazmat.primitives import serialization
 from securemail.directory.model import spki_pin
 
 _PIN_PREFIX = "sha256:"
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """Our own TLS certificate and key, presented to member gateways (mutual TLS: a peer
+    listener lets in only clients whose key the directory pins for a member). The key file
+    is encrypted with ``password``, as every key file of the node."""
+
+    certificate: str
+    key: str
+    password: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,7 @@ class PeerTls:
 
     pins: frozenset[str]
     anchors: tuple[x509.Certificate, ...]
+    client: ClientCertificate | None = None  # presented when the peer asks (it must)
 
     def __post_init__(self) -> None:
         if not self.pins:
@@ -58,6 +70,9 @@ def peer_context(peer: PeerTls) -> ssl.SSLContext:
     context.verify_mode = ssl.CERT_REQUIRED
     pem = b"".join(a.public_bytes(serialization.Encoding.PEM) for a in peer.anchors)
     context.load_verify_locations(cadata=pem.decode("ascii"))
+    if peer.client is not None:
+        client = peer.client
+        context.load_cert_chain(client.certificate, client.key, password=client.password)
     return context
 
 

@@ -9,7 +9,7 @@ No sockets, no database, no clock: callers pass ``now``. Entry points:
 Every refusal is a :class:`SmimeError` with a stable :class:`Reason` code.
 """
 
-from securemail.smime.attributes import ReceiptRequest
+from securemail.smime.attributes import ReceiptRequest, SealedFor
 from securemail.smime.errors import Reason, SmimeError
 from securemail.smime.keys import RecipientIdentity, SignerIdentity
 from securemail.smime.labels import SecurityLabel
@@ -40,6 +40,7 @@ __all__ = [
     "ReceiptBasis",
     "ReceiptRequest",
     "RecipientIdentity",
+    "SealedFor",
     "SecurityLabel",
     "SignerIdentity",
     "SmimeError",

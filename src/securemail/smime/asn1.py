@@ -50,3 +50,16 @@ class Receipt(core.Sequence):  # type: ignore[misc]
         ("signed_content_identifier", core.OctetString),
         ("originator_signature_value", core.OctetString),
     ]
+
+
+class _Utf8Strings(core.SequenceOf):  # type: ignore[misc]
+    _child_spec = core.UTF8String
+
+
+class SealedFor(core.Sequence):  # type: ignore[misc]
+    """SecureMail sealedFor signed attribute (docs/profile.md, "Recipient binding")."""
+
+    _fields = [  # noqa: RUF012
+        ("member", core.UTF8String),
+        ("recipients", _Utf8Strings),
+    ]

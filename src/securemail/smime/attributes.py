@@ -2,7 +2,8 @@
 
 Written (RFC 5652 §11, RFC 8551 §2.5, RFC 5035, RFC 2634): contentType, messageDigest,
 signingTime, smimeCapabilities, signingCertificateV2, and when asked the ESS securityLabel
-and receiptRequest. A receipt's signature adds msgSigDigest.
+and receiptRequest, and the profile's own sealedFor (the receiving member and envelope
+recipients the signature is for). A receipt's signature adds msgSigDigest.
 
 Read: every attribute type at most once, with exactly one value; anything else is
 ``malformed``. Attributes the profile does not use are carried but not interpreted.
@@ -25,6 +26,8 @@ from securemail.smime.keys import SignerIdentity
 
 MAX_RECEIPT_ADDRESSES = 16
 MAX_CONTENT_IDENTIFIER = 128
+MAX_SEALED_RECIPIENTS = 1000
+_MAX_SEALED_NAME = 320  # octets: an RFC 5321 path is at most 256, an org id far less
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,38 @@ class ReceiptRequest:
             raise ValueError(f"content identifier must be 1..{MAX_CONTENT_IDENTIFIER} bytes")
         if not 1 <= len(self.receipts_to) <= MAX_RECEIPT_ADDRESSES:
             raise ValueError(f"receipts-to must list 1..{MAX_RECEIPT_ADDRESSES} addresses")
+
+
+@dataclass(frozen=True)
+class SealedFor:
+    """The sealedFor attribute: the member (directory org id) that is to open the message,
+    and the envelope recipients at that member it is for. Recipients compare case-blind."""
+
+    member: str
+    recipients: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.recipients) <= MAX_SEALED_RECIPIENTS:
+            raise ValueError(f"sealedFor must name 1..{MAX_SEALED_RECIPIENTS} recipients")
+        for name in (self.member, *self.recipients):
+            if not 0 < len(name.encode("utf-8")) <= _MAX_SEALED_NAME or not name.isprintable():
+                raise ValueError("sealedFor names must be short printable text")
+            if any(c.isspace() for c in name):
+                raise ValueError("sealedFor names hold no white space")
+
+    def names(self, recipient: str) -> bool:
+        """Whether ``recipient`` is one of the envelope recipients sealed for."""
+        return recipient.lower() in {r.lower() for r in self.recipients}
+
+
+def encode_sealed_for(sealed: SealedFor) -> bytes:
+    """DER of SealedFor ::= SEQUENCE { member UTF8String, recipients SEQUENCE OF UTF8String }."""
+    names = (der.encode(der.UTF8_STRING, r.encode("utf-8")) for r in sealed.recipients)
+    return der.encode(
+        der.SEQUENCE,
+        der.encode(der.UTF8_STRING, sealed.member.encode("utf-8")),
+        der.encode(der.SEQUENCE, *names),
+    )
 
 
 # smimeCapabilities, strongest first (RFC 8551 §2.5.2); constant for the profile.
@@ -102,6 +137,7 @@ def build_signed_attributes(
     label: labels.SecurityLabel | None = None,
     receipt_request: ReceiptRequest | None = None,
     msg_sig_digest: bytes | None = None,
+    sealed_for: SealedFor | None = None,
 ) -> bytes:
     """DER of the SignedAttributes SET, ready to be signed (RFC 5652 §5.4)."""
     attrs = [
@@ -117,6 +153,8 @@ def build_signed_attributes(
         attrs.append(_attribute(oids.ATTR_RECEIPT_REQUEST, encode_receipt_request(receipt_request)))
     if msg_sig_digest is not None:
         attrs.append(_attribute(oids.ATTR_MSG_SIG_DIGEST, der.octet_string(msg_sig_digest).join()))
+    if sealed_for is not None:
+        attrs.append(_attribute(oids.ATTR_SEALED_FOR, encode_sealed_for(sealed_for)))
     return der.der_set(attrs)
 
 
@@ -224,6 +262,17 @@ def read_msg_sig_digest(attrs: Mapping[str, bytes]) -> bytes | None:
     if oids.ATTR_MSG_SIG_DIGEST not in attrs:
         return None
     return bytes(_load(core.OctetString, attrs, oids.ATTR_MSG_SIG_DIGEST).native)
+
+
+def read_sealed_for(attrs: Mapping[str, bytes]) -> SealedFor | None:
+    if oids.ATTR_SEALED_FOR not in attrs:
+        return None
+    value = _load(asn1.SealedFor, attrs, oids.ATTR_SEALED_FOR)
+    try:
+        recipients = tuple(str(r.native) for r in value["recipients"])
+        return SealedFor(str(value["member"].native), recipients)
+    except ValueError as exc:
+        raise SmimeError(Reason.MALFORMED, f"sealedFor: {exc}") from None
 
 
 def check_signing_certificate(attrs: Mapping[str, bytes], certificate_der: bytes) -> None:

@@ -29,6 +29,7 @@ SET = 0x31
 OCTET_STRING = 0x04
 OBJECT_IDENTIFIER = 0x06
 INTEGER = 0x02
+UTF8_STRING = 0x0C
 
 
 def header(tag: int, length: int) -> bytes:

@@ -56,6 +56,9 @@ class ProtectOptions:
     # The protective marking shown on the outer message (X-Protective-Marking), mirroring the
     # signed label so mail systems on the way can route and warn by it (profile §Labels).
     outer_marking: str | None = None
+    # Whom the signature is for (profile "Recipient binding"): the receiving member and its
+    # envelope recipients; a receiving gateway delivers to no one else.
+    sealed_for: attributes.SealedFor | None = None
 
     def __post_init__(self) -> None:
         marking = self.outer_marking
@@ -116,6 +119,7 @@ def _signed_entity(
         rsa_padding=options.rsa_padding,
         label=options.label,
         receipt_request=options.receipt_request,
+        sealed_for=options.sealed_for,
     )
     body: bytes | der.Chunks = signed.der if binary else mime.encode_base64(signed.der.join())
     entity = der.Chunks(

@@ -73,3 +73,8 @@ SECUREMAIL_LABEL_POLICY = "2.25.12228491194379699965502975167948141975"
 # Extended key usage of the federation operator's directory-signing certificate: under the
 # project's arc, so no message-signing certificate can ever sign a directory.
 EKU_DIRECTORY_SIGNING = SECUREMAIL_LABEL_POLICY + ".2"
+
+# The sealedFor signed attribute (profile "Recipient binding"): the receiving member and the
+# envelope recipients at it, so a signature cannot be re-sent to, or re-encrypted for,
+# anyone it does not name (THREATS.md K, surreptitious forwarding). On the wire: never change.
+ATTR_SEALED_FOR = SECUREMAIL_LABEL_POLICY + ".3"

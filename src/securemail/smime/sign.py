@@ -105,6 +105,7 @@ def sign(
     detached: bool = False,
     content_type: str = oids.ID_DATA,
     msg_sig_digest: bytes | None = None,
+    sealed_for: attributes.SealedFor | None = None,
 ) -> SignedData:
     """Return a ContentInfo holding SignedData over ``content`` by ``signer``."""
     signed_attrs = attributes.build_signed_attributes(
@@ -115,6 +116,7 @@ def sign(
         label=label,
         receipt_request=receipt_request,
         msg_sig_digest=msg_sig_digest,
+        sealed_for=sealed_for,
     )
     info, signature = signer_info(signer, signed_attrs, digest, rsa_padding)
     encap = (

@@ -47,6 +47,7 @@ class Signature:
     msg_sig_digest: bytes | None
     signed_attributes: bytes  # DER SET, as received: msgSigDigest is computed over it
     signature_value: bytes
+    sealed_for: attributes.SealedFor | None = None  # whom the signer sealed it for
 
 
 def content_info(data: bytes) -> tuple[str, der.Tlv]:
@@ -227,6 +228,7 @@ def _verify_signer(
         msg_sig_digest=attributes.read_msg_sig_digest(attrs),
         signed_attributes=signed_attrs,
         signature_value=signature_value,
+        sealed_for=attributes.read_sealed_for(attrs),
     )
 
 

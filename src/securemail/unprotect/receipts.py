@@ -11,7 +11,11 @@ Taking (the sender's side): a receipt message addressed to our receipt address i
 against the signature we kept when we sent the original (the same contentIdentifier and
 msgSigDigest), must be signed by the gateway the directory lists for that recipient's
 domain, and then changes the recipient's receipt state once; the original sender gets an
-MDN. Anything else is quarantined with its reason code; the message state is untouched.
+MDN. Every evidence field we can know ourselves (the digest of the content we signed, the
+Message-ID in it, the recipient we sent that copy to, the member we sent it to) is
+recomputed from our own records: a receipt whose evidence disagrees is refused
+(``receipt-evidence-mismatch``), and the MDN carries our values, never the peer's text.
+Anything else is quarantined with its reason code; the message state is untouched.
 
 Security: receipt messages are untrusted input even after the outer signature verified:
 their parts are parsed strictly (securemail.evidence) and bounded in size.
@@ -19,6 +23,7 @@ their parts are parsed strictly (securemail.evidence) and bounded in size.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -40,7 +45,13 @@ from securemail.evidence import (
     receipt_message,
 )
 from securemail.keys.org import OrgKeys
-from securemail.queue import Direction, NewMessage, ReceiptOutcome, ReceiptState
+from securemail.queue import (
+    Direction,
+    NewMessage,
+    ReceiptOutcome,
+    ReceiptState,
+    SentSignature,
+)
 from securemail.smime import (
     ReceiptBasis,
     SmimeError,
@@ -48,6 +59,7 @@ from securemail.smime import (
     make_receipt,
     verify_receipt,
 )
+from securemail.smime.verify import verify_signed_data
 from securemail.unprotect.context import UnprotectContext
 
 log = logging.getLogger("securemail.receipts")
@@ -181,13 +193,16 @@ async def take_receipt(context: UnprotectContext, opened: Unprotected, now: date
     if directory is None or not directory.may_sign_for(verified, domain):
         detail = f"the receipt's signer is not the gateway the directory lists for {domain}"
         raise ReceiptRefusedError("receipt-wrong-signer", detail)
+    member = directory.member(sent.peer_org)
+    gateway = sent.peer_org if member is None else member.endpoints[0].host
+    ours = our_evidence(sent, evidence, gateway)
     # The sender's MDN is made first and queued in the receipt's own commit, and only if
     # this receipt is the one accepted: a crash cannot tell the sender twice or never.
-    follow_up = await _mdn_for_sender(context, sent.entry_id, evidence, now)
+    follow_up = await _mdn_for_sender(context, sent.entry_id, ours, now)
     outcome = await context.queue.db(
         context.queue.tracking.accept_receipt,
         evidence.content_identifier,
-        evidence.recipient,
+        ours.recipient,
         receipt_der,
         evidence.to_json().decode(),
         now,
@@ -197,6 +212,39 @@ async def take_receipt(context: UnprotectContext, opened: Unprotected, now: date
     if outcome is ReceiptOutcome.UNKNOWN:
         raise ReceiptRefusedError("receipt-unknown", f"{evidence.recipient} was not sent this copy")
     return Taken(outcome, f"{evidence.recipient}: {outcome.value}")
+
+
+def our_evidence(sent: SentSignature, claimed: Evidence, gateway: str) -> Evidence:
+    """The evidence as we relay it: each field we can know is recomputed from what we
+    signed and sent; raises ReceiptRefusedError if the receipt's evidence says otherwise.
+
+    ``delivered_at`` stays the receiving gateway's statement (only it can know), bounded by
+    the Evidence format; ``gateway`` is the receiving member's endpoint from the directory.
+    """
+    content, _ = verify_signed_data(sent.signed_data)  # what we signed, from our own records
+    digest = "sha256:" + hashlib.sha256(content).hexdigest()
+    message_id = notices.message_id(content)
+    wanted = claimed.recipient.lower()
+    recipient = next((r for r in sent.recipients if r.lower() == wanted), None)
+    if recipient is None:
+        raise ReceiptRefusedError("receipt-unknown", f"{claimed.recipient} was not sent this copy")
+    checks = {
+        "content_digest": claimed.content_digest == digest,
+        "original_message_id": claimed.original_message_id == message_id,
+        "receiving_org": claimed.receiving_org == sent.peer_org,
+    }
+    wrong = [name for name, agrees in checks.items() if not agrees]
+    if wrong:
+        detail = f"the evidence disagrees with what we sent: {', '.join(wrong)}"
+        raise ReceiptRefusedError("receipt-evidence-mismatch", detail)
+    return dataclasses.replace(
+        claimed,
+        content_digest=digest,
+        original_message_id=message_id,
+        recipient=recipient,
+        receiving_org=sent.peer_org,
+        receiving_gateway=gateway,
+    )
 
 
 def _receipt_signer(

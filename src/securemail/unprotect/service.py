@@ -3,7 +3,9 @@
 Theory of operation. One attempt of one inbound entry: decrypt with the keys of the
 organisation that owns the recipients' domain, verify the signature, validate the signer's
 chain against the federation anchor and the directory's CRLs, parse the single From:
-strictly and check that the signer's directory entry owns its domain. Then strip any
+strictly and check that the signer's directory entry owns its domain, and that the
+signature was sealed for this organisation and every envelope recipient of the entry
+(:mod:`securemail.unprotect.sealing`). Then strip any
 trust header that came from outside, add our Authentication-Results and status fields, and
 hand the message to the organisation's delivery target. The idempotency key (signer
 certificate + signed content) makes a message re-sent after a lost 250 land once.
@@ -13,9 +15,14 @@ never unprotected: they are delivered marked "not verified" (:func:`securemail.m
 .mark_ordinary`), with a warning when they claim a classification.
 
 Security: every byte of the entry is untrusted. A refusal at any step quarantines the entry
-with the reason code (kept, never delivered, never deleted) and queues a failure notice to
-the sender's gateway; nothing of the decrypted content reaches a mailbox, a notice or the
-log. A delivery target's temporary failure leaves the entry queued.
+with the reason code (kept, never delivered, never deleted) and logs it; nothing of the
+decrypted content reaches a mailbox, a notice or the log. A quarantined entry gets no
+notice (THREATS.md K, signed backscatter): anyone who can reach the peer port could
+otherwise make us sign text to an address of their choosing. A verified message vouches
+for its envelope sender only when the signer's directory entry owns the sender's domain as
+well as the From: domain; only then may a later failure or delay notice, or a receipt, be
+sent, and a notice quotes the signed routing fields only (see securemail.bounces). A delivery
+target's temporary failure leaves the entry queued.
 """
 
 from __future__ import annotations
@@ -30,18 +37,18 @@ from datetime import datetime
 from cryptography.hazmat.primitives import serialization
 
 from securemail import addresses, marking
-from securemail.bounces import bounce_newly_failed, send_notice
+from securemail.bounces import VOUCHED, bounce_newly_failed
 from securemail.deliver.seal import Origin
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.directory.model import Member
 from securemail.errors import SecureMailError
 from securemail.keys.org import OrgKeys
-from securemail.notices import Failed
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
 from securemail.queue import Attempt, Entry, NewMessage, Reservation
 from securemail.replies import ok, temporary
-from securemail.smime import Unprotected, unprotect
+from securemail.smime import Limits, Unprotected, mime, unprotect
+from securemail.smime.message import OUTER_FIELDS
 from securemail.unprotect.context import UnprotectContext
 from securemail.unprotect.receipts import (
     ReceiptRefusedError,
@@ -49,6 +56,7 @@ from securemail.unprotect.receipts import (
     settle_from_peer_notice,
     take_receipt,
 )
+from securemail.unprotect.sealing import NotSealedError, check_sealed
 
 log = logging.getLogger("securemail.unprotect")
 
@@ -71,7 +79,11 @@ class RefusedError(Exception):
 @dataclass(frozen=True)
 class Opened:
     """A peer message that passed every check: the marked message to deliver, its
-    idempotency key, the receiving organisation, what was verified, and the evidence."""
+    idempotency key, the receiving organisation, what was verified, and the evidence.
+
+    ``vouched`` is the signed routing fields when the signer also owns the envelope
+    sender's domain (a notice or receipt may then be sent), else None.
+    """
 
     marked: bytes
     key: str
@@ -79,6 +91,7 @@ class Opened:
     unprotected: Unprotected
     signer: Member
     evidence: str
+    vouched: bytes | None
 
 
 class Inbound:
@@ -145,6 +158,16 @@ class Inbound:
             )
         signer = directory.owner_of(author.domain)
         assert signer is not None  # noqa: S101 (may_sign_for found it)
+        try:
+            bound = check_sealed(
+                opened.signature.sealed_for,
+                org_id=org.organisation.org_id,
+                recipients=[r.address for r in entry.recipients],
+                unsealed=self.context.unsealed,
+                signer_seals="sealed-for" in signer.capabilities,
+            )
+        except NotSealedError as error:
+            raise RefusedError(error.reason, error.detail) from None
         verdict = marking.Verdict(
             authserv_id=self.context.name,
             signer_org=signer.org_id,
@@ -152,8 +175,10 @@ class Inbound:
             from_address=author.address,
             label=_label(opened, author.address),
             receipt=None if opened.signature.receipt_request is None else "requested",
+            recipient_bound=bound,
         )
         certificate = opened.signature.signer.public_bytes(serialization.Encoding.DER)
+        owns_sender = not entry.mail_from or _domain(entry.mail_from) in signer.domains
         return Opened(
             marked=marking.mark_verified(opened.content, verdict),
             key=_key(certificate, opened.content),
@@ -161,6 +186,7 @@ class Inbound:
             unprotected=opened,
             signer=signer,
             evidence=_evidence(opened, signer.org_id, author.address),
+            vouched=signed_routing_fields(opened.content) if owns_sender else None,
         )
 
     def _is_our_receipt(self, entry: Entry, opened: Opened) -> bool:
@@ -219,7 +245,12 @@ class Inbound:
         delivered = [r for r in fresh if results[r].ok]
         events = [] if opened is None else [("verified", opened.evidence)]
         follow_up: tuple[NewMessage, ...] = ()
-        if opened is not None:
+        if opened is not None and opened.vouched is None:
+            events.append(("sender-not-vouched", _not_vouched(opened.signer.org_id)))
+        if opened is not None and opened.vouched is not None:
+            # A notice or receipt is our word: only for a sender the signature vouches for
+            # (a peer's failure notice, from <>, is vouched and may settle receipt waits).
+            events.append((VOUCHED, opened.vouched.decode("utf-8", "replace")))
             issued = issue_receipts(
                 self.context,
                 org,
@@ -268,15 +299,35 @@ class Inbound:
     async def _quarantine(
         self, entry: Entry, body: bytes, reason: str, detail: str, now: datetime
     ) -> Entry:
-        log.warning("quarantined %s: %s: %s", entry.id, reason, detail)
-        entry_after = await self.context.queue.db(
-            self.context.queue.manager.quarantine, entry.id, reason, detail, now
-        )
-        failed = [Failed(r, "5.7.0", reason, "") for r in entry.pending()]
-        # The notice quotes the outer header only: routing fields and the neutral Subject,
-        # never anything that was inside the encryption.
-        await send_notice(self.context.notices, entry, failed, body, now, action="failed")
-        return entry_after
+        """Keep the entry, never delivered, and send nothing: whoever sent it is unproved,
+        or is not the sender the signature vouches for (THREATS.md K)."""
+        log.warning("quarantined %s: %s: %s; no notice sent", entry.id, reason, detail)
+        listener, _, source = entry.client.partition(" ")
+        if listener == "peer":
+            self.context.quarantined.record(source, now)
+        queue = self.context.queue
+        return await queue.db(queue.manager.quarantine, entry.id, reason, detail, now)
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".")
+
+
+def signed_routing_fields(content: bytes) -> bytes:
+    """The routing fields (From, To, Cc, Date, Message-ID) of the signed message, which is
+    all a notice about it may quote: each was under the signature, none is the outer copy."""
+    block, _ = mime.split_header(content, Limits())
+    wanted = {name.lower() for name in OUTER_FIELDS}
+    fields = mime.header_fields(block, Limits())
+    return b"".join(
+        name.encode("ascii") + b": " + value + mime.CRLF
+        for name, value in fields
+        if name.lower() in wanted
+    )
+
+
+def _not_vouched(signer_org: str) -> str:
+    return f"the envelope sender's domain is not {signer_org}'s: no notice or receipt"
 
 
 def _origin(entry: Entry) -> Origin:
