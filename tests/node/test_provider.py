@@ -172,7 +172,11 @@ def _mbsync(federation: Federation, trusted: Path, work: Path) -> dict[str, list
         account = ImapAccount("127.0.0.1", port, tls, trusted, HEMI, clients.passwords[HEMI])
         (work / tls).mkdir()
         synced = sync_mailbox(account, work / tls / "Mail", work / tls)
-        assert list(synced.folders) == ["INBOX"], synced.output
+        # every mailbox has the special-use folders (RFC 6154); mbsync syncs them all, and
+        # only the INBOX holds mail here
+        special = {"Archive", "Drafts", "Junk", "Sent", "Trash"}
+        assert set(synced.folders) == {"INBOX", *special}, synced.output
+        assert all(synced.folders[name] == [] for name in special), synced.output
         return synced.folders["INBOX"]
 
     async def scenario() -> dict[str, list[bytes]]:

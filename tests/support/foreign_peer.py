@@ -122,13 +122,18 @@ def securemail_cli(*args: str | Path) -> list[str | Path]:
     return [sys.executable, "-m", "securemail", "federation", *args]
 
 
+# What a gateway built on OpenSSL's command line does: AES-GCM and CBC, RSA-OAEP; not
+# sealed-for, since `openssl cms -sign` cannot write a custom signed attribute (profile §2.1)
+OPENSSL_CAPABILITIES = ("aes256-gcm", "aes256-cbc", "rsa-oaep")
+
+
 def admit(
     keys: ForeignKeys,
     fed: Path,
     passphrase_file: Path,
     endpoint: str,
     *,
-    capabilities: Sequence[str] = (),
+    capabilities: Sequence[str] = OPENSSL_CAPABILITIES,
 ) -> str:
     """Have the federation operator admit the peer from its CSRs and publish; the CLI output.
 
@@ -581,31 +586,26 @@ class Reply:
 def respond(peer: OpenSslPeer, directory: Directory, stored: bytes, recipient: str) -> Reply | None:
     """The foreign gateway's whole inbound pipeline for one message Postfix stored for
     ``recipient``: open it with OpenSSL, check the signer owns the From: domain in the
-    directory, then a receipt (if asked) or a notice naming the reason code of profile §7.
-    None when nothing is owed (no receipt asked, or no sender to tell)."""
-    parsed = email.message_from_bytes(stored)
-    envelope_from = str(parsed.get("Return-Path", "")).strip("<> ")
+    directory, then a receipt if one was asked. A message that does not open, verify or
+    belong to its signer is kept and answered with nothing: profile §13 allows a notice only
+    to a sender whose signature verified and whose signer owns its domains, and such a
+    message never gets that far here. None when nothing is owed."""
     try:
         inner = run(
             "openssl", "cms", "-decrypt", "-in", peer.scratch("in.eml", stored),
             "-recip", peer.keys.encryption, "-inkey", peer.keys.smime_key,
         )  # fmt: skip
     except ForeignPeerError:
-        return _notice(
-            peer, directory, stored, recipient, to=envelope_from, reason="integrity-failed"
-        )
+        return None  # integrity-failed: kept, nothing sent
     try:
         content, signer, request = peer.verify(inner)
-    except ForeignPeerError as error:
-        reason = "untrusted-signer" if "verify error" in str(error) else "signature-invalid"
-        return _notice(peer, directory, stored, recipient, to=envelope_from, reason=reason)
+    except ForeignPeerError:
+        return None  # untrusted-signer or signature-invalid: kept, nothing sent
     author = email.utils.parseaddr(str(email.message_from_bytes(content).get("From", "")))[1]
     domain = author.rpartition("@")[2].lower()
     listed = run("openssl", "x509", "-in", certificate_of(peer.keys, directory, domain, "signing"))
     if run("openssl", "x509", stdin=signer) != listed:
-        return _notice(
-            peer, directory, stored, recipient, to=envelope_from, reason="from-not-authorised"
-        )
+        return None  # from-not-authorised: kept, nothing sent
     if "Receipts To:" not in request:
         return None
     to = receipts_to(request)
@@ -618,18 +618,6 @@ def respond(peer: OpenSslPeer, directory: Directory, stored: bytes, recipient: s
         sender=f"postmaster@{DOMAIN}", to=to, now=now(),
     )  # fmt: skip
     return _sealed(peer, directory, "receipt", receipt, to)
-
-
-def _notice(
-    peer: OpenSslPeer, directory: Directory, stored: bytes, recipient: str, *, to: str, reason: str
-) -> Reply | None:
-    if not to:
-        return None
-    notice = notice_message(
-        original=stored, failed=recipient, reason=reason, sender=f"postmaster@{DOMAIN}",
-        to=to, now=now(),
-    )  # fmt: skip
-    return _sealed(peer, directory, "notice", notice, to)
 
 
 def _sealed(peer: OpenSslPeer, directory: Directory, kind: str, content: bytes, to: str) -> Reply:

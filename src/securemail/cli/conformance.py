@@ -17,6 +17,7 @@ from securemail.conformance.session import Kit, Run, Target, run_conformance
 from securemail.directory.document import DirectoryError, verify_document
 from securemail.durable import write_atomic
 from securemail.keys.rollover import decryption_identities
+from securemail.relay.tls import ClientCertificate
 from securemail.smime import SignerIdentity, SmimeError
 from securemail.smime.keys import load_certificate, load_certificates, load_private_key
 
@@ -118,9 +119,12 @@ def _setup(
         tls.load_cert_chain(node_dir / "certs" / "tls.pem", node_dir / "keys" / "tls.key", secret)
     except (OSError, ValueError, ssl.SSLError) as error:
         raise ConformanceError(ConformanceReason.KEYS_UNAVAILABLE, str(error)) from None
+    client = ClientCertificate(
+        str(node_dir / "certs" / "tls.pem"), str(node_dir / "keys" / "tls.key"), secret
+    )
     kit = Kit(
         Tester(tester, testing.domains[0], signer), identities, directory, anchors,
-        _host_port(listen, "--listen"), tls, _now, wait,
+        _host_port(listen, "--listen"), tls, _now, wait, client,
     )  # fmt: skip
     return kit, Target(*_host_port(target, "--target"), entry, recipient)
 

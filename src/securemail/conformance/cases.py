@@ -23,6 +23,7 @@ from securemail.smime import (
     ProtectOptions,
     ReceiptBasis,
     ReceiptRequest,
+    SealedFor,
     SignerIdentity,
     protect,
 )
@@ -85,9 +86,10 @@ def _message(
 
 
 def build_cases(
-    tester: Tester, recipient: str, encryption: x509.Certificate, now: datetime
+    tester: Tester, member: str, recipient: str, encryption: x509.Certificate, now: datetime
 ) -> list[Case]:
-    """Every case, addressed to ``recipient`` and encrypted to the member's ``encryption``."""
+    """Every case, addressed to ``recipient`` at the member ``member`` (its org id, which
+    each case's sealedFor names) and encrypted to the member's ``encryption``."""
     run_id = secrets.token_hex(6)
     target_domain = recipient.rpartition("@")[2]
 
@@ -110,7 +112,11 @@ def build_cases(
             signer,
             [encryption],
             now=now,
-            options=ProtectOptions(cipher=cipher, receipt_request=request),
+            options=ProtectOptions(
+                cipher=cipher,
+                receipt_request=request,
+                sealed_for=SealedFor(member, (recipient,)),
+            ),
         )
         return message_id, protected.message, marker, protected.receipt_basis
 

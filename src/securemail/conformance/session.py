@@ -41,7 +41,7 @@ from securemail.receive import Received
 from securemail.receive.model import ListenerSettings
 from securemail.receive.peer import start_peer_listener
 from securemail.relay.client import Destination, RelayError, send
-from securemail.relay.tls import PeerTls
+from securemail.relay.tls import ClientCertificate, PeerTls
 from securemail.replies import Reply, ok
 from securemail.smime import RecipientIdentity, TrustStore, Unprotected, unprotect, verify_receipt
 from securemail.smime.decrypt import decrypt
@@ -64,6 +64,9 @@ class Kit:
     listen_tls: ssl.SSLContext
     clock: Callable[[], datetime]
     wait: float = 120.0
+    # the tester's member TLS certificate, presented to the gateway under test (profile
+    # §10.1: a peer listener lets in only clients whose key the directory pins)
+    client: ClientCertificate | None = None
 
     @property
     def trust(self) -> TrustStore:
@@ -122,11 +125,21 @@ async def run_conformance(kit: Kit, target: Target) -> Run:
         raise ConformanceError(ConformanceReason.LISTEN_FAILED, f"{host}:{port}: {error}") from None
     try:
         await _check_door(run, kit, target)
-        cases = build_cases(kit.tester, target.recipient, _encryption(kit, target), kit.clock())
+        encryption = _encryption(kit, target)
+        cases = build_cases(
+            kit.tester, target.member.org_id, target.recipient, encryption, kit.clock()
+        )
         replies = await _send_all(run, kit, target, cases)
         answers = await _await_answers(run, kit, target, cases, replies)
+        # A refusal after 250 is silent (profile §13: no notice for an unverified sender), so
+        # it is told from a gateway that answers nothing only by the valid cases' receipts.
+        receipts = any(
+            a.kind == "receipt" for c in cases if c.expect == "receipt"
+            for a in answers.get(c.message_id, [])
+        )  # fmt: skip
         for case in cases:
-            _judge(run, kit, case, replies.get(case.name), answers.get(case.message_id, []))
+            found = answers.get(case.message_id, [])
+            _judge(run, kit, case, replies.get(case.name), found, receipts_seen=receipts)
     finally:
         await listener.close()
     return run
@@ -168,7 +181,7 @@ async def _send_all(
     """Send each case over pinned STARTTLS; the reply to its recipient, or the relay error."""
     destination = Destination(
         target.host, target.port, f"conformance.{kit.tester.domain}",
-        PeerTls(frozenset(target.member.tls_pins), kit.anchors), timeout=60,
+        PeerTls(frozenset(target.member.tls_pins), kit.anchors, kit.client), timeout=60,
     )  # fmt: skip
     replies: dict[str, Reply | RelayError] = {}
     for case in cases:
@@ -272,7 +285,13 @@ def _inner_encoding(kit: Kit, body: bytes) -> str:
 
 
 def _judge(
-    run: Run, kit: Kit, case: Case, reply: Reply | RelayError | None, answers: list[Answer]
+    run: Run,
+    kit: Kit,
+    case: Case,
+    reply: Reply | RelayError | None,
+    answers: list[Answer],
+    *,
+    receipts_seen: bool,
 ) -> None:
     """The findings of one case from its SMTP reply and the answers that came back."""
     if not isinstance(reply, Reply):
@@ -285,7 +304,7 @@ def _judge(
     elif case.expect == "receipt":
         _judge_receipt(run, kit, case, reply=reply, said=said, answers=answers)
     else:
-        _judge_refusal(run, case, reply, said, answers)
+        _judge_refusal(run, case, reply, said, answers, receipts_seen=receipts_seen)
 
 
 def _judge_receipt(
@@ -313,7 +332,14 @@ def _judge_receipt(
         run.add("SM-RCPT-3", case.name, right, f"evidence names {answer.recipient}")  # fmt: skip
 
 
-def _judge_refusal(run: Run, case: Case, reply: Reply, said: str, answers: list[Answer]) -> None:
+def _judge_refusal(
+    run: Run, case: Case, reply: Reply, said: str, answers: list[Answer], *, receipts_seen: bool
+) -> None:
+    """A message the gateway must not deliver: refused at DATA, or taken and then kept
+    (quarantined) without a receipt and, since its signer is not verified to own its
+    senders, without a notice (profile §13, SM-FAIL-1). Silence counts as a refusal only if
+    the same gateway receipted the valid cases: a gateway that answers nothing proves
+    nothing."""
     check, *failures = case.requirements
     if not reply.ok:
         run.add(check, case.name, True, f"refused: {said}")
@@ -322,20 +348,19 @@ def _judge_refusal(run: Run, case: Case, reply: Reply, said: str, answers: list[
         return
     receipted = any(a.kind == "receipt" for a in answers)
     found = [a for a in answers if a.kind == "notice"]
-    refused = bool(found) and not receipted
-    if refused:
-        seen = f"notice: {found[0].reason}"
+    if receipted:
+        run.add(check, case.name, False, f"{said}; receipted: the gateway delivered it")
+    elif not receipts_seen:
+        detail = f"{said}; cannot tell: the gateway receipted none of the valid cases either"
+        run.add(check, case.name, False, detail)
     else:
-        seen = "receipted: the gateway accepted it" if receipted else "no refusal seen (no notice)"
-    run.add(check, case.name, refused, f"{said}; {seen}")
-    expected = f" (expected {case.reason})" if case.reason else ""
-    if not found:
-        run.add("SM-FAIL-1", case.name, False, f"no notice{expected}")
+        run.add(check, case.name, True, f"{said}; kept without a receipt")
+    if found:
+        detail = f"a notice ({found[0].reason or 'no reason'}) to a sender it could not verify"
+        run.add("SM-FAIL-1", case.name, False, detail)
+    else:
+        run.add("SM-FAIL-1", case.name, True, "no notice to an unverified sender")
     for notice in found:
-        named = bool(notice.reason) and (case.reason is None or notice.reason == case.reason)
-        run.add(
-            "SM-FAIL-1", case.name, named, f"notice names {notice.reason or 'nothing'}{expected}"
-        )
         quoted = case.marker.encode() in notice.opened.content
-        evidence = "quotes the refused body" if quoted else "outer header only"
+        evidence = "quotes the refused body" if quoted else "quotes no body"
         run.add("SM-FAIL-2", case.name, not quoted, evidence)
