@@ -179,6 +179,7 @@ class Inbound:
             entry.id,
             dict.fromkeys(entry.pending(), ok(f"receipt {taken.outcome.value}")),
             (("verified", opened.evidence), (f"receipt-{taken.outcome.value}", taken.detail)),
+            holder=entry.claimed_by,
         )
         return await self.context.queue.commits.record(attempt)
 
@@ -239,6 +240,7 @@ class Inbound:
             tuple(events),
             tuple(keys[r] for r in delivered),
             enqueue=follow_up,
+            holder=entry.claimed_by,
         )
         recorded = await self.context.queue.commits.record(attempt)
         self.context.queue.notify_about(follow_up)
@@ -270,7 +272,12 @@ class Inbound:
     ) -> Entry:
         log.warning("quarantined %s: %s: %s", entry.id, reason, detail)
         entry_after = await self.context.queue.db(
-            self.context.queue.manager.quarantine, entry.id, reason, detail, now
+            self.context.queue.manager.quarantine,
+            entry.id,
+            reason,
+            detail,
+            now,
+            holder=entry.claimed_by,
         )
         failed = [Failed(r, "5.7.0", reason, "") for r in entry.pending()]
         # The notice quotes the outer header only: routing fields and the neutral Subject,
