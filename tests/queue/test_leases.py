@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -149,7 +150,7 @@ def test_a_stale_holder_cannot_record_over_the_new_one(store: QueueStore) -> Non
     entry_id, stale = _taken_over(store)
     later = NOW + LEASE * 2 + timedelta(seconds=1)
     before = (store.get(entry_id), len(store.events(entry_id)))
-    refusals = [
+    refusals: list[Callable[[], object]] = [
         lambda: store.record(
             entry_id, {BOB: ok()}, later, holder=stale, remember=["k"], enqueue=[message()]
         ),
