@@ -217,3 +217,18 @@ def test_a_recovered_entry_fences_out_its_old_holder(store: QueueStore) -> None:
     assert error.value.reason is QueueReason.LEASE_LOST
     assert "returned to the queue" in error.value.detail
     assert store.get(entry_id).state is State.DEFERRED  # type: ignore[union-attr]
+
+
+def test_a_key_handed_to_the_store_is_its_entrys_to_record(store: QueueStore) -> None:
+    """Keys marked handed (the store said 250) are delivered: a copy is suppressed, the
+    entry itself finds them HANDED on its next try, and its record takes them."""
+    first, second = _inbound_copies(store, 2)
+    store.reserve(["k", "other"], first, NOW)
+    assert store.handed(["k"], first, NOW) == 1
+    assert store.handed(["k"], second, NOW) == 0  # only the holder's reservation
+    assert store.seen("k") and not store.seen("other")
+    assert store.reserve(["k"], second, NOW) == {"k": Reservation.DELIVERED}
+    assert store.reserve(["k"], first, NOW) == {"k": Reservation.HANDED}
+    store.record(first, {BOB: ok()}, NOW, remember=["k"], holder="gw/1")
+    with pytest.raises(QueueError):
+        store.record(second, {BOB: ok()}, NOW, remember=["k"])

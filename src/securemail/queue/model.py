@@ -82,6 +82,10 @@ class Reservation(StrEnum):
     RESERVED = "reserved"  # this entry holds the key: deliver, then record it delivered
     DELIVERED = "delivered"  # a copy was delivered under this key: suppress this one
     BUSY = "busy"  # another live entry holds the key, delivering now: try again shortly
+    # This entry handed the message to the store under this key in an attempt whose record
+    # never committed (its process died after the store's 250, see Deduplication.handed):
+    # record it delivered (and issue what rides that record), do not hand it over again.
+    HANDED = "handed"
 
 
 class QueueReason(StrEnum):
