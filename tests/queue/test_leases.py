@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 
-from securemail.queue import Direction, QueueError, QueueReason, QueueStore, Reservation, State
+from securemail.queue import (
+    Attempt,
+    Direction,
+    QueueError,
+    QueueReason,
+    QueueStore,
+    Reservation,
+    State,
+)
 from securemail.replies import ok, temporary
 from tests.queue.conftest import NOW, message
 
@@ -122,3 +131,104 @@ def test_racing_processes_reserve_each_key_once(store: QueueStore, url: str) -> 
         theirs = pool.submit(_reserve_all, other, keys, second, start)
         won = mine.result(timeout=60) + theirs.result(timeout=60)
     assert sorted(won) == sorted(keys)
+
+
+def _taken_over(store: QueueStore) -> tuple[str, str]:
+    """An entry claimed by gw-a/11 whose lease expired and that gw-b/7 took over; its id and
+    the stale claim's name."""
+    entry_id = store.enqueue(message(), NOW)
+    [stale] = store.claim(Direction.OUTBOUND, NOW, owner="gw-a/11", lease=LEASE)
+    assert stale.claimed_by == "gw-a/11"
+    [taken] = store.claim(Direction.OUTBOUND, NOW + LEASE * 2, owner="gw-b/7", lease=LEASE)
+    assert taken.claimed_by == "gw-b/7"
+    return entry_id, "gw-a/11"
+
+
+def test_a_stale_holder_cannot_record_over_the_new_one(store: QueueStore) -> None:
+    """A worker that outlived its lease has its record, defer and quarantine refused with
+    queue-lease-lost, and nothing of them is written; the new holder's record stands."""
+    entry_id, stale = _taken_over(store)
+    later = NOW + LEASE * 2 + timedelta(seconds=1)
+    before = (store.get(entry_id), len(store.events(entry_id)))
+    refusals: list[Callable[[], object]] = [
+        lambda: store.record(
+            entry_id, {BOB: ok()}, later, holder=stale, remember=["k"], enqueue=[message()]
+        ),
+        lambda: store.defer(entry_id, temporary("timeout", "late"), later, holder=stale),
+        lambda: store.quarantine(entry_id, "decrypt-failed", "late", later, holder=stale),
+    ]
+    for refused in refusals:
+        with pytest.raises(QueueError) as error:
+            refused()
+        assert error.value.reason is QueueReason.LEASE_LOST
+        assert "held by gw-b/7" in error.value.detail
+    assert (store.get(entry_id), len(store.events(entry_id))) == before
+    assert not store.seen("k")
+    assert len(store.list(direction=Direction.OUTBOUND)) == 1  # no notice queued
+    settled = store.record(entry_id, {BOB: ok()}, later, holder="gw-b/7")
+    assert settled.state is State.DELIVERED
+    with pytest.raises(QueueError) as after:
+        store.record(entry_id, {BOB: temporary("timeout", "late")}, later, holder=stale)
+    assert after.value.reason is QueueReason.LEASE_LOST
+    assert store.get(entry_id).state is State.DELIVERED  # type: ignore[union-attr]
+
+
+def test_a_stale_holder_in_a_group_commit_fails_alone(store: QueueStore) -> None:
+    """A batch holding one stale attempt is refused whole (nothing written); the attempts
+    are then committed one by one, as the group commit does."""
+    entry_id, stale = _taken_over(store)
+    other = store.enqueue(message("carol@ministry.govt.nz"), NOW + LEASE * 2)
+    [mine] = store.claim(Direction.OUTBOUND, NOW + LEASE * 2, owner="gw-a/11", lease=LEASE)
+    assert mine.id == other
+    later = NOW + LEASE * 2 + timedelta(seconds=1)
+    batch = [
+        Attempt(other, {"carol@ministry.govt.nz": ok()}, holder="gw-a/11"),
+        Attempt(entry_id, {BOB: ok()}, holder=stale),
+    ]
+    with pytest.raises(QueueError) as error:
+        store.record_many(batch, later)
+    assert error.value.reason is QueueReason.LEASE_LOST
+    assert store.get(other).state is State.ACTIVE  # type: ignore[union-attr]
+    [recorded] = store.record_many(batch[:1], later)
+    assert recorded.state is State.DELIVERED
+
+
+def test_an_expired_lease_nobody_took_over_still_records(store: QueueStore) -> None:
+    """The fence is the claim: a lease that ran out with no other process taking the entry
+    still records (nobody else tried it), and its renewal revives it."""
+    entry_id = store.enqueue(message(), NOW)
+    store.claim(Direction.OUTBOUND, NOW, owner="gw-a/11", lease=LEASE)
+    late = NOW + LEASE * 3
+    assert store.renew([entry_id], "gw-a/11", late, LEASE) == [entry_id]
+    assert store.claim(Direction.OUTBOUND, late + timedelta(seconds=1), owner="gw-b/7") == []
+    recorded = store.record(entry_id, {BOB: ok()}, late, holder="gw-a/11")
+    assert (recorded.state, recorded.claimed_by) == (State.DELIVERED, "gw-a/11")
+
+
+def test_a_recovered_entry_fences_out_its_old_holder(store: QueueStore) -> None:
+    """``recover`` (a node's restart) returns an entry to the queue and drops its claim: a
+    worker process of the old node still draining cannot record it any more."""
+    entry_id = store.enqueue(message(), NOW)
+    store.claim(Direction.OUTBOUND, NOW, owner="gw-a/11", lease=LEASE)
+    assert store.recover(NOW + timedelta(seconds=1), owner="gw-a") == 1
+    assert store.get(entry_id).claimed_by is None  # type: ignore[union-attr]
+    with pytest.raises(QueueError) as error:
+        store.record(entry_id, {BOB: ok()}, NOW + timedelta(seconds=2), holder="gw-a/11")
+    assert error.value.reason is QueueReason.LEASE_LOST
+    assert "returned to the queue" in error.value.detail
+    assert store.get(entry_id).state is State.DEFERRED  # type: ignore[union-attr]
+
+
+def test_a_key_handed_to_the_store_is_its_entrys_to_record(store: QueueStore) -> None:
+    """Keys marked handed (the store said 250) are delivered: a copy is suppressed, the
+    entry itself finds them HANDED on its next try, and its record takes them."""
+    first, second = _inbound_copies(store, 2)
+    store.reserve(["k", "other"], first, NOW)
+    assert store.handed(["k"], first, NOW) == 1
+    assert store.handed(["k"], second, NOW) == 0  # only the holder's reservation
+    assert store.seen("k") and not store.seen("other")
+    assert store.reserve(["k"], second, NOW) == {"k": Reservation.DELIVERED}
+    assert store.reserve(["k"], first, NOW) == {"k": Reservation.HANDED}
+    store.record(first, {BOB: ok()}, NOW, remember=["k"], holder="gw/1")
+    with pytest.raises(QueueError):
+        store.record(second, {BOB: ok()}, NOW, remember=["k"])

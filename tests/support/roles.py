@@ -72,6 +72,7 @@ class RecordingTarget:
     """See Target: stores in memory, once per key and recipient (it can tell duplicates)."""
 
     stored: list[Stored] = field(default_factory=list)
+    keeps_one_copy = True
 
     async def deliver(
         self,

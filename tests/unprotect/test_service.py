@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence, Set
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from securemail.deliver.seal import Origin
 from securemail.deliver.target import SECUREMAIL_KEYWORD
-from securemail.queue import Direction, Entry, NewMessage, State
+from securemail.queue import Direction, Entry, NewMessage, QueueError, QueueReason, State
+from securemail.replies import Reply
 from securemail.smime import ProtectOptions, SealedFor, protect
 from securemail.unprotect.context import UnprotectContext
 from securemail.unprotect.service import Inbound
@@ -111,3 +117,73 @@ def test_unreadable_mail_is_quarantined_and_nothing_is_sent(pki: Pki, tmp_path: 
     assert target.stored == []
     [quarantined] = entries
     assert quarantined.kind == "mail" and quarantined.state is State.QUARANTINED
+
+
+@dataclass
+class TakenOverStore(RecordingTarget):
+    """An SMTP-like store (it cannot tell a second copy) during whose 250 another process
+    takes the entry over, as if this one died (or stalled past its lease) right after it."""
+
+    keeps_one_copy = False
+    take_over: Callable[[], object] | None = None
+
+    async def deliver(
+        self,
+        mail_from: str,
+        recipients: Sequence[str],
+        body: bytes,
+        key: str,
+        *,
+        keywords: Set[str] = frozenset(),
+        origin: Origin = Origin.DELIVERED,
+    ) -> dict[str, Reply]:
+        replies = await super().deliver(
+            mail_from, recipients, body, key, keywords=keywords, origin=origin
+        )
+        if self.take_over is not None:
+            self.take_over()
+        return replies
+
+
+def test_a_store_that_cannot_tell_copies_gets_one_across_a_takeover(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """The store said 250, then the entry was taken over before its record: the stale
+    record is refused, but the key was marked handed at the 250, so the new holder records
+    the recipient delivered without handing the store a second copy."""
+    target = TakenOverStore()
+
+    async def scenario() -> tuple[Entry, list[str]]:
+        async with open_queue(tmp_path / "queue.sqlite") as queue:
+            orgs = {"agency": org_keys(pki.agency, "agency", tmp_path)}
+            context = UnprotectContext(
+                name="gw.test",
+                orgs=orgs,
+                targets={"agency": target},
+                directory=lambda: directory(pki),
+                trust=pki.trust,
+                queue=queue.access,
+                notices=notices_for(orgs, queue.access),
+                clock=lambda: NOW,
+            )
+            entry_id = queue.store.enqueue(inbound(from_ministry(pki)), NOW)
+            lease = timedelta(seconds=30)
+            [stale] = queue.store.claim(Direction.INBOUND, NOW, 1, owner="gw-a/11", lease=lease)
+            later = NOW + timedelta(hours=1)
+            target.take_over = lambda: queue.store.claim(
+                Direction.INBOUND, later, 1, owner="gw-b/7", lease=lease
+            )
+            with pytest.raises(QueueError) as refused:
+                await Inbound(context).process(stale)
+            assert refused.value.reason is QueueReason.LEASE_LOST
+            target.take_over = None
+            taken = queue.store.get(entry_id)
+            assert taken is not None and taken.claimed_by == "gw-b/7"
+            recorded = await Inbound(context).process(taken)
+            return recorded, [e.event for e in queue.store.events(entry_id)]
+
+    recorded, history = asyncio.run(scenario())
+    assert len(target.stored) == 1
+    assert recorded.state is State.DELIVERED
+    assert recorded.recipients[0].last_reply == "250 2.0.0 handed to the store before a crash"
+    assert "handed-before-crash" in history

@@ -66,6 +66,8 @@ class MaildirTarget:
     get 550 5.1.1.
     """
 
+    keeps_one_copy = True  # the file's name is derived from the key
+
     def __init__(
         self,
         root: Path,

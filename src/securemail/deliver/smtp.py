@@ -68,6 +68,8 @@ _FAILURES = (
 class SmtpTarget:
     """See :class:`securemail.deliver.target.Target`. Not exactly-once (see the module doc)."""
 
+    keeps_one_copy = False  # the store cannot be asked whether it holds a message
+
     def __init__(
         self,
         host: str,
@@ -268,9 +270,12 @@ class _Session:
         self._writer = asyncio.StreamWriter(transport, protocol, reader, loop)
 
     async def quit(self) -> None:
+        """Say QUIT without waiting for its reply (as Postfix's ``smtp_skip_quit_response``
+        does): the outcome is known, and every moment between the store's 250 and the
+        queue's record of it is one in which a crash has the message delivered twice."""
         try:
             self._writer.write(b"QUIT\r\n")
-            await asyncio.wait_for(self._read_reply(), min(self._timeout, _QUIT_TIMEOUT))
+            await asyncio.wait_for(self._writer.drain(), min(self._timeout, _QUIT_TIMEOUT))
         except _FAILURES:
             return  # the outcome is known; QUIT is a courtesy
 

@@ -36,6 +36,11 @@ class Target(Protocol):
       the node does not host ignores it.
     """
 
+    @property
+    def keeps_one_copy(self) -> bool:
+        """Whether delivering one ``key`` to one recipient twice stores it once (above)."""
+        ...
+
     async def deliver(
         self,
         mail_from: str,

@@ -5,6 +5,12 @@ finished (a slot is free), or once a second for deferred entries that fell due. 
 ``CONCURRENCY`` entries of a direction are in hand at once; an entry whose processing
 raises an unexpected error is deferred (never lost, never retried in a tight loop) and the
 error is logged.
+
+Every outcome names the claim it was made under (``Entry.claimed_by``): a worker that
+outlived its lease (stalled, or its node was cut off from the database) and whose entry
+another process took over meanwhile has its outcome refused (QueueError LEASE_LOST, see
+:class:`securemail.queue.manager.QueueManager`); it logs that and leaves the entry to its
+new holder.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from datetime import datetime, timedelta
 
 from securemail.bounces import NoticeContext, local_notice, quotable_header, send_notice
 from securemail.notices import Failed
-from securemail.queue import Direction, Entry, NewMessage, ReceiptRecord
+from securemail.queue import Direction, Entry, NewMessage, QueueError, QueueReason, ReceiptRecord
 from securemail.queue.access import QueueAccess
 from securemail.queue.manager import DEFAULT_LEASE
 from securemail.replies import temporary
@@ -67,6 +73,10 @@ async def run_worker(loop: WorkerLoop, process: Process, stop: asyncio.Event) ->
                 lease=loop.lease,
             )
         for entry in entries:
+            if entry.id in running:
+                # Its lease ran out while in hand here (the renewal was late) and this very
+                # claim took it back: the attempt in hand goes on, under the new lease.
+                continue
             task = asyncio.create_task(_guarded(loop, process, entry, slots))
             running[entry.id] = task
             task.add_done_callback(_forget(running, entry.id))
@@ -106,9 +116,23 @@ async def _renew_leases(loop: WorkerLoop, running: dict[str, asyncio.Task[None]]
         except Exception:  # the database is away: the next round tries again
             log.warning("renewing %d leases failed", len(held), exc_info=True)
             continue
-        lost = sorted(set(held) & set(running) - set(kept))
-        if lost:
-            log.warning("leases lost (taken over after they expired): %s", ", ".join(lost))
+        missing = sorted(set(held) & set(running) - set(kept))
+        if missing:
+            await _report_lost(loop, missing)
+
+
+async def _report_lost(loop: WorkerLoop, missing: list[str]) -> None:
+    """Log the entries in hand whose leases another process took over (or that went back
+    to the queue). An entry missing from a renewal because its attempt was recorded between
+    the two is not lost: its claim is still ours, only no longer ACTIVE."""
+    queue = loop.queue
+    lost = []
+    for entry_id in missing:
+        entry = await queue.db(queue.manager.get, entry_id)
+        if entry is not None and entry.claimed_by != loop.owner:
+            lost.append(f"{entry_id} ({entry.claimed_by or 'returned to the queue'})")
+    if lost:
+        log.warning("leases lost (taken over after they expired): %s", ", ".join(lost))
 
 
 async def _guarded(
@@ -117,11 +141,25 @@ async def _guarded(
     async with slots:
         try:
             await process(entry)
+        except QueueError as error:
+            if error.reason is not QueueReason.LEASE_LOST:
+                await _defer(loop, entry, error)
+                return
+            # Another process took the entry over after this one's lease expired: its
+            # outcome stands, this attempt's is not recorded (nothing was written).
+            log.warning("%s: %s: outcome not recorded: %s", entry.id, error.reason, error.detail)
         except Exception as error:  # any bug must leave the entry queued, not active
-            log.exception("processing %s failed; deferred", entry.id)
-            reply = temporary("internal-error", type(error).__name__)
-            with contextlib.suppress(Exception):
-                await loop.queue.db(loop.queue.manager.defer, entry.id, reply, loop.clock())
+            await _defer(loop, entry, error)
+
+
+async def _defer(loop: WorkerLoop, entry: Entry, error: Exception) -> None:
+    """Defer an entry whose processing failed unexpectedly (if this claim still holds it)."""
+    log.error("processing %s failed; deferred", entry.id, exc_info=error)
+    reply = temporary("internal-error", type(error).__name__)
+    with contextlib.suppress(Exception):
+        await loop.queue.db(
+            loop.queue.manager.defer, entry.id, reply, loop.clock(), holder=entry.claimed_by
+        )
 
 
 async def run_warnings(notices: NoticeContext, stop: asyncio.Event) -> None:

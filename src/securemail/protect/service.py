@@ -86,7 +86,13 @@ class Outbound:
             attempt = _Try(entry, body, org, now, events, signatures, classified)
             results = await self._attempt(attempt, context.directory())
         recorded = await context.queue.commits.record(
-            Attempt(entry.id, results, tuple(events), signatures=tuple(signatures))
+            Attempt(
+                entry.id,
+                results,
+                tuple(events),
+                signatures=tuple(signatures),
+                holder=entry.claimed_by,
+            )
         )
         await bounce_newly_failed(context.notices, entry, recorded, body, now)
         return recorded

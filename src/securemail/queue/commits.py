@@ -122,6 +122,7 @@ def _record_one(store: QueueManager) -> Callable[[Attempt, datetime], Entry]:
             remember=attempt.remember,
             signatures=attempt.signatures,
             enqueue=attempt.enqueue,
+            holder=attempt.holder,
         )
 
     return record

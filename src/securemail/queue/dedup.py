@@ -9,10 +9,18 @@ whose entry is no longer ACTIVE under a live lease (it crashed, was recovered, d
 is taken over by the next copy. Receipts ride the record's transaction, so they are
 issued once per key as well.
 
+A store that cannot tell a second copy (SMTP, LMTP) is guarded further: the moment it
+answers 250, the worker marks the keys ``handed`` (delivered, by its entry) in a
+transaction of their own, before anything else of the attempt. If the process dies after
+that and before the attempt's record, whoever tries the entry next finds the key HANDED
+(delivered by this very entry, whose recipient is still pending): it records the
+recipient delivered, with the receipts that ride that record, and does not deliver again.
+
 What this cannot close: a store that took the message and then lost the connection before
-we recorded it (or a process killed in between) gets it again on the next attempt. A
-Maildir store names the file after the key and keeps one; an SMTP/LMTP store sees it
-twice in that window (milliseconds per delivery).
+we heard its 250, or a process killed between the store's 250 and the ``handed`` commit (one
+small transaction, about a millisecond on an idle PostgreSQL), gets it again on the next
+attempt. A Maildir store names the file after the key and keeps one; an SMTP/LMTP store
+sees it twice. No SMTP store can be asked whether it holds a message (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -38,7 +46,10 @@ class Deduplication(Protocol):
     - ``reserve`` gives a key to one entry at a time, in every process and node sharing
       the database (a unique key, not a lock in memory): RESERVED to the entry that may
       deliver, DELIVERED once a delivery under it was recorded, BUSY while another live
-      entry holds it;
+      entry holds it, HANDED to the entry that handed it to the store in an attempt whose
+      record never committed (see ``handed``);
+    - ``handed`` marks an entry's reserved keys delivered the moment the store said 250,
+      before the attempt's record (which then finds them its own); how many it marked;
     - a delivery is recorded under a key at most once: a second record of the same key by
       another entry fails and writes nothing (QueueError BAD_STATE);
     - ``remember`` stores a key as delivered at most once: True the first time, False
@@ -49,6 +60,8 @@ class Deduplication(Protocol):
     def reserve(
         self, keys: Sequence[str], entry_id: str, now: datetime
     ) -> dict[str, Reservation]: ...
+
+    def handed(self, keys: Sequence[str], entry_id: str, now: datetime) -> int: ...
 
     def seen(self, key: str) -> bool: ...
 
@@ -66,6 +79,20 @@ class DeduplicationRows(Transactions):
             _check(key)
         with self._write("reserve") as conn:
             return {key: _reserve(conn, key, entry_id, now) for key in keys}
+
+    def handed(self, keys: Sequence[str], entry_id: str, now: datetime) -> int:
+        """Mark ``keys``, reserved by ``entry_id``, delivered: the store answered 250 for
+        them (see the module); how many were marked."""
+        if not keys:
+            return 0
+        mine = (
+            delivery_keys.c.key.in_(keys)
+            & (delivery_keys.c.entry_id == entry_id)
+            & delivery_keys.c.delivered.is_(False)
+        )
+        with self._write("handed") as conn:
+            marked = update(delivery_keys).where(mine).values(delivered=True, stored_at=now)
+            return conn.execute(marked).rowcount
 
     def seen(self, key: str) -> bool:
         """Whether a delivery was recorded under an idempotency key."""
@@ -104,7 +131,7 @@ def _reserve(conn: Connection, key: str, entry_id: str, now: datetime) -> Reserv
         select(delivery_keys).where(delivery_keys.c.key == key).with_for_update()
     ).one()
     if row.delivered:
-        return Reservation.DELIVERED
+        return Reservation.HANDED if row.entry_id == entry_id else Reservation.DELIVERED
     if row.entry_id != entry_id and _live(conn, row.entry_id, now):
         return Reservation.BUSY
     taken = update(delivery_keys).where(delivery_keys.c.key == key)
@@ -129,11 +156,11 @@ def record_delivered(conn: Connection, keys: Sequence[str], entry_id: str, now: 
     caller writes nothing) if one was recorded delivered by another entry. Then drop the
     entry's reservations it did not deliver under."""
     for key in keys:
-        mine = (
-            (delivery_keys.c.key == key)
-            & delivery_keys.c.delivered.is_(False)
-            & ((delivery_keys.c.entry_id == entry_id) | delivery_keys.c.entry_id.is_(None))
+        reserved = delivery_keys.c.delivered.is_(False) & (
+            (delivery_keys.c.entry_id == entry_id) | delivery_keys.c.entry_id.is_(None)
         )
+        handed = delivery_keys.c.delivered.is_(True) & (delivery_keys.c.entry_id == entry_id)
+        mine = (delivery_keys.c.key == key) & (reserved | handed)
         values = {"delivered": True, "stored_at": now, "entry_id": entry_id}
         if conn.execute(update(delivery_keys).where(mine).values(values)).rowcount:
             continue

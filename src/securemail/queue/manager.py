@@ -80,6 +80,12 @@ class QueueManager(Protocol):
       delivered, bounced or still pending with its next attempt); what rides an attempt
       (events, idempotency keys, signatures, follow-up notices) commits with it or not at
       all; an entry not ACTIVE any more is QueueError BAD_STATE and nothing is written;
+    - fencing: given the ``holder`` (``Attempt.holder``, ``Entry.claimed_by`` of the
+      claim the attempt was made under), ``record``/``record_many``/``defer``/``quarantine``
+      check in their transaction, under the entry's row lock, that this claim still holds
+      the entry; if another process took it over (its lease expired) or it went back to the
+      queue, they are QueueError LEASE_LOST and nothing is written: a stale worker never
+      overwrites the outcome of the process that took its work over;
     - ``quarantine`` sets a live entry aside with its body, never deletes it;
     - ``recover`` returns entries a dead process left ACTIVE to the queue, due now.
     """
@@ -120,13 +126,18 @@ class QueueManager(Protocol):
         remember: Sequence[str] = (),
         signatures: Sequence[NewSignature] = (),
         enqueue: Sequence[NewMessage] = (),
+        holder: str | None = None,
     ) -> Entry: ...
 
     def record_many(self, attempts: Sequence[Attempt], now: datetime) -> list[Entry]: ...
 
-    def defer(self, entry_id: str, reply: Reply, now: datetime) -> Entry: ...
+    def defer(
+        self, entry_id: str, reply: Reply, now: datetime, *, holder: str | None = None
+    ) -> Entry: ...
 
-    def quarantine(self, entry_id: str, reason: str, detail: str, now: datetime) -> Entry: ...
+    def quarantine(
+        self, entry_id: str, reason: str, detail: str, now: datetime, *, holder: str | None = None
+    ) -> Entry: ...
 
     def recover(self, now: datetime, *, owner: str | None = None) -> int: ...
 
@@ -272,6 +283,7 @@ class ManagerRows(Transactions):
         remember: Sequence[str] = (),
         signatures: Sequence[NewSignature] = (),
         enqueue: Sequence[NewMessage] = (),
+        holder: str | None = None,
     ) -> Entry:
         """Record one attempt's per-recipient replies; returns the entry as it now stands.
 
@@ -280,10 +292,22 @@ class ManagerRows(Transactions):
         :meth:`securemail.queue.dedup.Deduplication.remember`), ``signatures`` stored, and
         each recipient relayed (2xx) under one of them awaits a receipt until the
         signature's window ends; ``enqueue`` messages (notices) are queued, their ids noted
-        in a "queued-follow-up" event. Anything failing records nothing.
+        in a "queued-follow-up" event. Anything failing records nothing. ``holder`` fences
+        the record (see :class:`Attempt`).
+
+        The fence is the claim, not the clock: a lease that expired but was not taken over
+        still holds (no other process tried the entry, since a takeover rewrites
+        ``claimed_by`` under the row lock this transaction takes), and refusing its outcome
+        would only have the entry tried, and perhaps delivered, again.
         """
         attempt = Attempt(
-            entry_id, results, tuple(events), tuple(remember), tuple(signatures), tuple(enqueue)
+            entry_id,
+            results,
+            tuple(events),
+            tuple(remember),
+            tuple(signatures),
+            tuple(enqueue),
+            holder,
         )
         return self._attempt(entry_id, lambda entry: results, now, attempt)
 
@@ -295,17 +319,33 @@ class ManagerRows(Transactions):
         with self._write("record") as conn:
             return [self._settle(conn, a.entry_id, _results_of(a), now, a) for a in attempts]
 
-    def defer(self, entry_id: str, reply: Reply, now: datetime) -> Entry:
-        """Record a whole-attempt temporary failure (peer down) for every pending recipient."""
+    def defer(
+        self, entry_id: str, reply: Reply, now: datetime, *, holder: str | None = None
+    ) -> Entry:
+        """Record a whole-attempt temporary failure (peer down) for every pending recipient
+        (fenced by ``holder`` as :meth:`record` is)."""
         if not reply.temporary:
             raise ValueError(f"defer needs a temporary (4xx) reply, not {reply.code}")
-        return self._attempt(entry_id, lambda entry: dict.fromkeys(entry.pending(), reply), now)
+        attempt = Attempt(entry_id, {}, holder=holder)
+        return self._attempt(
+            entry_id, lambda entry: dict.fromkeys(entry.pending(), reply), now, attempt
+        )
 
-    def quarantine(self, entry_id: str, reason: str, detail: str, now: datetime) -> Entry:
-        """Set aside a live entry that cannot be read or verified; kept with its body."""
+    def quarantine(
+        self, entry_id: str, reason: str, detail: str, now: datetime, *, holder: str | None = None
+    ) -> Entry:
+        """Set aside a live entry that cannot be read or verified; kept with its body
+        (fenced by ``holder`` as :meth:`record` is)."""
         changes = {"state": State.QUARANTINED, "next_attempt_at": None, "reason": reason[:64]}
         return self._move(
-            entry_id, LIVE_STATES, "quarantined", now, changes, reason=reason, detail=detail
+            entry_id,
+            LIVE_STATES,
+            "quarantined",
+            now,
+            changes,
+            reason=reason,
+            detail=detail,
+            holder=holder,
         )
 
     def purge_bodies(self, older_than: datetime, now: datetime, *, limit: int = 500) -> int:
@@ -360,7 +400,13 @@ class ManagerRows(Transactions):
                 conn.execute(
                     update(messages)
                     .where(messages.c.id.in_(ids))
-                    .values(state=State.DEFERRED, next_attempt_at=now, updated_at=now)
+                    .values(
+                        state=State.DEFERRED,
+                        next_attempt_at=now,
+                        updated_at=now,
+                        claimed_by=None,  # its old holder, if it still runs, is fenced out
+                        lease_until=None,
+                    )
                 )
             for entry_id in ids:
                 log_event(conn, entry_id, "recovered", now, detail="was active at start")
@@ -420,7 +466,8 @@ class ManagerRows(Transactions):
         now: datetime,
         attempt: Attempt | None,
     ) -> Entry:
-        entry = lock_entry(conn, entry_id, {State.ACTIVE})
+        holder = attempt.holder if attempt is not None else None
+        entry = lock_entry(conn, entry_id, {State.ACTIVE}, holder=holder)
         results = results_for(entry)
         pending = {address.casefold() for address in entry.pending()}
         for address in results:

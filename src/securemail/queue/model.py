@@ -82,6 +82,10 @@ class Reservation(StrEnum):
     RESERVED = "reserved"  # this entry holds the key: deliver, then record it delivered
     DELIVERED = "delivered"  # a copy was delivered under this key: suppress this one
     BUSY = "busy"  # another live entry holds the key, delivering now: try again shortly
+    # This entry handed the message to the store under this key in an attempt whose record
+    # never committed (its process died after the store's 250, see Deduplication.handed):
+    # record it delivered (and issue what rides that record), do not hand it over again.
+    HANDED = "handed"
 
 
 class QueueReason(StrEnum):
@@ -89,6 +93,9 @@ class QueueReason(StrEnum):
     UNSAFE_SETTINGS = "queue-unsafe-settings"
     NOT_FOUND = "queue-entry-not-found"
     BAD_STATE = "queue-bad-state"
+    # A process recorded (or deferred, quarantined) an entry another process holds now: its
+    # lease expired and the entry was taken over, or the node returned it to the queue.
+    LEASE_LOST = "queue-lease-lost"
 
 
 class QueueError(SecureMailError[QueueReason]):
@@ -153,7 +160,9 @@ class Entry:
 
     ``id`` is URL-safe and sorts by arrival; ``attempts`` counts delivery attempts of the
     whole entry; ``last_reply``/``reason`` describe the latest attempt's worst outcome;
-    ``priority`` is :attr:`NewMessage.priority`.
+    ``priority`` is :attr:`NewMessage.priority`; ``claimed_by`` names the process
+    (``node/pid``) that claimed it last (None if unnamed or returned to the queue): a
+    worker hands it back as the :attr:`Attempt.holder` of its outcome.
     """
 
     id: str
@@ -174,6 +183,7 @@ class Entry:
     warned: bool
     recipients: tuple[Recipient, ...]
     priority: int = 0
+    claimed_by: str | None = None
 
     def pending(self) -> tuple[str, ...]:
         """The addresses still to be delivered, in envelope order."""
@@ -257,7 +267,14 @@ class ReceiptRecord:
 class Attempt:
     """One attempt's outcome for :meth:`QueueStore.record_many`: per-recipient replies,
     history events (name, detail) and idempotency keys to store with it, the signatures
-    that requested receipts, and follow-up messages (notices) to enqueue with it."""
+    that requested receipts, and follow-up messages (notices) to enqueue with it.
+
+    ``holder`` fences the record: the claim (``Entry.claimed_by``) the attempt was made
+    under. If the entry is held by anyone else now (its lease expired and another process
+    took it over, or it was returned to the queue), the record is refused (QueueError
+    LEASE_LOST) and nothing is written. None records without that check (operators' tools
+    and claims made without a name).
+    """
 
     entry_id: str
     results: Mapping[str, Reply]
@@ -265,3 +282,4 @@ class Attempt:
     remember: tuple[str, ...] = ()
     signatures: tuple[NewSignature, ...] = ()
     enqueue: tuple[NewMessage, ...] = ()
+    holder: str | None = None

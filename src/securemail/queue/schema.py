@@ -197,11 +197,20 @@ def head(entry_id: str) -> Select[Any]:
     return select(*_HEAD).where(messages.c.id == entry_id)
 
 
-def lock_entry(conn: Connection, entry_id: str, allowed: Iterable[State]) -> Entry:
-    """The entry, row-locked for this transaction, if its state is one of ``allowed``."""
+def lock_entry(
+    conn: Connection, entry_id: str, allowed: Iterable[State], *, holder: str | None = None
+) -> Entry:
+    """The entry, row-locked for this transaction, if its state is one of ``allowed`` and,
+    given a ``holder``, if that claim still holds it (the fence: QueueError LEASE_LOST when
+    another process took it over or it went back to the queue; checked under the row lock,
+    so no takeover can slip in between the check and the caller's writes)."""
     row = conn.execute(head(entry_id).with_for_update()).first()
     if row is None:
         raise QueueError(QueueReason.NOT_FOUND, f"no queue entry {entry_id}")
+    if holder is not None and row.claimed_by != holder:
+        now_held = f"held by {row.claimed_by}" if row.claimed_by else "returned to the queue"
+        detail = f"{entry_id} was claimed by {holder}; it is {row.state}, {now_held}"
+        raise QueueError(QueueReason.LEASE_LOST, detail)
     allowed = set(allowed)
     if row.state not in allowed:
         expected = ", ".join(sorted(allowed))
@@ -254,6 +263,7 @@ def _entry(row: Row[Any], people: tuple[Recipient, ...]) -> Entry:
         warned=row.warned,
         recipients=people,
         priority=row.priority,
+        claimed_by=row.claimed_by,
     )
 
 

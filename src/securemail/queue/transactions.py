@@ -35,10 +35,12 @@ class Transactions:
         *,
         reason: str = "",
         detail: str = "",
+        holder: str | None = None,
     ) -> Entry:
-        """A checked change of one entry and the event that explains it, in one transaction."""
+        """A checked change of one entry and the event that explains it, in one transaction
+        (fenced by ``holder``: see :func:`securemail.queue.schema.lock_entry`)."""
         with self._write(event) as conn:
-            entry = lock_entry(conn, entry_id, allowed)
+            entry = lock_entry(conn, entry_id, allowed, holder=holder)
             values = {"updated_at": now} | changes
             conn.execute(update(messages).where(messages.c.id == entry_id).values(values))
             detail = detail or f"was {entry.state}"

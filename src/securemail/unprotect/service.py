@@ -45,7 +45,7 @@ from securemail.errors import SecureMailError
 from securemail.keys.org import OrgKeys
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
-from securemail.queue import Attempt, Entry, NewMessage, Reservation
+from securemail.queue import Attempt, Entry, NewMessage, QueueError, Reservation
 from securemail.replies import ok, temporary
 from securemail.smime import Limits, Unprotected, mime, unprotect
 from securemail.smime.message import OUTER_FIELDS
@@ -205,6 +205,7 @@ class Inbound:
             entry.id,
             dict.fromkeys(entry.pending(), ok(f"receipt {taken.outcome.value}")),
             (("verified", opened.evidence), (f"receipt-{taken.outcome.value}", taken.detail)),
+            holder=entry.claimed_by,
         )
         return await self.context.queue.commits.record(attempt)
 
@@ -228,6 +229,10 @@ class Inbound:
         held = await self._reserve(entry, keys)
         results = {r: ok("duplicate suppressed") for r in keys if held[r] is Reservation.DELIVERED}
         results |= {r: _BUSY for r in keys if held[r] is Reservation.BUSY}
+        # Handed to the store by this entry in an attempt a crash left unrecorded: the store
+        # has it; record it (and issue its receipts) now, without a second copy.
+        handed = [r for r in keys if held[r] is Reservation.HANDED]
+        results |= {r: ok("handed to the store before a crash") for r in handed}
         fresh = [r for r in keys if held[r] is Reservation.RESERVED]
         if fresh:
             # Only mail that was unprotected and verified carries the keyword.
@@ -243,7 +248,11 @@ class Inbound:
                 )
             )
         delivered = [r for r in fresh if results[r].ok]
+        if delivered and not target.keeps_one_copy:
+            await self._mark_handed(entry, [keys[r] for r in delivered])
+        delivered += handed
         events = [] if opened is None else [("verified", opened.evidence)]
+        events += [("handed-before-crash", f"{r}: not delivered again") for r in handed]
         follow_up: tuple[NewMessage, ...] = ()
         if opened is not None and opened.vouched is None:
             events.append(("sender-not-vouched", _not_vouched(opened.signer.org_id)))
@@ -270,10 +279,22 @@ class Inbound:
             tuple(events),
             tuple(keys[r] for r in delivered),
             enqueue=follow_up,
+            holder=entry.claimed_by,
         )
         recorded = await self.context.queue.commits.record(attempt)
         self.context.queue.notify_about(follow_up)
         return recorded
+
+    async def _mark_handed(self, entry: Entry, keys: list[str]) -> None:
+        """The store said 250 and cannot tell a second copy: say so in the database at once
+        (a transaction of its own, not the group commit), so that a crash before the
+        attempt's record does not have the entry delivered again (:mod:`securemail.queue
+        .dedup`). If the database is away, the record that follows meets the same trouble."""
+        queue = self.context.queue
+        try:
+            await queue.db(queue.keys.handed, keys, entry.id, self.context.clock())
+        except QueueError as error:
+            log.warning("%s: marking %d keys handed failed: %s", entry.id, len(keys), error)
 
     async def _reserve(self, entry: Entry, keys: dict[str, str]) -> dict[str, Reservation]:
         """Each recipient's key reserved for ``entry`` (see :mod:`securemail.queue.dedup`).
@@ -306,7 +327,9 @@ class Inbound:
         if listener == "peer":
             self.context.quarantined.record(source, now)
         queue = self.context.queue
-        return await queue.db(queue.manager.quarantine, entry.id, reason, detail, now)
+        return await queue.db(
+            queue.manager.quarantine, entry.id, reason, detail, now, holder=entry.claimed_by
+        )
 
 
 def _domain(address: str) -> str:
