@@ -11,10 +11,13 @@ from pathlib import Path
 
 import click
 
+from securemail import logbook
 from securemail.cli.files import fail
 from securemail.config.node import NodeConfig, load_config
 from securemail.errors import SecureMailError
-from securemail.node.run import Ports, serve
+from securemail.node import systemd
+from securemail.node.run import Ports, describe, serve
+from securemail.node.systemd import keep_watchdog
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -39,14 +42,17 @@ def ports_file(config: NodeConfig) -> Path:
 
 @click.command("serve")
 @CONFIG_OPTION
-@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO or WARNING.")
-def serve_command(config_path: Path, log_level: str) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="The node's messages from this level up (default: [log] level, INFO); queue "
+    "lines are always written.",
+)
+def serve_command(config_path: Path, log_level: str | None) -> None:
     """Run the node: peer and relay listeners, queue workers, directory refresh."""
     config = read_config(config_path)
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logbook.configure(config.log.format, (log_level or config.log.level).upper())
     # aiosmtpd logs every SMTP command at INFO and every DATA line at DEBUG: addresses and
     # message content have no place in the operations log.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -82,7 +88,17 @@ async def _run(config: NodeConfig) -> None:
             err=True,
         )
 
+    def ready_for_systemd(ports: Ports) -> None:
+        ready(ports)
+        systemd.notify(f"READY=1\nSTATUS=serving; {', '.join(describe(ports))}")
+
+    interval = systemd.watchdog_interval()
+    watchdog = None if interval is None else asyncio.create_task(keep_watchdog(interval, stop))
     try:
-        await serve(config, stop=stop, ready=ready)
+        await serve(config, stop=stop, ready=ready_for_systemd)
     finally:
+        systemd.notify("STOPPING=1")
+        stop.set()
+        if watchdog is not None:
+            await watchdog
         ports_file(config).unlink(missing_ok=True)

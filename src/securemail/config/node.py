@@ -15,7 +15,8 @@ node directory can be moved as a whole.
     [retry]           schedule, warn_after, max_lifetime, keep_body
     [keys]            passphrase_env | passphrase_file             (key files are encrypted)
     [imap]            listen, tls_listen, tls_certificate, tls_key (optional: mailboxes)
-    [web]             listen, tls_certificate, tls_key, public_origin (optional: webmail)
+    [web]             listen, tls_certificate, tls_key, public_origin, metrics_from (optional)
+    [log]             format ("text": logfmt lines, or "json"), level
     [[organisation]]  org_id, domains, keys (folder with keys/ and certs/), [delivery]
 """
 
@@ -80,6 +81,16 @@ class WebSettings:
     tls_certificate: Path
     tls_key: Path
     public_origin: str | None
+    metrics_from: tuple[IPNetwork, ...] = ()  # who may read /metrics (loopback by default)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """The operations log ([log]): its form (see securemail.logbook) and the level of the
+    node's other messages (queue lines are always written)."""
+
+    format: Literal["text", "json"] = "text"
+    level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
 
 
 RECEIPTS_LOCAL_PART = "securemail-receipts"
@@ -161,6 +172,7 @@ class NodeConfig:
     submission: ClientPorts | None = None
     imap: ClientPorts | None = None
     web: WebSettings | None = None
+    log: LogSettings = field(default_factory=LogSettings)
 
     def organisation_for(self, domain: str) -> Organisation | None:
         domain = domain.lower()
@@ -221,6 +233,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         submission=_client_ports(root.table("submission"), "submission", tls_pair),
         imap=_client_ports(root.table("imap"), "imap", tls_pair),
         web=_web(root.table("web"), tls_pair),
+        log=_log(root.table("log")),
     )
     for table in (root, node, federation, peer, relay):
         table.finish()
@@ -238,11 +251,11 @@ def _directory_location(value: str, base: Path) -> str:
     return value if "://" in value else str((base / value).resolve())
 
 
-def _networks(values: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+def _networks(values: tuple[str, ...], key: str = "relay.networks") -> tuple[IPNetwork, ...]:
     try:
         return tuple(ipaddress.ip_network(v, strict=True) for v in values)
     except ValueError as error:
-        raise ConfigError(f"relay.networks: {error}") from None
+        raise ConfigError(f"{key}: {error}") from None
 
 
 def _smarthost(table: Table | None) -> Smarthost | None:
@@ -307,9 +320,24 @@ def _web(table: Table | None, peer_tls: tuple[Path, Path]) -> WebSettings | None
         tls_certificate=table.path("tls_certificate", None) or peer_tls[0],
         tls_key=table.path("tls_key", None) or peer_tls[1],
         public_origin=_origin(table.text("public_origin", None)),
+        metrics_from=_networks(
+            table.strings("metrics_from", ["127.0.0.0/8", "::1/128"]), "web.metrics_from"
+        ),
     )
     table.finish()
     return web
+
+
+def _log(table: Table | None) -> LogSettings:
+    if table is None:
+        return LogSettings()
+    form, level = table.text("format", "text"), str(table.text("level", "INFO")).upper()
+    if form not in ("text", "json"):
+        raise ConfigError(f'log.format must be "text" or "json", not {form!r}')
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"log.level must be DEBUG, INFO, WARNING or ERROR, not {level!r}")
+    table.finish()
+    return LogSettings(form, level)
 
 
 def _origin(value: str | None) -> str | None:

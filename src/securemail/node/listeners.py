@@ -64,16 +64,14 @@ class Listeners:
         """The peer and relay ports (the optional listeners' are on ``ordinary`` etc.)."""
         return self.peer.port, self.relay.port
 
+    def all(self) -> list[Listener]:
+        """Every listener that runs."""
+        listeners = (self.peer, self.relay, self.ordinary, self.submission, self.submission_tls)
+        return [listener for listener in listeners if listener is not None]
+
     async def close(self) -> None:
-        for listener in (
-            self.peer,
-            self.relay,
-            self.ordinary,
-            self.submission,
-            self.submission_tls,
-        ):
-            if listener is not None:
-                await listener.close()
+        for listener in self.all():
+            await listener.close()
 
 
 def _settings_for(config: NodeConfig, tls: ssl.SSLContext) -> SettingsFor:

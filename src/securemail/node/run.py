@@ -33,6 +33,7 @@ from securemail.node.context import (
 )
 from securemail.node.listeners import Listeners, start_listeners
 from securemail.node.mailboxes import open_node_accounts, start_node_imap
+from securemail.node.monitoring import monitoring_router, open_monitor
 from securemail.node.roles import build_roles
 from securemail.node.web import WebServer, start_node_web
 from securemail.node.workers import (
@@ -161,8 +162,9 @@ async def serve(
     except BaseException:  # e.g. the IMAP port is taken: leave nothing listening
         await listeners.close()
         raise
+    monitor = open_monitor(node, listeners)
     try:
-        web = await start_node_web(node, admission)
+        web = await start_node_web(node, admission, extra=[monitoring_router(monitor)])
     except BaseException:
         await listeners.close()
         if imap is not None:
@@ -178,7 +180,7 @@ async def serve(
         asyncio.create_task(run_body_purge(node.queue, config.retry.keep_body, clock, stop)),
     ]
     ports = _ports(listeners, imap, web)
-    log.info("node %s serving; %s", config.name, ", ".join(_describe(ports)))
+    log.info("node %s serving; %s", config.name, ", ".join(describe(ports)))
     if ready is not None:
         result = ready(ports)
         if result is not None:
@@ -217,7 +219,7 @@ def _ports(listeners: Listeners, imap: ImapServer | None, web: WebServer | None)
     )
 
 
-def _describe(ports: Ports) -> list[str]:
+def describe(ports: Ports) -> list[str]:
     """``"peer port 25"``, ... for every listener that runs."""
     return [
         f"{field.name.replace('_', ' ')} port {value}"

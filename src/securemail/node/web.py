@@ -54,9 +54,14 @@ class WebServer:
 
 
 async def start_node_web(
-    node: Node, admission: Admission, *, routers: Sequence[APIRouter] | None = None
+    node: Node,
+    admission: Admission,
+    *,
+    routers: Sequence[APIRouter] | None = None,
+    extra: Sequence[APIRouter] = (),
 ) -> WebServer | None:
-    """Serve [web] for ``node``; None when it has no [web] or hosts no accounts."""
+    """Serve [web] for ``node``; None when it has no [web] or hosts no accounts. ``extra``
+    routers (monitoring) are served beside ``routers`` (by default the web app's own)."""
     settings = node.config.web
     if settings is None or node.accounts is None:
         return None
@@ -80,6 +85,8 @@ async def start_node_web(
         seal=node.accounts.mailbox_seal,
     )
     app = make_app(web, routers=routers, origin=origin)
+    for router in extra:
+        app.include_router(router, include_in_schema=False)
     config = uvicorn.Config(
         app, log_level="warning", lifespan="off", ssl_context_factory=_fixed(tls)
     )

@@ -52,6 +52,7 @@ class _Try:
     events: list[tuple[str, str]] = field(default_factory=list)
     signatures: list[NewSignature] = field(default_factory=list)
     classified: Classified = field(default_factory=lambda: Classified(None, "none"))
+    relays: dict[str, str] = field(default_factory=dict)  # recipient: host:port tried
 
     @property
     def wants_receipt(self) -> bool:
@@ -76,14 +77,21 @@ class Outbound:
         org = context.orgs.get(entry.org_id)
         events: list[tuple[str, str]] = []
         signatures: list[NewSignature] = []
+        relays: dict[str, str] = {}
         if org is None:
             results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
         else:
             classified = self._classify(entry, body, org, events)
-            attempt = _Try(entry, body, org, now, events, signatures, classified)
+            attempt = _Try(entry, body, org, now, events, signatures, classified, relays)
             results = await self._attempt(attempt, context.directory())
         recorded = await context.queue.commits.record(
-            Attempt(entry.id, results, tuple(events), signatures=tuple(signatures))
+            Attempt(
+                entry.id,
+                results,
+                tuple(events),
+                signatures=tuple(signatures),
+                relays=tuple(relays.items()),
+            )
         )
         await bounce_newly_failed(context.notices, entry, recorded, body, now)
         return recorded
@@ -204,6 +212,7 @@ class Outbound:
     ) -> dict[str, Reply]:
         entry = attempt.entry
         mail_from = "" if entry.kind == "notice" else entry.mail_from
+        attempt.relays.update(dict.fromkeys(recipients, f"{destination.host}:{destination.port}"))
         try:
             return await self.context.relay.send(destination, mail_from, recipients, body)
         except RelayError as error:

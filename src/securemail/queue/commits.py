@@ -122,6 +122,7 @@ def _record_one(store: QueueStore) -> Callable[[Attempt, datetime], Entry]:
             remember=attempt.remember,
             signatures=attempt.signatures,
             enqueue=attempt.enqueue,
+            relays=dict(attempt.relays),
         )
 
     return record

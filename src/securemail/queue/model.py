@@ -249,7 +249,8 @@ class ReceiptRecord:
 class Attempt:
     """One attempt's outcome for :meth:`QueueStore.record_many`: per-recipient replies,
     history events (name, detail) and idempotency keys to store with it, the signatures
-    that requested receipts, and follow-up messages (notices) to enqueue with it."""
+    that requested receipts, follow-up messages (notices) to enqueue with it, and where
+    each recipient was relayed (``host:port``, for the operations log only)."""
 
     entry_id: str
     results: Mapping[str, Reply]
@@ -257,3 +258,4 @@ class Attempt:
     remember: tuple[str, ...] = ()
     signatures: tuple[NewSignature, ...] = ()
     enqueue: tuple[NewMessage, ...] = ()
+    relays: tuple[tuple[str, str], ...] = ()  # (recipient, host:port)

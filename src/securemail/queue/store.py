@@ -33,7 +33,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, delete, func, select, true, update
 
-from securemail.queue import tracking
+from securemail import logbook
+from securemail.queue import eventlog, tracking
 from securemail.queue.model import (
     FINAL_STATES,
     Attempt,
@@ -86,6 +87,12 @@ class QueueStore:
     def __init__(self, engine: Engine, retry: RetryPolicy) -> None:
         self._engine = engine
         self._retry = retry
+        self._observers: builtins.list[Callable[[Sequence[logbook.QueueLine]], None]] = []
+
+    def observe(self, observer: Callable[[Sequence[logbook.QueueLine]], None]) -> None:
+        """Call ``observer`` with each write transaction's events once it committed (the
+        lines the operations log writes; metrics count them)."""
+        self._observers.append(observer)
 
     @classmethod
     def open(cls, url: str, *, retry: RetryPolicy = DEFAULT_RETRY) -> QueueStore:
@@ -170,6 +177,20 @@ class QueueStore:
             found = {State(state): count for state, count in conn.execute(query)}
         return {state: found.get(state, 0) for state in State}
 
+    def depth(self) -> builtins.list[tuple[State, Direction, str, int]]:
+        """How many entries there are by state, direction and reason code ("" for none)."""
+        columns = (messages.c.state, messages.c.direction, messages.c.reason)
+        with self._read("depth") as conn:
+            rows = conn.execute(select(*columns, func.count()).group_by(*columns)).all()
+        return [(State(s), Direction(d), reason or "", int(n)) for s, d, reason, n in rows]
+
+    def receipt_counts(self) -> dict[ReceiptState, int]:
+        """How many recipients there are in each receipt state other than NONE."""
+        column = recipients.c.receipt_state
+        query = select(column, func.count()).where(column != ReceiptState.NONE).group_by(column)
+        with self._read("receipt_counts") as conn:
+            return {ReceiptState(state): int(n) for state, n in conn.execute(query)}
+
     def events(self, entry_id: str) -> builtins.list[Event]:
         """An entry's history, oldest first (kept after an operator deleted the entry)."""
         query = select(events).where(events.c.entry_id == entry_id).order_by(events.c.id)
@@ -189,6 +210,7 @@ class QueueStore:
         remember: Sequence[str] = (),
         signatures: Sequence[NewSignature] = (),
         enqueue: Sequence[NewMessage] = (),
+        relays: Mapping[str, str] | None = None,
     ) -> Entry:
         """Record one attempt's per-recipient replies; returns the entry as it now stands.
 
@@ -196,10 +218,17 @@ class QueueStore:
         detail) are added to the history, ``remember`` keys stored (see :meth:`remember`),
         ``signatures`` stored, and each recipient relayed (2xx) under one of them awaits a
         receipt until the signature's window ends; ``enqueue`` messages (notices) are queued,
-        their ids noted in a "queued-follow-up" event. Anything failing records nothing.
+        their ids noted in a "queued-follow-up" event; ``relays`` (recipient: ``host:port``)
+        go to the log lines only. Anything failing records nothing.
         """
         attempt = Attempt(
-            entry_id, results, tuple(events), tuple(remember), tuple(signatures), tuple(enqueue)
+            entry_id,
+            results,
+            tuple(events),
+            tuple(remember),
+            tuple(signatures),
+            tuple(enqueue),
+            tuple((relays or {}).items()),
         )
         return self._attempt(entry_id, lambda entry: results, now, attempt)
 
@@ -526,6 +555,7 @@ class QueueStore:
                 detail = f"{entry_id}: {address} is not a pending recipient"
                 raise QueueError(QueueReason.BAD_STATE, detail)
         attempt = attempt or Attempt(entry_id, results)
+        eventlog.note_relays(conn, entry_id, dict(attempt.relays))
         for event, detail in attempt.events:  # e.g. "verified"
             log_event(conn, entry_id, event, now, detail=detail)
         write_settlement(conn, entry, settle(self._retry, entry, results, now), now)
@@ -558,8 +588,18 @@ class QueueStore:
 
     @contextmanager
     def _write(self, action: str) -> Iterator[Connection]:
-        with _as_queue_error(), transaction(self._engine, action, write=True) as conn:
-            yield conn
+        """One write transaction; its events reach the operations log after the commit."""
+        with _as_queue_error():
+            wanted = logbook.wanted() or bool(self._observers)
+            with (
+                transaction(self._engine, action, write=True) as conn,
+                eventlog.collecting(conn, messages, wanted) as lines,
+            ):
+                yield conn
+            if lines:
+                logbook.queue_events(lines)
+                for observer in self._observers:
+                    observer(lines)
 
     @contextmanager
     def _read(self, action: str) -> Iterator[Connection]:

@@ -222,6 +222,11 @@ class Listener:
         self._live = live
         self.port: int = server.sockets[0].getsockname()[1]
 
+    @property
+    def serving(self) -> bool:
+        """Whether the listener still accepts connections (for the node's readiness)."""
+        return self._server.is_serving()
+
     async def close(self) -> None:
         """Stop accepting, drop every session and wait until their tasks have ended."""
         self._server.close()
