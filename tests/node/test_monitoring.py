@@ -5,6 +5,7 @@ prometheus-client's own parser, ``/readyz`` losing its database."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import ssl
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml  # type: ignore[import-untyped]
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -170,6 +172,24 @@ def test_metrics_during_an_exchange_show_the_messages_and_the_queue(
     ]
     assert expiry and min(expiry) > NOW.timestamp()
     assert value("securemail_directory_next_update_timestamp_seconds") > NOW.timestamp()
+    families = {family.name for family in text_string_to_metric_families(text)}
+    for name in _contrib_metric_names():
+        assert name.removesuffix("_total").removesuffix("_bucket") in families, name
+
+
+CONTRIB = Path(__file__).parents[2] / "contrib"
+
+
+def _contrib_metric_names() -> set[str]:
+    """The metric names the example alert rules and the Grafana dashboard use (both files
+    parsed: YAML rules with an expr each, dashboard panels with their targets)."""
+    rules = yaml.safe_load((CONTRIB / "prometheus" / "securemail-alerts.yml").read_text())
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    dashboard = json.loads((CONTRIB / "grafana" / "securemail-dashboard.json").read_text())
+    exprs += [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    names = {name for expr in exprs for name in re.findall(r"securemail_[a-z_]+", expr)}
+    assert len(exprs) >= 20 and len(names) >= 10
+    return names
 
 
 def test_readyz_turns_unready_when_the_database_is_gone(on_postgres: Federation) -> None:  # noqa: F811
