@@ -112,7 +112,9 @@ def test_follow_finds_a_message_across_nodes_by_queue_id_or_message_id() -> None
         "<6>info securemail.queue queue_id=b2 event=delivered message_id=<m@x>",
         "t info securemail.queue queue_id=a1 event=deleted",
         'garbage "unbalanced',
+        'b info securemail.queue queue_id=b2 event=queued-follow-up detail="r9, n8"',
+        "t info securemail.queue queue_id=r9 event=accepted message_id=<receipt@y>",
     ]
-    assert logbook.follow(lines, "a1") == [0, 1, 3, 4]
-    assert logbook.follow(lines, "<m@x>") == [0, 1, 3, 4]
+    assert logbook.follow(lines, "a1") == [0, 1, 3, 4, 6, 7]
+    assert logbook.follow(lines, "<m@x>") == [0, 1, 3, 4, 6, 7]
     assert logbook.follow(lines, "zz") == []

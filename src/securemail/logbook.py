@@ -38,6 +38,7 @@ import structlog
 
 LogFormat = Literal["text", "json"]
 QUEUE_LOGGER = "securemail.queue"
+FOLLOW_UP = "queued-follow-up"  # its detail lists the queue ids of what an entry caused
 QUEUE_KEYS = (
     "queue_id",
     "event",
@@ -241,7 +242,8 @@ def parse(line: str) -> dict[str, str]:
 
 def follow(lines: Sequence[str], wanted: str) -> list[int]:
     """The indexes of ``lines`` about one message: those naming ``wanted`` as queue id or
-    Message-ID, and every line of the same Message-ID or queue ids (across nodes' logs)."""
+    Message-ID, every line of the same Message-ID or queue ids (across nodes' logs), and
+    of the notices and receipts its entries queued (``queued-follow-up``)."""
     parsed = [parse(line) for line in lines]
     queue_ids, message_ids = {wanted}, {wanted}
     size = 0
@@ -251,6 +253,8 @@ def follow(lines: Sequence[str], wanted: str) -> list[int]:
             if fields.get("queue_id") in queue_ids or fields.get("message_id") in message_ids:
                 queue_ids.add(fields.get("queue_id", wanted))
                 message_ids.add(fields.get("message_id", wanted))
+                if fields.get("event") == FOLLOW_UP:  # the notices and receipts it caused
+                    queue_ids.update(fields.get("detail", "").split(", "))
     return [
         i
         for i, fields in enumerate(parsed)

@@ -89,7 +89,8 @@ def test_every_event_of_one_message_is_in_the_log_by_its_queue_id(
     federation: Federation, log_file: Path
 ) -> None:
     """Each event of the sending and the receiving node's queue history has its log line,
-    and ``securemail log grep QUEUE-ID`` follows the message from one node to the other."""
+    and ``securemail log grep QUEUE-ID`` follows the message from one node to the other and
+    to the receipt it caused."""
 
     async def scenario() -> None:
         async with running(federation, "agency", "provider"):
@@ -108,7 +109,10 @@ def test_every_event_of_one_message_is_in_the_log_by_its_queue_id(
     assert result.exit_code == 0, result.output
     found = [logbook.parse(line) for line in result.output.splitlines()]
     assert {f["queue_id"] for f in found} >= {sent_id, got_id}
-    assert all(f["message_id"] == MESSAGE_ID for f in found)
+    ours = [f for f in found if f["queue_id"] in (sent_id, got_id)]
+    assert all(f["message_id"] == MESSAGE_ID for f in ours)
+    caused = {f["queue_id"] for f in found} - {sent_id, got_id}  # the receipt, both ways
+    assert caused and all(f.get("message_id") != MESSAGE_ID for f in found if f not in ours)
     delivered = next(f for f in found if f["queue_id"] == sent_id and f["event"] == "delivered")
     assert delivered["from"] == TO_CITIZEN.mail_from and delivered["to"] == TO_CITIZEN.to[0]
     assert delivered["reply"].startswith("250 ") and re.fullmatch(
