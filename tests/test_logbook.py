@@ -58,6 +58,7 @@ def test_text_lines_are_logfmt_in_a_stable_key_order(tmp_path: Path, restore_log
     node's own messages share the form; nothing below the level; a traceback stays on one
     line."""
     queue, warning, error = _write(tmp_path, "text").splitlines()
+    assert logbook.level() == "WARNING"  # what worker processes are started with
     assert queue.split(" ")[1:3] == ["info", "securemail.queue"]
     datetime.fromisoformat(queue.split(" ")[0])
     assert queue.split(" ", 3)[3] == (

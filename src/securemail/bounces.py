@@ -95,7 +95,7 @@ async def send_notice(
     queue = context.queue
     entry_id = await queue.commits.enqueue(new)
     await queue.db(
-        queue.store.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
+        queue.manager.add_event, entry.id, f"notice-{action}", now, detail=f"notice {entry_id}"
     )
     queue.notify(new.direction)
     return entry_id

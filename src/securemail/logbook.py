@@ -54,6 +54,7 @@ QUEUE_KEYS = (
     "detail",
 )
 _LEAD_KEYS = ("time", "level", "logger")
+_HANDLER = "securemail.logbook"
 _PRIORITY = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
 
 log = logging.getLogger(QUEUE_LOGGER)
@@ -126,12 +127,23 @@ def configure(
     handler = logging.StreamHandler(stream)
     handler.setFormatter(_formatter(form, journald))
     handler.addFilter(_QueueOrLevel(logging.getLevelNamesMapping()[str(level).upper()]))
+    handler.set_name(_HANDLER)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(min(logging.getLevelNamesMapping()[str(level).upper()], logging.INFO))
     return handler
+
+
+def level() -> str:
+    """The level :func:`configure` set for the node's messages ("INFO" if not configured),
+    for the worker processes the node starts."""
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if handler.get_name() == _HANDLER and isinstance(found, _QueueOrLevel):
+                return logging.getLevelName(found.level)
+    return "INFO"
 
 
 def under_journald(stream: TextIO, environ: Mapping[str, str]) -> bool:

@@ -31,7 +31,9 @@ from securemail.accounts.throttle import ACCOUNT, SOURCE, Key, Lock, LoginThrott
 from securemail.config.node import NodeConfig
 from securemail.directory.model import Directory, Member
 from securemail.errors import SecureMailError
-from securemail.queue import Direction, Entry, Event, QueueStore, ReceiptState, State
+from securemail.queue import Direction, Entry, Event, ReceiptState, State
+from securemail.queue.access import OperatorQueue
+from securemail.queue.steering import Steering
 from securemail.smime.keys import load_certificate
 
 EVIDENCE = (ReceiptState.AWAITING, ReceiptState.RECEIPTED)
@@ -204,7 +206,7 @@ def directory_summary(directory: Directory | None, now: datetime) -> DirectorySu
 
 
 def node_status(
-    config: NodeConfig, store: QueueStore, directory: Directory | None, now: datetime
+    config: NodeConfig, store: Steering, directory: Directory | None, now: datetime
 ) -> NodeStatus:
     """The node's organisations, its directory and its queue counts by state."""
     organisations = tuple((o.org_id, o.domains, o.delivery.kind) for o in config.organisations)
@@ -213,7 +215,7 @@ def node_status(
 
 
 def list_entries(
-    store: QueueStore, wanted: QueueFilter, *, changed_since: datetime | None = None
+    store: Steering, wanted: QueueFilter, *, changed_since: datetime | None = None
 ) -> Page:
     """The page of queue entries ``wanted`` asks for, and how many match in all."""
     states, reason, text = wanted.states or None, wanted.reason or None, wanted.text or None
@@ -233,14 +235,14 @@ def list_entries(
     return Page(tuple(entries), wanted.offset, wanted.limit, total, wanted.oldest_first)
 
 
-def entry(store: QueueStore, entry_id: str) -> Entry:
+def entry(store: Steering, entry_id: str) -> Entry:
     found = store.get(entry_id)
     if found is None:
         raise OperationError(OperationReason.NOT_FOUND, f"no queue entry {entry_id}")
     return found
 
 
-def entry_detail(store: QueueStore, entry_id: str) -> EntryDetail:
+def entry_detail(store: Steering, entry_id: str) -> EntryDetail:
     """An entry with its header block and history; the body is never returned."""
     found = entry(store, entry_id)
     return EntryDetail(found, header_block(store.body(entry_id)), tuple(store.events(entry_id)))
@@ -257,15 +259,15 @@ def header_block(message: bytes) -> tuple[tuple[str, str], ...]:
     )
 
 
-def hold(store: QueueStore, entry_id: str, now: datetime) -> Entry:
+def hold(store: Steering, entry_id: str, now: datetime) -> Entry:
     return store.hold(entry_id, now)
 
 
-def release(store: QueueStore, entry_id: str, now: datetime) -> Entry:
+def release(store: Steering, entry_id: str, now: datetime) -> Entry:
     return store.release(entry_id, now)
 
 
-def retry(store: QueueStore, entry_id: str, now: datetime) -> Entry:
+def retry(store: Steering, entry_id: str, now: datetime) -> Entry:
     return store.retry(entry_id, now)
 
 
@@ -288,7 +290,7 @@ def evidence_of(found: Entry) -> list[str]:
     return [r.address for r in found.recipients if r.receipt_state in EVIDENCE]
 
 
-def delete(store: QueueStore, entry_id: str, now: datetime, *, force: bool = False) -> None:
+def delete(store: Steering, entry_id: str, now: datetime, *, force: bool = False) -> None:
     """Delete an entry for good; one holding receipt evidence only with ``force``."""
     held = evidence_of(entry(store, entry_id))
     if held and not force:
@@ -301,13 +303,13 @@ def delete(store: QueueStore, entry_id: str, now: datetime, *, force: bool = Fal
         raise OperationError(OperationReason.NOT_FOUND, f"no queue entry {entry_id}")
 
 
-def quarantine(store: QueueStore, page: QueueFilter = QueueFilter()) -> Page:
+def quarantine(store: Steering, page: QueueFilter = QueueFilter()) -> Page:
     """Quarantined entries: one page of ``page`` (its states are ignored)."""
     return list_entries(store, replace(page, states=(State.QUARANTINED,)))
 
 
 def recent_failures(
-    store: QueueStore,
+    store: Steering,
     now: datetime,
     hours: int = 24,
     page: QueueFilter = QueueFilter(),
@@ -369,7 +371,7 @@ def _unreadable(role: str, why: str, now: datetime) -> Certificate:
 
 
 def track(
-    store: QueueStore,
+    store: OperatorQueue,
     message_id: str,
     *,
     sender: Sequence[str] = (),

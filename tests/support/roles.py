@@ -115,7 +115,9 @@ async def open_queue(path: Path) -> AsyncIterator[Queue]:
     store = QueueStore.open(url)
     threads = DatabaseThreads(url)
     woken: list[Direction] = []
-    access = QueueAccess(store, threads, GroupCommit(store, threads, lambda: NOW), woken.append)
+    access = QueueAccess(
+        store, store, store, threads, GroupCommit(store, threads, lambda: NOW), woken.append
+    )
     try:
         yield Queue(store, access, woken)
     finally:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from securemail.access.model import Scope
 from securemail.access.tokens import WebAccess
 from securemail.accounts.model import Service
+from securemail.queue import QueueStore
 from securemail.web.app import make_app
 from securemail.web.context import WebContext
 from tests.web.conftest import ALICE, ORIGIN
@@ -30,6 +31,7 @@ def api(web: WebContext) -> Iterator[TestClient]:
 
 def test_delete_removes_an_entry_for_good(api: TestClient, web: WebContext) -> None:
     """DELETE answers 204 and the entry is gone; a second DELETE is a JSON 404."""
+    assert isinstance(web.store, QueueStore)  # the fixture's whole store, not only its steering
     entry_id = deferred(web.store)
     assert api.delete(f"/api/v1/queue/{entry_id}").status_code == 204
     gone = api.get(f"/api/v1/queue/{entry_id}")

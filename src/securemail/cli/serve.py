@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
+import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +19,8 @@ from securemail.cli.files import fail
 from securemail.config.node import NodeConfig, load_config
 from securemail.errors import SecureMailError
 from securemail.node import systemd
-from securemail.node.run import Ports, describe, serve
+from securemail.node.processes import watch_parent
+from securemail.node.run import Ports, describe, serve, serve_worker
 from securemail.node.systemd import keep_watchdog
 
 CONFIG_OPTION = click.option(
@@ -49,7 +53,15 @@ def ports_file(config: NodeConfig) -> Path:
     help="The node's messages from this level up (default: [log] level, INFO); queue "
     "lines are always written.",
 )
-def serve_command(config_path: Path, log_level: str | None) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(["all", "worker"]),
+    default="all",
+    show_default=True,
+    help="all: the node (its listeners, and [node] workers processes); worker: one worker "
+    "process (started by the node; or on another host sharing its PostgreSQL database).",
+)
+def serve_command(config_path: Path, log_level: str | None, role: str) -> None:
     """Run the node: peer and relay listeners, queue workers, directory refresh."""
     config = read_config(config_path)
     logbook.configure(config.log.format, (log_level or config.log.level).upper())
@@ -58,7 +70,7 @@ def serve_command(config_path: Path, log_level: str | None) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_run(config))
+            runner.run(_run(config) if role == "all" else _run_worker(config))
     except SecureMailError as error:
         fail(error)
 
@@ -70,6 +82,22 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+async def _run_worker(config: NodeConfig) -> None:
+    """One worker process: stops on SIGTERM/SIGINT, or when its stdin ends (a node that
+    started it is gone); either way it finishes the entries in hand first."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    started_by_a_node = stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode)
+    watching = asyncio.create_task(watch_parent(stop)) if started_by_a_node else None
+    try:
+        await serve_worker(config, stop=stop)
+    finally:
+        if watching is not None:
+            watching.cancel()
 
 
 async def _run(config: NodeConfig) -> None:

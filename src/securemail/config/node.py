@@ -4,7 +4,7 @@ Every mistake is reported as a ConfigError naming the key (``peer.listen``) and 
 wrong with it, before anything starts. Relative paths are relative to the config file, so a
 node directory can be moved as a whole.
 
-    [node]            name (our host name), data_dir, database, region
+    [node]            name (our host name), data_dir, database, region, workers, lease
     [federation]      name, anchor, directory (file path or https URL), refresh
     [peer]            listen, tls_certificate, tls_key            (mail from member gateways)
     [relay]           listen, networks                             (the organisation's own MTAs)
@@ -23,8 +23,9 @@ node directory can be moved as a whole.
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -173,6 +174,11 @@ class NodeConfig:
     imap: ClientPorts | None = None
     web: WebSettings | None = None
     log: LogSettings = field(default_factory=LogSettings)
+    # Worker processes beside the listeners: 1 runs every role in one process; N > 1 runs
+    # the outbound and inbound workers in N processes that meet the listeners at the queue.
+    workers: int = 1
+    lease: timedelta = timedelta(seconds=60)  # how long a claim holds without renewal
+    source: Path | None = None  # the file it was read from (worker processes read it too)
 
     def organisation_for(self, domain: str) -> Organisation | None:
         domain = domain.lower()
@@ -191,7 +197,7 @@ def load_config(path: Path) -> NodeConfig:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
-    return parse_config(data, path.resolve().parent)
+    return replace(parse_config(data, path.resolve().parent), source=path.resolve())
 
 
 def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
@@ -234,10 +240,23 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         imap=_client_ports(root.table("imap"), "imap", tls_pair),
         web=_web(root.table("web"), tls_pair),
         log=_log(root.table("log")),
+        workers=_workers(node),
+        lease=node.duration("lease", "60s"),
     )
     for table in (root, node, federation, peer, relay):
         table.finish()
     return config
+
+
+def _workers(node: Table) -> int:
+    """``[node] workers``: a number of processes, or "auto" for one per core."""
+    value = node.data.get("workers", 1)
+    if value == "auto":
+        node.used.add("workers")
+        return max(os.cpu_count() or 1, 1)
+    if isinstance(value, str):
+        raise ConfigError(f'node.workers must be a number or "auto", not {value!r}')
+    return node.integer("workers", 1, 1, 256)
 
 
 def _required(root: Table, key: str) -> Table:

@@ -114,16 +114,13 @@ class Node:
     targets: Mapping[str, Target]
     anchors: tuple[x509.Certificate, ...]
     refresher: DirectoryRefresher
+    store: QueueStore  # the whole queue; roles get its parts through ``queue``
     queue: QueueAccess
     threads: DatabaseThreads
     relay: PooledRelay
     wake: Mapping[Direction, asyncio.Event]
     clock: Callable[[], datetime]
     accounts: Accounts | None = None  # open when the node hosts people's mailboxes
-
-    @property
-    def store(self) -> QueueStore:
-        return self.queue.store
 
     def directory(self) -> Directory | None:
         """The current verified directory (None until one was loaded)."""

@@ -12,14 +12,18 @@ workers finish the entries they hold, then the queue closes. Anything a crash le
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from securemail import logbook
 from securemail.config.anchors import load_anchors
 from securemail.config.node import NodeConfig
+from securemail.config.reasons import NodeReason
 from securemail.directory.fetch import Source
 from securemail.directory.refresh import DirectoryRefresher
 from securemail.directory.store import DirectoryStore
@@ -27,6 +31,7 @@ from securemail.imap import ImapServer
 from securemail.node.admission import Admission
 from securemail.node.context import (
     Node,
+    NodeError,
     load_org_keys,
     make_target,
     read_passphrase,
@@ -34,9 +39,12 @@ from securemail.node.context import (
 from securemail.node.listeners import Listeners, start_listeners
 from securemail.node.mailboxes import open_node_accounts, start_node_imap
 from securemail.node.monitoring import monitoring_router, open_monitor
-from securemail.node.roles import build_roles
+from securemail.node.processes import WorkerProcesses
+from securemail.node.roles import Roles, build_roles
 from securemail.node.web import WebServer, start_node_web
 from securemail.node.workers import (
+    POLL_SECONDS,
+    SHARED_POLL_SECONDS,
     WorkerLoop,
     run_body_purge,
     run_receipt_windows,
@@ -48,6 +56,7 @@ from securemail.queue import Direction, QueueStore, RetryPolicy
 from securemail.queue.access import QueueAccess
 from securemail.queue.commits import GroupCommit
 from securemail.queue.threads import DatabaseThreads
+from securemail.queue.wakeups import listen_for_work, listens
 from securemail.receive import Listener
 from securemail.relay import PoolLimits, RelayPool
 from securemail.relay.transport import PooledRelay
@@ -74,8 +83,14 @@ class Ports:
     web: int | None = None  # HTTPS: webmail, operator console, JSON API
 
 
-async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now) -> Node:
-    """Everything the services share; raises NodeError/QueueError if the node cannot start."""
+async def open_node(
+    config: NodeConfig, clock: Callable[[], datetime] = utc_now, *, fetch: bool = True
+) -> Node:
+    """Everything the services share; raises NodeError/QueueError if the node cannot start.
+
+    ``fetch`` False (a worker process): the directory is read from the node's state only,
+    which the main process keeps current.
+    """
     passphrase = read_passphrase(config)
     orgs = {o.org_id: load_org_keys(o, passphrase) for o in config.organisations}
     anchors = load_anchors(config.anchor)
@@ -98,7 +113,10 @@ async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now)
         targets={o.org_id: make_target(o, config, mailboxes, seal) for o in config.organisations},
         anchors=anchors,
         refresher=refresher,
-        queue=QueueAccess(store, threads, GroupCommit(store, threads, clock), _notify(wake)),
+        store=store,
+        queue=QueueAccess(
+            store, store, store, threads, GroupCommit(store, threads, clock), _notify(wake)
+        ),
         threads=threads,
         # Eight idle sessions per peer: half the outbound workers (measured: 4 -> 101-105
         # msg/s, 16 -> 113), leaving most of a peer's 100 slots free.
@@ -108,8 +126,9 @@ async def open_node(config: NodeConfig, clock: Callable[[], datetime] = utc_now)
         accounts=accounts,
     )
     await refresher.load(clock())
-    await refresher.refresh_once(clock())
-    _check_mail_roots(config)
+    if fetch:
+        await refresher.refresh_once(clock())
+        _check_mail_roots(config)
     return node
 
 
@@ -170,15 +189,16 @@ async def serve(
         if imap is not None:
             await imap.close()
         raise
-    outbound, inbound = _loop(node, Direction.OUTBOUND), _loop(node, Direction.INBOUND)
     tasks = [
         asyncio.create_task(node.refresher.run(config.refresh.total_seconds(), stop)),
-        asyncio.create_task(run_worker(outbound, Outbound(roles.protect).process, stop)),
-        asyncio.create_task(run_worker(inbound, Inbound(roles.unprotect).process, stop)),
         asyncio.create_task(run_warnings(roles.notices, stop)),
         asyncio.create_task(run_receipt_windows(roles.notices, stop)),
         asyncio.create_task(run_body_purge(node.queue, config.retry.keep_body, clock, stop)),
     ]
+    if config.workers > 1:
+        tasks.append(asyncio.create_task(_worker_processes(node).run(stop)))
+    else:
+        tasks += _work(node, roles, stop)
     ports = _ports(listeners, imap, web)
     log.info("node %s serving; %s", config.name, ", ".join(describe(ports)))
     if ready is not None:
@@ -199,8 +219,68 @@ async def serve(
         await node.close()
 
 
-def _loop(node: Node, direction: Direction) -> WorkerLoop:
-    return WorkerLoop(node.queue, direction, node.wake[direction], node.config.name, node.clock)
+async def serve_worker(
+    config: NodeConfig, *, stop: asyncio.Event, clock: Callable[[], datetime] = utc_now
+) -> None:
+    """A worker process of a node (``securemail serve --role worker``): the outbound and
+    inbound workers only, until ``stop``; then it finishes the entries in hand."""
+    node = await open_node(config, clock, fetch=False)
+    work = _work(node, build_roles(node), stop)
+    tasks = [asyncio.create_task(_reload_directory(node, stop)), *work]
+    log.info("node %s worker process %d working", config.name, os.getpid())
+    try:
+        await stop.wait()
+    finally:
+        for event in node.wake.values():
+            event.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await node.close()
+
+
+def _work(node: Node, roles: Roles, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """The outbound and inbound worker loops, and PostgreSQL's wake-ups for them."""
+    listening = listens(node.config.database)
+    # Alone, a process's listeners wake its loops directly; a worker process beside them
+    # hears of new work by NOTIFY on PostgreSQL, and polls more often on SQLite.
+    alone = node.config.workers == 1
+    poll = POLL_SECONDS if alone or listening else SHARED_POLL_SECONDS
+    outbound = _loop(node, Direction.OUTBOUND, poll)
+    inbound = _loop(node, Direction.INBOUND, poll)
+    tasks = [
+        asyncio.create_task(run_worker(outbound, Outbound(roles.protect).process, stop)),
+        asyncio.create_task(run_worker(inbound, Inbound(roles.unprotect).process, stop)),
+    ]
+    if listening:  # other nodes on the database queue work too
+        tasks.append(asyncio.create_task(listen_for_work(node.config.database, node.wake, stop)))
+    return tasks
+
+
+def _worker_processes(node: Node) -> WorkerProcesses:
+    config = node.config
+    if config.source is None:
+        raise NodeError(NodeReason.BAD_CONFIG, "worker processes need the config file")
+
+    async def recover(pid: int) -> int:
+        return await node.queue.db(node.store.recover, node.clock(), owner=f"{config.name}/{pid}")
+
+    return WorkerProcesses(config.source, config.workers, recover, log_level=logbook.level())
+
+
+async def _reload_directory(node: Node, stop: asyncio.Event) -> None:
+    """A worker process takes the directory the main process accepted, as often as it
+    refreshes (the state directory is the main process's to write)."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), node.config.refresh.total_seconds())
+        if not stop.is_set():
+            await node.refresher.load(node.clock())
+
+
+def _loop(node: Node, direction: Direction, poll: float) -> WorkerLoop:
+    owner = f"{node.config.name}/{os.getpid()}"  # the node and the process holding a claim
+    wake = node.wake[direction]
+    config = node.config
+    return WorkerLoop(node.queue, direction, wake, owner, node.clock, config.lease, poll)
 
 
 def _ports(listeners: Listeners, imap: ImapServer | None, web: WebServer | None) -> Ports:

@@ -20,12 +20,14 @@ from securemail.bounces import NoticeContext, local_notice, send_notice
 from securemail.notices import Failed
 from securemail.queue import Direction, Entry, NewMessage, ReceiptRecord
 from securemail.queue.access import QueueAccess
+from securemail.queue.manager import DEFAULT_LEASE
 from securemail.replies import temporary
 
 log = logging.getLogger("securemail.node")
 
 CONCURRENCY = 16
-POLL_SECONDS = 1.0
+POLL_SECONDS = 1.0  # one process: listeners wake the loops directly; this finds deferred entries
+SHARED_POLL_SECONDS = 0.2  # worker processes on SQLite: no notification reaches them
 WARN_POLL_SECONDS = 60.0
 
 Process = Callable[[Entry], Awaitable[Entry]]
@@ -38,27 +40,36 @@ class WorkerLoop:
     queue: QueueAccess
     direction: Direction
     wake: asyncio.Event  # set when something of ``direction`` was queued
-    owner: str  # this node's name, on every claim (crash recovery takes back its own)
+    owner: str  # ``node/pid`` on every claim (crash recovery takes back its own)
     clock: Callable[[], datetime]
+    lease: timedelta = DEFAULT_LEASE  # a claim holds this long; renewed every third of it
+    poll: float = POLL_SECONDS  # look for due entries at least this often (seconds)
 
 
 async def run_worker(loop: WorkerLoop, process: Process, stop: asyncio.Event) -> None:
-    """Claim and process ``loop.direction`` entries until ``stop`` is set."""
+    """Claim and process ``loop.direction`` entries until ``stop`` is set, then finish the
+    entries in hand (a drain), renewing their leases meanwhile."""
     queue, wake = loop.queue, loop.wake
     slots = asyncio.Semaphore(CONCURRENCY)
-    running: set[asyncio.Task[None]] = set()
+    running: dict[str, asyncio.Task[None]] = {}
+    renewing = asyncio.create_task(_renew_leases(loop, running))
     while not stop.is_set():
         wake.clear()
         free = CONCURRENCY - len(running)
         entries = []
         if free > 0:
             entries = await queue.db(
-                queue.store.claim, loop.direction, loop.clock(), free, owner=loop.owner
+                queue.manager.claim,
+                loop.direction,
+                loop.clock(),
+                free,
+                owner=loop.owner,
+                lease=loop.lease,
             )
         for entry in entries:
             task = asyncio.create_task(_guarded(loop, process, entry, slots))
-            running.add(task)
-            task.add_done_callback(running.discard)
+            running[entry.id] = task
+            task.add_done_callback(_forget(running, entry.id))
             # A free slot is a reason to claim again: without this a backlog drained at
             # CONCURRENCY entries per POLL_SECONDS (measured: 16 msg/s).
             task.add_done_callback(lambda _: wake.set())
@@ -66,9 +77,38 @@ async def run_worker(loop: WorkerLoop, process: Process, stop: asyncio.Event) ->
             await asyncio.sleep(0)
             continue
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), POLL_SECONDS)
+            await asyncio.wait_for(wake.wait(), loop.poll)
     if running:
-        await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.gather(*running.values(), return_exceptions=True)
+    renewing.cancel()
+
+
+def _forget(
+    running: dict[str, asyncio.Task[None]], entry_id: str
+) -> Callable[[asyncio.Task[None]], None]:
+    def forget(_: asyncio.Task[None]) -> None:
+        running.pop(entry_id, None)
+
+    return forget
+
+
+async def _renew_leases(loop: WorkerLoop, running: dict[str, asyncio.Task[None]]) -> None:
+    """Every third of the lease, renew the leases of the entries in hand: only a process
+    that died (or stalled a whole lease) loses them to another."""
+    queue = loop.queue
+    while True:
+        await asyncio.sleep(loop.lease.total_seconds() / 3)
+        held = list(running)
+        if not held:
+            continue
+        try:
+            kept = await queue.db(queue.manager.renew, held, loop.owner, loop.clock(), loop.lease)
+        except Exception:  # the database is away: the next round tries again
+            log.warning("renewing %d leases failed", len(held), exc_info=True)
+            continue
+        lost = sorted(set(held) & set(running) - set(kept))
+        if lost:
+            log.warning("leases lost (taken over after they expired): %s", ", ".join(lost))
 
 
 async def _guarded(
@@ -81,7 +121,7 @@ async def _guarded(
             log.exception("processing %s failed; deferred", entry.id)
             reply = temporary("internal-error", type(error).__name__)
             with contextlib.suppress(Exception):
-                await loop.queue.db(loop.queue.store.defer, entry.id, reply, loop.clock())
+                await loop.queue.db(loop.queue.manager.defer, entry.id, reply, loop.clock())
 
 
 async def run_warnings(notices: NoticeContext, stop: asyncio.Event) -> None:
@@ -89,14 +129,14 @@ async def run_warnings(notices: NoticeContext, stop: asyncio.Event) -> None:
     queue = notices.queue
     while not stop.is_set():
         now = notices.clock()
-        for entry in await queue.db(queue.store.warnings_due, now):
-            body = await queue.db(queue.store.body, entry.id)
+        for entry in await queue.db(queue.manager.warnings_due, now):
+            body = await queue.db(queue.manager.body, entry.id)
             failed = [
                 Failed(r, "4.4.7", entry.reason or "delayed", entry.last_reply or "")
                 for r in entry.pending()
             ]
             await send_notice(notices, entry, failed, body, now, action="delayed")
-            await queue.db(queue.store.mark_warned, entry.id, now)
+            await queue.db(queue.manager.mark_warned, entry.id, now)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), WARN_POLL_SECONDS)
 
@@ -114,7 +154,7 @@ async def run_body_purge(
     while not stop.is_set():
         now = clock()
         older_than = now - keep_body
-        while await queue.db(queue.store.purge_bodies, older_than, now) and not stop.is_set():
+        while await queue.db(queue.manager.purge_bodies, older_than, now) and not stop.is_set():
             pass  # a full batch: there may be more
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), PURGE_POLL_SECONDS)
@@ -125,7 +165,7 @@ async def run_receipt_windows(notices: NoticeContext, stop: asyncio.Event) -> No
     queue = notices.queue
     while not stop.is_set():
         now = notices.clock()
-        for due in await queue.db(queue.store.receipts_due, now):
+        for due in await queue.db(queue.tracking.receipts_due, now):
             await expire_receipt(notices, due, now)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), RECEIPT_POLL_SECONDS)
@@ -134,12 +174,14 @@ async def run_receipt_windows(notices: NoticeContext, stop: asyncio.Event) -> No
 async def expire_receipt(notices: NoticeContext, due: ReceiptRecord, now: datetime) -> bool:
     """Mark one awaited receipt expired and queue the sender's notice, in one transaction."""
     queue = notices.queue
-    entry = await queue.db(queue.store.get, due.entry_id)
+    entry = await queue.db(queue.manager.get, due.entry_id)
     notice: tuple[NewMessage, ...] = ()
     if entry is not None:
-        body = await queue.db(queue.store.body, due.entry_id)
+        body = await queue.db(queue.manager.body, due.entry_id)
         failed = [Failed(due.recipient, "4.4.7", "receipt-expired", "")]
         notice = tuple(local_notice(notices, entry, failed, body, now, action="failed"))
     return bool(
-        await queue.db(queue.store.expire_receipt, due.entry_id, due.recipient, now, enqueue=notice)
+        await queue.db(
+            queue.tracking.expire_receipt, due.entry_id, due.recipient, now, enqueue=notice
+        )
     )

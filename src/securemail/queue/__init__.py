@@ -24,6 +24,7 @@ from securemail.queue.model import (
     ReceiptRecord,
     ReceiptState,
     Recipient,
+    Reservation,
     SentSignature,
     State,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "ReceiptRecord",
     "ReceiptState",
     "Recipient",
+    "Reservation",
     "RetryPolicy",
     "SentSignature",
     "State",

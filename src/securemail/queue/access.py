@@ -5,18 +5,31 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from securemail.queue.commits import GroupCommit
+from securemail.queue.dedup import Deduplication
+from securemail.queue.manager import QueueManager
 from securemail.queue.model import Direction, NewMessage
-from securemail.queue.store import QueueStore
+from securemail.queue.receipts import ReceiptTracking
+from securemail.queue.steering import Steering
 from securemail.queue.threads import RunOffLoop
+
+
+class OperatorQueue(Steering, ReceiptTracking, Protocol):
+    """What an operator's tools read and change: steering and the receipts' tracking."""
 
 
 @dataclass(frozen=True)
 class QueueAccess:
-    """One node's queue, shared by its roles (built once by the composition root)."""
+    """One node's queue, shared by its roles (built once by the composition root).
 
-    store: QueueStore
+    The roles see the store only through the Protocols of the parts they use.
+    """
+
+    manager: QueueManager  # admit, claim, complete, defer
+    tracking: ReceiptTracking  # signatures sent, receipts taken, windows expired
+    keys: Deduplication  # idempotency keys of what was delivered
     db: RunOffLoop  # run a store call on the database thread(s)
     commits: GroupCommit  # enqueue and record, batched into shared transactions
     notify: Callable[[Direction], None]  # wake the workers of a direction

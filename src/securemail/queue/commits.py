@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from securemail.queue.manager import QueueManager
 from securemail.queue.model import Attempt, Entry, NewMessage, QueueError
-from securemail.queue.store import QueueStore
 from securemail.queue.threads import RunOffLoop
 
 log = logging.getLogger("securemail.node")
@@ -97,7 +97,7 @@ def _fail(batch: Sequence[tuple[Any, asyncio.Future[Any]]], error: BaseException
 class GroupCommit:
     """``enqueue`` and ``record`` for a node, batched into shared transactions."""
 
-    def __init__(self, store: QueueStore, run: RunOffLoop, clock: Callable[[], datetime]) -> None:
+    def __init__(self, store: QueueManager, run: RunOffLoop, clock: Callable[[], datetime]) -> None:
         self._enqueue: _Batcher[NewMessage, str] = _Batcher(
             run, store.enqueue_many, store.enqueue, clock
         )
@@ -112,7 +112,7 @@ class GroupCommit:
         return await self._record.submit(attempt)
 
 
-def _record_one(store: QueueStore) -> Callable[[Attempt, datetime], Entry]:
+def _record_one(store: QueueManager) -> Callable[[Attempt, datetime], Entry]:
     def record(attempt: Attempt, now: datetime) -> Entry:
         return store.record(
             attempt.entry_id,

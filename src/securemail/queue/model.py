@@ -76,6 +76,14 @@ class ReceiptOutcome(StrEnum):
     UNKNOWN = "unknown"  # no such signature, or the recipient is not one it went to
 
 
+class Reservation(StrEnum):
+    """What :meth:`Deduplication.reserve` found for one idempotency key."""
+
+    RESERVED = "reserved"  # this entry holds the key: deliver, then record it delivered
+    DELIVERED = "delivered"  # a copy was delivered under this key: suppress this one
+    BUSY = "busy"  # another live entry holds the key, delivering now: try again shortly
+
+
 class QueueReason(StrEnum):
     UNAVAILABLE = "queue-unavailable"
     UNSAFE_SETTINGS = "queue-unsafe-settings"

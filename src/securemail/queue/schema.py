@@ -7,8 +7,9 @@ are portable: bodies are LargeBinary (PostgreSQL bytea, SQLite BLOB), times are 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     select,
+    true,
     update,
 )
 
@@ -45,6 +47,7 @@ from securemail.queue.model import (
 )
 from securemail.queue.retry import Change, Settlement
 from securemail.replies import Reply
+from securemail.storage.dialect import notify
 from securemail.storage.types import UtcDateTime
 
 metadata = MetaData()
@@ -72,8 +75,10 @@ messages = Table(
     Column("warned", Boolean, nullable=False),
     Column("claimed_by", String(255)),  # the node holding an ACTIVE entry (0003)
     Column("priority", Integer, nullable=False, server_default="0"),  # claim order (0004)
+    Column("lease_until", UtcDateTime),  # an ACTIVE entry's claim holds until then (0007)
     Index("ix_messages_claim", "direction", "state", "next_attempt_at"),
     Index("ix_messages_state_updated", "state", "updated_at"),
+    Index("ix_messages_lease", "state", "lease_until"),
 )
 
 recipients = Table(
@@ -129,6 +134,10 @@ delivery_keys = Table(
     metadata,
     Column("key", String(512), primary_key=True),
     Column("stored_at", UtcDateTime, nullable=False, index=True),
+    # The entry that reserved the key and whether its delivery was recorded (0007): the
+    # primary key makes one reservation, and one delivery, per key across every process.
+    Column("entry_id", String(32), index=True),
+    Column("delivered", Boolean, nullable=False, server_default=true()),
 )
 
 _HEAD = [c for c in messages.c if c.name not in ("body", "updated_at")]
@@ -136,6 +145,8 @@ ORDER = (messages.c.created_at, messages.c.id)  # oldest first: ids sort by arri
 # Workers claim SecureMail traffic (priority 0) ahead of ordinary mail (1) when both wait
 # (issue 7 §4); within a priority, oldest first, so neither starves the other's order.
 CLAIM_ORDER = (messages.c.priority, *ORDER)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+WORK_CHANNEL = "securemail_work"  # PostgreSQL NOTIFY channel: the direction of new work
 
 
 def message_row(entry_id: str, new: NewMessage, now: datetime) -> dict[str, Any]:
@@ -309,3 +320,34 @@ def _write_change(
         detail=detail,
         reply=reply,
     )
+
+
+def insert_entry(conn: Connection, new: NewMessage, now: datetime) -> str:
+    """Insert an accepted message (row, recipients, "accepted" event); its new id."""
+    entry_id = _new_id(now)
+    conn.execute(messages.insert().values(message_row(entry_id, new, now)))
+    conn.execute(
+        recipients.insert(),
+        [
+            {"entry_id": entry_id, "position": position, "address": address}
+            | {"disposition": Disposition.PENDING, "attempts": 0, "updated_at": now}
+            for position, address in enumerate(new.recipients)
+        ],
+    )
+    detail = f"{new.client}; {len(new.recipients)} recipients; {len(new.body)} bytes"
+    log_event(conn, entry_id, "accepted", now, detail=detail)
+    notify(conn, WORK_CHANNEL, new.direction)  # wakes workers in other processes and nodes
+    return entry_id
+
+
+def follow_up(conn: Connection, entry_id: str, news: Sequence[NewMessage], now: datetime) -> None:
+    """Queue messages an entry's outcome caused (notices); their ids go to its history."""
+    if news:
+        ids = [insert_entry(conn, new, now) for new in news]
+        log_event(conn, entry_id, "queued-follow-up", now, detail=", ".join(ids))
+
+
+def _new_id(now: datetime) -> str:
+    """Microseconds since 1970 (14 hex digits: sorts by arrival) and 40 random bits."""
+    micros = (now - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros:014x}{secrets.token_hex(5)}"

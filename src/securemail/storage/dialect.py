@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table
+from sqlalchemy import Connection, Insert, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from securemail.storage.errors import StorageError, StorageReason
@@ -25,6 +25,14 @@ def insert_new(connection: Connection, table: Table, **values: Any) -> Insert:
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table).values(values).on_conflict_do_nothing()
     return sqlite.insert(table).values(values).on_conflict_do_nothing()
+
+
+def notify(connection: Connection, channel: str, payload: str) -> None:
+    """PostgreSQL: tell the channel's listeners ``payload`` when this transaction commits
+    (NOTIFY; repeats within one transaction are sent once). SQLite has no such thing: its
+    readers poll."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_notify(channel, payload)))
 
 
 def durability(connection: Connection) -> dict[str, str]:

@@ -169,7 +169,7 @@ async def take_receipt(context: UnprotectContext, opened: Unprotected, now: date
         receipt_der, evidence = read_receipt_message(opened.content)
     except EvidenceError as error:
         raise ReceiptRefusedError(error.reason, error.detail) from None
-    sent = await context.queue.db(context.queue.store.signature, evidence.content_identifier)
+    sent = await context.queue.db(context.queue.tracking.signature, evidence.content_identifier)
     if sent is None:
         raise ReceiptRefusedError("receipt-unknown", "no message of ours has that identifier")
     try:
@@ -185,7 +185,7 @@ async def take_receipt(context: UnprotectContext, opened: Unprotected, now: date
     # this receipt is the one accepted: a crash cannot tell the sender twice or never.
     follow_up = await _mdn_for_sender(context, sent.entry_id, evidence, now)
     outcome = await context.queue.db(
-        context.queue.store.accept_receipt,
+        context.queue.tracking.accept_receipt,
         evidence.content_identifier,
         evidence.recipient,
         receipt_der,
@@ -212,13 +212,13 @@ def _receipt_signer(
 async def _mdn_for_sender(
     context: UnprotectContext, entry_id: str, evidence: Evidence, now: datetime
 ) -> tuple[NewMessage, ...]:
-    original = await context.queue.db(context.queue.store.get, entry_id)
+    original = await context.queue.db(context.queue.manager.get, entry_id)
     if original is None or not original.mail_from:
         return ()
     sender_org = context.notices.org_for(original.mail_from)
     if sender_org is None:
         return ()
-    body = await context.queue.db(context.queue.store.body, entry_id)
+    body = await context.queue.db(context.queue.manager.body, entry_id)
     domain = sender_org.organisation.domains[0]
     report = mdn(
         original_header=notices.original_header(body),
@@ -248,13 +248,13 @@ async def settle_from_peer_notice(
     if not failed:
         return ()
     records = await context.queue.db(
-        context.queue.store.receipt_records, report.original_message_id
+        context.queue.tracking.receipt_records, report.original_message_id
     )
     events = []
     for record in records:
         if record.recipient.lower() in failed and record.state is ReceiptState.AWAITING:
             await context.queue.db(
-                context.queue.store.expire_receipt, record.entry_id, record.recipient, now
+                context.queue.tracking.expire_receipt, record.entry_id, record.recipient, now
             )
             events.append(("receipt-closed", f"{record.recipient}: failed at {signer.org_id}"))
     return tuple(events)

@@ -24,7 +24,6 @@ import asyncio
 import hashlib
 import logging
 import re
-import weakref
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,8 +39,8 @@ from securemail.keys.org import OrgKeys
 from securemail.notices import Failed
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
-from securemail.queue import Attempt, Entry, NewMessage
-from securemail.replies import ok
+from securemail.queue import Attempt, Entry, NewMessage, Reservation
+from securemail.replies import ok, temporary
 from securemail.smime import Unprotected, unprotect
 from securemail.unprotect.context import UnprotectContext
 from securemail.unprotect.receipts import (
@@ -53,6 +52,10 @@ from securemail.unprotect.receipts import (
 
 log = logging.getLogger("securemail.unprotect")
 
+# A copy of the message is being delivered by another entry: how long to wait for its
+# outcome (seconds, about 3 in all) before leaving the recipient for the next attempt.
+_BUSY_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.5)
+_BUSY = temporary("duplicate-in-progress", "a copy of this message is being delivered")
 _OUR_TRACE = re.compile(rb"Received:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
 
 
@@ -83,17 +86,11 @@ class Inbound:
 
     def __init__(self, context: UnprotectContext) -> None:
         self.context = context
-        # One lock per idempotency key while copies of it are in hand: the worker runs
-        # entries concurrently, and copies queued together (a sender retried while we were
-        # down) would otherwise all pass the "seen" check before the first is remembered.
-        self._delivering: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
 
     async def process(self, entry: Entry) -> Entry:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
         now = self.context.clock()
-        body = await self.context.queue.db(self.context.queue.store.body, entry.id)
+        body = await self.context.queue.db(self.context.queue.manager.body, entry.id)
         local = self.context.orgs.get(entry.org_id)
         if entry.kind == "notice" and entry.client == "local" and local is not None:
             return await self._deliver(entry, local, body, _key(b"local", body), None)
@@ -196,68 +193,84 @@ class Inbound:
         """Deliver to the recipients not yet served with ``key``, and record the outcome.
 
         Copies of one message (a sender retried while we were down) may be in hand at once:
-        one lock per key covers the check, the delivery and the commit that remembers it.
-        The receipts owed for what was delivered are queued in that same commit.
+        each key is reserved for this entry in the database first (one holder per key in
+        every process and node); the commit that records the delivery marks it delivered
+        and queues the receipts owed, so both happen once per key.
         """
-        lock = self._delivering.get(key)
-        if lock is None:
-            lock = self._delivering[key] = asyncio.Lock()
-        async with lock:
-            target = self.context.targets[org.organisation.org_id]
-            keys = {r: f"{key}:{r.lower()}" for r in entry.pending()}
-            seen = await self.context.queue.db(self._seen, list(keys.values()))
-            results = {r: ok("duplicate suppressed") for r, k in keys.items() if k in seen}
-            fresh = [r for r in keys if r not in results]
-            if fresh:
-                # Only mail that was unprotected and verified carries the keyword.
-                keywords = frozenset() if opened is None else frozenset({SECUREMAIL_KEYWORD})
-                results.update(
-                    await target.deliver(
-                        entry.mail_from,
-                        fresh,
-                        message,
-                        key,
-                        keywords=keywords,
-                        origin=_origin(entry),
-                    )
+        target = self.context.targets[org.organisation.org_id]
+        keys = {r: f"{key}:{r.lower()}" for r in entry.pending()}
+        held = await self._reserve(entry, keys)
+        results = {r: ok("duplicate suppressed") for r in keys if held[r] is Reservation.DELIVERED}
+        results |= {r: _BUSY for r in keys if held[r] is Reservation.BUSY}
+        fresh = [r for r in keys if held[r] is Reservation.RESERVED]
+        if fresh:
+            # Only mail that was unprotected and verified carries the keyword.
+            keywords = frozenset() if opened is None else frozenset({SECUREMAIL_KEYWORD})
+            results.update(
+                await target.deliver(
+                    entry.mail_from,
+                    fresh,
+                    message,
+                    key,
+                    keywords=keywords,
+                    origin=_origin(entry),
                 )
-            delivered = [r for r in fresh if results[r].ok]
-            events = [] if opened is None else [("verified", opened.evidence)]
-            follow_up: tuple[NewMessage, ...] = ()
-            if opened is not None:
-                issued = issue_receipts(
-                    self.context,
-                    org,
-                    opened.unprotected,
-                    signer=opened.signer,
-                    delivered=delivered,
-                    now=self.context.clock(),
-                )
-                events += issued.events
-                follow_up = issued.messages
-                events += await settle_from_peer_notice(
-                    self.context, opened.unprotected, opened.signer, self.context.clock()
-                )
-            attempt = Attempt(
-                entry.id,
-                results,
-                tuple(events),
-                tuple(keys[r] for r in delivered),
-                enqueue=follow_up,
             )
-            recorded = await self.context.queue.commits.record(attempt)
+        delivered = [r for r in fresh if results[r].ok]
+        events = [] if opened is None else [("verified", opened.evidence)]
+        follow_up: tuple[NewMessage, ...] = ()
+        if opened is not None:
+            issued = issue_receipts(
+                self.context,
+                org,
+                opened.unprotected,
+                signer=opened.signer,
+                delivered=delivered,
+                now=self.context.clock(),
+            )
+            events += issued.events
+            follow_up = issued.messages
+            events += await settle_from_peer_notice(
+                self.context, opened.unprotected, opened.signer, self.context.clock()
+            )
+        attempt = Attempt(
+            entry.id,
+            results,
+            tuple(events),
+            tuple(keys[r] for r in delivered),
+            enqueue=follow_up,
+        )
+        recorded = await self.context.queue.commits.record(attempt)
         self.context.queue.notify_about(follow_up)
         return recorded
 
-    def _seen(self, keys: list[str]) -> set[str]:
-        return {k for k in keys if self.context.queue.store.seen(k)}
+    async def _reserve(self, entry: Entry, keys: dict[str, str]) -> dict[str, Reservation]:
+        """Each recipient's key reserved for ``entry`` (see :mod:`securemail.queue.dedup`).
+
+        A key another live entry holds is a copy being delivered right now (the sender
+        retried while we were down, and both copies are in hand, here or in another
+        process): wait for its outcome a little, then leave the recipient for later.
+        """
+        queue = self.context.queue
+        held: dict[str, Reservation] = {}
+        waiting = dict(keys)
+        for pause in (*_BUSY_PAUSES, None):
+            found = await queue.db(
+                queue.keys.reserve, list(waiting.values()), entry.id, self.context.clock()
+            )
+            held |= {r: found[k] for r, k in waiting.items()}
+            waiting = {r: k for r, k in waiting.items() if found[k] is Reservation.BUSY}
+            if not waiting or pause is None:
+                return held
+            await asyncio.sleep(pause)
+        return held
 
     async def _quarantine(
         self, entry: Entry, body: bytes, reason: str, detail: str, now: datetime
     ) -> Entry:
         log.warning("quarantined %s: %s: %s", entry.id, reason, detail)
         entry_after = await self.context.queue.db(
-            self.context.queue.store.quarantine, entry.id, reason, detail, now
+            self.context.queue.manager.quarantine, entry.id, reason, detail, now
         )
         failed = [Failed(r, "5.7.0", reason, "") for r in entry.pending()]
         # The notice quotes the outer header only: routing fields and the neutral Subject,

@@ -17,7 +17,7 @@ from securemail.accounts.node import Accounts
 from securemail.config.node import NodeConfig
 from securemail.deliver.seal import MailboxSeal
 from securemail.directory.model import Directory
-from securemail.queue import QueueStore
+from securemail.queue.access import OperatorQueue
 from securemail.queue.threads import RunOffLoop
 from securemail.receive.model import Admit
 
@@ -28,7 +28,7 @@ class WebContext:
 
     config: NodeConfig
     accounts: Accounts  # login (the shared Authenticator), account service, engine
-    store: QueueStore
+    store: OperatorQueue
     db: RunOffLoop  # like Node.db
     directory: Callable[[], Directory | None]  # the current verified directory
     clock: Callable[[], datetime]

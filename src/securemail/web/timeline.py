@@ -25,7 +25,8 @@ from cryptography import x509
 
 from securemail import operations
 from securemail.evidence import write_bundle
-from securemail.queue import Direction, Entry, QueueStore
+from securemail.queue import Direction, Entry
+from securemail.queue.access import OperatorQueue
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Timeline:
         return any(d.receipt == "receipted" for d in self.deliveries)
 
 
-def sent_entries(store: QueueStore, message_id: str, account: str) -> list[Entry]:
+def sent_entries(store: OperatorQueue, message_id: str, account: str) -> list[Entry]:
     """The outbound entries of ``message_id`` that ``account`` submitted."""
     return [
         e
@@ -56,7 +57,7 @@ def sent_entries(store: QueueStore, message_id: str, account: str) -> list[Entry
     ]
 
 
-def timeline(store: QueueStore, message_id: str, account: str) -> Timeline | None:
+def timeline(store: OperatorQueue, message_id: str, account: str) -> Timeline | None:
     """The timeline of ``message_id`` as sent by ``account``; None if it sent no such message."""
     try:
         tracks = operations.track(store, message_id, submitted_by=account)
@@ -67,7 +68,7 @@ def timeline(store: QueueStore, message_id: str, account: str) -> Timeline | Non
 
 
 def evidence_zip(
-    store: QueueStore,
+    store: OperatorQueue,
     message_id: str,
     account: str,
     *,
