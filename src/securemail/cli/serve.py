@@ -23,12 +23,14 @@ from securemail.node.processes import watch_parent
 from securemail.node.run import Ports, describe, serve, serve_worker
 from securemail.node.systemd import keep_watchdog
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 CONFIG_OPTION = click.option(
     "--config",
     "config_path",
     required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The node's configuration file (TOML).",
+    envvar="SECUREMAIL_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The node's configuration file (TOML); or $SECUREMAIL_CONFIG.",
 )
 
 
@@ -48,7 +50,6 @@ def ports_file(config: NodeConfig) -> Path:
 @CONFIG_OPTION
 @click.option(
     "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default=None,
     help="The node's messages from this level up (default: [log] level, INFO); queue "
     "lines are always written.",
@@ -63,6 +64,12 @@ def ports_file(config: NodeConfig) -> Path:
 )
 def serve_command(config_path: Path, log_level: str | None, role: str) -> None:
     """Run the node: peer and relay listeners, queue workers, directory refresh."""
+    if log_level is not None and log_level.upper() not in LOG_LEVELS:
+        wanted = ", ".join(LOG_LEVELS)
+        click.echo(
+            f"error: bad-config: --log-level must be one of {wanted}, not {log_level!r}", err=True
+        )
+        sys.exit(2)
     config = read_config(config_path)
     logbook.configure(config.log.format, (log_level or config.log.level).upper())
     # aiosmtpd logs every SMTP command at INFO and every DATA line at DEBUG: addresses and

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -74,6 +75,13 @@ class Listeners:
             await listener.close()
 
 
+def cannot_listen(error: OSError, where: str = "") -> str:
+    """One line for a bind that failed: what, where and why."""
+    if not where:
+        return str(error).removeprefix(f"[Errno {error.errno}] ")
+    return f"{where}: {os.strerror(error.errno) if error.errno else error}"
+
+
 def _settings_for(config: NodeConfig, tls: ssl.SSLContext) -> SettingsFor:
     def settings(host: str, port: int) -> ListenerSettings:
         return ListenerSettings(
@@ -95,7 +103,10 @@ class _Started:
         self._stack = stack
 
     async def __call__(self, start: Awaitable[Listener]) -> Listener:
-        listener = await start
+        try:
+            listener = await start
+        except OSError as error:  # asyncio's text names the address: "… ('0.0.0.0', 25): …"
+            raise NodeError(NodeReason.LISTEN_FAILED, cannot_listen(error)) from None
         self._stack.push_async_callback(listener.close)
         return listener
 

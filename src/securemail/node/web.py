@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import APIRouter
 
+from securemail.config.reasons import NodeReason
 from securemail.node.admission import Admission
-from securemail.node.context import Node
-from securemail.node.listeners import server_tls
+from securemail.node.context import Node, NodeError
+from securemail.node.listeners import cannot_listen, server_tls
 from securemail.node.mailboxes import maildir_for
 from securemail.web.app import make_app
 from securemail.web.context import WebContext
@@ -66,10 +67,14 @@ async def start_node_web(
     if settings is None or node.accounts is None:
         return None
     tls = server_tls(node.config, settings.tls_certificate, settings.tls_key)
-    listening = socket.create_server(
-        (settings.listen.host, settings.listen.port),
-        family=socket.AF_INET6 if ":" in settings.listen.host else socket.AF_INET,
-    )
+    try:
+        listening = socket.create_server(
+            (settings.listen.host, settings.listen.port),
+            family=socket.AF_INET6 if ":" in settings.listen.host else socket.AF_INET,
+        )
+    except OSError as error:
+        where = f"[web] listen {settings.listen.host}:{settings.listen.port}"
+        raise NodeError(NodeReason.LISTEN_FAILED, cannot_listen(error, where)) from None
     port = listening.getsockname()[1]
     host = f"[{settings.listen.host}]" if ":" in settings.listen.host else settings.listen.host
     origin = settings.public_origin or f"https://{host}" + ("" if port == 443 else f":{port}")
