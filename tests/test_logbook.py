@@ -42,9 +42,9 @@ def restore_logging() -> Iterator[None]:
 def _write(tmp_path: Path, form: logbook.LogFormat, environ: dict[str, str] | None = None) -> str:
     path = tmp_path / f"{form}.log"
     with path.open("w") as stream:
-        logbook.configure(form, "WARNING", stream=stream, environ=environ or {})
+        logbook.configure(form, "INFO", stream=stream, environ=environ or {})
         logbook.queue_events([LINE])
-        logging.getLogger("securemail.node").info("not shown below WARNING")
+        logging.getLogger("securemail.node").debug("not shown below INFO")
         logging.getLogger("securemail.node").warning("directory %s is stale", "serial 7")
         try:
             raise ValueError("a bad thing")
@@ -58,7 +58,7 @@ def test_text_lines_are_logfmt_in_a_stable_key_order(tmp_path: Path, restore_log
     node's own messages share the form; nothing below the level; a traceback stays on one
     line."""
     queue, warning, error = _write(tmp_path, "text").splitlines()
-    assert logbook.level() == "WARNING"  # what worker processes are started with
+    assert logbook.level() == "INFO"  # what worker processes are started with
     assert queue.split(" ")[1:3] == ["info", "securemail.queue"]
     datetime.fromisoformat(queue.split(" ")[0])
     assert queue.split(" ", 3)[3] == (
@@ -71,6 +71,18 @@ def test_text_lines_are_logfmt_in_a_stable_key_order(tmp_path: Path, restore_log
     assert warning.endswith('warning securemail.node msg="directory serial 7 is stale"')
     assert "ValueError: a bad thing" in error and error.startswith(queue[:4])
     assert logbook.parse(queue)["detail"] == 'pin "abc" not listed'
+
+
+def test_at_warning_queue_lines_are_left_out(tmp_path: Path, restore_logging: None) -> None:
+    """``--log-level WARNING`` leaves queue lines (INFO) out, and nothing collects them."""
+    path = tmp_path / "quiet.log"
+    with path.open("w") as stream:
+        logbook.configure("text", "WARNING", stream=stream, environ={})
+        assert not logbook.wanted() and logbook.level() == "WARNING"
+        logbook.queue_events([LINE])
+        logging.getLogger("securemail.node").warning("stale")
+    assert path.read_text().splitlines()[0].endswith("warning securemail.node msg=stale")
+    assert len(path.read_text().splitlines()) == 1
 
 
 def test_json_lines_hold_the_same_keys(tmp_path: Path, restore_logging: None) -> None:

@@ -107,7 +107,7 @@ def wanted() -> bool:
 def queue_events(lines: Iterable[QueueLine]) -> None:
     """Write one log line per queue event (called after the events' transaction committed)."""
     for line in lines:
-        log.info(line.event, extra={"queue": line.fields(), "queue_line": line})
+        log.info(line.event, extra={"queue": line.fields()})
 
 
 def configure(
@@ -119,30 +119,28 @@ def configure(
 ) -> logging.Handler:
     """Send every log record to ``stream`` (stderr) in ``form``; returns the handler.
 
-    ``level`` applies to the node's messages; queue lines are written at INFO whatever it
-    is (they are the operations log, as Postfix's maillog lines are).
+    Queue lines are INFO: they are written at the default level, and ``WARNING`` or above
+    leaves them out (nothing is then collected for them either).
     """
     stream = stream or sys.stderr
     journald = under_journald(stream, os.environ if environ is None else environ)
     handler = logging.StreamHandler(stream)
     handler.setFormatter(_formatter(form, journald))
-    handler.addFilter(_QueueOrLevel(logging.getLevelNamesMapping()[str(level).upper()]))
     handler.set_name(_HANDLER)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(min(logging.getLevelNamesMapping()[str(level).upper()], logging.INFO))
+    root.setLevel(logging.getLevelNamesMapping()[str(level).upper()])
     return handler
 
 
 def level() -> str:
     """The level :func:`configure` set for the node's messages ("INFO" if not configured),
     for the worker processes the node starts."""
-    for handler in logging.getLogger().handlers:
-        for found in handler.filters:
-            if handler.get_name() == _HANDLER and isinstance(found, _QueueOrLevel):
-                return logging.getLevelName(found.level)
+    root = logging.getLogger()
+    if any(handler.get_name() == _HANDLER for handler in root.handlers):
+        return logging.getLevelName(root.level)
     return "INFO"
 
 
@@ -155,17 +153,6 @@ def under_journald(stream: TextIO, environ: Mapping[str, str]) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     return expected == f"{status.st_dev}:{status.st_ino}"
-
-
-class _QueueOrLevel(logging.Filter):
-    """Queue lines always; other records from ``level`` up."""
-
-    def __init__(self, level: int) -> None:
-        super().__init__()
-        self.level = level
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return hasattr(record, "queue") or record.levelno >= self.level
 
 
 def _formatter(form: LogFormat, journald: bool) -> logging.Formatter:

@@ -46,7 +46,7 @@ def log_file(tmp_path: Path) -> Iterator[Path]:
     handlers, level = root.handlers[:], root.level
     path = tmp_path / "securemail.log"
     with path.open("w", encoding="utf-8") as stream:
-        logbook.configure("text", "WARNING", stream=stream)
+        logbook.configure("text", "INFO", stream=stream)
         try:
             yield path
         finally:

@@ -51,8 +51,7 @@ def ports_file(config: NodeConfig) -> Path:
 @click.option(
     "--log-level",
     default=None,
-    help="The node's messages from this level up (default: [log] level, INFO); queue "
-    "lines are always written.",
+    help="DEBUG, INFO, WARNING or ERROR (default: [log] level, INFO); queue lines are INFO.",
 )
 @click.option(
     "--role",

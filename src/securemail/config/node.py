@@ -87,8 +87,8 @@ class WebSettings:
 
 @dataclass(frozen=True)
 class LogSettings:
-    """The operations log ([log]): its form (see securemail.logbook) and the level of the
-    node's other messages (queue lines are always written)."""
+    """The operations log ([log]): its form (see securemail.logbook) and its level (queue
+    lines are INFO)."""
 
     format: Literal["text", "json"] = "text"
     level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
