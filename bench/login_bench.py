@@ -60,6 +60,7 @@ from argon2 import PasswordHasher, Type
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from proc_cpu import cpu_seconds
 from securemail.accounts.node import open_accounts
 from securemail.accounts.passwords import HASHER
 from securemail.deliver.maildir import mailbox_path
@@ -85,7 +86,6 @@ ACCOUNTS = 4
 OWASP_MINIMUM = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1, type=Type.ID)
 # OWASP's listed equivalent, spending memory instead of passes (the profile until 2026-11-29).
 MEMORY_HEAVY = PasswordHasher(time_cost=1, memory_cost=47_104, parallelism=1, type=Type.ID)
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class RunFailedError(Exception):
@@ -196,12 +196,6 @@ async def serve(conn: Connection, folder: Path) -> None:
 def node_main(conn: Connection, folder: str) -> None:
     """The child process: serve until the parent writes to ``conn``."""
     run_async(serve(conn, Path(folder)))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 # --------------------------------------------------------------------------- the clients

@@ -11,7 +11,8 @@ N messages to a private Postfix instance (tests/support/postfix.py: its own queu
 default tuning) that relays everything to ``smtp-sink`` on loopback. The time runs from
 the first submission until smtp-sink has counted all N messages (its ``-c`` counters), so
 it covers smtpd, cleanup, the queue files' fsync, qmgr and the smtp client: the same hop
-a gateway makes, minus the S/MIME work. The whole run is bounded (300 s by default).
+a gateway makes, minus the S/MIME work. Postfix's CPU time per message (all its processes,
+from /proc) is measured over the same batch. The whole run is bounded (300 s by default).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+from proc_cpu import group_cpu_seconds, settle
 
 # The harness lives in the test tree; run as a script, only bench/ is on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -92,10 +96,30 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"smtp-sink did not listen on port {port}")
 
 
-def measure(size: int, count: int, timeout: float = BUDGET) -> float:
-    """Messages per second through one Postfix hop, ``count`` messages of ``size`` bytes.
+@dataclass(frozen=True)
+class Hop:
+    """One measured batch through the Postfix hop."""
 
-    Raises TimeoutError if smtp-sink has not received them all within ``timeout`` seconds.
+    count: int
+    seconds: float  # first submission until smtp-sink counted the last message
+    cpu_seconds: float  # user + system time of the master and its daemons over the batch
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+    @property
+    def cpu_per_message(self) -> float:
+        return self.cpu_seconds / self.count
+
+
+def measure(size: int, count: int, timeout: float = BUDGET) -> Hop:
+    """Send ``count`` messages of ``size`` bytes through one Postfix hop and time them.
+
+    The CPU time is that of Postfix's processes (its master's process group: smtpd,
+    cleanup, trivial-rewrite, qmgr, smtp, ...), not of smtp-source or smtp-sink, read
+    before the batch and again once Postfix is idle after it. Raises TimeoutError if
+    smtp-sink has not received them all within ``timeout`` seconds.
     """
     sink_port = free_port()
     with (
@@ -107,6 +131,11 @@ def measure(size: int, count: int, timeout: float = BUDGET) -> float:
             "smtp-source", "-s", str(SESSIONS), "-m", str(count), "-l", str(size),
             "-f", "from@a.test", "-t", "to@b.test", f"127.0.0.1:{relay.port}",
         ]  # fmt: skip
+        group = relay.master_pid()
+        if group is None:
+            raise RuntimeError("Postfix wrote no master.pid")
+        settle([group], timeout=10)
+        cpu = group_cpu_seconds(group)
         started = time.perf_counter()
         submit = subprocess.Popen(source, stdin=subprocess.DEVNULL)
         try:
@@ -119,14 +148,20 @@ def measure(size: int, count: int, timeout: float = BUDGET) -> float:
         finally:
             submit.kill()
             submit.wait()
-    return count / elapsed
+        settle([group], timeout=10)
+        cpu = group_cpu_seconds(group) - cpu
+    return Hop(count, elapsed, cpu)
 
 
-def _table(rows: Sequence[tuple[int, int, float]], markdown: bool) -> str:
-    header = ("size", "messages", "seconds", "messages/s")
-    cells = [(f"{s // 1024} KiB", str(n), f"{n / r:.1f}", f"{r:.0f}") for s, n, r in rows]
+def _table(rows: Sequence[tuple[int, Hop]], markdown: bool) -> str:
+    header = ("size", "messages", "seconds", "messages/s", "CPU ms/msg")
+    cells = [
+        (f"{s // 1024} KiB", str(h.count), f"{h.seconds:.1f}", f"{h.rate:.0f}",
+         f"{h.cpu_per_message * 1e3:.2f}")
+        for s, h in rows
+    ]  # fmt: skip
     if markdown:
-        lines = [header, ("---:",) * 4, *cells]
+        lines = [header, ("---:",) * 5, *cells]
         return "\n".join("| " + " | ".join(line) + " |" for line in lines)
     return "\n".join("".join(f"{c:>12}" for c in line) for line in [header, *cells])
 
@@ -140,8 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     deadline = time.monotonic() + BUDGET
     rows = []
     for size in (int(text) for text in args.sizes.split(",")):
-        rate = measure(size, args.count, timeout=max(deadline - time.monotonic(), 1.0))
-        rows.append((size, args.count, rate))
+        hop = measure(size, args.count, timeout=max(deadline - time.monotonic(), 1.0))
+        rows.append((size, hop))
     version = subprocess.run(
         ["postconf", "-h", "mail_version"], capture_output=True, text=True, check=True
     ).stdout.strip()

@@ -28,6 +28,26 @@ def user(config: Path, *args: str, input: str | None = None) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def test_add_makes_the_maildir_with_its_special_use_folders(tmp_path: Path) -> None:
+    """``user add`` on a node whose delivery root exists makes the account's Maildir with
+    Sent, Drafts, Trash, Junk and Archive (0700), each subscribed."""
+    config = provider_config(tmp_path, DOMAIN)
+    (tmp_path / "mail").mkdir(mode=0o700)
+    code, output = user(config, "add", f"tui@{DOMAIN}", "--password-stdin", input=PASSWORD)
+    assert code == 0, output
+    maildir = tmp_path / "mail" / DOMAIN / "tui"
+    for name in ("Sent", "Drafts", "Trash", "Junk", "Archive"):
+        assert (maildir / f".{name}" / "cur").is_dir()
+        assert (maildir / f".{name}").stat().st_mode & 0o777 == 0o700
+    assert (maildir / "subscriptions").read_text().split() == [
+        "Sent",
+        "Drafts",
+        "Trash",
+        "Junk",
+        "Archive",
+    ]
+
+
 def test_add_list_show_and_errors(config: Path) -> None:
     """Accounts are added with a stdin password; weak passwords and bad addresses exit 1
     with their reason code; the log verifies."""

@@ -134,12 +134,13 @@ def test_uid_move_keeps_the_keyword(imap: Imap) -> None:
     """UID MOVE to a new folder works (COPYUID), and the moved message keeps $SecureMail."""
     assert imap.deliver(BOB, "04", verified=True) == 250
     client = imap.logged_in()
-    assert client.create("Archive")[0] == "OK"
+    assert client.create("Projects")[0] == "OK"
+    assert client.create("Archive")[0] == "NO"  # every mailbox has one (SPECIAL-USE)
     client.select("INBOX")
-    typ, data = client.uid("MOVE", "1:*", "Archive")
+    typ, data = client.uid("MOVE", "1:*", "Projects")
     assert typ == "OK" and b"COPYUID" in b" ".join(_texts(client, data))
     assert client.select("INBOX") == ("OK", [b"0"])
-    assert client.select("Archive") == ("OK", [b"1"])
+    assert client.select("Projects") == ("OK", [b"1"])
     assert client.search(None, "KEYWORD", "$SecureMail") == ("OK", [b"1"])
     client.logout()
 

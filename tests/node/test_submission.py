@@ -118,3 +118,78 @@ def test_submission_settings(federation: Federation) -> None:
         path.write_text(base + "\n[submission]\n" + table)
         with pytest.raises(ConfigError, match=message):
             federation.config("provider")
+
+
+def test_refusal_tells_the_person_why_in_words(federation: Federation) -> None:
+    """A mail program writing to a domain outside SecureMail is told, at RCPT, "Not sent to
+    …: … is not a SecureMail member …", with 550 5.7.1 and the reason code not-a-member."""
+    clients = federation.nodes["provider"].clients
+    assert clients is not None
+    outsider = "someone@elsewhere.example"
+
+    async def scenario() -> aiosmtplib.SMTPRecipientRefused:
+        async with running(federation, "provider"):
+            with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
+                await aiosmtplib.send(
+                    MESSAGE,
+                    sender=HEMI,
+                    recipients=[outsider],
+                    hostname="127.0.0.1",
+                    port=clients.submission_port,
+                    username=HEMI,
+                    password=clients.passwords[HEMI],
+                    start_tls=True,
+                    tls_context=client_tls(clients),
+                    timeout=WAIT,
+                )
+            return refused.value.recipients[0]
+
+    refusal = asyncio.run(asyncio.wait_for(scenario(), 2 * WAIT))
+    assert refusal.code == 550
+    assert refusal.message == (
+        "5.7.1 Not sent to someone@elsewhere.example: elsewhere.example is not a SecureMail"
+        " member, and this service sends only to SecureMail members (not-a-member)"
+    )
+
+
+def test_classified_mail_to_an_outsider_is_refused_at_data_in_words(
+    federation: Federation,
+) -> None:
+    """With a smarthost the outsider is taken at RCPT, but an IN-CONFIDENCE message to it is
+    refused at DATA ("…classification may go only to SecureMail members…", 550 5.7.1,
+    label-requires-securemail) instead of being accepted and bounced later; nothing queued."""
+    clients = federation.nodes["provider"].clients
+    assert clients is not None
+    config = federation.nodes["provider"].config
+    config.write_text(
+        config.read_text() + '\n[smarthost]\nhost = "127.0.0.1"\nport = 9\nrequire_tls = false\n'
+    )
+    labelled = MESSAGE.replace(b"Subject: Benefit review", b"Subject: Review [IN-CONFIDENCE]")
+
+    async def scenario() -> aiosmtplib.SMTPResponseException:
+        async with running(federation, "provider"):
+            with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
+                await aiosmtplib.send(
+                    labelled,
+                    sender=HEMI,
+                    recipients=["orders@supplier.example.com"],
+                    hostname="127.0.0.1",
+                    port=clients.submission_port,
+                    username=HEMI,
+                    password=clients.passwords[HEMI],
+                    start_tls=True,
+                    tls_context=client_tls(clients),
+                    timeout=WAIT,
+                )
+            return refused.value
+
+    refusal = asyncio.run(asyncio.wait_for(scenario(), 2 * WAIT))
+    assert refusal.code == 550
+    assert refusal.message.startswith("5.7.1 Not sent to orders@supplier.example.com: the")
+    assert "classification may go only to SecureMail members" in refusal.message
+    assert refusal.message.endswith("(label-requires-securemail)")
+    store = QueueStore.open(federation.config("provider").database)
+    try:
+        assert store.list(direction=Direction.OUTBOUND) == []
+    finally:
+        store.close()

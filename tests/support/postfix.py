@@ -28,7 +28,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +92,10 @@ class PostfixInstance:
         # Maildir file names start with the delivery time in seconds.
         return [path.read_bytes() for path in sorted(new.glob("*"))]
 
+    def master_pid(self) -> int | None:
+        """The master's process id (also its daemons' process group), once it has started."""
+        return _master_pid(self.queue_dir)
+
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of this instance's log, for failure messages."""
         try:
@@ -121,6 +125,7 @@ def start_postfix(
     domain: str = TEST_DOMAIN,
     mailboxes: Sequence[str] = ("alice", "bob"),
     port: int | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> Iterator[PostfixInstance]:
     """Run a private instance for the ``with`` block; stop it and end its processes after.
 
@@ -130,16 +135,18 @@ def start_postfix(
     ``<local>@domain``, ``local`` one of ``mailboxes``, lands in Maildir
     ``<mailbox_dir>/<domain>/<local>/``; smtpd refuses other recipients of the domain
     (550 5.1.1), as a real store does. ``port`` fixes smtpd's port (a store restarted
-    where a client still points); by default a free one is picked.
+    where a client still points); by default a free one is picked. ``settings`` are
+    further main.cf parameters, applied last (e.g. ``smtpd_tls_cert_file``).
     """
     with _instance_dir(tmp, mailbox_dir) as (base, shown):
-        settings = _main_cf(base, domain, relayhost, require_tls_to_relay)
+        main_cf = _main_cf(base, domain, relayhost, require_tls_to_relay)
         if mailbox_dir is not None:
-            settings |= _store_settings(base, domain, mailboxes)
+            main_cf |= _store_settings(base, domain, mailboxes)
+        main_cf |= settings or {}
         layout = PostfixInstance(
             base / "etc", base / "spool", 0, shown / "postfix.log", domain, mailbox_dir
         )
-        instance, master = _start_on_free_port(layout, settings, port)
+        instance, master = _start_on_free_port(layout, main_cf, port)
         try:
             yield instance
         finally:

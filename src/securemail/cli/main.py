@@ -6,6 +6,7 @@ import click
 
 from securemail import __version__
 from securemail.cli.audit import audit_group
+from securemail.cli.conformance import conformance
 from securemail.cli.demo import demo
 from securemail.cli.directory import directory
 from securemail.cli.federation import federation
@@ -29,6 +30,7 @@ def cli() -> None:
 cli.add_command(demo)
 cli.add_command(smime)
 cli.add_command(federation)
+cli.add_command(conformance)
 cli.add_command(directory)
 cli.add_command(keys)
 cli.add_command(audit_group)

@@ -24,6 +24,8 @@ from securemail.accounts.service import AccountService
 from securemail.cli.user_dovecot import export_dovecot_command
 from securemail.cli.user_node import UserOptions, open_node_accounts
 from securemail.cli.user_web import operator_command, token_group
+from securemail.deliver.folders import ensure_special_folders
+from securemail.node.mailboxes import maildir_for
 
 PASSWORD_STDIN = click.option(
     "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
@@ -85,10 +87,16 @@ def _show(account: Account) -> None:
 @click.option("--quota", type=click.IntRange(min=1), help="Mailbox limit in octets.")
 @PASSWORD_STDIN
 def add_command(address: str, display_name: str, quota: int | None, password_stdin: bool) -> None:
-    """Add an account named by its primary ADDRESS."""
+    """Add an account named by its primary ADDRESS, with its Maildir and special-use
+    folders (Sent, Drafts, Trash, Junk, Archive) when this node stores its mail (made at
+    first use otherwise: an IMAP login or the webmail)."""
     password = _password(password_stdin)
-    with _service() as service:
-        _show(service.add(address, password, display_name=display_name, quota=quota))
+    with open_node_accounts() as (config, service):
+        account = service.add(address, password, display_name=display_name, quota=quota)
+        maildir = maildir_for(config)(account.primary)
+        if maildir is not None and maildir.parent.parent.is_dir():  # never make the root
+            ensure_special_folders(maildir)
+        _show(account)
 
 
 @user_group.command("list")

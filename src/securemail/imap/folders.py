@@ -75,7 +75,12 @@ class SealedFolders(MailboxSet):
         self._folders: dict[str, SealedFolder] = {}
 
     async def add_mailbox(self, name: str) -> ObjectId:
-        mailbox_id = await super().add_mailbox(name)
+        """As pymap's; a folder that exists is a ValueError, which pymap's session answers
+        ``NO [ALREADYEXISTS]`` (pymap's own KeyError would end the connection)."""
+        try:
+            mailbox_id = await super().add_mailbox(name)
+        except KeyError:
+            raise ValueError(f"{name} exists") from None
         folder = Path(self._folder_layout.get_path(name, self.delimiter))
         await asyncio.to_thread(keyword_letters, folder, [SECUREMAIL_KEYWORD])
         return mailbox_id

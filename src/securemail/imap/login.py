@@ -6,7 +6,8 @@ secret goes to :meth:`securemail.accounts.model.Authenticator.login` with
 ``Service.IMAP`` and the client's IP address, and the session is pymap's own Maildir
 backend (``MailboxSet`` over the ``++`` layout) opened on the Maildir the account's primary
 address maps to, with ``$SecureMail`` kept the gateway's alone (:mod:`securemail.imap.folders`).
-The Maildir is created on first login, and ``$SecureMail`` is defined in its
+The Maildir and its special-use folders (:mod:`securemail.deliver.folders`) are created at
+login when missing, and ``$SecureMail`` is defined in its
 ``dovecot-keywords`` (and in each folder), so clients see the keyword in FLAGS before the
 first verified message arrives.
 
@@ -42,8 +43,8 @@ from pysasl.creds.server import ServerCredentials
 from pysasl.identity import Identity
 
 from securemail.accounts.model import Account, AccountReason, Authenticator, Denied, Service
+from securemail.deliver.folders import ensure_special_folders
 from securemail.deliver.keywords import keyword_letters
-from securemail.deliver.maildir import make_mailbox
 from securemail.deliver.seal import MailboxSeal
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.imap.folders import PrivateMaildir, SealedFolders
@@ -129,7 +130,7 @@ class AccountIdentity(IdentityInterface):
         inbox = PrivateMaildir(str(path), create=False)
         layout = MaildirLayout.get(str(path), "++", PrivateMaildir)
         folders = SealedFolders(inbox, layout, self._seal, self.account.primary)
-        yield AccountSession(self.name, self._config, folders)
+        yield AccountSession(self.name, self._config, folders, path, self.account.quota)
 
     async def new_token(self, *, expiration: datetime | None = None) -> str | None:
         return None  # bearer tokens are not offered: every login goes through the Authenticator
@@ -145,11 +146,15 @@ class AccountIdentity(IdentityInterface):
 
 
 class AccountSession(BaseSession[Message]):
-    """pymap's session over an account's Maildir folders."""
+    """pymap's session over an account's Maildir folders; ``maildir`` and ``quota`` (octets,
+    None for none) are what GETQUOTA reports (:mod:`securemail.imap.extensions`)."""
 
-    def __init__(self, owner: str, config: IMAPConfig, folders: MailboxSet) -> None:
+    def __init__(
+        self, owner: str, config: IMAPConfig, folders: MailboxSet, maildir: Path, quota: int | None
+    ) -> None:
         super().__init__(owner)
         self._config, self._folders = config, folders
+        self.maildir, self.quota = maildir, quota
 
     @property
     def config(self) -> IMAPConfig:
@@ -161,8 +166,9 @@ class AccountSession(BaseSession[Message]):
 
 
 def _prepare(path: Path) -> None:
-    """Create the Maildir if missing and define ``$SecureMail`` in it and its folders."""
-    make_mailbox(path)
+    """Create the Maildir and its special-use folders if missing, and define ``$SecureMail``
+    in it and its folders."""
+    ensure_special_folders(path)
     keyword_letters(path, [SECUREMAIL_KEYWORD])
     for folder in path.iterdir():
         if folder.name.startswith(".") and (folder / "tmp").is_dir():

@@ -3,7 +3,8 @@
 Theory of operation: pymap parses and answers IMAP (``IMAPConnection`` and its state
 machine); this module only builds its settings and listeners explicitly, without pymap's
 command-line plugin registry. Capabilities after login are pymap's: ``IDLE``, ``UIDPLUS``,
-``MOVE``, ``MULTIAPPEND``, ``BINARY``, ``CHILDREN``, ``OBJECTID`` and ``APPENDLIMIT``. On
+``MOVE``, ``MULTIAPPEND``, ``BINARY``, ``CHILDREN``, ``OBJECTID`` and ``APPENDLIMIT``, and
+ours (:mod:`securemail.imap.extensions`): ``SPECIAL-USE``, ``NAMESPACE`` and ``QUOTA``. On
 the plain port the greeting offers ``STARTTLS`` and ``LOGINDISABLED`` with no ``AUTH=``
 (RFC 3501 §6.2.3, RFC 8314 §3), also to clients on the loopback interface, which pymap
 would otherwise trust; after STARTTLS, and from the start on the implicit-TLS port (RFC 8314
@@ -34,6 +35,7 @@ from pymap.context import connection_exit, subsystem
 from pymap.imap import IMAPConnection
 from pymap.imap.state import ConnectionState
 from pymap.parsing.command import Command
+from pymap.parsing.commands import Commands
 from pymap.parsing.response import CommandResponse, ResponseOk
 from pysasl import SASLAuth
 from pysasl.hashing import BuiltinHash
@@ -41,6 +43,7 @@ from pysasl.mechanism.plain import PlainMechanism
 
 from securemail.accounts.model import Authenticator
 from securemail.deliver.seal import MailboxSeal
+from securemail.imap import extensions
 from securemail.imap.login import AccountLogin, MaildirFor
 
 _MAX_APPEND = 50 * 2**20  # octets per APPENDed message
@@ -140,6 +143,15 @@ class _Settings(IMAPConfig):
             max_append_len=max_append,
         )
         self._name = name
+        self._commands = extensions.commands()
+
+    @property
+    def commands(self) -> Commands:
+        return self._commands
+
+    @property
+    def login_capability(self) -> list[bytes]:
+        return [*super().login_capability, *extensions.CAPABILITIES]
 
     @property
     def backend_capability(self) -> BackendCapability:
@@ -154,8 +166,9 @@ class _Settings(IMAPConfig):
         return f"{self._name} IMAP ready".encode("ascii", "replace")
 
 
-class _State(ConnectionState):
-    """pymap's connection state, with login only over TLS, loopback included."""
+class _State(extensions.ExtensionsMixin, ConnectionState):
+    """pymap's connection state, with login only over TLS, loopback included, and the
+    answers of :mod:`securemail.imap.extensions`."""
 
     def __init__(self, login: AccountLogin, config: _Settings, *, implicit_tls: bool) -> None:
         super().__init__(login, config)

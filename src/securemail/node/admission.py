@@ -4,7 +4,11 @@ accepted mail enters the queue (``250`` only after the queue transaction committ
 Security: the relay listener's recipient check is the open-relay guard: a recipient is
 taken only if the routing policy has a way to reach it (a member, or the smarthost the
 operator configured); the peer and ordinary listeners take only recipients in domains this
-node serves. Mail from the ordinary listener is queued as kind "ordinary", which the inbound
+node serves. The submission listener asks the same question but its refusals are written for
+the person at the mail program (:func:`for_people`: "Not sent to …: … is not a SecureMail
+member …"), and its mail's classification is checked against every recipient at DATA, so a
+label that may not go somewhere is refused there rather than bounced later.
+Mail from the ordinary listener is queued as kind "ordinary", which the inbound
 service never unprotects or marks verified; ordinary mail to a receipt address is refused.
 
 SecureMail traffic is dequeued ahead of ordinary traffic when both wait (issue 7 §4): mail
@@ -23,11 +27,14 @@ from securemail import addresses, notices
 from securemail.config.node import NodeConfig
 from securemail.directory.model import Directory
 from securemail.evidence import EvidenceReason
-from securemail.policy.routing import Route, RouteKind, route
+from securemail.policy.labels import classify
+from securemail.policy.model import OrgPolicy
+from securemail.policy.routing import Route, RouteKind, RouteReason, route
 from securemail.queue import Direction, NewMessage, QueueError
 from securemail.queue.access import QueueAccess
 from securemail.receive import Received
 from securemail.replies import Reply, ok, temporary
+from securemail.smime.labels import SecurityLabel
 
 SECUREMAIL, ORDINARY = 0, 1  # queue priorities: lower is claimed first
 
@@ -63,13 +70,46 @@ class Admission:
             return Reply(550, "5.7.1", "Relay not permitted", decision.reason, decision.explanation)
         return None
 
-    def _route(self, org_id: str, recipient: str) -> Route:
+    def check_submission_recipient(self, mail_from: str, recipient: str) -> Reply | None:
+        """As :meth:`check_recipient`, for a person's mail program: the refusal says why in
+        words (:func:`for_people`), with the same code, enhanced code and reason code."""
+        decision = self._route(self._sender_org(mail_from), recipient)
+        if decision.kind is RouteKind.REFUSE:
+            return for_people(recipient, decision)
+        return None
+
+    def check_submission_label(self, received: Received) -> Reply | None:
+        """None if the label of submitted mail may go to every recipient, else the refusal
+        in words, at DATA, rather than a failure notice after it was accepted."""
+        sender = received.mail_from or _author_address(received.body)
+        org = self.context.config.organisation_for(sender.rpartition("@")[2])
+        org = org or self.context.config.organisations[0]
+        label = classify(received.body, org.policy, sender=sender).label
+        if label is None:
+            return None
+        for recipient in received.recipients:
+            decision = self._route(org.org_id, recipient, label=label, org_policy=org.policy)
+            if decision.kind is RouteKind.REFUSE:
+                return for_people(recipient, decision)
+        return None
+
+    def _route(
+        self,
+        org_id: str,
+        recipient: str,
+        *,
+        label: SecurityLabel | None = None,
+        org_policy: OrgPolicy | None = None,
+    ) -> Route:
         return route(
             recipient.rpartition("@")[2],
             sender_org=org_id,
             directory=self.context.directory(),
             smarthost=self.context.config.smarthost is not None,
             now=self.context.clock(),
+            label=label,
+            org_policy=org_policy or OrgPolicy(),
+            node_policy=self.context.config.node_policy,
         )
 
     def _sender_org(self, mail_from: str) -> str:
@@ -77,6 +117,8 @@ class Admission:
         return (org or self.context.config.organisations[0]).org_id
 
     async def admit_outbound(self, received: Received) -> Reply:
+        if received.listener == "submission" and (refusal := self.check_submission_label(received)):
+            return refusal
         org = self._sender_org(received.mail_from or _author_address(received.body))
         message = _new(received, Direction.OUTBOUND, org, priority=self._priority(org, received))
         return await self._enqueue([message])
@@ -128,6 +170,33 @@ class Admission:
         for message in messages:
             self.context.queue.notify(message.direction)
         return ok(f"Queued as {' '.join(ids)}")
+
+
+_FOR_PEOPLE = {
+    RouteReason.NOT_A_MEMBER: (
+        "{domain} is not a SecureMail member, and this service sends only to SecureMail members"
+    ),
+    RouteReason.MEMBER_SUSPENDED: "{domain} belongs to an organisation suspended from SecureMail",
+    RouteReason.LABEL_REQUIRES_SECUREMAIL: (
+        "the message's classification may go only to SecureMail members, and {domain} is not one"
+    ),
+    RouteReason.REGION_NOT_ALLOWED: (
+        "your organisation does not allow classified mail to where {domain} stores its mail"
+    ),
+    RouteReason.NODE_OFFSHORE: (
+        "this service is outside New Zealand and may not carry classified mail"
+    ),
+}
+
+
+def for_people(recipient: str, decision: Route) -> Reply:
+    """A refusal a person reads in their mail program: ``550 5.7.1 Not sent to <address>:
+    <why> (<reason code>)``; ASCII only (an internationalised address is not repeated)."""
+    domain = decision.domain if decision.domain.isascii() else "the recipient's domain"
+    why = _FOR_PEOPLE.get(decision.reason, decision.explanation).format(domain=domain)
+    who = recipient if recipient.isascii() and recipient.isprintable() else "this recipient"
+    text = f"Not sent to {who}: {why} ({decision.reason.value})"
+    return Reply(550, "5.7.1", text, decision.reason, decision.explanation)
 
 
 def _author_address(body: bytes) -> str:

@@ -179,7 +179,7 @@ async def _start_submission(
             start_submission_listener(
                 settings(listen.host, listen.port),
                 authenticator=authenticator,
-                check_recipient=admission.check_recipient,
+                check_recipient=admission.check_submission_recipient,
                 admit=admission.admit_outbound,
                 implicit_tls=implicit_tls,
             )

@@ -6,6 +6,7 @@ refused with ``unsupported-algorithm``; the ones named in ``WEAK_*`` with ``weak
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 from cryptography.hazmat.primitives import hashes
@@ -81,15 +82,17 @@ KEY_WRAPS: dict[str, int] = {oids.AES128_WRAP: 16, oids.AES192_WRAP: 24, oids.AE
 OAEP_HASHES: dict[str, str] = {oids.SHA1: "sha1", **DIGESTS}
 
 
+_HASH_ALGORITHMS: dict[str, hashes.HashAlgorithm] = {
+    "sha1": hashes.SHA1(),  # noqa: S303 - OAEP decryption only, see OAEP_HASHES
+    "sha256": hashes.SHA256(),
+    "sha384": hashes.SHA384(),
+    "sha512": hashes.SHA512(),
+}
+
+
 def hash_algorithm(name: str) -> hashes.HashAlgorithm:
     """The cryptography hash object for a digest name of the profile (or OAEP's sha1)."""
-    table: dict[str, hashes.HashAlgorithm] = {
-        "sha1": hashes.SHA1(),  # noqa: S303 - OAEP decryption only, see OAEP_HASHES
-        "sha256": hashes.SHA256(),
-        "sha384": hashes.SHA384(),
-        "sha512": hashes.SHA512(),
-    }
-    return table[name]
+    return _HASH_ALGORITHMS[name]
 
 
 def digest_name(oid: str) -> DigestName:
@@ -102,6 +105,7 @@ def digest_name(oid: str) -> DigestName:
         raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, f"digest {oid}") from None
 
 
+@lru_cache(maxsize=256)
 def algorithm_identifier(dotted: str, parameters: bytes | None = None) -> bytes:
     """DER AlgorithmIdentifier; ``parameters`` is already-encoded DER, or None for absent."""
     return der.encode(der.SEQUENCE, der.oid(dotted), *(() if parameters is None else (parameters,)))

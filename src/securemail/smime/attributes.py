@@ -14,8 +14,10 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
-from asn1crypto import cms, core, tsp, x509
+from asn1crypto import core, x509
+from cryptography.x509 import Certificate
 
 from securemail.smime import algorithms, asn1, der, labels, oids
 from securemail.smime.errors import Reason, SmimeError
@@ -62,12 +64,16 @@ def _time(now: datetime) -> bytes:
 
 def signing_certificate_v2(signer: SignerIdentity) -> bytes:
     """RFC 5035 SigningCertificateV2 with one ESSCertIDv2 (SHA-256, the DEFAULT, so omitted)."""
-    issuer = signer.certificate.issuer.public_bytes()
+    return _signing_certificate_v2(signer.certificate, signer.certificate_sha256)
+
+
+@lru_cache(maxsize=64)
+def _signing_certificate_v2(certificate: Certificate, certificate_sha256: bytes) -> bytes:
+    """Cached: a gateway signs with the same certificate all day."""
+    issuer = certificate.issuer.public_bytes()
     general_names = der.encode(der.SEQUENCE, der.encode(0xA4, issuer))
-    issuer_serial = der.encode(
-        der.SEQUENCE, general_names, der.integer(signer.certificate.serial_number)
-    )
-    cert_id = der.encode(der.SEQUENCE, der.octet_string(signer.certificate_sha256), issuer_serial)
+    issuer_serial = der.encode(der.SEQUENCE, general_names, der.integer(certificate.serial_number))
+    cert_id = der.encode(der.SEQUENCE, der.octet_string(certificate_sha256), issuer_serial)
     return der.encode(der.SEQUENCE, der.encode(der.SEQUENCE, cert_id))
 
 
@@ -114,26 +120,69 @@ def build_signed_attributes(
     return der.der_set(attrs)
 
 
-def index_attributes(signed_attrs: cms.CMSAttributes) -> dict[str, bytes]:
-    """Map attribute OID to its single value's DER; refuse repeats and multi-valued ones."""
+# The outer tag each value of the profile's attributes must have (their readers check the
+# rest); an attribute of another type is carried, not interpreted.
+_VALUE_TAGS: dict[str, tuple[int, ...]] = {
+    oids.ATTR_CONTENT_TYPE: (der.OBJECT_IDENTIFIER,),
+    oids.ATTR_MESSAGE_DIGEST: (der.OCTET_STRING,),
+    oids.ATTR_SIGNING_TIME: (0x17, 0x18),  # UTCTime, GeneralizedTime
+    oids.ATTR_SMIME_CAPABILITIES: (der.SEQUENCE,),
+    oids.ATTR_RECEIPT_REQUEST: (der.SEQUENCE,),
+    oids.ATTR_SECURITY_LABEL: (der.SET,),
+    oids.ATTR_MSG_SIG_DIGEST: (der.OCTET_STRING,),
+    oids.ATTR_SIGNING_CERTIFICATE: (der.SEQUENCE,),
+    oids.ATTR_SIGNING_CERTIFICATE_V2: (der.SEQUENCE,),
+}
+
+
+def index_attributes(signed_attrs: bytes) -> dict[str, bytes]:
+    """Map attribute OID to its single value's DER; refuse repeats and multi-valued ones.
+
+    ``signed_attrs`` is the SignedAttributes SET as received, read shallowly (offsets, no
+    asn1crypto): each attribute must be a SEQUENCE of an OID and a SET holding one value.
+    """
     out: dict[str, bytes] = {}
-    for attr in signed_attrs:
-        oid = attr["type"].dotted
-        values = attr["values"]
+    top = der.read(signed_attrs)
+    if top.tag != der.SET or top.after != len(signed_attrs):
+        raise SmimeError(Reason.MALFORMED, "signed attributes are not one SET")
+    for attr in der.children(signed_attrs, top):
+        parts = der.children(signed_attrs, attr) if attr.tag == der.SEQUENCE else []
+        if len(parts) != 2 or parts[0].tag != der.OBJECT_IDENTIFIER or parts[1].tag != der.SET:
+            raise SmimeError(Reason.MALFORMED, "a signed attribute is not a type and values")
+        oid = der.dotted(signed_attrs, parts[0])
+        values = der.children(signed_attrs, parts[1])
         if oid in out:
             raise SmimeError(Reason.MALFORMED, f"signed attribute {oid} appears twice")
         if len(values) != 1:
             raise SmimeError(Reason.MALFORMED, f"signed attribute {oid} has {len(values)} values")
-        out[oid] = bytes(values[0].dump())
+        if oid in _VALUE_TAGS and values[0].tag not in _VALUE_TAGS[oid]:
+            raise SmimeError(Reason.MALFORMED, f"signed attribute {oid}: tag {values[0].tag:#x}")
+        out[oid] = der.value(signed_attrs, values[0])
     return out
 
 
 def read_content_type(attrs: Mapping[str, bytes]) -> str:
-    return str(_load(core.ObjectIdentifier, attrs, oids.ATTR_CONTENT_TYPE).dotted)
+    value, tlv = _value(attrs, oids.ATTR_CONTENT_TYPE, der.OBJECT_IDENTIFIER)
+    try:
+        return der.dotted(value, tlv)
+    except ValueError as exc:
+        raise SmimeError(Reason.MALFORMED, f"contentType: {exc}") from None
 
 
 def read_message_digest(attrs: Mapping[str, bytes]) -> bytes:
-    return bytes(_load(core.OctetString, attrs, oids.ATTR_MESSAGE_DIGEST).native)
+    value, tlv = _value(attrs, oids.ATTR_MESSAGE_DIGEST, der.OCTET_STRING)
+    return bytes(der.octets(value, tlv))
+
+
+def _value(attrs: Mapping[str, bytes], oid: str, tag: int) -> tuple[bytes, der.Tlv]:
+    """A present attribute's value: one primitive ``tag`` value, nothing after it."""
+    if oid not in attrs:
+        raise SmimeError(Reason.MALFORMED, f"signed attribute {oid} is missing")
+    value = attrs[oid]
+    tlv = der.read(value)
+    if tlv.tag != tag or tlv.after != len(value):
+        raise SmimeError(Reason.MALFORMED, f"signed attribute {oid} is not one value of its type")
+    return value, tlv
 
 
 def read_signing_time(attrs: Mapping[str, bytes]) -> datetime | None:
@@ -178,20 +227,38 @@ def read_msg_sig_digest(attrs: Mapping[str, bytes]) -> bytes | None:
 
 
 def check_signing_certificate(attrs: Mapping[str, bytes], certificate_der: bytes) -> None:
-    """RFC 5035: if signingCertificateV2 is present its first ESSCertIDv2 must name the signer."""
-    if oids.ATTR_SIGNING_CERTIFICATE_V2 not in attrs:
+    """RFC 5035: if signingCertificateV2 is present its first ESSCertIDv2 must name the signer.
+
+    Read shallowly: SigningCertificateV2 ::= SEQUENCE { certs SEQUENCE OF ESSCertIDv2, ... }
+    and ESSCertIDv2 ::= SEQUENCE { hashAlgorithm DEFAULT sha256, certHash OCTET STRING, ... }.
+    """
+    value = attrs.get(oids.ATTR_SIGNING_CERTIFICATE_V2)
+    if value is None:
         return
-    value = _load(tsp.SigningCertificateV2, attrs, oids.ATTR_SIGNING_CERTIFICATE_V2, full=False)
-    try:
-        cert_id = value["certs"][0]
-        hash_name = algorithms.digest_name(cert_id["hash_algorithm"]["algorithm"].dotted)
-        expected = cert_id["cert_hash"].native
-    except (ValueError, IndexError, KeyError) as exc:
-        raise SmimeError(Reason.MALFORMED, f"signingCertificateV2: {exc}") from None
+    hash_name, expected = _first_cert_id(value)
     if hashlib.new(hash_name, certificate_der).digest() != expected:
         raise SmimeError(
             Reason.SIGNATURE_INVALID, "signingCertificateV2 does not name the signer's certificate"
         )
+
+
+def _first_cert_id(value: bytes) -> tuple[str, bytes]:
+    """(hash name, certHash) of the first ESSCertIDv2 in a SigningCertificateV2."""
+    top = der.read(value)
+    certs = der.children(value, top) if top.tag == der.SEQUENCE else []
+    if top.after != len(value) or not certs or certs[0].tag != der.SEQUENCE:
+        raise SmimeError(Reason.MALFORMED, "signingCertificateV2 is not a SEQUENCE of certs")
+    ids = der.children(value, certs[0])
+    fields = der.children(value, ids[0]) if ids and ids[0].tag == der.SEQUENCE else []
+    hash_oid = oids.SHA256  # the DEFAULT (RFC 5035 §5.4.1)
+    if fields and fields[0].tag == der.SEQUENCE:
+        algorithm = der.children(value, fields.pop(0))
+        if not algorithm or algorithm[0].tag != der.OBJECT_IDENTIFIER:
+            raise SmimeError(Reason.MALFORMED, "signingCertificateV2: hashAlgorithm")
+        hash_oid = der.dotted(value, algorithm[0])
+    if not fields or fields[0].tag != der.OCTET_STRING:
+        raise SmimeError(Reason.MALFORMED, "signingCertificateV2: no certHash")
+    return algorithms.digest_name(hash_oid), bytes(der.octets(value, fields[0]))
 
 
 def _load(

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from asn1crypto import algos, cms, core
 from cryptography import x509
@@ -63,21 +64,21 @@ def _decrypt(data: bytes, identities: Sequence[RecipientIdentity]) -> tuple[byte
             raise SmimeError(Reason.NOT_ENCRYPTED, f"content type {content_type} is not encrypted")
         fields = _fields(data, envelope, auth)
         inner_type, algorithm, encrypted = _encrypted_content_info(data, fields[der.SEQUENCE])
-        cipher_name, key_size, aead = _cipher(algorithm["algorithm"].dotted)
+        cipher_name, key_size, aead = _cipher(algorithm[0])
         if aead != auth:
             raise SmimeError(Reason.MALFORMED, f"{cipher_name} in the wrong envelope type")
         if inner_type != oids.ID_DATA:
             raise SmimeError(Reason.MALFORMED, "encrypted content is not id-data")
-        infos = cms.RecipientInfos.load(der.value(data, fields[der.SET]), strict=True)
-        cek, management, recipient = _content_key(infos, identities, key_size)
+        infos = der.children(data, fields[der.SET])
+        cek, management, recipient = _content_key(data, infos, identities, key_size)
         ciphertext = b"" if encrypted is None else der.octets(data, encrypted)
         if aead:
             tag = bytes(der.octets(data, fields[der.OCTET_STRING]))
             auth_attrs = fields.get(0xA1)
             aad = b"" if auth_attrs is None else b"\x31" + der.value(data, auth_attrs)[1:]
-            plaintext = _open_gcm(cek, algorithm["parameters"], ciphertext, tag, aad)
+            plaintext = _open_gcm(cek, algorithm[1], ciphertext, tag, aad)
         else:
-            plaintext = _open_cbc(cek, algorithm["parameters"], ciphertext)
+            plaintext = _open_cbc(cek, algorithm[1], ciphertext)
     except (ValueError, TypeError, KeyError) as exc:
         raise SmimeError(Reason.MALFORMED, f"encrypted message: {exc}") from None
     return plaintext, Encryption(cipher_name, management, recipient)
@@ -104,15 +105,17 @@ def _fields(data: bytes, envelope: der.Tlv, auth: bool) -> dict[int, der.Tlv]:
 
 def _encrypted_content_info(
     data: bytes, info: der.Tlv
-) -> tuple[str, algos.EncryptionAlgorithm, der.Tlv | None]:
+) -> tuple[str, tuple[str, bytes], der.Tlv | None]:
     """EncryptedContentInfo: (content type, algorithm, encryptedContent [0] if present)."""
     parts = der.children(data, info)
     if len(parts) not in (2, 3) or parts[0].tag != der.OBJECT_IDENTIFIER:
         raise SmimeError(Reason.MALFORMED, "EncryptedContentInfo")
     if len(parts) == 3 and parts[2].tag not in (0x80, 0xA0):
         raise SmimeError(Reason.MALFORMED, "encryptedContent is not [0]")
-    content_type = core.ObjectIdentifier.load(der.value(data, parts[0])).dotted
-    algorithm = algos.EncryptionAlgorithm.load(der.value(data, parts[1]), strict=True)
+    content_type = der.dotted(data, parts[0])
+    if parts[1].tag != der.SEQUENCE:
+        raise SmimeError(Reason.MALFORMED, "contentEncryptionAlgorithm")
+    algorithm = der.algorithm(data, parts[1])
     return content_type, algorithm, parts[2] if len(parts) == 3 else None
 
 
@@ -126,13 +129,21 @@ def _cipher(oid: str) -> tuple[str, int, bool]:
 
 
 def _content_key(
-    infos: cms.RecipientInfos, identities: Sequence[RecipientIdentity], key_size: int
+    data: bytes, infos: list[der.Tlv], identities: Sequence[RecipientIdentity], key_size: int
 ) -> tuple[bytes, str, x509.Certificate]:
-    for info in infos:
+    for tlv in infos:
+        # KeyTransRecipientInfo (an untagged SEQUENCE) is read shallowly; the others are
+        # CHOICE alternatives with their own tags, for asn1crypto.
+        ktri = _ktri(data, tlv) if tlv.tag == der.SEQUENCE else None
+        info = None if ktri else cms.RecipientInfo.load(der.value(data, tlv), strict=True)
         for identity in identities:
-            if info.name == "ktri" and _ktri_matches(info.chosen, identity):
-                cek, management = _unwrap_ktri(info.chosen, identity)
-            elif info.name == "kari" and (encrypted := _kari_key(info.chosen, identity)):
+            if ktri is not None and _ktri_matches(ktri, identity):
+                cek, management = _unwrap_ktri(ktri, identity)
+            elif (
+                info is not None
+                and info.name == "kari"
+                and (encrypted := _kari_key(info.chosen, identity))
+            ):
                 cek, management = _unwrap_kari(info.chosen, encrypted, identity)
             else:
                 continue
@@ -142,37 +153,63 @@ def _content_key(
     raise SmimeError(Reason.NOT_FOR_US, "no recipient info for any of our certificates")
 
 
-def _ktri_matches(ktri: cms.KeyTransRecipientInfo, identity: RecipientIdentity) -> bool:
-    rid = ktri["rid"]
-    if rid.name == "issuer_and_serial_number":
-        return bool(rid.chosen.dump() == identity.issuer_and_serial)
-    return bool(rid.chosen.native == identity.subject_key_identifier)
+class KeyTrans(NamedTuple):
+    """The fields of a KeyTransRecipientInfo (RFC 5652 §6.2.1)."""
+
+    rid: tuple[int, bytes]  # SEQUENCE: IssuerAndSerialNumber DER; 0x80: subjectKeyIdentifier
+    algorithm: str  # keyEncryptionAlgorithm, dotted
+    parameters: bytes  # its parameters' DER, b"" when absent
+    encrypted_key: bytes
 
 
-def _unwrap_ktri(
-    ktri: cms.KeyTransRecipientInfo, identity: RecipientIdentity
-) -> tuple[bytes | None, str]:
+def _ktri(data: bytes, info: der.Tlv) -> KeyTrans:
+    parts = der.children(data, info)
+    tags = [p.tag for p in parts]
+    if len(tags) != 4 or tags[0] != der.INTEGER or tags[1] not in (der.SEQUENCE, 0x80):
+        raise SmimeError(Reason.MALFORMED, "KeyTransRecipientInfo fields")
+    if tags[2] != der.SEQUENCE or tags[3] not in (der.OCTET_STRING, 0x24):
+        raise SmimeError(Reason.MALFORMED, "KeyTransRecipientInfo fields")
+    _, rid, algorithm, key = parts
+    identifier = der.children(data, algorithm)
+    if not 1 <= len(identifier) <= 2:
+        raise SmimeError(Reason.MALFORMED, "KeyTransRecipientInfo keyEncryptionAlgorithm")
+    rid_value = der.value(data, rid) if rid.tag == der.SEQUENCE else bytes(der.octets(data, rid))
+    return KeyTrans(
+        rid=(rid.tag, rid_value),
+        algorithm=der.dotted(data, identifier[0]),
+        parameters=der.value(data, identifier[1]) if len(identifier) == 2 else b"",
+        encrypted_key=bytes(der.octets(data, key)),
+    )
+
+
+def _ktri_matches(ktri: KeyTrans, identity: RecipientIdentity) -> bool:
+    kind, value = ktri.rid
+    if kind == der.SEQUENCE:
+        return value == identity.issuer_and_serial
+    return value == identity.subject_key_identifier
+
+
+def _unwrap_ktri(ktri: KeyTrans, identity: RecipientIdentity) -> tuple[bytes | None, str]:
     key = identity.private_key
     if not isinstance(key, rsa.RSAPrivateKey):
         raise SmimeError(Reason.MALFORMED, "key transport to a non-RSA certificate")
-    algorithm = ktri["key_encryption_algorithm"]
-    oid = algorithm["algorithm"].dotted
+    oid = ktri.algorithm
     if oid == oids.RSA_ENCRYPTION:
         pad: padding.AsymmetricPadding = padding.PKCS1v15()
         management = "rsa-pkcs1v15"
     elif oid == oids.RSAES_OAEP:
-        pad, hash_name = _oaep(algorithm["parameters"])
+        pad, hash_name = _oaep(ktri.parameters)
         management = f"rsa-oaep-{hash_name}"
     else:
         raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, f"key transport {oid}")
     try:
-        return key.decrypt(bytes(ktri["encrypted_key"].native), pad), management
+        return key.decrypt(ktri.encrypted_key, pad), management
     except ValueError:
         return None, management
 
 
-def _oaep(params: algos.RSAESOAEPParams) -> tuple[padding.OAEP, str]:
-    hash_alg = algorithms.hash_algorithm(_oaep_hash(bytes(params.dump())))
+def _oaep(params: bytes) -> tuple[padding.OAEP, str]:
+    hash_alg = algorithms.hash_algorithm(_oaep_hash(params))
     return padding.OAEP(padding.MGF1(hash_alg), hash_alg, None), hash_alg.name
 
 
@@ -236,9 +273,9 @@ def _unwrap_kari(
 
 
 def _open_gcm(
-    cek: bytes, params: core.Asn1Value, ciphertext: bytes | memoryview, tag: bytes, aad: bytes
+    cek: bytes, params: bytes, ciphertext: bytes | memoryview, tag: bytes, aad: bytes
 ) -> bytes:
-    gcm = asn1.GCMParameters.load(params.dump())
+    gcm = asn1.GCMParameters.load(params, strict=True)
     nonce = bytes(gcm["aes_nonce"].native)
     if len(tag) != gcm["aes_icv_len"].native or len(tag) < MIN_GCM_TAG or len(tag) > 16:
         raise SmimeError(Reason.MALFORMED, f"GCM tag of {len(tag)} bytes")
@@ -255,8 +292,8 @@ def _open_gcm(
     return plaintext
 
 
-def _open_cbc(cek: bytes, params: core.Asn1Value, ciphertext: bytes | memoryview) -> bytes:
-    iv = bytes(core.OctetString.load(params.dump()).native)
+def _open_cbc(cek: bytes, params: bytes, ciphertext: bytes | memoryview) -> bytes:
+    iv = bytes(core.OctetString.load(params, strict=True).native)
     if len(iv) != CBC_BLOCK or not ciphertext or len(ciphertext) % CBC_BLOCK:
         raise SmimeError(Reason.MALFORMED, "CBC IV or ciphertext length")
     decryptor = Cipher(ciphers.AES(cek), modes.CBC(iv)).decryptor()

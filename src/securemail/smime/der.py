@@ -5,13 +5,19 @@ layers by concatenation copies the body once per layer; :class:`Chunks` keeps th
 a list of byte strings with a known total length, so the body is copied once, when the
 final value is joined (or never, when the chunks are streamed into a cipher).
 
-Only definite-length DER is produced here. Parsing is asn1crypto's job (it also reads the
-indefinite-length BER that gpgsm and streaming OpenSSL write).
+Only definite-length DER is produced here. Reading is shallow: :func:`read` and
+:func:`children` hand back offsets (following the indefinite-length BER that gpgsm and
+streaming OpenSSL write), and the CMS layers, SignerInfo, signed attributes and
+key-transport RecipientInfos are read that way, each field's tag checked by its reader;
+asn1crypto parses the small nested types that need more (RSA-PSS and OAEP parameters, GCM
+parameters, times, labels, receipt requests, key agreement). Every input has passed
+:func:`securemail.smime.limits.check_der` first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from typing import NamedTuple
 
 from asn1crypto import core
@@ -38,9 +44,10 @@ class Chunks:
 
     __slots__ = ("_length", "parts")
 
-    def __init__(self, parts: list[bytes]) -> None:
+    def __init__(self, parts: list[bytes], length: int | None = None) -> None:
+        """``length``, when given, must be the parts' total (the framing already knows it)."""
         self.parts = parts
-        self._length = sum(len(p) for p in parts)
+        self._length = sum(map(len, parts)) if length is None else length
 
     def __len__(self) -> int:
         return self._length
@@ -54,14 +61,16 @@ class Chunks:
 
 def tlv(tag: int, *children: bytes | Chunks) -> Chunks:
     """Wrap children (already-encoded values) in one constructed or primitive value."""
-    parts: list[bytes] = []
+    parts: list[bytes] = [b""]  # the header's place
+    length = 0
     for child in children:
         if isinstance(child, Chunks):
             parts.extend(child.parts)
         else:
             parts.append(child)
-    length = sum(len(p) for p in parts)
-    return Chunks([header(tag, length), *parts])
+        length += len(child)
+    parts[0] = header(tag, length)
+    return Chunks(parts, length + len(parts[0]))
 
 
 def encode(tag: int, *children: bytes | Chunks) -> bytes:
@@ -69,11 +78,15 @@ def encode(tag: int, *children: bytes | Chunks) -> bytes:
     return tlv(tag, *children).join()
 
 
+@lru_cache(maxsize=256)
 def oid(dotted: str) -> bytes:
+    """DER OBJECT IDENTIFIER (cached: the profile uses a few dozen)."""
     return bytes(core.ObjectIdentifier(dotted).dump())
 
 
+@lru_cache(maxsize=1024)
 def integer(value: int) -> bytes:
+    """DER INTEGER (cached: versions, tag lengths and the serials of known certificates)."""
     return bytes(core.Integer(value).dump())
 
 
@@ -133,17 +146,44 @@ def read(data: bytes, pos: int = 0, limit: int | None = None, depth: int = 0) ->
 def children(data: bytes, parent: Tlv) -> list[Tlv]:
     """The values directly inside a constructed ``parent``."""
     found: list[Tlv] = []
-    cursor = parent.start
-    while cursor < parent.end:
-        child = read(data, cursor, parent.end)
-        found.append(child)
-        cursor = child.after
+    cursor, end = parent.start, parent.end
+    while cursor < end:
+        # Most values are short (length below 128): read those here, the rest with read().
+        first = data[cursor + 1] if cursor + 2 <= end else 0x80
+        after = cursor + 2 + first
+        if first < 0x80 and after <= end:
+            found.append(Tlv(data[cursor], cursor, cursor + 2, after, after))
+        else:
+            found.append(read(data, cursor, end))
+            after = found[-1].after
+        cursor = after
     return found
 
 
 def value(data: bytes, tlv: Tlv) -> bytes:
     """The complete encoding (header and contents) of a small value, as bytes."""
     return bytes(data[tlv.header : tlv.after])
+
+
+def dotted(data: bytes, tlv: Tlv) -> str:
+    """The dotted form of the OBJECT IDENTIFIER at ``tlv``; ValueError if it is not one."""
+    if tlv.tag != OBJECT_IDENTIFIER:
+        raise ValueError(f"tag {tlv.tag:#x} where an OBJECT IDENTIFIER was expected")
+    return _dotted(value(data, tlv))
+
+
+@lru_cache(maxsize=512)
+def _dotted(encoded: bytes) -> str:
+    """Cached: messages carry the same few dozen OIDs."""
+    return str(core.ObjectIdentifier.load(encoded, strict=True).dotted)
+
+
+def algorithm(data: bytes, identifier: Tlv) -> tuple[str, bytes]:
+    """An AlgorithmIdentifier: (dotted OID, the parameters' DER or b"" when absent)."""
+    parts = children(data, identifier)
+    if not 1 <= len(parts) <= 2 or parts[0].tag != OBJECT_IDENTIFIER:
+        raise SmimeError(Reason.MALFORMED, "AlgorithmIdentifier")
+    return dotted(data, parts[0]), value(data, parts[1]) if len(parts) == 2 else b""
 
 
 def octets(data: bytes, tlv: Tlv) -> bytes | memoryview:

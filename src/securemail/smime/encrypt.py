@@ -39,7 +39,7 @@ _OAEP_SHA256_PARAMS = bytes(
 
 
 def _ktri(cert: x509.Certificate, cek: bytes, oaep: bool) -> bytes:
-    key = cert.public_key()
+    key = keys.public_key(cert)
     assert isinstance(key, rsa.RSAPublicKey)  # noqa: S101 - checked by the caller
     if oaep:
         sha256 = algorithms.hash_algorithm("sha256")
@@ -83,7 +83,7 @@ def ecdh_kek(
 
 
 def _kari(cert: x509.Certificate, cek: bytes) -> bytes:
-    public = cert.public_key()
+    public = keys.public_key(cert)
     assert isinstance(public, ec.EllipticCurvePublicKey)  # noqa: S101 - checked by the caller
     ephemeral = ec.generate_private_key(public.curve)
     kek = ecdh_kek(ephemeral, public, "sha256", oids.AES256_WRAP, None)
@@ -111,7 +111,7 @@ def _kari(cert: x509.Certificate, cek: bytes) -> bytes:
 def recipient_info(cert: x509.Certificate, cek: bytes, oaep: bool) -> bytes:
     """One RecipientInfo for ``cert``: KeyTransRecipientInfo (RSA) or KeyAgreeRecipientInfo (EC)."""
     keys.check_public_key(cert)
-    if isinstance(cert.public_key(), rsa.RSAPublicKey):
+    if isinstance(keys.public_key(cert), rsa.RSAPublicKey):
         return _ktri(cert, cek, oaep)
     return _kari(cert, cek)
 
@@ -140,7 +140,7 @@ def encrypt(
         cek,
         oid,
         infos,
-        any_kari=any(isinstance(c.public_key(), ec.EllipticCurvePublicKey) for c in recipients),
+        any_kari=any(isinstance(keys.public_key(c), ec.EllipticCurvePublicKey) for c in recipients),
     )
 
 

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from securemail.smime import der
 from securemail.smime.errors import Reason, SmimeError
@@ -39,10 +40,16 @@ def subject_key_identifier(cert: x509.Certificate) -> bytes | None:
     return ext.value.digest
 
 
+@lru_cache(maxsize=1024)
+def public_key(cert: x509.Certificate) -> CertificatePublicKeyTypes:
+    """The certificate's public key (cached: loading it costs more than an RSA verify)."""
+    return cert.public_key()
+
+
 def check_public_key(cert: x509.Certificate) -> None:
     """Refuse keys the profile does not allow: RSA < 2048 bits, curves but P-256/384/521."""
     try:
-        key = cert.public_key()
+        key = public_key(cert)
     except UnsupportedAlgorithm as exc:  # e.g. an unknown key OID in a received certificate
         raise SmimeError(Reason.UNSUPPORTED_ALGORITHM, f"certificate key: {exc}") from None
     if isinstance(key, rsa.RSAPublicKey):

@@ -31,61 +31,60 @@ class Limits:
             )
 
 
-def _length(data: bytes, pos: int) -> tuple[int | None, int]:
-    """Read a length at ``pos``; None means indefinite (BER). Returns (length, next pos)."""
-    first = data[pos]
-    pos += 1
-    if first < 0x80:
-        return first, pos
-    count = first & 0x7F
-    if count == 0:
-        return None, pos
-    if count > 4 or pos + count > len(data):
-        raise SmimeError(Reason.MALFORMED, "DER length field too long or truncated")
-    return int.from_bytes(data[pos : pos + count], "big"), pos + count
-
-
 def check_der(data: bytes, limits: Limits = Limits()) -> None:
     """Walk the tag-length structure of ``data`` and refuse it if it breaks ``limits``.
 
     Accepts BER indefinite lengths (gpgsm and streaming OpenSSL write them); checks that
     every value fits inside its parent and that the whole input is exactly one value.
+    It runs twice per message on every value of the CMS layers (a certificate alone has
+    about fifty), so the loop is written flat: one pass, locals only, no calls.
     """
-    if len(data) < 2:
+    size = len(data)
+    if size < 2:
         raise SmimeError(Reason.MALFORMED, "empty or truncated DER")
-    ends: list[int | None] = [len(data)]  # end offset of each open constructed value
-    bounds = [len(data)]  # the nearest definite end enclosing each open value
+    max_values, max_depth = limits.max_der_values, limits.max_der_depth
+    # The innermost open value: its end (None: indefinite, BER) and the nearest definite end
+    # enclosing it; the values around it wait on the stack.
+    end: int | None = size
+    bound = size
+    stack: list[tuple[int | None, int]] = []
     pos = values = 0
-    while len(ends) > 1 or values == 0:
-        end = ends[-1]
-        if end is not None and pos == end:
-            ends.pop()
-            bounds.pop()
+    while stack or values == 0:
+        if pos == end:
+            end, bound = stack.pop()
             continue
-        if pos + 2 > len(data):
+        if pos + 2 > size:
             raise SmimeError(Reason.MALFORMED, "DER value truncated")
-        if end is None and data[pos] == 0 and data[pos + 1] == 0:  # end-of-contents
-            ends.pop()
-            bounds.pop()
+        tag, first = data[pos], data[pos + 1]
+        if end is None and tag == 0 and first == 0:  # end-of-contents
+            end, bound = stack.pop()
             pos += 2
             continue
-        tag = data[pos]
         if tag & 0x1F == 0x1F:
             raise SmimeError(Reason.MALFORMED, "high-tag-number form is not used in CMS")
-        length, pos = _length(data, pos + 1)
+        pos += 2
+        length: int | None = first
+        if first >= 0x80:  # long form, or 0x80: indefinite
+            count = first & 0x7F
+            if count > 4 or pos + count > size:
+                raise SmimeError(Reason.MALFORMED, "DER length field too long or truncated")
+            length = int.from_bytes(data[pos : pos + count], "big") if count else None
+            pos += count
         values += 1
-        if values > limits.max_der_values:
-            raise SmimeError(Reason.TOO_LARGE, f"more than {limits.max_der_values} DER values")
-        if length is not None and pos + length > bounds[-1]:
+        if values > max_values:
+            raise SmimeError(Reason.TOO_LARGE, f"more than {max_values} DER values")
+        if length is not None and pos + length > bound:
             raise SmimeError(Reason.MALFORMED, "DER value overruns its container")
         if tag & 0x20:  # constructed: descend
-            if len(ends) > limits.max_der_depth:
-                raise SmimeError(Reason.TOO_LARGE, f"DER nested deeper than {limits.max_der_depth}")
-            ends.append(None if length is None else pos + length)
-            bounds.append(bounds[-1] if length is None else pos + length)
+            if len(stack) >= max_depth:
+                raise SmimeError(Reason.TOO_LARGE, f"DER nested deeper than {max_depth}")
+            stack.append((end, bound))
+            if length is not None:
+                bound = pos + length
+            end = None if length is None else bound
         elif length is None:
             raise SmimeError(Reason.MALFORMED, "indefinite length on a primitive value")
         else:
             pos += length
-    if pos != len(data):
+    if pos != size:
         raise SmimeError(Reason.MALFORMED, "trailing bytes after the DER value")

@@ -13,6 +13,7 @@ import itertools
 import re
 from dataclasses import dataclass
 from email.message import Message
+from functools import lru_cache
 
 import pybase64
 
@@ -42,14 +43,20 @@ def split_header(data: bytes, limits: Limits) -> tuple[bytes, bytes]:
     Line ends in the header may be LF (files written by Unix tools); the body is returned
     untouched, because a binary body must not be altered.
     """
+    block, start = _header_block(data, limits)
+    return block, data[start:]
+
+
+def _header_block(data: bytes, limits: Limits) -> tuple[bytes, int]:
+    """(header block as :func:`split_header` returns it, where the body starts)."""
     found = _EMPTY_LINE.search(data, 0, limits.max_header_bytes + 4)
     if found is None:
         if len(data) > limits.max_header_bytes:
             raise SmimeError(Reason.TOO_LARGE, f"header over {limits.max_header_bytes} bytes")
         raise SmimeError(Reason.MALFORMED, "no empty line after the header")
     if found.start() == 0:
-        return b"", data[found.end() :]
-    return canonicalize(data[: found.start()]) + CRLF, data[found.end() :]
+        return b"", found.end()
+    return canonicalize(data[: found.start()]) + CRLF, found.end()
 
 
 def header_fields(block: bytes, limits: Limits) -> Fields:
@@ -82,10 +89,18 @@ def content_type(fields: Fields) -> tuple[str, dict[str, str]]:
     raw = field(fields, "Content-Type")
     if raw is None:
         return "text/plain", {}
+    mime_type, params = _parse_content_type(raw)
+    return mime_type, dict(params)
+
+
+@lru_cache(maxsize=256)
+def _parse_content_type(raw: bytes) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Cached: the email package's parser costs more than the rest of reading an entity,
+    and a gateway sees the same few Content-Type values (all but multipart boundaries)."""
     message = Message()
     message["Content-Type"] = raw.decode("ascii", "replace")
     params = {str(k).lower(): str(v) for k, v in message.get_params(failobj=[])[1:]}
-    return message.get_content_type(), params
+    return message.get_content_type(), tuple(params.items())
 
 
 def encode_base64(data: bytes) -> bytes:
@@ -93,7 +108,7 @@ def encode_base64(data: bytes) -> bytes:
     return pybase64.encodebytes(data).replace(b"\n", CRLF)
 
 
-def decode_base64(data: bytes) -> bytes:
+def decode_base64(data: bytes | memoryview) -> bytes:
     """Decode a base64 body; characters outside the alphabet (line breaks) are skipped."""
     try:
         return pybase64.b64decode(data)
@@ -101,12 +116,12 @@ def decode_base64(data: bytes) -> bytes:
         raise SmimeError(Reason.MALFORMED, "base64 body is not valid base64") from None
 
 
-def decode_body(fields: Fields, body: bytes) -> bytes:
+def decode_body(fields: Fields, body: bytes | memoryview) -> bytes:
     encoding = (field(fields, "Content-Transfer-Encoding") or b"7bit").strip().lower()
     if encoding == b"base64":
         return decode_base64(body)
     if encoding in (b"binary", b"8bit", b"7bit"):
-        return body
+        return bytes(body)
     raise SmimeError(Reason.MALFORMED, f"transfer encoding {encoding!r} for S/MIME content")
 
 
@@ -130,13 +145,14 @@ class Entity:
 
 def read_entity(data: bytes, limits: Limits) -> Entity:
     """Read an S/MIME entity (a whole message or the decrypted inner entity)."""
-    block, body = split_header(data, limits)
+    block, start = _header_block(data, limits)
     fields = header_fields(block, limits)
     mime_type, params = content_type(fields)
     if mime_type in PKCS7_MIME:
-        return Entity(fields, decode_body(fields, body))
+        # A view of the body: base64 is decoded where it lies, not from a copy of it.
+        return Entity(fields, decode_body(fields, memoryview(data)[start:]))
     if mime_type == "multipart/signed":  # the signed part is checked in canonical form
-        return _read_multipart_signed(fields, params, canonicalize(body), limits)
+        return _read_multipart_signed(fields, params, canonicalize(data[start:]), limits)
     raise SmimeError(Reason.NOT_SIGNED, f"{mime_type} is not an S/MIME entity")
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from typing import NamedTuple
 
-from asn1crypto import cms, core
+from asn1crypto import algos
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -57,10 +59,10 @@ def content_info(data: bytes) -> tuple[str, der.Tlv]:
     if len(inner) != 1:
         raise SmimeError(Reason.MALFORMED, "ContentInfo content is not one value")
     try:
-        content_type = core.ObjectIdentifier.load(der.value(data, parts[0])).dotted
+        content_type = der.dotted(data, parts[0])
     except ValueError as exc:
         raise SmimeError(Reason.MALFORMED, f"ContentInfo content type: {exc}") from None
-    return str(content_type), inner[0]
+    return content_type, inner[0]
 
 
 def content_type_of(data: bytes) -> str:
@@ -84,10 +86,11 @@ def verify_signed_data(
             raise SmimeError(Reason.MALFORMED, "content both embedded and detached")
         content = detached_content if embedded is None else embedded
         certificates = _certificates(data, [f for f in fields[3:-1] if f.tag == 0xA0])
-        signer_infos = cms.SignerInfos.load(der.value(data, fields[-1]), strict=True)
+        signer_infos = der.children(data, fields[-1])
         if len(signer_infos) != 1:
             raise SmimeError(Reason.SIGNER_COUNT, f"{len(signer_infos)} signers, expected one")
-        return _verify_signer(signer_infos[0], content, encap_type, certificates)
+        info = _signer_info(data, signer_infos[0])
+        return _verify_signer(info, content, encap_type, certificates)
     except (ValueError, TypeError, KeyError) as exc:
         raise SmimeError(Reason.MALFORMED, f"SignedData: {exc}") from None
 
@@ -97,7 +100,7 @@ def _encapsulated(data: bytes, encap: der.Tlv) -> tuple[str, bytes | None]:
     parts = der.children(data, encap)
     if not 1 <= len(parts) <= 2 or parts[0].tag != der.OBJECT_IDENTIFIER:
         raise SmimeError(Reason.MALFORMED, "EncapsulatedContentInfo")
-    content_type = str(core.ObjectIdentifier.load(der.value(data, parts[0])).dotted)
+    content_type = der.dotted(data, parts[0])
     if len(parts) == 1:
         return content_type, None
     wrapped = der.children(data, parts[1]) if parts[1].tag == 0xA0 else []
@@ -114,47 +117,102 @@ def _certificates(data: bytes, sets: list[der.Tlv]) -> tuple[x509.Certificate, .
     if len(found) > MAX_CERTIFICATES:
         raise SmimeError(Reason.TOO_LARGE, f"{len(found)} certificates in SignedData")
     try:
-        return tuple(x509.load_der_x509_certificate(der.value(data, c)) for c in found)
+        return tuple(_load_certificate(der.value(data, c)) for c in found)
     except x509.InvalidVersion as exc:  # not a ValueError
         raise SmimeError(Reason.MALFORMED, f"certificate in SignedData: {exc}") from None
 
 
+@lru_cache(maxsize=256)
+def _load_certificate(encoded: bytes) -> x509.Certificate:
+    """Parse a DER certificate; cached, because peers send the same few with every message
+    (the object is immutable, and the keys and paths cached for it are then found again)."""
+    return x509.load_der_x509_certificate(encoded)
+
+
+class SignerInfo(NamedTuple):
+    """The fields of a SignerInfo (RFC 5652 §5.3) that verification uses."""
+
+    sid: tuple[int, bytes]  # SEQUENCE: IssuerAndSerialNumber DER; 0x80: subjectKeyIdentifier
+    digest_algorithm: str  # dotted OID
+    signed_attrs: bytes | None  # the SignedAttributes as received, retagged to SET
+    signature_algorithm: tuple[str, bytes]  # dotted OID, parameters' DER (b"": absent)
+    signature: bytes
+
+
+# SignerInfo fields in order; "?" marks the optional ones (RFC 5652 §5.3).
+_SIGNER_INFO: tuple[tuple[int | str, ...], ...] = (
+    (der.INTEGER,),  # version
+    (der.SEQUENCE, 0x80),  # sid: issuerAndSerialNumber or [0] subjectKeyIdentifier
+    (der.SEQUENCE,),  # digestAlgorithm
+    (0xA0, "?"),  # signedAttrs
+    (der.SEQUENCE,),  # signatureAlgorithm
+    (der.OCTET_STRING, 0x24),  # signature (0x24: BER constructed)
+    (0xA1, "?"),  # unsignedAttrs
+)
+
+
+def _signer_info(data: bytes, info: der.Tlv) -> SignerInfo:
+    """Read a SignerInfo shallowly (offsets into ``data``, no asn1crypto)."""
+    parts = der.children(data, info) if info.tag == der.SEQUENCE else []
+    found: list[der.Tlv | None] = []
+    for expected in _SIGNER_INFO:
+        if parts and parts[0].tag in expected:
+            found.append(parts.pop(0))
+        elif "?" in expected:
+            found.append(None)
+        else:
+            raise SmimeError(Reason.MALFORMED, "SignerInfo fields")
+    if parts:
+        raise SmimeError(Reason.MALFORMED, "SignerInfo fields")
+    _, sid, digest, attrs, algorithm, signature, _ = found
+    assert sid and digest and algorithm and signature  # noqa: S101 - required above
+    sid_value = der.value(data, sid) if sid.tag == der.SEQUENCE else bytes(der.octets(data, sid))
+    return SignerInfo(
+        sid=(sid.tag, sid_value),
+        digest_algorithm=der.algorithm(data, digest)[0],
+        signed_attrs=None if attrs is None else b"\x31" + der.value(data, attrs)[1:],
+        signature_algorithm=der.algorithm(data, algorithm),
+        signature=bytes(der.octets(data, signature)),
+    )
+
+
 def _find_signer(
-    sid: cms.SignerIdentifier, certificates: tuple[x509.Certificate, ...]
+    sid: tuple[int, bytes], certificates: tuple[x509.Certificate, ...]
 ) -> x509.Certificate:
+    kind, value = sid
     for cert in certificates:
-        if sid.name == "issuer_and_serial_number":
-            if sid.chosen.dump() == keys.issuer_and_serial(cert):
+        if kind == der.SEQUENCE:
+            if value == keys.issuer_and_serial(cert):
                 return cert
-        elif keys.subject_key_identifier(cert) == sid.chosen.native:
+        elif keys.subject_key_identifier(cert) == value:
             return cert
     raise SmimeError(Reason.UNTRUSTED_SIGNER, "the signer's certificate is not in the message")
 
 
 def _verify_signer(
-    info: cms.SignerInfo,
+    info: SignerInfo,
     content: bytes | None,
     content_type: str,
     certificates: tuple[x509.Certificate, ...],
 ) -> tuple[bytes, Signature]:
     if content is None:
         raise SmimeError(Reason.MALFORMED, "detached signature without its content")
-    digest = algorithms.digest_name(info["digest_algorithm"]["algorithm"].dotted)
-    if isinstance(info["signed_attrs"], core.Void):
+    digest = algorithms.digest_name(info.digest_algorithm)
+    signed_attrs = info.signed_attrs
+    if signed_attrs is None:
         raise SmimeError(Reason.MALFORMED, "signature without signed attributes")
-    signed_attrs = b"\x31" + bytes(info["signed_attrs"].dump())[1:]
-    attrs = attributes.index_attributes(info["signed_attrs"])
+    attrs = attributes.index_attributes(signed_attrs)
     if attributes.read_content_type(attrs) != content_type:
         raise SmimeError(Reason.SIGNATURE_INVALID, "contentType attribute does not match content")
     if not hmac.compare_digest(
         attributes.read_message_digest(attrs), digest_content(content, digest)
     ):
         raise SmimeError(Reason.SIGNATURE_INVALID, "content does not match its messageDigest")
-    signer = _find_signer(info["sid"], certificates)
+    signer = _find_signer(info.sid, certificates)
     keys.check_public_key(signer)
-    signature_value = bytes(info["signature"].native)
+    signature_value = info.signature
     algorithm = _check_signature(
-        signer, info["signature_algorithm"], digest, signed_attrs, signature_value
+        signer, info.signature_algorithm, digest, signed_attrs, signature_value
     )
     attributes.check_signing_certificate(attrs, signer.public_bytes(_DER))
     return content, Signature(
@@ -174,15 +232,15 @@ def _verify_signer(
 
 def _check_signature(
     signer: x509.Certificate,
-    algorithm: cms.SignedDigestAlgorithm,
+    algorithm: tuple[str, bytes],
     digest: DigestName,
     data: bytes,
     value: bytes,
 ) -> str:
     """Verify ``value`` over ``data``; return the signature algorithm's profile name."""
-    oid = algorithm["algorithm"].dotted
+    oid, parameters = algorithm
     hash_alg = algorithms.hash_algorithm(digest)
-    key = signer.public_key()
+    key = keys.public_key(signer)
     if oid in algorithms.WEAK_SIGNATURES:
         raise SmimeError(Reason.WEAK_ALGORITHM, f"signature {algorithms.WEAK_SIGNATURES[oid]}")
     try:
@@ -191,7 +249,7 @@ def _check_signature(
             key.verify(value, data, padding.PKCS1v15(), hash_alg)
             return f"rsa-pkcs1v15-{digest}"
         if oid == oids.RSASSA_PSS and isinstance(key, rsa.RSAPublicKey):
-            key.verify(value, data, _pss_padding(algorithm, digest), hash_alg)
+            key.verify(value, data, _pss_padding(parameters, digest), hash_alg)
             return f"rsa-pss-{digest}"
         if oid in algorithms.ECDSA_SIGNATURES and isinstance(key, ec.EllipticCurvePublicKey):
             _same_digest(algorithms.ECDSA_SIGNATURES[oid], digest)
@@ -210,8 +268,8 @@ def _same_digest(named: DigestName | None, digest: DigestName) -> None:
         raise SmimeError(Reason.MALFORMED, f"signature names {named}, digest is {digest}")
 
 
-def _pss_padding(algorithm: cms.SignedDigestAlgorithm, digest: DigestName) -> padding.PSS:
-    params = algorithm["parameters"]
+def _pss_padding(parameters: bytes, digest: DigestName) -> padding.PSS:
+    params = algos.RSASSAPSSParams.load(parameters, strict=True)
     hash_name = params["hash_algorithm"]["algorithm"].native
     mgf = params["mask_gen_algorithm"]
     mgf_hash = mgf["parameters"]["algorithm"].native

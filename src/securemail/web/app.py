@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 from securemail.access.store import WebStore
 from securemail.access.tokens import WebAccess
 from securemail.accounts.events import ACCOUNTS_LOG, AccountEvents
+from securemail.web import dates
 from securemail.web.context import WebContext
 from securemail.web.security import SecurityHeaders, add_headers
 from securemail.web.sessions import SessionPolicy, WebSessions
@@ -40,8 +41,12 @@ ROUTERS = (
     "securemail.web.console",
     "securemail.web.api",
     "securemail.web.api_operator",
+    "securemail.web.discovery",
 )
 templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters.update(
+    when=dates.when, when_short=dates.when_short, iso=dates.iso, person=dates.person
+)
 log = logging.getLogger("securemail.web")
 
 _TITLES = {

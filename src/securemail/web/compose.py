@@ -82,6 +82,7 @@ class Draft:
     cc: tuple[str, ...]
     subject: str
     body: str
+    bcc: tuple[str, ...] = ()
     classification: str = ""  # "" or one of CLASSIFICATIONS
     privacy: str = ""  # "" or one of PRIVACY_MARKS
     receipt: bool = False
@@ -108,6 +109,28 @@ class Composed:
     recipients: tuple[str, ...]
     message_id: str
     label: SecurityLabel | None
+
+
+def split_addresses(text: str) -> tuple[str, ...]:
+    """The entries of one recipients field: split at commas, semicolons and line ends
+    outside quotes and angle brackets (``"Walker, Hemi" <hemi@…>, aroha@…`` is two)."""
+    entries: list[str] = []
+    current: list[str] = []
+    quoted = angle = False
+    for char in text:
+        if char == '"' and not angle:
+            quoted = not quoted
+        elif char == "<" and not quoted:
+            angle = True
+        elif char == ">" and not quoted:
+            angle = False
+        if char in ",;\r\n" and not quoted and not angle:
+            entries.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    entries.append("".join(current))
+    return tuple(e.strip() for e in entries if e.strip())
 
 
 def recipients(entries: Sequence[str]) -> tuple[str, ...]:
@@ -168,19 +191,25 @@ def reach(
     return found
 
 
-def build(draft: Draft, *, account: Account, now: datetime) -> Composed:
-    """The message for ``draft`` from ``account`` (see the module doc for what is refused)."""
+def build(draft: Draft, *, account: Account, now: datetime, for_drafts: bool = False) -> Composed:
+    """The message for ``draft`` from ``account`` (see the module doc for what is refused).
+
+    Bcc recipients are in ``recipients`` (the envelope) but not in the message; with
+    ``for_drafts`` (the copy kept in Drafts) they are written in a Bcc: field so the draft
+    keeps them, and no recipient is needed yet."""
     if not account.owns(draft.sender):
         raise ComposeError(ComposeReason.FROM_NOT_OWNED, "From: must be one of your addresses")
-    to, cc = recipients(draft.to), recipients(draft.cc)
-    everyone = tuple(dict.fromkeys(to + cc))
-    if not everyone:
+    to, cc, bcc = recipients(draft.to), recipients(draft.cc), recipients(draft.bcc)
+    everyone = tuple(dict.fromkeys(to + cc + bcc))
+    if not everyone and not for_drafts:
         raise ComposeError(ComposeReason.NO_RECIPIENTS, "add at least one recipient")
     if len(everyone) > MAX_RECIPIENTS:
         raise ComposeError(ComposeReason.TOO_MANY_RECIPIENTS, f"at most {MAX_RECIPIENTS}")
     label = label_of(draft)
     message_id = f"<{secrets.token_hex(16)}@{draft.sender.rpartition('@')[2]}>"
     message = _message(draft, account, (to, cc), label, (message_id, now))
+    if for_drafts and bcc:
+        message = f"Bcc: {', '.join(bcc)}\r\n".encode() + message
     _check_label(message, label, draft.sender)
     return Composed(message, draft.sender, everyone, message_id, label)
 
@@ -196,7 +225,7 @@ def _message(
     subject = _subject(draft.subject, label)
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = Address(_display(account.display_name), addr_spec=draft.sender)
-    message["To"] = ", ".join(to) if to else "undisclosed-recipients:;"
+    message["To"] = ", ".join(to) if to else "undisclosed-recipients:;"  # Bcc only: RFC 5322
     if cc:
         message["Cc"] = ", ".join(cc)
     message["Subject"] = subject
@@ -270,6 +299,19 @@ def _reference(value: str) -> str:
     if any(c in text[1:-1] for c in "<> \t\r\n") or not text.isascii() or not text.isprintable():
         raise ComposeError(ComposeReason.BAD_REFERENCE, "not a Message-ID")
     return text
+
+
+def reopen(reading: Reading, draft: Draft) -> Draft:
+    """``draft`` filled from a message kept in Drafts (its recipients, Subject and text)."""
+    bcc = next((v.decode("utf-8", "replace") for n, v in reading.fields if n.lower() == "bcc"), "")
+    return replace(
+        draft,
+        to=split_addresses(reading.to),
+        cc=split_addresses(reading.cc),
+        bcc=split_addresses(bcc),
+        subject=reading.subject,
+        body=reading.text or "",
+    )
 
 
 def answer(reading: Reading, draft: Draft, *, forward: bool) -> Draft:

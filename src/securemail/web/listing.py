@@ -1,4 +1,4 @@
-"""The message list of a folder: one row per message, newest or verified first, and search.
+"""The message list of a folder: one row per message in the order asked for, and search.
 
 Each row is read from the first 64 KiB of the file (the header), its seal checked over the
 whole file (remembered per file, :mod:`securemail.deliver.seal`), and judged by
@@ -11,6 +11,7 @@ Blocking (file reads): call from a worker thread.
 
 from __future__ import annotations
 
+import email.utils
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,11 +24,26 @@ from securemail.web.verification import Verdict, judge
 MAX_SEARCHED = 200
 
 
+SORTS = {
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+    "sender": "Sender (A to Z)",
+    "subject": "Subject (A to Z)",
+    "verified": "Verified SecureMail first",
+}
+"""The orders a folder can be listed in. Newest and oldest page through the whole folder;
+sender and subject sort its newest :data:`~securemail.web.maildir_view.MAX_LISTED`
+(reading every header of a large folder at each page would be unbounded work); verified
+first sorts within each page of newest first."""
+_BY_HEADER = ("sender", "subject")
+
+
 @dataclass(frozen=True)
 class Row:
     key: str
     subject: str
     sender: str
+    to: str
     date: str
     size: int
     seen: bool
@@ -40,17 +56,33 @@ def list_rows(
     node_name: str,
     directory: Directory | None,
     sealing: maildir.Sealing,
-    verified_first: bool = False,
+    sort: str = "newest",
     offset: int = 0,
 ) -> tuple[list[Row], int]:
-    """One page of rows of ``where`` (:data:`~securemail.web.maildir_view.PAGE` after the
-    newest ``offset``), newest first, verified ones first within the page if asked; and
-    how many messages the folder holds, so the page can say what it does not show."""
-    page, total = maildir.newest(where, offset, maildir.PAGE)
+    """One page of rows of ``where`` (:data:`~securemail.web.maildir_view.PAGE` from
+    ``offset``) in the order ``sort`` names (:data:`SORTS`); and how many messages the
+    order covers (the folder's, or at most MAX_LISTED for sender and subject), so the page
+    can say what it does not show."""
+    if sort in _BY_HEADER:
+        newest, total = maildir.newest(where, 0, maildir.MAX_LISTED)
+        every = [_row(s, node_name, directory, sealing) for s in newest]
+        every.sort(key=lambda r: _sort_key(r, sort))  # stable: newest first within equals
+        return every[offset : offset + maildir.PAGE], min(total, maildir.MAX_LISTED)
+    page, total = maildir.newest(where, offset, maildir.PAGE, oldest=sort == "oldest")
     rows = [_row(s, node_name, directory, sealing) for s in page]
-    if verified_first:
+    if sort == "verified":
         rows.sort(key=lambda r: not r.verdict.verified)  # stable: newest first within each
     return rows, total
+
+
+def _sort_key(row: Row, sort: str) -> str:
+    if sort == "sender":
+        name, address = email.utils.parseaddr(row.sender)
+        return (name or address).casefold()
+    subject = row.subject.casefold()
+    for prefix in ("re:", "fwd:", "fw:"):
+        subject = subject.removeprefix(prefix).lstrip()
+    return subject
 
 
 def search_rows(
@@ -95,6 +127,7 @@ def _row(
         key=stored.key,
         subject=header(message, "Subject") or "(no subject)",
         sender=header(message, "From"),
+        to=header(message, "To"),
         date=header(message, "Date"),
         size=stored.size,
         seen=stored.seen,

@@ -46,9 +46,11 @@ from securemail.web.compose import (
     label_of,
     reach,
     recipients,
+    reopen,
+    split_addresses,
 )
 from securemail.web.context import WebContext, web_context
-from securemail.web.listing import list_rows, search_rows
+from securemail.web.listing import SORTS, list_rows, search_rows
 from securemail.web.reading import attachment, take_apart
 from securemail.web.sanitise import frame_document
 from securemail.web.verification import author_of, judge, own_copy
@@ -62,9 +64,11 @@ _MAX_UPLOADS = 10
 
 
 def _root(web: WebContext, who: Principal) -> Path:
+    """The account's Maildir, with its special-use folders (made when missing)."""
     root = web.maildir_for(who.account.primary)
     if root is None:
         raise HTTPException(404, "this account has no mailbox on this node")
+    maildir.prepare(root)
     return root
 
 
@@ -89,7 +93,7 @@ async def list_page(
     web: Web,
     *,
     folder: str = maildir.INBOX,
-    sort: str = "date",
+    sort: str = "newest",
     q: Annotated[str, Query(max_length=_MAX_QUERY)] = "",
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Response:
@@ -116,7 +120,7 @@ async def list_page(
             node_name=web.config.name,
             directory=directory,
             sealing=sealing,
-            verified_first=sort == "verified",
+            sort=sort if sort in SORTS else "newest",
             offset=offset,
         )
         paging = _paging(request, offset, len(rows), total)
@@ -124,8 +128,10 @@ async def list_page(
         "folders": maildir.folders(root),
         "folder": where,
         "rows": rows,
-        "sort": sort,
+        "sort": sort if sort in SORTS else "newest",
+        "sorts": SORTS,
         "q": q,
+        "to_column": where.name in (maildir.SENT, maildir.DRAFTS),
     } | paging
     return render(request, "mail/list.html", context)
 
@@ -267,47 +273,130 @@ async def evidence_download(who: Who, web: Web, message_id: str) -> Response:
 async def compose_page(
     request: Request, who: Who, web: Web, *, folder: str = "", key: str = "", mode: str = ""
 ) -> Response:
-    """The compose form, empty or as a reply to / forward of a stored message."""
+    """The compose form, empty, as a reply to / forward of a stored message, or a draft
+    from the Drafts folder (``mode=draft``) to finish."""
     draft = Draft(sender=who.account.primary, to=(), cc=(), subject="", body="")
-    if folder and key and mode in ("reply", "forward"):
-        stored = _message(_folder(_root(web, who), folder), key)
+    draft_key = ""
+    if folder and key and mode in ("reply", "forward", "draft"):
+        where = _folder(_root(web, who), maildir.DRAFTS if mode == "draft" else folder)
+        stored = _message(where, key)
         reading = take_apart(await asyncio.to_thread(maildir.read, stored))
-        draft = answer(reading, draft, forward=mode == "forward")
-    return _compose_form(request, web, who, draft)
+        if mode == "draft":
+            draft, draft_key = reopen(reading, draft), stored.key
+        else:
+            draft = answer(reading, draft, forward=mode == "forward")
+    notice = "Draft saved in Drafts." if request.query_params.get("saved") else None
+    return _compose_form(request, web, who, draft, draft_key=draft_key, notice=notice)
 
 
 @router.post("/compose", name="mail_send", dependencies=[Checked])
 async def compose_send(request: Request, who: Who, web: Web) -> Response:
-    """Check the recipients (action "check") or send: admit to the queue, copy to Sent."""
+    """Check the recipients (action "check"), save to Drafts ("draft") or send: admit to
+    the queue, copy to Sent (sealed), drop the draft it came from, show the confirmation."""
     form = await request.form()
     draft = await _draft(form, who)
+    draft_key = str(form.get("draft", ""))
+    if form.get("action") == "draft":
+        return await _save_draft(request, web, who, draft, draft_key)
     try:
         reaches = _reach(web, draft)
     except ComposeError as error:
-        return _compose_form(request, web, who, draft, error=error.detail, status=400)
+        return _compose_form(
+            request, web, who, draft, error=error.detail, status=400, draft_key=draft_key
+        )
     refused = [r for r in reaches if not r.allowed]
     if form.get("action") != "send" or refused:
         problem = "; ".join(f"{r.address}: {r.explanation}" for r in refused) or None
         status = 400 if refused else 200
         return _compose_form(
-            request, web, who, draft, reaches=reaches, error=problem, status=status
+            request,
+            web,
+            who,
+            draft,
+            reaches=reaches,
+            error=problem,
+            status=status,
+            draft_key=draft_key,
         )
     try:
         composed = build(draft, account=who.account, now=web.clock())
     except ComposeError as error:
         return _compose_form(
-            request, web, who, draft, reaches=reaches, error=error.detail, status=400
+            request,
+            web,
+            who,
+            draft,
+            reaches=reaches,
+            error=error.detail,
+            status=400,
+            draft_key=draft_key,
         )
     reply = await web.admit(_received(request, web, who, composed))
     if reply.code >= 300:
         problem = f"not sent: {reply.text}"
-        return _compose_form(request, web, who, draft, reaches=reaches, error=problem, status=503)
-    sent = await asyncio.to_thread(maildir.ensure_folder, _root(web, who), maildir.SENT)
+        return _compose_form(
+            request,
+            web,
+            who,
+            draft,
+            reaches=reaches,
+            error=problem,
+            status=503,
+            draft_key=draft_key,
+        )
+    root = _root(web, who)
+    sent = await asyncio.to_thread(maildir.ensure_folder, root, maildir.SENT)
     stored_key = await asyncio.to_thread(
         maildir.store, sent, composed.message, seal=_sealing(web, who)
     )
-    query = urlencode({"folder": sent.name, "key": stored_key})
-    return RedirectResponse(f"/mail/read?{query}", status_code=303)
+    await asyncio.to_thread(_drop_draft, root, draft_key)
+    query = urlencode({"key": stored_key, "message_id": composed.message_id})
+    return RedirectResponse(f"/mail/sent?{query}", status_code=303)
+
+
+@router.get("/sent", name="mail_sent")
+async def sent_page(request: Request, who: Who, web: Web, key: str, message_id: str) -> Response:
+    """The confirmation after sending: each recipient's delivery state as the queue has it
+    now (the timeline the Sent copy's panel shows), and a link to the copy in Sent."""
+    root = _root(web, who)
+    stored = _message(_folder(root, maildir.SENT), key)
+    sent = await web.db(timeline.timeline, web.store, message_id[:250], who.account.name)
+    context = {
+        "folders": maildir.folders(root),
+        "key": stored.key,
+        "timeline": sent,
+        "refresh": str(request.url),
+    }
+    return render(request, "mail/sent.html", context)
+
+
+async def _save_draft(
+    request: Request, web: WebContext, who: Principal, draft: Draft, replaced: str
+) -> Response:
+    """Keep ``draft`` in Drafts (not sealed: it is the person's, not the gateway's) in place
+    of the draft it was opened from; back to the form, which now edits the saved one."""
+    try:
+        composed = build(draft, account=who.account, now=web.clock(), for_drafts=True)
+    except ComposeError as error:
+        return _compose_form(
+            request, web, who, draft, error=error.detail, status=400, draft_key=replaced
+        )
+    root = _root(web, who)
+    drafts = await asyncio.to_thread(maildir.ensure_folder, root, maildir.DRAFTS)
+    key = await asyncio.to_thread(maildir.store, drafts, composed.message, flags="DS")
+    await asyncio.to_thread(_drop_draft, root, replaced)
+    query = urlencode({"folder": maildir.DRAFTS, "key": key, "mode": "draft", "saved": "1"})
+    return RedirectResponse(f"/mail/compose?{query}", status_code=303)
+
+
+def _drop_draft(root: Path, key: str) -> None:
+    """Delete the draft ``key`` from Drafts, if there is one (it was sent or saved anew)."""
+    if not key:
+        return
+    drafts = maildir.folder(root, maildir.DRAFTS)
+    stored = maildir.find(drafts, key) if drafts is not None else None
+    if stored is not None:
+        stored.path.unlink(missing_ok=True)
 
 
 def _received(request: Request, web: WebContext, who: Principal, composed: Composed) -> Received:
@@ -332,7 +421,9 @@ def _received(request: Request, web: WebContext, who: Principal, composed: Compo
 
 
 def _reach(web: WebContext, draft: Draft) -> list[Reach]:
-    everyone = recipients(draft.to) + recipients(draft.cc)
+    everyone = tuple(
+        dict.fromkeys(recipients(draft.to) + recipients(draft.cc) + recipients(draft.bcc))
+    )
     organisation = web.config.organisation_for(draft.sender.rpartition("@")[2])
     organisation = organisation or web.config.organisations[0]
     return reach(
@@ -355,8 +446,9 @@ async def _draft(form: FormData, who: Principal) -> Draft:
             uploads.append(Upload(item.filename, item.content_type or "", content))
     return Draft(
         sender=str(form.get("sender", who.account.primary)),
-        to=tuple(str(v) for v in form.getlist("to")),
-        cc=tuple(str(v) for v in form.getlist("cc")),
+        to=_field(form, "to"),
+        cc=_field(form, "cc"),
+        bcc=_field(form, "bcc"),
         subject=str(form.get("subject", "")),
         body=str(form.get("body", "")),
         classification=str(form.get("classification", "")),
@@ -365,6 +457,11 @@ async def _draft(form: FormData, who: Principal) -> Draft:
         attachments=tuple(uploads),
         in_reply_to=str(form.get("in_reply_to", "")),
     )
+
+
+def _field(form: FormData, name: str) -> tuple[str, ...]:
+    """The addresses of one recipients field (several boxes of the same name are joined)."""
+    return tuple(a for value in form.getlist(name) for a in split_addresses(str(value)))
 
 
 def _compose_form(
@@ -376,12 +473,14 @@ def _compose_form(
     reaches: list[Reach] | None = None,
     error: str | None = None,
     status: int = 200,
+    draft_key: str = "",
+    notice: str | None = None,
 ) -> Response:
     context = {
         "folders": maildir.folders(_root(web, who)),
         "draft": draft,
-        "to_boxes": _boxes(draft.to, 3),
-        "cc_boxes": _boxes(draft.cc, 2),
+        "draft_key": draft_key,
+        "notice": notice,
         "senders": who.account.addresses,
         "classifications": tuple(CLASSIFICATIONS),
         "privacy_marks": PRIVACY_MARKS,
@@ -391,9 +490,3 @@ def _compose_form(
     response = render(request, "mail/compose.html", context)
     response.status_code = status
     return response
-
-
-def _boxes(values: tuple[str, ...], least: int) -> list[str]:
-    """The entries typed, plus empty boxes: one address per box, always one spare."""
-    filled = [v for v in values if v.strip()]
-    return filled + [""] * max(least - len(filled), 1)

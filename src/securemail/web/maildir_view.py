@@ -23,14 +23,15 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from securemail.deliver import folders as special
 from securemail.deliver.keywords import keyword_letters, read_keywords
-from securemail.deliver.maildir import make_mailbox
 from securemail.deliver.seal import MailboxSeal, Origin
 from securemail.durable import fsync_dir
 
 INBOX = "INBOX"
-SENT = "Sent"
-TRASH = "Trash"
+SENT, DRAFTS, TRASH = special.SENT, special.DRAFTS, special.TRASH
+# the folder list's order: INBOX, the special-use folders as mail programs list them, the rest
+_ORDER = (INBOX, special.DRAFTS, special.SENT, special.ARCHIVE, special.JUNK, special.TRASH)
 MAX_MESSAGE = 32 * 1024 * 1024  # octets read of one message; larger ones are refused
 MAX_LISTED = 500  # newest messages searched in one folder
 PAGE = 100  # messages per page of a folder's list
@@ -67,15 +68,22 @@ class Stored:
 
 
 def folders(root: Path) -> list[Folder]:
-    """INBOX and every ``.Name`` sub-Maildir of ``root``, INBOX first, then by name."""
+    """INBOX and every ``.Name`` sub-Maildir of ``root``: INBOX, Drafts, Sent, Archive,
+    Junk, Trash, then the others by name."""
     found = [Folder(INBOX, root)]
     if not root.is_dir():
         return found
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+    for entry in os.scandir(root):
         path = Path(entry.path)
         if _FOLDER.fullmatch(entry.name) and not path.is_symlink() and (path / "cur").is_dir():
             found.append(Folder(entry.name[1:].replace(".", "/"), path))
-    return found
+    rank = {name: index for index, name in enumerate(_ORDER)}
+    return sorted(found, key=lambda f: (rank.get(f.name, len(rank)), f.name))
+
+
+def prepare(root: Path) -> None:
+    """The account's Maildir with its special-use folders, made if missing (as IMAP does)."""
+    special.ensure_special_folders(root)
 
 
 def folder(root: Path, name: str) -> Folder | None:
@@ -85,15 +93,10 @@ def folder(root: Path, name: str) -> Folder | None:
 
 def ensure_folder(root: Path, name: str) -> Folder:
     """The folder ``name`` (a plain word such as ``Sent``), created if missing."""
-    if not re.fullmatch(r"[A-Za-z]{1,40}", name):
-        raise ValueError(f"not a simple folder name: {name!r}")
-    make_mailbox(root)  # a sub-folder lives inside the account's Maildir
     if name == INBOX:
+        special.ensure_special_folders(root)
         return Folder(INBOX, root)
-    path = root / f".{name}"
-    make_mailbox(path)
-    (path / "maildirfolder").touch(mode=0o600)  # Maildir++: marks a sub-folder
-    return Folder(name, path)
+    return Folder(name, special.ensure_folder(root, name))
 
 
 def messages(where: Folder) -> list[Stored]:
@@ -101,11 +104,13 @@ def messages(where: Folder) -> list[Stored]:
     return newest(where, 0, MAX_LISTED)[0]
 
 
-def newest(where: Folder, offset: int, limit: int) -> tuple[list[Stored], int]:
-    """``limit`` messages of ``where`` after the newest ``offset``, newest first, and how
-    many the folder holds."""
+def newest(
+    where: Folder, offset: int, limit: int, *, oldest: bool = False
+) -> tuple[list[Stored], int]:
+    """``limit`` messages of ``where`` after the newest (or ``oldest``) ``offset``, in that
+    order, and how many the folder holds."""
     found = messages_all(where)
-    found.sort(key=lambda s: (s.mtime, s.key), reverse=True)
+    found.sort(key=lambda s: (s.mtime, s.key), reverse=not oldest)
     return found[offset : offset + limit], len(found)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]  # no py.typed
-from playwright.sync_api import Browser, Page, ViewportSize, expect
+from playwright.sync_api import Browser, FloatRect, Page, ViewportSize, expect
 
 from tests.web.browser.conftest import TO_HEMI, Site, new_context
 
@@ -43,23 +43,72 @@ def test_login_page_is_accessible_and_skip_link_comes_first(site: Site, browser:
 
 
 def test_mail_pages_are_accessible(site: Site, hemi_page: Page, browser: Browser) -> None:
-    """The mail list, a verified message with its panel, compose and account pages (and the
-    list on a phone-sized screen) have no violations."""
+    """The mail list, a verified message with its panel, compose and account pages have no
+    violations at 1280x800, and the page never scrolls sideways."""
     site.agency_writes_to_hemi()
     page = hemi_page
     page.goto(f"{site.origin}/mail")
     check(page, "mail-list")
+    fits(page, 1280)
     page.keyboard.press("Tab")
     expect(page.locator(":focus")).to_have_text("Skip to main content")
     page.get_by_role("link", name=TO_HEMI.subject).click()
     check(page, "message")
+    fits(page, 1280)
     page.goto(f"{site.origin}/mail/compose")
     check(page, "compose")
+    fits(page, 1280)
     page.goto(f"{site.origin}/account")
     check(page)
+
+
+def fits(page: Page, width: int) -> None:
+    """The page is no wider than the window: nothing scrolls sideways."""
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= width, f"{page.url} is {scroll} px wide in a {width} px window"
+
+
+def in_view(page: Page, selector: str) -> FloatRect:
+    """The box of the first ``selector`` on ``page``; it must lie inside the 375 px window."""
+    box = page.locator(selector).first.bounding_box()
+    assert box is not None, selector
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] + 0.5, (selector, box)
+    return box
+
+
+def test_phone_pages_are_accessible_and_show_subject_sender_and_date(
+    site: Site, hemi_page: Page
+) -> None:
+    """At 375x812 the inbox, a message and compose have no violations and no sideways
+    scrolling; in the list each entry shows its subject first, then sender and date, all
+    within the screen, and the subject link is at least 44 px tall."""
+    site.agency_writes_to_hemi()
+    page = hemi_page
     page.set_viewport_size(PHONE)
     page.goto(f"{site.origin}/mail")
     check(page, "mail-list-phone")
+    fits(page, PHONE["width"])
+    row = page.get_by_role("row").filter(has_text=TO_HEMI.subject)
+    subject = row.get_by_role("link", name=TO_HEMI.subject).bounding_box()
+    sender = row.locator("td.col-who").bounding_box()
+    date = row.locator("td.col-date").bounding_box()
+    assert subject and sender and date
+    assert subject["height"] >= 44, subject
+    assert subject["y"] < sender["y"] and subject["y"] < date["y"]
+    for box in (subject, sender, date):
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] + 0.5, box
+        assert box["y"] + box["height"] <= PHONE["height"], box
+    expect(row.locator("td.col-date time")).to_be_visible()
+    row.get_by_role("link", name=TO_HEMI.subject).click()
+    check(page, "message-phone")
+    fits(page, PHONE["width"])
+    for selector in ("h1#subject", ".mail-header dd", "section.verification h2"):
+        in_view(page, selector)
+    page.goto(f"{site.origin}/mail/compose")
+    check(page, "compose-phone")
+    fits(page, PHONE["width"])
+    for field in ("#to", "#cc", "#bcc", "#subject", "#body"):
+        in_view(page, field)
 
 
 @pytest.mark.parametrize("path", ["/console/", "/console/queue", "/console/directory"])

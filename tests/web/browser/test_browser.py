@@ -6,15 +6,25 @@ the provider's HTTPS port exactly as a person's browser would.
 
 from __future__ import annotations
 
+import imaplib
+import ssl
 import time
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlparse
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from securemail.demo.exchange import Script
 from tests.node.conftest import WAIT
-from tests.web.browser.conftest import AROHA, TO_HEMI, UNVERIFIED_SUBJECT, SignIn, Site
+from tests.web.browser.conftest import (
+    AROHA,
+    TO_HEMI,
+    UNVERIFIED_SUBJECT,
+    SignIn,
+    Site,
+    new_context,
+    sign_in,
+)
 
 NOW = datetime.now(UTC)
 HARBOUR = "office@harbourbuilders.co.nz"  # served by the gsp node, which never starts here
@@ -60,13 +70,16 @@ def test_composed_in_confidence_message_becomes_receipted(site: Site, hemi_page:
     Sent with its timeline, which reaches "receipted" once the agency's receipt is back."""
     page = hemi_page
     page.goto(f"{site.origin}/mail/compose")
-    page.get_by_label("To, recipient 1").fill(AROHA)
+    page.get_by_label("To", exact=True).fill(AROHA)
     page.get_by_label("Subject", exact=True).fill("Documents for my benefit review")
     page.get_by_label("Classification", exact=True).select_option("IN-CONFIDENCE")
     page.get_by_label("Request a signed delivery receipt").check()
     page.get_by_label("Message", exact=True).fill("Kia ora, my documents are attached.")
     page.get_by_role("button", name="Send").click()
-    page.wait_for_url(f"{site.origin}/mail/read?*")
+    page.wait_for_url(f"{site.origin}/mail/sent?*")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your message is on its way")
+    expect(page.get_by_role("table")).to_contain_text(AROHA)
+    page.get_by_role("link", name="Open your copy in Sent (full timeline)").click()
     panel = page.locator("section.verification")
     expect(panel.locator("dt:has-text('Receipt requested') + dd")).to_have_text("Yes")
     reload_until(page, "receipt: receipted")
@@ -133,3 +146,31 @@ def test_operator_holds_and_releases_a_deferred_entry(site: Site, operator_page:
     history = page.get_by_role("table").filter(has_text="History, oldest first")
     expect(history).to_contain_text("released")
     expect(facts.locator("dt:has-text('State') + dd")).not_to_have_text("held")
+
+
+def test_webmail_sent_copy_is_in_the_sent_folder_an_imap_client_lists(
+    site: Site, browser: Browser
+) -> None:
+    """Mere sends from the webmail; her mail program (IMAP over TLS) sees the folder marked
+    \\Sent holding that very message: the webmail and the client share one Sent folder."""
+    subject = "Question about my rates"
+    with new_context(browser) as context:
+        page = context.new_page()
+        sign_in(page, site, MERE)
+        page.wait_for_url(f"{site.origin}/mail")
+        page.goto(f"{site.origin}/mail/compose")
+        page.get_by_label("To", exact=True).fill(AROHA)
+        page.get_by_label("Subject", exact=True).fill(subject)
+        page.get_by_label("Message", exact=True).fill("Kia ora, a question about my rates.")
+        page.get_by_role("button", name="Send").click()
+        page.wait_for_url(f"{site.origin}/mail/sent?*")
+    tls = ssl.create_default_context(cafile=str(site.clients.ca))
+    tls.check_hostname = False  # the node's certificate names the node, we dial 127.0.0.1
+    with imaplib.IMAP4_SSL("127.0.0.1", site.clients.imap_tls_port, ssl_context=tls) as client:
+        client.login(MERE, site.clients.passwords[MERE])
+        typ, lines = client.list('""', "*")
+        sent = [line for line in lines if isinstance(line, bytes) and b"\\Sent" in line]
+        assert (len(sent) == 1 and sent[0].endswith(b'"Sent"')) or sent[0].endswith(b" Sent"), lines
+        assert client.select("Sent")[0] == "OK"
+        typ, found = client.search(None, "SUBJECT", f'"{subject}"')
+        assert typ == "OK" and found[0].split(), found

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html
+import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -95,8 +98,8 @@ def test_send_admits_as_submission_and_stores_a_sent_copy(webmail: Webmail) -> N
     form = {
         "csrf": "x",
         "sender": ALICE,
-        "to": ["bob@ministry.govt.nz", ""],
-        "cc": [""],
+        "to": "bob@ministry.govt.nz",
+        "cc": "",
         "subject": "Budget",
         "body": "Hi Bob",
         "classification": "IN-CONFIDENCE",
@@ -118,7 +121,10 @@ def test_send_admits_as_submission_and_stores_a_sent_copy(webmail: Webmail) -> N
     [sent] = list((webmail.root / ".Sent" / "cur").iterdir())
     assert sent.name.endswith(":2,S")
     assert b"Received:" not in sent.read_bytes() and b"Hi Bob" in sent.read_bytes()
-    page = webmail.client.get(response.headers["location"]).text
+    confirmation = webmail.client.get(response.headers["location"]).text
+    assert "Your message is on its way" in confirmation
+    [copy] = re.findall(r'href="(/mail/read\?folder=Sent&amp;key=[^"]+)"', confirmation)
+    page = webmail.client.get(html.unescape(copy)).text
     assert "Budget [SEC=IN-CONFIDENCE]" in page and "a.txt" in page
     assert '<h2 id="panel-heading">Sent through SecureMail</h2>' in page
     assert SEAL.origin_of(ALICE, sent.read_bytes()) is Origin.SENT
@@ -172,3 +178,64 @@ def test_injection_through_the_form_is_refused_with_nothing_admitted(webmail: We
     response = webmail.client.post("/mail/compose", data=form)
     assert response.status_code == 400 and "control characters" in response.text
     assert webmail.admitted.received == []
+
+
+def test_one_field_takes_many_addresses_and_bcc_stays_out_of_the_message(webmail: Webmail) -> None:
+    """To takes several addresses separated by commas (a quoted display name with a comma
+    is one); Bcc recipients are in the envelope but in no header of the message sent."""
+    form = {
+        "csrf": "x",
+        "sender": ALICE,
+        "to": '"Example, Bob" <bob@ministry.govt.nz>, carol@ministry.govt.nz',
+        "cc": "dan@ministry.govt.nz; ",
+        "bcc": "erin@ministry.govt.nz",
+        "subject": "Figures",
+        "body": "Hello",
+        "action": "send",
+    }
+    response = webmail.client.post("/mail/compose", data=form, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    [received] = webmail.admitted.received
+    assert received.recipients == (
+        "bob@ministry.govt.nz",
+        "carol@ministry.govt.nz",
+        "dan@ministry.govt.nz",
+        "erin@ministry.govt.nz",
+    )
+    assert b"erin@" not in received.body
+    assert b"To: bob@ministry.govt.nz, carol@ministry.govt.nz" in received.body
+
+
+def test_draft_is_saved_reopened_and_dropped_once_sent(webmail: Webmail) -> None:
+    """Save draft files the message (Bcc kept, nothing admitted) in Drafts, flagged D; the
+    compose page reopens it; saving again replaces it; sending it removes it from Drafts."""
+    form = {
+        "csrf": "x",
+        "sender": ALICE,
+        "to": "bob@ministry.govt.nz",
+        "bcc": "erin@ministry.govt.nz",
+        "subject": "Half written",
+        "body": "To be continued",
+        "action": "draft",
+    }
+    saved = webmail.client.post("/mail/compose", data=form, follow_redirects=False)
+    assert saved.status_code == 303 and "mode=draft" in saved.headers["location"]
+    assert webmail.admitted.received == []
+    drafts = webmail.root / ".Drafts" / "cur"
+    [kept] = list(drafts.iterdir())
+    assert kept.name.endswith(":2,DS") and b"Bcc: erin@ministry.govt.nz" in kept.read_bytes()
+    page = webmail.client.get(saved.headers["location"]).text
+    assert "Draft saved in Drafts." in page and 'value="Half written"' in page
+    assert 'value="erin@ministry.govt.nz"' in page
+    key = re.findall(r'name="draft" value="([^"]+)"', page)[0]
+    again = webmail.client.post(
+        "/mail/compose", data=form | {"draft": key, "body": "Now done"}, follow_redirects=False
+    )
+    [kept] = list(drafts.iterdir())
+    assert b"Now done" in kept.read_bytes()
+    key = parse_qs(urlsplit(again.headers["location"]).query)["key"][0]
+    sent = webmail.client.post(
+        "/mail/compose", data=form | {"draft": key, "action": "send"}, follow_redirects=False
+    )
+    assert sent.status_code == 303 and len(webmail.admitted.received) == 1
+    assert list(drafts.iterdir()) == []

@@ -204,3 +204,38 @@ def test_a_long_folder_pages_and_says_how_many_it_holds(webmail: Webmail) -> Non
     rest = webmail.client.get("/mail", params={"folder": "INBOX", "offset": 100}).text
     assert "newest first: 101 to 103 of 103" in rest and "Message 000" in rest
     assert 'rel="prev"' in rest and 'rel="next"' not in rest
+
+
+def test_list_sorts_by_sender_subject_and_oldest(webmail: Webmail) -> None:
+    """The list sorts by sender and by subject (A to Z, "Re:" ignored) and oldest first,
+    and shows dates in New Zealand time (12:00 +1300 on 29 Nov is 29 Nov there)."""
+    for n, (sender, subject) in enumerate(
+        [
+            ("Zed <z@x.example>", "Re: apples"),
+            ("Amy <a@x.example>", "cherries"),
+            ("Kim <k@x.example>", "bananas"),
+        ]
+    ):
+        body = PLAIN.replace(b"Bob Example <bob@ministry.govt.nz>", sender.encode())
+        body = body.replace(b"Budget figures", subject.encode())
+        deliver(webmail.root, body, f"{n:04x}", mtime=1_700_000_000 + n)
+
+    def order(sort: str) -> list[str]:
+        page = webmail.client.get("/mail", params={"sort": sort}).text
+        return re.findall(r'key=[^"]+">(?:<span[^>]*>Unread: </span>)?([^<]+)</a>', page)
+
+    assert order("newest") == ["bananas", "cherries", "Re: apples"]
+    assert order("oldest") == ["Re: apples", "cherries", "bananas"]
+    assert order("subject") == ["Re: apples", "bananas", "cherries"]
+    assert order("sender") == ["cherries", "bananas", "Re: apples"]
+    assert order("no-such-order") == order("newest")
+    page = webmail.client.get("/mail").text
+    assert '<time datetime="2026-11-28T23:00:00+00:00">29 Nov' in page
+
+
+def test_special_use_folders_are_listed_in_the_order_mail_programs_use(webmail: Webmail) -> None:
+    """Opening the webmail makes the mailbox's special-use folders; the folder list is
+    INBOX, Drafts, Sent, Archive, Junk, Trash."""
+    page = webmail.client.get("/mail").text
+    names = re.findall(r'<a href="/mail\?folder=[^"]+"[^>]*>([^<]+)</a>', page)
+    assert names[:6] == ["INBOX", "Drafts", "Sent", "Archive", "Junk", "Trash"]

@@ -1,0 +1,246 @@
+"""``securemail conformance run`` against our own node and the OpenSSL/Postfix gateway (all
+pass) and against broken peers (the failing requirement named), its signed report checked
+with ``openssl cms -verify``.
+
+The command runs as its own process, as an operator runs it; the node under test runs in
+the test's event loop, the other gateways are private Postfix instances (the foreign
+gateway, answered by OpenSSL; a store that takes everything and answers nothing; one
+without STARTTLS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conformance.conftest import TESTER, node_dir_of_tester
+from tests.conftest import require_tool
+from tests.node.conftest import WAIT, Federation, running
+from tests.support import foreign_peer as fp
+from tests.support.postfix import PostfixInstance, start_postfix
+
+AROHA = "aroha.ngata@agency.govt.nz"
+
+
+async def conformance_run(
+    federation: Federation, target: int, member: str, recipient: str, out: Path, *, wait: int
+) -> tuple[int, str]:
+    """Run the command against 127.0.0.1:``target``; (exit status, stdout and stderr)."""
+    command = [
+        sys.executable, "-m", "securemail", "conformance", "run",
+        "--target", f"127.0.0.1:{target}", "--member", member, "--recipient", recipient,
+        "--node-dir", str(node_dir_of_tester(federation)), "--tester", TESTER,
+        "--directory", str(federation.root / "federation" / "directory.json"),
+        "--listen", f"127.0.0.1:{_endpoint(federation, TESTER)}", "--wait", str(wait),
+        "--out", str(out), "--passphrase-file", str(federation.root / "passphrase.txt"),
+    ]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), wait + WAIT + 120)
+    assert process.returncode is not None
+    return process.returncode, output.decode(errors="replace")
+
+
+def _endpoint(federation: Federation, org_id: str) -> int:
+    directory = json.loads((federation.root / "federation" / "directory.json").read_bytes())
+    [member] = [m for m in directory["members"] if m["org_id"] == org_id]
+    return int(member["endpoints"][0]["port"])
+
+
+def report(out: Path) -> dict[str, Any]:
+    """The report, after ``openssl cms -verify`` accepted its signature by the tester."""
+    anchor = federation_anchor(out)
+    done = subprocess.run(
+        ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
+         str(out / "report.json.p7s"), "-content", str(out / "report.json"),
+         "-CAfile", str(anchor), "-out", os.devnull],
+        capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    document: dict[str, Any] = json.loads((out / "report.json").read_bytes())
+    return document
+
+
+def federation_anchor(out: Path) -> Path:
+    return out.parent / "fed" / TESTER / "certs" / "federation-ca.pem"
+
+
+def results(document: dict[str, Any]) -> dict[str, str]:
+    return {r["id"]: r["result"] for r in document["requirements"]}
+
+
+def test_conformance_run_passes_against_our_node(federation: Federation, tmp_path: Path) -> None:
+    """Every case against a `securemail serve` node passes; the signed report verifies with
+    `openssl cms -verify` and names each requirement it checked."""
+    require_tool("openssl")
+    agency = federation.nodes["agency"]
+    out = tmp_path / "report"
+
+    async def scenario() -> tuple[int, str]:
+        async with running(federation, "agency"):
+            return await conformance_run(federation, agency.peer_port, "agency", AROHA, out,
+                                         wait=int(WAIT))  # fmt: skip
+
+    status, output = asyncio.run(scenario())
+    assert status == 0, output
+    document = report(out)
+    assert document["result"] == "pass", json.dumps(document, indent=1)
+    checked = set(results(document))
+    expected = {"SM-TLS-3", "SM-RECV-1", "SM-RECV-2", "SM-RECV-3", "SM-RECV-5", "SM-RECV-6",
+                "SM-RCPT-1", "SM-RCPT-2", "SM-RCPT-3", "SM-FAIL-1", "SM-FAIL-2", "SM-SEND-1",
+                "SM-SEND-3", "SM-SEND-5", "SM-DIR-4"}  # fmt: skip
+    assert checked == expected
+    assert {c["name"] for c in document["cases"]} >= {"valid-gcm", "tampered", "plaintext"}
+    assert len(list((out / "received").iterdir())) == 5  # 2 receipts, 3 notices
+
+
+@contextlib.asynccontextmanager
+async def broken_peer(
+    tmp: Path, federation: Federation, **settings: str
+) -> AsyncIterator[PostfixInstance]:
+    """The foreign member's endpoint served by a plain Postfix store: no gateway behind it."""
+    keys = fp.ForeignKeys(federation.root / "foreign-gateway")
+    tmp.mkdir()
+    manager = start_postfix(
+        tmp, domain=fp.DOMAIN, mailbox_dir=tmp / "mail", mailboxes=fp.MAILBOXES,
+        port=_endpoint(federation, fp.ORG_ID), settings=fp.postfix_settings(keys) | settings,
+    )  # fmt: skip
+    instance = await asyncio.to_thread(manager.__enter__)
+    try:
+        yield instance
+    finally:
+        await asyncio.to_thread(manager.__exit__, None, None, None)
+
+
+def _need_postfix() -> None:
+    require_tool("postfix")
+    if os.geteuid() != 0:
+        pytest.skip("a private Postfix instance needs root (its master process does)")
+
+
+def test_conformance_run_names_what_a_silent_peer_fails(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """A gateway that takes everything (tampered, forged, plaintext, MAIL before STARTTLS) and
+    never answers fails SM-RECV-2/3/5/6, SM-RCPT-1, SM-FAIL-1 and SM-TLS-3, each named; the
+    evidence shows its pinned STARTTLS itself was good."""
+    _need_postfix()
+    out = tmp_path / "report"
+
+    async def scenario() -> tuple[int, str]:
+        async with broken_peer(tmp_path / "peer", federation):
+            officer = f"officer@{fp.DOMAIN}"
+            return await conformance_run(federation, _endpoint(federation, fp.ORG_ID),
+                                         fp.ORG_ID, officer, out, wait=5)  # fmt: skip
+
+    status, output = asyncio.run(scenario())
+    assert status == 1, output
+    failed = {"SM-RECV-2", "SM-RECV-3", "SM-RECV-5", "SM-RECV-6", "SM-RCPT-1", "SM-FAIL-1",
+              "SM-TLS-3"}  # fmt: skip
+    line = next(x for x in output.splitlines() if x.startswith("error: conformance-failed: "))
+    assert all(requirement in line for requirement in failed), output
+    document = report(out)
+    assert {r for r, result in results(document).items() if result == "fail"} >= failed
+    [tls] = [r["evidence"] for r in document["requirements"] if r["id"] == "SM-TLS-3"]
+    assert "tls: pass: chain to the anchor, key pinned in the directory" in tls
+    assert "door: FAIL: MAIL before STARTTLS answered 250" in tls
+
+
+def test_conformance_run_fails_sm_tls_3_without_starttls(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """A gateway that offers no STARTTLS fails SM-TLS-3, and the kit sends it nothing."""
+    _need_postfix()
+    out = tmp_path / "report"
+
+    async def scenario() -> tuple[int, str, PostfixInstance]:
+        async with broken_peer(
+            tmp_path / "peer", federation, smtpd_tls_security_level="none"
+        ) as peer:
+            officer = f"officer@{fp.DOMAIN}"
+            status, output = await conformance_run(
+                federation, peer.port, fp.ORG_ID, officer, out, wait=5
+            )
+            return status, output, peer
+
+    status, output, peer = asyncio.run(scenario())
+    assert status == 1, output
+    assert "SM-TLS-3" in output
+    assert results(report(out))["SM-TLS-3"] == "fail"
+    assert peer.delivered("officer") == []  # not one case went in plaintext
+
+
+async def answer_as_foreign_gateway(
+    federation: Federation, mta: PostfixInstance, stop: asyncio.Event, work: Path
+) -> list[str]:
+    """The foreign gateway's automation: each message its Postfix stores for the officer
+    goes through :func:`foreign_peer.respond` (OpenSSL only), and the receipt or notice goes
+    with swaks to the endpoint the directory lists for its address. What it sent, by kind."""
+    keys = fp.ForeignKeys(federation.root / "foreign-gateway")
+    directory = fp.read_directory(keys, federation.root / "federation" / "directory.json")
+    peer = fp.OpenSslPeer(keys, work)
+    officer, handled, sent = f"officer@{fp.DOMAIN}", 0, []
+    while not stop.is_set():
+        stored = mta.delivered("officer")
+        for message in stored[handled:]:
+            reply = await asyncio.to_thread(fp.respond, peer, directory, message, officer)
+            if reply is None:
+                continue
+            member = directory.member_for(reply.to.rpartition("@")[2])
+            port = member["endpoints"][0]["port"]  # type: ignore[index]
+            transcript = await asyncio.to_thread(
+                fp.swaks, port, reply.mail_from, reply.to, reply.wire
+            )
+            sent.append(reply.kind if "<~  250 " in transcript else f"{reply.kind} refused")
+        handled = len(stored)
+        await asyncio.sleep(0.2)
+    return sent
+
+
+def test_conformance_run_passes_against_the_openssl_postfix_peer(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """The foreign gateway built from OpenSSL, Postfix and swaks (STARTTLS required, only
+    S/MIME at DATA, receipts and notices made with openssl cms) passes every requirement."""
+    _need_postfix()
+    out = tmp_path / "report"
+    # Postfix's cleanup reads header_checks without root: a folder it can enter.
+    checks = Path(tempfile.mkdtemp(prefix="securemail-checks-"))
+    checks.chmod(0o755)
+    keys = fp.ForeignKeys(federation.root / "foreign-gateway")
+    settings = fp.foreign_gateway_settings(keys, checks / "header_checks")
+
+    async def scenario() -> tuple[int, str, list[str]]:
+        async with broken_peer(tmp_path / "peer", federation, **settings) as mta:
+            stop = asyncio.Event()
+            gateway = asyncio.create_task(
+                answer_as_foreign_gateway(federation, mta, stop, tmp_path / "work")
+            )
+            officer = f"officer@{fp.DOMAIN}"
+            try:
+                status, output = await conformance_run(
+                    federation, mta.port, fp.ORG_ID, officer, out, wait=int(WAIT)
+                )
+            finally:
+                stop.set()
+            return status, output, await gateway
+
+    try:
+        status, output, sent = asyncio.run(scenario())
+    finally:
+        shutil.rmtree(checks, ignore_errors=True)
+    assert sorted(sent) == ["notice", "notice", "notice", "receipt", "receipt"], sent
+    assert status == 0, output
+    assert report(out)["result"] == "pass"
