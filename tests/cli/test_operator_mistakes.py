@@ -176,3 +176,74 @@ def test_status_json(federation: Federation) -> None:
     assert status["listeners"] is None  # not running
     assert set(status["queue"]) >= {"incoming", "deferred", "delivered", "quarantined"}
     assert all(count == 0 for count in status["queue"].values())
+
+
+def test_serve_with_the_relay_port_in_use(federation: Federation, taken_port: int) -> None:
+    """The relay listener's port taken: listen-failed naming the address, exit 1."""
+    config = federation.nodes["agency"].config
+    _listen_on(config, "relay", taken_port)
+    code, stderr = serve(config)
+    line = one_error_line(stderr)
+    assert code == 1 and line.startswith("error: listen-failed: ") and str(taken_port) in line
+
+
+def test_serve_with_the_imap_port_in_use(federation: Federation, taken_port: int) -> None:
+    """The provider's IMAP port taken: listen-failed naming [imap], exit 1, and the SMTP
+    listeners it had opened are closed again (the process ends)."""
+    config = federation.nodes["provider"].config
+    _listen_on(config, "imap", taken_port)
+    code, stderr = serve(config)
+    line = one_error_line(stderr)
+    assert code == 1 and line.startswith("error: listen-failed: [imap]: "), line
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ('[log]\nformat = "xml"\n', 'error: bad-config: log.format must be "text" or "json"'),
+        ('[log]\nlevel = "loud"\n', "error: bad-config: log.level must be DEBUG, INFO, WARNING"),
+        ("[log]\ncolour = true\n", "error: bad-config: [log] has unknown setting(s): colour"),
+        ('[web]\nmetrics_from = ["10.0.0.1/8"]\n', "error: bad-config: web.metrics_from: "),
+    ],
+    ids=["log-format", "log-level", "log-unknown", "metrics-from"],
+)
+def test_bad_log_and_monitoring_settings(
+    federation: Federation, setting: str, expected: str
+) -> None:
+    """A wrong [log] or [web] monitoring setting is bad-config naming it, before anything
+    starts."""
+    config = federation.nodes["agency"].config
+    text = config.read_text()
+    if setting.startswith("[web]"):
+        text = text.replace("[web]\n", setting, 1)
+    else:
+        text += "\n" + setting
+    config.write_text(text)
+    code, stderr = serve(config)
+    assert code == 1 and one_error_line(stderr).startswith(expected), stderr
+
+
+def test_serve_without_the_passphrase_file(federation: Federation) -> None:
+    """A [keys] passphrase_file that is not there: keys-unavailable naming it, exit 1."""
+    config = federation.nodes["agency"].config
+    (federation.root / "passphrase.txt").unlink()
+    code, stderr = serve(config)
+    line = one_error_line(stderr)
+    assert code == 1 and line.startswith("error: keys-unavailable: passphrase file: "), line
+
+
+def test_a_config_path_that_is_a_folder(federation: Federation) -> None:
+    """--config naming a folder: bad-config, for serve and for status."""
+    folder = federation.nodes["agency"].config.parent
+    code, stderr = serve(folder)
+    assert code == 1 and one_error_line(stderr).startswith("error: bad-config: cannot read ")
+    result = CliRunner().invoke(cli, ["status", "--config", str(folder)])
+    assert result.exit_code == 1
+    assert one_error_line(result.output).startswith("error: bad-config: cannot read ")
+
+
+def test_log_grep_of_a_file_that_is_not_there(tmp_path: Path) -> None:
+    """``log grep`` of a missing file: one error line naming it, exit 2."""
+    result = CliRunner().invoke(cli, ["log", "grep", "0123", str(tmp_path / "none.log")])
+    assert result.exit_code == 2
+    assert one_error_line(result.output).startswith(f"error: unreadable: {tmp_path}/none.log: ")

@@ -29,7 +29,7 @@ CONFIG_OPTION = click.option(
     "config_path",
     required=True,
     envvar="SECUREMAIL_CONFIG",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # read_config names what is wrong with it, in one line
     help="The node's configuration file (TOML); or $SECUREMAIL_CONFIG.",
 )
 

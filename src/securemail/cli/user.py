@@ -36,7 +36,7 @@ PASSWORD_STDIN = click.option(
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     envvar="SECUREMAIL_CONFIG",
     help="The node's configuration file (TOML); or $SECUREMAIL_CONFIG.",
 )
@@ -312,7 +312,7 @@ def _config_after_the_command(group: click.Group) -> None:
         command.params.append(
             click.Option(
                 ["--config", "leaf_config"],
-                type=click.Path(dir_okay=False, path_type=Path),
+                type=click.Path(path_type=Path),
                 expose_value=False,
                 callback=_take_config,
                 help="The node's configuration file (TOML); or $SECUREMAIL_CONFIG.",
