@@ -38,11 +38,13 @@ def explain(config: Path, *args: str) -> tuple[int, str, str]:
 
 
 def test_labelled_mail_goes_to_members_only(federation: Federation) -> None:
-    """A labelled message is explained per recipient: member yes, outsider refused and why."""
+    """A labelled message is explained per recipient: member yes, outsider refused and why;
+    the refusal makes the exit status 1, with one error line naming its reason."""
     config = _accept_directory(federation)
     args = ("--from", SENDER, "--to", MEMBER, "--to", OUTSIDER, "--label", "in-confidence")
     code, out, err = explain(config, *args)
-    assert code == 0, err
+    assert code == 1
+    assert err == f"error: label-requires-securemail: refused for {OUTSIDER}\n"
     assert "label        IN-CONFIDENCE [SEC=IN-CONFIDENCE] (source: header)" in out
     assert f"{MEMBER}: member (member) [member provider, region NZ]:" in out
     assert f"{OUTSIDER}: refuse (label-requires-securemail): " in out
@@ -78,12 +80,12 @@ def test_sovereignty_rules_from_the_config(federation: Federation) -> None:
     original = config.read_text()
     _edit(config, node='region = "AU"\n')
     code, out, _ = explain(config, "--from", SENDER, "--to", MEMBER, "--label", "RESTRICTED")
-    assert code == 0 and f"{MEMBER}: refuse (node-offshore): " in out
+    assert code == 1 and f"{MEMBER}: refuse (node-offshore): " in out
     assert "organisation agency (node region AU)" in out
     config.write_text(original)
     _edit(config, append='[organisation.policy]\nallowed_regions = ["AU"]\n')
     code, out, _ = explain(config, "--from", SENDER, "--to", MEMBER, "--label", "RESTRICTED")
-    assert code == 0 and f"{MEMBER}: refuse (region-not-allowed) [member provider" in out
+    assert code == 1 and f"{MEMBER}: refuse (region-not-allowed) [member provider" in out
 
 
 def test_personal_use_domain(federation: Federation) -> None:

@@ -157,6 +157,16 @@ class LoginThrottle:
             rows = conn.execute(query).all()
         return [Lock(Key(scope, key), until, count) for scope, key, until, count in rows]
 
+    def failures(self, now: datetime) -> dict[str, int]:
+        """Failures counted in the window at ``now``, by scope (for monitoring)."""
+        query = (
+            select(login_failures.c.scope, func.count())
+            .where(login_failures.c.time > now - self.policy.window)
+            .group_by(login_failures.c.scope)
+        )
+        with transaction(self._engine, "throttle failures", write=False) as conn:
+            return {scope: int(count) for scope, count in conn.execute(query)}
+
     def clear(self, key: Key) -> bool:
         """Forget ``key``'s failures and lock; whether it was locked."""
         with transaction(self._engine, "throttle clear", write=True) as conn:

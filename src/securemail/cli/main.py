@@ -11,6 +11,7 @@ from securemail.cli.demo import demo
 from securemail.cli.directory import directory
 from securemail.cli.federation import federation
 from securemail.cli.keys import keys
+from securemail.cli.log import log_group
 from securemail.cli.policy import policy_group
 from securemail.cli.queue import queue_group, status_command
 from securemail.cli.rollover import install_next_command, promote_command, rollover_command
@@ -40,6 +41,7 @@ cli.add_command(track_command)
 cli.add_command(evidence_group)
 cli.add_command(policy_group)
 cli.add_command(user_group)
+cli.add_command(log_group)
 keys.add_command(rollover_command)
 keys.add_command(install_next_command)
 keys.add_command(promote_command)

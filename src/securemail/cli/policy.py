@@ -11,6 +11,7 @@ Exit status: 0 explained, 1 refused (``error: <reason-code>: <detail>`` on stder
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from datetime import UTC, datetime
 from email.header import Header
@@ -28,7 +29,7 @@ from securemail.directory.store import DirectoryStore
 from securemail.errors import SecureMailError
 from securemail.policy.labels import FIELD, Classified, classify, protective_marking
 from securemail.policy.labels import subject_marking as subject_form
-from securemail.policy.routing import Route, route
+from securemail.policy.routing import Route, RouteKind, route
 from securemail.smime.labels import CLASSIFICATIONS, SecurityLabel
 
 _LOCAL = re.compile(r"[!#$%&'*+\-/=?^_`{|}~.0-9A-Za-z]{1,64}")  # RFC 5321 dot-atom characters
@@ -68,7 +69,8 @@ def explain_command(
     label: str | None,
     subject: str,
 ) -> None:
-    """Print the label and, per recipient, the decision and why; send nothing."""
+    """Print the label and, per recipient, the decision and why; send nothing. Exit 1, with
+    an ``error:`` line naming the reason, when any recipient would be refused."""
     config = read_config(config_path)
     now = datetime.now(UTC)
     try:
@@ -79,6 +81,7 @@ def explain_command(
     except SecureMailError as error:
         fail(error)
     classified = classify(message, org.policy, sender=sender)
+    refused: list[tuple[str, str]] = []
     _describe(config, org, classified, directory, now)
     for recipient, domain in zip(recipients, domains, strict=True):
         decision = route(
@@ -92,6 +95,12 @@ def explain_command(
             node_policy=config.node_policy,
         )
         click.echo(_decision_line(recipient, decision))
+        if decision.kind is RouteKind.REFUSE:
+            refused.append((recipient, decision.reason.value))
+    if refused:  # a refusal is an answer, but not a yes: scripts must see it (exit 1)
+        names = ", ".join(recipient for recipient, _ in refused)
+        click.echo(f"error: {refused[0][1]}: refused for {names}", err=True)
+        sys.exit(1)
 
 
 def synthetic_message(sender: str, subject: str, label: SecurityLabel | None) -> bytes:

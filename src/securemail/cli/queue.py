@@ -20,18 +20,23 @@ from securemail.cli.files import fail
 from securemail.cli.serve import CONFIG_OPTION, ports_file, read_config
 from securemail.config.anchors import load_anchors
 from securemail.config.node import NodeConfig
+from securemail.config.reasons import NodeReason
 from securemail.config.toml_table import parse_duration
 from securemail.directory.model import Directory
 from securemail.directory.store import DirectoryStore
-from securemail.queue import Direction, Entry, QueueError, QueueStore, State
+from securemail.node.context import NodeError
+from securemail.queue import Direction, Entry, QueueError, QueueReason, QueueStore, State
+from securemail.storage.engine import sqlite_path
 
 STATES = [s.value for s in State]
 
 
 @contextmanager
 def _store(config_path: Path) -> Iterator[QueueStore]:
+    """The node's queue, which must exist: these commands never create one (a wrong
+    ``data_dir`` must not look like an empty queue)."""
     config = read_config(config_path)
-    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as serve would
+    _refuse_missing_queue(config)
     try:
         store = QueueStore.open(config.database)
     except QueueError as error:
@@ -42,6 +47,16 @@ def _store(config_path: Path) -> Iterator[QueueStore]:
         fail(error)
     finally:
         store.close()
+
+
+def _refuse_missing_queue(config: NodeConfig) -> None:
+    if not config.data_dir.is_dir():
+        detail = f"node.data_dir {config.data_dir} does not exist: is this the node's config?"
+        fail(NodeError(NodeReason.BAD_CONFIG, detail))
+    database = sqlite_path(config.database)
+    if database is not None and not database.is_file():
+        detail = f"no queue database at {database}: the node has not run with this config"
+        fail(QueueError(QueueReason.UNAVAILABLE, detail))
 
 
 def _now() -> datetime:
@@ -238,26 +253,61 @@ def purge_command(
 
 @click.command("status")
 @CONFIG_OPTION
-def status_command(config_path: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of lines.")
+def status_command(config_path: Path, as_json: bool) -> None:
     """A node summary: organisations, directory, listeners and queue counts by state."""
     config = read_config(config_path)
+    ports = ports_file(config)
+    listeners = json.loads(ports.read_text()) if ports.exists() else None
+    directory, problem = _directory(config)
+    with _store(config_path) as store:
+        status = operations.node_status(config, store, directory, _now())
+    if as_json:
+        summary = status.directory
+        click.echo(
+            json.dumps(
+                {
+                    "node": status.name,
+                    "region": status.region,
+                    "organisations": [
+                        {"org_id": org_id, "domains": list(domains), "delivery": kind}
+                        for org_id, domains, kind in status.organisations
+                    ],
+                    "directory": None
+                    if summary is None
+                    else {
+                        "serial": summary.serial,
+                        "members": summary.members,
+                        "next_update": summary.next_update.isoformat(),
+                        "stale": summary.stale,
+                    },
+                    "directory_problem": problem,
+                    "listeners": listeners,
+                    "queue": {state.value: status.counts.get(state, 0) for state in State},
+                },
+                indent=2,
+            )
+        )
+        return
     click.echo(f"node        {config.name} (region {config.region})")
     for org in config.organisations:
         click.echo(f"serves      {org.org_id}: {', '.join(org.domains)} -> {org.delivery.kind}")
-    click.echo(f"directory   {_directory_status(config)}")
-    ports = ports_file(config)
-    click.echo(f"listeners   {ports.read_text() if ports.exists() else 'not running'}")
-    with _store(config_path) as store:
-        counts = operations.node_status(config, store, None, _now()).counts
+    click.echo(f"directory   {problem or _directory_line(status.directory)}")
+    running = ", ".join(f"{name} {port}" for name, port in (listeners or {}).items() if port)
+    click.echo(f"listeners   {running or 'not running'}")
+    counts = status.counts
     click.echo("queue       " + ", ".join(f"{s.value} {counts.get(s, 0)}" for s in State))
 
 
-def _directory_status(config: NodeConfig) -> str:
-    now = _now()
+def _directory(config: NodeConfig) -> tuple[Directory | None, str | None]:
+    """The stored directory, or why it could not be read (a status line, not a decision)."""
     try:
-        summary = operations.directory_summary(stored_directory(config, now), now)
-    except Exception as error:  # a status line, not a decision: show any failure
-        return f"unreadable: {error}"
+        return stored_directory(config, _now()), None
+    except Exception as error:  # any failure is shown, not raised
+        return None, f"unreadable: {error}"
+
+
+def _directory_line(summary: operations.DirectorySummary | None) -> str:
     if summary is None:
         return "none accepted yet"
     stale = " (STALE: past next update)" if summary.stale else ""

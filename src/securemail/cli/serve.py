@@ -14,18 +14,23 @@ from pathlib import Path
 
 import click
 
+from securemail import logbook
 from securemail.cli.files import fail
 from securemail.config.node import NodeConfig, load_config
 from securemail.errors import SecureMailError
+from securemail.node import systemd
 from securemail.node.processes import watch_parent
-from securemail.node.run import Ports, serve, serve_worker
+from securemail.node.run import Ports, describe, serve, serve_worker
+from securemail.node.systemd import keep_watchdog
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 CONFIG_OPTION = click.option(
     "--config",
     "config_path",
     required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The node's configuration file (TOML).",
+    envvar="SECUREMAIL_CONFIG",
+    type=click.Path(path_type=Path),  # read_config names what is wrong with it, in one line
+    help="The node's configuration file (TOML); or $SECUREMAIL_CONFIG.",
 )
 
 
@@ -43,7 +48,11 @@ def ports_file(config: NodeConfig) -> Path:
 
 @click.command("serve")
 @CONFIG_OPTION
-@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO or WARNING.")
+@click.option(
+    "--log-level",
+    default=None,
+    help="DEBUG, INFO, WARNING or ERROR (default: [log] level, INFO); queue lines are INFO.",
+)
 @click.option(
     "--role",
     type=click.Choice(["all", "worker"]),
@@ -52,13 +61,16 @@ def ports_file(config: NodeConfig) -> Path:
     help="all: the node (its listeners, and [node] workers processes); worker: one worker "
     "process (started by the node; or on another host sharing its PostgreSQL database).",
 )
-def serve_command(config_path: Path, log_level: str, role: str) -> None:
+def serve_command(config_path: Path, log_level: str | None, role: str) -> None:
     """Run the node: peer and relay listeners, queue workers, directory refresh."""
+    if log_level is not None and log_level.upper() not in LOG_LEVELS:
+        wanted = ", ".join(LOG_LEVELS)
+        click.echo(
+            f"error: bad-config: --log-level must be one of {wanted}, not {log_level!r}", err=True
+        )
+        sys.exit(2)
     config = read_config(config_path)
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logbook.configure(config.log.format, (log_level or config.log.level).upper())
     # aiosmtpd logs every SMTP command at INFO and every DATA line at DEBUG: addresses and
     # message content have no place in the operations log.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -110,7 +122,17 @@ async def _run(config: NodeConfig) -> None:
             err=True,
         )
 
+    def ready_for_systemd(ports: Ports) -> None:
+        ready(ports)
+        systemd.notify(f"READY=1\nSTATUS=serving; {', '.join(describe(ports))}")
+
+    interval = systemd.watchdog_interval()
+    watchdog = None if interval is None else asyncio.create_task(keep_watchdog(interval, stop))
     try:
-        await serve(config, stop=stop, ready=ready)
+        await serve(config, stop=stop, ready=ready_for_systemd)
     finally:
+        systemd.notify("STOPPING=1")
+        stop.set()
+        if watchdog is not None:
+            await watchdog
         ports_file(config).unlink(missing_ok=True)

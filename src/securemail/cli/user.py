@@ -36,7 +36,7 @@ PASSWORD_STDIN = click.option(
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     envvar="SECUREMAIL_CONFIG",
     help="The node's configuration file (TOML); or $SECUREMAIL_CONFIG.",
 )
@@ -52,8 +52,9 @@ def user_group(
 ) -> None:
     """Mailbox accounts: add, list, passwords, aliases, TOTP, app passwords, locks, export.
 
-    Give the node's configuration before the command: ``securemail user --config
-    node.toml add ADDRESS`` (or set SECUREMAIL_CONFIG).
+    Give the node's configuration after the command, as everywhere (``securemail user add
+    --config node.toml ADDRESS``), before it (``securemail user --config node.toml add
+    ADDRESS``) or in $SECUREMAIL_CONFIG.
     """
     ctx.obj = UserOptions(config_path, breached_passwords)
 
@@ -299,3 +300,30 @@ def app_password_revoke_command(name: str, ident: str) -> None:
 user_group.add_command(export_dovecot_command)
 user_group.add_command(operator_command)
 user_group.add_command(token_group)
+
+
+def _config_after_the_command(group: click.Group) -> None:
+    """``securemail user add --config F …`` works as ``securemail user --config F add …``
+    does: ``--config`` goes after the command here as in every other command."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _config_after_the_command(command)
+            continue
+        command.params.append(
+            click.Option(
+                ["--config", "leaf_config"],
+                type=click.Path(path_type=Path),
+                expose_value=False,
+                callback=_take_config,
+                help="The node's configuration file (TOML); or $SECUREMAIL_CONFIG.",
+            )
+        )
+
+
+def _take_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        options = ctx.find_object(UserOptions)
+        ctx.obj = UserOptions(value, None if options is None else options.breached)
+
+
+_config_after_the_command(user_group)

@@ -18,7 +18,8 @@ node directory can be moved as a whole.
     [retry]           schedule, warn_after, max_lifetime, keep_body
     [keys]            passphrase_env | passphrase_file             (key files are encrypted)
     [imap]            listen, tls_listen, tls_certificate, tls_key (optional: mailboxes)
-    [web]             listen, tls_certificate, tls_key, public_origin (optional: webmail)
+    [web]             listen, tls_certificate, tls_key, public_origin, metrics_from (optional)
+    [log]             format ("text": logfmt lines, or "json"), level
     [[organisation]]  org_id, domains, keys (folder with keys/ and certs/), [delivery]
 """
 
@@ -85,6 +86,16 @@ class WebSettings:
     tls_certificate: Path
     tls_key: Path
     public_origin: str | None
+    metrics_from: tuple[IPNetwork, ...] = ()  # who may read /metrics (loopback by default)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """The operations log ([log]): its form (see securemail.logbook) and its level (queue
+    lines are INFO)."""
+
+    format: Literal["text", "json"] = "text"
+    level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
 
 
 RECEIPTS_LOCAL_PART = "securemail-receipts"
@@ -203,6 +214,7 @@ class NodeConfig:
     imap: ClientPorts | None = None
     web: WebSettings | None = None
     peer_edge: PeerEdge = field(default_factory=PeerEdge)
+    log: LogSettings = field(default_factory=LogSettings)
     # Worker processes beside the listeners: 1 runs every role in one process; N > 1 runs
     # the outbound and inbound workers in N processes that meet the listeners at the queue.
     workers: int = 1
@@ -269,6 +281,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         imap=_client_ports(root.table("imap"), "imap", tls_pair),
         web=_web(root.table("web"), tls_pair),
         peer_edge=_peer_edge(peer),
+        log=_log(root.table("log")),
         workers=_workers(node),
         lease=node.duration("lease", "60s"),
     )
@@ -321,11 +334,11 @@ def _directory_location(value: str, base: Path) -> str:
     return value if "://" in value else str((base / value).resolve())
 
 
-def _networks(values: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+def _networks(values: tuple[str, ...], key: str = "relay.networks") -> tuple[IPNetwork, ...]:
     try:
         return tuple(ipaddress.ip_network(v, strict=True) for v in values)
     except ValueError as error:
-        raise ConfigError(f"relay.networks: {error}") from None
+        raise ConfigError(f"{key}: {error}") from None
 
 
 def _smarthost(table: Table | None) -> Smarthost | None:
@@ -390,9 +403,24 @@ def _web(table: Table | None, peer_tls: tuple[Path, Path]) -> WebSettings | None
         tls_certificate=table.path("tls_certificate", None) or peer_tls[0],
         tls_key=table.path("tls_key", None) or peer_tls[1],
         public_origin=_origin(table.text("public_origin", None)),
+        metrics_from=_networks(
+            table.strings("metrics_from", ["127.0.0.0/8", "::1/128"]), "web.metrics_from"
+        ),
     )
     table.finish()
     return web
+
+
+def _log(table: Table | None) -> LogSettings:
+    if table is None:
+        return LogSettings()
+    form, level = table.text("format", "text"), str(table.text("level", "INFO")).upper()
+    if form not in ("text", "json"):
+        raise ConfigError(f'log.format must be "text" or "json", not {form!r}')
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"log.level must be DEBUG, INFO, WARNING or ERROR, not {level!r}")
+    table.finish()
+    return LogSettings(form, level)
 
 
 def _origin(value: str | None) -> str | None:

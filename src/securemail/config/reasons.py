@@ -10,3 +10,4 @@ class NodeReason(StrEnum):
     KEYS_UNAVAILABLE = "keys-unavailable"
     NO_DIRECTORY = "no-directory"
     NOT_A_MEMBER = "node-not-a-member"
+    LISTEN_FAILED = "listen-failed"  # a port in use, not allowed, or an address not ours

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -89,16 +90,21 @@ class Listeners:
         """The peer and relay ports (the optional listeners' are on ``ordinary`` etc.)."""
         return self.peer.port, self.relay.port
 
+    def all(self) -> list[Listener]:
+        """Every listener that runs."""
+        listeners = (self.peer, self.relay, self.ordinary, self.submission, self.submission_tls)
+        return [listener for listener in listeners if listener is not None]
+
     async def close(self) -> None:
-        for listener in (
-            self.peer,
-            self.relay,
-            self.ordinary,
-            self.submission,
-            self.submission_tls,
-        ):
-            if listener is not None:
-                await listener.close()
+        for listener in self.all():
+            await listener.close()
+
+
+def cannot_listen(error: OSError, where: str = "") -> str:
+    """One line for a bind that failed: what, where and why."""
+    if not where:
+        return str(error).removeprefix(f"[Errno {error.errno}] ")
+    return f"{where}: {os.strerror(error.errno) if error.errno else error}"
 
 
 def _settings_for(config: NodeConfig, tls: ssl.SSLContext) -> SettingsFor:
@@ -122,7 +128,10 @@ class _Started:
         self._stack = stack
 
     async def __call__(self, start: Awaitable[Listener]) -> Listener:
-        listener = await start
+        try:
+            listener = await start
+        except OSError as error:  # asyncio's text names the address: "… ('0.0.0.0', 25): …"
+            raise NodeError(NodeReason.LISTEN_FAILED, cannot_listen(error)) from None
         self._stack.push_async_callback(listener.close)
         return listener
 

@@ -22,9 +22,11 @@ from pathlib import Path
 from securemail.accounts.events import ACCOUNTS_LOG
 from securemail.accounts.node import Accounts, open_accounts
 from securemail.config.node import NodeConfig
+from securemail.config.reasons import NodeReason
 from securemail.deliver.maildir import mailbox_path
 from securemail.imap import ImapServer, MaildirFor, start_imap
-from securemail.node.listeners import server_tls
+from securemail.node.context import NodeError
+from securemail.node.listeners import cannot_listen, server_tls
 
 
 def hosts_mailboxes(config: NodeConfig) -> bool:
@@ -70,12 +72,15 @@ async def start_node_imap(config: NodeConfig, accounts: Accounts) -> ImapServer 
     tls = server_tls(config, imap.tls_certificate, imap.tls_key)
     listen = None if imap.listen is None else (imap.listen.host, imap.listen.port)
     tls_listen = None if imap.tls_listen is None else (imap.tls_listen.host, imap.tls_listen.port)
-    return await start_imap(
-        accounts.authenticator,
-        maildir_for(config),
-        tls,
-        listen=listen,
-        tls_listen=tls_listen,
-        name=config.name,
-        seal=accounts.mailbox_seal,
-    )
+    try:
+        return await start_imap(
+            accounts.authenticator,
+            maildir_for(config),
+            tls,
+            listen=listen,
+            tls_listen=tls_listen,
+            name=config.name,
+            seal=accounts.mailbox_seal,
+        )
+    except OSError as error:
+        raise NodeError(NodeReason.LISTEN_FAILED, cannot_listen(error, "[imap]")) from None

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from securemail import logbook
 from securemail.config.anchors import load_anchors
 from securemail.config.node import NodeConfig
 from securemail.config.reasons import NodeReason
@@ -37,6 +38,7 @@ from securemail.node.context import (
 )
 from securemail.node.listeners import Listeners, start_listeners
 from securemail.node.mailboxes import open_node_accounts, start_node_imap
+from securemail.node.monitoring import monitoring_router, open_monitor
 from securemail.node.processes import WorkerProcesses
 from securemail.node.roles import Roles, build_roles
 from securemail.node.web import WebServer, start_node_web
@@ -181,8 +183,9 @@ async def serve(
     except BaseException:  # e.g. the IMAP port is taken: leave nothing listening
         await listeners.close()
         raise
+    monitor = open_monitor(node, listeners)
     try:
-        web = await start_node_web(node, admission)
+        web = await start_node_web(node, admission, extra=[monitoring_router(monitor)])
     except BaseException:
         await listeners.close()
         if imap is not None:
@@ -199,7 +202,7 @@ async def serve(
     else:
         tasks += _work(node, roles, stop)
     ports = _ports(listeners, imap, web)
-    log.info("node %s serving; %s", config.name, ", ".join(_describe(ports)))
+    log.info("node %s serving; %s", config.name, ", ".join(describe(ports)))
     if ready is not None:
         result = ready(ports)
         if result is not None:
@@ -262,8 +265,7 @@ def _worker_processes(node: Node) -> WorkerProcesses:
     async def recover(pid: int) -> int:
         return await node.queue.db(node.store.recover, node.clock(), owner=f"{config.name}/{pid}")
 
-    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-    return WorkerProcesses(config.source, config.workers, recover, log_level=level)
+    return WorkerProcesses(config.source, config.workers, recover, log_level=logbook.level())
 
 
 async def _reload_directory(node: Node, stop: asyncio.Event) -> None:
@@ -299,7 +301,7 @@ def _ports(listeners: Listeners, imap: ImapServer | None, web: WebServer | None)
     )
 
 
-def _describe(ports: Ports) -> list[str]:
+def describe(ports: Ports) -> list[str]:
     """``"peer port 25"``, ... for every listener that runs."""
     return [
         f"{field.name.replace('_', ' ')} port {value}"

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import APIRouter
 
+from securemail.config.reasons import NodeReason
 from securemail.node.admission import Admission
-from securemail.node.context import Node
-from securemail.node.listeners import server_tls
+from securemail.node.context import Node, NodeError
+from securemail.node.listeners import cannot_listen, server_tls
 from securemail.node.mailboxes import maildir_for
 from securemail.web.app import make_app
 from securemail.web.context import WebContext
@@ -54,17 +55,26 @@ class WebServer:
 
 
 async def start_node_web(
-    node: Node, admission: Admission, *, routers: Sequence[APIRouter] | None = None
+    node: Node,
+    admission: Admission,
+    *,
+    routers: Sequence[APIRouter] | None = None,
+    extra: Sequence[APIRouter] = (),
 ) -> WebServer | None:
-    """Serve [web] for ``node``; None when it has no [web] or hosts no accounts."""
+    """Serve [web] for ``node``; None when it has no [web] or hosts no accounts. ``extra``
+    routers (monitoring) are served beside ``routers`` (by default the web app's own)."""
     settings = node.config.web
     if settings is None or node.accounts is None:
         return None
     tls = server_tls(node.config, settings.tls_certificate, settings.tls_key)
-    listening = socket.create_server(
-        (settings.listen.host, settings.listen.port),
-        family=socket.AF_INET6 if ":" in settings.listen.host else socket.AF_INET,
-    )
+    try:
+        listening = socket.create_server(
+            (settings.listen.host, settings.listen.port),
+            family=socket.AF_INET6 if ":" in settings.listen.host else socket.AF_INET,
+        )
+    except OSError as error:
+        where = f"[web] listen {settings.listen.host}:{settings.listen.port}"
+        raise NodeError(NodeReason.LISTEN_FAILED, cannot_listen(error, where)) from None
     port = listening.getsockname()[1]
     host = f"[{settings.listen.host}]" if ":" in settings.listen.host else settings.listen.host
     origin = settings.public_origin or f"https://{host}" + ("" if port == 443 else f":{port}")
@@ -80,6 +90,8 @@ async def start_node_web(
         seal=node.accounts.mailbox_seal,
     )
     app = make_app(web, routers=routers, origin=origin)
+    for router in extra:
+        app.include_router(router, include_in_schema=False)
     config = uvicorn.Config(
         app, log_level="warning", lifespan="off", ssl_context_factory=_fixed(tls)
     )

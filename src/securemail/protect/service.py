@@ -55,6 +55,7 @@ class _Try:
     events: list[tuple[str, str]] = field(default_factory=list)
     signatures: list[NewSignature] = field(default_factory=list)
     classified: Classified = field(default_factory=lambda: Classified(None, "none"))
+    relays: dict[str, str] = field(default_factory=dict)  # recipient: host:port tried
 
     @property
     def wants_receipt(self) -> bool:
@@ -79,11 +80,12 @@ class Outbound:
         org = context.orgs.get(entry.org_id)
         events: list[tuple[str, str]] = []
         signatures: list[NewSignature] = []
+        relays: dict[str, str] = {}
         if org is None:
             results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
         else:
             classified = self._classify(entry, body, org, events)
-            attempt = _Try(entry, body, org, now, events, signatures, classified)
+            attempt = _Try(entry, body, org, now, events, signatures, classified, relays)
             results = await self._attempt(attempt, context.directory())
         recorded = await context.queue.commits.record(
             Attempt(
@@ -92,6 +94,7 @@ class Outbound:
                 tuple(events),
                 signatures=tuple(signatures),
                 holder=entry.claimed_by,
+                relays=tuple(relays.items()),
             )
         )
         await bounce_newly_failed(context.notices, entry, recorded, body, now)
@@ -221,6 +224,7 @@ class Outbound:
     ) -> dict[str, Reply]:
         entry = attempt.entry
         mail_from = "" if entry.kind == "notice" else entry.mail_from
+        attempt.relays.update(dict.fromkeys(recipients, f"{destination.host}:{destination.port}"))
         try:
             return await self.context.relay.send(destination, mail_from, recipients, body)
         except RelayError as error:

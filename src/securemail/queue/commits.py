@@ -123,6 +123,7 @@ def _record_one(store: QueueManager) -> Callable[[Attempt, datetime], Entry]:
             signatures=attempt.signatures,
             enqueue=attempt.enqueue,
             holder=attempt.holder,
+            relays=dict(attempt.relays),
         )
 
     return record

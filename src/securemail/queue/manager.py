@@ -22,7 +22,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, func, select, update
 
-from securemail.queue import tracking
+from securemail.queue import eventlog, tracking
 from securemail.queue.dedup import record_delivered
 from securemail.queue.model import (
     FINAL_STATES,
@@ -127,6 +127,7 @@ class QueueManager(Protocol):
         signatures: Sequence[NewSignature] = (),
         enqueue: Sequence[NewMessage] = (),
         holder: str | None = None,
+        relays: Mapping[str, str] | None = None,
     ) -> Entry: ...
 
     def record_many(self, attempts: Sequence[Attempt], now: datetime) -> list[Entry]: ...
@@ -284,6 +285,7 @@ class ManagerRows(Transactions):
         signatures: Sequence[NewSignature] = (),
         enqueue: Sequence[NewMessage] = (),
         holder: str | None = None,
+        relays: Mapping[str, str] | None = None,
     ) -> Entry:
         """Record one attempt's per-recipient replies; returns the entry as it now stands.
 
@@ -292,7 +294,8 @@ class ManagerRows(Transactions):
         :meth:`securemail.queue.dedup.Deduplication.remember`), ``signatures`` stored, and
         each recipient relayed (2xx) under one of them awaits a receipt until the
         signature's window ends; ``enqueue`` messages (notices) are queued, their ids noted
-        in a "queued-follow-up" event. Anything failing records nothing. ``holder`` fences
+        in a "queued-follow-up" event; ``relays`` (recipient: ``host:port``) go to the log
+        lines only. Anything failing records nothing. ``holder`` fences
         the record (see :class:`Attempt`).
 
         The fence is the claim, not the clock: a lease that expired but was not taken over
@@ -307,7 +310,8 @@ class ManagerRows(Transactions):
             tuple(remember),
             tuple(signatures),
             tuple(enqueue),
-            holder,
+            holder=holder,
+            relays=tuple((relays or {}).items()),
         )
         return self._attempt(entry_id, lambda entry: results, now, attempt)
 
@@ -475,6 +479,7 @@ class ManagerRows(Transactions):
                 detail = f"{entry_id}: {address} is not a pending recipient"
                 raise QueueError(QueueReason.BAD_STATE, detail)
         attempt = attempt or Attempt(entry_id, results)
+        eventlog.note_relays(conn, entry_id, dict(attempt.relays))
         for event, detail in attempt.events:  # e.g. "verified"
             log_event(conn, entry_id, event, now, detail=detail)
         write_settlement(conn, entry, settle(self._retry, entry, results, now), now)

@@ -267,7 +267,8 @@ class ReceiptRecord:
 class Attempt:
     """One attempt's outcome for :meth:`QueueStore.record_many`: per-recipient replies,
     history events (name, detail) and idempotency keys to store with it, the signatures
-    that requested receipts, and follow-up messages (notices) to enqueue with it.
+    that requested receipts, follow-up messages (notices) to enqueue with it, and where
+    each recipient was relayed (``host:port``, for the operations log only).
 
     ``holder`` fences the record: the claim (``Entry.claimed_by``) the attempt was made
     under. If the entry is held by anyone else now (its lease expired and another process
@@ -283,3 +284,4 @@ class Attempt:
     signatures: tuple[NewSignature, ...] = ()
     enqueue: tuple[NewMessage, ...] = ()
     holder: str | None = None
+    relays: tuple[tuple[str, str], ...] = ()  # (recipient, host:port)

@@ -33,6 +33,7 @@ from sqlalchemy import (
     update,
 )
 
+from securemail.queue import eventlog
 from securemail.queue.model import (
     Direction,
     Disposition,
@@ -45,6 +46,7 @@ from securemail.queue.model import (
     State,
 )
 from securemail.queue.retry import Change, Settlement
+from securemail.replies import Reply
 from securemail.storage.dialect import notify
 from securemail.storage.types import UtcDateTime
 
@@ -179,7 +181,13 @@ def log_event(
     recipient: str | None = None,
     reason: str = "",
     detail: str = "",
+    reply: Reply | None = None,
 ) -> None:
+    """Add an event to the entry's history, and to the operations log once committed.
+
+    ``reply`` splits the log line's ``reply=`` and ``detail=`` (the history's ``detail``
+    already holds both).
+    """
     conn.execute(
         events.insert().values(
             entry_id=entry_id,
@@ -189,6 +197,16 @@ def log_event(
             reason=reason,
             detail=detail,
         )
+    )
+    eventlog.keep(
+        conn,
+        entry_id,
+        event,
+        now,
+        recipient=recipient or "",
+        reason=reason,
+        reply="" if reply is None else reply.line(),
+        detail=detail if reply is None else reply.detail,
     )
 
 
@@ -303,7 +321,14 @@ def _write_change(
     detail = f"{reply.line()} ({reply.detail})" if reply and reply.detail else ""
     detail = detail or (reply.line() if reply else "not tried before the maximum lifetime")
     log_event(
-        conn, entry_id, change.event, now, recipient=change.address, reason=reason, detail=detail
+        conn,
+        entry_id,
+        change.event,
+        now,
+        recipient=change.address,
+        reason=reason,
+        detail=detail,
+        reply=reply,
     )
 
 

@@ -59,6 +59,10 @@ class Steering(Protocol):
 
     def counts(self) -> dict[State, int]: ...
 
+    def depth(self) -> builtins.list[tuple[State, Direction, str, int]]: ...
+
+    def receipt_counts(self) -> dict[ReceiptState, int]: ...
+
     def get(self, entry_id: str) -> Entry | None: ...
 
     def body(self, entry_id: str) -> bytes: ...
@@ -114,6 +118,20 @@ class SteeringRows(Transactions):
         with self._read("counts") as conn:
             found = {State(state): count for state, count in conn.execute(query)}
         return {state: found.get(state, 0) for state in State}
+
+    def depth(self) -> builtins.list[tuple[State, Direction, str, int]]:
+        """How many entries there are by state, direction and reason code ("" for none)."""
+        columns = (messages.c.state, messages.c.direction, messages.c.reason)
+        with self._read("depth") as conn:
+            rows = conn.execute(select(*columns, func.count()).group_by(*columns)).all()
+        return [(State(s), Direction(d), reason or "", int(n)) for s, d, reason, n in rows]
+
+    def receipt_counts(self) -> dict[ReceiptState, int]:
+        """How many recipients there are in each receipt state other than NONE."""
+        column = recipients.c.receipt_state
+        query = select(column, func.count()).where(column != ReceiptState.NONE).group_by(column)
+        with self._read("receipt_counts") as conn:
+            return {ReceiptState(state): int(n) for state, n in conn.execute(query)}
 
     def events(self, entry_id: str) -> builtins.list[Event]:
         """An entry's history, oldest first (kept after an operator deleted the entry)."""

@@ -3,13 +3,15 @@ policy, database failures as QueueError)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, update
 
+from securemail import logbook
+from securemail.queue import eventlog
 from securemail.queue.model import Entry, QueueError, QueueReason, State
 from securemail.queue.retry import RetryPolicy
 from securemail.queue.schema import lock_entry, log_event, messages, one_entry
@@ -24,6 +26,12 @@ class Transactions:
     def __init__(self, engine: Engine, retry: RetryPolicy) -> None:
         self._engine = engine
         self._retry = retry
+        self._observers: list[Callable[[Sequence[logbook.QueueLine]], None]] = []
+
+    def observe(self, observer: Callable[[Sequence[logbook.QueueLine]], None]) -> None:
+        """Call ``observer`` with each write transaction's events once it committed (the
+        lines the operations log writes; metrics count them)."""
+        self._observers.append(observer)
 
     def _move(
         self,
@@ -49,8 +57,18 @@ class Transactions:
 
     @contextmanager
     def _write(self, action: str) -> Iterator[Connection]:
-        with as_queue_error(), transaction(self._engine, action, write=True) as conn:
-            yield conn
+        """One write transaction; its events reach the operations log after the commit."""
+        with as_queue_error():
+            wanted = logbook.wanted() or bool(self._observers)
+            with (
+                transaction(self._engine, action, write=True) as conn,
+                eventlog.collecting(conn, messages, wanted) as lines,
+            ):
+                yield conn
+            if lines:
+                logbook.queue_events(lines)
+                for observer in self._observers:
+                    observer(lines)
 
     @contextmanager
     def _read(self, action: str) -> Iterator[Connection]:

@@ -336,6 +336,11 @@ class Listener:
         self._drain = drain
         self.port: int = server.sockets[0].getsockname()[1]
 
+    @property
+    def serving(self) -> bool:
+        """Whether the listener still accepts connections (for the node's readiness)."""
+        return self._server.is_serving()
+
     async def close(self) -> None:
         """Stop accepting; drop every session not in DATA now, the others once their DATA
         is done or the drain deadline has passed; wait until their tasks have ended."""

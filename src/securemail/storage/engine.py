@@ -48,6 +48,14 @@ def connect(url: str) -> Engine:
     return engine
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database or an in-memory one)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database to the newest schema, or to ``revision`` (no-op when it is there)."""
     config = Config()

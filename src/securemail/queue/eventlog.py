@@ -1,0 +1,104 @@
+"""The queue's events as operations-log lines, written once their transaction committed.
+
+:func:`securemail.queue.schema.log_event` writes an event to the history table and, while
+a write transaction collects (:func:`collecting`), keeps it here too. Just before the
+commit, one query reads the Message-ID, sender, client, direction and arrival time of the
+entries involved; after the commit, :func:`securemail.logbook.queue_events` writes the
+lines. A rolled-back transaction writes none, so the log shows exactly the history.
+Nothing is collected (and nothing read) when neither the log nor an observer (metrics)
+wants the lines, as in the CLI's commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Connection, Table, select
+
+from securemail import logbook
+
+_KEY = "securemail.queue.eventlog"
+
+
+@dataclass
+class _Pending:
+    events: list[tuple[str, str, datetime, str, str, str, str]] = field(default_factory=list)
+    relays: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def keep(
+    conn: Connection,
+    entry_id: str,
+    event: str,
+    now: datetime,
+    *,
+    recipient: str,
+    reason: str,
+    reply: str,
+    detail: str,
+) -> None:
+    """Keep an event for the log if this transaction collects (called by log_event)."""
+    pending = conn.info.get(_KEY)
+    if pending is not None:
+        pending.events.append((entry_id, event, now, recipient, reason, reply, detail))
+
+
+def note_relays(conn: Connection, entry_id: str, relays: Mapping[str, str]) -> None:
+    """Where an attempt sent each recipient (``host:port``), for its lines' ``relay=``."""
+    pending = conn.info.get(_KEY)
+    if pending is not None:
+        pending.relays |= {(entry_id, r.casefold()): where for r, where in relays.items()}
+
+
+@contextmanager
+def collecting(
+    conn: Connection, messages: Table, wanted: bool
+) -> Iterator[list[logbook.QueueLine]]:
+    """Collect the events written on ``conn``; the list is filled just before the commit
+    (with the heads read from ``messages``, the queue's table).
+
+    Use inside the transaction; write the lines only after it committed.
+    """
+    lines: list[logbook.QueueLine] = []
+    if not wanted:
+        yield lines
+        return
+    pending = conn.info[_KEY] = _Pending()
+    try:
+        yield lines
+        lines.extend(_describe(conn, pending, messages))
+    finally:
+        conn.info.pop(_KEY, None)
+
+
+def _describe(conn: Connection, pending: _Pending, messages: Table) -> list[logbook.QueueLine]:
+    ids = {event[0] for event in pending.events}
+    if not ids:
+        return []
+    columns = (messages.c.id, messages.c.direction, messages.c.message_id, messages.c.mail_from)
+    query = select(*columns, messages.c.client, messages.c.created_at)
+    heads = {row.id: row for row in conn.execute(query.where(messages.c.id.in_(ids)))}
+    lines = []
+    for entry_id, event, now, recipient, reason, reply, detail in pending.events:
+        head = heads.get(entry_id)  # None once deleted
+        lines.append(
+            logbook.QueueLine(
+                queue_id=entry_id,
+                event=event,
+                time=now,
+                direction="" if head is None else str(head.direction),
+                message_id="" if head is None else head.message_id or "",
+                sender="" if head is None else head.mail_from or "<>",
+                recipient=recipient,
+                client="" if head is None else head.client or "",
+                relay=pending.relays.get((entry_id, recipient.casefold()), ""),
+                reason=reason,
+                reply=reply,
+                created_at=None if head is None else head.created_at,
+                detail=detail,
+            )
+        )
+    return lines
