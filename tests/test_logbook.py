@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -131,3 +132,20 @@ def test_follow_finds_a_message_across_nodes_by_queue_id_or_message_id() -> None
     assert logbook.follow(lines, "a1") == [0, 1, 3, 4, 6, 7]
     assert logbook.follow(lines, "<m@x>") == [0, 1, 3, 4, 6, 7]
     assert logbook.follow(lines, "zz") == []
+
+
+def test_control_characters_never_break_a_text_line(tmp_path: Path, restore_logging: None) -> None:
+    """A value holding CR, LF or an escape (a signed header field, a peer's reply) stays on
+    its one line, written as escapes, and reads back with its queue id (log injection)."""
+    injected = dataclasses.replace(
+        LINE, detail="From: a@agency.govt.nz\r\nTo: b@x\r\n", reply="250 ok\r\nfake line\x1b[2J"
+    )
+    path = tmp_path / "text.log"
+    with path.open("w", newline="") as stream:
+        logbook.configure("text", "INFO", stream=stream, environ={})
+        logbook.queue_events([injected])
+    text = path.read_bytes().decode()
+    assert text.count("\n") == 1 and "\r" not in text and "\x1b" not in text
+    fields = logbook.parse(text)
+    assert fields["queue_id"] == LINE.queue_id
+    assert "\\r" in fields["detail"] and "\\x1b" in fields["reply"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -201,10 +202,26 @@ def _text_renderer(journald: bool) -> Any:
     logfmt = structlog.processors.LogfmtRenderer(key_order=[*QUEUE_KEYS, "msg"], drop_missing=True)
 
     def render(logger: Any, name: str, event: dict[str, Any]) -> str:
-        lead = [str(event.pop(key)) for key in _LEAD_KEYS if key in event]
-        return " ".join([*lead, logfmt(logger, name, event)])
+        lead = [_one_line(str(event.pop(key))) for key in _LEAD_KEYS if key in event]
+        values = {k: _one_line(v) if isinstance(v, str) else v for k, v in event.items()}
+        return " ".join([*lead, logfmt(logger, name, values)])
 
     return render
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(value: str) -> str:
+    """Control characters written as escapes (``\\r``, ``\\n``, ``\\x1b``): a value (a
+    signed header field, a peer's reply) can never start a line of its own in the text log,
+    nor hide one (THREATS.md J, log injection)."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}")
+
+    return _CONTROL.sub(escape, value)
 
 
 def _journald_priority(renderer: Any) -> Any:
