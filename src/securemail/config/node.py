@@ -21,6 +21,8 @@ node directory can be moved as a whole.
     [web]             listen, tls_certificate, tls_key, public_origin, metrics_from (optional)
     [log]             format ("text": logfmt lines, or "json"), level
     [[organisation]]  org_id, domains, keys (folder with keys/ and certs/), [delivery]
+    [structured]      ubl_schemas; per organisation [organisation.structured] (see
+                      securemail.config.structured)
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from securemail.config.structured import (
+    StructuredSettings,
+    StructuredTarget,
+    structured_settings,
+    structured_target,
+)
 from securemail.config.toml_table import (
     REQUIRED,
     ConfigError,
@@ -127,6 +135,7 @@ class Organisation:
     delivery: Delivery
     receipts: ReceiptPolicy = field(default_factory=ReceiptPolicy)
     policy: OrgPolicy = field(default_factory=OrgPolicy)
+    structured: StructuredTarget | None = None  # where its business application takes documents
 
     @property
     def receipt_address(self) -> str:
@@ -219,6 +228,7 @@ class NodeConfig:
     # the outbound and inbound workers in N processes that meet the listeners at the queue.
     workers: int = 1
     lease: timedelta = timedelta(seconds=60)  # how long a claim holds without renewal
+    structured: StructuredSettings = field(default_factory=StructuredSettings)
     source: Path | None = None  # the file it was read from (worker processes read it too)
 
     def organisation_for(self, domain: str) -> Organisation | None:
@@ -284,6 +294,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         log=_log(root.table("log")),
         workers=_workers(node),
         lease=node.duration("lease", "60s"),
+        structured=structured_settings(root.table("structured")),
     )
     for table in (root, node, federation, peer, relay):
         table.finish()
@@ -512,6 +523,7 @@ def _organisation(table: Table) -> Organisation:
         delivery=_delivery(delivery),
         receipts=_receipts(table.table("receipts")),
         policy=_policy(table.table("policy")),
+        structured=structured_target(table.table("structured")),
     )
     if not org.domains:
         raise ConfigError(f"{table.where}.domains must list at least one domain")
