@@ -56,8 +56,7 @@ def _configure(federation: Federation, ubl: Path, webhook_port: int) -> None:
     secret.write_bytes(SECRET)
     gsp = federation.nodes["gsp"].config
     gsp.write_text(
-        gsp.read_text()
-        + f'\n[organisation.structured]\nkind = "webhook"\n'
+        gsp.read_text() + f'\n[organisation.structured]\nkind = "webhook"\n'
         f'url = "http://127.0.0.1:{webhook_port}/invoices"\nsecret_file = "{secret}"\n'
         f'\n[structured]\nubl_schemas = "{ubl}"\n'
     )
@@ -100,14 +99,30 @@ async def _answer(federation: Federation, envelope: dict[str, Any], code: str) -
     invoice = parse(sample("invoice-nz-valid.xml"))
     supplier, buyer = responses.parties(invoice)
     answer = responses.Answer("HB-IR-1", envelope["document_id"], code)
-    document = responses.write(answer, sender=buyer, receiver=supplier, issued=datetime.now(UTC).date())
+    document = responses.write(
+        answer, sender=buyer, receiver=supplier, issued=datetime.now(UTC).date()
+    )
     kind = identify(parse(document))
     outgoing = Outgoing(
-        document, kind, "HB-IR-1", HARBOUR_APP, AROHA, "Invoice response", False, envelope["message_id"]
+        document,
+        kind,
+        "HB-IR-1",
+        HARBOUR_APP,
+        AROHA,
+        "Invoice response",
+        False,
+        envelope["message_id"],
     )
     message, _ = compose(outgoing, datetime.now(UTC))
     port = federation.nodes["gsp"].relay_port
-    await aiosmtplib.send(message, sender=HARBOUR_APP, recipients=[AROHA], hostname="127.0.0.1", port=port, start_tls=False)
+    await aiosmtplib.send(
+        message,
+        sender=HARBOUR_APP,
+        recipients=[AROHA],
+        hostname="127.0.0.1",
+        port=port,
+        start_tls=False,
+    )
 
 
 async def _answered(federation: Federation, message_id: str) -> str:
@@ -191,7 +206,14 @@ def test_a_broken_invoice_over_smtp_is_refused_before_it_is_queued(
             message, _ = compose(outgoing, datetime.now(UTC))
             port = federation.nodes["agency"].relay_port
             try:
-                await aiosmtplib.send(message, sender=AROHA, recipients=[HARBOUR_APP], hostname="127.0.0.1", port=port, start_tls=False)
+                await aiosmtplib.send(
+                    message,
+                    sender=AROHA,
+                    recipients=[HARBOUR_APP],
+                    hostname="127.0.0.1",
+                    port=port,
+                    start_tls=False,
+                )
             except aiosmtplib.SMTPResponseException as error:
                 return f"{error.code} {error.message}"
             return "accepted"

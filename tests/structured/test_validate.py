@@ -35,7 +35,9 @@ def test_valid_samples_pass_schema_and_rules(schemas: Schemas, name: str, kind: 
 
 
 @pytest.mark.parametrize(("name", "rules"), BROKEN.items())
-def test_broken_samples_fail_with_their_rule_ids(schemas: Schemas, name: str, rules: list[str]) -> None:
+def test_broken_samples_fail_with_their_rule_ids(
+    schemas: Schemas, name: str, rules: list[str]
+) -> None:
     """Each broken sample is invalid with exactly the rule ids its fault breaks."""
     report = validate(sample(name), schemas)
     assert not report.valid

@@ -37,7 +37,9 @@ async def start(inbox: Inbox) -> tuple[web.AppRunner, int]:
 
     async def take(request: web.Request) -> web.Response:
         body = await request.read()
-        if not signature_valid(inbox.secret, request.headers.get(SIGNATURE_FIELD, ""), body, time.time()):
+        if not signature_valid(
+            inbox.secret, request.headers.get(SIGNATURE_FIELD, ""), body, time.time()
+        ):
             return web.Response(status=401)
         delivery = request.headers[DELIVERY_FIELD]
         inbox.requests.append(delivery)
@@ -58,7 +60,7 @@ async def start(inbox: Inbox) -> tuple[web.AppRunner, int]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    server = site._server  # noqa: SLF001 (the bound port of a port-0 site)
+    server = site._server  # the bound port of a port-0 site
     assert server is not None
     port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     return runner, port

@@ -29,12 +29,18 @@ CHECKED = (
 )  # fmt: skip
 AUNZ_TAX_CATEGORIES = frozenset({"S", "E", "Z", "G", "O"})  # the A-NZ subset of UNCL5305
 _PROFILE = re.compile(r"urn:fdc:peppol\.eu:2017:poacc:billing:[0-9]{2}:1\.0")
-_CENT = Decimal("0.01")
+_CENT, _ZERO = Decimal("0.01"), Decimal(0)
+_TOTALS = (
+    "LineExtensionAmount", "TaxExclusiveAmount", "TaxInclusiveAmount", "AllowanceTotalAmount",
+    "ChargeTotalAmount", "PrepaidAmount", "PayableRoundingAmount", "PayableAmount",
+)  # fmt: skip
 _SUPPLIER, _CUSTOMER = (
     "cac:AccountingSupplierParty/cac:Party",
     "cac:AccountingCustomerParty/cac:Party",
 )
 _TOTAL = "cac:LegalMonetaryTotal"
+_NAME = "cac:PartyLegalEntity/cbc:RegistrationName"
+_COUNTRY = "cac:PostalAddress/cac:Country/cbc:IdentificationCode"
 Rule = Callable[[etree._Element], Iterator[Finding]]
 
 
@@ -57,7 +63,7 @@ def _sum(node: etree._Element, path: str) -> Decimal:
 
 def _lines(root: etree._Element) -> list[etree._Element]:
     credit = etree.QName(root).namespace == CREDIT_NOTE_NS
-    return root.findall("cac:CreditNoteLine" if credit else "cac:InvoiceLine", NS)
+    return list(root.findall("cac:CreditNoteLine" if credit else "cac:InvoiceLine", NS))
 
 
 def _quantity_path(root: etree._Element) -> str:
@@ -71,18 +77,16 @@ _REQUIRED = (
     ("BR-02", "cbc:ID", "an invoice number (BT-1)"),
     ("BR-03", "cbc:IssueDate", "an issue date (BT-2)"),
     ("BR-05", "cbc:DocumentCurrencyCode", "a currency code (BT-5)"),
-    ("BR-06", f"{_SUPPLIER}/cac:PartyLegalEntity/cbc:RegistrationName", "the seller's name (BT-27)"),
-    ("BR-07", f"{_CUSTOMER}/cac:PartyLegalEntity/cbc:RegistrationName", "the buyer's name (BT-44)"),
-    ("BR-09", f"{_SUPPLIER}/cac:PostalAddress/cac:Country/cbc:IdentificationCode",
-     "the seller's country code (BT-40)"),
-    ("BR-11", f"{_CUSTOMER}/cac:PostalAddress/cac:Country/cbc:IdentificationCode",
-     "the buyer's country code (BT-55)"),
+    ("BR-06", f"{_SUPPLIER}/{_NAME}", "the seller's name (BT-27)"),
+    ("BR-07", f"{_CUSTOMER}/{_NAME}", "the buyer's name (BT-44)"),
+    ("BR-09", f"{_SUPPLIER}/{_COUNTRY}", "the seller's country code (BT-40)"),
+    ("BR-11", f"{_CUSTOMER}/{_COUNTRY}", "the buyer's country code (BT-55)"),
     ("BR-12", f"{_TOTAL}/cbc:LineExtensionAmount", "the sum of line net amounts (BT-106)"),
     ("BR-13", f"{_TOTAL}/cbc:TaxExclusiveAmount", "the total without GST (BT-109)"),
     ("BR-14", f"{_TOTAL}/cbc:TaxInclusiveAmount", "the total with GST (BT-112)"),
     ("BR-15", f"{_TOTAL}/cbc:PayableAmount", "the amount due for payment (BT-115)"),
-    ("PEPPOL-EN16931-R020", f"{_SUPPLIER}/cbc:EndpointID", "the seller's electronic address (BT-34)"),
-    ("PEPPOL-EN16931-R010", f"{_CUSTOMER}/cbc:EndpointID", "the buyer's electronic address (BT-49)"),
+    ("PEPPOL-EN16931-R020", f"{_SUPPLIER}/cbc:EndpointID", "the seller's e-address (BT-34)"),
+    ("PEPPOL-EN16931-R010", f"{_CUSTOMER}/cbc:EndpointID", "the buyer's e-address (BT-49)"),
 )  # fmt: skip
 
 
@@ -140,34 +144,38 @@ def _line_amount(line: etree._Element, quantity_path: str, where: str) -> Iterat
 
 
 def totals(root: etree._Element) -> Iterator[Finding]:
-    line_sum = sum(
-        (_amount(n, "cbc:LineExtensionAmount") or Decimal(0) for n in _lines(root)), Decimal(0)
-    )
+    """BR-CO-10, 13, 15 and 16: the document totals add up."""
     total = root.find(_TOTAL, NS)
     if total is None:
         return
-    get = lambda name: _amount(total, f"cbc:{name}")  # noqa: E731
-    net, exclusive, inclusive, payable = (
-        get(n) for n in ("LineExtensionAmount", "TaxExclusiveAmount", "TaxInclusiveAmount", "PayableAmount")
-    )  # fmt: skip
+    amounts = {n: _amount(total, f"cbc:{n}") for n in _TOTALS}
+    net, exclusive = amounts["LineExtensionAmount"], amounts["TaxExclusiveAmount"]
+    inclusive, payable = amounts["TaxInclusiveAmount"], amounts["PayableAmount"]
+    line_sum = sum((_amount(n, "cbc:LineExtensionAmount") or 0 for n in _lines(root)), _ZERO)
     if net is not None and net != line_sum:
         yield Finding("BR-CO-10", f"the sum of line net amounts {net} shall be {line_sum}", _TOTAL)
-    allowances, charges = get("AllowanceTotalAmount") or 0, get("ChargeTotalAmount") or 0
-    if net is not None and exclusive is not None and exclusive != net - allowances + charges:
-        expected = net - allowances + charges
-        yield Finding("BR-CO-13", f"the total without GST {exclusive} shall be {expected}", _TOTAL)
+    adjust = (amounts["ChargeTotalAmount"] or 0) - (amounts["AllowanceTotalAmount"] or 0)
+    if net is not None and exclusive is not None and exclusive != net + adjust:
+        message = f"the total without GST {exclusive} shall be {net + adjust}"
+        yield Finding("BR-CO-13", message, _TOTAL)
     tax = _document_tax(root)
     if exclusive is not None and inclusive is not None and inclusive != exclusive + tax:
-        expected = exclusive + tax
-        yield Finding("BR-CO-15", f"the total with GST {inclusive} shall be {expected}", _TOTAL)
-    prepaid, rounding = get("PrepaidAmount") or 0, get("PayableRoundingAmount") or 0
-    if inclusive is not None and payable is not None and payable != inclusive - prepaid + rounding:
-        expected = inclusive - prepaid + rounding
-        yield Finding("BR-CO-16", f"the amount due {payable} shall be {expected}", _TOTAL)
-    credit = etree.QName(root).namespace == CREDIT_NOTE_NS
-    due = text(root, "cbc:DueDate") or text(root, "cac:PaymentMeans/cbc:PaymentDueDate")
-    has_terms = root.find("cac:PaymentTerms/cbc:Note", NS) is not None
-    if not credit and payable is not None and payable > 0 and not (due or has_terms):
+        message = f"the total with GST {inclusive} shall be {exclusive + tax}"
+        yield Finding("BR-CO-15", message, _TOTAL)
+    less = (amounts["PrepaidAmount"] or 0) - (amounts["PayableRoundingAmount"] or 0)
+    if inclusive is not None and payable is not None and payable != inclusive - less:
+        message = f"the amount due {payable} shall be {inclusive - less}"
+        yield Finding("BR-CO-16", message, _TOTAL)
+
+
+def due(root: etree._Element) -> Iterator[Finding]:
+    """BR-CO-25: an invoice with an amount due says when (a credit note need not)."""
+    if etree.QName(root).namespace == CREDIT_NOTE_NS:
+        return
+    payable = _amount(root, f"{_TOTAL}/cbc:PayableAmount")
+    when = text(root, "cbc:DueDate") or text(root, "cac:PaymentMeans/cbc:PaymentDueDate")
+    terms = root.find("cac:PaymentTerms/cbc:Note", NS) is not None
+    if payable is not None and payable > 0 and not (when or terms):
         message = "a positive amount due shall have a due date (BT-9) or payment terms (BT-20)"
         yield Finding("BR-CO-25", message, "/")
 

@@ -109,7 +109,8 @@ def write(answer: Answer, *, sender: Party, receiver: Party, issued: date) -> by
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<ApplicationResponse xmlns="{RESPONSE_NS}" xmlns:cac="{NS["cac"]}" xmlns:cbc="{NS["cbc"]}">'
+        f'<ApplicationResponse xmlns="{RESPONSE_NS}"'
+        f' xmlns:cac="{NS["cac"]}" xmlns:cbc="{NS["cbc"]}">'
         f"<cbc:CustomizationID>{INVOICE_RESPONSE}</cbc:CustomizationID>"
         f"<cbc:ProfileID>{INVOICE_RESPONSE_PROFILE}</cbc:ProfileID>"
         f"<cbc:ID>{escape(answer.response_id)}</cbc:ID>"

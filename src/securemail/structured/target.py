@@ -71,14 +71,9 @@ def verification_of(message: bytes) -> Verification:
     parsed = message_from_bytes(
         message.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n", policy=email.policy.compat32
     )
-    get = lambda name: " ".join(str(parsed.get(name, "")).split())  # noqa: E731
-    return Verification(
-        get("X-SecureMail-Status"),
-        get("X-SecureMail-Signer"),
-        get("Authentication-Results"),
-        get("From"),
-        get("Message-ID"),
-    )
+    names = ("X-SecureMail-Status", "X-SecureMail-Signer", "Authentication-Results", "From")
+    values = [" ".join(str(parsed.get(n, "")).split()) for n in (*names, "Message-ID")]
+    return Verification(*values)
 
 
 def envelope(
@@ -153,13 +148,21 @@ class ApplicationTarget:
                 mail_from, recipients, body, key, keywords=keywords, origin=origin
             )
         else:
-            results = await self._to_application(mail_from, recipients, body, key, found, report)
+            results = await self._to_application(
+                mail_from=mail_from,
+                recipients=recipients,
+                body=body,
+                key=key,
+                found=found,
+                report=report,
+            )
         if any(r.ok for r in results.values()):
             await self._note_answer(found, report)
         return results
 
     async def _to_application(
         self,
+        *,
         mail_from: str,
         recipients: Sequence[str],
         body: bytes,

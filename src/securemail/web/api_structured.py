@@ -75,7 +75,9 @@ async def send_structured(
         sent.subject or f"{kind.capitalize()} {document_id}", sent.receipt, sent.in_reply_to,
     )  # fmt: skip
     message, message_id = compose(outgoing, web.clock())
-    reply = await web.admit(_received(request, web, principal, sender, sent.to, message))
+    reply = await web.admit(
+        _received(request, web, principal, sender=sender, to=sent.to, message=message)
+    )
     if reply.code >= 300:
         status = 422 if reply.code >= 500 else 503
         raise ApiError(status, reply.reason or "not-queued", reply.detail or reply.text)
@@ -126,7 +128,7 @@ def _check_route(web: Web, sender: str, recipient: str) -> None:
 
 
 def _received(
-    request: Request, web: Web, principal: Principal, sender: str, to: str, message: bytes
+    request: Request, web: Web, principal: Principal, *, sender: str, to: str, message: bytes
 ) -> Received:
     ip = request.client.host if request.client is not None else "127.0.0.1"
     trace = trace_field("api", ip, web.config.name, "HTTPS", web.clock())
