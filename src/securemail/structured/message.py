@@ -27,6 +27,9 @@ TYPE_FIELD = "SecureMail-Document-Type"
 ID_FIELD = "SecureMail-Document-Id"
 XML_TYPES = ("application/xml", "text/xml")
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
+# A document type identifier is one long word: folded at 78 it would become an encoded
+# word (RFC 2047), unreadable to a plain parser; RFC 5322 §2.1.1 allows 998.
+_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ def compose(outgoing: Outgoing, now: datetime) -> tuple[bytes, str]:
     """The message for ``outgoing`` and its Message-ID."""
     domain = outgoing.sender.rpartition("@")[2]
     message_id = f"<{secrets.token_hex(16)}@{domain}>"
-    message = EmailMessage(policy=email.policy.SMTP)
+    message = EmailMessage(policy=_POLICY)
     message["From"] = outgoing.sender
     message["To"] = outgoing.recipient
     message["Subject"] = outgoing.subject
