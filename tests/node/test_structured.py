@@ -34,7 +34,7 @@ from securemail.queue import QueueStore
 from securemail.structured import responses
 from securemail.structured.documents import identify, parse
 from securemail.structured.message import Outgoing, compose
-from tests.node.conftest import WAIT, Federation, running
+from tests.node.conftest import WAIT, Federation, mailbox_files, running
 from tests.node.test_crash import Process
 from tests.structured.conftest import sample, schema_folder
 from tests.support import webhook
@@ -49,9 +49,12 @@ def ubl() -> Path:
     return schema_folder()
 
 
-def _configure(federation: Federation, ubl: Path, webhook_port: int) -> None:
-    """Harbour (the last organisation on the GSP node) takes documents at its webhook; both
-    gateways check the UBL 2.1 schema."""
+def _configure(
+    federation: Federation, ubl: Path, webhook_port: int, *, sender_schemas: bool = True
+) -> None:
+    """Harbour (the last organisation on the GSP node) takes documents at its webhook; the
+    GSP gateway checks the UBL 2.1 schema, and the agency's too unless ``sender_schemas``
+    is False."""
     secret = federation.root / "harbour-webhook.secret"
     secret.write_bytes(SECRET)
     gsp = federation.nodes["gsp"].config
@@ -60,8 +63,9 @@ def _configure(federation: Federation, ubl: Path, webhook_port: int) -> None:
         f'url = "http://127.0.0.1:{webhook_port}/invoices"\nsecret_file = "{secret}"\n'
         f'\n[structured]\nubl_schemas = "{ubl}"\n'
     )
-    agency = federation.nodes["agency"].config
-    agency.write_text(agency.read_text() + f'\n[structured]\nubl_schemas = "{ubl}"\n')
+    if sender_schemas:
+        agency = federation.nodes["agency"].config
+        agency.write_text(agency.read_text() + f'\n[structured]\nubl_schemas = "{ubl}"\n')
 
 
 def _application_token(federation: Federation) -> str:
@@ -125,13 +129,13 @@ async def _answer(federation: Federation, envelope: dict[str, Any], code: str) -
     )
 
 
-async def _answered(federation: Federation, message_id: str) -> str:
-    """The track CLI's output once the business answer is on the invoice's timeline."""
+async def _tracked(federation: Federation, message_id: str, wanted: str) -> str:
+    """The track CLI's output once ``wanted`` is on the message's timeline (or time is up)."""
     deadline = time.monotonic() + WAIT
     config = str(federation.nodes["agency"].config)
     while True:
         result = CliRunner().invoke(cli, ["track", "--config", config, message_id])
-        if "business answer" in result.output or time.monotonic() > deadline:
+        if wanted in result.output or time.monotonic() > deadline:
             return result.output
         await asyncio.sleep(0.3)
 
@@ -153,7 +157,7 @@ def test_an_invoice_reaches_the_buyer_application_once_verified_and_its_answer_c
                 await asyncio.wait_for(inbox.arrived.wait(), WAIT)
                 (envelope,) = inbox.documents.values()
                 await _answer(federation, envelope, "AP")
-                tracked = await _answered(federation, message_id)
+                tracked = await _tracked(federation, message_id, "business answer")
                 await asyncio.sleep(3)  # a second copy would come within the retry schedule
                 return inbox, message_id, tracked
         finally:
@@ -292,3 +296,37 @@ def test_a_kill_9_of_the_receiving_node_mid_request_delivers_the_invoice_once(
     assert len(set(inbox.requests)) == 1, inbox.requests  # one delivery id throughout
     assert len(inbox.documents) == 1
     assert len(inbox.requests) == 2
+
+
+def test_a_document_the_receiver_refuses_fails_back_to_the_sender_with_the_rule_ids(
+    federation: Federation, ubl: Path
+) -> None:
+    """A sender without the schemas lets a schema-invalid invoice go; Harbour's gateway,
+    which checks the schema, refuses it on receipt (554 5.6.0 structured-invalid): the
+    application never sees it, the sender gets the signed failure notice naming the rule,
+    and its track shows the receipt will not come."""
+    mailbox = federation.nodes["agency"].mailbox(AROHA)
+
+    async def scenario() -> tuple[webhook.Inbox, str]:
+        inbox = webhook.Inbox(SECRET)
+        runner, port = await webhook.start(inbox)
+        try:
+            _configure(federation, ubl, port, sender_schemas=False)
+            async with running(federation, "agency", "gsp"), _api(federation) as api:
+                posted = await _post(api, sample("invoice-nz-schema-order.xml"))
+                assert posted.status_code == 202, posted.text
+                assert "ubl-2.1-schema" not in posted.json()["validation"]["checks"]
+                tracked = await _tracked(federation, posted.json()["message_id"], "no receipt")
+                deadline = time.monotonic() + WAIT
+                while not any(b"UBL-SCHEMA" in m for m in mailbox_files(mailbox)):
+                    assert time.monotonic() < deadline, "no failure notice naming the rule"
+                    await asyncio.sleep(0.3)
+                return inbox, tracked
+        finally:
+            await runner.cleanup()
+
+    inbox, tracked = asyncio.run(asyncio.wait_for(scenario(), 4 * WAIT))
+    assert not inbox.requests
+    assert "no receipt in time" in tracked, tracked
+    (notice,) = [m for m in mailbox_files(mailbox) if b"UBL-SCHEMA" in m]
+    assert b"structured-invalid" in notice and b"Document refused" in notice
