@@ -12,6 +12,7 @@ from securemail.structured.message import (
     compose,
     declares,
     find,
+    may_carry,
     stamp,
 )
 from tests.structured.conftest import sample
@@ -79,3 +80,14 @@ def test_stamp_replaces_forged_type_fields_and_keeps_the_senders_receipt_choice(
     assert head.count(b"Disposition-Notification-To") == 1 and b"other@kowhai" in head
     assert f"{TYPE_FIELD}: {KIND.identifier}".encode() in head
     assert stamped.endswith(INVOICE)
+
+
+def test_ordinary_mail_is_not_parsed_on_the_submission_path() -> None:
+    """may_carry() is False for plain mail and for text and PDF parts, True for an XML part."""
+    assert may_carry(b"From: a@b.nz\r\nSubject: hi\r\n\r\nhello\r\n") is False
+    pdf = (
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/pdf\r\n"
+    )
+    assert may_carry(pdf) is False
+    message, _ = compose(_outgoing(), NOW)
+    assert may_carry(message)

@@ -98,6 +98,16 @@ def find(message: bytes) -> Found | None:
     )
 
 
+_XML_PART = re.compile(rb"(?im)^content-type:[ \t]*(?:application|text)/xml\b")
+
+
+def may_carry(message: bytes) -> bool:
+    """Whether :func:`find` could find a document: some Content-Type in the message is XML,
+    or its header names a document type. One scan of the bytes, no parsing: ordinary mail
+    on the submission path pays only this."""
+    return _XML_PART.search(message) is not None or declares(message)
+
+
 def declares(message: bytes) -> bool:
     """Whether the message's header names a document type (cheap: the header only)."""
     head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from securemail.replies import Reply
 from securemail.structured.documents import parse, text
-from securemail.structured.message import declares, find, stamp
+from securemail.structured.message import declares, find, may_carry, stamp
 from securemail.structured.schema import Schemas
 from securemail.structured.validate import Report, validate
 
@@ -27,6 +27,8 @@ def refusal(report: Report) -> Reply:
 
 def admit_document(body: bytes, sender: str, schemas: Schemas | None) -> bytes | Reply:
     """``body`` ready to queue (stamped if it carries a document), or the refusal."""
+    if not may_carry(body):
+        return body
     found = find(body)
     if found is None:
         if declares(body):
