@@ -46,7 +46,8 @@ def test_a_webhook_and_a_drop_folder_are_read_with_paths_from_the_config_folder(
             "must be https://",
         ),
         ({"kind": "webhook", "url": "https://erp.example.nz/in"}, "secret_file is required"),
-        ({"kind": "ftp", "path": "x"}, "must be webhook or drop"),
+        ({"kind": "ftp", "path": "x"}, "must be webhook, drop or pull"),
+        ({"kind": "pull", "url": "https://x.nz/"}, "unknown setting(s): url"),
         ({"kind": "drop", "path": "x", "colour": "red"}, "unknown setting(s): colour"),
     ],
 )

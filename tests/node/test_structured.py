@@ -158,6 +158,8 @@ def test_an_invoice_reaches_the_buyer_application_once_verified_and_its_answer_c
                 (envelope,) = inbox.documents.values()
                 await _answer(federation, envelope, "AP")
                 tracked = await _tracked(federation, message_id, "business answer")
+                api_track = (await api.get(f"/api/v1/structured/{message_id}")).json()
+                assert "business answer" in [s["what"] for s in api_track[0]["timeline"]]
                 await asyncio.sleep(3)  # a second copy would come within the retry schedule
                 return inbox, message_id, tracked
         finally:

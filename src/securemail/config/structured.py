@@ -1,9 +1,10 @@
 """Settings of structured documents (e-invoices): where the schemas are, where documents go.
 
     [structured]                  ubl_schemas (folder holding the UBL 2.1 maindoc/ and common/)
-    [organisation.structured]     kind = "webhook" | "drop"
+    [organisation.structured]     kind = "webhook" | "drop" | "pull"
                                   webhook: url (https, or http to loopback), secret_file
                                   drop:    path
+                                  pull:    (nothing: GET /api/v1/structured/inbox)
                                   copy_to (optional: a mailbox that also gets a readable copy)
 
 A document for an organisation without ``[organisation.structured]`` is delivered to its
@@ -30,7 +31,7 @@ class StructuredSettings:
 class StructuredTarget:
     """Where an organisation's business application takes its documents."""
 
-    kind: Literal["webhook", "drop"]
+    kind: Literal["webhook", "drop", "pull"]
     url: str | None = None
     secret_file: Path | None = None
     path: Path | None = None
@@ -69,8 +70,10 @@ def structured_target(table: Table | None) -> StructuredTarget | None:
         )
     elif kind == "drop":
         target = StructuredTarget("drop", path=table.path("path"), copy_to=copy_to)
+    elif kind == "pull":
+        target = StructuredTarget("pull", copy_to=copy_to)
     else:
-        raise ConfigError(f"{table.where}.kind must be webhook or drop, not {kind!r}")
+        raise ConfigError(f"{table.where}.kind must be webhook, drop or pull, not {kind!r}")
     table.finish()
     return target
 

@@ -10,9 +10,11 @@ from securemail.config.node import NodeConfig, Organisation
 from securemail.deliver import Target
 from securemail.queue import QueueStore
 from securemail.queue.access import QueueAccess
+from securemail.storage.engine import connect
+from securemail.structured.inbox import PullInbox, PullQueue
 from securemail.structured.schema import installed
 from securemail.structured.target import ApplicationTarget
-from securemail.structured.webhook import application_for
+from securemail.structured.webhook import Application, application_for
 
 ANSWER_EVENT = "business-answer"
 
@@ -45,7 +47,11 @@ def with_application(
     """``mailbox`` wrapped: documents to ``org``'s application (or its mailbox when it has
     none), answers to this node's messages recorded."""
     settings = org.structured
-    application = None if settings is None else application_for(settings)
+    application: Application | None = None
+    if settings is not None and settings.kind == "pull":
+        application = PullQueue(PullInbox(connect(config.database)), org.org_id, answers.clock)
+    elif settings is not None:
+        application = application_for(settings)
     return ApplicationTarget(
         mailbox, settings, application, installed(config.structured.ubl_schemas), answers
     )

@@ -26,6 +26,8 @@ from securemail.node.admission import Admission
 from securemail.node.context import Node, NodeError
 from securemail.node.listeners import cannot_listen, server_tls
 from securemail.node.mailboxes import maildir_for
+from securemail.storage.engine import connect
+from securemail.structured.inbox import PullInbox
 from securemail.web.app import make_app
 from securemail.web.context import WebContext
 
@@ -88,6 +90,7 @@ async def start_node_web(
         maildir_for=maildir_for(node.config),
         admit=admission.admit_outbound,
         seal=node.accounts.mailbox_seal,
+        inbox=PullInbox(connect(node.config.database)),
     )
     app = make_app(web, routers=routers, origin=origin)
     for router in extra:

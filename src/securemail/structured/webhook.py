@@ -119,4 +119,6 @@ class DropFolder:
 
 
 def application_for(settings: StructuredTarget) -> Application:
+    """The webhook or drop folder of ``settings`` (a pull queue needs the database: see
+    :class:`securemail.structured.inbox.PullQueue`)."""
     return Webhook(settings) if settings.kind == "webhook" else DropFolder(settings)

@@ -25,6 +25,7 @@ from securemail.access.model import Principal, Scope
 from securemail.receive import Received
 from securemail.receive.message import trace_field
 from securemail.structured.documents import parse, text
+from securemail.structured.inbox import PullInbox
 from securemail.structured.message import Outgoing, compose
 from securemail.structured.schema import installed
 from securemail.structured.validate import validate
@@ -90,26 +91,6 @@ async def send_structured(
     )
 
 
-@router.get("/structured/{message_id}", response_model=list[TrackOut], responses=ERRORS)
-async def track_structured(
-    principal: ApplicationToken, web: Web, message_id: str
-) -> list[TrackOut]:
-    """Each recipient's timeline: queued, relayed, receipted, and the business answer."""
-    sender = principal.account.addresses
-    try:
-        tracks = await web.db(operations.track, web.store, message_id, sender=sender)
-    except operations.OperationError as error:
-        raise refused(error) from None
-    return [
-        TrackOut(
-            recipient=t.recipient,
-            receipt=t.receipt,
-            timeline=[StepOut(time=s.time, what=s.what, detail=s.detail) for s in t.timeline],
-        )
-        for t in tracks
-    ]
-
-
 def _check_route(web: Web, sender: str, recipient: str) -> None:
     organisation = web.config.organisation_for(sender.rpartition("@")[2])
     organisation = organisation or web.config.organisations[0]
@@ -143,3 +124,62 @@ def _received(
         tls_version=None,
         auth_user=principal.account.name,
     )
+
+
+class InboxOut(BaseModel):
+    """Documents waiting for the application (the envelopes of docs/structured.md, each
+    with its ``key``), oldest first, at most 100."""
+
+    documents: list[dict[str, Any]]
+
+
+@router.get("/structured/inbox", response_model=InboxOut, responses=ERRORS)
+async def inbox(principal: ApplicationToken, web: Web, limit: int = 100) -> InboxOut:
+    """The pull queue of the token's organisation (``[organisation.structured] kind = "pull"``)."""
+    found = await web.db(_inbox(web).waiting, _org_of(web, principal), max(1, limit))
+    return InboxOut(documents=found)
+
+
+@router.post("/structured/inbox/{key}/taken", responses=ERRORS)
+async def taken(principal: ApplicationToken, web: Web, key: str) -> dict[str, bool]:
+    """The application has the document: it leaves the pull queue."""
+    if not await web.db(_inbox(web).take, _org_of(web, principal), key, web.clock()):
+        raise ApiError(404, "not-waiting", f"no document {key} waits for your organisation")
+    return {"taken": True}
+
+
+def _inbox(web: Web) -> PullInbox:
+    if web.inbox is None:
+        raise ApiError(404, "no-pull-queue", "this node keeps no pull queue")
+    return web.inbox
+
+
+def _org_of(web: Web, principal: Principal) -> str:
+    domain = principal.account.primary.rpartition("@")[2]
+    organisation = web.config.organisation_for(domain)
+    if organisation is None or organisation.structured is None:
+        raise ApiError(404, "no-pull-queue", "your organisation takes documents another way")
+    if organisation.structured.kind != "pull":
+        raise ApiError(404, "no-pull-queue", "your organisation takes documents another way")
+    return organisation.org_id
+
+
+# Last: its path would otherwise take /structured/inbox as a Message-ID.
+@router.get("/structured/{message_id}", response_model=list[TrackOut], responses=ERRORS)
+async def track_structured(
+    principal: ApplicationToken, web: Web, message_id: str
+) -> list[TrackOut]:
+    """Each recipient's timeline: queued, relayed, receipted, and the business answer."""
+    sender = principal.account.addresses
+    try:
+        tracks = await web.db(operations.track, web.store, message_id, sender=sender)
+    except operations.OperationError as error:
+        raise refused(error) from None
+    return [
+        TrackOut(
+            recipient=t.recipient,
+            receipt=t.receipt,
+            timeline=[StepOut(time=s.time, what=s.what, detail=s.detail) for s in t.timeline],
+        )
+        for t in tracks
+    ]

@@ -13,8 +13,11 @@ from fastapi.testclient import TestClient
 
 from securemail.access.model import Principal, Scope
 from securemail.accounts.node import Accounts
+from securemail.config.node import load_config
 from securemail.directory.model import Directory
 from securemail.queue import QueueStore
+from securemail.storage.engine import connect
+from securemail.structured.inbox import PullInbox
 from securemail.structured.message import TYPE_FIELD, find
 from securemail.web import api, api_structured, auth, context
 from tests.conftest import NOW, SEAL, Pki
@@ -26,9 +29,19 @@ COUNCIL = "invoices@ministry.govt.nz"  # a member in these tests' directory
 
 
 def _client(
-    tmp_path: Path, pki: Pki, directory: Directory, scope: Scope, admitted: Admitted
+    tmp_path: Path,
+    pki: Pki,
+    directory: Directory,
+    scope: Scope,
+    admitted: Admitted,
+    *,
+    inbox: PullInbox | None = None,
 ) -> TestClient:
     config = mail_config(tmp_path, pki)
+    if inbox is not None:
+        with (tmp_path / "node.toml").open("a") as toml:
+            toml.write('[organisation.structured]\nkind = "pull"\n')
+        config = load_config(tmp_path / "node.toml")
     app = FastAPI()
     app.include_router(api_structured.router)
     app.add_exception_handler(api.ApiError, api.error_response)
@@ -42,6 +55,7 @@ def _client(
         maildir_for=lambda address: None,
         admit=admitted,
         seal=SEAL,
+        inbox=inbox,
     )
     app.dependency_overrides[auth.api_principal] = lambda: Principal(account(), frozenset({scope}))
     return TestClient(app, client=("127.0.0.1", 50000))
@@ -101,3 +115,20 @@ def test_a_mailbox_token_may_not_send_documents(
     with _client(tmp_path, pki, directory, Scope.MAILBOX, admitted) as client:
         answer = _post(client, "invoice-nz-valid.xml")
     assert answer.status_code == 403 and answer.json()["error"] == "scope-missing"
+
+
+def test_the_pull_queue_lists_the_organisations_documents_until_taken(
+    tmp_path: Path, pki: Pki, directory: Directory
+) -> None:
+    """GET inbox lists what waits for the token's organisation; POST taken removes it."""
+    QueueStore.open(f"sqlite:///{tmp_path / 'queue.db'}").close()
+    inbox = PullInbox(connect(f"sqlite:///{tmp_path / 'queue.db'}"))
+    inbox.put("agency", {"delivery_id": "d1:ap@agency.govt.nz", "document": "PGEvPg=="}, NOW)
+    inbox.put("ministry", {"delivery_id": "d2:x@ministry.govt.nz", "document": "PGEvPg=="}, NOW)
+    with _client(tmp_path, pki, directory, Scope.APPLICATION, Admitted(), inbox=inbox) as client:
+        (waiting,) = client.get("/api/v1/structured/inbox").json()["documents"]
+        assert waiting["delivery_id"] == "d1:ap@agency.govt.nz"
+        assert client.post(f"/api/v1/structured/inbox/{waiting['key']}/taken").status_code == 200
+        assert client.get("/api/v1/structured/inbox").json()["documents"] == []
+        again = client.post(f"/api/v1/structured/inbox/{waiting['key']}/taken")
+        assert again.status_code == 404 and again.json()["error"] == "not-waiting"
