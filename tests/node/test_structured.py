@@ -332,3 +332,48 @@ def test_a_document_the_receiver_refuses_fails_back_to_the_sender_with_the_rule_
     assert "no receipt in time" in tracked, tracked
     (notice,) = [m for m in mailbox_files(mailbox) if b"UBL-SCHEMA" in m]
     assert b"structured-invalid" in notice and b"Document refused" in notice
+
+
+def test_an_invoice_sent_with_the_cli_waits_in_the_agencys_pull_queue_until_taken(
+    federation: Federation, ubl: Path
+) -> None:
+    """Harbour's application sends with ``securemail structured send`` (SMTP to its gateway);
+    the agency pulls (``kind = "pull"``): the invoice waits, verified, until taken."""
+    agency = federation.nodes["agency"].config
+    agency.write_text(agency.read_text() + '\n[organisation.structured]\nkind = "pull"\n')
+    document = federation.root / "invoice.xml"
+    document.write_bytes(sample("invoice-nz-valid.xml"))
+    gsp = str(federation.nodes["gsp"].config)
+
+    async def scenario() -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+        async with running(federation, "agency", "gsp"), _api(federation) as api:
+            sent = await asyncio.to_thread(
+                CliRunner().invoke,
+                cli,
+                [
+                    "structured",
+                    "send",
+                    str(document),
+                    "--to",
+                    AROHA,
+                    "--from",
+                    HARBOUR_APP,
+                    "--config",
+                    gsp,
+                ],
+            )
+            assert sent.exit_code == 0, sent.output
+            deadline = time.monotonic() + WAIT
+            while not (waiting := (await api.get("/api/v1/structured/inbox")).json()["documents"]):
+                assert time.monotonic() < deadline, "nothing arrived in the pull queue"
+                await asyncio.sleep(0.3)
+            taken = await api.post(f"/api/v1/structured/inbox/{waiting[0]['key']}/taken")
+            assert taken.status_code == 200
+            after = (await api.get("/api/v1/structured/inbox")).json()["documents"]
+            return sent.output.strip(), waiting, after
+
+    message_id, waiting, after = asyncio.run(asyncio.wait_for(scenario(), 4 * WAIT))
+    (envelope,) = waiting
+    assert envelope["message_id"] == message_id and envelope["signer_org"] == "harbour"
+    assert envelope["verified"] is True and HARBOUR_APP in envelope["from"]
+    assert after == []
