@@ -111,7 +111,7 @@ def _verified_directory(config: NodeConfig) -> Directory:
             SecureMailError(
                 NodeReason.NO_DIRECTORY,
                 f"no verified directory in {config.data_dir / 'directory'}: start the node "
-                "or run `securemail directory fetch` first",
+                "once, or run `securemail directory fetch --state` on that folder",
             )
         )
     return stored.directory
