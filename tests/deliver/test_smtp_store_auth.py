@@ -45,6 +45,8 @@ WAIT = 30.0
 class Store:
     postfix: PostfixInstance
     files: Path  # CA files, the node's client certificate and key, the password file
+    sasl_port: int  # Dovecot's authentication service, for another store
+    tmp: Path
 
 
 def _need_root_tools() -> None:
@@ -114,25 +116,30 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
                 tmp, domain="agency.govt.nz", mailbox_dir=tmp / "mail",
                 mailboxes=("aroha.ngata",), settings=_store_settings(files, dovecot.sasl_port),
             ) as postfix:  # fmt: skip
-                yield Store(postfix, files)
+                yield Store(postfix, files, dovecot.sasl_port, tmp)
     finally:
         shutil.rmtree(files, ignore_errors=True)
 
 
 def _target(
-    store: Store, *, cafile: str = "store-ca.pem", secret_in: str = PASSWORD_FILE
+    store: Store,
+    *,
+    cafile: str = "store-ca.pem",
+    secret_in: str = PASSWORD_FILE,
+    other: PostfixInstance | None = None,
 ) -> SmtpTarget:
-    """The target node.toml describes, built the way the node builds it (store_client)."""
-    files = store.files
+    """The target node.toml describes, built the way the node builds it (store_client);
+    delivering to ``other`` instead of the module's store if given."""
+    files, port = store.files, (other or store.postfix).port
     delivery = Delivery(
-        "smtp", host="127.0.0.1", port=store.postfix.port, starttls=True,
+        "smtp", host="127.0.0.1", port=port, starttls=True,
         store_tls=StoreTls(files / cafile, files / "client.pem", files / "client.key"),
         auth=StoreAuth(USER, password_file=files / secret_in),
     )  # fmt: skip
     assert delivery.store_tls is not None and delivery.store_tls.cafile is not None
     return SmtpTarget(
         "127.0.0.1",
-        store.postfix.port,
+        port,
         starttls=True,
         cafile=str(delivery.store_tls.cafile),
         helo="gw.agency.govt.nz",
@@ -155,7 +162,7 @@ def test_tls_client_certificate_and_auth_deliver(store: Store) -> None:
     store.postfix.wait_for_log("status=sent", count=before + 1, timeout=WAIT)
     assert len(store.postfix.delivered("aroha.ngata")) == before + 1
     log = store.postfix.log_file.read_text(errors="replace")
-    assert f"sasl_username={USER}" in log
+    assert f"sasl_method=PLAIN, sasl_username={USER}" in log
     assert "Trusted TLS connection established from" in log
 
 
@@ -176,3 +183,18 @@ def test_store_certificate_from_another_ca_defers(store: Store) -> None:
     assert (code, reason) == (451, "downstream-unavailable")
     assert "CERTIFICATE_VERIFY_FAILED" in detail, detail
     assert len(store.postfix.delivered("aroha.ngata")) == before
+
+
+def test_auth_login_where_the_store_offers_no_plain(store: Store) -> None:
+    """A store announcing only AUTH LOGIN (as Exchange does) is logged in to with LOGIN."""
+    settings = _store_settings(store.files, store.sasl_port)
+    settings["smtpd_sasl_mechanism_filter"] = "login"
+    with start_postfix(
+        store.tmp, domain="agency.govt.nz", mailbox_dir=store.tmp / "login-mail",
+        mailboxes=("aroha.ngata",), settings=settings,
+    ) as login_only:  # fmt: skip
+        code, _, detail = _deliver(_target(store, other=login_only))
+        login_only.wait_for_log("status=sent", timeout=WAIT)
+        log = login_only.log_file.read_text(errors="replace")
+    assert code == 250, detail
+    assert f"sasl_method=LOGIN, sasl_username={USER}" in log
