@@ -163,8 +163,9 @@ def test_postfix_in_front_and_behind_a_node_exchanging_with_a_member(
 
         replied = _swaks(federation.nodes["provider"].relay_port, BACK, 2)
         assert " 250 " in replied, replied
-        store.wait_for_log("status=sent", timeout=WAIT)
         _wait(lambda: _has_event(agency_log, "receipted"), "the receipt")
+        # the reply and the officer's receipt notice, both delivered into the store
+        store.wait_for_log("status=sent", count=2, timeout=WAIT)
         stored = store.delivered("aroha.ngata")
     # The store holds the citizen's reply and the receipt notice for the officer's message.
     reply = [m for m in stored if header(m, "Message-ID") == BACK.message_id(2, CITIZEN_DOMAIN)]
