@@ -1,5 +1,5 @@
 """The node.toml ``add-member --node-dir`` writes runs for a real organisation after exactly
-the edits docs/integration.md §5 lists: ``securemail serve`` on it becomes ready (/readyz)."""
+the edits docs/integration.md §6 lists: ``securemail serve`` on it becomes ready (/readyz)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def _uncomment(text: str, line: str) -> str:
 
 
 def _documented_edits(text: str, ports: dict[str, int], tmp: Path, store_port: int) -> str:
-    """docs/integration.md §5 steps 2 to 6, as an administrator makes them."""
+    """docs/integration.md §6 steps 2 to 6, as an administrator makes them."""
     # 2. the peer listener on a free port for the trial (0.0.0.0:25 needs the port right)
     text = text.replace('listen = "0.0.0.0:25"', f'listen = "127.0.0.1:{ports["peer"]}"')
     # 3. the relay listener where the MTA reaches it (here: loopback, another port)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -167,11 +168,22 @@ def test_postfix_in_front_and_behind_a_node_exchanging_with_a_member(
         # the reply and the officer's receipt notice, both delivered into the store
         store.wait_for_log("status=sent", count=2, timeout=WAIT)
         stored = store.delivered("aroha.ngata")
+        front_log = front.log_file.read_text(errors="replace")
+        store_log = store.log_file.read_text(errors="replace")
     # The store holds the citizen's reply and the receipt notice for the officer's message.
     reply = [m for m in stored if header(m, "Message-ID") == BACK.message_id(2, CITIZEN_DOMAIN)]
     assert len(reply) == 1 and len(stored) == 2, [header(m, "Subject") for m in stored]
     assert "verified" in header(reply[0], "X-SecureMail-Status")
-    queue_id = _queue_id(agency_log, OUT.message_id(1, "agency.govt.nz"), "accepted")
+    # From the front Postfix's log to the node's: its 250 names the node's queue id.
+    handed = re.search(r"relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, .*status=sent "
+                       r"\(250 2\.0\.0 Queued as (\w+)\)", front_log)  # fmt: skip
+    assert handed is not None, front_log
+    queue_id = handed.group(1)
+    assert queue_id == _queue_id(agency_log, OUT.message_id(1, "agency.govt.nz"), "accepted")
+    # From the node's log to the store's: the delivered line carries the store's queue id.
+    into_store = _queue_id(agency_log, BACK.message_id(2, CITIZEN_DOMAIN), "delivered")
+    store_id = _reply_queue_id(agency_log, into_store)
+    assert re.search(rf"{store_id}: to=<{OFFICER}>.*status=sent", store_log), store_log
     followed = _securemail("log", "grep", queue_id, str(agency_log), str(provider_log))
     assert followed.returncode == 0, followed.stderr
     events = _events(followed.stdout)
@@ -179,6 +191,17 @@ def test_postfix_in_front_and_behind_a_node_exchanging_with_a_member(
         followed.stdout
     )
     assert {"accepted", "verified", "delivered"} <= events["provider.log"], followed.stdout
+
+
+def _reply_queue_id(log: Path, queue_id: str) -> str:
+    """The store's queue id in ``queue_id``'s delivered line (its detail: "queued as X")."""
+    for line in log.read_text().splitlines():
+        fields = logbook.parse(line)
+        if fields.get("queue_id") == queue_id and fields.get("event") == "delivered":
+            found = re.search(r"queued as (\w+)", fields.get("detail", ""))
+            assert found is not None, line
+            return found.group(1)
+    raise AssertionError(f"no delivered line for {queue_id}")
 
 
 def _has_event(log: Path, event: str) -> bool:
