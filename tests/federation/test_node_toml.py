@@ -65,9 +65,9 @@ def _documented_edits(text: str, ports: dict[str, int], tmp: Path, store_port: i
     )
     # 5. the transport map, in a folder the node may write, for a Postfix configured there
     text = _uncomment(text, "[postfix]")
-    text = _uncomment(text, 'transport_map = "/etc/postfix/securemail_transport"')
+    text = _uncomment(text, 'transport_map = "/etc/postfix/securemail/transport"')
     text = text.replace(
-        'transport_map = "/etc/postfix/securemail_transport"',
+        'transport_map = "/etc/postfix/securemail/transport"',
         f'transport_map = "{tmp / "postfix" / "securemail" / "transport"}"\n'
         f'config_directory = "{tmp / "postfix"}"',
     )

@@ -123,7 +123,7 @@ def node_config(admission: Admission, federation: str, directory: Path) -> str:
 _POSTFIX_HINT = (
     "# Keep Postfix's transport map in step with the directory (remove the # signs):",
     "# [postfix]",
-    '# transport_map = "/etc/postfix/securemail_transport"',
+    '# transport_map = "/etc/postfix/securemail/transport"',
     "",
 )
 _STORE_HINT = (
