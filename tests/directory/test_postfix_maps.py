@@ -104,6 +104,19 @@ def test_postmap_failure_is_a_map_error_naming_the_cause(first: Directory, tmp_p
     assert "main.cf" in refused.value.detail
 
 
+def test_a_failed_postmap_is_retried_though_the_map_is_unchanged(
+    first: Directory, tmp_path: Path
+) -> None:
+    """postmap failed after the map was written: the next install builds the table anyway."""
+    require_tool("postmap")
+    path, rendered = tmp_path / "transport", transport_map(first, set(), HOP)
+    with pytest.raises(MapError):
+        install_map(path, rendered, postmap=True, config_directory=tmp_path / "nowhere")
+    folder = _postfix_config(tmp_path)
+    assert install_map(path, rendered, postmap=True, config_directory=folder) is False
+    assert path.with_name("transport.db").is_file()
+
+
 def test_unwritable_folder_is_a_map_error(first: Directory, tmp_path: Path) -> None:
     """A map in a missing folder raises map-write-failed and leaves nothing behind."""
     with pytest.raises(MapError) as refused:

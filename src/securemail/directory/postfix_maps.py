@@ -81,8 +81,9 @@ def install_map(
 ) -> bool:
     """Write ``rendered`` to ``path`` if it differs, then build it; True if it was written.
 
-    A missing ``.db`` is built even when the text is unchanged (postmap may have failed
-    last time). Raises MapError naming the file or postmap's complaint.
+    A ``.db`` that is missing or older than the map is built even when the text is
+    unchanged (postmap may have failed last time). Raises MapError naming the file or
+    postmap's complaint.
     """
     data = rendered.text.encode("utf-8")
     try:
@@ -91,10 +92,17 @@ def install_map(
             write_atomic(path, data, mode=MAP_MODE)
     except OSError as error:
         raise MapError(MapReason.WRITE_FAILED, f"{path}: {error.strerror}") from None
-    database = path.with_name(path.name + ".db")
-    if postmap and (changed or not database.is_file()):
+    if postmap and (changed or _database_stale(path)):
         run_postmap(path, config_directory)
     return changed
+
+
+def _database_stale(path: Path) -> bool:
+    """``<map>.db`` missing or older than the map (a postmap that failed after a write)."""
+    try:
+        return path.with_name(path.name + ".db").stat().st_mtime_ns < path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return True
 
 
 def run_postmap(path: Path, config_directory: Path | None) -> None:
