@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,10 +75,10 @@ def _serving(config: Path, log: Path) -> Iterator[None]:
         child.wait(WAIT)
 
 
-def _wait(done: object, what: str) -> None:
+def _wait(done: Callable[[], object], what: str) -> None:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        if done():  # type: ignore[operator]
+        if done():
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")

@@ -62,7 +62,7 @@ class Delivery:
     starttls: bool = False
     accounts: bool = False  # maildir only: deliver by mailbox accounts (aliases, quotas)
     store_tls: StoreTls | None = None  # smtp/lmtp with starttls: CA, client certificate
-    auth: StoreAuth | None = None  # smtp/lmtp with starttls: AUTH PLAIN to the store
+    auth: StoreAuth | None = None  # smtp/lmtp with starttls: AUTH (PLAIN or LOGIN)
 
 
 @dataclass(frozen=True)
