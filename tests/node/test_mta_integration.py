@@ -145,11 +145,14 @@ def test_postfix_in_front_and_behind_a_node_exchanging_with_a_member(
         _fit_agency(federation, store, front, tmap)
         stack.enter_context(_serving(federation.nodes["provider"].config, provider_log))
         stack.enter_context(_serving(federation.nodes["agency"].config, agency_log))
+        # The node wrote the map and its table at start ([postfix]); the command agrees.
+        assert tmap.with_name(tmap.name + ".db").is_file(), agency_log.read_text()
         written = _securemail(
             "postfix-maps", "--config", str(federation.nodes["agency"].config), "--json"
         )
         assert written.returncode == 0, written.stderr
         summary = json.loads(written.stdout)
+        assert summary["changed"] is False, summary
         relay = federation.nodes["agency"].relay_port
         assert "securemail.provider.nz" in summary["routed"]
         assert "agency.govt.nz" not in summary["routed"] and "agency.govt.nz" in summary["excluded"]
