@@ -9,6 +9,7 @@ Response over SMTP, which the agency's gateway matches to the invoice in ``secur
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import ssl
@@ -32,7 +33,7 @@ from securemail.accounts.node import open_accounts
 from securemail.cli.main import cli
 from securemail.queue import QueueStore
 from securemail.structured import responses
-from securemail.structured.documents import identify, parse
+from securemail.structured.documents import RESPONSE_NS, identify, parse
 from securemail.structured.message import Outgoing, compose
 from tests.node.conftest import WAIT, Federation, mailbox_files, running
 from tests.node.test_crash import Process
@@ -143,13 +144,19 @@ async def _tracked(federation: Federation, message_id: str, wanted: str) -> str:
 def test_an_invoice_reaches_the_buyer_application_once_verified_and_its_answer_comes_back(
     federation: Federation, ubl: Path
 ) -> None:
-    """API → Harbour's webhook once, verified and signed; the Invoice Response is in track."""
+    """API → Harbour's webhook once, verified and signed; the Invoice Response comes back to
+    the agency's application (its drop folder) and is in track."""
+    drop = federation.root / "agency-drop"
 
     async def scenario() -> tuple[webhook.Inbox, str, str]:
         inbox = webhook.Inbox(SECRET)
         runner, port = await webhook.start(inbox)
         try:
             _configure(federation, ubl, port)
+            agency = federation.nodes["agency"].config
+            agency.write_text(
+                agency.read_text() + f'[organisation.structured]\nkind = "drop"\npath = "{drop}"\n'
+            )
             async with running(federation, "agency", "gsp"), _api(federation) as api:
                 posted = await _post(api, sample("invoice-nz-valid.xml"))
                 assert posted.status_code == 202, posted.text
@@ -174,6 +181,9 @@ def test_an_invoice_reaches_the_buyer_application_once_verified_and_its_answer_c
     assert "ubl-2.1-schema" in envelope["validation"]["checks"]
     assert inbox.document(envelope["delivery_id"]) == sample("invoice-nz-valid.xml")
     assert "business answer" in tracked and "KOW-2026-0412 accepted (AP)" in tracked, tracked
+    (answer,) = [json.loads(p.read_text()) for p in drop.glob("*.json")]
+    assert answer["in_reply_to"] == message_id and answer["signer_org"] == "harbour"
+    assert answer["document_type"].startswith(f"{RESPONSE_NS}::ApplicationResponse##")
 
 
 def test_a_broken_invoice_is_refused_at_the_api_with_its_rule_ids_and_nothing_is_queued(
