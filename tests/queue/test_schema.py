@@ -15,19 +15,21 @@ from securemail.access.schema import metadata as web_metadata
 from securemail.accounts.schema import metadata as accounts_metadata
 from securemail.queue import Direction, QueueStore
 from securemail.queue.schema import metadata
+from securemail.records.schema import metadata as records_metadata
 from tests.queue.conftest import NOW, message
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_migrations_match_the_tables(store: QueueStore, url: str) -> None:
-    """The Alembic migrations create exactly the schema the queue, account and web stores use."""
+    """The Alembic migrations create exactly the schema every store (queue, accounts, web,
+    records) uses."""
     engine = create_engine(url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
-        assert context.get_current_revision() == "0007"
+        assert context.get_current_revision() == "0009"
         both = MetaData()
-        tables = (metadata, accounts_metadata, web_metadata)
+        tables = (metadata, accounts_metadata, web_metadata, records_metadata)
         for table in (t for m in tables for t in m.tables.values()):
             table.to_metadata(both)
         assert compare_metadata(context, both) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 
 import rfc8785
@@ -31,7 +32,7 @@ def test_record_is_rfc8785_and_links_to_the_one_before(engine: Engine) -> None:
     rows = _rows(engine)
     assert [r.seq for r in rows] == [1, 2, 3]
     assert rows[0].prev == GENESIS
-    for before, after in zip(rows, rows[1:], strict=False):
+    for before, after in itertools.pairwise(rows):
         assert after.prev == hashlib.sha256(before.record.encode()).hexdigest() == before.digest
     value = json.loads(rows[1].record)
     assert rfc8785.dumps(value) == rows[1].record.encode()

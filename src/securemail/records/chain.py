@@ -27,28 +27,18 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import rfc8785
 from sqlalchemy import Connection, Engine, select, update
 
+from securemail.records.classes import RecordClass
 from securemail.records.schema import head, log, subjects
 from securemail.storage.engine import transaction
 
 GENESIS = "0" * 64
 VERSION = 1
-
-
-class RecordClass(StrEnum):
-    """What a record is about; each class has its own retention (securemail.records.retention)."""
-
-    MESSAGE = "message"  # message events: accepted, protected, relayed, delivered, bounced
-    EVIDENCE = "evidence"  # receipts and the evidence they carry
-    QUARANTINE = "quarantine"  # quarantined messages
-    ACCOUNT = "account"  # mailbox accounts: logins, lockouts, changes
-    SECURITY = "security"  # key custody, directory, operator and API actions, conformance
-    DISPOSAL = "disposal"  # what was destroyed, when, under which authority: kept for good
+__all__ = ["GENESIS", "Head", "NewRecord", "RecordClass", "append", "record"]
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ class Checkpoint:
 
 def statement(node: str, seq: int, digest: str, time: datetime, reason: str) -> bytes:
     """The signed content of a checkpoint (RFC 8785)."""
-    body = {"v": 1, "node": node, "seq": seq, "digest": digest, "time": timestamp(time)}
-    return rfc8785.dumps(body | {"reason": reason})
+    body: dict[str, Any] = {"v": 1, "node": node, "seq": seq, "digest": digest}
+    return rfc8785.dumps(body | {"time": timestamp(time), "reason": reason})
 
 
 def read_statement(content: bytes) -> dict[str, Any]:
@@ -71,7 +71,9 @@ def take(
     content = statement(node, current.seq, current.digest, now, reason)
     signed = sign(content, signer, now=now).der.join()
     values = {"seq": current.seq, "digest": current.digest, "time": now, "reason": reason}
-    new_id = conn.execute(checkpoints.insert().values(values | {"signed": signed})).inserted_primary_key
+    new_id = conn.execute(
+        checkpoints.insert().values(values | {"signed": signed})
+    ).inserted_primary_key
     assert new_id is not None  # noqa: S101 (an insert has a key)
     return Checkpoint(int(new_id[0]), current.seq, current.digest, now, reason, signed)
 

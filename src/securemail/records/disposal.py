@@ -68,7 +68,9 @@ def dispose(engine: Engine, settings: RecordsSettings, now: datetime) -> list[Di
         cutoff = now - settings.keep[record_class]
         with transaction(engine, f"dispose {record_class}", write=True) as conn:
             authority = settings.authority[record_class]
-            result = _dispose_class(conn, settings, record_class, cutoff, authority, now)
+            result = _dispose_class(
+                conn, settings, record_class, cutoff=cutoff, authority=authority, now=now
+            )
         if result is not None:
             done.append(result)
     return done
@@ -78,13 +80,14 @@ def _dispose_class(
     conn: Connection,
     settings: RecordsSettings,
     record_class: RecordClass,
+    *,
     cutoff: datetime,
     authority: str,
     now: datetime,
 ) -> Disposal | None:
     lock(conn)  # before reading what is due: no record can slip in between
     held = standing(conn)
-    entries = _due_entries(conn, settings, record_class, cutoff, held, now)
+    entries = _due_entries(conn, settings, record_class, cutoff=cutoff, held=held, now=now)
     records = _due_records(conn, record_class, cutoff, held)
     if not entries and not records:
         return None
@@ -128,6 +131,7 @@ def _due_entries(
     conn: Connection,
     settings: RecordsSettings,
     record_class: RecordClass,
+    *,
     cutoff: datetime,
     held: Sequence[Hold],
     now: datetime,
@@ -159,9 +163,7 @@ def _due_records(
 ) -> list[Any]:
     addresses = [h.address for h in held if h.address]
     message_ids = [h.message_id for h in held if h.message_id]
-    held_subject = exists().where(
-        (subjects.c.seq == log.c.seq) & subjects.c.address.in_(addresses)
-    )
+    held_subject = exists().where((subjects.c.seq == log.c.seq) & subjects.c.address.in_(addresses))
     due = and_(
         log.c.record_class == record_class.value,
         log.c.time < cutoff,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from securemail.config.toml_table import Table
-from securemail.records.chain import RecordClass
+from securemail.records.classes import RecordClass
 
 DISPOSABLE = (
     RecordClass.MESSAGE,
@@ -38,8 +38,7 @@ DEFAULT_KEEP = {
     RecordClass.SECURITY: "2557d",
 }
 DEFAULT_AUTHORITY = (
-    "Public Records Act 2005 s 17-18; the organisation's disposal authority "
-    "(see docs/records.md)"
+    "Public Records Act 2005 s 17-18; the organisation's disposal authority (see docs/records.md)"
 )
 
 

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 from securemail.storage.types import UtcDateTime
 
@@ -21,6 +31,8 @@ log = Table(
     Column("prev", String(64), nullable=False),
     Column("digest", String(64), nullable=False),
     Column("disposed_by", _SEQ),  # the disposal record that destroyed it
+    Index("ix_records_log_class_time", "record_class", "time"),
+    Index("ix_records_log_message_id", "message_id"),
 )
 
 subjects = Table(
@@ -28,6 +40,7 @@ subjects = Table(
     metadata,
     Column("seq", _SEQ, primary_key=True, autoincrement=False),
     Column("address", String(320), primary_key=True),
+    Index("ix_records_subjects_address", "address"),
 )
 
 head = Table(

@@ -1,7 +1,7 @@
 """The node's records keeper: brings in the audit files and signs checkpoints on schedule.
 
-The composition root (securemail.node.run) opens one :class:`RecordsKeeper` with the
-node's own signing identity and runs :func:`run_checkpoints` beside the other loops: every
+The composition root (securemail.node.run) runs :func:`keep_records` beside its other
+loops: it opens one :class:`RecordsKeeper` with the node's own signing identity and every
 ``[records] checkpoint_interval`` and once more at the node's stop, it copies new audit
 file lines into the log (securemail.records.sources) and signs the head if it moved.
 
@@ -25,7 +25,7 @@ from securemail.records.errors import RecordsError
 from securemail.records.sources import bring_in
 from securemail.smime import SignerIdentity
 from securemail.smime.keys import load_certificate, load_private_key
-from securemail.storage.engine import transaction
+from securemail.storage.engine import connect, transaction
 
 log = logging.getLogger("securemail.records")
 
@@ -60,6 +60,15 @@ class RecordsKeeper:
         self._node = node
         self._sources = tuple(sources)
 
+    @classmethod
+    def open(cls, config: NodeConfig, passphrase: bytes) -> RecordsKeeper:
+        """The keeper of the node ``config`` describes, signing with its own key."""
+        signer = node_signer(config, passphrase)
+        return cls(connect(config.database), signer, config.name, audit_files(config))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
     def checkpoint(self, now: datetime, reason: str) -> checkpoint.Checkpoint | None:
         """Bring in the audit files, then sign the head if it moved; the new checkpoint."""
         for name, path in self._sources:
@@ -92,3 +101,16 @@ async def _checkpoint(keeper: RecordsKeeper, now: datetime, reason: str) -> None
         await asyncio.to_thread(keeper.checkpoint, now, reason)
     except Exception:  # a failed checkpoint must not stop the node; the next one retries
         log.exception("records: the %s checkpoint failed", reason)
+
+
+async def keep_records(
+    config: NodeConfig, passphrase: bytes, clock: Callable[[], datetime], stop: asyncio.Event
+) -> None:
+    """The node's records keeper for its whole run: checkpoints until ``stop``, then one
+    more (the node awaits it before closing)."""
+    keeper = await asyncio.to_thread(RecordsKeeper.open, config, passphrase)
+    try:
+        interval = config.records.checkpoint_interval.total_seconds()
+        await run_checkpoints(keeper, interval, clock, stop)
+    finally:
+        keeper.close()

@@ -42,7 +42,8 @@ def bring_in(conn: Connection, name: str, path: Path) -> int:
         raise RecordsError(RecordsReason.SOURCE_BROKEN, f"{name}: {check.problem}")
     row = conn.execute(select(sources).where(sources.c.name == name).with_for_update()).first()
     done = 0 if row is None else int(row.records)
-    if done > len(lines) or (done and audit.digest(lines[done - 1]) != row.digest):
+    copied = "" if row is None else str(row.digest)
+    if done > len(lines) or (done and audit.digest(lines[done - 1]) != copied):
         detail = f"{name}: line {done} is not the line copied into the log"
         raise RecordsError(RecordsReason.SOURCE_BROKEN, detail)
     news = [_record(name, n, line) for n, line in enumerate(lines[done:], start=done + 1)]

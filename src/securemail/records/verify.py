@@ -48,7 +48,7 @@ class Verdict:
         return self.problem is None
 
 
-class Broken(Exception):
+class BrokenLogError(Exception):
     """The first problem found (internal: becomes a :class:`Verdict`)."""
 
     def __init__(self, problem: str, record: int | None = None, point: int | None = None):
@@ -77,7 +77,7 @@ def verify(conn: Connection, trusted: Sequence[x509.Certificate]) -> Verdict:
         _check_disposals(walk)
         for point in points:
             _check_point(walk, point, trusted)
-    except Broken as broken:
+    except BrokenLogError as broken:
         return Verdict(walk.seq, walk.disposed, 0, broken.problem, broken.record, broken.point)
     return Verdict(walk.seq, walk.disposed, len(points))
 
@@ -96,13 +96,13 @@ def _rows(conn: Connection) -> Iterator[Any]:
 def _check_row(walk: _Walk, row: Any) -> None:
     expected = walk.seq + 1
     if row.seq != expected:
-        raise Broken(
+        raise BrokenLogError(
             f"record {expected} is missing: record {row.seq} follows record {walk.seq} "
             "(records were removed)",
             expected,
         )
     if row.prev != walk.prev:
-        raise Broken(
+        raise BrokenLogError(
             f"record {row.seq} does not follow record {walk.seq}: record {walk.seq} was "
             "altered, or records were reordered",
             row.seq,
@@ -124,24 +124,26 @@ def _check_content(walk: _Walk, row: Any) -> None:
     except (ValueError, rfc8785.CanonicalizationError):
         canonical = False
     if not canonical:
-        raise Broken(f"record {row.seq} is not in canonical form: it was edited", row.seq)
+        raise BrokenLogError(f"record {row.seq} is not in canonical form: it was edited", row.seq)
     if value.get("seq") != row.seq:
-        raise Broken(
+        raise BrokenLogError(
             f"record {row.seq} holds record {value.get('seq')}: records were swapped or moved",
             row.seq,
         )
     if digest(text) != row.digest or value.get("prev") != row.prev:
-        raise Broken(f"record {row.seq} does not match its digest: it was changed", row.seq)
+        raise BrokenLogError(f"record {row.seq} does not match its digest: it was changed", row.seq)
     columns = (row.record_class, row.event, row.message_id, timestamp(row.time))
     if columns != (value["class"], value["event"], value["message_id"], value["time"]):
-        raise Broken(f"record {row.seq}: its columns differ from the record", row.seq)
+        raise BrokenLogError(f"record {row.seq}: its columns differ from the record", row.seq)
     if value["event"] == DISPOSED:
         walk.disposals[row.seq] = value["details"]
 
 
 def _check_disposed(walk: _Walk, row: Any) -> None:
     if row.disposed_by is None or row.disposed_by <= row.seq:
-        raise Broken(f"record {row.seq} is empty and no disposal record destroyed it", row.seq)
+        raise BrokenLogError(
+            f"record {row.seq} is empty and no disposal record destroyed it", row.seq
+        )
     walk.disposed += 1
     walk.destroyed.setdefault(int(row.disposed_by), []).append(str(row.digest))
 
@@ -149,7 +151,7 @@ def _check_disposed(walk: _Walk, row: Any) -> None:
 def _check_end(conn: Connection, walk: _Walk) -> None:
     head = current_head(conn)
     if (head.seq, head.digest) != (walk.seq, walk.prev):
-        raise Broken(
+        raise BrokenLogError(
             f"the log ends at record {walk.seq} but its head names record {head.seq}: "
             "records were removed from its end, or the head was changed",
             walk.seq + 1,
@@ -166,10 +168,10 @@ def _check_disposals(walk: _Walk) -> None:
     for by, digests in walk.destroyed.items():
         details = walk.disposals.get(by)
         if details is None:
-            raise Broken(f"records were emptied by record {by}, which is no disposal", by)
+            raise BrokenLogError(f"records were emptied by record {by}, which is no disposal", by)
         said = (details.get("log_records"), details.get("log_digest"))
         if said != (str(len(digests)), destroyed_digest(digests)):
-            raise Broken(f"disposal record {by} does not account for what it destroyed", by)
+            raise BrokenLogError(f"disposal record {by} does not account for what it destroyed", by)
 
 
 def _check_point(walk: _Walk, point: Checkpoint, trusted: Sequence[x509.Certificate]) -> None:
@@ -178,24 +180,28 @@ def _check_point(walk: _Walk, point: Checkpoint, trusted: Sequence[x509.Certific
         content, signature = verify_signed_data(point.signed)
         said = read_statement(content)
     except (SmimeError, ValueError) as error:
-        raise Broken(f"{name}: its signature does not verify ({error})", None, point.id) from None
+        raise BrokenLogError(
+            f"{name}: its signature does not verify ({error})", None, point.id
+        ) from None
     if not _trusted(signature.signer, trusted):
-        raise Broken(f"{name}: signed by a certificate this node does not trust", None, point.id)
+        raise BrokenLogError(
+            f"{name}: signed by a certificate this node does not trust", None, point.id
+        )
     if (said["seq"], said["digest"], said["time"]) != (
         point.seq,
         point.digest,
         timestamp(point.time),
     ):
-        raise Broken(f"{name}: its columns differ from what it signed", None, point.id)
+        raise BrokenLogError(f"{name}: its columns differ from what it signed", None, point.id)
     found = walk.wanted.get(point.seq, "")
     if not found:
-        raise Broken(
+        raise BrokenLogError(
             f"{name}: the log ends at record {walk.seq}: records were removed from its end",
             walk.seq + 1,
             point.id,
         )
     if found != point.digest:
-        raise Broken(
+        raise BrokenLogError(
             f"{name}: record {point.seq} is not the one it signed: the log was rewritten",
             point.seq,
             point.id,
