@@ -45,7 +45,7 @@ def place(
     hold = Hold(secrets.token_hex(8), address.lower() if address else None, message_id, reason, now)
     with transaction(engine, "records hold", write=True) as conn:
         values = {k: getattr(hold, k) for k in ("id", "address", "message_id", "reason")}
-        conn.execute(holds.insert().values(values, placed=now))
+        conn.execute(holds.insert().values(values | {"placed": now}))
         _record(conn, "records.hold-placed", hold, now, by)
     return hold
 
