@@ -7,6 +7,7 @@ import json
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,3 +132,36 @@ def test_swapped_records_and_a_changed_checkpoint_fail(exchanged: Federation) ->
     engine.dispose()
     code, output = _verify(exchanged, "provider")
     assert code == 1 and f"checkpoint {point.id}" in output, output
+
+
+def test_export_for_the_citizen_after_the_exchange(exchanged: Federation, tmp_path: Path) -> None:
+    """`records export --subject` on the provider holds every record about the citizen and
+    none about another mailbox; outside the node's storage it needs the flag, recorded."""
+    config = str(exchanged.nodes["provider"].config)
+    citizen = SCRIPT.to[0]
+    done = CliRunner().invoke(cli, ["records", "export", "--config", config, "--subject", citizen])
+    assert done.exit_code == 0, done.output
+    folder = Path(done.output.split(" to ", 1)[1].split(" (", 1)[0])
+    exported = [json.loads(x) for x in (folder / "records.jsonl").read_text().splitlines()]
+    about = [r for r in _records(exchanged, "provider") if citizen in r["subjects"]]
+    assert [r["seq"] for r in exported] == [r["seq"] for r in about] and exported
+    assert {"queue.accepted", "queue.delivered"} <= {r["event"] for r in exported}
+    mentioned = {a for r in exported for a in r["subjects"]}
+    unrelated = {a for r in _records(exchanged, "provider") for a in r["subjects"]} - mentioned
+    bundle = (folder / "records.jsonl").read_text() + (folder / "summary.html").read_text()
+    assert unrelated and not any(a in bundle for a in unrelated), unrelated
+
+    outside = ["--into", str(tmp_path / "elsewhere")]
+    refused = CliRunner().invoke(
+        cli, ["records", "export", "--config", config, "--subject", citizen, *outside]
+    )
+    assert refused.exit_code == 1 and "records-outside-storage" in refused.output
+    allowed = ["--outside-node-storage", *outside]
+    done = CliRunner().invoke(
+        cli, ["records", "export", "--config", config, "--subject", citizen, *allowed]
+    )
+    assert done.exit_code == 0, done.output
+    last = _records(exchanged, "provider")[-1]
+    assert last["event"] == "records.exported" and last["details"]["outside_node_storage"] == "yes"
+    code, output = _verify(exchanged, "provider")
+    assert code == 0, output

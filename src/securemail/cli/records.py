@@ -1,4 +1,4 @@
-"""``securemail records``: verify the operations log, dispose of what is due, legal holds.
+"""``securemail records``: verify the log, dispose of what is due, legal holds, exports.
 
 The commands open the node's database directly (the node may be running: each change is
 one transaction under the chain's lock). ``verify`` trusts checkpoints signed by the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -22,9 +22,11 @@ from securemail.config.anchors import load_anchors
 from securemail.config.node import NodeConfig
 from securemail.config.reasons import NodeReason
 from securemail.errors import SecureMailError
-from securemail.node.context import NodeError
+from securemail.node.context import NodeError, read_passphrase
 from securemail.records import disposal, holds
 from securemail.records.errors import RecordsError, RecordsReason
+from securemail.records.export import RecordsRequest, check_destination, export
+from securemail.records.service import node_signer
 from securemail.records.verify import verify
 from securemail.smime.keys import load_certificate
 from securemail.storage.engine import connect, sqlite_path, transaction, upgrade
@@ -140,3 +142,72 @@ def release_command(config_path: Path, hold_id: str) -> None:
     with node_database(config) as engine:
         hold = holds.release(engine, hold_id, now=_now(), by=operator())
     click.echo(f"hold {hold.id} released")
+
+
+def _day(value: str | None, *, end: bool) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        day = datetime.fromisoformat(value)
+    except ValueError:
+        detail = f"{value!r} is not a date (YYYY-MM-DD)"
+        fail(RecordsError(RecordsReason.BAD_REQUEST, detail))
+    if day.tzinfo is None:
+        day = day.replace(tzinfo=UTC)
+    if end and len(value) == 10:  # a whole day: up to its last moment
+        day += timedelta(days=1, microseconds=-1)
+    return day
+
+
+@records_group.command("export")
+@CONFIG_OPTION
+@click.option("--subject", default=None, help="Privacy Act: every record about this address.")
+@click.option("--query", default=None, help="OIA: every record whose metadata holds this text.")
+@click.option("--from", "start", default=None, help="First day (YYYY-MM-DD, UTC).")
+@click.option("--to", "end", default=None, help="Last day (YYYY-MM-DD, UTC).")
+@click.option(
+    "--into",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the bundle folder goes (default: exports/ in the node's data_dir).",
+)
+@click.option(
+    "--outside-node-storage",
+    "outside",
+    is_flag=True,
+    help="Allow a destination outside the node's data_dir (recorded).",
+)
+def export_command(
+    config_path: Path,
+    subject: str | None,
+    query: str | None,
+    start: str | None,
+    end: str | None,
+    into: Path | None,
+    outside: bool,
+) -> None:
+    """Write a signed bundle of the records a Privacy Act or OIA request covers."""
+    config = read_config(config_path)
+    request = RecordsRequest(subject, query, _day(start, end=False), _day(end, end=True))
+    destination = into or config.data_dir / "exports"
+    try:
+        request.check()
+        check_destination(destination, config.data_dir, outside=outside)
+        signer = node_signer(config, read_passphrase(config))
+    except SecureMailError as error:
+        fail(error)
+    with node_database(config) as engine:
+        bundle = export(
+            engine,
+            request,
+            destination,
+            signer=signer,
+            node=config.name,
+            now=_now(),
+            by=operator(),
+            outside=outside,
+        )
+    click.echo(
+        f"exported {bundle.records} records to {bundle.folder} "
+        f"(manifest sha256 {bundle.manifest_sha256}, signed: manifest.json.sig)"
+    )
