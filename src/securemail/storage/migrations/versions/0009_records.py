@@ -5,7 +5,7 @@ chain's last sequence number and digest; every append locks and moves it, which 
 keeps the chain linear across processes and nodes sharing the database.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-07
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"  # brief: 0007; re-chained after 0008 came into main
 branch_labels = None
 depends_on = None
 
