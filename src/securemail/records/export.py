@@ -4,7 +4,8 @@ A bundle is a new folder holding:
 
 - ``records.jsonl`` — each record as it stands in the log, plus ``redaction_review``:
   the addresses in it that are not the requester's (third parties), to be reviewed
-  before release (Privacy Act 2020 s 53(b), OIA s 9(2)(a));
+  before release (the Privacy Act 2020 ground for withholding information about another
+  person, and the Official Information Act 1982 s 9(2)(a));
 - ``records.csv`` — the same, one row per record;
 - ``summary.html`` — a readable summary (autoescaped: record values are never markup);
 - ``manifest.json`` — the request, the node, the time, the count, and the SHA-256 of
