@@ -80,7 +80,7 @@ def encode(new: NewRecord, seq: int, prev: str) -> bytes:
         "seq": seq,
         "time": timestamp(new.time),
         "class": new.record_class.value,
-        "event": new.event,
+        "event": new.event[:64],  # the column's width: both must say the same
         "message_id": new.message_id or None,
         "subjects": normal_subjects(new.subjects),
         "details": {str(k): str(v) for k, v in new.details.items()},
