@@ -11,14 +11,14 @@ from sqlalchemy import Engine, delete, select, update
 
 from securemail.records.chain import GENESIS, NewRecord, RecordClass, encode
 from securemail.records.schema import head, log
-from securemail.records.verify import verify
+from securemail.records.verify import CheckpointTrust, verify
 from securemail.storage.engine import transaction
 from tests.records.conftest import T0, some_records
 
 
 def _verdict(engine: Engine):  # type: ignore[no-untyped-def]
     with transaction(engine, "verify", write=False) as conn:
-        return verify(conn, [])
+        return verify(conn, CheckpointTrust())
 
 
 def _rows(engine: Engine) -> list:  # type: ignore[type-arg]

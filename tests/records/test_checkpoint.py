@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select, update
 from securemail.records.chain import GENESIS, digest
 from securemail.records.checkpoint import INTERVAL, SHUTDOWN, take
 from securemail.records.schema import checkpoints, head, log
-from securemail.records.verify import Verdict, verify
+from securemail.records.verify import CheckpointTrust, Verdict, verify
 from securemail.storage.engine import transaction
 from tests.conftest import Pki, require_tool
 from tests.records.conftest import T0, some_records
@@ -28,7 +28,7 @@ def _checkpoint(engine: Engine, pki: Pki, reason: str = INTERVAL):  # type: igno
 
 def _verdict(engine: Engine, pki: Pki) -> Verdict:
     with transaction(engine, "verify", write=False) as conn:
-        return verify(conn, [pki.ca.certificate])
+        return verify(conn, CheckpointTrust(certificates=(pki.agency.certificate,)))
 
 
 def test_checkpoint_verifies_with_openssl_cms(engine: Engine, pki: Pki, tmp_path: Path) -> None:
@@ -110,9 +110,34 @@ def test_a_rewritten_log_is_caught_by_the_checkpoint(engine: Engine, pki: Pki) -
 
 
 def test_a_checkpoint_by_an_untrusted_key_is_refused(engine: Engine, pki: Pki) -> None:
-    """A checkpoint signed by a key the verifier does not trust fails verify."""
+    """A checkpoint by another node's key counts only if that node shares the database
+    (is named) and the anchor issued it a certificate naming it; another member's gateway
+    key under the same anchor does not count."""
     some_records(engine, 2)
-    _checkpoint(engine, pki)
+    with transaction(engine, "checkpoint", write=True) as conn:
+        take(conn, pki.ministry.signer, "ministry.govt.nz", LATER, INTERVAL)
+    anchors = (pki.ca.certificate,)
+    refusing = (
+        CheckpointTrust(certificates=(pki.agency.certificate,)),
+        CheckpointTrust(anchors=anchors, nodes=("agency.govt.nz",)),  # not a sibling node
+    )
+    for trust in refusing:
+        with transaction(engine, "verify", write=False) as conn:
+            verdict = verify(conn, trust)
+        assert not verdict.ok and "trust" in (verdict.problem or "")
+    sibling = CheckpointTrust(anchors=anchors, nodes=("ministry.govt.nz",))
     with transaction(engine, "verify", write=False) as conn:
-        verdict = verify(conn, [pki.ministry.certificate])
+        assert verify(conn, sibling).ok
+
+
+def test_a_checkpoint_claiming_a_name_its_certificate_lacks_is_refused(
+    engine: Engine, pki: Pki
+) -> None:
+    """A member key signing as a sibling node's name (not in its certificate) fails verify."""
+    some_records(engine, 2)
+    with transaction(engine, "checkpoint", write=True) as conn:
+        take(conn, pki.ministry.signer, "agency.govt.nz", LATER, INTERVAL)
+    trust = CheckpointTrust(anchors=(pki.ca.certificate,), nodes=("agency.govt.nz",))
+    with transaction(engine, "verify", write=False) as conn:
+        verdict = verify(conn, trust)
     assert not verdict.ok and "trust" in (verdict.problem or "")

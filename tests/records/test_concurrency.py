@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 
 from securemail.records.chain import NewRecord, RecordClass, record
 from securemail.records.schema import log
-from securemail.records.verify import verify
+from securemail.records.verify import CheckpointTrust, verify
 from securemail.storage.engine import connect, transaction
 
 WRITERS = 4
@@ -41,7 +41,7 @@ def test_concurrent_writers_make_one_linear_chain(engine: Engine, url: str) -> N
         worker.join(timeout=120)
         assert worker.exitcode == 0
     with transaction(engine, "verify", write=False) as conn:
-        verdict = verify(conn, [])
+        verdict = verify(conn, CheckpointTrust())
         seqs = list(conn.execute(select(log.c.seq).order_by(log.c.seq)).scalars())
         texts = conn.execute(select(log.c.record).order_by(log.c.seq)).scalars()
         order = [text.split('"w":"')[1].split(".")[0] for text in texts]

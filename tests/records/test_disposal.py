@@ -18,7 +18,7 @@ from securemail.records.disposal import dispose
 from securemail.records.errors import RecordsError
 from securemail.records.retention import RecordsSettings
 from securemail.records.schema import log
-from securemail.records.verify import verify
+from securemail.records.verify import CheckpointTrust, verify
 from securemail.replies import ok
 from securemail.storage.engine import transaction
 from tests.queue.conftest import NOW, RETRY, message
@@ -84,7 +84,7 @@ def test_short_retention_destroys_what_is_due_and_keeps_the_held(
     with transaction(engine, "read", write=False) as conn:
         assert conn.execute(select(func.count()).select_from(signatures)).scalar() == 0
         remaining = conn.execute(select(func.count()).select_from(events)).scalar()
-        verdict = verify(conn, [])
+        verdict = verify(conn, CheckpointTrust())
     assert remaining and verdict.ok and verdict.disposed > 0, verdict
 
     after = _log(engine)

@@ -27,7 +27,7 @@ from securemail.records import disposal, holds
 from securemail.records.errors import RecordsError, RecordsReason
 from securemail.records.export import RecordsRequest, check_destination, export
 from securemail.records.service import node_signer
-from securemail.records.verify import verify
+from securemail.records.verify import CheckpointTrust, verify
 from securemail.smime.keys import load_certificate
 from securemail.storage.engine import connect, sqlite_path, transaction, upgrade
 
@@ -68,9 +68,13 @@ def _now() -> datetime:
 def verify_command(config_path: Path) -> None:
     """Check every record, disposal and checkpoint; name the first that does not hold."""
     config = read_config(config_path)
-    trusted = [load_certificate(config.tls_certificate.read_bytes()), *load_anchors(config.anchor)]
+    trust = CheckpointTrust(
+        certificates=(load_certificate(config.tls_certificate.read_bytes()),),
+        anchors=load_anchors(config.anchor),
+        nodes=(config.name, *config.records.checkpoint_signers),
+    )
     with node_database(config) as engine, transaction(engine, "verify", write=False) as conn:
-        verdict = verify(conn, trusted)
+        verdict = verify(conn, trust)
     if not verdict.ok:
         fail(RecordsError(RecordsReason.LOG_BROKEN, verdict.problem or ""))
     click.echo(

@@ -2,6 +2,7 @@
 
     [records]
     checkpoint_interval = "15m"     # how often the node signs the chain's head
+    checkpoint_signers = []         # other nodes sharing this database (their host names)
     message = "2557d"               # message metadata: queue entries, their events
     evidence = "2557d"              # receipts and the evidence they carry
     quarantine = "365d"             # quarantined messages (content included)
@@ -47,6 +48,7 @@ class RecordsSettings:
     """[records]: checkpoint interval, and each class's retention and authority."""
 
     checkpoint_interval: timedelta = timedelta(minutes=15)
+    checkpoint_signers: tuple[str, ...] = ()  # other nodes on this database, by host name
     keep: Mapping[RecordClass, timedelta] = field(
         default_factory=lambda: {c: timedelta(days=int(v[:-1])) for c, v in DEFAULT_KEEP.items()}
     )
@@ -61,6 +63,7 @@ def parse_records(table: Table | None) -> RecordsSettings:
         return RecordsSettings()
     settings = RecordsSettings(
         checkpoint_interval=table.duration("checkpoint_interval", "15m"),
+        checkpoint_signers=table.strings("checkpoint_signers", []),
         keep={c: table.duration(c.value, DEFAULT_KEEP[c]) for c in DISPOSABLE},
         authority={c: table.text(f"{c.value}_authority", DEFAULT_AUTHORITY) for c in DISPOSABLE},
     )

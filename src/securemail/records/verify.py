@@ -66,8 +66,20 @@ class _Walk:
     wanted: dict[int, str] = field(default_factory=dict)  # checkpoint seq -> digest found
 
 
-def verify(conn: Connection, trusted: Sequence[x509.Certificate]) -> Verdict:
-    """Verify the log on ``conn``; checkpoints must be signed by (or under) ``trusted``."""
+@dataclass(frozen=True)
+class CheckpointTrust:
+    """Whose checkpoints count: the node's own certificate(s), and the nodes sharing its
+    database (``nodes``: their names), each by a certificate the federation's ``anchors``
+    issued that names it. Another member's gateway key, issued by the same anchor, does not
+    count: it names another host."""
+
+    certificates: tuple[x509.Certificate, ...] = ()
+    anchors: tuple[x509.Certificate, ...] = ()
+    nodes: tuple[str, ...] = ()
+
+
+def verify(conn: Connection, trust: CheckpointTrust) -> Verdict:
+    """Verify the log on ``conn``; checkpoints must be signed as ``trust`` says."""
     points = stored(conn)
     walk = _Walk(wanted={p.seq: "" for p in points})
     try:
@@ -76,7 +88,7 @@ def verify(conn: Connection, trusted: Sequence[x509.Certificate]) -> Verdict:
         _check_end(conn, walk)
         _check_disposals(walk)
         for point in points:
-            _check_point(walk, point, trusted)
+            _check_point(walk, point, trust)
     except BrokenLogError as broken:
         return Verdict(walk.seq, walk.disposed, 0, broken.problem, broken.record, broken.point)
     return Verdict(walk.seq, walk.disposed, len(points))
@@ -174,7 +186,7 @@ def _check_disposals(walk: _Walk) -> None:
             raise BrokenLogError(f"disposal record {by} does not account for what it destroyed", by)
 
 
-def _check_point(walk: _Walk, point: Checkpoint, trusted: Sequence[x509.Certificate]) -> None:
+def _check_point(walk: _Walk, point: Checkpoint, trust: CheckpointTrust) -> None:
     name = f"checkpoint {point.id} (record {point.seq})"
     try:
         content, signature = verify_signed_data(point.signed)
@@ -183,7 +195,7 @@ def _check_point(walk: _Walk, point: Checkpoint, trusted: Sequence[x509.Certific
         raise BrokenLogError(
             f"{name}: its signature does not verify ({error})", None, point.id
         ) from None
-    if not _trusted(signature.signer, trusted):
+    if not _trusted(signature.signer, str(said["node"]), trust):
         raise BrokenLogError(
             f"{name}: signed by a certificate this node does not trust", None, point.id
         )
@@ -208,13 +220,23 @@ def _check_point(walk: _Walk, point: Checkpoint, trusted: Sequence[x509.Certific
         )
 
 
-def _trusted(signer: x509.Certificate, trusted: Sequence[x509.Certificate]) -> bool:
-    for certificate in trusted:
-        if signer == certificate:
-            return True
+def _trusted(signer: x509.Certificate, node: str, trust: CheckpointTrust) -> bool:
+    if signer in trust.certificates:
+        return True
+    if node.lower() not in {n.lower() for n in trust.nodes} or node.lower() not in _names(signer):
+        return False
+    for anchor in trust.anchors:
         try:
-            signer.verify_directly_issued_by(certificate)
+            signer.verify_directly_issued_by(anchor)
         except (ValueError, TypeError, InvalidSignature):
             continue
         return True
     return False
+
+
+def _names(certificate: x509.Certificate) -> set[str]:
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return set()
+    return {name.lower() for name in names.value.get_values_for_type(x509.DNSName)}
