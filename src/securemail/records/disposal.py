@@ -85,9 +85,13 @@ def _dispose_class(
     authority: str,
     now: datetime,
 ) -> Disposal | None:
-    lock(conn)  # before reading what is due: no record can slip in between
     held = standing(conn)
     entries = _due_entries(conn, settings, record_class, cutoff=cutoff, held=held, now=now)
+    # The chain's lock after the entries' row locks, as every queue transaction takes
+    # them (rows, then the head at its end): the other order could deadlock on PostgreSQL.
+    lock(conn)
+    if standing(conn) != held:  # a hold was placed meanwhile (under this lock): next run
+        return None
     records = _due_records(conn, record_class, cutoff, held)
     if not entries and not records:
         return None
