@@ -44,11 +44,8 @@ cli.add_command(evidence_group)
 cli.add_command(policy_group)
 cli.add_command(user_group)
 cli.add_command(log_group)
-<<<<<<< HEAD
 cli.add_command(records_group)
-=======
 cli.add_command(postfix_maps_command)
->>>>>>> main
 keys.add_command(rollover_command)
 keys.add_command(install_next_command)
 keys.add_command(promote_command)
