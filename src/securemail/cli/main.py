@@ -15,6 +15,7 @@ from securemail.cli.log import log_group
 from securemail.cli.policy import policy_group
 from securemail.cli.postfix import postfix_maps_command
 from securemail.cli.queue import queue_group, status_command
+from securemail.cli.records import records_group
 from securemail.cli.rollover import install_next_command, promote_command, rollover_command
 from securemail.cli.serve import serve_command
 from securemail.cli.smime import smime
@@ -45,6 +46,7 @@ cli.add_command(policy_group)
 cli.add_command(user_group)
 cli.add_command(log_group)
 cli.add_command(structured)
+cli.add_command(records_group)
 cli.add_command(postfix_maps_command)
 keys.add_command(rollover_command)
 keys.add_command(install_next_command)

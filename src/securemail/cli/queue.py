@@ -7,6 +7,7 @@ running node sees them at its next claim).
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,9 @@ from securemail.directory.model import Directory
 from securemail.directory.store import DirectoryStore
 from securemail.node.context import NodeError
 from securemail.queue import Direction, Entry, QueueError, QueueReason, QueueStore, State
-from securemail.storage.engine import sqlite_path
+from securemail.records.access import opened
+from securemail.storage.engine import connect, sqlite_path
+from securemail.storage.errors import StorageError
 
 STATES = [s.value for s in State]
 
@@ -162,11 +165,23 @@ def show_command(config_path: Path, entry_id: str) -> None:
     with _store(config_path) as store:
         entry = _entry(store, entry_id)
         events = store.events(entry_id)
+    _opened(read_config(config_path), entry)
     click.echo(json.dumps(_as_json(entry), indent=2))
     for event in events:
         who = f" {event.recipient}" if event.recipient else ""
         reason = f" [{event.reason}]" if event.reason else ""
         click.echo(f"{event.time:%Y-%m-%d %H:%M:%S} {event.event}{who}{reason} {event.detail}")
+
+
+def _opened(config: NodeConfig, entry: Entry) -> None:
+    """Record that the operator opened the entry (securemail.records.access)."""
+    engine = connect(config.database)
+    try:
+        opened(engine, entry, by=f"cli:{getpass.getuser()}", via="cli", now=_now())
+    except StorageError as error:
+        fail(error)
+    finally:
+        engine.dispose()
 
 
 def _verb(name: str, help_text: str) -> None:

@@ -20,6 +20,7 @@ node directory can be moved as a whole.
     [imap]            listen, tls_listen, tls_certificate, tls_key (optional: mailboxes)
     [web]             listen, tls_certificate, tls_key, public_origin, metrics_from (optional)
     [log]             format ("text": logfmt lines, or "json"), level
+    [records]         checkpoint_interval, retention and authority per class (docs/records.md)
     [postfix]         transport_map, next_hop, postmap, config_directory (optional: the
                       Postfix transport map kept in step with the directory)
     [[organisation]]  org_id, domains, keys (folder with keys/ and certs/), [delivery]
@@ -55,6 +56,7 @@ from securemail.config.toml_table import (
 )
 from securemail.policy.model import NodePolicy, OrgPolicy
 from securemail.receive.door import Door
+from securemail.records.retention import RecordsSettings, parse_records
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -273,6 +275,7 @@ class NodeConfig:
     web: WebSettings | None = None
     peer_edge: PeerEdge = field(default_factory=PeerEdge)
     log: LogSettings = field(default_factory=LogSettings)
+    records: RecordsSettings = field(default_factory=RecordsSettings)
     postfix: PostfixSettings | None = None
     # Worker processes beside the listeners: 1 runs every role in one process; N > 1 runs
     # the outbound and inbound workers in N processes that meet the listeners at the queue.
@@ -342,6 +345,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         web=_web(root.table("web"), tls_pair),
         peer_edge=_peer_edge(peer),
         log=_log(root.table("log")),
+        records=parse_records(root.table("records")),
         postfix=_postfix(root.table("postfix"), relay.listen("listen")),
         workers=_workers(node),
         lease=node.duration("lease", "60s"),

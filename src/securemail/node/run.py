@@ -61,6 +61,7 @@ from securemail.queue.threads import DatabaseThreads
 from securemail.queue.wakeups import listen_for_work, listens
 from securemail.receive import Listener
 from securemail.receive.door import SourceQuota
+from securemail.records.service import keep_records
 from securemail.relay import PoolLimits, RelayPool
 from securemail.relay.transport import PooledRelay
 from securemail.unprotect.service import Inbound
@@ -202,6 +203,7 @@ async def serve(
             await imap.close()
         raise
     tasks = [
+        asyncio.create_task(keep_records(config, read_passphrase(config), clock, stop)),
         asyncio.create_task(node.refresher.run(config.refresh.total_seconds(), stop)),
         asyncio.create_task(run_warnings(roles.notices, stop)),
         asyncio.create_task(run_receipt_windows(roles.notices, stop)),
@@ -227,7 +229,7 @@ async def serve(
             await web.close()
         for event in node.wake.values():
             event.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)  # the shutdown checkpoint too
         await node.close()
 
 

@@ -24,6 +24,7 @@ from securemail import operations
 from securemail.access.model import Principal
 from securemail.errors import SecureMailError
 from securemail.queue import Direction, State
+from securemail.records.access import opened
 from securemail.web.auth import csrf_protect, operator
 from securemail.web.context import WebContext, web_context
 
@@ -128,6 +129,8 @@ async def _entry_page(
     except SecureMailError as error:
         context = {"entry_id": entry_id, "refused": error}
         return _page(request, principal, "missing.html", context, status=404)
+    by = principal.account.name
+    await web.db(opened, web.accounts.engine, detail.entry, by=by, via="console", now=web.clock())
     context = {
         "detail": detail,
         "refused": refused,
