@@ -98,8 +98,8 @@ class Report:
 def parse_ids(
     words: Sequence[str], stdin_lines: Sequence[str] = ()
 ) -> tuple[tuple[str, ...], bool]:
-    """The entry ids named by ``words`` (``ALL``; ``-`` for the lines of ``stdin_lines``,
-    blank lines and ``#`` comments skipped), and whether ALL was among them."""
+    """The entry ids named by ``words`` (``ALL``; ``-`` for the first word of each line of
+    ``stdin_lines``, as ``queue list`` prints them), and whether ALL was among them."""
     ids: list[str] = []
     every = False
     for word in words:
@@ -113,8 +113,9 @@ def parse_ids(
 
 
 def _is_id_line(line: str) -> bool:
-    stripped = line.strip()
-    return bool(stripped) and not stripped.startswith("#")
+    """A line that starts with an id: not blank, not a comment, not an indented
+    continuation (``queue list`` puts the last reply there), not a ``--`` footer."""
+    return bool(line.strip()) and not line[0].isspace() and line[0] not in "#-"
 
 
 def select(store: Steering, selection: Selection) -> tuple[list[Entry], list[Outcome]]:

@@ -116,3 +116,13 @@ def test_console_pages_are_accessible(site: Site, operator_page: Page, path: str
     """The operator console's status, queue and directory pages have no violations."""
     operator_page.goto(f"{site.origin}{path}")
     check(operator_page, "console-queue" if path == "/console/queue" else None)
+
+
+def test_console_bulk_preview_is_accessible(site: Site, operator_page: Page) -> None:
+    """The queue page's bulk form and the preview page it leads to have no violations."""
+    operator_page.goto(f"{site.origin}/console/queue")
+    boxes = operator_page.get_by_role("checkbox", name="Select entry")
+    if boxes.count():
+        boxes.first.check()
+    operator_page.get_by_role("button", name="Preview").click()
+    check(operator_page, "console-bulk-preview")
