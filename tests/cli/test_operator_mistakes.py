@@ -139,7 +139,7 @@ def test_a_data_dir_without_a_queue_is_refused_and_none_is_created(
 def _started_once(federation: Federation) -> Path:
     """The agency's config, with a queue database (as a node that ran once leaves it)."""
     config = federation.nodes["agency"].config
-    assert CliRunner().invoke(cli, ["user", "list", "--config", str(config)]).exit_code == 0
+    assert CliRunner().invoke(cli, ["db", "upgrade", "--config", str(config)]).exit_code == 0
     return config
 
 

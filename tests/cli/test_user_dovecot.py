@@ -156,7 +156,7 @@ def test_a_missing_directory_is_an_error(config: Path, tmp_path: Path) -> None:
     """The output directory is not created (its group decides who reads the files)."""
     code, output = export(config, "--out", str(tmp_path / "none"), "--uid", "1", "--gid", "1")
 
-    assert code == 1 and f"error: {tmp_path / 'none'} is not a directory" in output
+    assert code == 1 and f"error: not-a-directory: {tmp_path / 'none'} is not a directory" in output
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import click
 from alembic.util.exc import CommandError
 
 from securemail.cli.files import fail
+from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.cli.serve import CONFIG_OPTION, read_config
 from securemail.config.reasons import NodeReason
 from securemail.node.context import NodeError
@@ -61,24 +62,26 @@ def history_command(as_json: bool) -> None:
 @db_group.command("upgrade")
 @CONFIG_OPTION
 @click.argument("revision", default="head")
-def upgrade_command(config_path: Path, revision: str) -> None:
+@JSON_OPTION
+def upgrade_command(config_path: Path, revision: str, as_json: bool) -> None:
     """Migrate the database to REVISION (default: the newest), creating it if needed."""
-    _migrate(config_path, revision, up=True)
+    _migrate(config_path, revision, up=True, as_json=as_json)
 
 
 @db_group.command("downgrade")
 @CONFIG_OPTION
 @click.argument("revision")
-def downgrade_command(config_path: Path, revision: str) -> None:
+@JSON_OPTION
+def downgrade_command(config_path: Path, revision: str, as_json: bool) -> None:
     """Take the database back to REVISION (see `db history`), for a rollback.
 
     Stop every node using the database first. A downgrade drops what later revisions
     added: take a backup first.
     """
-    _migrate(config_path, revision, up=False)
+    _migrate(config_path, revision, up=False, as_json=as_json)
 
 
-def _migrate(config_path: Path, revision: str, *, up: bool) -> None:
+def _migrate(config_path: Path, revision: str, *, up: bool, as_json: bool) -> None:
     config = read_config(config_path)
     known = {r.id for r in chain()} | {"head", "base"}
     if revision not in known:
@@ -101,4 +104,7 @@ def _migrate(config_path: Path, revision: str, *, up: bool) -> None:
         fail(error)
     except CommandError as error:  # a revision the database is not on the way to
         fail(StorageError(StorageReason.UNAVAILABLE, f"migrate to {revision}: {error}"))
+    if as_json:
+        echo_json({"before": before, "after": after})
+        return
     click.echo(f"schema {before or 'none'} -> {after or 'none'}")

@@ -16,16 +16,14 @@ from pathlib import Path
 import click
 
 from securemail import operations
-from securemail.cli.files import fail
+from securemail.cli.files import fail, refuse_missing_database
+from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.cli.serve import CONFIG_OPTION, ports_file, read_config
 from securemail.config.anchors import load_anchors
 from securemail.config.node import NodeConfig
-from securemail.config.reasons import NodeReason
 from securemail.directory.model import Directory
 from securemail.directory.store import DirectoryStore
-from securemail.node.context import NodeError
-from securemail.queue import Direction, Entry, QueueError, QueueReason, QueueStore, State
-from securemail.storage.engine import sqlite_path
+from securemail.queue import Direction, Entry, QueueError, QueueStore, State
 
 STATES = [s.value for s in State]
 
@@ -35,7 +33,7 @@ def open_store(config_path: Path) -> Iterator[QueueStore]:
     """The node's queue, which must exist: these commands never create one (a wrong
     ``data_dir`` must not look like an empty queue)."""
     config = read_config(config_path)
-    _refuse_missing_queue(config)
+    refuse_missing_database(config)
     try:
         store = QueueStore.open(config.database)
     except QueueError as error:
@@ -46,16 +44,6 @@ def open_store(config_path: Path) -> Iterator[QueueStore]:
         fail(error)
     finally:
         store.close()
-
-
-def _refuse_missing_queue(config: NodeConfig) -> None:
-    if not config.data_dir.is_dir():
-        detail = f"node.data_dir {config.data_dir} does not exist: is this the node's config?"
-        fail(NodeError(NodeReason.BAD_CONFIG, detail))
-    database = sqlite_path(config.database)
-    if database is not None and not database.is_file():
-        detail = f"no queue database at {database}: the node has not run with this config"
-        fail(QueueError(QueueReason.UNAVAILABLE, detail))
 
 
 def _now() -> datetime:
@@ -156,11 +144,15 @@ def _footer(page: operations.Page) -> str:
 @queue_group.command("show")
 @CONFIG_OPTION
 @click.argument("entry_id")
-def show_command(config_path: Path, entry_id: str) -> None:
+@JSON_OPTION
+def show_command(config_path: Path, entry_id: str, as_json: bool) -> None:
     """One entry: per-recipient state, last error and reason, and its event history."""
     with open_store(config_path) as store:
         entry = _entry(store, entry_id)
         events = store.events(entry_id)
+    if as_json:
+        echo_json(_as_json(entry) | {"events": events})
+        return
     click.echo(json.dumps(_as_json(entry), indent=2))
     for event in events:
         who = f" {event.recipient}" if event.recipient else ""
@@ -179,7 +171,8 @@ def _entry(store: QueueStore, entry_id: str) -> Entry:
 @CONFIG_OPTION
 @click.option("--node", "owner", help="Take back the entries this (dead) node held.")
 @click.option("--all", "every", is_flag=True, help="Take back every active entry.")
-def recover_command(config_path: Path, owner: str | None, every: bool) -> None:
+@JSON_OPTION
+def recover_command(config_path: Path, owner: str | None, every: bool, as_json: bool) -> None:
     """Return entries left active by a node that will not come back to the queue.
 
     A node does this for its own entries when it starts. Never use --all while other nodes
@@ -189,6 +182,9 @@ def recover_command(config_path: Path, owner: str | None, every: bool) -> None:
         raise click.UsageError("give --node NAME or --all")
     with open_store(config_path) as store:
         count = store.recover(_now(), owner=owner)
+    if as_json:
+        echo_json({"recovered": count})
+        return
     click.echo(f"recovered {count} entr{'y' if count == 1 else 'ies'}")
 
 

@@ -103,8 +103,12 @@ def _file(path: Path, *, private: bool) -> Finding:
 
 def _data_dir(config: NodeConfig) -> Iterator[Finding]:
     path = config.data_dir
-    if not path.is_dir():
+    if path.exists() and not path.is_dir():
         yield Finding(ERROR, "data-dir-missing", f"node.data_dir {path} is not a folder")
+        return
+    if not path.exists():
+        detail = f"node.data_dir {path} is not there yet: the first start makes it (0700)"
+        yield Finding(WARNING, "data-dir-missing", detail)
         return
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o002:
