@@ -96,7 +96,7 @@ def _file(path: Path, *, private: bool) -> Finding:
     if not stat.S_ISREG(mode):
         return Finding(ERROR, "unreadable-file", f"{path}: not a file")
     if private and mode & 0o077:
-        detail = f"{path} is {stat.S_IMODE(mode):04o}: a private key must be 0600 (chmod 600)"
+        detail = f"{path} is {stat.S_IMODE(mode):04o}: keys and passphrases must be 0600"
         return Finding(ERROR, "key-permissions", detail)
     return _ok("file", f"{path}")
 
