@@ -52,12 +52,15 @@ class BulkError(SecureMailError[BulkReason]):
 
 @dataclass(frozen=True)
 class Selection:
-    """Which entries an action is for: the ``ids`` given, or every entry (``every``),
-    narrowed by any of ``states``, a ``sender`` and a ``recipient`` (exact address, any
-    case) and a ``reason`` code; for a purge also ``before`` (last changed before it)."""
+    """Which entries an action is for: the ``ids`` given (``by_id``: ids were asked for,
+    even if none came, as from an empty stdin: then none is chosen), or every entry
+    (``every``), narrowed by any of ``states``, a ``sender`` and a ``recipient`` (exact
+    address, any case) and a ``reason`` code; for a purge also ``before`` (last changed
+    before it)."""
 
     ids: tuple[str, ...] = ()
     every: bool = False
+    by_id: bool = False
     states: tuple[State, ...] = ()
     sender: str | None = None
     recipient: str | None = None
@@ -120,10 +123,11 @@ def _is_id_line(line: str) -> bool:
 
 def select(store: Steering, selection: Selection) -> tuple[list[Entry], list[Outcome]]:
     """The entries ``selection`` names, and an outcome for each id that names none."""
-    if not (selection.ids or selection.every or selection.filtered):
+    named = bool(selection.ids) or selection.by_id
+    if not (named or selection.every or selection.filtered):
         detail = "give entry ids, ALL, - (ids on stdin) or a filter (--state, --sender, …)"
         raise BulkError(BulkReason.EMPTY_SELECTION, detail)
-    if selection.ids:
+    if named and not selection.every:
         found, missing = _by_id(store, selection.ids)
         chosen = [e for e in found if _matches(e, selection)]
     else:

@@ -105,3 +105,13 @@ def test_nothing_named_is_a_clear_error(node: tuple[Path, QueueStore]) -> None:
     config, _ = node
     code, _, err = queue(config, "release")
     assert code == 1 and err.startswith("error: empty-selection: give entry ids, ALL")
+
+
+def test_an_empty_stdin_chooses_nothing(node: tuple[Path, QueueStore]) -> None:
+    """``delete - --sender X`` fed nothing (an empty listing) deletes nothing: the filter
+    narrows the ids given, it does not widen to every entry."""
+    config, store = node
+    code, out, err = queue(config, "delete", "-", "--sender", "dan@agency.govt.nz", stdin="")
+    assert code == 0 and out == ""
+    assert err.splitlines()[-1] == "-- delete: 0 changed, 0 skipped, 0 refused"
+    assert len(_ids(store, State.DEFERRED)) == 2

@@ -133,8 +133,11 @@ def test_print_config_prints_the_auth_chain_and_writes_nothing(
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (("--uid", "0", "--gid", "5000"), "error: Dovecot refuses mail access as root"),
-        (("--uid", "5000", "--gid", "5000", "--slots", "1"), f"error: account '{AROHA}' has 2"),
+        (("--uid", "0", "--gid", "5000"), "error: bad-value: Dovecot refuses mail access as root"),
+        (
+            ("--uid", "5000", "--gid", "5000", "--slots", "1"),
+            f"error: bad-value: account '{AROHA}' has 2",
+        ),
     ],
 )
 def test_refused_exports_exit_1_and_write_nothing(

@@ -71,6 +71,7 @@ def _selection(
     return Selection(
         ids=ids,
         every=every,
+        by_id=bool(ids) or "-" in words,
         states=tuple(State(s) for s in states),
         sender=sender or None,
         recipient=recipient or None,
@@ -102,7 +103,7 @@ def _run(
             )
     except SecureMailError as error:
         fail(error)
-    _show(report, by_id=bool(selection.ids), as_json=as_json)
+    _show(report, by_id=selection.by_id and not selection.every, as_json=as_json)
 
 
 def _show(report: Report, *, by_id: bool, as_json: bool) -> None:
@@ -234,7 +235,7 @@ def purge_command(
     """
     age: timedelta = parse_duration(older_than, "--older-than")
     selection = _selection(words, states, sender, recipient, reason)
-    if not (selection.ids or selection.every or selection.filtered):
+    if not (selection.by_id or selection.every or selection.filtered):
         selection = Selection(every=True)
     before = datetime.now(UTC) - age
     selection = replace(selection, before=before)

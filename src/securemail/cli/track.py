@@ -17,6 +17,7 @@ import click
 from cryptography import x509
 
 from securemail import operations
+from securemail.cli.files import fail
 from securemail.cli.queue import open_store
 from securemail.cli.serve import CONFIG_OPTION, read_config
 from securemail.config.anchors import load_anchors
@@ -41,7 +42,7 @@ def track_command(config_path: Path, message_id: str, as_json: bool) -> None:
         try:
             tracks = operations.track(store, message_id)
         except operations.OperationError as error:
-            raise click.ClickException(error.detail) from None
+            fail(error)
     for track in tracks:
         lines = [(step.time.isoformat(), step.what, step.detail) for step in track.timeline]
         _show(track.recipient, track.receipt, lines, track.evidence, as_json)
