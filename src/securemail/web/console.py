@@ -125,6 +125,9 @@ async def steer_entries(
     held or retried, and the page says so for each one."""
     if action not in ACTIONS:
         return _page(request, principal, "missing.html", {"entry_id": action}, status=404)
+    if not ids:
+        nothing = bulk.BulkError(bulk.BulkReason.EMPTY_SELECTION, "tick at least one entry")
+        return _page(request, principal, "bulk.html", {"report": None, "refused": nothing}, 409)
     selection = bulk.Selection(ids=tuple(dict.fromkeys(ids))[: operations.MAX_PAGE])
     chosen = bulk.Action(action)
     try:

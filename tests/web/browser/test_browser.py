@@ -165,7 +165,7 @@ def test_operator_holds_entries_in_bulk_with_a_preview(site: Site, operator_page
     page.get_by_role("button", name="Preview").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Preview: hold")
     expect(page.get_by_role("row").filter(has_text=entry_id)).to_contain_text("would hold")
-    page.get_by_role("button", name="Hold these 1 entries").click()
+    page.get_by_role("button", name="Hold this entry").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Done: hold")
     page.goto(f"{site.origin}/console/queue?state=held&text={message_id}")
     held = page.get_by_role("row").filter(has_text=entry_id)
