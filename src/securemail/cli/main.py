@@ -16,6 +16,7 @@ from securemail.cli.grammar import Grammar
 from securemail.cli.keys import keys
 from securemail.cli.log import log_group
 from securemail.cli.policy import policy_group
+from securemail.cli.postfix import postfix_maps_command
 from securemail.cli.queue import queue_group, status_command
 from securemail.cli.queue_steer import COMMANDS as QUEUE_STEERING
 from securemail.cli.rollover import install_next_command, promote_command, rollover_command
@@ -48,6 +49,7 @@ cli.add_command(user_group)
 cli.add_command(log_group)
 cli.add_command(check_config_command)
 cli.add_command(db_group)
+cli.add_command(postfix_maps_command)
 keys.add_command(rollover_command)
 keys.add_command(install_next_command)
 keys.add_command(promote_command)

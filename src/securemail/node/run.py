@@ -39,6 +39,7 @@ from securemail.node.context import (
 from securemail.node.listeners import Listeners, start_listeners
 from securemail.node.mailboxes import open_node_accounts, start_node_imap
 from securemail.node.monitoring import monitoring_router, open_monitor
+from securemail.node.mta import keep_postfix_map
 from securemail.node.processes import WorkerProcesses
 from securemail.node.roles import Roles, build_roles
 from securemail.node.web import WebServer, start_node_web
@@ -105,13 +106,17 @@ async def open_node(
         DirectoryStore(config.data_dir / "directory", anchors, federation=config.federation),
         Source(config.directory),
         clock=clock,
+        on_current=keep_postfix_map(config) if fetch else None,
     )
     threads = DatabaseThreads(config.database)
     wake = {d: asyncio.Event() for d in Direction}
     node = Node(
         config=config,
         orgs=orgs,
-        targets={o.org_id: make_target(o, config, mailboxes, seal) for o in config.organisations},
+        targets={
+            o.org_id: make_target(o, config, mailboxes, seal, passphrase)
+            for o in config.organisations
+        },
         anchors=anchors,
         refresher=refresher,
         store=store,
