@@ -113,3 +113,21 @@ def test_nothing_is_created(federation: Federation, tmp_path: Path, running: boo
     findings = check(federation.config("agency"), datetime.now(UTC), running=running)
     assert any(f.reason == "data-dir-missing" and f.level == "warning" for f in findings)
     assert not wrong.exists()
+
+
+def test_the_store_password_file_must_be_private(federation: Federation, tmp_path: Path) -> None:
+    """Delivery to the organisation's own store with AUTH: a password file others may read
+    is key-permissions, as a key is."""
+    _ready(federation)
+    secret = tmp_path / "store-password"
+    secret.write_text("store password\n")
+    secret.chmod(0o644)
+    path = federation.nodes["agency"].config
+    store = (
+        'kind = "smtp"\nhost = "127.0.0.1"\nport = 2525\nstarttls = true\n'
+        f'auth_user = "gateway"\nauth_password_file = "{secret}"\n'
+    )
+    text = re.sub(r'kind = "maildir"\npath = "[^"]*"\n', store, path.read_text())
+    path.write_text(text)
+    [(reason, detail)] = _errors(check(federation.config("agency"), datetime.now(UTC)))
+    assert reason == "key-permissions" and detail.startswith(f"{secret} is 0644")

@@ -18,7 +18,8 @@ from securemail.config.toml_table import ConfigError
 
 PATH_KEYS = frozenset(
     {"data_dir", "anchor", "directory", "tls_certificate", "tls_key", "keys"}
-    | {"passphrase_file", "path", "cafile"}
+    | {"passphrase_file", "path", "cafile", "client_certificate", "client_key"}
+    | {"auth_password_file"}
 )
 Key = tuple[str | int, ...]
 

@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from securemail.config.anchors import load_anchors
-from securemail.config.node import NodeConfig
+from securemail.config.node import Delivery, NodeConfig
 from securemail.config.toml_table import Listen
 from securemail.directory.document import verify_document
 from securemail.directory.fetch import Source
@@ -62,7 +62,8 @@ def _ok(reason: str, detail: str) -> Finding:
 
 
 def private_files(config: NodeConfig) -> list[Path]:
-    """The files that must be readable by the node's user only."""
+    """The files that must be readable by the node's user only: TLS keys, the passphrase
+    file, organisation keys, and the secrets of delivery to the organisation's store."""
     files = [config.tls_key]
     for ports in (config.submission, config.imap):
         if ports is not None:
@@ -73,7 +74,18 @@ def private_files(config: NodeConfig) -> list[Path]:
         files.append(config.passphrase_file)
     for org in config.organisations:
         files += sorted((org.keys / "keys").glob("*"))
+        files += _store_secrets(org.delivery)
     return list(dict.fromkeys(files))
+
+
+def _store_secrets(delivery: Delivery) -> list[Path]:
+    """The client key and AUTH password file of delivery to an organisation's own store."""
+    found = []
+    if delivery.store_tls is not None and delivery.store_tls.client_key is not None:
+        found.append(delivery.store_tls.client_key)
+    if delivery.auth is not None and delivery.auth.password_file is not None:
+        found.append(delivery.auth.password_file)
+    return found
 
 
 def _files(config: NodeConfig) -> Iterator[Finding]:
