@@ -23,6 +23,7 @@ import click
 from cryptography import x509
 
 from securemail.cli import files
+from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.directory import Member
 from securemail.directory.model import CAPABILITIES, ROLES
 from securemail.federation import FederationError
@@ -367,12 +368,16 @@ def publish_command(
 
 @federation.command("list")
 @FED
+@JSON_OPTION
 @_refusals
-def list_command(fed: Path) -> None:
+def list_command(fed: Path, as_json: bool) -> None:
     """List the members: org id, name, domains, status, roles, earliest certificate expiry."""
     store = Store(fed)
     store.require()
     members = store.members()
+    if as_json:
+        echo_json([_member_json(m) for m in members])
+        return
     if not members:
         click.echo("no members")
         return
@@ -382,6 +387,22 @@ def list_command(fed: Path) -> None:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         click.echo("  ".join([*cells, row[-1]]))
+
+
+def _member_json(member: Member) -> dict[str, object]:
+    expiry = min(
+        member.signing.current.not_valid_after_utc, member.encryption.current.not_valid_after_utc
+    )
+    rollover = member.signing.next is not None or member.encryption.next is not None
+    return {
+        "org_id": member.org_id,
+        "name": member.name,
+        "domains": list(member.domains),
+        "status": member.status,
+        "roles": list(member.roles),
+        "expires": expiry.isoformat(),
+        "next_issued": rollover,
+    }
 
 
 def _row(member: Member) -> tuple[str, str, str, str, str, str]:

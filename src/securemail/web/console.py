@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BeforeValidator
 
-from securemail import operations
+from securemail import bulk, operations
 from securemail.access.model import Principal
 from securemail.errors import SecureMailError
 from securemail.queue import Direction, State
@@ -108,6 +108,37 @@ def _listing(request: Request, page: operations.Page) -> dict[str, Any]:
         if page.next_offset is None
         else str(request.url.include_query_params(offset=page.next_offset)),
     }
+
+
+@router.post("/queue/bulk", dependencies=CHECKED, response_class=HTMLResponse, name="console_bulk")
+async def steer_entries(
+    request: Request,
+    principal: Operator,
+    web: Web,
+    *,
+    action: Annotated[str, Form()],
+    ids: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies form defaults)
+    force: Annotated[bool, Form()] = False,
+    dry_run: Annotated[bool, Form()] = False,
+) -> HTMLResponse:
+    """The selected entries, steered (or, for a preview, what would change): the same
+    :mod:`securemail.bulk` as ``securemail queue hold ID…``; a delivered entry is never
+    held or retried, and the page says so for each one."""
+    if action not in ACTIONS:
+        return _page(request, principal, "missing.html", {"entry_id": action}, status=404)
+    if not ids:
+        nothing = bulk.BulkError(bulk.BulkReason.EMPTY_SELECTION, "tick at least one entry")
+        return _page(request, principal, "bulk.html", {"report": None, "refused": nothing}, 409)
+    selection = bulk.Selection(ids=tuple(dict.fromkeys(ids))[: operations.MAX_PAGE])
+    chosen = bulk.Action(action)
+    try:
+        report = await web.db(
+            bulk.steer, web.store, chosen, selection, web.clock(), dry_run=dry_run, force=force
+        )
+    except SecureMailError as error:
+        return _page(request, principal, "bulk.html", {"report": None, "refused": error}, 409)
+    context = {"report": report, "force": force}
+    return _page(request, principal, "bulk.html", context, status=409 if report.refused else 200)
 
 
 @router.get("/queue/{entry_id}", response_class=HTMLResponse, name="console_entry")
