@@ -107,15 +107,18 @@ def test_exposure_is_low(units: Path, name: str) -> None:
 
 
 def test_the_timer_starts_the_maintenance_purge(tmp_path: Path) -> None:
-    """The timer fires daily and persistently; the service's command (with its
-    SECUREMAIL_CONFIG) purges a real node's queue and exits 0."""
+    """The timer fires daily and persistently; the service's commands (with its
+    SECUREMAIL_CONFIG) purge a real node's queue, then dispose of its records, each exit 0."""
     timer = settings("securemail-maintenance.timer")
     assert timer["OnCalendar"] and timer["Persistent"] == ["true"]
     service = settings("securemail-maintenance.service")
-    [command] = service["ExecStart"]
-    words = command.split()
-    assert words[0] == INSTALLED and words[1:3] == ["queue", "purge"]
+    purge, dispose = (command.split() for command in service["ExecStart"])
+    assert purge[0] == INSTALLED and purge[1:3] == ["queue", "purge"]
+    assert dispose == [INSTALLED, "records", "dispose"]
     config = provider_config(tmp_path, "provider.nz")
     assert CliRunner().invoke(cli, ["db", "upgrade", "--config", str(config)]).exit_code == 0
-    result = CliRunner(env={"SECUREMAIL_CONFIG": str(config)}).invoke(cli, words[1:])
+    runner = CliRunner(env={"SECUREMAIL_CONFIG": str(config)})
+    result = runner.invoke(cli, purge[1:])
     assert result.exit_code == 0 and result.stdout == "purged 0 entries\n", result.output
+    disposed = runner.invoke(cli, dispose[1:])
+    assert disposed.exit_code == 0, disposed.output
