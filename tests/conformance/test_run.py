@@ -32,6 +32,7 @@ from tests.support import foreign_peer as fp
 from tests.support.postfix import PostfixInstance, start_postfix
 
 AROHA = "aroha.ngata@agency.govt.nz"
+HEMI = "hemi.walker@securemail.provider.nz"  # the provider hosts mailboxes: no catch-all
 
 
 async def conformance_run(
@@ -87,12 +88,12 @@ def test_conformance_run_passes_against_our_node(federation: Federation, tmp_pat
     `openssl cms -verify` and names each requirement it checked (SM-FAIL-2 only applies to a
     notice, and our node sends none for the refused cases)."""
     require_tool("openssl")
-    agency = federation.nodes["agency"]
+    provider = federation.nodes["provider"]
     out = tmp_path / "report"
 
     async def scenario() -> tuple[int, str]:
-        async with running(federation, "agency"):
-            return await conformance_run(federation, agency.peer_port, "agency", AROHA, out,
+        async with running(federation, "provider"):
+            return await conformance_run(federation, provider.peer_port, "provider", HEMI, out,
                                          wait=int(WAIT))  # fmt: skip
 
     status, output = asyncio.run(scenario())
@@ -100,12 +101,25 @@ def test_conformance_run_passes_against_our_node(federation: Federation, tmp_pat
     document = report(out)
     assert document["result"] == "pass", json.dumps(document, indent=1)
     checked = set(results(document))
-    expected = {"SM-TLS-3", "SM-RECV-1", "SM-RECV-2", "SM-RECV-3", "SM-RECV-5", "SM-RECV-6",
-                "SM-RCPT-1", "SM-RCPT-2", "SM-RCPT-3", "SM-FAIL-1", "SM-SEND-1",
-                "SM-SEND-3", "SM-SEND-5", "SM-DIR-4"}  # fmt: skip
-    assert checked == expected
-    assert {c["name"] for c in document["cases"]} >= {"valid-gcm", "tampered", "plaintext"}
-    assert len(list((out / "received").iterdir())) == 2  # 2 receipts; no notice to strangers
+    expected = {"SM-TLS-3", "SM-TLS-6", "SM-TLS-7", "SM-TLS-8", "SM-RECV-1", "SM-RECV-2",
+                "SM-RECV-3", "SM-RECV-5", "SM-RECV-6", "SM-RCPT-1", "SM-RCPT-2", "SM-RCPT-3",
+                "SM-FAIL-1", "SM-FAIL-2", "SM-FAIL-3", "SM-SEND-1", "SM-SEND-3", "SM-SEND-4",
+                "SM-SEND-5", "SM-SEND-6", "SM-DIR-4", "SM-DIR-5", "SM-SEAL-2"}  # fmt: skip
+    assert checked == expected, json.dumps(document, indent=1)
+    names = {c["name"] for c in document["cases"]}
+    assert names >= {"valid-gcm", "downgrade-cbc", "unsealed", "tampered-signed", "plaintext"}
+    # 2 receipts and the unknown mailbox's notice; no notice to strangers
+    assert len(list((out / "received").iterdir())) == 3
+    [notice] = evidence(document, "SM-FAIL-3")
+    assert "unknown-mailbox: pass: signed, encrypted RFC 3464 notice" in notice
+    page = (out / "report.html").read_text()
+    assert all(f'<tr id="{requirement}">' in page for requirement in expected)
+
+
+def evidence(document: dict[str, Any], requirement: str) -> list[str]:
+    """The evidence lines of ``requirement`` in the report."""
+    return [line for r in document["requirements"] if r["id"] == requirement
+            for line in r["evidence"]]  # fmt: skip
 
 
 @contextlib.asynccontextmanager

@@ -20,6 +20,8 @@ node directory can be moved as a whole.
     [imap]            listen, tls_listen, tls_certificate, tls_key (optional: mailboxes)
     [web]             listen, tls_certificate, tls_key, public_origin, metrics_from (optional)
     [log]             format ("text": logfmt lines, or "json"), level
+    [conformance]     enabled, interval, tester, node_dir, listen, wait, revoked_signer,
+                      [[conformance.target]] member, recipient, endpoint  (optional)
     [[organisation]]  org_id, domains, keys (folder with keys/ and certs/), [delivery]
 """
 
@@ -96,6 +98,32 @@ class LogSettings:
 
     format: Literal["text", "json"] = "text"
     level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
+
+
+@dataclass(frozen=True)
+class ConformanceTarget:
+    """One gateway the node tests on schedule: a member, a test mailbox there, and where to
+    reach it (None: the member's first endpoint in the directory)."""
+
+    member: str
+    recipient: str
+    endpoint: Listen | None = None
+
+
+@dataclass(frozen=True)
+class ConformanceSettings:
+    """[conformance]: the node runs the conformance kit against ``targets`` every
+    ``interval`` as the test identity ``tester`` (its keys in ``node_dir``, its directory
+    endpoint ``listen``); see docs/conformance.md."""
+
+    enabled: bool = False
+    interval: timedelta = timedelta(hours=24)
+    tester: str = ""
+    node_dir: Path | None = None
+    listen: Listen | None = None
+    wait: timedelta = timedelta(seconds=120)
+    revoked_signer: Path | None = None  # signing.pem + signing.key the federation revoked
+    targets: tuple[ConformanceTarget, ...] = ()
 
 
 RECEIPTS_LOCAL_PART = "securemail-receipts"
@@ -220,6 +248,7 @@ class NodeConfig:
     workers: int = 1
     lease: timedelta = timedelta(seconds=60)  # how long a claim holds without renewal
     source: Path | None = None  # the file it was read from (worker processes read it too)
+    conformance: ConformanceSettings = field(default_factory=ConformanceSettings)
 
     def organisation_for(self, domain: str) -> Organisation | None:
         domain = domain.lower()
@@ -284,6 +313,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         log=_log(root.table("log")),
         workers=_workers(node),
         lease=node.duration("lease", "60s"),
+        conformance=_conformance(root.table("conformance")),
     )
     for table in (root, node, federation, peer, relay):
         table.finish()
@@ -421,6 +451,52 @@ def _log(table: Table | None) -> LogSettings:
         raise ConfigError(f"log.level must be DEBUG, INFO, WARNING or ERROR, not {level!r}")
     table.finish()
     return LogSettings(form, level)
+
+
+def _conformance(table: Table | None) -> ConformanceSettings:
+    if table is None:
+        return ConformanceSettings()
+    enabled = table.flag("enabled", True)
+    targets = tuple(_conformance_target(t, table) for t in _array(table, "target"))
+    settings = ConformanceSettings(
+        enabled=enabled,
+        interval=table.duration("interval", "24h"),
+        tester=table.text("tester", REQUIRED if enabled else ""),
+        node_dir=table.path("node_dir", REQUIRED if enabled else None),
+        listen=table.listen("listen", REQUIRED if enabled else "127.0.0.1:0"),
+        wait=table.duration("wait", "120s"),
+        revoked_signer=table.path("revoked_signer", None),
+        targets=targets,
+    )
+    if settings.interval < timedelta(minutes=1):
+        raise ConfigError("conformance.interval must be at least 1m")
+    if enabled and not targets:
+        raise ConfigError("conformance: give at least one [[conformance.target]]")
+    table.finish()
+    return settings
+
+
+def _array(table: Table, key: str) -> list[Table]:
+    table.used.add(key)
+    value = table.data.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(
+            f"{table.where}.{key} must be an array of tables ([[{table.where}.{key}]])"
+        )
+    return [Table(item, f"{table.where}.{key}", table.base) for item in value]
+
+
+def _conformance_target(target: Table, parent: Table) -> ConformanceTarget:
+    endpoint = target.text("endpoint", None)
+    result = ConformanceTarget(
+        member=target.text("member"),
+        recipient=target.text("recipient"),
+        endpoint=None if endpoint is None else target.listen("endpoint"),
+    )
+    if "@" not in result.recipient:
+        raise ConfigError(f"{parent.where}.target.recipient must be an address")
+    target.finish()
+    return result
 
 
 def _origin(value: str | None) -> str | None:
