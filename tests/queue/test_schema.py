@@ -13,6 +13,7 @@ from sqlalchemy import MetaData, create_engine
 
 from securemail.access.schema import metadata as web_metadata
 from securemail.accounts.schema import metadata as accounts_metadata
+from securemail.conformance.schema import metadata as conformance_metadata
 from securemail.queue import Direction, QueueStore
 from securemail.queue.schema import metadata
 from tests.queue.conftest import NOW, message
@@ -25,9 +26,9 @@ def test_migrations_match_the_tables(store: QueueStore, url: str) -> None:
     engine = create_engine(url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
-        assert context.get_current_revision() == "0007"
+        assert context.get_current_revision() == "0013"
         both = MetaData()
-        tables = (metadata, accounts_metadata, web_metadata)
+        tables = (metadata, accounts_metadata, web_metadata, conformance_metadata)
         for table in (t for m in tables for t in m.tables.values()):
             table.to_metadata(both)
         assert compare_metadata(context, both) == []

@@ -13,6 +13,7 @@ abandoned) and QUIT; the certificate is untrusted input, only parsed and compare
 from __future__ import annotations
 
 import ssl
+import warnings
 from collections.abc import Callable
 from datetime import datetime
 
@@ -54,9 +55,11 @@ def _probe_context(client: tuple[str, str, bytes] | None, *, old: bool) -> ssl.S
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # judged below, so each fault is named on its own
-    if old:
-        context.minimum_version = ssl.TLSVersion.TLSv1
-        context.maximum_version = ssl.TLSVersion.TLSv1_1
+    if old:  # deliberately what no gateway may accept (profile §10, SM-TLS-6)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = ssl.TLSVersion.TLSv1
+            context.maximum_version = ssl.TLSVersion.TLSv1_1
         context.set_ciphers("DEFAULT:@SECLEVEL=0")
     if client is not None:
         context.load_cert_chain(client[0], client[1], password=client[2])
@@ -99,7 +102,7 @@ async def check_tls(
     modern = version in ("TLSv1.2", "TLSv1.3")
     add("SM-TLS-6", "tls", modern, f"negotiated {version}")
     certificate = x509.load_der_x509_certificate(leaf) if leaf else None
-    chained, detail = _chains(certificate, anchors, now)
+    chained, detail = chains_to_anchor(certificate, anchors, now)
     add("SM-TLS-7", "tls", chained, detail)
     pin = "" if certificate is None else spki_pin(certificate)
     listed = pin in pins
@@ -129,7 +132,7 @@ async def _check_old_version(
     add("SM-TLS-6", "tls-1.1", False, f"a TLS 1.1-only client was let in ({version})")
 
 
-def _chains(
+def chains_to_anchor(
     certificate: x509.Certificate | None, anchors: tuple[x509.Certificate, ...], now: datetime
 ) -> tuple[bool, str]:
     """Whether ``certificate`` was issued by one of ``anchors`` and is valid at ``now``."""
