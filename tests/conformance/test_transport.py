@@ -31,7 +31,7 @@ async def _look(org: Org, folder: Path, pki: Pki, pins: frozenset[str]) -> Findi
     """Door and TLS findings for a peer listener presenting ``org``'s certificate."""
     found: Findings = []
 
-    async def refuse(_: Received) -> Reply:
+    async def refuse(received: Received) -> Reply:
         return ok("not used")
 
     settings = ListenerSettings("127.0.0.1", 0, org.domain, tls=_server_context(org, folder))
