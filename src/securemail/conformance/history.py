@@ -69,6 +69,11 @@ class ConformanceHistory:
             raise
         return cls(engine)
 
+    @property
+    def engine(self) -> Engine:
+        """The database it reads and writes (the node's own)."""
+        return self._engine
+
     def close(self) -> None:
         self._engine.dispose()
 
