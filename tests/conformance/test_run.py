@@ -15,11 +15,12 @@ import contextlib
 import functools
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ async def conformance_run(
         "--directory", str(federation.root / "federation" / "directory.json"),
         "--listen", f"127.0.0.1:{_endpoint(federation, TESTER)}", "--wait", str(wait),
         "--out", str(out), "--passphrase-file", str(federation.root / "passphrase.txt"),
+        "--revoked-signer", str(federation.root / "revoked-signer"),
     ]  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -104,10 +106,11 @@ def test_conformance_run_passes_against_our_node(federation: Federation, tmp_pat
     expected = {"SM-TLS-3", "SM-TLS-6", "SM-TLS-7", "SM-TLS-8", "SM-RECV-1", "SM-RECV-2",
                 "SM-RECV-3", "SM-RECV-5", "SM-RECV-6", "SM-RCPT-1", "SM-RCPT-2", "SM-RCPT-3",
                 "SM-FAIL-1", "SM-FAIL-2", "SM-FAIL-3", "SM-SEND-1", "SM-SEND-3", "SM-SEND-4",
-                "SM-SEND-5", "SM-SEND-6", "SM-DIR-4", "SM-DIR-5", "SM-SEAL-2"}  # fmt: skip
+                "SM-SEND-5", "SM-SEND-6", "SM-DIR-3", "SM-DIR-4", "SM-DIR-5",
+                "SM-SEAL-2"}  # fmt: skip
     assert checked == expected, json.dumps(document, indent=1)
     names = {c["name"] for c in document["cases"]}
-    assert names >= {"valid-gcm", "downgrade-cbc", "unsealed", "tampered-signed", "plaintext"}
+    assert names >= {"valid-gcm", "downgrade-cbc", "unsealed", "tampered-signed", "revoked"}
     # 2 receipts and the unknown mailbox's notice; no notice to strangers
     assert len(list((out / "received").iterdir())) == 3
     [notice] = evidence(document, "SM-FAIL-3")
@@ -168,9 +171,8 @@ def test_conformance_run_names_what_a_silent_peer_fails(
     assert all(requirement in line for requirement in failed), output
     document = report(out)
     assert {r for r, result in results(document).items() if result == "fail"} >= failed
-    [tls] = [r["evidence"] for r in document["requirements"] if r["id"] == "SM-TLS-3"]
-    assert "tls: pass: chain to the anchor, key pinned in the directory" in tls
-    assert "door: FAIL: MAIL before STARTTLS answered 250" in tls
+    assert "door: FAIL: MAIL before STARTTLS answered 250" in evidence(document, "SM-TLS-3")
+    assert results(document)["SM-TLS-7"] == results(document)["SM-TLS-8"] == "pass"
 
 
 def test_conformance_run_fails_sm_tls_3_without_starttls(
@@ -197,8 +199,15 @@ def test_conformance_run_fails_sm_tls_3_without_starttls(
     assert peer.delivered("officer") == []  # not one case went in plaintext
 
 
+Respond = Callable[[fp.OpenSslPeer, fp.Directory, bytes, str], "fp.Reply | None"]
+
+
 async def answer_as_foreign_gateway(
-    federation: Federation, mta: PostfixInstance, stop: asyncio.Event, work: Path
+    federation: Federation,
+    mta: PostfixInstance,
+    stop: asyncio.Event,
+    work: Path,
+    respond: Respond = fp.respond,
 ) -> list[str]:
     """The foreign gateway's automation: each message its Postfix stores for the officer
     goes through :func:`foreign_peer.respond` (OpenSSL only), and the receipt or notice goes
@@ -210,7 +219,7 @@ async def answer_as_foreign_gateway(
     while not stop.is_set():
         stored = mta.delivered("officer")
         for message in stored[handled:]:
-            reply = await asyncio.to_thread(fp.respond, peer, directory, message, officer)
+            reply = await asyncio.to_thread(respond, peer, directory, message, officer)
             if reply is None:
                 continue
             member = directory.member_for(reply.to.rpartition("@")[2])
@@ -261,3 +270,78 @@ def test_conformance_run_passes_against_the_openssl_postfix_peer(
     assert sorted(sent) == ["receipt", "receipt"], sent  # the refused cases get no notice
     assert status == 0, output
     assert report(out)["result"] == "pass"
+
+
+def respond_without_checks(
+    peer: fp.OpenSslPeer, directory: fp.Directory, stored: bytes, recipient: str
+) -> fp.Reply | None:
+    """A broken gateway's pipeline: it decrypts, then receipts whatever it finds, checking
+    neither the signature nor the signer nor the From: (``-verify -noverify -nosigs``)."""
+    try:
+        inner = fp.run(
+            "openssl", "cms", "-decrypt", "-in", peer.scratch("in.eml", stored),
+            "-recip", peer.keys.encryption, "-inkey", peer.keys.smime_key,
+        )  # fmt: skip
+    except fp.ForeignPeerError:
+        return None  # not even it can read a broken GCM tag
+    content = peer.work / f"{secrets.token_hex(4)}-content.eml"
+    request = fp.run(
+        "openssl", "cms", "-verify", "-noverify", "-nosigs",
+        "-in", peer.scratch("inner.eml", inner), "-out", content, "-receipt_request_print",
+        stderr=True,
+    ).decode(errors="replace")  # fmt: skip
+    if "Receipts To:" not in request:
+        return None
+    to = fp.receipts_to(request)
+    evidence = fp.evidence_json(
+        original=content.read_bytes(), identifier=fp.content_identifier(request),
+        recipient=recipient, delivered_at=fp.now(),
+    )  # fmt: skip
+    receipt = fp.receipt_message(
+        receipt_der=peer.sign_receipt(inner), evidence=evidence,
+        sender=f"postmaster@{fp.DOMAIN}", to=to, now=fp.now(),
+    )  # fmt: skip
+    certificate = fp.certificate_of(peer.keys, directory, to.rpartition("@")[2], "encryption")
+    header = fp.wire_header(f"postmaster@{fp.DOMAIN}", to, f"<{secrets.token_hex(8)}@x>", fp.now())
+    wire = peer.encrypt(peer.sign(receipt), certificate, header)
+    return fp.Reply("receipt", f"postmaster@{fp.DOMAIN}", to, wire)
+
+
+def test_conformance_run_names_what_a_peer_that_takes_tampered_mail_fails(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """A gateway that receipts what it decrypts without verifying it (a changed signed
+    content, a stranger's signature, a revoked signer, a From: its signer does not own)
+    fails SM-RECV-5, SM-RECV-6 and SM-DIR-3, each named; the GCM tag it cannot skip."""
+    _need_postfix()
+    out = tmp_path / "report"
+    checks = Path(tempfile.mkdtemp(prefix="securemail-checks-"))
+    checks.chmod(0o755)
+    keys = fp.ForeignKeys(federation.root / "foreign-gateway")
+    settings = fp.foreign_gateway_settings(keys, checks / "header_checks")
+
+    async def scenario() -> tuple[int, str]:
+        async with broken_peer(tmp_path / "peer", federation, **settings) as mta:
+            stop = asyncio.Event()
+            gateway = asyncio.create_task(answer_as_foreign_gateway(
+                federation, mta, stop, tmp_path / "work", respond_without_checks))  # fmt: skip
+            try:
+                officer = f"officer@{fp.DOMAIN}"
+                return await conformance_run(federation, mta.port, fp.ORG_ID, officer, out,
+                                             wait=int(WAIT))  # fmt: skip
+            finally:
+                stop.set()
+                await gateway
+
+    try:
+        status, output = asyncio.run(scenario())
+    finally:
+        shutil.rmtree(checks, ignore_errors=True)
+    assert status == 1, output
+    line = next(x for x in output.splitlines() if x.startswith("error: conformance-failed: "))
+    assert all(r in line for r in ("SM-RECV-5", "SM-RECV-6", "SM-DIR-3")), output
+    document = report(out)
+    receipted = "DATA answered 250 2.0.0; receipted: the gateway delivered it"
+    assert f"tampered-signed: FAIL: {receipted}" in evidence(document, "SM-RECV-5")
+    assert f"revoked: FAIL: {receipted}" in evidence(document, "SM-DIR-3")
+    assert results(document)["SM-RECV-2"] == "pass"
