@@ -43,6 +43,7 @@ from securemail.replies import Reply, ok
 from securemail.smime import RecipientIdentity, TrustStore
 
 _POLL = 0.2  # seconds between looks at what came back
+_SETTLE = 5.0  # seconds, at least, to wait for late answers once the awaited ones came
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,12 @@ async def _run_cases(run: Run, kit: Kit, target: Target) -> None:
             client=client,
             now=kit.clock(),
         )
-    cases = build_cases(
+    built = build_cases(
         kit.tester, target.member, target.recipient, _encryption(kit, target), kit.clock()
     )
+    # What must be refused goes first: a gateway that works in order has judged it by the
+    # time the valid cases' receipts come back (see _await_answers for the rest).
+    cases = sorted(built, key=lambda case: case.expect in ("receipt", "notice"))
     replies = await _send_all(run, kit, target, cases)
     opener = _opener(kit, target)
     answers = await _await_answers(run, kit, opener, cases, replies)
@@ -204,12 +208,16 @@ async def _await_answers(
     cases: list[Case],
     replies: dict[str, Reply | RelayError],
 ) -> dict[str | None, list[Answer]]:
-    """Open what comes back until every awaited case has an answer or ``wait`` passed."""
+    """Open what comes back until every awaited case has its answer and then as long again
+    (at least ``_SETTLE`` seconds), so that a receipt for a case that must be refused, made
+    as slowly as the valid ones, is still seen; never longer than ``wait``."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + kit.wait
+    start = loop.time()
+    deadline = start + kit.wait
     answers: dict[str | None, list[Answer]] = {}
     seen = 0
     awaited = {c.message_id for c in cases if _awaited(c, replies.get(c.name))}
+    settled = False
     while True:
         for number, body in enumerate(run.received[seen:], seen + 1):
             name = f"received-{number:02d}"
@@ -217,6 +225,9 @@ async def _await_answers(
             if answer is not None:
                 answers.setdefault(answer.message_id, []).append(answer)
         seen = len(run.received)
-        if awaited <= set(answers) or loop.time() > deadline:
+        now = loop.time()
+        if not settled and awaited <= set(answers):
+            deadline, settled = min(deadline, now + max(_SETTLE, now - start)), True
+        if now > deadline:
             return answers
         await asyncio.sleep(_POLL)
