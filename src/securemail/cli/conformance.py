@@ -76,10 +76,11 @@ def run_command(
     try:
         if out.exists():
             raise ConformanceError(ConformanceReason.OUT_EXISTS, f"{out} exists: name a new folder")
+        where = _host_port(target, "--target")  # the operator's typing first, then files
         identity = Identity(node_dir, tester, _host_port(listen, "--listen"), wait, revoked_signer)
         directory = _directory(document, node_dir)
         kit = load_kit(identity, directory, passphrase, _now)
-        gateway = target_for(directory, member, recipient, _host_port(target, "--target"))
+        gateway = target_for(directory, member, recipient, where)
         started = _now()
         run = asyncio.run(run_conformance(kit, gateway))
         report, signature = signed_report(kit, gateway, run, started, _now())
