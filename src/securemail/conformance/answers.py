@@ -102,24 +102,21 @@ def check_form(
     add("SM-SEND-5", name, signer_ok, f"From: domain {domain}, signer listed: {signer_ok}")
     block = b"\r\n" + split_header(body, Limits())[0] + b"\r\n"
     subject = b"\r\nSubject: SecureMail message\r\n" in block
-    add(
-        "SM-SEND-1",
-        name,
-        subject,
-        "outer Subject is 'SecureMail message'"
-        if subject
-        else "outer Subject is not 'SecureMail message'",
-    )
+    said = "is" if subject else "is not"
+    add("SM-SEND-1", name, subject, f"outer Subject {said} 'SecureMail message'")
+    _check_protection(add, opener, body, opened, name)
+
+
+def _check_protection(
+    add: Add, opener: Opener, body: bytes, opened: Unprotected, name: str
+) -> None:
+    """SM-SEND-3/4/6 and SM-DIR-4: how it was signed and encrypted."""
     signature = opened.signature
     included = signature.signer in signature.certificates
     digest_ok = signature.digest_algorithm in _DIGESTS and included
-    add(
-        "SM-SEND-4",
-        name,
-        digest_ok,
-        f"one signer, {signature.digest_algorithm}, "
-        f"{signature.signature_algorithm}, certificate {'included' if included else 'missing'}",
-    )
+    algorithms = f"{signature.digest_algorithm}, {signature.signature_algorithm}"
+    certificate = "included" if included else "missing"
+    add("SM-SEND-4", name, digest_ok, f"one signer, {algorithms}, certificate {certificate}")
     encryption = opened.encryption
     cipher = "" if encryption is None else encryption.content_encryption
     wanted = opener.wanted_cipher()

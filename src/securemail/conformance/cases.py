@@ -94,6 +94,22 @@ def _message(
 
 
 @dataclass(frozen=True)
+class _Spec:
+    """One case to build: what it is, what must come of it, and its one change."""
+
+    name: str
+    title: str
+    expect: Expect
+    requirements: tuple[str, ...]
+    author: str | None = None  # From:, if not the tester's own address
+    signer: SignerIdentity | None = None  # if not the tester's signing identity
+    cipher: CipherName = "aes256-gcm"
+    sealed: bool = True
+    recipient: str | None = None  # if not the test mailbox
+    forge: Literal["", "ciphertext", "signature"] = ""
+
+
+@dataclass(frozen=True)
 class _Maker:
     """Builds one case's message: the run's id, the member, its recipient and certificate."""
 
@@ -104,55 +120,70 @@ class _Maker:
     now: datetime
     run_id: str
 
-    def make(
-        self,
-        name: str,
-        title: str,
-        expect: Expect,
-        requirements: tuple[str, ...],
-        *,
-        author: str | None = None,
-        signer: SignerIdentity | None = None,
-        cipher: CipherName = "aes256-gcm",
-        sealed: bool = True,
-        recipient: str | None = None,
-        forge: str = "",
-    ) -> Case:
-        to = recipient or self.recipient
-        message_id = f"<conformance-{self.run_id}-{name}@{self.tester.domain}>"
-        marker = f"Conformance case {name} {self.run_id}: this line must never appear in a notice."
-        content = _message(
-            author or self.tester.address, to, message_id, title, marker, now=self.now
-        )
-        request = ReceiptRequest(secrets.token_bytes(16), (self.tester.receipts_to,))
+    def make(self, spec: _Spec) -> Case:
+        to = spec.recipient or self.recipient
+        message_id = f"<conformance-{self.run_id}-{spec.name}@{self.tester.domain}>"
+        marker = f"Conformance case {spec.name} {self.run_id}: never to appear in a notice."
+        author = spec.author or self.tester.address
+        content = _message(author, to, message_id, spec.title, marker, now=self.now)
         options = ProtectOptions(
-            cipher=cipher,
-            receipt_request=request,
-            sealed_for=SealedFor(self.member.org_id, (to,)) if sealed else None,
+            cipher=spec.cipher,
+            receipt_request=ReceiptRequest(secrets.token_bytes(16), (self.tester.receipts_to,)),
+            sealed_for=SealedFor(self.member.org_id, (to,)) if spec.sealed else None,
         )
-        identity = signer or self.tester.signer
-        if forge == "signature":
-            wire = tamper_signed(
-                content, identity, self.encryption, marker.encode(), now=self.now, options=options
-            )
-            return Case(
-                name, title, message_id, self.tester.address, to, wire, expect, requirements, marker
-            )
-        protected = protect(content, identity, [self.encryption], now=self.now, options=options)
-        wire = tamper(protected.message) if forge == "ciphertext" else protected.message
-        return Case(
-            name,
-            title,
-            message_id,
-            self.tester.address,
-            to,
-            wire,
-            expect,
-            requirements,
-            marker,
-            protected.receipt_basis,
-            downgrade=cipher != "aes256-gcm",
-        )
+        identity = spec.signer or self.tester.signer
+        basis = None
+        if spec.forge == "signature":
+            wire = tamper_signed(content, identity, self.encryption, marker.encode(),
+                                 now=self.now, options=options)  # fmt: skip
+        else:
+            protected = protect(content, identity, [self.encryption], now=self.now,
+                                options=options)  # fmt: skip
+            wire = tamper(protected.message) if spec.forge else protected.message
+            basis = protected.receipt_basis
+        return Case(spec.name, spec.title, message_id, self.tester.address, to, wire,
+                    spec.expect, spec.requirements, marker, basis,
+                    downgrade=spec.cipher != "aes256-gcm")  # fmt: skip
+
+
+def _answered(member: Member, domain: str, run_id: str) -> list[_Spec]:
+    """The cases a conforming gateway answers: with a receipt, or a notice."""
+    if "aes256-gcm" in member.capabilities:
+        title = "AES-256-CBC, RSA PKCS#1 v1.5 to a member listing aes256-gcm"
+        cbc = _Spec("downgrade-cbc", title, "receipt", (*RECEIPTED, "SM-DIR-5"),
+                    cipher="aes256-cbc")  # fmt: skip
+    else:
+        cbc = _Spec("valid-cbc", "signed, AES-256-CBC (legacy)", "receipt", RECEIPTED,
+                    cipher="aes256-cbc")  # fmt: skip
+    return [
+        _Spec("valid-gcm", "signed, AES-256-GCM, receipt requested", "receipt", RECEIPTED),
+        cbc,
+        _Spec("unknown-mailbox", "to a mailbox the member does not have", "notice",
+              ("SM-FAIL-3", "SM-FAIL-2"), recipient=f"conformance-{run_id}@{domain}"),
+    ]  # fmt: skip
+
+
+def _refused(tester: Tester, member: Member, domain: str, now: datetime) -> list[_Spec]:
+    """The cases a conforming gateway refuses, each by one check (and answers with
+    nothing: none is from a sender it verified)."""
+    rogue = rogue_signer(tester.org_id, tester.domain, now)
+    specs = [
+        _Spec("tampered", "AES-GCM ciphertext with one byte changed", "refused",
+              ("SM-RECV-2", *REFUSAL), forge="ciphertext"),
+        _Spec("tampered-signed", "signed content changed, then encrypted afresh", "refused",
+              ("SM-RECV-5", *REFUSAL), forge="signature"),
+        _Spec("wrong-signer", "signed by a certificate the federation never issued",
+              "refused", ("SM-RECV-5", *REFUSAL), signer=rogue),
+        _Spec("from-not-owned", "From: an address in the member's domain", "refused",
+              ("SM-RECV-6", *REFUSAL), author=f"conformance@{domain}"),
+    ]  # fmt: skip
+    if tester.revoked is not None:
+        specs.append(_Spec("revoked", "signed by a certificate on the federation's CRL",
+                           "refused", ("SM-DIR-3", *REFUSAL), signer=tester.revoked))  # fmt: skip
+    if "sealed-for" in member.capabilities:
+        specs.append(_Spec("unsealed", "no sealedFor, from a signer listing sealed-for",
+                           "refused", ("SM-SEAL-2", *REFUSAL), sealed=False))  # fmt: skip
+    return specs
 
 
 def build_cases(
@@ -163,88 +194,11 @@ def build_cases(
     run_id = secrets.token_hex(6)
     maker = _Maker(tester, member, recipient, encryption, now, run_id)
     domain = recipient.rpartition("@")[2]
-    gcm = "aes256-gcm" in member.capabilities
-    legacy = ("downgrade-cbc", "AES-256-CBC, RSA PKCS#1 v1.5 to a member listing aes256-gcm")
-    name, title = legacy if gcm else ("valid-cbc", "signed, AES-256-CBC (legacy)")
-    cases = [
-        maker.make("valid-gcm", "signed, AES-256-GCM, receipt requested", "receipt", RECEIPTED),
-        maker.make(
-            name,
-            title,
-            "receipt",
-            (*RECEIPTED, *(("SM-DIR-5",) if gcm else ())),
-            cipher="aes256-cbc",
-        ),
-        maker.make(
-            "unknown-mailbox",
-            "to a mailbox the member does not have",
-            "notice",
-            ("SM-FAIL-3", "SM-FAIL-2"),
-            recipient=f"conformance-{run_id}@{domain}",
-        ),
-        maker.make(
-            "tampered",
-            "AES-GCM ciphertext with one byte changed",
-            "refused",
-            ("SM-RECV-2", *REFUSAL),
-            forge="ciphertext",
-        ),
-        maker.make(
-            "tampered-signed",
-            "signed content changed, then encrypted afresh",
-            "refused",
-            ("SM-RECV-5", *REFUSAL),
-            forge="signature",
-        ),
-        maker.make(
-            "wrong-signer",
-            "signed by a certificate the federation never issued",
-            "refused",
-            ("SM-RECV-5", *REFUSAL),
-            signer=rogue_signer(tester.org_id, tester.domain, now),
-        ),
-        maker.make(
-            "from-not-owned",
-            "From: an address in the member's domain",
-            "refused",
-            ("SM-RECV-6", *REFUSAL),
-            author=f"conformance@{domain}",
-        ),
-    ]
-    if tester.revoked is not None:
-        cases.append(
-            maker.make(
-                "revoked",
-                "signed by a certificate on the federation's CRL",
-                "refused",
-                ("SM-DIR-3", *REFUSAL),
-                signer=tester.revoked,
-            )
-        )
-    if "sealed-for" in member.capabilities:
-        cases.append(
-            maker.make(
-                "unsealed",
-                "no sealedFor, from a signer listing sealed-for",
-                "refused",
-                ("SM-SEAL-2", *REFUSAL),
-                sealed=False,
-            )
-        )
+    specs = [*_answered(member, domain, run_id), *_refused(tester, member, domain, now)]
+    cases = [maker.make(spec) for spec in specs]
     mid = f"<conformance-{run_id}-plaintext@{tester.domain}>"
     marker = f"Conformance case plaintext {run_id}."
     plain = _message(tester.address, recipient, mid, "plaintext", marker, now=now)
-    cases.append(
-        Case(
-            "plaintext",
-            "a plain, unsigned message",
-            mid,
-            tester.address,
-            recipient,
-            plain,
-            "refused-at-data",
-            ("SM-RECV-3",),
-            marker,
-        )
-    )
+    cases.append(Case("plaintext", "a plain, unsigned message", mid, tester.address,
+                      recipient, plain, "refused-at-data", ("SM-RECV-3",), marker))  # fmt: skip
     return cases

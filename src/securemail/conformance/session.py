@@ -116,22 +116,21 @@ async def run_conformance(kit: Kit, target: Target) -> Run:
     return run
 
 
-async def _run_cases(run: Run, kit: Kit, target: Target) -> None:
+async def _look_at_door(run: Run, kit: Kit, target: Target) -> None:
+    """The transport entries: STARTTLS and MAIL before it, then the TLS it offers."""
     offered = await check_door(run.add, target.host, target.port, kit.local, kit.tester.address)
-    if offered:
-        client = (
-            None
-            if kit.client is None
-            else (kit.client.certificate, kit.client.key, kit.client.password)
-        )
-        await check_tls(
-            run.add,
-            (target.host, target.port, kit.local),
-            anchors=kit.anchors,
-            pins=frozenset(target.member.tls_pins),
-            client=client,
-            now=kit.clock(),
-        )
+    if not offered:
+        return
+    client = kit.client
+    await check_tls(
+        run.add, (target.host, target.port, kit.local), anchors=kit.anchors,
+        pins=frozenset(target.member.tls_pins), now=kit.clock(),
+        client=None if client is None else (client.certificate, client.key, client.password),
+    )  # fmt: skip
+
+
+async def _run_cases(run: Run, kit: Kit, target: Target) -> None:
+    await _look_at_door(run, kit, target)
     built = build_cases(
         kit.tester, target.member, target.recipient, _encryption(kit, target), kit.clock()
     )

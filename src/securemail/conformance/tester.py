@@ -62,13 +62,7 @@ def load_kit(
             ConformanceReason.MEMBER_UNKNOWN, f"{identity.org_id} is not in the directory"
         )
     try:
-        signer = _signer(
-            node_dir / "certs" / "signing.pem", node_dir / "keys" / "signing.key", passphrase
-        )
-        revoked = None
-        if identity.revoked is not None:
-            folder = identity.revoked
-            revoked = _signer(folder / "signing.pem", folder / "signing.key", passphrase)
+        signer, revoked = _signers(identity, passphrase)
         identities = tuple(decryption_identities(node_dir, secret))
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(node_dir / "certs" / "tls.pem", node_dir / "keys" / "tls.key", secret)
@@ -82,6 +76,18 @@ def load_kit(
     return Kit(
         tester, identities, directory, anchors, identity.listen, tls, clock, identity.wait, client
     )
+
+
+def _signers(
+    identity: Identity, passphrase: bytes | None
+) -> tuple[SignerIdentity, SignerIdentity | None]:
+    """The tester's signing identity, and its revoked one if the identity names it."""
+    keys = identity.node_dir
+    signer = _signer(keys / "certs" / "signing.pem", keys / "keys" / "signing.key", passphrase)
+    folder = identity.revoked
+    if folder is None:
+        return signer, None
+    return signer, _signer(folder / "signing.pem", folder / "signing.key", passphrase)
 
 
 def _signer(certificate: Path, key: Path, passphrase: bytes | None) -> SignerIdentity:
