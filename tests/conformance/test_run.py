@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from securemail.conformance.history import ConformanceHistory
 from tests.conformance.conftest import TESTER, node_dir_of_tester
 from tests.conftest import require_tool
 from tests.node.conftest import WAIT, Federation, running
@@ -37,9 +38,17 @@ HEMI = "hemi.walker@securemail.provider.nz"  # the provider hosts mailboxes: no 
 
 
 async def conformance_run(
-    federation: Federation, target: int, member: str, recipient: str, out: Path, *, wait: int
+    federation: Federation,
+    target: int,
+    member: str,
+    recipient: str,
+    out: Path,
+    *,
+    wait: int,
+    record: Path | None = None,
 ) -> tuple[int, str]:
-    """Run the command against 127.0.0.1:``target``; (exit status, stdout and stderr)."""
+    """Run the command against 127.0.0.1:``target`` (recording the result in the node of
+    ``record``, a node.toml, if given); (exit status, stdout and stderr)."""
     command = [
         sys.executable, "-m", "securemail", "conformance", "run",
         "--target", f"127.0.0.1:{target}", "--member", member, "--recipient", recipient,
@@ -48,6 +57,7 @@ async def conformance_run(
         "--listen", f"127.0.0.1:{_endpoint(federation, TESTER)}", "--wait", str(wait),
         "--out", str(out), "--passphrase-file", str(federation.root / "passphrase.txt"),
         "--revoked-signer", str(federation.root / "revoked-signer"),
+        *(["--record", str(record)] if record is not None else []),
     ]  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -87,8 +97,8 @@ def results(document: dict[str, Any]) -> dict[str, str]:
 
 def test_conformance_run_passes_against_our_node(federation: Federation, tmp_path: Path) -> None:
     """Every case against a `securemail serve` node passes; the signed report verifies with
-    `openssl cms -verify` and names each requirement it checked (SM-FAIL-2 only applies to a
-    notice, and our node sends none for the refused cases)."""
+    `openssl cms -verify`, names each requirement it checked, has its HTML page, and is kept
+    in the node's history with --record."""
     require_tool("openssl")
     provider = federation.nodes["provider"]
     out = tmp_path / "report"
@@ -96,7 +106,7 @@ def test_conformance_run_passes_against_our_node(federation: Federation, tmp_pat
     async def scenario() -> tuple[int, str]:
         async with running(federation, "provider"):
             return await conformance_run(federation, provider.peer_port, "provider", HEMI, out,
-                                         wait=int(WAIT))  # fmt: skip
+                                         wait=int(WAIT), record=provider.config)  # fmt: skip
 
     status, output = asyncio.run(scenario())
     assert status == 0, output
@@ -117,6 +127,11 @@ def test_conformance_run_passes_against_our_node(federation: Federation, tmp_pat
     assert "unknown-mailbox: pass: signed, encrypted RFC 3464 notice" in notice
     page = (out / "report.html").read_text()
     assert all(f'<tr id="{requirement}">' in page for requirement in expected)
+    history = ConformanceHistory.open(federation.config("provider").database)
+    [kept] = history.runs()
+    assert history.report(kept.id) == ((out / "report.json").read_bytes(),
+                                       (out / "report.json.p7s").read_bytes())  # fmt: skip
+    history.close()
 
 
 def evidence(document: dict[str, Any], requirement: str) -> list[str]:
