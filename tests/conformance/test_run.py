@@ -54,7 +54,7 @@ async def conformance_run(
         "--target", f"127.0.0.1:{target}", "--member", member, "--recipient", recipient,
         "--node-dir", str(node_dir_of_tester(federation)), "--tester", TESTER,
         "--directory", str(federation.root / "federation" / "directory.json"),
-        "--listen", f"127.0.0.1:{_endpoint(federation, TESTER)}", "--wait", str(wait),
+        "--listen", f"127.0.0.1:{endpoint_of(federation, TESTER)}", "--wait", str(wait),
         "--out", str(out), "--passphrase-file", str(federation.root / "passphrase.txt"),
         "--revoked-signer", str(federation.root / "revoked-signer"),
         *(["--record", str(record)] if record is not None else []),
@@ -67,7 +67,8 @@ async def conformance_run(
     return process.returncode, output.decode(errors="replace")
 
 
-def _endpoint(federation: Federation, org_id: str) -> int:
+def endpoint_of(federation: Federation, org_id: str) -> int:
+    """The port of ``org_id``'s first endpoint in the published directory."""
     directory = json.loads((federation.root / "federation" / "directory.json").read_bytes())
     [member] = [m for m in directory["members"] if m["org_id"] == org_id]
     return int(member["endpoints"][0]["port"])
@@ -149,7 +150,7 @@ async def broken_peer(
     tmp.mkdir()
     manager = start_postfix(
         tmp, domain=fp.DOMAIN, mailbox_dir=tmp / "mail", mailboxes=fp.MAILBOXES,
-        port=_endpoint(federation, fp.ORG_ID), settings=fp.postfix_settings(keys) | settings,
+        port=endpoint_of(federation, fp.ORG_ID), settings=fp.postfix_settings(keys) | settings,
     )  # fmt: skip
     instance = await asyncio.to_thread(manager.__enter__)
     try:
@@ -176,7 +177,7 @@ def test_conformance_run_names_what_a_silent_peer_fails(
     async def scenario() -> tuple[int, str]:
         async with broken_peer(tmp_path / "peer", federation):
             officer = f"officer@{fp.DOMAIN}"
-            return await conformance_run(federation, _endpoint(federation, fp.ORG_ID),
+            return await conformance_run(federation, endpoint_of(federation, fp.ORG_ID),
                                          fp.ORG_ID, officer, out, wait=5)  # fmt: skip
 
     status, output = asyncio.run(scenario())

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from securemail.conformance.history import ConformanceHistory, Result
 from securemail.conformance.schedule import alert
 from tests.conformance.conftest import TESTER
-from tests.conformance.test_run import HEMI, _endpoint
+from tests.conformance.test_run import HEMI, endpoint_of
 from tests.node.conftest import WAIT, Federation, running
 from tests.queue.conftest import NOW
 
@@ -35,7 +35,7 @@ def _enable(federation: Federation) -> None:
 interval = "1h"
 tester = "{TESTER}"
 node_dir = "{root / TESTER}"
-listen = "127.0.0.1:{_endpoint(federation, TESTER)}"
+listen = "127.0.0.1:{endpoint_of(federation, TESTER)}"
 wait = "{int(WAIT)}s"
 revoked_signer = "{root / "revoked-signer"}"
 
