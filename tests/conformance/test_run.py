@@ -121,9 +121,11 @@ def test_conformance_run_passes_against_our_node(federation: Federation, tmp_pat
                 "SM-SEAL-2"}  # fmt: skip
     assert checked == expected, json.dumps(document, indent=1)
     names = {c["name"] for c in document["cases"]}
-    assert names >= {"valid-gcm", "downgrade-cbc", "unsealed", "tampered-signed", "revoked"}
-    # 2 receipts and the unknown mailbox's notice; no notice to strangers
-    assert len(list((out / "received").iterdir())) == 3
+    assert names >= {"valid-gcm", "labelled", "downgrade-cbc", "unsealed", "tampered-signed",
+                     "revoked"}  # fmt: skip
+    # 3 receipts (valid-gcm, labelled, downgrade-cbc) and the unknown mailbox's notice; no
+    # notice to strangers
+    assert len(list((out / "received").iterdir())) == 4
     [notice] = evidence(document, "SM-FAIL-3")
     assert "unknown-mailbox: pass: signed, encrypted RFC 3464 notice" in notice
     page = (out / "report.html").read_text()
@@ -283,7 +285,7 @@ def test_conformance_run_passes_against_the_openssl_postfix_peer(
         status, output, sent = asyncio.run(scenario())
     finally:
         shutil.rmtree(checks, ignore_errors=True)
-    assert sorted(sent) == ["receipt", "receipt"], sent  # the refused cases get no notice
+    assert sorted(sent) == ["receipt"] * 3, sent  # the refused cases get no notice
     assert status == 0, output
     assert report(out)["result"] == "pass"
 

@@ -110,7 +110,7 @@ def check_form(
 def _check_protection(
     add: Add, opener: Opener, body: bytes, opened: Unprotected, name: str
 ) -> None:
-    """SM-SEND-3/4/6 and SM-DIR-4: how it was signed and encrypted."""
+    """SM-SEND-3/4/6/7 and SM-DIR-4: how it was signed, labelled and encrypted."""
     signature = opened.signature
     included = signature.signer in signature.certificates
     digest_ok = signature.digest_algorithm in _DIGESTS and included
@@ -124,6 +124,9 @@ def _check_protection(
     if encryption is not None:
         paired = encryption.key_management.startswith("rsa-oaep") or not cipher.endswith("gcm")
         add("SM-SEND-6", name, paired, f"{cipher} with {encryption.key_management}")
+    label = signature.label
+    if label is not None:  # the reader refuses any other policy, so this one parsed as §5
+        add("SM-SEND-7", name, True, f"labelled {label.marking} under the SecureMail policy")
     binary = inner_encoding(opener.identities, body) == "binary"
     allowed = not binary or "inner-binary" in opener.tester.capabilities
     add("SM-SEND-3", name, allowed, f"inner entity {'binary' if binary else 'base64'}")

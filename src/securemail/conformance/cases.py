@@ -32,6 +32,7 @@ from securemail.smime import (
     protect,
 )
 from securemail.smime.algorithms import CipherName
+from securemail.smime.labels import SecurityLabel
 
 Expect = Literal["receipt", "refused", "refused-at-data", "notice"]
 REFUSAL = ("SM-FAIL-1", "SM-FAIL-2")
@@ -107,6 +108,7 @@ class _Spec:
     sealed: bool = True
     recipient: str | None = None  # if not the test mailbox
     forge: Literal["", "ciphertext", "signature"] = ""
+    label: SecurityLabel | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class _Maker:
         content = _message(author, to, message_id, spec.title, marker, now=self.now)
         options = ProtectOptions(
             cipher=spec.cipher,
+            label=spec.label,
             receipt_request=ReceiptRequest(secrets.token_bytes(16), (self.tester.receipts_to,)),
             sealed_for=SealedFor(self.member.org_id, (to,)) if spec.sealed else None,
         )
@@ -157,6 +160,8 @@ def _answered(member: Member, domain: str, run_id: str) -> list[_Spec]:
                     cipher="aes256-cbc")  # fmt: skip
     return [
         _Spec("valid-gcm", "signed, AES-256-GCM, receipt requested", "receipt", RECEIPTED),
+        _Spec("labelled", "labelled IN-CONFIDENCE (an ESS securityLabel)", "receipt",
+              RECEIPTED, label=SecurityLabel("IN-CONFIDENCE")),
         cbc,
         _Spec("unknown-mailbox", "to a mailbox the member does not have", "notice",
               ("SM-FAIL-3", "SM-FAIL-2"), recipient=f"conformance-{run_id}@{domain}"),
