@@ -40,7 +40,7 @@ def test_report_is_canonical_and_says_fail() -> None:
     )  # fmt: skip
     value = json.loads(document)
     assert json.dumps(value, sort_keys=True, separators=(",", ":")).encode() == document
-    assert value["result"] == "fail" and value["profile"] == "1.0"
+    assert value["result"] == "fail" and value["profile"] == "1.1"
     passed = report_document(
         tester="t", member="m", target="h:1", started=NOW, finished=NOW,
         findings=FINDINGS[:3], cases=[],

@@ -28,7 +28,7 @@ _PAGES = Environment(
     loader=PackageLoader("securemail.conformance", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
 )
-PROFILE_VERSION = "1.0"  # docs/profile.md §14
+PROFILE_VERSION = "1.1"  # docs/profile.md §14 and "Changes"
 
 
 @dataclass(frozen=True)
