@@ -119,3 +119,53 @@ def test_missing_table_and_unreadable_file(tmp_path: Path) -> None:
         load_config(write(tmp_path, "[node\n"))
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.toml")
+
+
+CONFORMANCE = """
+[conformance]
+interval = "12h"
+tester = "conformance"
+node_dir = "conformance-node"
+listen = "0.0.0.0:2525"
+
+[[conformance.target]]
+member = "agency"
+recipient = "conformance-test@agency.govt.nz"
+
+[[conformance.target]]
+member = "council"
+recipient = "conformance-test@council.govt.nz"
+endpoint = "mx.council.govt.nz:25"
+"""
+
+
+def test_conformance_schedule_loads_and_is_off_without_its_table(tmp_path: Path) -> None:
+    """[conformance] gives the schedule, the test identity and the targets (an endpoint
+    optional); without the table the node runs no conformance tests."""
+    assert not load_config(write(tmp_path, VALID)).conformance.enabled
+    settings = load_config(write(tmp_path, VALID + CONFORMANCE)).conformance
+    assert settings.enabled and settings.interval == timedelta(hours=12)
+    assert settings.node_dir == tmp_path.resolve() / "conformance-node"
+    assert settings.wait == timedelta(seconds=120) and settings.revoked_signer is None
+    first, second = settings.targets
+    assert first.member == "agency" and first.endpoint is None
+    assert second.endpoint is not None and second.endpoint.port == 25
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('interval = "12h"', 'interval = "10s"'), "conformance.interval must be at least 1m"),
+        (('tester = "conformance"\n', ""), "conformance.tester is required"),
+        (('recipient = "conformance-test@agency.govt.nz"', 'recipient = "x"'), "an address"),
+        (('endpoint = "mx.council.govt.nz:25"', 'endpoint = "mx"'), "endpoint must be host:port"),
+        (("[[conformance.target]]", "[[conformance.targets]]"), "unknown setting(s): targets"),
+    ],
+)
+def test_conformance_mistakes_are_named(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    """A wrong [conformance] setting is refused naming it."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, VALID + CONFORMANCE.replace(*change, 1)))
+    assert message in refused.value.detail

@@ -21,6 +21,8 @@ node directory can be moved as a whole.
     [web]             listen, tls_certificate, tls_key, public_origin, metrics_from (optional)
     [log]             format ("text": logfmt lines, or "json"), level
     [records]         checkpoint_interval, retention and authority per class (docs/records.md)
+    [conformance]     enabled, interval, tester, node_dir, listen, wait, revoked_signer,
+                      [[conformance.target]] member, recipient, endpoint  (optional)
     [postfix]         transport_map, next_hop, postmap, config_directory (optional: the
                       Postfix transport map kept in step with the directory)
     [[organisation]]  org_id, domains, keys (folder with keys/ and certs/), [delivery]
@@ -157,6 +159,32 @@ class LogSettings:
     level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
 
 
+@dataclass(frozen=True)
+class ConformanceTarget:
+    """One gateway the node tests on schedule: a member, a test mailbox there, and where to
+    reach it (None: the member's first endpoint in the directory)."""
+
+    member: str
+    recipient: str
+    endpoint: Listen | None = None
+
+
+@dataclass(frozen=True)
+class ConformanceSettings:
+    """[conformance]: the node runs the conformance kit against ``targets`` every
+    ``interval`` as the test identity ``tester`` (its keys in ``node_dir``, its directory
+    endpoint ``listen``); see docs/conformance.md."""
+
+    enabled: bool = False
+    interval: timedelta = timedelta(hours=24)
+    tester: str = ""
+    node_dir: Path | None = None
+    listen: Listen | None = None
+    wait: timedelta = timedelta(seconds=120)
+    revoked_signer: Path | None = None  # signing.pem + signing.key the federation revoked
+    targets: tuple[ConformanceTarget, ...] = ()
+
+
 RECEIPTS_LOCAL_PART = "securemail-receipts"
 
 
@@ -283,6 +311,7 @@ class NodeConfig:
     lease: timedelta = timedelta(seconds=60)  # how long a claim holds without renewal
     structured: StructuredSettings = field(default_factory=StructuredSettings)
     source: Path | None = None  # the file it was read from (worker processes read it too)
+    conformance: ConformanceSettings = field(default_factory=ConformanceSettings)
 
     def organisation_for(self, domain: str) -> Organisation | None:
         domain = domain.lower()
@@ -349,6 +378,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         postfix=_postfix(root.table("postfix"), relay.listen("listen")),
         workers=_workers(node),
         lease=node.duration("lease", "60s"),
+        conformance=_conformance(root.table("conformance")),
         structured=structured_settings(root.table("structured")),
     )
     for table in (root, node, federation, peer, relay):
@@ -489,6 +519,29 @@ def _log(table: Table | None) -> LogSettings:
     return LogSettings(form, level)
 
 
+def _conformance(table: Table | None) -> ConformanceSettings:
+    if table is None:
+        return ConformanceSettings()
+    enabled = table.flag("enabled", True)
+    targets = tuple(_conformance_target(t, table) for t in _array(table, "target"))
+    settings = ConformanceSettings(
+        enabled=enabled,
+        interval=table.duration("interval", "24h"),
+        tester=table.text("tester", REQUIRED if enabled else ""),
+        node_dir=table.path("node_dir", REQUIRED if enabled else None),
+        listen=table.listen("listen", REQUIRED if enabled else "127.0.0.1:0"),
+        wait=table.duration("wait", "120s"),
+        revoked_signer=table.path("revoked_signer", None),
+        targets=targets,
+    )
+    if settings.interval < timedelta(minutes=1):
+        raise ConfigError("conformance.interval must be at least 1m")
+    if enabled and not targets:
+        raise ConfigError("conformance: give at least one [[conformance.target]]")
+    table.finish()
+    return settings
+
+
 def _postfix(table: Table | None, relay: Listen) -> PostfixSettings | None:
     """[postfix]; the next hop defaults to the relay listener (loopback for a wildcard)."""
     if table is None:
@@ -503,6 +556,29 @@ def _postfix(table: Table | None, relay: Listen) -> PostfixSettings | None:
         raise ConfigError(f"postfix.next_hop must be transport:nexthop, not {settings.next_hop!r}")
     table.finish()
     return settings
+
+
+def _array(table: Table, key: str) -> list[Table]:
+    table.used.add(key)
+    value = table.data.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(
+            f"{table.where}.{key} must be an array of tables ([[{table.where}.{key}]])"
+        )
+    return [Table(item, f"{table.where}.{key}", table.base) for item in value]
+
+
+def _conformance_target(target: Table, parent: Table) -> ConformanceTarget:
+    endpoint = target.text("endpoint", None)
+    result = ConformanceTarget(
+        member=target.text("member"),
+        recipient=target.text("recipient"),
+        endpoint=None if endpoint is None else target.listen("endpoint"),
+    )
+    if "@" not in result.recipient:
+        raise ConfigError(f"{parent.where}.target.recipient must be an address")
+    target.finish()
+    return result
 
 
 def relay_next_hop(relay: Listen) -> str:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from securemail.bounces import NoticeContext
 from securemail.config.node import NodeConfig
+from securemail.conformance.history import ConformanceHistory
+from securemail.conformance.schedule import ConformanceContext
 from securemail.node.admission import AdmissionContext
 from securemail.node.context import CurrentTrust, Node, read_passphrase
 from securemail.protect.context import ProtectContext
@@ -86,3 +88,12 @@ def smarthost(config: NodeConfig) -> Destination | None:
         require_tls=settings.require_tls,
         cafile=cafile,
     )
+
+
+def conformance_context(node: Node, history: ConformanceHistory) -> ConformanceContext | None:
+    """The scheduled conformance role's context, if ``[conformance]`` enables it."""
+    settings = node.config.conformance
+    if not settings.enabled:
+        return None
+    passphrase = read_passphrase(node.config)
+    return ConformanceContext(settings, node.directory, history, passphrase, node.clock)

@@ -20,10 +20,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from prometheus_client import CollectorRegistry
+
 from securemail import logbook
 from securemail.config.anchors import load_anchors
 from securemail.config.node import NodeConfig
 from securemail.config.reasons import NodeReason
+from securemail.conformance.history import ConformanceHistory
+from securemail.conformance.metrics import ConformanceCollector
+from securemail.conformance.schedule import run_schedule
 from securemail.directory.fetch import Source
 from securemail.directory.refresh import DirectoryRefresher
 from securemail.directory.store import DirectoryStore
@@ -41,7 +46,7 @@ from securemail.node.mailboxes import open_node_accounts, start_node_imap
 from securemail.node.monitoring import monitoring_router, open_monitor
 from securemail.node.mta import keep_postfix_map
 from securemail.node.processes import WorkerProcesses
-from securemail.node.roles import Roles, build_roles
+from securemail.node.roles import Roles, build_roles, conformance_context
 from securemail.node.structured import QueueAnswers, with_application
 from securemail.node.web import WebServer, start_node_web
 from securemail.node.workers import (
@@ -213,6 +218,7 @@ async def serve(
         tasks.append(asyncio.create_task(_worker_processes(node).run(stop)))
     else:
         tasks += _work(node, roles, stop)
+    tasks += await _conformance(node, monitor.registry, stop)
     ports = _ports(listeners, imap, web)
     log.info("node %s serving; %s", config.name, ", ".join(describe(ports)))
     if ready is not None:
@@ -231,6 +237,29 @@ async def serve(
             event.set()
         await asyncio.gather(*tasks, return_exceptions=True)  # the shutdown checkpoint too
         await node.close()
+
+
+async def _conformance(
+    node: Node, registry: CollectorRegistry, stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    """The scheduled conformance role ([conformance]) and its gauges, if enabled."""
+    if not node.config.conformance.enabled:
+        return []
+    history = await node.queue.db(ConformanceHistory.open, node.config.database)
+    context = conformance_context(node, history)
+    assert context is not None  # noqa: S101 (enabled, so built)
+    registry.register(ConformanceCollector(history))
+
+    async def role() -> None:  # a run in progress is cut short at stop, not awaited
+        schedule = asyncio.create_task(run_schedule(context, stop))
+        try:
+            await stop.wait()
+        finally:
+            schedule.cancel()
+            await asyncio.gather(schedule, return_exceptions=True)
+            history.close()
+
+    return [asyncio.create_task(role())]
 
 
 async def serve_worker(

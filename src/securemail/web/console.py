@@ -1,4 +1,5 @@
-"""The operator console: the node's status, queue, quarantine, directory, keys and lockouts.
+"""The operator console: the node's status, queue, quarantine, directory, keys, lockouts and
+the conformance of member gateways.
 
 Server-rendered pages under ``/console``; every page needs an operator's session, every
 change is a POST form behind ``csrf_protect``. What the pages show and do comes from
@@ -22,6 +23,8 @@ from pydantic import BeforeValidator
 
 from securemail import bulk, operations
 from securemail.access.model import Principal
+from securemail.conformance.history import ConformanceHistory
+from securemail.conformance.report import report_page
 from securemail.errors import SecureMailError
 from securemail.queue import Direction, State
 from securemail.records.access import opened
@@ -272,3 +275,48 @@ async def unlock(
     except SecureMailError as error:
         return await _lockouts_page(request, principal, web, refused=error)
     return RedirectResponse(request.url_for("console_lockouts"), status_code=303)
+
+
+@router.get("/conformance", response_class=HTMLResponse, name="console_conformance")
+async def conformance_page(
+    request: Request,
+    principal: Operator,
+    web: Web,
+    *,
+    member: str = "",
+    limit: int = 50,
+    offset: int = 0,
+) -> HTMLResponse:
+    """Each member's latest conformance result, regressions first in an alert, and the
+    history of runs (of one member, with ``member``), paged."""
+    history = ConformanceHistory(web.accounts.engine)
+    paging = _paging(limit, offset, "newest")
+    wanted = member.strip() or None
+    latest = await web.db(history.latest)
+    runs = await web.db(history.runs, wanted, limit=paging["limit"] + 1, offset=paging["offset"])
+    more = len(runs) > paging["limit"]
+    before = max(0, paging["offset"] - paging["limit"]) if paging["offset"] else None
+    context = {
+        "latest": latest,
+        "regressed": [r for r in latest if r.regressed],
+        "runs": runs[: paging["limit"]],
+        "member": wanted or "",
+        "limit": paging["limit"],
+        "previous_url": None
+        if before is None
+        else str(request.url.include_query_params(offset=before)),
+        "next_url": str(request.url.include_query_params(offset=paging["offset"] + paging["limit"]))
+        if more
+        else None,
+    }
+    return _page(request, principal, "conformance.html", context)
+
+
+@router.get("/conformance/{result_id}", response_class=HTMLResponse, name="console_report")
+async def conformance_report(principal: Operator, web: Web, result_id: str) -> Response:
+    """One run's signed report as its readable page (the JSON and signature are in the
+    history; ``securemail conformance history --json`` names the run ids)."""
+    kept = await web.db(ConformanceHistory(web.accounts.engine).report, result_id)
+    if kept is None:
+        return HTMLResponse("<!DOCTYPE html><title>Not found</title><p>No such run.</p>", 404)
+    return HTMLResponse(report_page(kept[0]))
