@@ -16,6 +16,7 @@ from securemail.protect.context import ProtectContext
 from securemail.receive.door import SourceQuota
 from securemail.relay import ClientCertificate, Destination
 from securemail.unprotect.context import UnprotectContext
+from securemail.upstream.context import UpstreamContext
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Roles:
     protect: ProtectContext  # the outbound worker
     unprotect: UnprotectContext  # the inbound worker: delivery, receipts
     notices: NoticeContext  # failure and delay notices, receipt windows
+    upstream: UpstreamContext | None = None  # [upstream]: forwarding, probes, delay notices
 
 
 def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
@@ -69,7 +71,11 @@ def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
         quarantined=quarantined,
     )
     admission = AdmissionContext(config, node.directory, node.queue, node.clock, quarantined)
-    return Roles(admission, protect, unprotect, notices)
+    upstream = None
+    if config.upstream is not None:
+        reporter = node.orgs[config.organisations[0].org_id]
+        upstream = UpstreamContext(protect, config.upstream, reporter)
+    return Roles(admission, protect, unprotect, notices, upstream)
 
 
 def smarthost(config: NodeConfig) -> Destination | None:

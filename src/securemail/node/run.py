@@ -45,6 +45,7 @@ from securemail.node.web import WebServer, start_node_web
 from securemail.node.workers import (
     POLL_SECONDS,
     SHARED_POLL_SECONDS,
+    Process,
     WorkerLoop,
     run_body_purge,
     run_receipt_windows,
@@ -52,7 +53,7 @@ from securemail.node.workers import (
     run_worker,
 )
 from securemail.protect.service import Outbound
-from securemail.queue import Direction, QueueStore, RetryPolicy
+from securemail.queue import Direction, Entry, QueueStore, RetryPolicy
 from securemail.queue.access import QueueAccess
 from securemail.queue.commits import GroupCommit
 from securemail.queue.threads import DatabaseThreads
@@ -62,6 +63,9 @@ from securemail.receive.door import SourceQuota
 from securemail.relay import PoolLimits, RelayPool
 from securemail.relay.transport import PooledRelay
 from securemail.unprotect.service import Inbound
+from securemail.upstream.forward import Forwarder
+from securemail.upstream.intake import UPSTREAM
+from securemail.upstream.watch import run_delay_notices, run_probe
 
 log = logging.getLogger("securemail.node")
 
@@ -116,7 +120,14 @@ async def open_node(
         refresher=refresher,
         store=store,
         queue=QueueAccess(
-            store, store, store, threads, GroupCommit(store, threads, clock), _notify(wake)
+            store,
+            store,
+            store,
+            threads,
+            GroupCommit(store, threads, clock),
+            _notify(wake),
+            store,
+            store,
         ),
         threads=threads,
         # Eight idle sessions per peer: half the outbound workers (measured: 4 -> 101-105
@@ -197,6 +208,7 @@ async def serve(
         asyncio.create_task(run_receipt_windows(roles.notices, stop)),
         asyncio.create_task(run_body_purge(node.queue, config.retry.keep_body, clock, stop)),
     ]
+    tasks += _upstream_watches(roles, stop)
     if config.workers > 1:
         tasks.append(asyncio.create_task(_worker_processes(node).run(stop)))
     else:
@@ -249,12 +261,38 @@ def _work(node: Node, roles: Roles, stop: asyncio.Event) -> list[asyncio.Task[No
     outbound = _loop(node, Direction.OUTBOUND, poll)
     inbound = _loop(node, Direction.INBOUND, poll)
     tasks = [
-        asyncio.create_task(run_worker(outbound, Outbound(roles.protect).process, stop)),
+        asyncio.create_task(run_worker(outbound, _outbound_process(roles), stop)),
         asyncio.create_task(run_worker(inbound, Inbound(roles.unprotect).process, stop)),
     ]
     if listening:  # other nodes on the database queue work too
         tasks.append(asyncio.create_task(listen_for_work(node.config.database, node.wake, stop)))
     return tasks
+
+
+def _upstream_watches(roles: Roles, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """An upstream queue's probe of the gateways it backs up, and its delay notices."""
+    if roles.upstream is None:
+        return []
+    return [
+        asyncio.create_task(run_probe(roles.upstream, stop)),
+        asyncio.create_task(run_delay_notices(roles.upstream, stop)),
+    ]
+
+
+def _outbound_process(roles: Roles) -> Process:
+    """The outbound worker's step: protect and relay our mail; an upstream queue's entries
+    (kind ``upstream``) are forwarded unchanged instead (securemail.upstream.forward)."""
+    outbound = Outbound(roles.protect)
+    if roles.upstream is None:
+        return outbound.process
+    forwarder = Forwarder(roles.upstream)
+
+    async def process(entry: Entry) -> Entry:
+        if entry.kind == UPSTREAM:
+            return await forwarder.process(entry)
+        return await outbound.process(entry)
+
+    return process
 
 
 def _worker_processes(node: Node) -> WorkerProcesses:
