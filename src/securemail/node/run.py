@@ -16,9 +16,10 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from securemail import logbook
 from securemail.config.anchors import load_anchors
@@ -32,10 +33,10 @@ from securemail.node.admission import Admission
 from securemail.node.context import (
     Node,
     NodeError,
-    load_org_keys,
     make_target,
     read_passphrase,
 )
+from securemail.node.keyring import KeyRing, run_key_watch
 from securemail.node.listeners import Listeners, start_listeners
 from securemail.node.mailboxes import open_node_accounts, start_node_imap
 from securemail.node.monitoring import monitoring_router, open_monitor
@@ -97,7 +98,7 @@ async def open_node(
     which the main process keeps current.
     """
     passphrase = read_passphrase(config)
-    orgs = {o.org_id: load_org_keys(o, passphrase) for o in config.organisations}
+    orgs = KeyRing.open(config, passphrase)
     anchors = load_anchors(config.anchor)
     retry = RetryPolicy(config.retry.schedule, config.retry.warn_after, config.retry.max_lifetime)
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -207,6 +208,7 @@ async def serve(
         asyncio.create_task(run_warnings(roles.notices, stop)),
         asyncio.create_task(run_receipt_windows(roles.notices, stop)),
         asyncio.create_task(run_body_purge(node.queue, config.retry.keep_body, clock, stop)),
+        asyncio.create_task(_key_watch(node, stop)),
     ]
     tasks += _upstream_watches(roles, stop)
     if config.workers > 1:
@@ -240,7 +242,11 @@ async def serve_worker(
     inbound workers only, until ``stop``; then it finishes the entries in hand."""
     node = await open_node(config, clock, fetch=False)
     work = _work(node, build_roles(node), stop)
-    tasks = [asyncio.create_task(_reload_directory(node, stop)), *work]
+    tasks = [
+        asyncio.create_task(_reload_directory(node, stop)),
+        asyncio.create_task(_key_watch(node, stop)),
+        *work,
+    ]
     log.info("node %s worker process %d working", config.name, os.getpid())
     try:
         await stop.wait()
@@ -267,6 +273,13 @@ def _work(node: Node, roles: Roles, stop: asyncio.Event) -> list[asyncio.Task[No
     if listening:  # other nodes on the database queue work too
         tasks.append(asyncio.create_task(listen_for_work(node.config.database, node.wake, stop)))
     return tasks
+
+
+def _key_watch(node: Node, stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+    """Reload keys restored or installed while running, and release the mail they free
+    (every process of the node: each holds its own keys)."""
+    hold = node.config.hold_without_key
+    return run_key_watch(node.orgs, node.queue, node.clock, hold, stop)
 
 
 def _upstream_watches(roles: Roles, stop: asyncio.Event) -> list[asyncio.Task[None]]:

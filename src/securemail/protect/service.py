@@ -29,6 +29,7 @@ from datetime import datetime
 
 from securemail import addresses
 from securemail.bounces import bounce_newly_failed
+from securemail.config.reasons import HoldReason
 from securemail.directory.model import Directory
 from securemail.keys.org import OrgKeys
 from securemail.policy.labels import Classified, classify, protective_marking
@@ -88,7 +89,10 @@ class Outbound:
         events: list[tuple[str, str]] = []
         signatures: list[NewSignature] = []
         relays: dict[str, str] = {}
-        if org is None:
+        if org is None and entry.org_id in context.expected:  # its keys are not installed yet
+            detail = f"{entry.org_id}'s signing key is not installed here"
+            results = _all(entry.pending(), temporary(HoldReason.KEY_UNAVAILABLE, detail))
+        elif org is None:
             results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
         else:
             classified = self._classify(entry, body, org, events)
