@@ -18,8 +18,9 @@ from securemail.queue.threads import RunOffLoop
 from securemail.queue.upstream import UpstreamBacklog
 
 
-class OperatorQueue(Steering, ReceiptTracking, Protocol):
-    """What an operator's tools read and change: steering and the receipts' tracking."""
+class OperatorQueue(Steering, ReceiptTracking, UpstreamBacklog, KeyHolds, Protocol):
+    """What an operator's tools read and change: steering, the receipts' tracking, an
+    upstream queue's backlog and the mail held for a key."""
 
 
 @dataclass(frozen=True)
