@@ -5,17 +5,22 @@ has put the keys back: the key watch notices and releases it with no command typ
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
 
 from securemail.cli.main import cli
+from securemail.federation.operator import Changes, publish, update_member
+from securemail.federation.store import Store
 from securemail.node.keyring import KeyRing
 from securemail.queue import Direction, QueueStore, State
 from tests.node.conftest import Federation, mailbox_files, running
 from tests.node.test_upstream import TO_AGENCY, entries, send, until
 
 SMIME_KEYS = ("signing.key", "encryption.key")
+PASSPHRASE = b"node passphrase for the tests"  # the demo federation's and its nodes'
 
 
 def back_up(federation: Federation, out: Path) -> list[Path]:
@@ -50,7 +55,7 @@ def test_key_ring_starts_without_keys_and_reloads_them(federation: Federation) -
     folder = federation.root / "agency"
     saved = {name: (folder / "keys" / name).read_bytes() for name in SMIME_KEYS}
     remove_smime_keys(folder)
-    ring = KeyRing.open(config, b"node passphrase for the tests")
+    ring = KeyRing.open(config, PASSPHRASE)
     assert "agency" not in ring and ring.expected == {"agency"}
     assert ring.reload_changed() == []
     (folder / "keys" / "signing.key").write_bytes(b"not a key")
@@ -100,3 +105,43 @@ def test_mail_arriving_before_the_key_is_restored_is_delivered_after_it(
     provider = entries(federation, "provider")
     assert [e.state for e in provider if e.kind == "mail"] == [State.DELIVERED]
     assert not [e for e in provider if e.kind == "notice"]
+
+
+def test_mail_to_a_next_key_not_yet_installed_is_delivered_after_install_next(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """The agency rolled its encryption key over and the operator published the next
+    certificate, but the agency has not run install-next: senders already encrypt to the
+    next key, so its mail is held (key-unavailable); install-next releases it."""
+    root, passphrase_file = federation.root, str(federation.root / "passphrase.txt")
+    node_dir = root / "agency"
+    secret = ("--passphrase-file", passphrase_file)
+    invoke("keys", "rollover", "--node-dir", str(node_dir), "--purpose", "encryption", *secret)
+    csr = (node_dir / "requests" / "next-encryption.csr").read_bytes()
+    store, now = Store(root / "federation"), datetime.now(UTC)
+    member = update_member(store, "agency", Changes(next_encryption_csr=csr), PASSPHRASE, now)
+    publish(store, PASSPHRASE, now, timedelta(days=7))
+    assert member.encryption.next is not None
+    next_cert = tmp_path / "next.pem"
+    next_cert.write_bytes(member.encryption.next.public_bytes(serialization.Encoding.PEM))
+    agency_box = federation.nodes["agency"].mailbox(TO_AGENCY.to[0])
+
+    def inbound() -> list[tuple[State, str | None]]:
+        found = entries(federation, "agency")
+        return [(e.state, e.reason) for e in found if e.direction is Direction.INBOUND]
+
+    async def scenario() -> None:
+        async with running(federation, "agency", "provider"):
+            await send(federation, TO_AGENCY, 1)
+            await until(lambda: inbound() == [(State.HELD, "key-unavailable")], "the hold")
+            install = ("keys", "install-next", "--node-dir", str(node_dir), "--purpose")
+            invoke(*install, "encryption", "--cert", str(next_cert), *secret)
+            await until(lambda: len(mailbox_files(agency_box)) == 1, "delivery after install")
+            await until(lambda: inbound() == [(State.DELIVERED, None)], "the delivered record")
+
+    asyncio.run(scenario())
+
+
+def invoke(*args: str) -> None:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
