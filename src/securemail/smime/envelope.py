@@ -17,7 +17,7 @@ from asn1crypto import cms
 from cryptography import x509
 
 from securemail.smime import der, limits, mime, oids
-from securemail.smime.decrypt import _fields, _ktri
+from securemail.smime.decrypt import envelope_fields, key_transport
 from securemail.smime.errors import SmimeError
 from securemail.smime.keys import issuer_and_serial, subject_key_identifier
 from securemail.smime.verify import content_info
@@ -58,7 +58,7 @@ def addressed_to(
     identifiers = {k for c in certs if (k := subject_key_identifier(c)) is not None}
     try:
         content_type, envelope = content_info(data)
-        fields = _fields(data, envelope, content_type == oids.ID_AUTH_ENVELOPED_DATA)
+        fields = envelope_fields(data, envelope, content_type == oids.ID_AUTH_ENVELOPED_DATA)
         infos = der.children(data, fields[der.SET])
         return any(_names(data, info, serials, identifiers) for info in infos)
     except (SmimeError, ValueError, TypeError, KeyError):
@@ -68,7 +68,7 @@ def addressed_to(
 def _names(data: bytes, info: der.Tlv, serials: set[bytes], identifiers: set[bytes]) -> bool:
     """Whether one RecipientInfo (key transport or key agreement) names a wanted key."""
     if info.tag == der.SEQUENCE:
-        kind, value = _ktri(data, info).rid
+        kind, value = key_transport(data, info).rid
         return value in (serials if kind == der.SEQUENCE else identifiers)
     choice = cms.RecipientInfo.load(der.value(data, info), strict=True)
     if choice.name != "kari":
