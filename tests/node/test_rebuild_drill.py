@@ -164,3 +164,4 @@ def test_rebuild_from_shares_delivers_the_backlog_once_with_receipts(
         upstream = [e for e in store.list(limit=1000) if e.kind == "upstream"]
         assert store.backlog() == []
     assert upstream and all(e.state is State.DELIVERED for e in upstream)
+    print(f"rebuild drill: {len(upstream)} of {MESSAGES} went through the upstream queue")
