@@ -169,3 +169,40 @@ def test_conformance_mistakes_are_named(
     with pytest.raises(ConfigError) as refused:
         load_config(write(tmp_path, VALID + CONFORMANCE.replace(*change, 1)))
     assert message in refused.value.detail
+
+
+def test_upstream_and_key_hold_settings(tmp_path: Path) -> None:
+    """[upstream] makes an upstream queue (defaults: keep 5 days, a delay notice after 4 h,
+    probe every 30 s); [keys] hold_without_key bounds how long mail waits for a key."""
+    plain = load_config(write(tmp_path, VALID))
+    assert plain.upstream is None and plain.hold_without_key == timedelta(days=5)
+    text = VALID + '\n[upstream]\nbacks_up = ["Agency", "gsp", "agency"]\nprobe_every = "5s"\n'
+    upstream = load_config(write(tmp_path, text)).upstream
+    assert upstream is not None and upstream.backs_up == ("agency", "gsp")
+    assert (upstream.keep_for, upstream.delay_notice_after) == (
+        timedelta(days=5),
+        timedelta(hours=4),
+    )
+    assert upstream.probe_every == timedelta(seconds=5)
+    held = VALID.replace("[retry]\n", '[keys]\nhold_without_key = "2d"\n\n[retry]\n', 1)
+    assert load_config(write(tmp_path, held)).hold_without_key == timedelta(days=2)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("[upstream]\nbacks_up = []\n", "upstream.backs_up must name at least one member"),
+        ("[upstream]\n", "upstream.backs_up is required"),
+        (
+            '[upstream]\nbacks_up = ["a1"]\nkeep_for = "9d"\n',
+            "not be longer than retry.max_lifetime",
+        ),
+        ('[upstream]\nbacks_up = ["a1"]\ndelay_notice_after = "6d"\n', "must be shorter than"),
+        ('[upstream]\nbacks_up = ["a1"]\nkeep = "1d"\n', "[upstream] has unknown setting(s): keep"),
+    ],
+)
+def test_upstream_mistakes_are_named(tmp_path: Path, table: str, message: str) -> None:
+    """A wrong [upstream] setting is refused with its name."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, VALID + "\n" + table))
+    assert message in refused.value.detail

@@ -221,6 +221,13 @@ def _certificate_line(use: str, cert: x509.Certificate) -> None:
 @click.option("--next-signing-csr", type=FILE, help="CSR of the member's next signing key.")
 @click.option("--next-encryption-csr", type=FILE, help="CSR of the next encryption key.")
 @click.option("--promote-next", is_flag=True, help="Make the next certificates current.")
+@click.option(
+    "--upstream",
+    multiple=True,
+    help="An upstream queue HOST:PORT,PIN,OPERATOR (in NZ), tried after the endpoints;"
+    " replaces the list; repeat.",
+)
+@click.option("--no-upstream", is_flag=True, help="Remove every upstream queue.")
 @files.passphrase_options
 @_refusals
 def update_member_command(
@@ -237,6 +244,8 @@ def update_member_command(
     next_signing_csr: Path | None,
     next_encryption_csr: Path | None,
     promote_next: bool,
+    upstream: tuple[str, ...],
+    no_upstream: bool,
     passphrase_env: str | None,
     passphrase_file: Path | None,
 ) -> None:
@@ -253,6 +262,8 @@ def update_member_command(
         next_signing_csr=_read(next_signing_csr),
         next_encryption_csr=_read(next_encryption_csr),
         promote_next=promote_next,
+        upstream=upstream,
+        no_upstream=no_upstream,
     )
     if changes == ops.Changes():
         raise click.UsageError("nothing to change: give at least one option")
@@ -265,6 +276,8 @@ def update_member_command(
         _certificate_line(use, pair.current)
         if pair.next is not None:
             _certificate_line("  next", pair.next)
+    for queue in member.upstream:
+        click.echo(f"  upstream    {queue.host}:{queue.port} run by {queue.operator}")
     if domains:
         click.echo(
             "the current certificates name the old domains: issue next ones and promote them"

@@ -145,6 +145,39 @@ def _footer(page: operations.Page) -> str:
     return f"-- entries {first}-{last} of {page.total}{more}"
 
 
+@queue_group.command("backlog")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per member.")
+def backlog_command(config_path: Path, as_json: bool) -> None:
+    """An upstream queue's backlog per member: messages waiting for its gateway, and
+    (on any node) messages held for an organisation whose key is not installed."""
+    with open_store(config_path) as store:
+        backlog = operations.upstream_backlog(store)
+        held = operations.held_for_key(store)
+    now = _now()
+    for waiting in backlog:
+        if as_json:
+            line = {
+                "member": waiting.org_id,
+                "waiting": waiting.waiting,
+                "octets": waiting.octets,
+                "oldest": waiting.oldest.isoformat(),
+            }
+            click.echo(json.dumps(line))
+            continue
+        age = str(now - waiting.oldest).split(".")[0]
+        click.echo(
+            f"{waiting.org_id:<20} {waiting.waiting:>6} waiting  {waiting.octets:>10} octets"
+            f"  oldest {age} ago"
+        )
+    for org_id, count in sorted(held.items()):
+        note = {"organisation": org_id, "held": count, "reason": "key-unavailable"}
+        text = f"{org_id:<20} {count:>6} held for its key (key-unavailable)"
+        click.echo(json.dumps(note) if as_json else text)
+    if not backlog and not held:
+        click.echo("-- nothing waits for a gateway or a key", err=True)
+
+
 @queue_group.command("show")
 @CONFIG_OPTION
 @click.argument("entry_id")

@@ -17,6 +17,9 @@ node directory can be moved as a whole.
     [limits]          max_message_size, max_recipients
     [retry]           schedule, warn_after, max_lifetime, keep_body
     [keys]            passphrase_env | passphrase_file             (key files are encrypted)
+                      hold_without_key (mail for an organisation whose key is missing)
+    [upstream]        backs_up, keep_for, delay_notice_after, probe_every (optional: an
+                      upstream queue for other members' gateways, docs/recovery.md)
     [imap]            listen, tls_listen, tls_certificate, tls_key (optional: mailboxes)
     [web]             listen, tls_certificate, tls_key, public_origin, metrics_from (optional)
     [log]             format ("text": logfmt lines, or "json"), level
@@ -275,6 +278,22 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class UpstreamSettings:
+    """[upstream]: this node is an upstream queue for the members ``backs_up`` names.
+
+    Their mail is taken on the peer listener as ciphertext, never decrypted, forwarded
+    unchanged to the member's gateway as soon as it answers (probed every ``probe_every``),
+    kept at most ``keep_for`` (then the sender gets a failure notice), and the sender is
+    told once, in a signed delay notice, when a message has waited ``delay_notice_after``.
+    """
+
+    backs_up: tuple[str, ...]
+    keep_for: timedelta = timedelta(days=5)
+    delay_notice_after: timedelta = timedelta(hours=4)
+    probe_every: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     name: str
     data_dir: Path
@@ -309,6 +328,10 @@ class NodeConfig:
     # the outbound and inbound workers in N processes that meet the listeners at the queue.
     workers: int = 1
     lease: timedelta = timedelta(seconds=60)  # how long a claim holds without renewal
+    # [keys] hold_without_key: mail for an organisation here whose decryption key is not
+    # installed is held (key-unavailable) this long before the normal failure path
+    hold_without_key: timedelta = timedelta(days=5)
+    upstream: UpstreamSettings | None = None  # [upstream]: a queue for other members
     structured: StructuredSettings = field(default_factory=StructuredSettings)
     source: Path | None = None  # the file it was read from (worker processes read it too)
     conformance: ConformanceSettings = field(default_factory=ConformanceSettings)
@@ -366,7 +389,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         max_recipients=max_recipients,
         retry=_retry(root.table("retry")),
         node_policy=NodePolicy(region, node.flag("allow_offshore_labelled", False)),
-        **_passphrase(root.table("keys")),
+        **_keys(root.table("keys")),
         organisations=organisations,
         ordinary=_ordinary(root.table("ordinary")),
         submission=_client_ports(root.table("submission"), "submission", tls_pair),
@@ -379,8 +402,11 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         workers=_workers(node),
         lease=node.duration("lease", "60s"),
         conformance=_conformance(root.table("conformance")),
+        upstream=_upstream(root.table("upstream")),
         structured=structured_settings(root.table("structured")),
     )
+    if config.upstream is not None and config.upstream.keep_for > config.retry.max_lifetime:
+        raise ConfigError("upstream.keep_for must not be longer than retry.max_lifetime")
     for table in (root, node, federation, peer, relay):
         table.finish()
     return config
@@ -639,17 +665,37 @@ def _retry(table: Table | None) -> Retry:
     return retry
 
 
-def _passphrase(table: Table | None) -> dict[str, Any]:
+def _keys(table: Table | None) -> dict[str, Any]:
     if table is None:
-        return {"passphrase_env": "SECUREMAIL_PASSPHRASE", "passphrase_file": None}
+        table = Table({}, "keys", Path())
     env, file = table.text("passphrase_env", None), table.path("passphrase_file", None)
     if env is not None and file is not None:
         raise ConfigError("keys: give passphrase_env or passphrase_file, not both")
+    hold = table.duration("hold_without_key", "5d")
     table.finish()
     return {
         "passphrase_env": env or (None if file else "SECUREMAIL_PASSPHRASE"),
         "passphrase_file": file,
+        "hold_without_key": hold,
     }
+
+
+def _upstream(table: Table | None) -> UpstreamSettings | None:
+    if table is None:
+        return None
+    backs_up = table.strings("backs_up", REQUIRED)
+    if not backs_up:
+        raise ConfigError("upstream.backs_up must name at least one member")
+    settings = UpstreamSettings(
+        backs_up=tuple(dict.fromkeys(b.lower() for b in backs_up)),
+        keep_for=table.duration("keep_for", "5d"),
+        delay_notice_after=table.duration("delay_notice_after", "4h"),
+        probe_every=table.duration("probe_every", "30s"),
+    )
+    if settings.delay_notice_after >= settings.keep_for:
+        raise ConfigError("upstream.delay_notice_after must be shorter than upstream.keep_for")
+    table.finish()
+    return settings
 
 
 def _organisations(root: Table, base: Path) -> tuple[Organisation, ...]:

@@ -12,9 +12,12 @@ Mail from the ordinary listener is queued as kind "ordinary", which the inbound
 service never unprotects or marks verified; ordinary mail to a receipt address is refused.
 
 The peer listener knows a member by its TLS client certificate: the directory pins the
-key (:meth:`Admission.member_of`). A source whose peer mail was quarantined more than
-``[peer] quarantine_quota`` times in the last hour gets 451 at DATA (THREATS.md K): it
-cannot grow the store without bound, and a member that misbehaves only waits.
+key (:meth:`Admission.member_of`), or an upstream queue's key, which forwards a member's
+mail to its gateway. On an upstream queue node (``[upstream] backs_up``) the peer listener
+also takes mail for the members it backs up, as ciphertext only (securemail.upstream
+.intake). A source whose peer mail was quarantined more than ``[peer] quarantine_quota``
+times in the last hour gets 451 at DATA (THREATS.md K): it cannot grow the store without
+bound, and a member that misbehaves only waits.
 
 SecureMail traffic is dequeued ahead of ordinary traffic when both wait (issue 7 §4): mail
 from the ordinary listener, and outbound mail whose every recipient goes to the smarthost,
@@ -48,6 +51,7 @@ from securemail.replies import Reply, ok, temporary
 from securemail.smime.labels import SecurityLabel
 from securemail.structured.schema import installed
 from securemail.structured.submission import admit_document
+from securemail.upstream.intake import backed_up, upstream_entries
 
 SECUREMAIL, ORDINARY = 0, 1  # queue priorities: lower is claimed first
 
@@ -79,11 +83,20 @@ class Admission:
             pin = spki_pin(x509.load_der_x509_certificate(certificate))
         except ValueError:
             return None
-        members = () if directory is None else directory.members
-        return next((m.org_id for m in members if m.active and pin in m.tls_pins), None)
+        if directory is None:
+            return None
+        found = (m.org_id for m in directory.members if m.active and pin in m.tls_pins)
+        return next(found, None) or directory.upstream_operator(pin)
 
     def serves(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.context.config.domains
+
+    def serves_peer(self, domain: str) -> bool:
+        """The peer listener's domains: this node's, and those of members it backs up."""
+        if self.serves(domain):
+            return True
+        upstream = self.context.config.upstream
+        return backed_up(self.context.directory(), upstream, domain) is not None
 
     def sender_allowed(self, address: str) -> bool:
         return self.serves(address.rpartition("@")[2])
@@ -165,7 +178,12 @@ class Admission:
             detail = f"{received.client_address} is over its quarantine quota"
             text = "Too much refused mail from your address, try again later"
             return Reply(451, "4.7.1", text, ReceiveReason.QUARANTINE_QUOTA, detail)
-        return await self._enqueue(self._inbound(received, "mail", SECUREMAIL))
+        upstream = upstream_entries(
+            received, self.context.directory(), self.context.config.upstream
+        )
+        if isinstance(upstream, Reply):
+            return upstream
+        return await self._enqueue(self._inbound(received, "mail", SECUREMAIL) + upstream)
 
     async def admit_ordinary(self, received: Received) -> Reply:
         """Mail from outside SecureMail: like inbound, as kind "ordinary" with priority 1.

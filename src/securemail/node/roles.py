@@ -10,14 +10,16 @@ from dataclasses import dataclass
 
 from securemail.bounces import NoticeContext
 from securemail.config.node import NodeConfig
+from securemail.config.reasons import NodeReason
 from securemail.conformance.history import ConformanceHistory
 from securemail.conformance.schedule import ConformanceContext
 from securemail.node.admission import AdmissionContext
-from securemail.node.context import CurrentTrust, Node, read_passphrase
+from securemail.node.context import CurrentTrust, Node, NodeError, read_passphrase
 from securemail.protect.context import ProtectContext
 from securemail.receive.door import SourceQuota
 from securemail.relay import ClientCertificate, Destination
 from securemail.unprotect.context import UnprotectContext
+from securemail.upstream.context import UpstreamContext
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Roles:
     protect: ProtectContext  # the outbound worker
     unprotect: UnprotectContext  # the inbound worker: delivery, receipts
     notices: NoticeContext  # failure and delay notices, receipt windows
+    upstream: UpstreamContext | None = None  # [upstream]: forwarding, probes, delay notices
 
 
 def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
@@ -57,6 +60,7 @@ def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
         notices=notices,
         clock=node.clock,
         client_tls=client_tls,
+        expected=node.orgs.expected,
     )
     unprotect = UnprotectContext(
         name=config.name,
@@ -69,9 +73,18 @@ def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
         clock=node.clock,
         unsealed=config.peer_edge.unsealed,
         quarantined=quarantined,
+        expected=node.orgs.expected,
+        hold_without_key=config.hold_without_key,
     )
     admission = AdmissionContext(config, node.directory, node.queue, node.clock, quarantined)
-    return Roles(admission, protect, unprotect, notices)
+    upstream = None
+    if config.upstream is not None:
+        reporter = node.orgs.get(config.organisations[0].org_id)
+        if reporter is None:
+            detail = "an upstream queue signs its notices with its first organisation's key"
+            raise NodeError(NodeReason.KEYS_UNAVAILABLE, detail)
+        upstream = UpstreamContext(protect, config.upstream, reporter)
+    return Roles(admission, protect, unprotect, notices, upstream)
 
 
 def smarthost(config: NodeConfig) -> Destination | None:

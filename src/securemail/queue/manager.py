@@ -419,13 +419,14 @@ class ManagerRows(Transactions):
     def warnings_due(self, now: datetime, limit: int = 200) -> builtins.list[Entry]:
         """Deferred entries older than ``warn_after`` whose sender was not warned yet.
 
-        Notices and null-sender mail never get a notice (RFC 5321 §4.5.5), so never appear.
+        Notices and null-sender mail never get a notice (RFC 5321 §4.5.5), so never appear;
+        nor do an upstream queue's entries, which have their own delay (queue.upstream).
         """
         where = (
             (messages.c.state == State.DEFERRED)
             & messages.c.warned.is_(False)
             & (messages.c.created_at <= now - self._retry.warn_after)
-            & (messages.c.kind != "notice")
+            & messages.c.kind.notin_(["notice", "upstream"])
             & (messages.c.mail_from != "")
         )
         with self._read("warnings_due") as conn:

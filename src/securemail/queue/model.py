@@ -30,7 +30,9 @@ from enum import StrEnum
 from securemail.errors import SecureMailError
 from securemail.replies import Reply
 
-KINDS = ("mail", "notice", "ordinary")  # ordinary: inbound mail from outside SecureMail
+# ordinary: inbound mail from outside SecureMail; upstream: another member's ciphertext an
+# upstream queue holds for it (securemail.queue.upstream)
+KINDS = ("mail", "notice", "ordinary", "upstream")
 PRIORITIES = range(10)  # claimed lowest first: SecureMail 0, ordinary mail 1
 MAX_CONTENT_IDENTIFIER_HEX = 256  # RFC 2634 leaves the size open; smime caps it at 128 bytes
 _HEX_DIGITS = frozenset("0123456789abcdef")

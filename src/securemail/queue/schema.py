@@ -79,6 +79,7 @@ messages = Table(
     Index("ix_messages_claim", "direction", "state", "next_attempt_at"),
     Index("ix_messages_state_updated", "state", "updated_at"),
     Index("ix_messages_lease", "state", "lease_until"),
+    Index("ix_messages_kind_org", "kind", "org_id", "state"),  # backlog, key holds (0012)
 )
 
 recipients = Table(

@@ -102,6 +102,7 @@ class Received:
     tls: bool
     tls_version: str | None
     auth_user: str | None
+    member: str | None = None  # peer listener: the member its TLS client certificate names
 
 
 class Admit(Protocol):

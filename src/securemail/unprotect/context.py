@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from securemail.bounces import NoticeContext
 from securemail.config.node import Unsealed
@@ -31,3 +31,7 @@ class UnprotectContext:
     unsealed: Unsealed = "mark"  # [peer] unsealed: mail whose signature names no recipients
     # peer mail quarantined per source (shared with the peer listener; see receive.door)
     quarantined: SourceQuota = field(default_factory=lambda: SourceQuota(None))
+    # every organisation the node serves, keys installed or not, and how long mail for one
+    # whose key is not installed is held (securemail.unprotect.holding)
+    expected: frozenset[str] = frozenset()
+    hold_without_key: timedelta = timedelta(days=5)

@@ -50,6 +50,7 @@ from securemail.replies import ok, temporary
 from securemail.smime import Limits, Unprotected, mime, unprotect
 from securemail.smime.message import OUTER_FIELDS
 from securemail.unprotect.context import UnprotectContext
+from securemail.unprotect.holding import hold_for_key, waits_for_key
 from securemail.unprotect.receipts import (
     ReceiptRefusedError,
     issue_receipts,
@@ -114,6 +115,8 @@ class Inbound:
             if self._is_our_receipt(entry, opened):
                 return await self._take_receipt(entry, opened, now)
         except (RefusedError, ReceiptRefusedError) as refusal:
+            if refusal.reason == "not-for-us" and waits_for_key(self.context, entry, body, now):
+                return await hold_for_key(self.context, entry, now)
             return await self._quarantine(entry, body, refusal.reason, refusal.detail, now)
         recorded = await self._deliver(entry, opened.org, opened.marked, opened.key, opened)
         # A recipient the organisation's store refused for good: the sender's gateway is
@@ -125,6 +128,8 @@ class Inbound:
         """Mail from the ordinary listener: never unprotected, whatever it contains (only the
         peer listener's mail can be verified), delivered marked not verified by SecureMail."""
         org = self.context.orgs.get(entry.org_id)
+        if org is None and waits_for_key(self.context, entry, body, now):
+            return await hold_for_key(self.context, entry, now)
         if org is None:
             return await self._quarantine(
                 entry, body, "not-for-us", f"no organisation {entry.org_id} on this node", now

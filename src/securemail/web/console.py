@@ -84,7 +84,10 @@ async def queue_page(
         **_paging(limit, offset, order),
     )
     page = await web.db(operations.list_entries, web.store, wanted)
+    backlog = await web.db(operations.upstream_backlog, web.store)
+    held = await web.db(operations.held_for_key, web.store)
     context = {"wanted": wanted, "directions": list(Direction)} | _listing(request, page)
+    context |= {"backlog": backlog, "held_for_key": held}
     return _page(request, principal, "queue.html", context)
 
 

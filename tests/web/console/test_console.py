@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
 
-from securemail.queue import Direction, QueueStore, State
+from securemail.queue import Direction, NewMessage, QueueStore, State
 from securemail.replies import ok
 from securemail.web import auth, console, context
 from securemail.web.app import mount_static
@@ -150,3 +150,25 @@ def test_bulk_post_without_csrf_changes_nothing(store: QueueStore) -> None:
         "/console/queue/bulk", data={"action": "hold", "ids": [entry_id]}
     )
     assert refused.status_code == 403 and store.get(entry_id).state is State.DEFERRED  # type: ignore[union-attr]
+
+
+def test_queue_page_shows_the_upstream_backlog_and_key_holds(store: QueueStore) -> None:
+    """An upstream queue's backlog per member and the mail held for a key head the queue
+    page; without either, no such table."""
+    client = client_for(store)
+    assert "Waiting for a gateway or a key" not in client.get("/console/queue").text
+    upstream = message()
+    store.enqueue(
+        NewMessage(
+            Direction.OUTBOUND, "ministry", upstream.mail_from, upstream.recipients,
+            upstream.body, client="peer 127.0.0.9", kind="upstream", auth="agency",
+        ),
+        NOW,
+    )  # fmt: skip
+    store.enqueue(message(direction=Direction.INBOUND), NOW)
+    [inbound] = store.claim(Direction.INBOUND, NOW, 1)
+    store.hold_for_key(inbound.id, "no key", NOW)
+    page = client.get("/console/queue").text
+    assert "Waiting for a gateway or a key" in page
+    assert "<td>ministry</td><td>1</td><td>its gateway" in page
+    assert "<td>agency</td><td>1</td><td>its key (key-unavailable)" in page
