@@ -657,6 +657,9 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="smoke run: 50 x 4 KiB per database, no references; fails only if the "
         "pipeline stalls, refuses, loses or duplicates a message",
     )
+    parser.add_argument(
+        "--sizes", help="message sizes in KiB, comma-separated (default 4,64; --quick 4)"
+    )
     parser.add_argument("--sessions", type=int, default=8, help="parallel SMTP clients")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite queues only")
     parser.add_argument("--no-postfix", action="store_true", help="skip the Postfix reference")
@@ -666,6 +669,9 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     counts = QUICK_COUNTS if args.quick else COUNTS
+    if args.sizes:
+        wanted = [int(k) * KIB for k in args.sizes.split(",")]
+        counts = {size: counts.get(size, COUNTS[4 * KIB]) for size in wanted}
     args.counts = {size: args.count or n for size, n in counts.items()}
     args.warmup = WARMUP // 2 if args.quick else WARMUP
     args.stall = QUICK_STALL if args.quick else STALL

@@ -38,8 +38,10 @@ from securemail.queue.model import (
 )
 from securemail.queue.retry import settle
 from securemail.queue.schema import (
-    CLAIM_ORDER,
+    CLAIMED,
+    DUE,
     ORDER,
+    claimed_entries,
     events,
     follow_up,
     insert_entry,
@@ -71,10 +73,11 @@ class QueueManager(Protocol):
       may answer 250 then, never before; a database failure is QueueError UNAVAILABLE
       (answer 451);
     - ``claim`` moves due entries to ACTIVE, names ``owner`` on them and leases them for
-      ``lease``; no two claims, in any process or node sharing the database, return the
-      same entry while its lease holds; once it expired (the holder died, or stalled past
-      it without ``renew``), any claim may take the entry over: nothing is left behind
-      for an operator to recover;
+      ``lease`` (with ``bodies``, each entry carries its body); no two claims, in any
+      process or node sharing the database, return the same entry while its lease
+      holds; once it expired (the holder died, or stalled past it without ``renew``),
+      any claim may take the entry over: nothing is left behind for an operator to
+      recover;
     - ``renew`` extends the leases the owner still holds, and says which those are;
     - ``record``/``record_many``/``defer`` settle an ACTIVE entry's attempt (per recipient:
       delivered, bounced or still pending with its next attempt); what rides an attempt
@@ -104,6 +107,7 @@ class QueueManager(Protocol):
         *,
         owner: str = "",
         lease: timedelta = DEFAULT_LEASE,
+        bodies: bool = False,
     ) -> list[Entry]: ...
 
     def renew(
@@ -185,6 +189,7 @@ class ManagerRows(Transactions):
         *,
         owner: str = "",
         lease: timedelta = DEFAULT_LEASE,
+        bodies: bool = False,
     ) -> builtins.list[Entry]:
         """Move up to ``limit`` due entries of ``direction`` to ACTIVE: lowest priority
         value first (SecureMail before ordinary mail), then oldest first.
@@ -193,38 +198,23 @@ class ManagerRows(Transactions):
         ``now + lease`` (see :meth:`renew`). Due are INCOMING and DEFERRED entries whose
         time has come, and ACTIVE entries whose lease expired: their holder died (or stalled
         past its lease), and the entry is taken over with a "lease-expired" event.
+        With ``bodies``, each entry comes with its body (:attr:`Entry.body`).
         """
         with self._write("claim") as conn:
-            waiting = messages.c.state.in_([State.INCOMING, State.DEFERRED]) & (
-                messages.c.next_attempt_at <= now
-            )
-            abandoned = (messages.c.state == State.ACTIVE) & (messages.c.lease_until < now)
-            due = (
-                select(messages.c.id, messages.c.state, messages.c.claimed_by)
-                .where(messages.c.direction == direction)
-                .where(waiting | abandoned)
-                .order_by(*CLAIM_ORDER)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            rows = conn.execute(due).all()
+            due = {"b_direction": direction, "b_now": now, "b_limit": limit}
+            rows = conn.execute(DUE, due).all()
             if not rows:
                 return []
             ids = [row.id for row in rows]
-            conn.execute(
-                update(messages)
-                .where(messages.c.id.in_(ids))
-                .values(
-                    state=State.ACTIVE,
-                    updated_at=now,
-                    claimed_by=owner or None,
-                    lease_until=now + lease,
-                )
-            )
+            moved = {"b_ids": ids, "state": State.ACTIVE, "updated_at": now}
+            moved |= {"claimed_by": owner or None, "lease_until": now + lease}
+            conn.execute(CLAIMED, moved)
             for row in rows:
                 if row.state == State.ACTIVE:
                     held = f"held by {row.claimed_by or 'an unnamed claim'}; now {owner}"
                     log_event(conn, row.id, "lease-expired", now, detail=held)
+            if bodies:
+                return claimed_entries(conn, ids)
             return select_entries(conn, messages.c.id.in_(ids), limit)
 
     def renew(

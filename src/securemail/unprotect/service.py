@@ -103,7 +103,7 @@ class Inbound:
     async def process(self, entry: Entry) -> Entry:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
         now = self.context.clock()
-        body = await self.context.queue.db(self.context.queue.manager.body, entry.id)
+        body = await self.context.queue.body(entry)
         local = self.context.orgs.get(entry.org_id)
         if entry.kind == "notice" and entry.client == "local" and local is not None:
             return await self._deliver(entry, local, body, _key(b"local", body), None)
@@ -307,9 +307,7 @@ class Inbound:
         held: dict[str, Reservation] = {}
         waiting = dict(keys)
         for pause in (*_BUSY_PAUSES, None):
-            found = await queue.db(
-                queue.keys.reserve, list(waiting.values()), entry.id, self.context.clock()
-            )
+            found = await queue.commits.reserve(list(waiting.values()), entry.id)
             held |= {r: found[k] for r, k in waiting.items()}
             waiting = {r: k for r, k in waiting.items() if found[k] is Reservation.BUSY}
             if not waiting or pause is None:
