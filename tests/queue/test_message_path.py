@@ -4,7 +4,8 @@ reservations in one transaction, on both engines."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import dataclasses
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -104,3 +105,21 @@ def test_the_group_commit_reserves_concurrent_requests(store: QueueStore, url: s
         Reservation.BUSY,
     ]
     assert all(a[f"own-{i}"] is Reservation.RESERVED for a, i in zip(answers, ids, strict=True))
+
+
+def test_quarantined_entries_are_counted_per_source_and_window(store: QueueStore) -> None:
+    """The peer listener's quota counts a source's entries quarantined within the window,
+    from the queue every process shares; another source's and older ones do not count."""
+
+    def quarantined(client: str, at: datetime) -> None:
+        entry_id = store.enqueue(dataclasses.replace(message(), client=client), at)
+        store.quarantine(entry_id, "integrity-failed", "test", at)
+
+    quarantined("peer 192.0.2.1", NOW - timedelta(hours=2))
+    quarantined("peer 192.0.2.1", NOW - timedelta(minutes=10))
+    quarantined("peer 192.0.2.1", NOW)
+    quarantined("peer 192.0.2.9", NOW)
+    store.enqueue(dataclasses.replace(message(), client="peer 192.0.2.1"), NOW)
+    assert store.quarantined_from("peer 192.0.2.1", NOW - timedelta(hours=1)) == 2
+    assert store.quarantined_from("peer 192.0.2.9", NOW - timedelta(hours=1)) == 1
+    assert store.quarantined_from("peer 198.51.100.7", NOW - timedelta(hours=1)) == 0

@@ -28,11 +28,10 @@ class Roles:
     notices: NoticeContext  # failure and delay notices, receipt windows
 
 
-def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
-    """The contexts for ``node``'s roles; ``quarantined`` is the peer listener's quarantine
-    quota, counted by the inbound worker (receive.door)."""
+def build_roles(node: Node) -> Roles:
+    """The contexts for ``node``'s roles."""
     config = node.config
-    quarantined = quarantined or SourceQuota(config.peer_edge.quarantine_quota)
+    quarantined = SourceQuota(config.peer_edge.quarantine_quota)  # counted in the queue
     client_tls = ClientCertificate(
         str(config.tls_certificate), str(config.tls_key), read_passphrase(config)
     )
@@ -66,7 +65,6 @@ def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
         notices=notices,
         clock=node.clock,
         unsealed=config.peer_edge.unsealed,
-        quarantined=quarantined,
     )
     admission = AdmissionContext(config, node.directory, node.queue, node.clock, quarantined)
     return Roles(admission, protect, unprotect, notices)

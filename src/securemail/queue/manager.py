@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from securemail.queue import eventlog, tracking
 from securemail.queue.dedup import record_delivered
@@ -44,7 +44,7 @@ from securemail.queue.schema import (
     claimed_entries,
     events,
     follow_up,
-    insert_entry,
+    insert_entries,
     lock_entry,
     log_event,
     messages,
@@ -58,6 +58,11 @@ from securemail.replies import Reply
 from securemail.storage.dialect import durability
 
 LIVE_STATES = frozenset(State) - FINAL_STATES
+_QUARANTINED_FROM = select(func.count()).where(
+    (messages.c.state == State.QUARANTINED)
+    & (messages.c.updated_at >= bindparam("b_since"))
+    & (messages.c.client == bindparam("b_client"))
+)
 # How long a claim holds without renewal. A worker renews every third of it, so only a
 # process that died (or stalled for this long) loses its entries to another.
 DEFAULT_LEASE = timedelta(seconds=60)
@@ -90,7 +95,9 @@ class QueueManager(Protocol):
       queue, they are QueueError LEASE_LOST and nothing is written: a stale worker never
       overwrites the outcome of the process that took its work over;
     - ``quarantine`` sets a live entry aside with its body, never deletes it;
-    - ``recover`` returns entries a dead process left ACTIVE to the queue, due now.
+    - ``recover`` returns entries a dead process left ACTIVE to the queue, due now;
+    - ``quarantined_from`` counts the entries from ``client`` (as the listener named it,
+      ``peer 192.0.2.1``) quarantined since ``since`` and still quarantined.
     """
 
     def durability(self) -> dict[str, str]: ...
@@ -146,6 +153,8 @@ class QueueManager(Protocol):
 
     def recover(self, now: datetime, *, owner: str | None = None) -> int: ...
 
+    def quarantined_from(self, client: str, since: datetime) -> int: ...
+
     def purge_bodies(self, older_than: datetime, now: datetime, *, limit: int = 500) -> int: ...
 
     def warnings_due(self, now: datetime, limit: int = 200) -> list[Entry]: ...
@@ -179,7 +188,7 @@ class ManagerRows(Transactions):
     def enqueue_many(self, news: Sequence[NewMessage], now: datetime) -> builtins.list[str]:
         """Store several accepted messages in one transaction (group commit): all or none."""
         with self._write("enqueue") as conn:
-            return [insert_entry(conn, new, now) for new in news]
+            return insert_entries(conn, news, now)
 
     def claim(
         self,
@@ -405,6 +414,13 @@ class ManagerRows(Transactions):
             for entry_id in ids:
                 log_event(conn, entry_id, "recovered", now, detail="was active at start")
         return len(ids)
+
+    def quarantined_from(self, client: str, since: datetime) -> int:
+        """Entries from ``client`` quarantined since ``since`` (the peer listener's
+        quarantine quota, receive.door: the same count in every process and node)."""
+        with self._read("quarantined_from") as conn:
+            found = conn.scalar(_QUARANTINED_FROM, {"b_client": client, "b_since": since})
+        return int(found or 0)
 
     def warnings_due(self, now: datetime, limit: int = 200) -> builtins.list[Entry]:
         """Deferred entries older than ``warn_after`` whose sender was not warned yet.

@@ -424,14 +424,22 @@ def insert_entry(conn: Connection, new: NewMessage, now: datetime) -> str:
     )
     detail = f"{new.client}; {len(new.recipients)} recipients; {len(new.body)} bytes"
     log_event(conn, entry_id, "accepted", now, detail=detail)
-    notify(conn, WORK_CHANNEL, new.direction)  # wakes workers in other processes and nodes
     return entry_id
+
+
+def insert_entries(conn: Connection, news: Sequence[NewMessage], now: datetime) -> list[str]:
+    """Insert accepted messages (see :func:`insert_entry`); their new ids. Workers in other
+    processes and nodes are woken once per direction, when the transaction commits."""
+    ids = [insert_entry(conn, new, now) for new in news]
+    for direction in sorted({new.direction for new in news}):
+        notify(conn, WORK_CHANNEL, direction)
+    return ids
 
 
 def follow_up(conn: Connection, entry_id: str, news: Sequence[NewMessage], now: datetime) -> None:
     """Queue messages an entry's outcome caused (notices); their ids go to its history."""
     if news:
-        ids = [insert_entry(conn, new, now) for new in news]
+        ids = insert_entries(conn, news, now)
         log_event(conn, entry_id, "queued-follow-up", now, detail=", ".join(ids))
 
 

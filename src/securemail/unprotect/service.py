@@ -321,9 +321,6 @@ class Inbound:
         """Keep the entry, never delivered, and send nothing: whoever sent it is unproved,
         or is not the sender the signature vouches for (THREATS.md K)."""
         log.warning("quarantined %s: %s: %s; no notice sent", entry.id, reason, detail)
-        listener, _, source = entry.client.partition(" ")
-        if listener == "peer":
-            self.context.quarantined.record(source, now)
         queue = self.context.queue
         return await queue.db(
             queue.manager.quarantine, entry.id, reason, detail, now, holder=entry.claimed_by
