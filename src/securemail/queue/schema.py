@@ -305,13 +305,9 @@ def one_entry(conn: Connection, entry_id: str) -> Entry:
     return _entries(conn, conn.execute(_HEAD_BY_ID, {"entry_id": entry_id}).all())[0]
 
 
-def select_entries(
-    conn: Connection, where: ColumnElement[bool], limit: int, *, bodies: bool = False
-) -> list[Entry]:
-    """Up to ``limit`` entries matching ``where``, oldest first (with their bodies if
-    ``bodies``)."""
-    columns = [*_HEAD, messages.c.body] if bodies else _HEAD
-    rows = conn.execute(select(*columns).where(where).order_by(*ORDER).limit(limit)).all()
+def select_entries(conn: Connection, where: ColumnElement[bool], limit: int) -> list[Entry]:
+    """Up to ``limit`` entries matching ``where``, oldest first."""
+    rows = conn.execute(select(*_HEAD).where(where).order_by(*ORDER).limit(limit)).all()
     return _entries(conn, rows)
 
 
