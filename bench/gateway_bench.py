@@ -6,6 +6,7 @@ Run from the repository root, as root (the Postfix reference needs it)::
     python bench/gateway_bench.py --quick          # smoke run, 50 x 4 KiB per database (.ci/run)
     python bench/gateway_bench.py --markdown       # Markdown table, for docs/performance.md
     python bench/gateway_bench.py --no-postgres --no-postfix --count 500
+    python bench/gateway_bench.py --sizes 4 --no-scaling   # 4 KiB only, no scaling rows
     python bench/gateway_bench.py --py-spy /tmp/profiles   # also profile both nodes
 
 The demo federation is founded once (securemail.demo.federation.found). For each database
@@ -29,8 +30,10 @@ message is delivered twice. ``--quick`` checks exactly that and nothing about sp
 
 Beside these, in the same run: the crypto ceiling (one process, one core, protect then
 unprotect with the federation's own agency and provider keys, messages/s) and the plain
-Postfix relay hop with its CPU time (bench/postfix_reference.py). The whole run is bounded
-(600 s, 120 s with ``--quick``): past that it stops with a message saying so. Node
+Postfix relay hop with its CPU time (bench/postfix_reference.py); and the scaling rows
+(bench/scaling.py): A's outbound path alone with ``workers = 1`` and ``workers = "auto"``,
+and two sending nodes on one PostgreSQL (not with ``--quick``). The whole run is bounded
+(900 s, 120 s with ``--quick``): past that it stops with a message saying so. Node
 processes are stopped on every exit path.
 """
 
