@@ -1,4 +1,4 @@
-"""The account tables, as migrations 0005 and 0006 of the node database's one chain create them.
+"""The account tables, as migrations 0005, 0006 and 0008 of the node database create them.
 
 The definitions below must stay identical to what the migration produces (a test compares
 them). Names, addresses and throttle keys are stored lower-cased; times in UTC.
@@ -51,6 +51,8 @@ accounts = Table(
     Column("password_changed", UtcDateTime, nullable=False),
     # 0006: may use the operator console and operator API tokens (securemail.web)
     Column("operator", Boolean, nullable=False, server_default=false()),
+    # 0008: the IANA zone the webmail shows dates in; NULL is New Zealand time
+    Column("time_zone", String(64)),
 )
 
 account_addresses = Table(

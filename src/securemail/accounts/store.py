@@ -335,4 +335,5 @@ def _build(row: Row[Any], addresses: Sequence[str], totp: TotpState | None) -> A
         sole_use_acknowledged=row.sole_use_acknowledged,
         disabled=row.disabled,
         created=row.created,
+        time_zone=row.time_zone,
     )
