@@ -33,11 +33,10 @@ class Roles:
     upstream: UpstreamContext | None = None  # [upstream]: forwarding, probes, delay notices
 
 
-def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
-    """The contexts for ``node``'s roles; ``quarantined`` is the peer listener's quarantine
-    quota, counted by the inbound worker (receive.door)."""
+def build_roles(node: Node) -> Roles:
+    """The contexts for ``node``'s roles."""
     config = node.config
-    quarantined = quarantined or SourceQuota(config.peer_edge.quarantine_quota)
+    quarantined = SourceQuota(config.peer_edge.quarantine_quota)  # counted in the queue
     client_tls = ClientCertificate(
         str(config.tls_certificate), str(config.tls_key), read_passphrase(config)
     )
@@ -72,7 +71,6 @@ def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
         notices=notices,
         clock=node.clock,
         unsealed=config.peer_edge.unsealed,
-        quarantined=quarantined,
         expected=node.orgs.expected,
         hold_without_key=config.hold_without_key,
     )

@@ -67,7 +67,6 @@ from securemail.queue.commits import GroupCommit
 from securemail.queue.threads import DatabaseThreads
 from securemail.queue.wakeups import listen_for_work, listens
 from securemail.receive import Listener
-from securemail.receive.door import SourceQuota
 from securemail.records.service import keep_records
 from securemail.relay import PoolLimits, RelayPool
 from securemail.relay.transport import PooledRelay
@@ -201,8 +200,7 @@ async def serve(
     recovered = await node.queue.db(node.store.recover, clock(), owner=config.name)
     if recovered:
         log.warning("%d entries were active at the last stop: back in the queue", recovered)
-    quarantined = SourceQuota(config.peer_edge.quarantine_quota)  # shared: door.py
-    roles = build_roles(node, quarantined)
+    roles = build_roles(node)
     admission = Admission(roles.admission)
     authenticator = None if node.accounts is None else node.accounts.authenticator
     listeners = await start_listeners(config, admission, authenticator)

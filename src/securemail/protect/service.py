@@ -84,7 +84,7 @@ class Outbound:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
         context = self.context
         now = context.clock()
-        body = await context.queue.db(context.queue.manager.body, entry.id)
+        body = await context.queue.body(entry)
         org = context.orgs.get(entry.org_id)
         events: list[tuple[str, str]] = []
         signatures: list[NewSignature] = []

@@ -13,12 +13,14 @@ event always has its record; the log lines are handed on only when the log or an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Select, Table, bindparam, select
 
 from securemail import logbook
 from securemail.records.chain import append
@@ -92,13 +94,19 @@ def _recipients(conn: Connection, pending: _Pending, messages: Table) -> dict[st
     return found
 
 
+@functools.cache
+def _heads(messages: Table) -> Select[Any]:
+    """What a log line says of its entry, for the entries named ``b_ids`` (built once)."""
+    columns = (messages.c.id, messages.c.direction, messages.c.message_id, messages.c.mail_from)
+    query = select(*columns, messages.c.client, messages.c.created_at)
+    return query.where(messages.c.id.in_(bindparam("b_ids", expanding=True)))
+
+
 def _describe(conn: Connection, pending: _Pending, messages: Table) -> list[logbook.QueueLine]:
     ids = {event[0] for event in pending.events}
     if not ids:
         return []
-    columns = (messages.c.id, messages.c.direction, messages.c.message_id, messages.c.mail_from)
-    query = select(*columns, messages.c.client, messages.c.created_at)
-    heads = {row.id: row for row in conn.execute(query.where(messages.c.id.in_(ids)))}
+    heads = {row.id: row for row in conn.execute(_heads(messages), {"b_ids": list(ids)})}
     lines = []
     for entry_id, event, now, recipient, reason, reply, detail in pending.events:
         head = heads.get(entry_id)  # None once deleted

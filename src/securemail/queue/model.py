@@ -23,7 +23,7 @@ a receipt state, with exactly one final outcome::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -158,13 +158,15 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Entry:
-    """A queued message without its body (read that with ``QueueStore.body``).
+    """A queued message, usually without its body (read that with ``QueueStore.body``).
 
     ``id`` is URL-safe and sorts by arrival; ``attempts`` counts delivery attempts of the
     whole entry; ``last_reply``/``reason`` describe the latest attempt's worst outcome;
     ``priority`` is :attr:`NewMessage.priority`; ``claimed_by`` names the process
     (``node/pid``) that claimed it last (None if unnamed or returned to the queue): a
-    worker hands it back as the :attr:`Attempt.holder` of its outcome.
+    worker hands it back as the :attr:`Attempt.holder` of its outcome. ``body`` is the
+    message when the entry was read with it (a worker's claim: one round trip less per
+    message), else None.
     """
 
     id: str
@@ -186,6 +188,7 @@ class Entry:
     recipients: tuple[Recipient, ...]
     priority: int = 0
     claimed_by: str | None = None
+    body: bytes | None = field(default=None, repr=False, compare=False)
 
     def pending(self) -> tuple[str, ...]:
         """The addresses still to be delivered, in envelope order."""

@@ -35,8 +35,11 @@ def connect(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
-    # hide_parameters: errors and logs must never carry a message body or address list
-    engine = create_engine(parsed, hide_parameters=True, pool_pre_ping=True)
+    # hide_parameters: errors and logs must never carry a message body or address list.
+    # A server's connections can go stale (restart, failover): each is pinged when taken
+    # from the pool. A SQLite file cannot, and the ping was a statement per transaction.
+    remote = parsed.get_backend_name() != "sqlite"
+    engine = create_engine(parsed, hide_parameters=True, pool_pre_ping=remote)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", dialect.sqlite_connect)
         event.listen(engine, "begin", dialect.sqlite_begin)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from securemail.bounces import NoticeContext
@@ -12,7 +12,6 @@ from securemail.deliver.target import Target
 from securemail.directory.model import Directory
 from securemail.keys.org import OrgKeys
 from securemail.queue.access import QueueAccess
-from securemail.receive.door import SourceQuota
 from securemail.smime import TrustStore
 
 
@@ -29,8 +28,6 @@ class UnprotectContext:
     notices: NoticeContext  # failure notices, and org_for (a sender's organisation here)
     clock: Callable[[], datetime]
     unsealed: Unsealed = "mark"  # [peer] unsealed: mail whose signature names no recipients
-    # peer mail quarantined per source (shared with the peer listener; see receive.door)
-    quarantined: SourceQuota = field(default_factory=lambda: SourceQuota(None))
     # every organisation the node serves, keys installed or not, and how long mail for one
     # whose key is not installed is held (securemail.unprotect.holding)
     expected: frozenset[str] = frozenset()

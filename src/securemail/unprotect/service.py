@@ -104,7 +104,7 @@ class Inbound:
     async def process(self, entry: Entry) -> Entry:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
         now = self.context.clock()
-        body = await self.context.queue.db(self.context.queue.manager.body, entry.id)
+        body = await self.context.queue.body(entry)
         local = self.context.orgs.get(entry.org_id)
         if entry.kind == "notice" and entry.client == "local" and local is not None:
             return await self._deliver(entry, local, body, _key(b"local", body), None)
@@ -312,9 +312,7 @@ class Inbound:
         held: dict[str, Reservation] = {}
         waiting = dict(keys)
         for pause in (*_BUSY_PAUSES, None):
-            found = await queue.db(
-                queue.keys.reserve, list(waiting.values()), entry.id, self.context.clock()
-            )
+            found = await queue.commits.reserve(list(waiting.values()), entry.id)
             held |= {r: found[k] for r, k in waiting.items()}
             waiting = {r: k for r, k in waiting.items() if found[k] is Reservation.BUSY}
             if not waiting or pause is None:
@@ -328,9 +326,6 @@ class Inbound:
         """Keep the entry, never delivered, and send nothing: whoever sent it is unproved,
         or is not the sender the signature vouches for (THREATS.md K)."""
         log.warning("quarantined %s: %s: %s; no notice sent", entry.id, reason, detail)
-        listener, _, source = entry.client.partition(" ")
-        if listener == "peer":
-            self.context.quarantined.record(source, now)
         queue = self.context.queue
         return await queue.db(
             queue.manager.quarantine, entry.id, reason, detail, now, holder=entry.claimed_by
