@@ -25,7 +25,7 @@ def test_migrations_match_the_tables(store: QueueStore, url: str) -> None:
     engine = create_engine(url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
-        assert context.get_current_revision() == "0007"
+        assert context.get_current_revision() == "0010"
         both = MetaData()
         tables = (metadata, accounts_metadata, web_metadata)
         for table in (t for m in tables for t in m.tables.values()):

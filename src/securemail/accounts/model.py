@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Literal, Protocol
 
 from securemail.errors import SecureMailError
+from securemail.smime.assurance import IdentityCheck
 
 Method = Literal["password", "app-password", "password+totp"]
 
@@ -73,6 +74,8 @@ class Account:
     sole_use_acknowledged: datetime | None
     disabled: bool
     created: datetime
+    # How the provider verified the holder's identity (set by its operator), or None.
+    identity: IdentityCheck | None = None
 
     @property
     def primary(self) -> str:
@@ -89,6 +92,8 @@ class Granted:
 
     account: Account
     method: Method
+    # For an app password: it was created while the account had a confirmed second factor.
+    app_password_under_totp: bool = False
 
 
 @dataclass(frozen=True)

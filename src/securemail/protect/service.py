@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from securemail import addresses
+from securemail.accounts.assurance import Submitted
 from securemail.bounces import bounce_newly_failed
 from securemail.directory.model import Directory
 from securemail.keys.org import OrgKeys
@@ -38,7 +39,14 @@ from securemail.protect.groups import Group, group_recipients
 from securemail.queue import Attempt, Entry, NewSignature
 from securemail.relay import Destination, RelayError
 from securemail.replies import Reply, permanent, temporary
-from securemail.smime import ProtectOptions, ReceiptRequest, SealedFor, SmimeError, protect
+from securemail.smime import (
+    ProtectOptions,
+    ReceiptRequest,
+    SealedFor,
+    SenderAssurance,
+    SmimeError,
+    protect,
+)
 
 log = logging.getLogger("securemail.protect")
 
@@ -217,6 +225,7 @@ class Outbound:
             outer_marking=marking,
             inner_encoding=choose_inner_encoding(member),
             sealed_for=SealedFor(member.org_id, tuple(recipients)),
+            sender_assurance=sender_assurance(attempt.entry, attempt.body, attempt.org),
         )
 
     async def _relay(
@@ -230,6 +239,26 @@ class Outbound:
         except RelayError as error:
             log.warning("relay of %s to %s deferred: %s", entry.id, destination.host, error)
             return _all(recipients, temporary(error.reason, error.detail, "Peer unreachable"))
+
+
+def sender_assurance(entry: Entry, body: bytes, org: OrgKeys) -> SenderAssurance | None:
+    """The provider's assertion about the holder who submitted ``entry`` (profile §2.2), in
+    the sending organisation's name and about the message's From: address; None for mail
+    no holder submitted (relayed, notices) or an assurance record that cannot be read."""
+    if entry.kind != "mail" or entry.assurance is None:
+        return None
+    try:
+        submitted = Submitted.from_json(entry.assurance)
+        return SenderAssurance(
+            provider=org.organisation.org_id,
+            address=addresses.author(body).address,
+            login=submitted.login,
+            sole_use_since=submitted.sole_use_since,
+            identity=submitted.identity,
+        )
+    except (ValueError, KeyError, TypeError, addresses.AddressError):
+        log.warning("entry %s: its sender assurance is unreadable; none is signed", entry.id)
+        return None
 
 
 def asks_for_receipt(message: bytes) -> bool:

@@ -121,6 +121,9 @@ class NewMessage:
     kind: str = "mail"
     auth: str | None = None
     priority: int = 0
+    # How the mailbox holder who submitted it logged in, and what the provider knows of the
+    # account then: JSON of securemail.accounts.assurance.Submitted; None if not submitted.
+    assurance: str | None = None
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -184,6 +187,7 @@ class Entry:
     recipients: tuple[Recipient, ...]
     priority: int = 0
     claimed_by: str | None = None
+    assurance: str | None = None  # NewMessage.assurance
 
     def pending(self) -> tuple[str, ...]:
         """The addresses still to be delivered, in envelope order."""
