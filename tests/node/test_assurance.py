@@ -209,11 +209,12 @@ def test_forged_assurance_is_shown_unverified(federation: Federation) -> None:
     """A strong-login claim signed by a member that is not a provider (harbour, through its
     GSP), and one the provider signed about another address, are delivered verified as mail
     but their assurance is shown unverified, without the claimed level."""
-    strong = {"login": "password-totp", "sole_use_since": NOW}
     by_harbour = _forged(
-        federation, "harbour", HARBOUR, SenderAssurance("provider", HARBOUR, **strong)
+        federation, "harbour", HARBOUR, SenderAssurance("provider", HARBOUR, "password-totp", NOW)
     )
-    about_mere = _forged(federation, "provider", HEMI, SenderAssurance("provider", MERE, **strong))
+    about_mere = _forged(
+        federation, "provider", HEMI, SenderAssurance("provider", MERE, "password-totp", NOW)
+    )
 
     async def scenario() -> tuple[bytes, bytes]:
         async with running(federation, "agency"):
