@@ -15,6 +15,7 @@ import html
 import re
 import ssl
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
@@ -237,3 +238,61 @@ def test_forged_assurance_is_shown_unverified(federation: Federation) -> None:
         assert status.startswith("verified") and "assurance=unverified" in status, status
         assert f"assurance-reason={why}" in status and "login=" not in status, status
         assert "policy.assurance=unverified" in header(arrived, "Authentication-Results")
+
+
+AGENCY_RULES = """
+[[organisation.policy.assurance]]
+from = "mere.tane@securemail.provider.nz"
+require = ["strong-auth"]
+below = "refuse"
+
+[[organisation.policy.assurance]]
+from = "*@securemail.provider.nz"
+require = ["sole-use"]
+below = "warn"
+"""
+
+
+def test_agency_policy_warns_or_refuses_below_its_minimum(federation: Federation) -> None:
+    """With the agency's rules, Hemi's password-only mail without sole use is delivered with
+    a warning; Mere's is refused, and the failure notice in her mailbox says what was missing."""
+    config = federation.nodes["agency"].config
+    config.write_text(config.read_text() + AGENCY_RULES)
+    provider = federation.nodes["provider"]
+    warned = Script("warned", "provider", HEMI, (AROHA,), "Without sole use", login=True)
+    refused = Script("refused", "provider", MERE, (AROHA,), "Password only", login=True)
+
+    async def scenario() -> tuple[bytes, bytes | None]:
+        async with running(federation, "agency", "provider"):
+            for n, script in enumerate((warned, refused), 1):
+                reply = await submit(provider, script, script.message(n, NOW))
+                assert reply.startswith("250"), reply
+            arrived = await _arrival(federation, "Without sole use")
+            notice = await _notice(provider.mailbox(MERE))
+            return arrived, notice
+
+    arrived, notice = asyncio.run(asyncio.wait_for(scenario(), 3 * WAIT))
+    warning = header(arrived, "X-SecureMail-Warning")
+    assert "missing sole use of the mailbox acknowledged" in warning, warning
+    assert "assurance-policy=below" in header(arrived, "X-SecureMail-Status")
+    assert notice is not None, "Mere got no failure notice"
+    text = notice.decode("utf-8", "replace")
+    assert "assurance-below-policy" in text and "strong login" in text, text
+    assert not [
+        p
+        for d in ("new", "cur")
+        for p in (federation.nodes["agency"].mailbox(AROHA) / d).glob("*")
+        if b"Password only" in p.read_bytes()
+    ]
+
+
+async def _notice(mailbox: Path) -> bytes | None:
+    """The first message in ``mailbox`` (a notice: Mere sent, never received, anything else)."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while asyncio.get_running_loop().time() < deadline:
+        for folder in ("new", "cur"):
+            found = sorted((mailbox / folder).glob("*")) if (mailbox / folder).is_dir() else []
+            if found:
+                return found[0].read_bytes()
+        await asyncio.sleep(0.1)
+    return None
