@@ -65,6 +65,22 @@ def test_account_changes(url: str, tmp_path: Path, clock: Clock) -> None:
         assert reason(caught) is R.WEAK_PASSWORD
 
 
+def test_time_zone_stored_checked_and_reset(url: str, tmp_path: Path, clock: Clock) -> None:
+    """An IANA zone is stored on both engines; a name the system does not know is
+    BAD_TIME_ZONE and changes nothing; None returns the account to the default."""
+    with open_at(url, tmp_path / "accounts.log", clock) as accounts:
+        service = accounts.service
+        service.add(ALICE, PASSWORD)
+        assert service.get(ALICE).time_zone is None
+        assert service.set_time_zone(ALICE, " Pacific/Chatham ").time_zone == "Pacific/Chatham"
+        for bad in ("Mars/Olympus_Mons", "../etc/localtime", "UTC+13"):
+            with pytest.raises(AccountError) as caught:
+                service.set_time_zone(ALICE, bad)
+            assert reason(caught) is R.BAD_TIME_ZONE
+        assert service.get(ALICE).time_zone == "Pacific/Chatham"
+        assert service.set_time_zone(ALICE, None).time_zone is None
+
+
 def test_app_password_cap(url: str, tmp_path: Path, clock: Clock) -> None:
     """An account has at most APP_PASSWORD_CAP app passwords; revoking frees a place."""
     with open_at(url, tmp_path / "accounts.log", clock) as accounts:

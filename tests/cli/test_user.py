@@ -75,6 +75,19 @@ def test_add_list_show_and_errors(config: Path) -> None:
     assert audit.verify(config.parent / "data" / "accounts.log").ok
 
 
+def test_time_zone_set_refused_and_reset(config: Path) -> None:
+    """``user time-zone`` stores an IANA zone, refuses an unknown one with its reason code
+    (exit 1), and "default" returns to New Zealand time."""
+    alice = f"alice@{DOMAIN}"
+    assert user(config, "add", alice, "--password-stdin", input=PASSWORD)[0] == 0
+    code, output = user(config, "time-zone", alice, "Australia/Sydney")
+    assert code == 0 and "time zone Australia/Sydney" in output
+    code, output = user(config, "time-zone", alice, "Middle/Earth")
+    assert code == 1 and output.startswith("error: bad-time-zone: 'Middle/Earth'")
+    code, output = user(config, "time-zone", alice, "default")
+    assert code == 0 and "default (Pacific/Auckland)" in output
+
+
 def test_totp_and_app_passwords(config: Path) -> None:
     """TOTP enrolment shows a QR code and URI and takes a code; app passwords are shown once,
     listed by id and revoked."""

@@ -68,3 +68,22 @@ def test_sole_use_acknowledgement(client: TestClient, web: WebContext) -> None:
     sign_in(client)
     assert post(client, "/account/sole-use", {"agree": "yes"}).status_code == 303
     assert web.accounts.service.get(ALICE).sole_use_acknowledged is not None
+
+
+def test_time_zone_choice_changes_every_date_shown(client: TestClient, web: WebContext) -> None:
+    """Dates are New Zealand time until the account picks a zone, then that zone's time; an
+    unknown zone is refused with the reason and changes nothing."""
+    sign_in(client)
+    post(client, "/account/app-passwords", {"current": PASSWORD, "label": "laptop"})
+    # the clock stands at 09:00 UTC on 6 December: 10 pm in New Zealand (NZDT), 9 am in London
+    assert "Sun 6 Dec 2026, 10:00 pm" in client.get("/account").text
+    changed = post(client, "/account/time-zone", {"zone": "Europe/London"})
+    assert changed.status_code == 200 and "shown in Europe/London time" in changed.text
+    assert "Sun 6 Dec 2026, 9:00 am" in changed.text
+    assert web.accounts.service.get(ALICE).time_zone == "Europe/London"
+    refused = post(client, "/account/time-zone", {"zone": "../../etc/passwd"})
+    assert refused.status_code == 400 and "not a time zone name" in refused.text
+    assert web.accounts.service.get(ALICE).time_zone == "Europe/London"
+    back = post(client, "/account/time-zone", {"zone": ""})
+    assert "Sun 6 Dec 2026, 10:00 pm" in back.text
+    assert web.accounts.service.get(ALICE).time_zone is None

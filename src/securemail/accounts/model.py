@@ -55,6 +55,7 @@ class AccountReason(StrEnum):
     APP_PASSWORD_LIMIT = "app-password-limit"  # noqa: S105 (a reason code)
     NO_SUCH_APP_PASSWORD = "no-such-app-password"  # noqa: S105 (a reason code)
     PRIMARY_ADDRESS = "primary-address"
+    BAD_TIME_ZONE = "bad-time-zone"
 
 
 class AccountError(SecureMailError[AccountReason]):
@@ -76,6 +77,7 @@ class Account:
     created: datetime
     # How the provider verified the holder's identity (set by its operator), or None.
     identity: IdentityCheck | None = None
+    time_zone: str | None = None  # IANA name; None is the provider's default (NZ time)
 
     @property
     def primary(self) -> str:

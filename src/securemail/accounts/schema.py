@@ -1,4 +1,4 @@
-"""The account tables, as migrations 0005 and 0006 of the node database's one chain create them.
+"""The account tables, as migrations 0005, 0006 and 0008 of the node database create them.
 
 The definitions below must stay identical to what the migration produces (a test compares
 them). Names, addresses and throttle keys are stored lower-cased; times in UTC.
@@ -55,6 +55,8 @@ accounts = Table(
     Column("identity_level", Text),
     Column("identity_method", Text),
     Column("identity_verified", UtcDateTime),
+    # 0008: the IANA zone the webmail shows dates in; NULL is New Zealand time
+    Column("time_zone", String(64)),
 )
 
 account_addresses = Table(

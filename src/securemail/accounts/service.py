@@ -12,6 +12,8 @@ secret is kept only sealed under the node passphrase.
 from __future__ import annotations
 
 import builtins
+import functools
+import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -133,6 +135,10 @@ class AccountService:
         )
         return account
 
+    def set_time_zone(self, name: str, zone: str | None) -> Account:
+        """Show ``name``'s dates in ``zone`` (an IANA name); None restores New Zealand time."""
+        return self._change(name, "time-zone-changed", time_zone=_zone(zone))
+
     def add_alias(self, name: str, address: str) -> Account:
         alias = self.address(address)
         account = self._store.add_address(_name(name), alias)
@@ -240,6 +246,25 @@ def _quota(quota: int | None) -> int | None:
     if quota is not None and quota <= 0:
         raise ValueError("a quota is a positive number of octets (or none)")
     return quota
+
+
+@functools.cache
+def time_zones() -> tuple[str, ...]:
+    """The IANA zone names an account may choose, sorted (read once from the system)."""
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+def _zone(zone: str | None) -> str | None:
+    """``zone`` as stored: a name from the system's IANA database, or None for the default."""
+    if zone is None or not zone.strip():
+        return None
+    zone = zone.strip()
+    if zone not in time_zones():
+        raise AccountError(
+            AccountReason.BAD_TIME_ZONE,
+            f"{zone!r} is not a time zone name (for example Pacific/Auckland)",
+        )
+    return zone
 
 
 def _label(label: str) -> str:

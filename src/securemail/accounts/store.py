@@ -340,6 +340,7 @@ def _build(row: Row[Any], addresses: Sequence[str], totp: TotpState | None) -> A
         disabled=row.disabled,
         created=row.created,
         identity=_identity(row),
+        time_zone=row.time_zone,
     )
 
 

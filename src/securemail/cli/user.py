@@ -194,6 +194,16 @@ def _octets(text: str) -> int:
     return value
 
 
+@user_group.command("time-zone")
+@click.argument("name")
+@click.argument("zone")
+def time_zone_command(name: str, zone: str) -> None:
+    """Show NAME's webmail dates in ZONE (an IANA name; "default" for New Zealand time)."""
+    with _service() as service:
+        account = service.set_time_zone(name, None if zone.lower() == "default" else zone)
+    click.echo(f"{account.name} time zone {account.time_zone or 'default (Pacific/Auckland)'}")
+
+
 @user_group.command("sole-use")
 @click.argument("name")
 def sole_use_command(name: str) -> None:

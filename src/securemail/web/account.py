@@ -1,4 +1,4 @@
-"""The account pages: password, TOTP enrolment, app passwords, sole-use acknowledgement.
+"""The account pages: password, TOTP enrolment, app passwords, time zone, sole use.
 
 Every change is a POST behind ``csrf_protect``; changing a factor (the password, TOTP, a
 new app password) first re-checks the current password through the Authenticator, so a
@@ -11,6 +11,7 @@ on the response page and kept nowhere else. The QR code is inline SVG (no script
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,6 +23,7 @@ from markupsafe import Markup
 
 from securemail.access.model import Principal
 from securemail.accounts.model import AccountError, AccountReason, Granted, Service
+from securemail.accounts.service import time_zones
 from securemail.web.app import render
 from securemail.web.auth import csrf_protect, sessions_of, signed_in, source
 from securemail.web.context import web_context
@@ -121,6 +123,20 @@ async def app_password_revoke(request: Request, principal: Posted, ident: str) -
     return RedirectResponse("/account", status_code=303)
 
 
+@router.post("/time-zone")
+async def time_zone(
+    request: Request, principal: Posted, zone: Annotated[str, Form()] = ""
+) -> Response:
+    web = web_context(request)
+    try:
+        account = await web.db(web.accounts.service.set_time_zone, principal.account.name, zone)
+    except AccountError as refused:
+        return await _page(request, principal, error=refused.detail, status=400)
+    shown = account.time_zone or "New Zealand"
+    principal = request.state.principal = replace(principal, account=account)
+    return await _page(request, principal, notice=f"Dates are now shown in {shown} time.")
+
+
 @router.post("/sole-use")
 async def sole_use(
     request: Request, principal: Posted, agree: Annotated[str, Form()] = ""
@@ -164,5 +180,5 @@ async def _page(
     web, name = web_context(request), principal.account.name
     account = await web.db(web.accounts.service.get, name)
     apps = await web.db(web.accounts.service.app_passwords, name)
-    values = {"account": account, "app_passwords": apps} | context
+    values = {"account": account, "app_passwords": apps, "time_zones": time_zones()} | context
     return render(request, "account/index.html", values, status_code=status)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from starlette.exceptions import HTTPException
 
 from securemail.access.store import WebStore
@@ -44,9 +47,19 @@ ROUTERS = (
     "securemail.web.discovery",
 )
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters.update(
-    when=dates.when, when_short=dates.when_short, iso=dates.iso, person=dates.person
-)
+
+
+@pass_context
+def _when(page: Context, value: datetime | str | None) -> str:
+    return dates.when(value, page.get("zone", dates.DEFAULT_ZONE))
+
+
+@pass_context
+def _when_short(page: Context, value: datetime | str | None) -> str:
+    return dates.when_short(value, page.get("zone", dates.DEFAULT_ZONE))
+
+
+templates.env.filters.update(when=_when, when_short=_when_short, iso=dates.iso, person=dates.person)
 log = logging.getLogger("securemail.web")
 
 _TITLES = {
@@ -71,9 +84,15 @@ def render(
     *,
     status_code: int = 200,
 ) -> Response:
-    """The template ``name`` with ``principal`` and ``csrf`` (None when signed out) added."""
+    """The template ``name`` with ``principal`` and ``csrf`` (None when signed out) added,
+    and ``zone``: the time zone the signed-in account reads dates in."""
     principal = getattr(request.state, "principal", None)
-    values = {"principal": principal, "csrf": getattr(principal, "csrf", None)}
+    account = getattr(principal, "account", None)
+    values = {
+        "principal": principal,
+        "csrf": getattr(principal, "csrf", None),
+        "zone": dates.zone_named(getattr(account, "time_zone", None)),
+    }
     return templates.TemplateResponse(
         request, name, values | dict(context or {}), status_code=status_code
     )

@@ -6,16 +6,28 @@ day and month this year, with the year before that). A Date: field is parsed wit
 standard library's RFC 5322 parser; a field it cannot read is shown as written (it is the
 sender's claim, not ours), never an error. Templates use them as the filters ``when`` and
 ``when_short`` (registered in :mod:`securemail.web.app`); the ``datetime`` attribute of a
-``<time>`` element keeps the exact UTC instant.
+``<time>`` element keeps the exact UTC instant. The filters read the zone from the page's
+``zone`` value, which :func:`securemail.web.app.render` sets from the signed-in account's
+own time zone (:func:`zone_named`).
 """
 
 from __future__ import annotations
 
 import email.utils
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_ZONE = ZoneInfo("Pacific/Auckland")
+
+
+def zone_named(name: str | None) -> ZoneInfo:
+    """The zone an account chose (an IANA name), or New Zealand time when it chose none."""
+    if not name:
+        return DEFAULT_ZONE
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return DEFAULT_ZONE  # a zone the system no longer has: never an error page
 
 
 def instant(value: datetime | str | None) -> datetime | None:
