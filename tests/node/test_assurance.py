@@ -11,6 +11,8 @@ to the agency's peer port, as a careless or hostile member gateway would.
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import html
 import re
 import ssl
@@ -25,9 +27,16 @@ from securemail.accounts.node import Accounts
 from securemail.cli.main import cli
 from securemail.demo.exchange import Script, header, submit
 from securemail.queue import Direction, QueueStore
-from securemail.smime import ProtectOptions, SealedFor, SenderAssurance, protect
+from securemail.smime import ProtectOptions, SealedFor, SenderAssurance, mime, protect, sign_message
+from securemail.smime.encrypt import encrypt
 from tests.node.conftest import WAIT, Federation, running
-from tests.node.test_inbound_refusals import encryption_certificate, send_to_peer, signer
+from tests.node.test_inbound_refusals import (
+    assert_refused,
+    encryption_certificate,
+    refuse,
+    send_to_peer,
+    signer,
+)
 from tests.node.test_provider import _accounts
 
 NOW = datetime.now(UTC)
@@ -171,7 +180,11 @@ def test_app_password_and_password_only_show_the_weaker_level(federation: Federa
         _, app_password = accounts.service.app_password_add(HEMI, "laptop")
     provider = federation.nodes["provider"]
     assert provider.clients is not None
-    provider.clients.passwords[HEMI] = app_password
+    # Hemi's mail client holds the app password (the module's shared set-up is not changed)
+    passwords = {**provider.clients.passwords, HEMI: app_password}
+    provider = dataclasses.replace(
+        provider, clients=dataclasses.replace(provider.clients, passwords=passwords)
+    )
     by_app = Script("app password", "provider", HEMI, (AROHA,), "From my laptop", login=True)
     by_password = Script("password", "provider", MERE, (AROHA,), "From Mere", login=True)
 
@@ -296,3 +309,29 @@ async def _notice(mailbox: Path) -> bytes | None:
                 return found[0].read_bytes()
         await asyncio.sleep(0.1)
     return None
+
+
+def test_an_assertion_edited_in_transit_is_quarantined(federation: Federation) -> None:
+    """A signed login upgraded on the way ("app-password" made "password-tot") breaks the
+    signature: the message is quarantined, never delivered, nothing sent back."""
+    weak = SenderAssurance("agency", AROHA, "app-password")
+    letter = (
+        f"From: {AROHA}\r\nTo: {HEMI}\r\nSubject: Edited\r\nMessage-ID: <edited@agency.govt.nz>"
+        "\r\n\r\nThe login above was upgraded on the way.\r\n"
+    ).encode()
+    options = ProtectOptions(sealed_for=SealedFor("provider", (HEMI,)), sender_assurance=weak)
+    signed = sign_message(letter, signer(federation, "agency"), now=NOW, options=options)
+    inner = signed.message[signed.message.index(b"Content-Type: application/pkcs7-mime") :]
+    head, _, body = inner.partition(b"\r\n\r\n")
+    der = base64.b64decode(body).replace(b"app-password", b"password-tot")
+    edited = head + b"\r\n\r\n" + base64.encodebytes(der).replace(b"\n", b"\r\n")
+    envelope = encrypt(edited, [encryption_certificate(federation, "provider")]).join()
+    outer = (
+        (
+            f"From: {AROHA}\r\nTo: {HEMI}\r\nSubject: SecureMail message\r\nMIME-Version: 1.0\r\n"
+        ).encode()
+        + mime.entity_header("authEnveloped-data")
+        + b"\r\n"
+        + mime.encode_base64(envelope)
+    )
+    assert_refused(refuse(federation, "agency", AROHA, outer), ("signature-invalid",), AROHA)
