@@ -24,7 +24,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from securemail import addresses
@@ -64,6 +64,7 @@ class _Try:
     signatures: list[NewSignature] = field(default_factory=list)
     classified: Classified = field(default_factory=lambda: Classified(None, "none"))
     relays: dict[str, str] = field(default_factory=dict)  # recipient: host:port tried
+    provider: str | None = None  # the sending org's id if the directory lists it as msp
 
     @property
     def wants_receipt(self) -> bool:
@@ -93,8 +94,10 @@ class Outbound:
             results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
         else:
             classified = self._classify(entry, body, org, events)
+            directory = context.directory()
             attempt = _Try(entry, body, org, now, events, signatures, classified, relays)
-            results = await self._attempt(attempt, context.directory())
+            provider = provider_id(directory, org.organisation.org_id)
+            results = await self._attempt(replace(attempt, provider=provider), directory)
         recorded = await context.queue.commits.record(
             Attempt(
                 entry.id,
@@ -225,7 +228,7 @@ class Outbound:
             outer_marking=marking,
             inner_encoding=choose_inner_encoding(member),
             sealed_for=SealedFor(member.org_id, tuple(recipients)),
-            sender_assurance=sender_assurance(attempt.entry, attempt.body, attempt.org),
+            sender_assurance=sender_assurance(attempt.entry, attempt.body, attempt.provider),
         )
 
     async def _relay(
@@ -241,16 +244,24 @@ class Outbound:
             return _all(recipients, temporary(error.reason, error.detail, "Peer unreachable"))
 
 
-def sender_assurance(entry: Entry, body: bytes, org: OrgKeys) -> SenderAssurance | None:
+def provider_id(directory: Directory | None, org_id: str) -> str | None:
+    """``org_id`` if the directory lists it with the ``msp`` role (profile §2.2: only a mail
+    service provider writes senderAssurance; another member's would show as unverified)."""
+    member = None if directory is None else directory.member(org_id)
+    return org_id if member is not None and "msp" in member.roles else None
+
+
+def sender_assurance(entry: Entry, body: bytes, provider: str | None) -> SenderAssurance | None:
     """The provider's assertion about the holder who submitted ``entry`` (profile §2.2), in
-    the sending organisation's name and about the message's From: address; None for mail
-    no holder submitted (relayed, notices) or an assurance record that cannot be read."""
-    if entry.kind != "mail" or entry.assurance is None:
+    the provider's name and about the message's From: address; None for mail no holder
+    submitted (relayed, notices), from a sender that is not a provider, or an assurance
+    record that cannot be read."""
+    if entry.kind != "mail" or entry.assurance is None or provider is None:
         return None
     try:
         submitted = Submitted.from_json(entry.assurance)
         return SenderAssurance(
-            provider=org.organisation.org_id,
+            provider=provider,
             address=addresses.author(body).address,
             login=submitted.login,
             sole_use_since=submitted.sole_use_since,
