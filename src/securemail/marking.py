@@ -150,7 +150,8 @@ def _assurance_token(verdict: Verdict) -> str:
     value = verdict.assurance
     if value is None or verdict.assurance_problem is not None:
         return "unverified"
-    token = _value(value.login)
+    # a login word that is no RFC 2045 token (a later profile's, or a bent one) is "unknown"
+    token = value.login if _TOKEN.fullmatch(value.login) and "+" not in value.login else "unknown"
     token += "+sole-use" if value.sole_use_since is not None else ""
     return token + ("+identity" if value.identity is not None else "")
 
