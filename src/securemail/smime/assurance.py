@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from securemail.smime import asn1, oids
+from securemail.smime import asn1, der, oids
 from securemail.smime.errors import Reason, SmimeError
 
 # Weakest first. "app-password-totp": an app password created while the account had a
@@ -77,22 +77,32 @@ def _check_text(text: str, limit: int) -> None:
 
 
 def encode_sender_assurance(value: SenderAssurance) -> bytes:
-    """The DER of ``value`` (module docstring)."""
-    fields: dict[str, object] = {
-        "provider": value.provider,
-        "address": value.address,
-        "login": value.login,
-    }
+    """The DER of ``value`` (module docstring), written directly: it is on every message a
+    provider sends, and a schema object costs more than the signature's other attributes."""
+    parts = [_utf8(value.provider), _utf8(value.address), _utf8(value.login)]
     if value.sole_use_since is not None:
-        fields["sole_use_since"] = value.sole_use_since.astimezone(UTC).replace(microsecond=0)
-    if value.identity is not None:
-        verified = datetime.combine(value.identity.verified_on, datetime.min.time(), UTC)
-        fields["identity"] = {
-            "level": value.identity.level,
-            "method": value.identity.method,
-            "verified_on": verified,
-        }
-    return bytes(asn1.SenderAssurance(fields).dump())
+        parts.append(der.encode(_SOLE_USE_TAG, _generalized(value.sole_use_since)))
+    identity = value.identity
+    if identity is not None:
+        verified = datetime.combine(identity.verified_on, datetime.min.time(), UTC)
+        when = der.encode(_GENERALIZED_TIME, _generalized(verified))
+        fields = (_utf8(identity.level), _utf8(identity.method), when)
+        parts.append(der.encode(_IDENTITY_TAG, *fields))
+    return der.encode(der.SEQUENCE, *parts)
+
+
+_GENERALIZED_TIME = 0x18
+_SOLE_USE_TAG = 0x80  # [0] IMPLICIT GeneralizedTime: context-specific, primitive
+_IDENTITY_TAG = 0xA1  # [1] IMPLICIT SEQUENCE: context-specific, constructed
+
+
+def _utf8(text: str) -> bytes:
+    return der.encode(der.UTF8_STRING, text.encode("utf-8"))
+
+
+def _generalized(when: datetime) -> bytes:
+    """X.690 §11.7: YYYYMMDDHHMMSSZ, UTC, no fraction."""
+    return when.astimezone(UTC).strftime("%Y%m%d%H%M%SZ").encode("ascii")
 
 
 def read_sender_assurance(attrs: Mapping[str, bytes]) -> SenderAssurance | None:
