@@ -14,6 +14,7 @@ from sqlalchemy import MetaData, create_engine
 
 from securemail.access.schema import metadata as web_metadata
 from securemail.accounts.schema import metadata as accounts_metadata
+from securemail.contacts.store import metadata as contacts_metadata
 from securemail.queue import Direction, QueueStore
 from securemail.queue.schema import metadata
 from securemail.storage.engine import MIGRATIONS
@@ -30,7 +31,7 @@ def test_migrations_match_the_tables(store: QueueStore, url: str) -> None:
         context = MigrationContext.configure(conn)
         assert context.get_current_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head()
         both = MetaData()
-        tables = (metadata, accounts_metadata, web_metadata)
+        tables = (metadata, accounts_metadata, web_metadata, contacts_metadata)
         for table in (t for m in tables for t in m.tables.values()):
             table.to_metadata(both)
         assert compare_metadata(context, both) == []

@@ -7,6 +7,7 @@ import click
 from securemail import __version__
 from securemail.cli.audit import audit_group
 from securemail.cli.conformance import conformance
+from securemail.cli.contacts import contacts_group
 from securemail.cli.demo import demo
 from securemail.cli.directory import directory
 from securemail.cli.federation import federation
@@ -42,6 +43,7 @@ cli.add_command(evidence_group)
 cli.add_command(policy_group)
 cli.add_command(user_group)
 cli.add_command(log_group)
+cli.add_command(contacts_group)
 keys.add_command(rollover_command)
 keys.add_command(install_next_command)
 keys.add_command(promote_command)

@@ -134,6 +134,11 @@ class Organisation:
         """Where peers send the receipts this organisation asks for (the ESS receiptsTo)."""
         return f"{RECEIPTS_LOCAL_PART}@{self.domains[0]}"
 
+    @property
+    def contacts_address(self) -> str:
+        """Where holders answer this organisation's address verifications (docs/assurance.md)."""
+        return f"securemail-contacts@{self.domains[0]}"
+
 
 @dataclass(frozen=True)
 class Smarthost:

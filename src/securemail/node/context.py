@@ -25,6 +25,7 @@ from securemail.accounts.model import Mailboxes
 from securemail.accounts.node import Accounts
 from securemail.config.node import NodeConfig, Organisation
 from securemail.config.reasons import NodeReason
+from securemail.contacts.store import ContactRegister
 from securemail.deliver import MaildirTarget, SmtpTarget, Target
 from securemail.deliver.seal import MailboxSeal
 from securemail.directory.model import Directory
@@ -121,6 +122,7 @@ class Node:
     wake: Mapping[Direction, asyncio.Event]
     clock: Callable[[], datetime]
     accounts: Accounts | None = None  # open when the node hosts people's mailboxes
+    contacts: ContactRegister | None = None  # the organisations' verified contacts
 
     def directory(self) -> Directory | None:
         """The current verified directory (None until one was loaded)."""
@@ -133,6 +135,8 @@ class Node:
         self.threads.close()
         if self.accounts is not None:
             self.accounts.close()
+        if self.contacts is not None:
+            self.contacts.close()
 
 
 class CurrentTrust:

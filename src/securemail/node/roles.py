@@ -67,6 +67,7 @@ def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
         clock=node.clock,
         unsealed=config.peer_edge.unsealed,
         quarantined=quarantined,
+        contacts=node.contacts,
     )
     admission = AdmissionContext(config, node.directory, node.queue, node.clock, quarantined)
     return Roles(admission, protect, unprotect, notices)

@@ -24,6 +24,7 @@ from securemail import logbook
 from securemail.config.anchors import load_anchors
 from securemail.config.node import NodeConfig
 from securemail.config.reasons import NodeReason
+from securemail.contacts.store import ContactRegister
 from securemail.directory.fetch import Source
 from securemail.directory.refresh import DirectoryRefresher
 from securemail.directory.store import DirectoryStore
@@ -61,6 +62,7 @@ from securemail.receive import Listener
 from securemail.receive.door import SourceQuota
 from securemail.relay import PoolLimits, RelayPool
 from securemail.relay.transport import PooledRelay
+from securemail.storage.engine import connect
 from securemail.unprotect.service import Inbound
 
 log = logging.getLogger("securemail.node")
@@ -125,6 +127,7 @@ async def open_node(
         wake=wake,
         clock=clock,
         accounts=accounts,
+        contacts=ContactRegister(connect(config.database)),  # migrated by QueueStore.open
     )
     await refresher.load(clock())
     if fetch:

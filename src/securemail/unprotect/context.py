@@ -8,6 +8,7 @@ from datetime import datetime
 
 from securemail.bounces import NoticeContext
 from securemail.config.node import Unsealed
+from securemail.contacts.store import ContactRegister
 from securemail.deliver.target import Target
 from securemail.directory.model import Directory
 from securemail.keys.org import OrgKeys
@@ -31,3 +32,4 @@ class UnprotectContext:
     unsealed: Unsealed = "mark"  # [peer] unsealed: mail whose signature names no recipients
     # peer mail quarantined per source (shared with the peer listener; see receive.door)
     quarantined: SourceQuota = field(default_factory=lambda: SourceQuota(None))
+    contacts: ContactRegister | None = None  # address verifications (securemail.contacts)

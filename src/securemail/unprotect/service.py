@@ -50,6 +50,7 @@ from securemail.replies import ok, permanent, temporary
 from securemail.smime import Limits, Unprotected, mime, unprotect
 from securemail.smime.message import OUTER_FIELDS
 from securemail.unprotect.assurance import Assessed, assess, judge_assurance
+from securemail.unprotect.contacts import take_answer
 from securemail.unprotect.context import UnprotectContext
 from securemail.unprotect.receipts import (
     ReceiptRefusedError,
@@ -116,6 +117,8 @@ class Inbound:
             opened = await asyncio.to_thread(self._open, entry, body, now)
             if self._is_our_receipt(entry, opened):
                 return await self._take_receipt(entry, opened, now)
+            if self._answers_a_verification(entry, opened):
+                return await self._take_answer(entry, opened, now)
         except (RefusedError, ReceiptRefusedError) as refusal:
             return await self._quarantine(entry, body, refusal.reason, refusal.detail, now)
         recorded = await self._deliver(entry, opened.org, opened.marked, opened.key, opened)
@@ -214,6 +217,27 @@ class Inbound:
         if len(entry.recipients) != 1:
             raise RefusedError("receipt-malformed", "a receipt goes to the receipt address alone")
         return True
+
+    def _answers_a_verification(self, entry: Entry, opened: Opened) -> bool:
+        """Mail to the contacts address alone is a holder's answer (securemail.contacts)."""
+        address = opened.org.organisation.contacts_address
+        only = [r.address.lower() for r in entry.recipients] == [address]
+        return only and self.context.contacts is not None
+
+    async def _take_answer(self, entry: Entry, opened: Opened, now: datetime) -> Entry:
+        register = self.context.contacts
+        assert register is not None  # noqa: S101 (_answers_a_verification checked it)
+        org_id = opened.org.organisation.org_id
+        detail = await asyncio.to_thread(
+            take_answer, register, opened.unprotected, opened.signer, org_id, now
+        )
+        attempt = Attempt(
+            entry.id,
+            dict.fromkeys(entry.pending(), ok("verification answer taken")),
+            (("verified", opened.evidence), ("contact-answer", detail)),
+            holder=entry.claimed_by,
+        )
+        return await self.context.queue.commits.record(attempt)
 
     async def _take_receipt(self, entry: Entry, opened: Opened, now: datetime) -> Entry:
         taken = await take_receipt(self.context, opened.unprotected, now)

@@ -5,7 +5,8 @@ operator verified the holder's identity (docs/assurance.md). ``app_passwords.und
 the app password was created while the account had a confirmed second factor (rows from
 before this revision: false, as nothing says otherwise). ``messages.assurance``: the
 submission's assurance snapshot (JSON, securemail.accounts.assurance), None for mail that
-no mailbox holder submitted.
+no mailbox holder submitted. ``contacts``: the organisations' contact register
+(securemail.contacts).
 
 Revision ID: 0010
 Revises: 0008
@@ -32,9 +33,27 @@ def upgrade() -> None:
         sa.Column("under_totp", sa.Boolean, nullable=False, server_default=sa.false()),
     )
     op.add_column("messages", sa.Column("assurance", sa.Text))
+    op.create_table(
+        "contacts",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("org_id", sa.String(255), nullable=False),
+        sa.Column("address", sa.String(320), nullable=False),
+        sa.Column("purpose", sa.Text, nullable=False),
+        sa.Column("require", sa.Text, nullable=False),
+        sa.Column("valid_for", sa.BigInteger, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("verified_at", sa.DateTime(timezone=True)),
+        sa.Column("expires_at", sa.DateTime(timezone=True)),
+        sa.Column("attested", sa.Text),
+        sa.Column("note", sa.Text),
+    )
+    op.create_index("ix_contacts_address", "contacts", ["org_id", "address"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_contacts_address", "contacts")
+    op.drop_table("contacts")
     with op.batch_alter_table("messages") as batch:
         batch.drop_column("assurance")
     with op.batch_alter_table("app_passwords") as batch:
