@@ -50,6 +50,7 @@ TIMELINE = {
     "receipted": "receipted",
     "receipt-expired": "no receipt in time",
     "receipt-late": "receipt came too late",
+    "business-answer": "business answer",  # an Invoice Response (issue 21)
 }
 
 

@@ -18,6 +18,7 @@ from securemail.contacts.store import metadata as contacts_metadata
 from securemail.queue import Direction, QueueStore
 from securemail.queue.schema import metadata
 from securemail.storage.engine import MIGRATIONS
+from securemail.structured.inbox import metadata as inbox_metadata
 from tests.queue.conftest import NOW, message
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,13 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_migrations_match_the_tables(store: QueueStore, url: str) -> None:
     """The Alembic migrations (one chain, at its one head) create exactly the schema the
-    queue, account and web stores use."""
+    queue, account, web and structured-inbox stores use."""
     engine = create_engine(url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
         assert context.get_current_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head()
         both = MetaData()
-        tables = (metadata, accounts_metadata, web_metadata, contacts_metadata)
+        tables = (metadata, accounts_metadata, web_metadata, inbox_metadata, contacts_metadata)
         for table in (t for m in tables for t in m.tables.values()):
             table.to_metadata(both)
         assert compare_metadata(context, both) == []

@@ -87,6 +87,7 @@ class DovecotInstance:
     mail_root: Path
     auth_dir: Path
     slots: int
+    sasl_port: int = 0  # Dovecot's SASL (auth-client) service for Postfix, if asked for
 
     @property
     def config_file(self) -> Path:
@@ -152,12 +153,14 @@ def mail_owner() -> tuple[int, int]:
 
 @contextmanager
 def start_dovecot(
-    tmp: Path, *, slots: int = DEFAULT_SLOTS, auth_penalty: bool = False
+    tmp: Path, *, slots: int = DEFAULT_SLOTS, auth_penalty: bool = False, sasl: bool = False
 ) -> Iterator[DovecotInstance]:
     """Run a private instance for the ``with`` block; stop it and end its processes after.
 
     It starts with no accounts: :meth:`DovecotInstance.install` an export of accounts
-    whose Maildirs lie below ``mail_root``, with ``slots`` password slots.
+    whose Maildirs lie below ``mail_root``, with ``slots`` password slots. With ``sasl``
+    its authentication service also listens on 127.0.0.1:``sasl_port`` for Postfix
+    (``smtpd_sasl_type = dovecot``, ``smtpd_sasl_path = inet:127.0.0.1:<port>``).
     """
     base = Path(tempfile.mkdtemp(prefix="securemail-dovecot-"))
     base.chmod(0o711)
@@ -166,7 +169,7 @@ def start_dovecot(
     try:
         layout = _layout(base, slots)
         layout.install(export_users([], uid=1, gid=1, slots=slots))  # no entries: ids unused
-        instance, master = _start_on_free_ports(layout, auth_penalty)
+        instance, master = _start_on_free_ports(layout, auth_penalty, sasl)
         try:
             yield instance
         finally:
@@ -220,7 +223,7 @@ def _write_certificate(base: Path) -> None:
 
 
 def _start_on_free_ports(
-    layout: DovecotInstance, auth_penalty: bool
+    layout: DovecotInstance, auth_penalty: bool, sasl: bool = False
 ) -> tuple[DovecotInstance, subprocess.Popen[bytes]]:
     """Start on fresh ports, again if another process took one of them meanwhile.
 
@@ -228,7 +231,12 @@ def _start_on_free_ports(
     own session makes it a process group leader, so what it leaves behind can be ended.
     """
     for _ in range(_PORT_ATTEMPTS):
-        instance = dataclasses.replace(layout, imap_port=free_port(), imaps_port=free_port())
+        instance = dataclasses.replace(
+            layout,
+            imap_port=free_port(),
+            imaps_port=free_port(),
+            sasl_port=free_port() if sasl else 0,
+        )
         instance.config_file.write_text(_config(instance, auth_penalty))
         instance.log_file.unlink(missing_ok=True)
         start = ["dovecot", "-c", str(instance.config_file), "-F"]
@@ -307,4 +315,10 @@ service imap-login {{
 """
     penalty_off = "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n"
     auth = auth_config(PurePosixPath(instance.auth_dir), instance.slots)
-    return settings + ("" if auth_penalty else penalty_off) + auth
+    sasl = (
+        f"service auth {{\n  inet_listener sasl {{\n    address = {HOST}\n"
+        f"    port = {instance.sasl_port}\n  }}\n}}\n"
+        if instance.sasl_port
+        else ""
+    )
+    return settings + ("" if auth_penalty else penalty_off) + sasl + auth

@@ -18,6 +18,7 @@ class Scope(StrEnum):
 
     MAILBOX = "mailbox"  # the account's own mail: read, send, track
     OPERATOR = "operator"  # the node: queue, quarantine, directory, keys, lockouts
+    APPLICATION = "application"  # a business application: send and track structured documents
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ def token_group() -> None:
     type=click.Choice([s.value for s in Scope]),
     default=Scope.MAILBOX.value,
     show_default=True,
-    help="mailbox: the account's own mail; operator: the node (NAME must be an operator).",
+    help="mailbox: the account's own mail; operator: the node (NAME must be an operator); "
+    "application: send and track structured documents (docs/structured.md).",
 )
 def token_add_command(name: str, label: str, scope: str) -> None:
     """Create an API token for NAME, labelled LABEL; it is shown only now."""

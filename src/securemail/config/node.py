@@ -20,7 +20,13 @@ node directory can be moved as a whole.
     [imap]            listen, tls_listen, tls_certificate, tls_key (optional: mailboxes)
     [web]             listen, tls_certificate, tls_key, public_origin, metrics_from (optional)
     [log]             format ("text": logfmt lines, or "json"), level
+    [postfix]         transport_map, next_hop, postmap, config_directory (optional: the
+                      Postfix transport map kept in step with the directory)
     [[organisation]]  org_id, domains, keys (folder with keys/ and certs/), [delivery]
+                      (kind, path | host, port, starttls, cafile, client_certificate,
+                      client_key, auth_user, auth_password_env | auth_password_file)
+    [structured]      ubl_schemas; per organisation [organisation.structured] (see
+                      securemail.config.structured)
 """
 
 from __future__ import annotations
@@ -34,6 +40,12 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from securemail.config.structured import (
+    StructuredSettings,
+    StructuredTarget,
+    structured_settings,
+    structured_target,
+)
 from securemail.config.toml_table import (
     REQUIRED,
     ConfigError,
@@ -58,6 +70,51 @@ class Delivery:
     port: int = 25
     starttls: bool = False
     accounts: bool = False  # maildir only: deliver by mailbox accounts (aliases, quotas)
+    store_tls: StoreTls | None = None  # smtp/lmtp with starttls: CA, client certificate
+    auth: StoreAuth | None = None  # smtp/lmtp with starttls: AUTH (PLAIN or LOGIN)
+
+
+@dataclass(frozen=True)
+class StoreTls:
+    """How the node proves itself to, and checks, the organisation's own store over TLS.
+
+    ``cafile`` verifies the store's certificate (None: the system's CA store); a client
+    certificate and key (the key may be encrypted under the node's key passphrase) are
+    presented to a store that asks for one.
+    """
+
+    cafile: Path | None = None
+    client_certificate: Path | None = None
+    client_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class StoreAuth:
+    """SMTP AUTH to the store (RFC 4954): a user name, and where its password is read.
+
+    The password is never in node.toml: it comes from the environment variable
+    ``password_env`` or the first line of ``password_file``, read when the node starts.
+    """
+
+    user: str
+    password_env: str | None = None
+    password_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class PostfixSettings:
+    """[postfix]: the transport map the node rewrites after each directory refresh.
+
+    Every member domain except the node's own is mapped to ``next_hop`` (by default the
+    node's relay listener, ``smtp:[host]:port``); after writing, with ``postmap`` true,
+    postmap(1) builds ``hash:<transport_map>``, with ``-c config_directory`` when
+    Postfix's configuration is not in /etc/postfix.
+    """
+
+    transport_map: Path
+    next_hop: str
+    postmap: bool = True
+    config_directory: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +185,7 @@ class Organisation:
     delivery: Delivery
     receipts: ReceiptPolicy = field(default_factory=ReceiptPolicy)
     policy: OrgPolicy = field(default_factory=OrgPolicy)
+    structured: StructuredTarget | None = None  # where its business application takes documents
 
     @property
     def receipt_address(self) -> str:
@@ -221,10 +279,12 @@ class NodeConfig:
     web: WebSettings | None = None
     peer_edge: PeerEdge = field(default_factory=PeerEdge)
     log: LogSettings = field(default_factory=LogSettings)
+    postfix: PostfixSettings | None = None
     # Worker processes beside the listeners: 1 runs every role in one process; N > 1 runs
     # the outbound and inbound workers in N processes that meet the listeners at the queue.
     workers: int = 1
     lease: timedelta = timedelta(seconds=60)  # how long a claim holds without renewal
+    structured: StructuredSettings = field(default_factory=StructuredSettings)
     source: Path | None = None  # the file it was read from (worker processes read it too)
 
     def organisation_for(self, domain: str) -> Organisation | None:
@@ -288,8 +348,10 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         web=_web(root.table("web"), tls_pair),
         peer_edge=_peer_edge(peer),
         log=_log(root.table("log")),
+        postfix=_postfix(root.table("postfix"), relay.listen("listen")),
         workers=_workers(node),
         lease=node.duration("lease", "60s"),
+        structured=structured_settings(root.table("structured")),
     )
     for table in (root, node, federation, peer, relay):
         table.finish()
@@ -429,6 +491,34 @@ def _log(table: Table | None) -> LogSettings:
     return LogSettings(form, level)
 
 
+def _postfix(table: Table | None, relay: Listen) -> PostfixSettings | None:
+    """[postfix]; the next hop defaults to the relay listener (loopback for a wildcard)."""
+    if table is None:
+        return None
+    settings = PostfixSettings(
+        transport_map=table.path("transport_map"),
+        next_hop=table.text("next_hop", relay_next_hop(relay)),
+        postmap=table.flag("postmap", True),
+        config_directory=table.path("config_directory", None),
+    )
+    if unsafe_next_hop(settings.next_hop):
+        raise ConfigError(f"postfix.next_hop must be transport:nexthop, not {settings.next_hop!r}")
+    table.finish()
+    return settings
+
+
+def relay_next_hop(relay: Listen) -> str:
+    """``smtp:[host]:port`` of the relay listener; loopback when it binds every address."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(relay.host, relay.host)  # noqa: S104
+    return f"smtp:[{host}]:{relay.port}"
+
+
+def unsafe_next_hop(value: str) -> bool:
+    """A next hop that is not one ``transport:nexthop`` token of a Postfix map line."""
+    transport, colon, _ = value.partition(":")
+    return not colon or not transport or any(c.isspace() or c == "#" for c in value)
+
+
 def _origin(value: str | None) -> str | None:
     """An https origin (scheme, host, optional port; no path), lower-cased."""
     if value is None:
@@ -518,6 +608,7 @@ def _organisation(table: Table) -> Organisation:
         delivery=_delivery(delivery),
         receipts=_receipts(table.table("receipts")),
         policy=_policy(table.table("policy")),
+        structured=structured_target(table.table("structured")),
     )
     if not org.domains:
         raise ConfigError(f"{table.where}.domains must list at least one domain")
@@ -583,13 +674,53 @@ def _delivery(table: Table) -> Delivery:
             "maildir", path=table.path("path"), accounts=table.flag("accounts", False)
         )
     elif kind in ("smtp", "lmtp"):
+        starttls = table.flag("starttls", False)
         delivery = Delivery(
             kind,
             host=table.text("host"),
             port=table.integer("port", 25 if kind == "smtp" else 24, 1, 65535),
-            starttls=table.flag("starttls", False),
+            starttls=starttls,
+            store_tls=_store_tls(table, starttls),
+            auth=_store_auth(table, starttls),
         )
     else:
         raise ConfigError(f"{table.where}.kind must be maildir, smtp or lmtp, not {kind!r}")
     table.finish()
     return delivery
+
+
+def _store_tls(table: Table, starttls: bool) -> StoreTls | None:
+    """cafile, client_certificate and client_key of an SMTP/LMTP store (STARTTLS only)."""
+    tls = StoreTls(
+        cafile=table.path("cafile", None),
+        client_certificate=table.path("client_certificate", None),
+        client_key=table.path("client_key", None),
+    )
+    if tls == StoreTls():
+        return None
+    if not starttls:
+        raise ConfigError(f"{table.where}: cafile and client certificates need starttls = true")
+    if (tls.client_certificate is None) != (tls.client_key is None):
+        raise ConfigError(f"{table.where}: give client_certificate and client_key together")
+    return tls
+
+
+def _store_auth(table: Table, starttls: bool) -> StoreAuth | None:
+    """auth_user with auth_password_env or auth_password_file; never over plain text."""
+    user = table.text("auth_user", None)
+    env = table.text("auth_password_env", None)
+    file = table.path("auth_password_file", None)
+    if "auth_password" in table.data:
+        raise ConfigError(
+            f"{table.where}.auth_password: the password is not kept in node.toml; "
+            "give auth_password_env or auth_password_file"
+        )
+    if user is None:
+        if env is not None or file is not None:
+            raise ConfigError(f"{table.where}: auth_password_* needs auth_user")
+        return None
+    if not starttls:
+        raise ConfigError(f"{table.where}: auth_user needs starttls = true (no password in clear)")
+    if (env is None) == (file is None):
+        raise ConfigError(f"{table.where}: give auth_password_env or auth_password_file (one)")
+    return StoreAuth(user, env, file)

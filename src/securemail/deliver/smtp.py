@@ -1,7 +1,9 @@
 """Delivery to the organisation's own mail store over SMTP or LMTP (RFC 2033).
 
 Theory of operation: greeting; EHLO (LHLO for LMTP); STARTTLS when configured, verified
-against ``cafile`` or the system store and the host name, then EHLO/LHLO again; MAIL; one
+against ``cafile`` or the system store and the host name (presenting a client certificate
+when one is configured), then EHLO/LHLO again; AUTH PLAIN (RFC 4954, RFC 4616) when a user
+is configured, only over that TLS; MAIL; one
 RCPT per recipient; DATA once for those accepted. SMTP answers the body once for all;
 LMTP answers once per accepted recipient, in RCPT order (RFC 2033 §4.2), so each mailbox
 gets its own outcome. The client is a small one on asyncio streams because aiosmtplib has
@@ -17,20 +19,24 @@ by the ``X-SecureMail-Status`` marking field instead); so is ``origin``: the sto
 organisation's, and only it can vouch for what it holds.
 
 Security: the store's replies are untrusted (kept only in ``detail``). With STARTTLS
-configured, nothing of the envelope is sent before TLS is up; bytes the server sent before
-the handshake are discarded (RFC 3207 §4.2, the STARTTLS injection attack).
+configured, nothing of the envelope and no password is sent before TLS is up (AUTH without
+STARTTLS is refused at construction) and the password never appears in a reply's detail;
+bytes the server sent before the handshake are discarded (RFC 3207 §4.2, the STARTTLS
+injection attack).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import ssl
 from collections.abc import Sequence, Set
+from dataclasses import dataclass, field
 
 from securemail.deliver.seal import Origin
 from securemail.replies import Reply
-from securemail.smtpwire.tls import smarthost_context
+from securemail.smtpwire.tls import store_context
 from securemail.smtpwire.wire import (
     bad_address,
     clean_detail,
@@ -65,6 +71,17 @@ _FAILURES = (
 )
 
 
+@dataclass(frozen=True)
+class StoreClient:
+    """What the node presents to the store: a client certificate and key (the key may be
+    encrypted under ``key_password``) and an AUTH user name and password."""
+
+    certificate: str | None = None
+    key: str | None = None
+    key_password: bytes | None = None
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+
+
 class SmtpTarget:
     """See :class:`securemail.deliver.target.Target`. Not exactly-once (see the module doc)."""
 
@@ -80,12 +97,20 @@ class SmtpTarget:
         cafile: str | None = None,
         helo: str,
         timeout: float = 60.0,
+        client: StoreClient | None = None,
     ) -> None:
         if not 0 < port < 65536 or timeout <= 0 or not helo or unsafe_text(helo):
             raise ValueError("SmtpTarget needs a port, a positive timeout and an EHLO name")
+        client = client or StoreClient()
+        if client.auth is not None and not starttls:
+            raise ValueError("AUTH to a store needs STARTTLS: a password is never sent in clear")
         self._host, self._port, self._lmtp = host, port, lmtp
-        self._tls = smarthost_context(cafile, verify=True) if starttls else None
-        self._helo, self._timeout = helo, timeout
+        self._tls = (
+            store_context(cafile, client.certificate, client.key, client.key_password)
+            if starttls
+            else None
+        )
+        self._helo, self._timeout, self._auth = helo, timeout, client.auth
 
     async def deliver(
         self,
@@ -143,13 +168,22 @@ class SmtpTarget:
             raise DownstreamError("STARTTLS is configured but not offered")
         session.expect(220, await session.command("STARTTLS"))
         await session.start_tls(self._tls, self._host)
-        return await self._greet(session)
+        extensions = await self._greet(session)
+        if self._auth is not None:
+            await _authenticate(session, self._auth, extensions)
+        return extensions
 
     async def _greet(self, session: _Session) -> frozenset[str]:
         verb = "LHLO" if self._lmtp else "EHLO"
         code, text = await session.command(f"{verb} {self._helo}")
         session.expect(250, (code, text))
-        return frozenset(line.split(" ")[0].upper() for line in text.splitlines()[1:])
+        extensions = set()
+        for line in text.splitlines()[1:]:
+            words = line.upper().split()
+            extensions.add(words[0] if words else "")
+            if words and words[0] == "AUTH":  # RFC 4954 §3: AUTH mechanism ...
+                extensions.update(f"AUTH:{mechanism}" for mechanism in words[1:])
+        return frozenset(extensions)
 
     async def _envelope(
         self,
@@ -191,6 +225,29 @@ class SmtpTarget:
         for rcpt in accepted:  # RFC 2033 §4.2: one reply per accepted RCPT, in order
             code, text = await session.reply()
             final[rcpt] = wire_reply(code, text, reason=REFUSED)
+
+
+async def _authenticate(
+    session: _Session, auth: tuple[str, str], extensions: frozenset[str]
+) -> None:
+    """AUTH PLAIN with an initial response (RFC 4954 §4, RFC 4616), or AUTH LOGIN where the
+    store offers only that (Exchange does); 235 or the session ends."""
+    user, password = auth
+    if "AUTH:PLAIN" in extensions:
+        token = _b64("\0" + user + "\0" + password)
+        reply = await session.command(f"AUTH PLAIN {token}")
+    elif "AUTH:LOGIN" in extensions:
+        session.expect(334, await session.command("AUTH LOGIN"))
+        session.expect(334, await session.command(_b64(user)))
+        reply = await session.command(_b64(password))
+    else:
+        raise DownstreamError("AUTH is configured but the store offers neither PLAIN nor LOGIN")
+    if reply[0] != 235:
+        raise DownstreamError(clean_detail(f"AUTH refused: {reply[0]} {reply[1]}"))
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
 def _envelope_problem(

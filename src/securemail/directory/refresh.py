@@ -39,11 +39,15 @@ class DirectoryRefresher:
         source: Source,
         *,
         clock: Callable[[], datetime] = _utc_now,
+        on_current: Callable[[Directory], None] | None = None,
     ) -> None:
         self.store = store
         self.source = source
         self._clock = clock
         self._stored: Stored | None = None
+        # Called in a worker thread with the current directory after each successful load
+        # or refresh (e.g. to rewrite the Postfix transport map); it logs its own failures.
+        self._on_current = on_current
 
     @property
     def current(self) -> Directory | None:
@@ -60,6 +64,7 @@ class DirectoryRefresher:
         if self._stored is not None:
             log.info("directory serial %d loaded from state", self._stored.directory.serial)
             self._warn_if_stale(now)
+            await self._tell(self._stored.directory)
         return self._stored is not None
 
     async def refresh_once(self, now: datetime) -> bool:
@@ -75,7 +80,12 @@ class DirectoryRefresher:
         if changed:
             log.info("directory serial %d accepted (%s)", stored.directory.serial, stored.digest)
         self._warn_if_stale(now)
+        await self._tell(stored.directory)
         return changed
+
+    async def _tell(self, directory: Directory) -> None:
+        if self._on_current is not None:
+            await asyncio.to_thread(self._on_current, directory)
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
         """Load the state, then refresh every ``interval`` seconds until ``stop`` is set."""

@@ -82,6 +82,7 @@ def node_config(admission: Admission, federation: str, directory: Path) -> str:
         "# SecureMail node, written by `securemail federation add-member`.",
         "# Run it with: securemail serve --config node.toml",
         "# (the key passphrase is read from $SECUREMAIL_PASSPHRASE unless [keys] says otherwise)",
+        '# Edits for a real organisation: docs/integration.md, "The node.toml".',
         "[node]",
         f"name = {_toml(endpoint.host)}",
         'data_dir = "data"',
@@ -90,6 +91,8 @@ def node_config(admission: Admission, federation: str, directory: Path) -> str:
         "[federation]",
         f"name = {_toml(federation)}",
         'anchor = "certs/federation-ca.pem"',
+        "# Where the operator publishes the directory: this path on the operator's host, or",
+        "# the https URL the operator gives you.",
         f"directory = {_toml(str(directory.resolve()))}",
         "",
         "[peer]",
@@ -97,10 +100,12 @@ def node_config(admission: Admission, federation: str, directory: Path) -> str:
         'tls_certificate = "certs/tls.pem"',
         'tls_key = "keys/tls.key"',
         "",
+        "# Your own mail servers hand outbound mail to this listener.",
         "[relay]",
         'listen = "127.0.0.1:10025"',
         'networks = ["127.0.0.0/8", "::1/128"]',
         "",
+        *_POSTFIX_HINT,
         "[[organisation]]",
         f"org_id = {_toml(member.org_id)}",
         f"domains = [{', '.join(_toml(d) for d in member.domains)}]",
@@ -109,8 +114,29 @@ def node_config(admission: Admission, federation: str, directory: Path) -> str:
         "[organisation.delivery]",
         'kind = "maildir"',
         'path = "mail"',
+        *_STORE_HINT,
     ]
     return "\n".join(lines) + "\n"
+
+
+# Commented settings that docs/integration.md tells an organisation to take up.
+_POSTFIX_HINT = (
+    "# Keep Postfix's transport map in step with the directory (remove the # signs):",
+    "# [postfix]",
+    '# transport_map = "/etc/postfix/securemail/transport"',
+    "",
+)
+_STORE_HINT = (
+    "# To deliver into your own mail server instead of Maildirs, replace the two lines",
+    "# above with these (without the # signs) and set the store's host and port:",
+    '# kind = "smtp"',
+    '# host = "mail.example.govt.nz"',
+    "# port = 25",
+    "# starttls = true",
+    '# cafile = "certs/store-ca.pem"',
+    '# auth_user = "securemail"',
+    '# auth_password_env = "SECUREMAIL_STORE_PASSWORD"',
+)
 
 
 def _toml(text: str) -> str:

@@ -23,6 +23,8 @@ are queued with priority 1; everything else with 0.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +46,8 @@ from securemail.receive.door import SourceQuota
 from securemail.receive.model import ReceiveReason
 from securemail.replies import Reply, ok, temporary
 from securemail.smime.labels import SecurityLabel
+from securemail.structured.schema import installed
+from securemail.structured.submission import admit_document
 
 SECUREMAIL, ORDINARY = 0, 1  # queue priorities: lower is claimed first
 
@@ -140,7 +144,13 @@ class Admission:
     async def admit_outbound(self, received: Received) -> Reply:
         if received.listener == "submission" and (refusal := self.check_submission_label(received)):
             return refusal
-        org = self._sender_org(received.mail_from or _author_address(received.body))
+        sender = received.mail_from or _author_address(received.body)
+        schemas = installed(self.context.config.structured.ubl_schemas)
+        checked = await asyncio.to_thread(admit_document, received.body, sender, schemas)
+        if isinstance(checked, Reply):
+            return checked
+        received = dataclasses.replace(received, body=checked)
+        org = self._sender_org(sender)
         message = _new(received, Direction.OUTBOUND, org, priority=self._priority(org, received))
         return await self._enqueue([message])
 

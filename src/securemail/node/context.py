@@ -18,16 +18,18 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from cryptography import x509
 
 from securemail.accounts.model import Mailboxes
 from securemail.accounts.node import Accounts
-from securemail.config.node import NodeConfig, Organisation
+from securemail.config.node import Delivery, NodeConfig, Organisation, StoreAuth
 from securemail.config.reasons import NodeReason
 from securemail.contacts.store import ContactRegister
 from securemail.deliver import MaildirTarget, SmtpTarget, Target
 from securemail.deliver.seal import MailboxSeal
+from securemail.deliver.smtp import StoreClient
 from securemail.directory.model import Directory
 from securemail.directory.refresh import DirectoryRefresher
 from securemail.errors import SecureMailError
@@ -79,15 +81,48 @@ def load_org_keys(org: Organisation, passphrase: bytes) -> OrgKeys:
     return OrgKeys(org, signer, identities)
 
 
+def read_store_password(auth: StoreAuth) -> str:
+    """The store's AUTH password: the first line of the file, or the environment variable."""
+    if auth.password_file is not None:
+        try:
+            lines = auth.password_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise NodeError(NodeReason.BAD_CONFIG, f"auth_password_file: {error}") from None
+        if not lines or not lines[0]:
+            raise NodeError(NodeReason.BAD_CONFIG, f"{auth.password_file} is empty")
+        return lines[0]
+    value = os.environ.get(auth.password_env or "")
+    if not value:
+        raise NodeError(NodeReason.BAD_CONFIG, f"set the store's password in ${auth.password_env}")
+    return value
+
+
+def store_client(delivery: Delivery, passphrase: bytes | None) -> StoreClient:
+    """The client certificate and AUTH the node presents to an SMTP/LMTP store."""
+    tls, auth = delivery.store_tls, delivery.auth
+    return StoreClient(
+        certificate=None if tls is None else _text(tls.client_certificate),
+        key=None if tls is None else _text(tls.client_key),
+        key_password=passphrase,
+        auth=None if auth is None else (auth.user, read_store_password(auth)),
+    )
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def make_target(
     org: Organisation,
     config: NodeConfig,
     mailboxes: Mailboxes | None = None,
     seal: MailboxSeal | None = None,
+    passphrase: bytes | None = None,
 ) -> Target:
     """The delivery target of ``org``; ``mailboxes`` is required when it uses accounts.
 
-    ``seal`` (the node's, when it serves mailboxes to people) seals what goes into Maildirs.
+    ``seal`` (the node's, when it serves mailboxes to people) seals what goes into Maildirs;
+    ``passphrase`` opens an encrypted client key for an SMTP/LMTP store.
     """
     delivery = org.delivery
     if delivery.kind == "maildir":
@@ -97,13 +132,19 @@ def make_target(
         if mailboxes is None:
             raise ValueError(f"{org.org_id}: delivery with accounts needs the mailboxes")
         return MaildirTarget(delivery.path, accounts=mailboxes, seal=seal)
-    return SmtpTarget(
-        delivery.host,
-        delivery.port,
-        lmtp=delivery.kind == "lmtp",
-        starttls=delivery.starttls,
-        helo=config.name,
-    )
+    cafile = None if delivery.store_tls is None else _text(delivery.store_tls.cafile)
+    try:
+        return SmtpTarget(
+            delivery.host,
+            delivery.port,
+            lmtp=delivery.kind == "lmtp",
+            starttls=delivery.starttls,
+            cafile=cafile,
+            helo=config.name,
+            client=store_client(delivery, passphrase),
+        )
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        raise NodeError(NodeReason.BAD_CONFIG, f"{org.org_id}.delivery: {error}") from None
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,10 @@ from securemail.node.context import (
 from securemail.node.listeners import Listeners, start_listeners
 from securemail.node.mailboxes import open_node_accounts, start_node_imap
 from securemail.node.monitoring import monitoring_router, open_monitor
+from securemail.node.mta import keep_postfix_map
 from securemail.node.processes import WorkerProcesses
 from securemail.node.roles import Roles, build_roles
+from securemail.node.structured import QueueAnswers, with_application
 from securemail.node.web import WebServer, start_node_web
 from securemail.node.workers import (
     POLL_SECONDS,
@@ -107,19 +109,27 @@ async def open_node(
         DirectoryStore(config.data_dir / "directory", anchors, federation=config.federation),
         Source(config.directory),
         clock=clock,
+        on_current=keep_postfix_map(config) if fetch else None,
     )
     threads = DatabaseThreads(config.database)
     wake = {d: asyncio.Event() for d in Direction}
+    queue = QueueAccess(
+        store, store, store, threads, GroupCommit(store, threads, clock), _notify(wake)
+    )
+    answers = QueueAnswers(queue, store, clock)
     node = Node(
         config=config,
         orgs=orgs,
-        targets={o.org_id: make_target(o, config, mailboxes, seal) for o in config.organisations},
+        targets={
+            o.org_id: with_application(
+                o, config, make_target(o, config, mailboxes, seal, passphrase), answers
+            )
+            for o in config.organisations
+        },
         anchors=anchors,
         refresher=refresher,
         store=store,
-        queue=QueueAccess(
-            store, store, store, threads, GroupCommit(store, threads, clock), _notify(wake)
-        ),
+        queue=queue,
         threads=threads,
         # Eight idle sessions per peer: half the outbound workers (measured: 4 -> 101-105
         # msg/s, 16 -> 113), leaving most of a peer's 100 slots free.

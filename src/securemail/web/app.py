@@ -44,6 +44,7 @@ ROUTERS = (
     "securemail.web.console",
     "securemail.web.api",
     "securemail.web.api_operator",
+    "securemail.web.api_structured",
     "securemail.web.discovery",
 )
 templates = Jinja2Templates(directory=HERE / "templates")

@@ -20,6 +20,7 @@ from securemail.directory.model import Directory
 from securemail.queue.access import OperatorQueue
 from securemail.queue.threads import RunOffLoop
 from securemail.receive.model import Admit
+from securemail.structured.inbox import PullInbox
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class WebContext:
     maildir_for: Callable[[str], Path | None]  # primary address -> its Maildir
     admit: Admit  # how composed mail enters the outbound queue, as submission does
     seal: MailboxSeal  # the node's mailbox seal: what the gateway stored, and the Sent copy
+    inbox: PullInbox | None = None  # structured documents waiting to be pulled (issue 21)
 
 
 def web_context(request: Request) -> WebContext:

@@ -30,6 +30,9 @@ from securemail.config.anchors import load_anchors
 from securemail.receive.message import trace_field
 from securemail.receive.model import Received
 from securemail.smime.labels import CLASSIFICATIONS
+from securemail.structured import message as structured_message
+from securemail.structured.view import DocumentView
+from securemail.structured.view import view as document_view
 from securemail.web import maildir_view as maildir
 from securemail.web import timeline
 from securemail.web.app import render
@@ -170,8 +173,15 @@ async def read_page(request: Request, who: Who, web: Web, folder: str, key: str)
         "verdict": verdict,
         "frame": frame_document(reading.html) if reading.html is not None else None,
         "timeline": sent,
+        "document": await asyncio.to_thread(_document_view, data),
     }
     return render(request, "mail/read.html", context)
+
+
+def _document_view(data: bytes) -> DocumentView | None:
+    """The readable form of the message's structured document, if it carries one."""
+    found = structured_message.find(data) if structured_message.declares(data) else None
+    return None if found is None else document_view(found.document)
 
 
 def _paging(request: Request, offset: int, shown: int, total: int) -> dict[str, object]:
