@@ -6,6 +6,7 @@ Run from the repository root, as root (the Postfix reference needs it)::
     python bench/gateway_bench.py --quick          # smoke run, 50 x 4 KiB per database (.ci/run)
     python bench/gateway_bench.py --markdown       # Markdown table, for docs/performance.md
     python bench/gateway_bench.py --no-postgres --no-postfix --count 500
+    python bench/gateway_bench.py --sizes 4 --no-scaling   # 4 KiB only, no scaling rows
     python bench/gateway_bench.py --py-spy /tmp/profiles   # also profile both nodes
 
 The demo federation is founded once (securemail.demo.federation.found). For each database
@@ -29,8 +30,10 @@ message is delivered twice. ``--quick`` checks exactly that and nothing about sp
 
 Beside these, in the same run: the crypto ceiling (one process, one core, protect then
 unprotect with the federation's own agency and provider keys, messages/s) and the plain
-Postfix relay hop with its CPU time (bench/postfix_reference.py). The whole run is bounded
-(600 s, 120 s with ``--quick``): past that it stops with a message saying so. Node
+Postfix relay hop with its CPU time (bench/postfix_reference.py); and the scaling rows
+(bench/scaling.py): A's outbound path alone with ``workers = 1`` and ``workers = "auto"``,
+and two sending nodes on one PostgreSQL (not with ``--quick``). The whole run is bounded
+(900 s, 240 s with ``--quick``): past that it stops with a message saying so. Node
 processes are stopped on every exit path.
 """
 
@@ -63,6 +66,7 @@ import psycopg
 from postfix_reference import Hop
 from postfix_reference import measure as postfix_measure
 from proc_cpu import group_cpu_seconds, main_thread_cpu_seconds, settle
+from scaling import Accepting, reset_second, second_node, sink, with_workers
 from securemail.config.anchors import load_anchors
 from securemail.config.node import load_config
 from securemail.demo.federation import NodeSetup, add_people, found
@@ -74,7 +78,8 @@ from securemail.smime import TrustStore, protect, unprotect
 from smime_bench import make_message, markdown_table, plain_table, revision
 
 KIB = 1024
-BUDGET, QUICK_BUDGET = 600, 120  # seconds for the whole run
+BUDGET, QUICK_BUDGET = 900, 240  # seconds for the whole run (a loaded machine founds slowly)
+SCALING_COUNT = 500  # messages in each scaling row (bench/scaling.py)
 COUNTS = {4 * KIB: 1000, 64 * KIB: 300}
 QUICK_COUNTS = {4 * KIB: 50}
 WARMUP = 16
@@ -352,18 +357,20 @@ class Result:
     def cpu_per_message(self, node: str | None = None) -> float:
         """CPU seconds per message of ``node`` ("agency", "provider", "agency main"...), or
         of both nodes together."""
-        seconds = self.cpu["agency"] + self.cpu["provider"] if node is None else self.cpu[node]
-        return seconds / self.count
+        if node is None:
+            return (self.cpu["agency"] + self.cpu.get("provider", 0.0)) / self.count
+        return self.cpu[node] / self.count
 
 
 async def submit_all(
-    port: int, template: tuple[bytes, bytes], ids: Sequence[str], sessions: int
+    ports: Sequence[int], template: tuple[bytes, bytes], ids: Sequence[str], sessions: int
 ) -> dict[str, float]:
-    """Submit one message per id over ``sessions`` parallel clients; when each got its 250."""
+    """Submit one message per id over ``sessions`` parallel clients, each to one of
+    ``ports`` in turn; when each got its 250."""
     pending = list(reversed(ids))
     accepted: dict[str, float] = {}
 
-    async def client() -> None:
+    async def client(port: int) -> None:
         while pending:
             mid = pending.pop()
             data = template[0] + mid.encode() + template[1]
@@ -377,7 +384,7 @@ async def submit_all(
                 raise RunFailedError(f"gateway A refused {mid}: {detail}") from error
             accepted[mid] = time.monotonic()
 
-    await asyncio.gather(*(client() for _ in range(sessions)))
+    await asyncio.gather(*(client(ports[n % len(ports)]) for n in range(sessions)))
     return accepted
 
 
@@ -387,14 +394,17 @@ async def drive(
     size: int,
     count: int,
     args: argparse.Namespace,
+    *,
+    senders: Sequence[str] = ("agency",),
 ) -> Result:
     """Warm up, then submit ``count`` messages to A and wait for all of them at B.
 
     The nodes' CPU time is read once they are idle after the warm-up and again once they
-    are idle after the batch; every message must arrive exactly once.
+    are idle after the batch; every message must arrive exactly once. With several
+    ``senders`` the clients submit to each in turn, and their CPU counts as A's.
     """
     template = message_template(size)
-    port = setups["agency"].relay_port
+    port = [setups[name].relay_port for name in senders]
     with (
         MaildirWatch(setups["provider"].mailbox(RECIPIENT)) as delivered,
         MaildirWatch(setups["agency"].mailbox(SENDER)) as notices,
@@ -411,7 +421,7 @@ async def drive(
         pipeline.check()
         await pipeline.wait_for(ids)
         settled = pipeline.settle()
-        cpu = {name: seconds - cpu[name] for name, seconds in pipeline.cpu().items()}
+        cpu = fold({name: seconds - cpu[name] for name, seconds in pipeline.cpu().items()})
         pipeline.check()
     twice = [i for i in ids if delivered.copies[i] > 1]
     if twice:
@@ -419,6 +429,61 @@ async def drive(
     delivered_at = [delivered.seen[i] for i in ids]
     latencies = tuple(delivered.seen[i] - accepted[i] for i in ids)
     return Result(count, max(delivered_at) - started, latencies, cpu, settled)
+
+
+def fold(cpu: dict[str, float]) -> dict[str, float]:
+    """A second sending node's CPU ("agency-2", "agency-2 main") added to A's."""
+    for name in ("agency-2", "agency-2 main"):
+        if name in cpu:
+            cpu[name.replace("agency-2", "agency")] += cpu.pop(name)
+    return cpu
+
+
+async def drive_outbound(
+    setups: dict[str, NodeSetup],
+    process: subprocess.Popen[bytes],
+    accepted_by: Accepting,
+    size: int,
+    args: argparse.Namespace,
+) -> Result:
+    """As :func:`drive`, for gateway A alone relaying to a peer that only accepts
+    (``args.scaling_count`` messages)."""
+    count = args.scaling_count
+    template, port = message_template(size), [setups["agency"].relay_port]
+    with MaildirWatch(setups["agency"].mailbox(SENDER)) as notices:
+        pipeline = Pipeline({"agency": process}, notices, notices, args.stall)
+        warm = [message_id("warm-out", n) for n in range(args.warmup)]
+        await submit_all(port, template, warm, args.sessions)
+        await wait_seen(pipeline, accepted_by.seen, warm, args.stall)
+        pipeline.settle()
+        cpu = pipeline.cpu()
+        ids = [message_id("out", n) for n in range(count)]
+        started = time.monotonic()
+        accepted = await submit_all(port, template, ids, args.sessions)
+        await wait_seen(pipeline, accepted_by.seen, ids, args.stall)
+        settled = pipeline.settle()
+        cpu = {name: seconds - cpu[name] for name, seconds in pipeline.cpu().items()}
+    twice = [i for i in ids if accepted_by.copies[i] > 1]
+    if twice:
+        raise RunFailedError(f"{len(twice)} messages relayed more than once, e.g. {twice[0]}")
+    latencies = tuple(accepted_by.seen[i] - accepted[i] for i in ids)
+    last = max(accepted_by.seen[i] for i in ids)
+    return Result(count, last - started, latencies, cpu, settled)
+
+
+async def wait_seen(
+    pipeline: Pipeline, seen: dict[str, float], ids: Sequence[str], stall: float
+) -> None:
+    """Until every id is in ``seen``; fail fast on a stall or a dead node."""
+    progress, last = -1, time.monotonic()
+    while (done := sum(i in seen for i in ids)) < len(ids):
+        pipeline.check()
+        if done != progress:
+            progress, last = done, time.monotonic()
+        elif time.monotonic() - last > stall:
+            raise RunFailedError(f"stalled: {done} of {len(ids)} relayed, none for {stall:.0f} s")
+        remaining()
+        await asyncio.sleep(0.02)
 
 
 def crypto_ceiling(setups: dict[str, NodeSetup], size: int, seconds: float) -> tuple[float, float]:
@@ -477,7 +542,10 @@ class Row:
     def cpu_ms(self) -> tuple[float | None, float | None, float | None]:
         """CPU ms per message: gateway A, gateway B, and everything the path runs."""
         if self.result is not None:
-            a, b = (self.result.cpu_per_message(n) * 1e3 for n in ("agency", "provider"))
+            a = self.result.cpu_per_message("agency") * 1e3
+            b = None  # no gateway B on the outbound path alone
+            if "provider" in self.result.cpu:
+                b = self.result.cpu_per_message("provider") * 1e3
             return a, b, self.result.cpu_per_message() * 1e3
         if self.hop is not None:
             return None, None, self.hop.cpu_per_message * 1e3
@@ -525,6 +593,52 @@ def gateway_rows(
                 log(f"  nodes still busy {SETTLE:.0f} s after the batch: CPU is a lower bound")
             title = "SQLite" if database == "sqlite" else "PostgreSQL"
             rows.append(Row(size, f"gateway A → B, {title}", count, result.rate, result))
+    return rows
+
+
+def scaling_rows(
+    args: argparse.Namespace,
+    setups: dict[str, NodeSetup],
+    root: Path,
+    passphrase: bytes,
+    originals: dict[str, str],
+) -> list[Row]:
+    """The outbound path alone by worker processes, and two nodes on one PostgreSQL
+    (bench/scaling.py), at the first size; ``originals``: each node's node.toml as the
+    demo wrote it."""
+    size = min(args.counts)
+    count = args.scaling_count
+    agency, provider = setups["agency"], setups["provider"]
+    rows = []
+    for workers in ("1", "auto"):
+        log(f"outbound path alone, workers = {workers}, {count} x {size // KIB} KiB ...")
+        reset_node(agency, None, with_workers(originals["agency"], workers), passphrase)
+        with (
+            sink(provider) as accepting,
+            running([agency], root, args.py_spy, f"outbound-{workers}") as up,
+        ):
+            driven = drive_outbound(setups, up["agency"], accepting, size, args)
+            result = asyncio.run(driven)
+        processes = load_config(agency.config).workers
+        label = "1" if workers == "1" else f"auto ({processes} worker processes)"
+        path = f"A's outbound path alone, workers = {label}"
+        rows.append(Row(size, path, count, result.rate, result))
+    agency.config.write_text(originals["agency"])
+    if args.no_postgres:
+        log("two nodes on one PostgreSQL: skipped (--no-postgres)")
+        return rows
+    log(f"two nodes A + A' -> B on one PostgreSQL, {count} x {size // KIB} KiB ...")
+    second = second_node(agency)
+    both = {**setups, "agency-2": second}
+    with postgres_schemas(["agency", "provider"]) as urls:
+        reset_node(agency, urls["agency"], originals["agency"], passphrase)
+        reset_second(second, second.config.read_text(), urls["agency"])
+        reset_node(provider, urls["provider"], originals["provider"], passphrase)
+        with running([agency, second, provider], root, args.py_spy, "two-nodes") as up:
+            result = asyncio.run(drive(both, up, size, count, args, senders=("agency", "agency-2")))
+    log(f"  CPU per message, {cpu_split(result)}")
+    path = "two nodes A + A' → B, one PostgreSQL"
+    rows.append(Row(size, path, count, result.rate, result))
     return rows
 
 
@@ -597,7 +711,7 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
     postfix = {r.size // KIB: r.rate for r in rows if r.path.startswith("Postfix")}
     lines = []
     for row in rows:
-        if row.result is None:
+        if row.result is None or not row.path.startswith("gateway A"):
             continue
         size, database = row.size // KIB, row.path.rpartition(", ")[2]
         where = f"{size} KiB, {database}"
@@ -618,7 +732,22 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
                 _verdict(where, f"CPU A + B ≤ {TARGET_CPU_MS:g} ms/msg", cpu <= TARGET_CPU_MS,
                          f"{cpu:.1f} ms")
             )  # fmt: skip
+    lines += workers_verdict(rows)
     return lines or ["targets: not measured"]
+
+
+TARGET_WORKERS = 1.5  # one node's outbound path: workers = auto against workers = 1
+
+
+def workers_verdict(rows: Sequence[Row]) -> list[str]:
+    """The outbound path alone: ``workers = auto`` against ``workers = 1``, same run."""
+    alone = {r.path.rpartition("= ")[2][:4]: r.rate for r in rows if "path alone" in r.path}
+    one, auto = alone.get("1"), alone.get("auto")
+    if not one or not auto:
+        return []
+    ratio = auto / one
+    target = f"workers = auto ≥ {TARGET_WORKERS}x workers = 1"
+    return [_verdict("the outbound path alone", target, ratio >= TARGET_WORKERS, f"{ratio:.2f}x")]
 
 
 def _verdict(where: str, target: str, ok: bool, value: str) -> str:
@@ -657,15 +786,32 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="smoke run: 50 x 4 KiB per database, no references; fails only if the "
         "pipeline stalls, refuses, loses or duplicates a message",
     )
+    parser.add_argument(
+        "--sizes", help="message sizes in KiB, comma-separated (default 4,64; --quick 4)"
+    )
     parser.add_argument("--sessions", type=int, default=8, help="parallel SMTP clients")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite queues only")
     parser.add_argument("--no-postfix", action="store_true", help="skip the Postfix reference")
+    parser.add_argument(
+        "--no-scaling",
+        action="store_true",
+        help="skip the outbound-alone (workers = 1 / auto) and two-node rows",
+    )
+    parser.add_argument(
+        "--scaling-count",
+        type=int,
+        default=SCALING_COUNT,
+        help=f"messages in each scaling row (default {SCALING_COUNT})",
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument(
         "--py-spy", type=Path, metavar="DIR", help="profile both nodes into DIR (collapsed)"
     )
     args = parser.parse_args(argv)
     counts = QUICK_COUNTS if args.quick else COUNTS
+    if args.sizes:
+        wanted = [int(k) * KIB for k in args.sizes.split(",")]
+        counts = {size: counts.get(size, COUNTS[4 * KIB]) for size in wanted}
     args.counts = {size: args.count or n for size, n in counts.items()}
     args.warmup = WARMUP // 2 if args.quick else WARMUP
     args.stall = QUICK_STALL if args.quick else STALL
@@ -684,7 +830,15 @@ def run(args: argparse.Namespace) -> list[Row]:
         passphrase.write_text(secrets.token_urlsafe(24) + "\n")
         log("founding the demo federation ...")
         setups = found(root, passphrase, datetime.now(UTC))
-        rows = gateway_rows(args, setups, root, passphrase.read_bytes().strip())
+        secret = passphrase.read_bytes().strip()
+        originals = {name: setup.config.read_text() for name, setup in setups.items()}
+        rows = gateway_rows(args, setups, root, secret)
+        if args.quick or args.no_scaling:
+            why = "--quick" if args.quick else "--no-scaling"
+            log(f"scaling rows (outbound alone by workers, two nodes on one PostgreSQL): "
+                f"skipped ({why})")  # fmt: skip
+        else:
+            rows += scaling_rows(args, setups, root, secret, originals)
         return rows if args.quick else rows + reference_rows(args, setups)
 
 

@@ -52,7 +52,7 @@ class NoticeContext:
     def org_for(self, address: str) -> OrgKeys | None:
         """The keys of the organisation here that serves ``address``, if any."""
         org = self.organisation_for(address.rpartition("@")[2])
-        return None if org is None else self.orgs[org.org_id]
+        return None if org is None else self.orgs.get(org.org_id)
 
 
 def newly_bounced(before: Entry, after: Entry) -> list[notices.Failed]:

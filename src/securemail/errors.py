@@ -7,6 +7,9 @@
       FederationError             federation.FederationReason  e.g. "domain-conflict"
       KeyBackupError              keys.shares.Reason           e.g. "shares-mixed"
       RolloverError               keys.rollover.RolloverReason e.g. "rollover-next-exists"
+    Reason codes without an exception (an outcome, not a refusal to raise):
+      config.reasons.HoldReason     inbound mail held, e.g. "key-unavailable"
+      config.reasons.UpstreamReason an upstream queue's, e.g. "upstream-ciphertext-only"
 
 The code is what peers, failure notices, the CLI (``error: <code>: <detail>``) and logs
 carry; the detail is for the operator and never holds message content or key material.

@@ -33,7 +33,9 @@ from securemail.directory.model import Directory, Member
 from securemail.errors import SecureMailError
 from securemail.queue import Direction, Entry, Event, ReceiptState, State
 from securemail.queue.access import OperatorQueue
+from securemail.queue.holds import KeyHolds
 from securemail.queue.steering import Steering
+from securemail.queue.upstream import Backlog, UpstreamBacklog
 from securemail.smime.keys import load_certificate
 
 EVIDENCE = (ReceiptState.AWAITING, ReceiptState.RECEIPTED)
@@ -302,6 +304,16 @@ def delete(store: Steering, entry_id: str, now: datetime, *, force: bool = False
         )
     if not store.delete(entry_id, now):
         raise OperationError(OperationReason.NOT_FOUND, f"no queue entry {entry_id}")
+
+
+def upstream_backlog(store: UpstreamBacklog) -> list[Backlog]:
+    """An upstream queue's backlog per member (securemail.queue.upstream)."""
+    return store.backlog()
+
+
+def held_for_key(store: KeyHolds) -> dict[str, int]:
+    """Per organisation, the mail held until its key is installed (``key-unavailable``)."""
+    return store.held_for_key()
 
 
 def quarantine(store: Steering, page: QueueFilter = QueueFilter()) -> Page:

@@ -445,3 +445,26 @@ def test_usage_errors(fed: Path, args: tuple[str, ...], message: str) -> None:
     result = CliRunner().invoke(federation, [args[0], "--dir", str(fed), *rest], env=ENV)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_upstream_queues_are_set_published_and_removed(fed: Path) -> None:
+    """update-member --upstream names a member's upstream queues (after its endpoints, in
+    NZ, with their own pin and operator); publish signs them in; --no-upstream removes them."""
+    pin = "sha256:" + "A" * 43 + "="
+    queue = f"queue.gsp.co.nz:2525,{pin},agency"
+    update = ("update-member", "--dir", fed, "--org-id", "council")
+    shown = ok(run(*update, "--upstream", queue)).output
+    assert "upstream    queue.gsp.co.nz:2525 run by agency" in shown
+    ok(run("publish", "--dir", fed, *FED_PASS))
+    council = _verified(fed).member("council")
+    assert council is not None
+    [upstream] = council.upstream
+    assert (upstream.host, upstream.port, upstream.tls_pins) == ("queue.gsp.co.nz", 2525, (pin,))
+    assert (upstream.region, upstream.operator) == ("NZ", "agency")
+    assert _verified(fed).upstream_operator(pin) == "agency"
+    bad = run(*update, "--upstream", "queue.gsp.co.nz:2525,notapin,agency")
+    assert bad.exit_code != 0 and bad.stderr.startswith("error: member-invalid: ")
+    ok(run(*update, "--no-upstream"))
+    ok(run("publish", "--dir", fed, *FED_PASS))
+    council = _verified(fed).member("council")
+    assert council is not None and council.upstream == ()

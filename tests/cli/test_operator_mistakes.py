@@ -139,7 +139,7 @@ def test_a_data_dir_without_a_queue_is_refused_and_none_is_created(
 def _started_once(federation: Federation) -> Path:
     """The agency's config, with a queue database (as a node that ran once leaves it)."""
     config = federation.nodes["agency"].config
-    assert CliRunner().invoke(cli, ["user", "list", "--config", str(config)]).exit_code == 0
+    assert CliRunner().invoke(cli, ["db", "upgrade", "--config", str(config)]).exit_code == 0
     return config
 
 
@@ -247,3 +247,118 @@ def test_log_grep_of_a_file_that_is_not_there(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["log", "grep", "0123", str(tmp_path / "none.log")])
     assert result.exit_code == 2
     assert one_error_line(result.output).startswith(f"error: unreadable: {tmp_path}/none.log: ")
+
+
+def test_serve_with_a_tls_certificate_that_is_not_its_keys(federation: Federation) -> None:
+    """[peer] tls_certificate of another node (its key does not match): keys-unavailable
+    naming the TLS pair, exit 1, before any listener opens."""
+    config = federation.nodes["agency"].config
+    theirs = federation.config("provider").tls_certificate
+    text = config.read_text()
+    text, count = re.subn(r'(?m)^tls_certificate = ".*"$', f'tls_certificate = "{theirs}"', text)
+    assert count >= 1
+    config.write_text(text)
+    code, stderr = serve(config)
+    line = one_error_line(stderr)
+    assert code == 1 and line.startswith("error: keys-unavailable: TLS certificate"), line
+
+
+def test_a_database_url_that_cannot_be_reached(federation: Federation, taken_port: int) -> None:
+    """[node] database naming a PostgreSQL port where none listens: queue list and serve
+    each say queue-unavailable in one line, exit 1."""
+    config = federation.nodes["agency"].config
+    dead = f"postgresql://root@127.0.0.1:{_closed_port()}/test?connect_timeout=2"
+    config.write_text(config.read_text().replace("[node]\n", f'[node]\ndatabase = "{dead}"\n', 1))
+    result = CliRunner().invoke(cli, ["queue", "list", "--config", str(config)])
+    assert result.exit_code == 1
+    assert one_error_line(result.output).startswith("error: queue-unavailable: "), result.output
+    code, stderr = serve(config)
+    assert code == 1 and one_error_line(stderr).startswith("error: queue-unavailable: "), stderr
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_corrupt_stored_directory(federation: Federation) -> None:
+    """The directory the node accepted, edited on disk: policy explain refuses with the
+    directory's reason code in one line, exit 1."""
+    config = _started_once(federation)
+    state = federation.config("agency").data_dir / "directory"
+    fetched = CliRunner().invoke(
+        cli,
+        [
+            "directory",
+            "fetch",
+            "--source",
+            federation.config("agency").directory,
+            "--anchor",
+            str(federation.config("agency").anchor),
+            "--state",
+            str(state),
+        ],
+    )
+    assert fetched.exit_code == 0, fetched.output
+    document = state / "directory.json"
+    document.write_bytes(document.read_bytes().replace(b'"serial"', b'"serial_"', 1))
+    words = ["policy", "explain", "--config", str(config), "--from", SENDER, "--to", SENDER]
+    result = CliRunner().invoke(cli, words)
+    assert result.exit_code == 1
+    assert one_error_line(result.output).startswith("error: directory-"), result.output
+
+
+def test_read_only_user_commands_with_a_wrong_data_dir(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """``user list`` and ``user show`` with a data_dir that does not exist: bad-config in one
+    line, exit 1, and neither the folder nor a database is created."""
+    config = federation.nodes["agency"].config
+    wrong = tmp_path / "no-such-dir"
+    text, count = re.subn(r'(?m)^data_dir = ".*"$', f'data_dir = "{wrong}"', config.read_text())
+    assert count == 1
+    config.write_text(text)
+    for words in (["user", "list"], ["user", "show", SENDER]):
+        result = CliRunner().invoke(cli, [*words, "--config", str(config)])
+        assert result.exit_code == 1
+        assert one_error_line(result.output).startswith(f"error: bad-config: node.data_dir {wrong}")
+    assert not wrong.exists()
+
+
+def test_serve_without_an_organisation_signing_key(federation: Federation) -> None:
+    """An organisation's signing key file removed: keys-unavailable naming it, exit 1."""
+    config = federation.nodes["agency"].config
+    keys = federation.config("agency").organisations[0].keys
+    (keys / "keys" / "signing.key").unlink()
+    code, stderr = serve(config)
+    line = one_error_line(stderr)
+    assert code == 1 and line.startswith("error: keys-unavailable: "), line
+    assert "signing" in line
+
+
+def test_a_world_readable_private_key_fails_check_config(federation: Federation) -> None:
+    """check-config -q on a node whose TLS key is 0644: one key-permissions line naming
+    the file and the fix, exit 1."""
+    config = federation.nodes["agency"].config
+    agency = federation.config("agency")
+    assert agency.passphrase_file is not None
+    agency.passphrase_file.chmod(0o600)
+    key = agency.tls_key
+    key.chmod(0o644)
+    result = CliRunner().invoke(cli, ["check-config", "-q", "--config", str(config)])
+    assert result.exit_code == 1
+    line = one_error_line(result.output)
+    assert line == f"error: key-permissions: {key} is 0644: keys and passphrases must be 0600"
+
+
+def test_db_downgrade_to_an_unknown_revision(federation: Federation) -> None:
+    """``db downgrade 9999``: bad-config naming the revisions there are, exit 1, schema
+    unchanged."""
+    config = str(_started_once(federation))
+    result = CliRunner().invoke(cli, ["db", "downgrade", "9999", "--config", config])
+    assert result.exit_code == 1
+    assert one_error_line(result.output).startswith("error: bad-config: no revision '9999'")
+    current = CliRunner().invoke(cli, ["db", "current", "--config", config, "--json"])
+    assert json.loads(current.stdout)["up_to_date"] is True

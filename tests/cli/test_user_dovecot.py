@@ -133,8 +133,11 @@ def test_print_config_prints_the_auth_chain_and_writes_nothing(
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (("--uid", "0", "--gid", "5000"), "error: Dovecot refuses mail access as root"),
-        (("--uid", "5000", "--gid", "5000", "--slots", "1"), f"error: account '{AROHA}' has 2"),
+        (("--uid", "0", "--gid", "5000"), "error: bad-value: Dovecot refuses mail access as root"),
+        (
+            ("--uid", "5000", "--gid", "5000", "--slots", "1"),
+            f"error: bad-value: account '{AROHA}' has 2",
+        ),
     ],
 )
 def test_refused_exports_exit_1_and_write_nothing(
@@ -156,7 +159,7 @@ def test_a_missing_directory_is_an_error(config: Path, tmp_path: Path) -> None:
     """The output directory is not created (its group decides who reads the files)."""
     code, output = export(config, "--out", str(tmp_path / "none"), "--uid", "1", "--gid", "1")
 
-    assert code == 1 and f"error: {tmp_path / 'none'} is not a directory" in output
+    assert code == 1 and f"error: not-a-directory: {tmp_path / 'none'} is not a directory" in output
 
 
 @pytest.fixture

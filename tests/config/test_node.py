@@ -119,3 +119,90 @@ def test_missing_table_and_unreadable_file(tmp_path: Path) -> None:
         load_config(write(tmp_path, "[node\n"))
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.toml")
+
+
+CONFORMANCE = """
+[conformance]
+interval = "12h"
+tester = "conformance"
+node_dir = "conformance-node"
+listen = "0.0.0.0:2525"
+
+[[conformance.target]]
+member = "agency"
+recipient = "conformance-test@agency.govt.nz"
+
+[[conformance.target]]
+member = "council"
+recipient = "conformance-test@council.govt.nz"
+endpoint = "mx.council.govt.nz:25"
+"""
+
+
+def test_conformance_schedule_loads_and_is_off_without_its_table(tmp_path: Path) -> None:
+    """[conformance] gives the schedule, the test identity and the targets (an endpoint
+    optional); without the table the node runs no conformance tests."""
+    assert not load_config(write(tmp_path, VALID)).conformance.enabled
+    settings = load_config(write(tmp_path, VALID + CONFORMANCE)).conformance
+    assert settings.enabled and settings.interval == timedelta(hours=12)
+    assert settings.node_dir == tmp_path.resolve() / "conformance-node"
+    assert settings.wait == timedelta(seconds=120) and settings.revoked_signer is None
+    first, second = settings.targets
+    assert first.member == "agency" and first.endpoint is None
+    assert second.endpoint is not None and second.endpoint.port == 25
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('interval = "12h"', 'interval = "10s"'), "conformance.interval must be at least 1m"),
+        (('tester = "conformance"\n', ""), "conformance.tester is required"),
+        (('recipient = "conformance-test@agency.govt.nz"', 'recipient = "x"'), "an address"),
+        (('endpoint = "mx.council.govt.nz:25"', 'endpoint = "mx"'), "endpoint must be host:port"),
+        (("[[conformance.target]]", "[[conformance.targets]]"), "unknown setting(s): targets"),
+    ],
+)
+def test_conformance_mistakes_are_named(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    """A wrong [conformance] setting is refused naming it."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, VALID + CONFORMANCE.replace(*change, 1)))
+    assert message in refused.value.detail
+
+
+def test_upstream_and_key_hold_settings(tmp_path: Path) -> None:
+    """[upstream] makes an upstream queue (defaults: keep 5 days, a delay notice after 4 h,
+    probe every 30 s); [keys] hold_without_key bounds how long mail waits for a key."""
+    plain = load_config(write(tmp_path, VALID))
+    assert plain.upstream is None and plain.hold_without_key == timedelta(days=5)
+    text = VALID + '\n[upstream]\nbacks_up = ["Agency", "gsp", "agency"]\nprobe_every = "5s"\n'
+    upstream = load_config(write(tmp_path, text)).upstream
+    assert upstream is not None and upstream.backs_up == ("agency", "gsp")
+    assert (upstream.keep_for, upstream.delay_notice_after) == (
+        timedelta(days=5),
+        timedelta(hours=4),
+    )
+    assert upstream.probe_every == timedelta(seconds=5)
+    held = VALID.replace("[retry]\n", '[keys]\nhold_without_key = "2d"\n\n[retry]\n', 1)
+    assert load_config(write(tmp_path, held)).hold_without_key == timedelta(days=2)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("[upstream]\nbacks_up = []\n", "upstream.backs_up must name at least one member"),
+        ("[upstream]\n", "upstream.backs_up is required"),
+        (
+            '[upstream]\nbacks_up = ["a1"]\nkeep_for = "9d"\n',
+            "not be longer than retry.max_lifetime",
+        ),
+        ('[upstream]\nbacks_up = ["a1"]\ndelay_notice_after = "6d"\n', "must be shorter than"),
+        ('[upstream]\nbacks_up = ["a1"]\nkeep = "1d"\n', "[upstream] has unknown setting(s): keep"),
+    ],
+)
+def test_upstream_mistakes_are_named(tmp_path: Path, table: str, message: str) -> None:
+    """A wrong [upstream] setting is refused with its name."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, VALID + "\n" + table))
+    assert message in refused.value.detail

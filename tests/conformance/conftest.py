@@ -17,8 +17,9 @@ import pytest
 
 from securemail.demo.federation import found, free_port
 from securemail.federation.node import NodeTarget
-from securemail.federation.operator import Application, add_member
+from securemail.federation.operator import ROOT, Application, add_member, revoke
 from securemail.federation.store import Store
+from securemail.pki.authority import issue, private_key_pem
 from tests.node.conftest import Federation, federation  # noqa: F401 (the per-test copy)
 from tests.support import foreign_peer as fp
 
@@ -54,6 +55,7 @@ def founded(
     )
     store = Store(root / "federation")
     add_member(store, application, passphrase, now, NodeTarget(root / TESTER, passphrase))
+    revoked_signer(store, root / "revoked-signer", passphrase, now)
     if os.geteuid() == 0 or os.environ.get("SECUREMAIL_REQUIRE_ALL") == "1":
         keys = fp.make_keys(root / "foreign-gateway")
         fp.admit(keys, root / "federation", secret, f"127.0.0.1:{ports['foreign']}")
@@ -61,6 +63,20 @@ def founded(
         fp.run(*fp.securemail_cli("publish", "--dir", root / "federation",
                                   "--passphrase-file", secret))  # fmt: skip
     yield Federation(root, nodes)
+
+
+def revoked_signer(store: Store, folder: Path, passphrase: bytes, now: datetime) -> None:
+    """As the operator does for the kit's revoked case: a second signing certificate of the
+    tester, issued and then revoked (on the CRL the next publish carries), in ``folder``."""
+    ca = store.read_identity(ROOT, passphrase)
+    issued = issue(ca, f"{TESTER} (revoked for conformance tests)", now=now,
+                   domains=[TESTER_DOMAIN], emails=[f"gateway@{TESTER_DOMAIN}"])  # fmt: skip
+    store.record_issued(issued.certificate, TESTER, "signing")
+    revoke(store, org_id=None, serial=issued.certificate.serial_number, reason="superseded",
+           passphrase=passphrase, now=now)  # fmt: skip
+    folder.mkdir()
+    (folder / "signing.pem").write_bytes(issued.certificate_pem())
+    (folder / "signing.key").write_bytes(private_key_pem(issued.private_key, passphrase))
 
 
 def node_dir_of_tester(copy: Federation) -> Path:

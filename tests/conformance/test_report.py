@@ -7,7 +7,13 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-from securemail.conformance.report import Finding, report_document, sign_report, verdicts
+from securemail.conformance.report import (
+    Finding,
+    report_document,
+    report_page,
+    sign_report,
+    verdicts,
+)
 from tests.conftest import NOW, Pki, require_tool
 
 FINDINGS = [
@@ -34,7 +40,7 @@ def test_report_is_canonical_and_says_fail() -> None:
     )  # fmt: skip
     value = json.loads(document)
     assert json.dumps(value, sort_keys=True, separators=(",", ":")).encode() == document
-    assert value["result"] == "fail" and value["profile"] == "1.0"
+    assert value["result"] == "fail" and value["profile"] == "1.1"
     passed = report_document(
         tester="t", member="m", target="h:1", started=NOW, finished=NOW,
         findings=FINDINGS[:3], cases=[],
@@ -61,3 +67,20 @@ def test_report_signature_verifies_with_openssl_and_fails_when_changed(
     assert subprocess.run(command, cwd=tmp_path, capture_output=True, check=False).returncode == 0
     (tmp_path / "report.json").write_bytes(document.replace(b'"fail"', b'"pass"'))
     assert subprocess.run(command, cwd=tmp_path, capture_output=True, check=False).returncode != 0
+
+
+def test_report_page_shows_each_requirement_and_escapes_the_evidence() -> None:
+    """The HTML page has a row per requirement with its result and evidence; evidence that
+    came from the gateway under test is escaped, never markup."""
+    hostile = Finding("SM-FAIL-2", "unknown-mailbox", False, '<script>alert("x")</script>')
+    document = report_document(
+        tester="t", member="m<b>", target="h:1", started=NOW, finished=NOW,
+        findings=[*FINDINGS, hostile], cases=[{"name": "plaintext", "title": "a <i>plain</i>",
+                                               "message_id": "<x@y>"}],
+    )  # fmt: skip
+    page = report_page(document).decode()
+    for verdict in verdicts([*FINDINGS, hostile]):
+        assert f'<tr id="{verdict.requirement}">' in page
+    assert '<td class="fail">fail</td>' in page and '<td class="pass">pass</td>' in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "m&lt;b&gt;" in page and "&lt;x@y&gt;" in page and "<i>" not in page

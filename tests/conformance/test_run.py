@@ -15,16 +15,18 @@ import contextlib
 import functools
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from securemail.conformance.history import ConformanceHistory
 from tests.conformance.conftest import TESTER, node_dir_of_tester
 from tests.conftest import require_tool
 from tests.node.conftest import WAIT, Federation, running
@@ -32,19 +34,30 @@ from tests.support import foreign_peer as fp
 from tests.support.postfix import PostfixInstance, start_postfix
 
 AROHA = "aroha.ngata@agency.govt.nz"
+HEMI = "hemi.walker@securemail.provider.nz"  # the provider hosts mailboxes: no catch-all
 
 
 async def conformance_run(
-    federation: Federation, target: int, member: str, recipient: str, out: Path, *, wait: int
+    federation: Federation,
+    target: int,
+    member: str,
+    recipient: str,
+    out: Path,
+    *,
+    wait: int,
+    record: Path | None = None,
 ) -> tuple[int, str]:
-    """Run the command against 127.0.0.1:``target``; (exit status, stdout and stderr)."""
+    """Run the command against 127.0.0.1:``target`` (recording the result in the node of
+    ``record``, a node.toml, if given); (exit status, stdout and stderr)."""
     command = [
         sys.executable, "-m", "securemail", "conformance", "run",
         "--target", f"127.0.0.1:{target}", "--member", member, "--recipient", recipient,
         "--node-dir", str(node_dir_of_tester(federation)), "--tester", TESTER,
         "--directory", str(federation.root / "federation" / "directory.json"),
-        "--listen", f"127.0.0.1:{_endpoint(federation, TESTER)}", "--wait", str(wait),
+        "--listen", f"127.0.0.1:{endpoint_of(federation, TESTER)}", "--wait", str(wait),
         "--out", str(out), "--passphrase-file", str(federation.root / "passphrase.txt"),
+        "--revoked-signer", str(federation.root / "revoked-signer"),
+        *(["--record", str(record)] if record is not None else []),
     ]  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -54,7 +67,8 @@ async def conformance_run(
     return process.returncode, output.decode(errors="replace")
 
 
-def _endpoint(federation: Federation, org_id: str) -> int:
+def endpoint_of(federation: Federation, org_id: str) -> int:
+    """The port of ``org_id``'s first endpoint in the published directory."""
     directory = json.loads((federation.root / "federation" / "directory.json").read_bytes())
     [member] = [m for m in directory["members"] if m["org_id"] == org_id]
     return int(member["endpoints"][0]["port"])
@@ -84,28 +98,49 @@ def results(document: dict[str, Any]) -> dict[str, str]:
 
 def test_conformance_run_passes_against_our_node(federation: Federation, tmp_path: Path) -> None:
     """Every case against a `securemail serve` node passes; the signed report verifies with
-    `openssl cms -verify` and names each requirement it checked (SM-FAIL-2 only applies to a
-    notice, and our node sends none for the refused cases)."""
+    `openssl cms -verify`, names each requirement it checked, has its HTML page, and is kept
+    in the node's history with --record."""
     require_tool("openssl")
-    agency = federation.nodes["agency"]
+    provider = federation.nodes["provider"]
     out = tmp_path / "report"
 
     async def scenario() -> tuple[int, str]:
-        async with running(federation, "agency"):
-            return await conformance_run(federation, agency.peer_port, "agency", AROHA, out,
-                                         wait=int(WAIT))  # fmt: skip
+        async with running(federation, "provider"):
+            return await conformance_run(federation, provider.peer_port, "provider", HEMI, out,
+                                         wait=int(WAIT), record=provider.config)  # fmt: skip
 
     status, output = asyncio.run(scenario())
     assert status == 0, output
     document = report(out)
     assert document["result"] == "pass", json.dumps(document, indent=1)
     checked = set(results(document))
-    expected = {"SM-TLS-3", "SM-RECV-1", "SM-RECV-2", "SM-RECV-3", "SM-RECV-5", "SM-RECV-6",
-                "SM-RCPT-1", "SM-RCPT-2", "SM-RCPT-3", "SM-FAIL-1", "SM-SEND-1",
-                "SM-SEND-3", "SM-SEND-5", "SM-DIR-4"}  # fmt: skip
-    assert checked == expected
-    assert {c["name"] for c in document["cases"]} >= {"valid-gcm", "tampered", "plaintext"}
-    assert len(list((out / "received").iterdir())) == 2  # 2 receipts; no notice to strangers
+    expected = {"SM-TLS-3", "SM-TLS-6", "SM-TLS-7", "SM-TLS-8", "SM-RECV-1", "SM-RECV-2",
+                "SM-RECV-3", "SM-RECV-5", "SM-RECV-6", "SM-RCPT-1", "SM-RCPT-2", "SM-RCPT-3",
+                "SM-FAIL-1", "SM-FAIL-2", "SM-FAIL-3", "SM-SEND-1", "SM-SEND-3", "SM-SEND-4",
+                "SM-SEND-5", "SM-SEND-6", "SM-DIR-3", "SM-DIR-4", "SM-DIR-5",
+                "SM-SEAL-2"}  # fmt: skip
+    assert checked == expected, json.dumps(document, indent=1)
+    names = {c["name"] for c in document["cases"]}
+    assert names >= {"valid-gcm", "labelled", "downgrade-cbc", "unsealed", "tampered-signed",
+                     "revoked"}  # fmt: skip
+    # 3 receipts (valid-gcm, labelled, downgrade-cbc) and the unknown mailbox's notice; no
+    # notice to strangers
+    assert len(list((out / "received").iterdir())) == 4
+    [notice] = evidence(document, "SM-FAIL-3")
+    assert "unknown-mailbox: pass: signed, encrypted RFC 3464 notice" in notice
+    page = (out / "report.html").read_text()
+    assert all(f'<tr id="{requirement}">' in page for requirement in expected)
+    history = ConformanceHistory.open(federation.config("provider").database)
+    [kept] = history.runs()
+    assert history.report(kept.id) == ((out / "report.json").read_bytes(),
+                                       (out / "report.json.p7s").read_bytes())  # fmt: skip
+    history.close()
+
+
+def evidence(document: dict[str, Any], requirement: str) -> list[str]:
+    """The evidence lines of ``requirement`` in the report."""
+    return [line for r in document["requirements"] if r["id"] == requirement
+            for line in r["evidence"]]  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -117,7 +152,7 @@ async def broken_peer(
     tmp.mkdir()
     manager = start_postfix(
         tmp, domain=fp.DOMAIN, mailbox_dir=tmp / "mail", mailboxes=fp.MAILBOXES,
-        port=_endpoint(federation, fp.ORG_ID), settings=fp.postfix_settings(keys) | settings,
+        port=endpoint_of(federation, fp.ORG_ID), settings=fp.postfix_settings(keys) | settings,
     )  # fmt: skip
     instance = await asyncio.to_thread(manager.__enter__)
     try:
@@ -144,7 +179,7 @@ def test_conformance_run_names_what_a_silent_peer_fails(
     async def scenario() -> tuple[int, str]:
         async with broken_peer(tmp_path / "peer", federation):
             officer = f"officer@{fp.DOMAIN}"
-            return await conformance_run(federation, _endpoint(federation, fp.ORG_ID),
+            return await conformance_run(federation, endpoint_of(federation, fp.ORG_ID),
                                          fp.ORG_ID, officer, out, wait=5)  # fmt: skip
 
     status, output = asyncio.run(scenario())
@@ -154,9 +189,8 @@ def test_conformance_run_names_what_a_silent_peer_fails(
     assert all(requirement in line for requirement in failed), output
     document = report(out)
     assert {r for r, result in results(document).items() if result == "fail"} >= failed
-    [tls] = [r["evidence"] for r in document["requirements"] if r["id"] == "SM-TLS-3"]
-    assert "tls: pass: chain to the anchor, key pinned in the directory" in tls
-    assert "door: FAIL: MAIL before STARTTLS answered 250" in tls
+    assert "door: FAIL: MAIL before STARTTLS answered 250" in evidence(document, "SM-TLS-3")
+    assert results(document)["SM-TLS-7"] == results(document)["SM-TLS-8"] == "pass"
 
 
 def test_conformance_run_fails_sm_tls_3_without_starttls(
@@ -183,8 +217,15 @@ def test_conformance_run_fails_sm_tls_3_without_starttls(
     assert peer.delivered("officer") == []  # not one case went in plaintext
 
 
+Respond = Callable[[fp.OpenSslPeer, fp.Directory, bytes, str], "fp.Reply | None"]
+
+
 async def answer_as_foreign_gateway(
-    federation: Federation, mta: PostfixInstance, stop: asyncio.Event, work: Path
+    federation: Federation,
+    mta: PostfixInstance,
+    stop: asyncio.Event,
+    work: Path,
+    respond: Respond = fp.respond,
 ) -> list[str]:
     """The foreign gateway's automation: each message its Postfix stores for the officer
     goes through :func:`foreign_peer.respond` (OpenSSL only), and the receipt or notice goes
@@ -196,7 +237,7 @@ async def answer_as_foreign_gateway(
     while not stop.is_set():
         stored = mta.delivered("officer")
         for message in stored[handled:]:
-            reply = await asyncio.to_thread(fp.respond, peer, directory, message, officer)
+            reply = await asyncio.to_thread(respond, peer, directory, message, officer)
             if reply is None:
                 continue
             member = directory.member_for(reply.to.rpartition("@")[2])
@@ -244,6 +285,81 @@ def test_conformance_run_passes_against_the_openssl_postfix_peer(
         status, output, sent = asyncio.run(scenario())
     finally:
         shutil.rmtree(checks, ignore_errors=True)
-    assert sorted(sent) == ["receipt", "receipt"], sent  # the refused cases get no notice
+    assert sorted(sent) == ["receipt"] * 3, sent  # the refused cases get no notice
     assert status == 0, output
     assert report(out)["result"] == "pass"
+
+
+def respond_without_checks(
+    peer: fp.OpenSslPeer, directory: fp.Directory, stored: bytes, recipient: str
+) -> fp.Reply | None:
+    """A broken gateway's pipeline: it decrypts, then receipts whatever it finds, checking
+    neither the signature nor the signer nor the From: (``-verify -noverify -nosigs``)."""
+    try:
+        inner = fp.run(
+            "openssl", "cms", "-decrypt", "-in", peer.scratch("in.eml", stored),
+            "-recip", peer.keys.encryption, "-inkey", peer.keys.smime_key,
+        )  # fmt: skip
+    except fp.ForeignPeerError:
+        return None  # not even it can read a broken GCM tag
+    content = peer.work / f"{secrets.token_hex(4)}-content.eml"
+    request = fp.run(
+        "openssl", "cms", "-verify", "-noverify", "-nosigs",
+        "-in", peer.scratch("inner.eml", inner), "-out", content, "-receipt_request_print",
+        stderr=True,
+    ).decode(errors="replace")  # fmt: skip
+    if "Receipts To:" not in request:
+        return None
+    to = fp.receipts_to(request)
+    evidence = fp.evidence_json(
+        original=content.read_bytes(), identifier=fp.content_identifier(request),
+        recipient=recipient, delivered_at=fp.now(),
+    )  # fmt: skip
+    receipt = fp.receipt_message(
+        receipt_der=peer.sign_receipt(inner), evidence=evidence,
+        sender=f"postmaster@{fp.DOMAIN}", to=to, now=fp.now(),
+    )  # fmt: skip
+    certificate = fp.certificate_of(peer.keys, directory, to.rpartition("@")[2], "encryption")
+    header = fp.wire_header(f"postmaster@{fp.DOMAIN}", to, f"<{secrets.token_hex(8)}@x>", fp.now())
+    wire = peer.encrypt(peer.sign(receipt), certificate, header)
+    return fp.Reply("receipt", f"postmaster@{fp.DOMAIN}", to, wire)
+
+
+def test_conformance_run_names_what_a_peer_that_takes_tampered_mail_fails(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """A gateway that receipts what it decrypts without verifying it (a changed signed
+    content, a stranger's signature, a revoked signer, a From: its signer does not own)
+    fails SM-RECV-5, SM-RECV-6 and SM-DIR-3, each named; the GCM tag it cannot skip."""
+    _need_postfix()
+    out = tmp_path / "report"
+    checks = Path(tempfile.mkdtemp(prefix="securemail-checks-"))
+    checks.chmod(0o755)
+    keys = fp.ForeignKeys(federation.root / "foreign-gateway")
+    settings = fp.foreign_gateway_settings(keys, checks / "header_checks")
+
+    async def scenario() -> tuple[int, str]:
+        async with broken_peer(tmp_path / "peer", federation, **settings) as mta:
+            stop = asyncio.Event()
+            gateway = asyncio.create_task(answer_as_foreign_gateway(
+                federation, mta, stop, tmp_path / "work", respond_without_checks))  # fmt: skip
+            try:
+                officer = f"officer@{fp.DOMAIN}"
+                return await conformance_run(federation, mta.port, fp.ORG_ID, officer, out,
+                                             wait=int(WAIT))  # fmt: skip
+            finally:
+                stop.set()
+                await gateway
+
+    try:
+        status, output = asyncio.run(scenario())
+    finally:
+        shutil.rmtree(checks, ignore_errors=True)
+    assert status == 1, output
+    line = next(x for x in output.splitlines() if x.startswith("error: conformance-failed: "))
+    assert all(r in line for r in ("SM-RECV-5", "SM-RECV-6", "SM-DIR-3")), output
+    document = report(out)
+    receipted = "DATA answered 250 2.0.0; receipted: the gateway delivered it"
+    assert f"tampered-signed: FAIL: {receipted}" in evidence(document, "SM-RECV-5")
+    assert f"revoked: FAIL: {receipted}" in evidence(document, "SM-DIR-3")
+    assert results(document)["SM-RECV-2"] == "pass"

@@ -7,7 +7,16 @@ from datetime import timedelta
 
 import pytest
 
-from securemail.directory import Contact, Directory, Endpoint, KeyPair, ModelError
+from securemail.directory import (
+    Contact,
+    Directory,
+    Endpoint,
+    KeyPair,
+    Member,
+    ModelError,
+    UpstreamQueue,
+    spki_pin,
+)
 from securemail.pki.authority import issue
 from tests.conftest import NOW, Pki
 from tests.directory.conftest import FEDERATION, member_of
@@ -104,3 +113,47 @@ def test_endpoint_parsing() -> None:
     assert Endpoint.parse("mx.agency.govt.nz") == Endpoint("mx.agency.govt.nz", 25)
     with pytest.raises(ModelError):
         Endpoint.parse("mx.agency.govt.nz:http")
+
+
+def test_upstream_queues_round_trip_after_the_endpoints(pki: Pki) -> None:
+    """A member's upstream queues survive JSON, in order; a member without any writes no
+    field, so documents made before upstream queues existed read and digest as before."""
+    queues = (
+        UpstreamQueue("queue.gsp.co.nz", 2525, ("sha256:" + "B" * 43 + "=",), "NZ", "gsp"),
+        UpstreamQueue("10.0.0.9", 25, ("sha256:" + "C" * 43 + "=",), "NZ", "federation"),
+    )
+    member = dataclasses.replace(member_of(pki.agency, "agency"), upstream=queues)
+    assert Member.from_json(member.to_json()) == member
+    plain = member_of(pki.ministry, "ministry")
+    assert "upstream_queues" not in plain.to_json()
+    assert Member.from_json(plain.to_json()) == plain
+
+
+@pytest.mark.parametrize(
+    ("region", "pins", "operator", "message"),
+    [
+        ("AU", ("sha256:x",), "gsp", "region must be NZ"),
+        ("NZ", (), "gsp", "tls_pins"),
+        ("NZ", ("md5:x",), "gsp", "tls_pins"),
+        ("NZ", ("sha256:x",), "Not An Id", "operator"),
+    ],
+)
+def test_upstream_queue_rules(
+    region: str, pins: tuple[str, ...], operator: str, message: str
+) -> None:
+    """An upstream queue is in NZ, has sha256 pins of its own and names its operator."""
+    with pytest.raises(ModelError, match=message):
+        UpstreamQueue("queue.gsp.co.nz", 25, pins, region, operator)
+
+
+def test_upstream_operator_known_by_the_queue_pin_of_active_members_only(pki: Pki) -> None:
+    """The peer listener lets in an upstream queue by its pin, naming its operator, while
+    the member it queues for is active."""
+    pin = "sha256:" + "D" * 43 + "="
+    queue = UpstreamQueue("queue.gsp.co.nz", 25, (pin,), "NZ", "gsp")
+    agency = dataclasses.replace(member_of(pki.agency, "agency"), upstream=(queue,))
+    active = Directory(FEDERATION, 1, NOW, NOW + timedelta(days=1), (agency,))
+    assert active.upstream_operator(pin) == "gsp"
+    assert active.upstream_operator(spki_pin(pki.agency.certificate)) is None
+    suspended = dataclasses.replace(agency, status="suspended")
+    assert Directory(FEDERATION, 1, NOW, NOW, (suspended,)).upstream_operator(pin) is None

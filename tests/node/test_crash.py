@@ -32,8 +32,9 @@ SCRIPT = Script(
 class Process:
     """One node as a child process, killed with SIGKILL on demand."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, log: Path | None = None) -> None:
         self.config = config
+        self.log = log  # where the node's stderr goes (a pipe nobody reads can fill up)
         self.child: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -51,11 +52,13 @@ class Process:
                 "WARNING",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.PIPE if self.log is None else self.log.open("ab"),
         )
         deadline = time.monotonic() + 60
         while not ports.exists():
             if self.child.poll() is not None:
+                if self.log is not None:
+                    raise AssertionError(self.log.read_text(errors="replace"))
                 raise AssertionError(self.child.stderr.read().decode() if self.child.stderr else "")
             assert time.monotonic() < deadline, "node did not start"
             time.sleep(0.05)

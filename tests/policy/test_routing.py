@@ -9,13 +9,15 @@ from datetime import timedelta
 
 import pytest
 
-from securemail.directory import Directory, next_version
+from securemail.directory import Directory, Endpoint, UpstreamQueue, next_version
 from securemail.policy.model import NodePolicy, OrgPolicy
 from securemail.policy.routing import (
     Route,
     RouteKind,
     RouteReason,
     choose_inner_encoding,
+    hops,
+    primary_hops,
     route,
 )
 from securemail.smime.labels import SecurityLabel
@@ -226,3 +228,23 @@ def test_inner_entity_is_base64_unless_the_peer_lists_inner_binary(pki: Pki) -> 
     compact = dataclasses.replace(plain, capabilities=(*plain.capabilities, "inner-binary"))
     assert choose_inner_encoding(plain) == "base64"
     assert choose_inner_encoding(compact) == "binary"
+
+
+def test_hops_are_the_endpoints_then_the_upstream_queues_each_with_its_own_pins(
+    pki: Pki,
+) -> None:
+    """A sender tries the member's endpoints in order, then its upstream queues; a queue is
+    pinned to its own key, never the gateway's, and the forwarder sees the endpoints only."""
+    queue_pin = "sha256:" + "Q" * 43 + "="
+    member = dataclasses.replace(
+        member_of(pki.ministry, "ministry"),
+        endpoints=(Endpoint("mx1.ministry.govt.nz"), Endpoint("mx2.ministry.govt.nz", 2525)),
+        upstream=(UpstreamQueue("queue.gsp.co.nz", 25, (queue_pin,), "NZ", "gsp"),),
+    )
+    tried = [(h.where, h.pins, h.operator) for h in hops(member)]
+    assert tried == [
+        ("mx1.ministry.govt.nz:25", member.tls_pins, None),
+        ("mx2.ministry.govt.nz:2525", member.tls_pins, None),
+        ("queue.gsp.co.nz:25", (queue_pin,), "gsp"),
+    ]
+    assert primary_hops(member) == hops(member)[:2]

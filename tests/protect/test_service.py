@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from securemail.directory.model import spki_pin
+from securemail.directory.model import Directory, UpstreamQueue, spki_pin
 from securemail.policy.model import NodePolicy
 from securemail.protect.context import ProtectContext
 from securemail.protect.service import Outbound
 from securemail.queue import Direction, Entry, NewMessage, State
-from securemail.relay import RelayError, RelayReason
+from securemail.relay import Destination, RelayError, RelayReason
+from securemail.replies import Reply
 from securemail.smime import unprotect
 from tests.conftest import MESSAGE, NOW, Pki
 from tests.support.roles import RecordingRelay, directory, notices_for, open_queue, org_keys
@@ -24,7 +28,13 @@ def outbound(body: bytes = MESSAGE) -> NewMessage:
     )
 
 
-def attempt(pki: Pki, tmp_path: Path, relay: RecordingRelay, body: bytes = MESSAGE) -> list[Entry]:
+def attempt(
+    pki: Pki,
+    tmp_path: Path,
+    relay: RecordingRelay,
+    body: bytes = MESSAGE,
+    directory_of: Callable[[Pki], Directory] = directory,
+) -> list[Entry]:
     """One claimed outbound entry processed; every entry of the queue after it."""
 
     async def scenario() -> list[Entry]:
@@ -33,7 +43,7 @@ def attempt(pki: Pki, tmp_path: Path, relay: RecordingRelay, body: bytes = MESSA
             context = ProtectContext(
                 helo="gw.test",
                 orgs=orgs,
-                directory=lambda: directory(pki),
+                directory=lambda: directory_of(pki),
                 anchors=(pki.ca.certificate,),
                 node_policy=NodePolicy(),
                 smarthost=None,
@@ -88,5 +98,69 @@ def test_a_relay_failure_defers_the_entry(pki: Pki, tmp_path: Path) -> None:
     """When the relay fails as a whole the entry stays queued for a retry, nothing bounces."""
     relay = RecordingRelay(failure=RelayError(RelayReason.CONNECT_FAILED, "connection refused"))
     [entry] = attempt(pki, tmp_path, relay)
+    assert entry.state is State.DEFERRED
+    assert entry.recipients[0].reason == RelayReason.CONNECT_FAILED
+
+
+@dataclass
+class DownAt(RecordingRelay):
+    """A relay whose sends to ``down`` hosts fail as a whole (connection refused)."""
+
+    down: frozenset[str] = frozenset()
+
+    async def send(
+        self, destination: Destination, mail_from: str, recipients: Sequence[str], body: bytes
+    ) -> dict[str, Reply]:
+        self.tried.append(destination.host)
+        if destination.host in self.down:
+            raise RelayError(RelayReason.CONNECT_FAILED, f"{destination.host} refused")
+        return await super().send(destination, mail_from, recipients, body)
+
+    tried: list[str] = field(default_factory=list)
+
+
+QUEUE_PIN = "sha256:" + "Q" * 43 + "="
+
+
+def with_upstream(pki: Pki) -> Directory:
+    """The test directory, the ministry naming an upstream queue run by a GSP."""
+    found = directory(pki)
+    queue = UpstreamQueue("queue.gsp.co.nz", 2525, (QUEUE_PIN,), "NZ", "gsp")
+    members = tuple(
+        dataclasses.replace(m, upstream=(queue,)) if m.org_id == "ministry" else m
+        for m in found.members
+    )
+    return dataclasses.replace(found, members=members)
+
+
+def test_gateway_down_sends_to_the_upstream_queue_pinned_to_its_own_key(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """With the member's gateway down, the same protected copy goes to its upstream queue,
+    pinned to the queue's key; the entry is delivered and its history says where."""
+    relay = DownAt(down=frozenset({"mx.ministry.govt.nz"}))
+    [entry] = attempt(pki, tmp_path, relay, directory_of=with_upstream)
+    assert relay.tried == ["mx.ministry.govt.nz", "queue.gsp.co.nz"]
+    [sent] = relay.sent
+    assert (sent.destination.host, sent.destination.port) == ("queue.gsp.co.nz", 2525)
+    assert sent.destination.peer_tls is not None
+    assert sent.destination.peer_tls.pins == frozenset({QUEUE_PIN})
+    opened = unprotect(sent.body, identities=[pki.ministry.recipient], trust=pki.trust(), now=NOW)
+    assert opened.content == MESSAGE
+    assert entry.state is State.DELIVERED
+
+
+def test_gateway_up_never_touches_the_upstream_queue(pki: Pki, tmp_path: Path) -> None:
+    """The upstream queue is a fallback only: a gateway that answers gets the mail."""
+    relay = DownAt()
+    attempt(pki, tmp_path, relay, directory_of=with_upstream)
+    assert relay.tried == ["mx.ministry.govt.nz"]
+
+
+def test_gateway_and_upstream_down_defers(pki: Pki, tmp_path: Path) -> None:
+    """When every hop fails the entry stays queued with the last failure, nothing bounces."""
+    relay = DownAt(down=frozenset({"mx.ministry.govt.nz", "queue.gsp.co.nz"}))
+    [entry] = attempt(pki, tmp_path, relay, directory_of=with_upstream)
+    assert relay.tried == ["mx.ministry.govt.nz", "queue.gsp.co.nz"]
     assert entry.state is State.DEFERRED
     assert entry.recipients[0].reason == RelayReason.CONNECT_FAILED

@@ -14,9 +14,11 @@ from sqlalchemy import MetaData, create_engine
 
 from securemail.access.schema import metadata as web_metadata
 from securemail.accounts.schema import metadata as accounts_metadata
+from securemail.conformance.schema import metadata as conformance_metadata
 from securemail.contacts.store import metadata as contacts_metadata
 from securemail.queue import Direction, QueueStore
 from securemail.queue.schema import metadata
+from securemail.records.schema import metadata as records_metadata
 from securemail.storage.engine import MIGRATIONS
 from securemail.structured.inbox import metadata as inbox_metadata
 from tests.queue.conftest import NOW, message
@@ -25,14 +27,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_migrations_match_the_tables(store: QueueStore, url: str) -> None:
-    """The Alembic migrations (one chain, at its one head) create exactly the schema the
-    queue, account, web and structured-inbox stores use."""
+    """The Alembic migrations (one chain, at its one head) create exactly the schema every
+    store (queue, accounts, web, records, structured inbox, conformance) uses."""
     engine = create_engine(url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
         assert context.get_current_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head()
         both = MetaData()
-        tables = (metadata, accounts_metadata, web_metadata, inbox_metadata, contacts_metadata)
+        tables = (
+            metadata,
+            accounts_metadata,
+            web_metadata,
+            records_metadata,
+            inbox_metadata,
+            conformance_metadata,
+            contacts_metadata,
+        )
         for table in (t for m in tables for t in m.tables.values()):
             table.to_metadata(both)
         assert compare_metadata(context, both) == []

@@ -116,9 +116,8 @@ async def open_queue(path: Path) -> AsyncIterator[Queue]:
     store = QueueStore.open(url)
     threads = DatabaseThreads(url)
     woken: list[Direction] = []
-    access = QueueAccess(
-        store, store, store, threads, GroupCommit(store, threads, lambda: NOW), woken.append
-    )
+    commits = GroupCommit(store, threads, lambda: NOW)
+    access = QueueAccess(store, store, store, threads, commits, woken.append, store, store)
     try:
         yield Queue(store, access, woken)
     finally:

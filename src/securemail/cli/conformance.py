@@ -1,27 +1,35 @@
-"""``securemail conformance run``: test a member's gateway and write the signed report."""
+"""``securemail conformance run``: test a member's gateway and write the signed report;
+``securemail conformance history``: the results the node keeps."""
 
 from __future__ import annotations
 
 import asyncio
-import ssl
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from securemail.cli.files import fail, passphrase_options, read_passphrase
+from securemail.cli.serve import read_config
 from securemail.conformance import ConformanceError, ConformanceReason
-from securemail.conformance.cases import Tester
-from securemail.conformance.report import report_document, sign_report, verdicts
-from securemail.conformance.session import Kit, Run, Target, run_conformance
-from securemail.directory.document import DirectoryError, verify_document
+from securemail.conformance.history import ConformanceHistory, Result
+from securemail.conformance.report import report_page, verdicts
+from securemail.conformance.session import Run, run_conformance
+from securemail.conformance.tester import (
+    Identity,
+    load_kit,
+    read_anchors,
+    signed_report,
+    target_for,
+)
+from securemail.directory.document import verify_document
+from securemail.directory.model import Directory
 from securemail.durable import write_atomic
-from securemail.keys.rollover import decryption_identities
-from securemail.relay.tls import ClientCertificate
-from securemail.smime import SignerIdentity, SmimeError
-from securemail.smime.keys import load_certificate, load_certificates, load_private_key
+from securemail.errors import SecureMailError
 
 DIR = click.Path(file_okay=False, path_type=Path)
+FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 def _now() -> datetime:
@@ -51,32 +59,59 @@ def conformance() -> None:
 @click.option("--listen", required=True, help="HOST:PORT of the tester's directory endpoint.")
 @click.option("--wait", default=120.0, show_default=True, help="Seconds to wait for answers.")
 @click.option("--out", required=True, type=DIR, help="Folder for the report (must not exist).")
+@click.option("--revoked-signer", type=DIR, default=None,
+              help="Folder with signing.pem/signing.key of a tester certificate the federation "
+              "revoked: adds the revoked case.")  # fmt: skip
+@click.option("--record", "config_path", type=FILE, default=None,
+              help="A node.toml: keep the result in that node's conformance history.")  # fmt: skip
 @passphrase_options
 def run_command(
-    target: str,
-    member: str,
-    recipient: str,
-    node_dir: Path,
-    tester: str,
-    document: Path,
-    listen: str,
-    wait: float,
-    out: Path,
-    passphrase_env: str | None,
-    passphrase_file: Path | None,
-) -> None:
+    target: str, member: str, recipient: str, node_dir: Path, tester: str, document: Path,
+    listen: str, wait: float, out: Path, revoked_signer: Path | None, config_path: Path | None,
+    passphrase_env: str | None, passphrase_file: Path | None,
+) -> None:  # fmt: skip
     """Send the test cases to TARGET, judge what comes back, write a signed report."""
     passphrase = read_passphrase(passphrase_env, passphrase_file)
+    database = None if config_path is None else read_config(config_path).database
     try:
         if out.exists():
             raise ConformanceError(ConformanceReason.OUT_EXISTS, f"{out} exists: name a new folder")
-        kit, gateway = _setup(target, member, recipient, node_dir, tester, document, listen, wait,
-                              passphrase)  # fmt: skip
+        where = _host_port(target, "--target")  # the operator's typing first, then files
+        identity = Identity(node_dir, tester, _host_port(listen, "--listen"), wait, revoked_signer)
+        directory = _directory(document, node_dir)
+        kit = load_kit(identity, directory, passphrase, _now)
+        gateway = target_for(directory, member, recipient, where)
         started = _now()
         run = asyncio.run(run_conformance(kit, gateway))
-        _write(out, kit, gateway, run, started)
-    except (ConformanceError, DirectoryError, SmimeError) as error:
+        report, signature = signed_report(kit, gateway, run, started, _now())
+        _write(out, report, signature, run)
+        if database is not None:
+            _record(database, report, signature)
+    except SecureMailError as error:
         fail(error)
+    _conclude(run, out)
+
+
+def _directory(document: Path, node_dir: Path) -> Directory:
+    anchors = read_anchors(node_dir)
+    try:
+        signed = document.read_bytes(), Path(f"{document}.p7s").read_bytes()
+    except OSError as error:
+        raise ConformanceError(ConformanceReason.UNREADABLE, str(error)) from None
+    return verify_document(*signed, anchors=list(anchors), now=_now())
+
+
+def _record(database: str, report: bytes, signature: bytes) -> None:
+    history = ConformanceHistory.open(database)
+    try:
+        result = history.record(report, signature)
+    finally:
+        history.close()
+    if result.regressed:
+        click.echo(f"regressed since the last run: {' '.join(result.regressed)}")
+
+
+def _conclude(run: Run, out: Path) -> None:
     results = verdicts(run.findings)
     for verdict in results:
         click.echo(f"{'pass' if verdict.passed else 'FAIL'}  {verdict.requirement}")
@@ -87,57 +122,51 @@ def run_command(
     click.echo(f"all {len(results)} requirements pass; report in {out}")
 
 
-def _setup(
-    target: str,
-    member: str,
-    recipient: str,
-    node_dir: Path,
-    tester: str,
-    document: Path,
-    listen: str,
-    wait: float,
-    passphrase: bytes | None,
-) -> tuple[Kit, Target]:
-    try:
-        anchors = tuple(load_certificates((node_dir / "certs" / "federation-ca.pem").read_bytes()))
-        signed = document.read_bytes(), Path(f"{document}.p7s").read_bytes()
-    except (OSError, ValueError) as error:
-        raise ConformanceError(ConformanceReason.UNREADABLE, str(error)) from None
-    directory = verify_document(*signed, anchors=list(anchors), now=_now())
-    entry, testing = directory.member(member), directory.member(tester)
-    if entry is None or testing is None:
-        detail = f"{member if entry is None else tester} is not in the directory"
-        raise ConformanceError(ConformanceReason.MEMBER_UNKNOWN, detail)
-    secret = passphrase or b""
-    try:
-        signer = SignerIdentity(
-            load_certificate((node_dir / "certs" / "signing.pem").read_bytes()),
-            load_private_key((node_dir / "keys" / "signing.key").read_bytes(), passphrase),
-        )
-        identities = tuple(decryption_identities(node_dir, secret))
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(node_dir / "certs" / "tls.pem", node_dir / "keys" / "tls.key", secret)
-    except (OSError, ValueError, ssl.SSLError) as error:
-        raise ConformanceError(ConformanceReason.KEYS_UNAVAILABLE, str(error)) from None
-    client = ClientCertificate(
-        str(node_dir / "certs" / "tls.pem"), str(node_dir / "keys" / "tls.key"), secret
-    )
-    kit = Kit(
-        Tester(tester, testing.domains[0], signer), identities, directory, anchors,
-        _host_port(listen, "--listen"), tls, _now, wait, client,
-    )  # fmt: skip
-    return kit, Target(*_host_port(target, "--target"), entry, recipient)
-
-
-def _write(out: Path, kit: Kit, target: Target, run: Run, started: datetime) -> None:
-    """report.json, its detached signature report.json.p7s, and received/NN.eml."""
-    document = report_document(
-        tester=kit.tester.org_id, member=target.member.org_id,
-        target=f"{target.host}:{target.port}", started=started, finished=_now(),
-        findings=run.findings, cases=run.cases,
-    )  # fmt: skip
+def _write(out: Path, report: bytes, signature: bytes, run: Run) -> None:
+    """report.json, its detached signature report.json.p7s, report.html, received/NN.eml."""
     (out / "received").mkdir(parents=True)
-    write_atomic(out / "report.json", document)
-    write_atomic(out / "report.json.p7s", sign_report(document, kit.tester.signer, _now()))
+    write_atomic(out / "report.json", report)
+    write_atomic(out / "report.json.p7s", signature)
+    write_atomic(out / "report.html", report_page(report))
     for number, body in enumerate(run.received, 1):
         write_atomic(out / "received" / f"{number:02d}.eml", body)
+
+
+@conformance.command("history")
+@click.option("--config", "config_path", required=True, envvar="SECUREMAIL_CONFIG", type=FILE,
+              help="The node's configuration file (TOML); or $SECUREMAIL_CONFIG.")  # fmt: skip
+@click.option("--member", default=None, help="Only this member's runs.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def history_command(config_path: Path, member: str | None, limit: int, as_json: bool) -> None:
+    """The conformance runs this node kept, newest first, with what regressed."""
+    config = read_config(config_path)
+    try:
+        history = ConformanceHistory.open(config.database)
+        try:
+            runs = history.runs(member, limit=limit)
+        finally:
+            history.close()
+    except SecureMailError as error:
+        fail(error)
+    for result in runs:
+        click.echo(json.dumps(_json(result)) if as_json else _line(result))
+
+
+def _json(result: Result) -> dict[str, object]:
+    return {
+        "id": result.id, "member": result.member, "target": result.target,
+        "tester": result.tester, "started": _iso(result.started),
+        "finished": _iso(result.finished), "result": "pass" if result.passed else "fail",
+        "failed": list(result.failed), "regressed": list(result.regressed),
+    }  # fmt: skip
+
+
+def _line(result: Result) -> str:
+    verdict = "pass" if result.passed else "FAIL " + ",".join(result.failed)
+    regressed = f"  regressed: {','.join(result.regressed)}" if result.regressed else ""
+    return f"{_iso(result.finished)}  {result.member}  {result.target}  {verdict}{regressed}"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

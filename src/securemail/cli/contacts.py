@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from securemail.cli.queue import _store
+from securemail.cli.queue import open_store
 from securemail.cli.serve import CONFIG_OPTION, read_config
 from securemail.config.node import NodeConfig, Organisation
 from securemail.config.toml_table import parse_duration
@@ -112,7 +112,7 @@ def revoke_command(config_path: Path, ident: str) -> None:
 @contextmanager
 def _opened(config_path: Path) -> Iterator[tuple[QueueStore, ContactRegister]]:
     """The node's queue (which must exist, and is migrated) and its contact register."""
-    with _store(config_path) as queue:
+    with open_store(config_path) as queue:
         register = ContactRegister(connect(read_config(config_path).database))
         try:
             yield queue, register

@@ -16,6 +16,7 @@ import click
 from cryptography import x509
 
 from securemail.cli import files
+from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.directory import Directory, DirectoryError, digest, parse, verify_document
 from securemail.directory.fetch import DEFAULT_TIMEOUT, FetchError, Source
 from securemail.directory.model import KeyPair, Member
@@ -96,6 +97,7 @@ def _time(value: datetime) -> str:
 @ANCHORS
 @click.option("--state", type=STATE, required=True, help="The gateway's state directory.")
 @_source_options
+@JSON_OPTION
 def fetch_command(
     source: str,
     anchors: tuple[Path, ...],
@@ -104,6 +106,7 @@ def fetch_command(
     ca_file: Path | None,
     timeout: float,
     at: datetime | None,
+    as_json: bool,
 ) -> None:
     """Fetch the directory, verify it, and accept it into STATE if it succeeds the last one."""
     if not anchors:
@@ -119,7 +122,9 @@ def fetch_command(
     except OSError as exc:
         raise click.ClickException(f"state {state}: {exc}") from None
     serial = stored.directory.serial
-    if changed:
+    if as_json:
+        echo_json({"serial": serial, "digest": stored.digest, "accepted": changed})
+    elif changed:
         click.echo(f"accepted serial {serial} (digest {stored.digest})")
     else:
         click.echo(f"unchanged (serial {serial})")
@@ -130,6 +135,7 @@ def fetch_command(
 @click.option("--source", required=True, metavar="PATH|URL", help="Document (signature at +.p7s).")
 @ANCHORS
 @_source_options
+@JSON_OPTION
 def verify_command(
     source: str,
     anchors: tuple[Path, ...],
@@ -137,6 +143,7 @@ def verify_command(
     ca_file: Path | None,
     timeout: float,
     at: datetime | None,
+    as_json: bool,
 ) -> None:
     """Fetch and verify the directory (no state): print its serial, federation and dates."""
     if not anchors:
@@ -153,6 +160,18 @@ def verify_command(
         )
     except (DirectoryError, FetchError) as error:
         _refuse(error)
+        return
+    summary = {
+        "serial": verified.serial,
+        "federation": verified.federation,
+        "members": len(verified.members),
+        "issued": verified.issued_at,
+        "next_update": verified.next_update,
+        "digest": digest(fetched.document),
+        "stale": verified.is_stale(now),
+    }
+    if as_json:
+        echo_json(summary)
         return
     click.echo(f"serial: {verified.serial}")
     click.echo(f"federation: {verified.federation}")
@@ -196,7 +215,7 @@ def show_command(
         _refuse(error)
         return
     if shown is None:
-        click.echo(f"error: nothing has been accepted in {state} yet", err=True)
+        click.echo(f"error: no-directory: nothing has been accepted in {state} yet", err=True)
         sys.exit(1)
     if certs is None:
         click.echo("warning: not verified (give --anchor to check the signature)", err=True)

@@ -23,6 +23,7 @@ import click
 from cryptography import x509
 
 from securemail.cli import files
+from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.directory import Member
 from securemail.directory.model import CAPABILITIES, ROLES
 from securemail.federation import FederationError
@@ -220,6 +221,13 @@ def _certificate_line(use: str, cert: x509.Certificate) -> None:
 @click.option("--next-signing-csr", type=FILE, help="CSR of the member's next signing key.")
 @click.option("--next-encryption-csr", type=FILE, help="CSR of the next encryption key.")
 @click.option("--promote-next", is_flag=True, help="Make the next certificates current.")
+@click.option(
+    "--upstream",
+    multiple=True,
+    help="An upstream queue HOST:PORT,PIN,OPERATOR (in NZ), tried after the endpoints;"
+    " replaces the list; repeat.",
+)
+@click.option("--no-upstream", is_flag=True, help="Remove every upstream queue.")
 @files.passphrase_options
 @_refusals
 def update_member_command(
@@ -236,6 +244,8 @@ def update_member_command(
     next_signing_csr: Path | None,
     next_encryption_csr: Path | None,
     promote_next: bool,
+    upstream: tuple[str, ...],
+    no_upstream: bool,
     passphrase_env: str | None,
     passphrase_file: Path | None,
 ) -> None:
@@ -252,6 +262,8 @@ def update_member_command(
         next_signing_csr=_read(next_signing_csr),
         next_encryption_csr=_read(next_encryption_csr),
         promote_next=promote_next,
+        upstream=upstream,
+        no_upstream=no_upstream,
     )
     if changes == ops.Changes():
         raise click.UsageError("nothing to change: give at least one option")
@@ -264,6 +276,8 @@ def update_member_command(
         _certificate_line(use, pair.current)
         if pair.next is not None:
             _certificate_line("  next", pair.next)
+    for queue in member.upstream:
+        click.echo(f"  upstream    {queue.host}:{queue.port} run by {queue.operator}")
     if domains:
         click.echo(
             "the current certificates name the old domains: issue next ones and promote them"
@@ -367,12 +381,16 @@ def publish_command(
 
 @federation.command("list")
 @FED
+@JSON_OPTION
 @_refusals
-def list_command(fed: Path) -> None:
+def list_command(fed: Path, as_json: bool) -> None:
     """List the members: org id, name, domains, status, roles, earliest certificate expiry."""
     store = Store(fed)
     store.require()
     members = store.members()
+    if as_json:
+        echo_json([_member_json(m) for m in members])
+        return
     if not members:
         click.echo("no members")
         return
@@ -382,6 +400,22 @@ def list_command(fed: Path) -> None:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         click.echo("  ".join([*cells, row[-1]]))
+
+
+def _member_json(member: Member) -> dict[str, object]:
+    expiry = min(
+        member.signing.current.not_valid_after_utc, member.encryption.current.not_valid_after_utc
+    )
+    rollover = member.signing.next is not None or member.encryption.next is not None
+    return {
+        "org_id": member.org_id,
+        "name": member.name,
+        "domains": list(member.domains),
+        "status": member.status,
+        "roles": list(member.roles),
+        "expires": expiry.isoformat(),
+        "next_issued": rollover,
+    }
 
 
 def _row(member: Member) -> tuple[str, str, str, str, str, str]:

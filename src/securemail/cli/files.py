@@ -17,9 +17,14 @@ from typing import Any, NoReturn, TypeVar
 import click
 from cryptography import x509
 
+from securemail.config.node import NodeConfig
+from securemail.config.reasons import NodeReason
 from securemail.durable import write_atomic
 from securemail.errors import SecureMailError
+from securemail.node.context import NodeError
+from securemail.queue import QueueError, QueueReason
 from securemail.smime import keys
+from securemail.storage.engine import sqlite_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,3 +93,16 @@ def fail(error: SecureMailError[Any]) -> NoReturn:
     """Report a refusal as ``error: <reason-code>: <detail>`` and exit 1."""
     click.echo(f"error: {error.reason.value}: {error.detail}", err=True)
     sys.exit(1)
+
+
+def refuse_missing_database(config: NodeConfig) -> None:
+    """Exit with one error line unless the node's data folder and (SQLite) database are
+    there: commands that read a node never create them (a wrong ``data_dir`` must not look
+    like an empty node)."""
+    if not config.data_dir.is_dir():
+        detail = f"node.data_dir {config.data_dir} does not exist: is this the node's config?"
+        fail(NodeError(NodeReason.BAD_CONFIG, detail))
+    database = sqlite_path(config.database)
+    if database is not None and not database.is_file():
+        detail = f"no queue database at {database}: the node has not run with this config"
+        fail(QueueError(QueueReason.UNAVAILABLE, detail))

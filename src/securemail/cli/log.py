@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def log_group() -> None:
 @log_group.command("grep")
 @click.argument("wanted", metavar="QUEUE-ID|MESSAGE-ID")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-def grep_command(wanted: str, files: tuple[Path, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: file and fields.")
+def grep_command(wanted: str, files: tuple[Path, ...], as_json: bool) -> None:
     """Print every line about the message: its queue ids on each node, found through its
     Message-ID. With several files each line starts with its file's name, as grep does."""
     named: list[tuple[Path, str]] = []
@@ -35,4 +37,7 @@ def grep_command(wanted: str, files: tuple[Path, ...]) -> None:
         sys.exit(1)
     for index in found:
         path, line = named[index]
-        click.echo(f"{path}:{line}" if len(files) > 1 else line)
+        if as_json:
+            click.echo(json.dumps({"file": str(path), **logbook.parse(line)}))
+        else:
+            click.echo(f"{path}:{line}" if len(files) > 1 else line)

@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 
 from securemail.cli.files import fail
+from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.cli.policy_assurance import explain_inbound
 from securemail.cli.serve import CONFIG_OPTION, read_config
 from securemail.config.anchors import load_anchors
@@ -69,6 +70,7 @@ def policy_group() -> None:
     show_default=True,
     help="Mail from outside: what its provider vouched for, e.g. password-totp,sole-use.",
 )
+@JSON_OPTION
 def explain_command(
     config_path: Path,
     sender: str,
@@ -76,6 +78,7 @@ def explain_command(
     label: str | None,
     subject: str,
     assurance: str,
+    as_json: bool,
 ) -> None:
     """Print the label and, per recipient, the decision and why; send nothing. Exit 1, with
     an ``error:`` line naming the reason, when any recipient would be refused. A sender from
@@ -94,7 +97,9 @@ def explain_command(
         fail(error)
     classified = classify(message, org.policy, sender=sender)
     refused: list[tuple[str, str]] = []
-    _describe(config, org, classified, directory, now)
+    decisions: list[dict[str, object]] = []
+    if not as_json:
+        _describe(config, org, classified, directory, now)
     for recipient, domain in zip(recipients, domains, strict=True):
         decision = route(
             domain,
@@ -106,9 +111,16 @@ def explain_command(
             org_policy=org.policy,
             node_policy=config.node_policy,
         )
-        click.echo(_decision_line(recipient, decision))
+        if as_json:
+            decisions.append(_decision_json(recipient, decision))
+        else:
+            click.echo(_decision_line(recipient, decision))
         if decision.kind is RouteKind.REFUSE:
             refused.append((recipient, decision.reason.value))
+    if as_json:
+        label_json = None if classified.label is None else classified.label.marking
+        summary = {"organisation": org.org_id, "label": label_json, "source": classified.source}
+        echo_json(summary | {"directory": _serial(directory), "decisions": decisions})
     if refused:  # a refusal is an answer, but not a yes: scripts must see it (exit 1)
         names = ", ".join(recipient for recipient, _ in refused)
         click.echo(f"error: {refused[0][1]}: refused for {names}", err=True)
@@ -212,6 +224,21 @@ def _label_text(classified: Classified) -> str:
         return f"unlabelled (source: {classified.source})"
     form = subject_form(classified.label)
     return f"{classified.label.marking} {form} (source: {classified.source})"
+
+
+def _serial(directory: Directory | None) -> int | None:
+    return None if directory is None else directory.serial
+
+
+def _decision_json(recipient: str, decision: Route) -> dict[str, object]:
+    member = decision.member
+    return {
+        "recipient": recipient,
+        "decision": decision.kind.value,
+        "reason": decision.reason.value,
+        "member": None if member is None else member.org_id,
+        "explanation": decision.explanation,
+    }
 
 
 def _decision_line(recipient: str, decision: Route) -> str:

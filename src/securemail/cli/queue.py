@@ -7,36 +7,37 @@ running node sees them at its next claim).
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from securemail import operations
-from securemail.cli.files import fail
+from securemail.cli.files import fail, refuse_missing_database
+from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.cli.serve import CONFIG_OPTION, ports_file, read_config
 from securemail.config.anchors import load_anchors
 from securemail.config.node import NodeConfig
-from securemail.config.reasons import NodeReason
-from securemail.config.toml_table import parse_duration
 from securemail.directory.model import Directory
 from securemail.directory.store import DirectoryStore
-from securemail.node.context import NodeError
-from securemail.queue import Direction, Entry, QueueError, QueueReason, QueueStore, State
-from securemail.storage.engine import sqlite_path
+from securemail.queue import Direction, Entry, QueueError, QueueStore, State
+from securemail.records.access import opened
+from securemail.storage.engine import connect
+from securemail.storage.errors import StorageError
 
 STATES = [s.value for s in State]
 
 
 @contextmanager
-def _store(config_path: Path) -> Iterator[QueueStore]:
+def open_store(config_path: Path) -> Iterator[QueueStore]:
     """The node's queue, which must exist: these commands never create one (a wrong
     ``data_dir`` must not look like an empty queue)."""
     config = read_config(config_path)
-    _refuse_missing_queue(config)
+    refuse_missing_database(config)
     try:
         store = QueueStore.open(config.database)
     except QueueError as error:
@@ -47,16 +48,6 @@ def _store(config_path: Path) -> Iterator[QueueStore]:
         fail(error)
     finally:
         store.close()
-
-
-def _refuse_missing_queue(config: NodeConfig) -> None:
-    if not config.data_dir.is_dir():
-        detail = f"node.data_dir {config.data_dir} does not exist: is this the node's config?"
-        fail(NodeError(NodeReason.BAD_CONFIG, detail))
-    database = sqlite_path(config.database)
-    if database is not None and not database.is_file():
-        detail = f"no queue database at {database}: the node has not run with this config"
-        fail(QueueError(QueueReason.UNAVAILABLE, detail))
 
 
 def _now() -> datetime:
@@ -140,7 +131,7 @@ def list_command(
         )
     except operations.OperationError as error:
         fail(error)
-    with _store(config_path) as store:
+    with open_store(config_path) as store:
         page = operations.list_entries(store, wanted)
     for entry in page.entries:
         click.echo(json.dumps(_as_json(entry)) if as_json else _line(entry))
@@ -156,14 +147,52 @@ def _footer(page: operations.Page) -> str:
     return f"-- entries {first}-{last} of {page.total}{more}"
 
 
+@queue_group.command("backlog")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per member.")
+def backlog_command(config_path: Path, as_json: bool) -> None:
+    """An upstream queue's backlog per member: messages waiting for its gateway, and
+    (on any node) messages held for an organisation whose key is not installed."""
+    with open_store(config_path) as store:
+        backlog = operations.upstream_backlog(store)
+        held = operations.held_for_key(store)
+    now = _now()
+    for waiting in backlog:
+        if as_json:
+            line = {
+                "member": waiting.org_id,
+                "waiting": waiting.waiting,
+                "octets": waiting.octets,
+                "oldest": waiting.oldest.isoformat(),
+            }
+            click.echo(json.dumps(line))
+            continue
+        age = str(now - waiting.oldest).split(".")[0]
+        click.echo(
+            f"{waiting.org_id:<20} {waiting.waiting:>6} waiting  {waiting.octets:>10} octets"
+            f"  oldest {age} ago"
+        )
+    for org_id, count in sorted(held.items()):
+        note = {"organisation": org_id, "held": count, "reason": "key-unavailable"}
+        text = f"{org_id:<20} {count:>6} held for its key (key-unavailable)"
+        click.echo(json.dumps(note) if as_json else text)
+    if not backlog and not held:
+        click.echo("-- nothing waits for a gateway or a key", err=True)
+
+
 @queue_group.command("show")
 @CONFIG_OPTION
 @click.argument("entry_id")
-def show_command(config_path: Path, entry_id: str) -> None:
+@JSON_OPTION
+def show_command(config_path: Path, entry_id: str, as_json: bool) -> None:
     """One entry: per-recipient state, last error and reason, and its event history."""
-    with _store(config_path) as store:
+    with open_store(config_path) as store:
         entry = _entry(store, entry_id)
         events = store.events(entry_id)
+    _opened(read_config(config_path), entry)
+    if as_json:
+        echo_json(_as_json(entry) | {"events": events})
+        return
     click.echo(json.dumps(_as_json(entry), indent=2))
     for event in events:
         who = f" {event.recipient}" if event.recipient else ""
@@ -171,53 +200,30 @@ def show_command(config_path: Path, entry_id: str) -> None:
         click.echo(f"{event.time:%Y-%m-%d %H:%M:%S} {event.event}{who}{reason} {event.detail}")
 
 
-def _verb(name: str, help_text: str) -> None:
-    @queue_group.command(name, help=help_text)
-    @CONFIG_OPTION
-    @click.argument("entry_ids", nargs=-1, required=True)
-    def command(config_path: Path, entry_ids: tuple[str, ...]) -> None:
-        with _store(config_path) as store:
-            for entry_id in entry_ids:
-                getattr(operations, name)(store, entry_id, _now())
-                click.echo(f"{entry_id}: {name} done")
-
-
-_verb("hold", "Hold entries: no delivery attempts until released.")
-_verb("release", "Release held entries; they are tried at once.")
-_verb("retry", "Try deferred entries now instead of at their scheduled time.")
-
-
-@queue_group.command("delete")
-@CONFIG_OPTION
-@click.argument("entry_ids", nargs=-1, required=True)
-@click.option("--force", is_flag=True, help="Also delete entries that hold receipt evidence.")
-def delete_command(config_path: Path, entry_ids: tuple[str, ...], force: bool) -> None:
-    """Delete entries (and their message) from the queue, for good.
-
-    An entry whose recipients hold a receipt, or still await one, is evidence: it is kept
-    unless --force is given (export it first with `securemail evidence export`).
-    """
-    with _store(config_path) as store:
-        for entry_id in entry_ids:
-            try:
-                operations.delete(store, entry_id, _now(), force=force)
-            except operations.OperationError as error:
-                raise click.ClickException(error.detail) from None
-            click.echo(f"{entry_id}: delete done")
+def _opened(config: NodeConfig, entry: Entry) -> None:
+    """Record that the operator opened the entry (securemail.records.access)."""
+    engine = connect(config.database)
+    try:
+        opened(engine, entry, by=f"cli:{getpass.getuser()}", via="cli", now=_now())
+    except StorageError as error:
+        fail(error)
+    finally:
+        engine.dispose()
 
 
 def _entry(store: QueueStore, entry_id: str) -> Entry:
     try:
         return operations.entry(store, entry_id)
     except operations.OperationError as error:
-        raise click.ClickException(error.detail) from None
+        fail(error)
 
 
 @queue_group.command("recover")
 @CONFIG_OPTION
 @click.option("--node", "owner", help="Take back the entries this (dead) node held.")
 @click.option("--all", "every", is_flag=True, help="Take back every active entry.")
-def recover_command(config_path: Path, owner: str | None, every: bool) -> None:
+@JSON_OPTION
+def recover_command(config_path: Path, owner: str | None, every: bool, as_json: bool) -> None:
     """Return entries left active by a node that will not come back to the queue.
 
     A node does this for its own entries when it starts. Never use --all while other nodes
@@ -225,32 +231,12 @@ def recover_command(config_path: Path, owner: str | None, every: bool) -> None:
     """
     if (owner is None) == (not every):
         raise click.UsageError("give --node NAME or --all")
-    with _store(config_path) as store:
+    with open_store(config_path) as store:
         count = store.recover(_now(), owner=owner)
+    if as_json:
+        echo_json({"recovered": count})
+        return
     click.echo(f"recovered {count} entr{'y' if count == 1 else 'ies'}")
-
-
-@queue_group.command("purge")
-@CONFIG_OPTION
-@click.option("--older-than", default="7d", show_default=True, help="e.g. 12h, 7d")
-@click.option("--quarantined", is_flag=True, help="Also purge quarantined entries.")
-@click.option(
-    "--include-evidence",
-    is_flag=True,
-    help="Also purge entries holding receipts (after the records period).",
-)
-def purge_command(
-    config_path: Path, older_than: str, quarantined: bool, include_evidence: bool
-) -> None:
-    """Remove finished (delivered and bounced) entries older than --older-than.
-
-    Entries holding receipt evidence are kept unless --include-evidence is given.
-    """
-    age: timedelta = parse_duration(older_than, "--older-than")
-    states = [State.DELIVERED, State.BOUNCED] + ([State.QUARANTINED] if quarantined else [])
-    with _store(config_path) as store:
-        count = store.purge(states, _now() - age, include_evidence=include_evidence)
-    click.echo(f"purged {count} entr{'y' if count == 1 else 'ies'}")
 
 
 @click.command("status")
@@ -262,7 +248,7 @@ def status_command(config_path: Path, as_json: bool) -> None:
     ports = ports_file(config)
     listeners = json.loads(ports.read_text()) if ports.exists() else None
     directory, problem = _directory(config)
-    with _store(config_path) as store:
+    with open_store(config_path) as store:
         status = operations.node_status(config, store, directory, _now())
     if as_json:
         summary = status.directory

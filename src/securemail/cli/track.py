@@ -17,7 +17,8 @@ import click
 from cryptography import x509
 
 from securemail import operations
-from securemail.cli.queue import _store
+from securemail.cli.files import fail
+from securemail.cli.queue import open_store
 from securemail.cli.serve import CONFIG_OPTION, read_config
 from securemail.config.anchors import load_anchors
 from securemail.config.node import NodeConfig
@@ -37,11 +38,11 @@ def _message_id(value: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per recipient.")
 def track_command(config_path: Path, message_id: str, as_json: bool) -> None:
     """The per-recipient timeline of a message this node sent (by its Message-ID)."""
-    with _store(config_path) as store:
+    with open_store(config_path) as store:
         try:
             tracks = operations.track(store, message_id)
         except operations.OperationError as error:
-            raise click.ClickException(error.detail) from None
+            fail(error)
     for track in tracks:
         lines = [(step.time.isoformat(), step.what, step.detail) for step in track.timeline]
         _show(track.recipient, track.receipt, lines, track.evidence, as_json)
@@ -86,7 +87,7 @@ def export_command(config_path: Path, message_id: str, out: Path) -> None:
     """Write the signed original, each receipt, the evidence and how to verify them."""
     message_id = _message_id(message_id)
     config = read_config(config_path)
-    with _store(config_path) as store:
+    with open_store(config_path) as store:
         signatures, receipts = _gather(store, message_id)
     if not signatures:
         raise click.ClickException(f"no signed copy of {message_id} was kept by this node")

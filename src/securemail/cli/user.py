@@ -21,6 +21,7 @@ import qrcode  # type: ignore[import-untyped]
 
 from securemail.accounts.model import Account
 from securemail.accounts.service import AccountService
+from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.cli.user_dovecot import export_dovecot_command
 from securemail.cli.user_identity import identity_group
 from securemail.cli.user_node import UserOptions, open_node_accounts
@@ -66,6 +67,13 @@ def _service() -> Iterator[AccountService]:
         yield service
 
 
+@contextmanager
+def _reader() -> Iterator[AccountService]:
+    """The accounts of a node that has run: read-only commands never create its database."""
+    with open_node_accounts(read_only=True) as (_, service):
+        yield service
+
+
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
@@ -101,19 +109,28 @@ def add_command(address: str, display_name: str, quota: int | None, password_std
 
 
 @user_group.command("list")
-def list_command() -> None:
-    """Every account, one a line."""
-    with _service() as service:
-        for account in service.list():
-            _show(account)
+@JSON_OPTION
+def list_command(as_json: bool) -> None:
+    """Every account, one a line (creates nothing: the node's database must exist)."""
+    with _reader() as service:
+        accounts = service.list()
+    if as_json:
+        echo_json(accounts)
+        return
+    for account in accounts:
+        _show(account)
 
 
 @user_group.command("show")
 @click.argument("name")
-def show_command(name: str) -> None:
+@JSON_OPTION
+def show_command(name: str, as_json: bool) -> None:
     """One account: addresses, factors, quota, app passwords."""
-    with _service() as service:
+    with _reader() as service:
         account = service.get(name)
+        if as_json:
+            echo_json({"account": account, "app_passwords": service.app_passwords(name)})
+            return
         _show(account)
         click.echo(f"  display name: {account.display_name}")
         click.echo(f"  addresses: {', '.join(account.addresses)}")
@@ -293,9 +310,13 @@ def app_password_add_command(name: str, label: str) -> None:
 
 @app_password_group.command("list")
 @click.argument("name")
-def app_password_list_command(name: str) -> None:
+@JSON_OPTION
+def app_password_list_command(name: str, as_json: bool) -> None:
     """NAME's app passwords: id, label, created, last used."""
-    with _service() as service:
+    with _reader() as service:
+        if as_json:
+            echo_json(service.app_passwords(name))
+            return
         for app in service.app_passwords(name):
             used = "never" if app.last_used is None else f"{app.last_used:%Y-%m-%d %H:%M}"
             click.echo(f"{app.id}  {app.label}  created {app.created:%Y-%m-%d %H:%M}  used {used}")

@@ -40,7 +40,7 @@ def export_dovecot_command(
         click.echo(auth_config(PurePosixPath(directory), slots), nl=False)
         return
     if not directory.is_dir():
-        click.echo(f"error: {directory} is not a directory", err=True)
+        click.echo(f"error: not-a-directory: {directory} is not a directory", err=True)
         sys.exit(1)
     with open_node_accounts() as (config, service):
         selection = dovecot_users(service.imap_secrets(), config.organisations)
@@ -49,7 +49,9 @@ def export_dovecot_command(
         try:
             written = write_files(directory, files)
         except OSError as error:
-            click.echo(f"error: cannot write the export into {directory}: {error}", err=True)
+            click.echo(
+                f"error: unwritable: cannot write the export into {directory}: {error}", err=True
+            )
             sys.exit(1)
     _report(directory, selection, written, slots)
 

@@ -18,7 +18,7 @@ import click
 from securemail.accounts.events import ACCOUNTS_LOG
 from securemail.accounts.node import open_accounts
 from securemail.accounts.service import AccountService
-from securemail.cli.files import fail
+from securemail.cli.files import fail, refuse_missing_database
 from securemail.cli.serve import read_config
 from securemail.config.node import NodeConfig
 from securemail.errors import SecureMailError
@@ -32,11 +32,15 @@ class UserOptions:
 
 
 @contextmanager
-def open_node_accounts() -> Iterator[tuple[NodeConfig, AccountService]]:
+def open_node_accounts(*, read_only: bool = False) -> Iterator[tuple[NodeConfig, AccountService]]:
+    """The node's config and account service. ``read_only``: the data folder and database
+    must already be there (a wrong ``data_dir`` is an error, not a new empty node)."""
     options = click.get_current_context().find_object(UserOptions)
     if options is None or options.config is None:
         raise click.UsageError("securemail user needs --config FILE (or $SECUREMAIL_CONFIG)")
     config = read_config(options.config)
+    if read_only:
+        refuse_missing_database(config)
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as serve would
     try:
         with open_accounts(
@@ -50,5 +54,5 @@ def open_node_accounts() -> Iterator[tuple[NodeConfig, AccountService]]:
     except SecureMailError as error:
         fail(error)
     except ValueError as error:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: bad-value: {error}", err=True)
         sys.exit(1)

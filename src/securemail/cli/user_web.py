@@ -18,13 +18,14 @@ from securemail.access.model import Scope
 from securemail.access.store import WebStore
 from securemail.access.tokens import WebAccess
 from securemail.accounts.events import ACCOUNTS_LOG, AccountEvents
+from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.cli.user_node import open_node_accounts
 from securemail.storage.engine import connect
 
 
 @contextmanager
-def _access() -> Iterator[WebAccess]:
-    with open_node_accounts() as (config, _):
+def _access(*, read_only: bool = False) -> Iterator[WebAccess]:
+    with open_node_accounts(read_only=read_only) as (config, _):
         engine = connect(config.database)  # open_node_accounts has migrated it
         try:
             events = AccountEvents(config.data_dir / ACCOUNTS_LOG)
@@ -69,9 +70,13 @@ def token_add_command(name: str, label: str, scope: str) -> None:
 
 @token_group.command("list")
 @click.argument("name")
-def token_list_command(name: str) -> None:
+@JSON_OPTION
+def token_list_command(name: str, as_json: bool) -> None:
     """NAME's API tokens: id, scope, label, created, last used."""
-    with _access() as access:
+    with _access(read_only=True) as access:
+        if as_json:
+            echo_json(access.tokens(name))
+            return
         for token in access.tokens(name):
             used = "never" if token.last_used is None else f"{token.last_used:%Y-%m-%d %H:%M}"
             click.echo(

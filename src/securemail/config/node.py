@@ -17,9 +17,15 @@ node directory can be moved as a whole.
     [limits]          max_message_size, max_recipients
     [retry]           schedule, warn_after, max_lifetime, keep_body
     [keys]            passphrase_env | passphrase_file             (key files are encrypted)
+                      hold_without_key (mail for an organisation whose key is missing)
+    [upstream]        backs_up, keep_for, delay_notice_after, probe_every (optional: an
+                      upstream queue for other members' gateways, docs/recovery.md)
     [imap]            listen, tls_listen, tls_certificate, tls_key (optional: mailboxes)
     [web]             listen, tls_certificate, tls_key, public_origin, metrics_from (optional)
     [log]             format ("text": logfmt lines, or "json"), level
+    [records]         checkpoint_interval, retention and authority per class (docs/records.md)
+    [conformance]     enabled, interval, tester, node_dir, listen, wait, revoked_signer,
+                      [[conformance.target]] member, recipient, endpoint  (optional)
     [postfix]         transport_map, next_hop, postmap, config_directory (optional: the
                       Postfix transport map kept in step with the directory)
     [[organisation]]  org_id, domains, keys (folder with keys/ and certs/), [delivery]
@@ -56,6 +62,7 @@ from securemail.config.toml_table import (
 from securemail.policy.assurance import AssuranceRule
 from securemail.policy.model import NodePolicy, OrgPolicy
 from securemail.receive.door import Door
+from securemail.records.retention import RecordsSettings, parse_records
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -156,6 +163,32 @@ class LogSettings:
     level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
 
 
+@dataclass(frozen=True)
+class ConformanceTarget:
+    """One gateway the node tests on schedule: a member, a test mailbox there, and where to
+    reach it (None: the member's first endpoint in the directory)."""
+
+    member: str
+    recipient: str
+    endpoint: Listen | None = None
+
+
+@dataclass(frozen=True)
+class ConformanceSettings:
+    """[conformance]: the node runs the conformance kit against ``targets`` every
+    ``interval`` as the test identity ``tester`` (its keys in ``node_dir``, its directory
+    endpoint ``listen``); see docs/conformance.md."""
+
+    enabled: bool = False
+    interval: timedelta = timedelta(hours=24)
+    tester: str = ""
+    node_dir: Path | None = None
+    listen: Listen | None = None
+    wait: timedelta = timedelta(seconds=120)
+    revoked_signer: Path | None = None  # signing.pem + signing.key the federation revoked
+    targets: tuple[ConformanceTarget, ...] = ()
+
+
 RECEIPTS_LOCAL_PART = "securemail-receipts"
 
 
@@ -251,6 +284,22 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class UpstreamSettings:
+    """[upstream]: this node is an upstream queue for the members ``backs_up`` names.
+
+    Their mail is taken on the peer listener as ciphertext, never decrypted, forwarded
+    unchanged to the member's gateway as soon as it answers (probed every ``probe_every``),
+    kept at most ``keep_for`` (then the sender gets a failure notice), and the sender is
+    told once, in a signed delay notice, when a message has waited ``delay_notice_after``.
+    """
+
+    backs_up: tuple[str, ...]
+    keep_for: timedelta = timedelta(days=5)
+    delay_notice_after: timedelta = timedelta(hours=4)
+    probe_every: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     name: str
     data_dir: Path
@@ -279,13 +328,19 @@ class NodeConfig:
     web: WebSettings | None = None
     peer_edge: PeerEdge = field(default_factory=PeerEdge)
     log: LogSettings = field(default_factory=LogSettings)
+    records: RecordsSettings = field(default_factory=RecordsSettings)
     postfix: PostfixSettings | None = None
     # Worker processes beside the listeners: 1 runs every role in one process; N > 1 runs
     # the outbound and inbound workers in N processes that meet the listeners at the queue.
     workers: int = 1
     lease: timedelta = timedelta(seconds=60)  # how long a claim holds without renewal
+    # [keys] hold_without_key: mail for an organisation here whose decryption key is not
+    # installed is held (key-unavailable) this long before the normal failure path
+    hold_without_key: timedelta = timedelta(days=5)
+    upstream: UpstreamSettings | None = None  # [upstream]: a queue for other members
     structured: StructuredSettings = field(default_factory=StructuredSettings)
     source: Path | None = None  # the file it was read from (worker processes read it too)
+    conformance: ConformanceSettings = field(default_factory=ConformanceSettings)
 
     def organisation_for(self, domain: str) -> Organisation | None:
         domain = domain.lower()
@@ -340,7 +395,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         max_recipients=max_recipients,
         retry=_retry(root.table("retry")),
         node_policy=NodePolicy(region, node.flag("allow_offshore_labelled", False)),
-        **_passphrase(root.table("keys")),
+        **_keys(root.table("keys")),
         organisations=organisations,
         ordinary=_ordinary(root.table("ordinary")),
         submission=_client_ports(root.table("submission"), "submission", tls_pair),
@@ -348,11 +403,16 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         web=_web(root.table("web"), tls_pair),
         peer_edge=_peer_edge(peer),
         log=_log(root.table("log")),
+        records=parse_records(root.table("records")),
         postfix=_postfix(root.table("postfix"), relay.listen("listen")),
         workers=_workers(node),
         lease=node.duration("lease", "60s"),
+        conformance=_conformance(root.table("conformance")),
+        upstream=_upstream(root.table("upstream")),
         structured=structured_settings(root.table("structured")),
     )
+    if config.upstream is not None and config.upstream.keep_for > config.retry.max_lifetime:
+        raise ConfigError("upstream.keep_for must not be longer than retry.max_lifetime")
     for table in (root, node, federation, peer, relay):
         table.finish()
     return config
@@ -491,6 +551,29 @@ def _log(table: Table | None) -> LogSettings:
     return LogSettings(form, level)
 
 
+def _conformance(table: Table | None) -> ConformanceSettings:
+    if table is None:
+        return ConformanceSettings()
+    enabled = table.flag("enabled", True)
+    targets = tuple(_conformance_target(t, table) for t in _array(table, "target"))
+    settings = ConformanceSettings(
+        enabled=enabled,
+        interval=table.duration("interval", "24h"),
+        tester=table.text("tester", REQUIRED if enabled else ""),
+        node_dir=table.path("node_dir", REQUIRED if enabled else None),
+        listen=table.listen("listen", REQUIRED if enabled else "127.0.0.1:0"),
+        wait=table.duration("wait", "120s"),
+        revoked_signer=table.path("revoked_signer", None),
+        targets=targets,
+    )
+    if settings.interval < timedelta(minutes=1):
+        raise ConfigError("conformance.interval must be at least 1m")
+    if enabled and not targets:
+        raise ConfigError("conformance: give at least one [[conformance.target]]")
+    table.finish()
+    return settings
+
+
 def _postfix(table: Table | None, relay: Listen) -> PostfixSettings | None:
     """[postfix]; the next hop defaults to the relay listener (loopback for a wildcard)."""
     if table is None:
@@ -505,6 +588,29 @@ def _postfix(table: Table | None, relay: Listen) -> PostfixSettings | None:
         raise ConfigError(f"postfix.next_hop must be transport:nexthop, not {settings.next_hop!r}")
     table.finish()
     return settings
+
+
+def _array(table: Table, key: str) -> list[Table]:
+    table.used.add(key)
+    value = table.data.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(
+            f"{table.where}.{key} must be an array of tables ([[{table.where}.{key}]])"
+        )
+    return [Table(item, f"{table.where}.{key}", table.base) for item in value]
+
+
+def _conformance_target(target: Table, parent: Table) -> ConformanceTarget:
+    endpoint = target.text("endpoint", None)
+    result = ConformanceTarget(
+        member=target.text("member"),
+        recipient=target.text("recipient"),
+        endpoint=None if endpoint is None else target.listen("endpoint"),
+    )
+    if "@" not in result.recipient:
+        raise ConfigError(f"{parent.where}.target.recipient must be an address")
+    target.finish()
+    return result
 
 
 def relay_next_hop(relay: Listen) -> str:
@@ -565,17 +671,37 @@ def _retry(table: Table | None) -> Retry:
     return retry
 
 
-def _passphrase(table: Table | None) -> dict[str, Any]:
+def _keys(table: Table | None) -> dict[str, Any]:
     if table is None:
-        return {"passphrase_env": "SECUREMAIL_PASSPHRASE", "passphrase_file": None}
+        table = Table({}, "keys", Path())
     env, file = table.text("passphrase_env", None), table.path("passphrase_file", None)
     if env is not None and file is not None:
         raise ConfigError("keys: give passphrase_env or passphrase_file, not both")
+    hold = table.duration("hold_without_key", "5d")
     table.finish()
     return {
         "passphrase_env": env or (None if file else "SECUREMAIL_PASSPHRASE"),
         "passphrase_file": file,
+        "hold_without_key": hold,
     }
+
+
+def _upstream(table: Table | None) -> UpstreamSettings | None:
+    if table is None:
+        return None
+    backs_up = table.strings("backs_up", REQUIRED)
+    if not backs_up:
+        raise ConfigError("upstream.backs_up must name at least one member")
+    settings = UpstreamSettings(
+        backs_up=tuple(dict.fromkeys(b.lower() for b in backs_up)),
+        keep_for=table.duration("keep_for", "5d"),
+        delay_notice_after=table.duration("delay_notice_after", "4h"),
+        probe_every=table.duration("probe_every", "30s"),
+    )
+    if settings.delay_notice_after >= settings.keep_for:
+        raise ConfigError("upstream.delay_notice_after must be shorter than upstream.keep_for")
+    table.finish()
+    return settings
 
 
 def _organisations(root: Table, base: Path) -> tuple[Organisation, ...]:

@@ -28,6 +28,8 @@ class ConformanceReason(StrEnum):
     LISTEN_FAILED = "listen-failed"  # the kit cannot listen on the tester's endpoint
     OUT_EXISTS = "out-exists"  # the report folder is there already: never overwritten
     NOT_CONFORMANT = "conformance-failed"  # the run ended and a requirement failed
+    REGRESSED = "conformance-regressed"  # a requirement the member passed before now fails
+    NOT_RUN = "conformance-not-run"  # a scheduled run could not start (see the detail)
 
 
 class ConformanceError(SecureMailError[ConformanceReason]):

@@ -1,15 +1,18 @@
 """The conformance kit's test messages: what is sent to the gateway under test, and what
-must come of each (a signed receipt, or a refusal), with the profile requirements it checks.
+must come of each (a signed receipt, a refusal, a notice), with the profile requirements it
+checks.
 
-Pure: keys, the directory entry and ``now`` in, bytes out. The negative cases are built
-from a valid message by one change each (a flipped ciphertext byte, a signer from outside
-the federation, a From: the tester does not own, no S/MIME at all), so a gateway that takes
-one of them has skipped exactly the check the case names.
+Pure: keys, the member's directory entry and ``now`` in, bytes out. The negative cases are
+built from a valid message by one change each (:mod:`securemail.conformance.forgery`, a
+signer from outside the federation or one the federation revoked, a From: the tester does
+not own, no sealedFor, no S/MIME at all), so a gateway that takes one of them has skipped
+exactly the check the case names. The downgrade cases apply only where the member's entry
+makes them one: legacy CBC to a member listing ``aes256-gcm``, a signature without
+sealedFor to a member listing ``sealed-for``.
 """
 
 from __future__ import annotations
 
-import base64
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +21,8 @@ from typing import Literal
 
 from cryptography import x509
 
-from securemail.pki.authority import issue, make_root_ca
+from securemail.conformance.forgery import rogue_signer, tamper, tamper_signed
+from securemail.directory.model import Member
 from securemail.smime import (
     ProtectOptions,
     ReceiptBasis,
@@ -28,15 +32,18 @@ from securemail.smime import (
     protect,
 )
 from securemail.smime.algorithms import CipherName
-from securemail.smime.mime import CRLF, encode_base64
+from securemail.smime.labels import SecurityLabel
 
-Expect = Literal["receipt", "refused", "refused-at-data"]
+Expect = Literal["receipt", "refused", "refused-at-data", "notice"]
+REFUSAL = ("SM-FAIL-1", "SM-FAIL-2")
+RECEIPTED = ("SM-RECV-1", "SM-RECV-5", "SM-RCPT-1", "SM-RCPT-2", "SM-RCPT-3")
 
 
 @dataclass(frozen=True)
 class Case:
     """One test message: ``wire`` goes to ``recipient`` from ``mail_from``; ``expect`` says
-    what a conforming gateway does with it, ``requirements`` which ids that checks."""
+    what a conforming gateway does with it, ``requirements`` which ids that checks (for a
+    refusal, the first is the check it must not skip)."""
 
     name: str
     title: str
@@ -48,16 +55,18 @@ class Case:
     requirements: tuple[str, ...]
     marker: str  # a line of the body: a notice that quotes it broke SM-FAIL-2
     basis: ReceiptBasis | None = None  # what the receipt must be bound to
-    reason: str | None = None  # the reason code the notice must name, if one is required
+    downgrade: bool = False  # answered as the directory says, not as this message was sent
 
 
 @dataclass(frozen=True)
 class Tester:
-    """The identity the federation operator admitted for testing: its domain and keys."""
+    """The identity the federation operator admitted for testing: its domain and keys, and
+    optionally a signing certificate of its own that the federation revoked for the kit."""
 
     org_id: str
     domain: str
     signer: SignerIdentity
+    revoked: SignerIdentity | None = None
 
     @property
     def address(self) -> str:
@@ -85,90 +94,116 @@ def _message(
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """One case to build: what it is, what must come of it, and its one change."""
+
+    name: str
+    title: str
+    expect: Expect
+    requirements: tuple[str, ...]
+    author: str | None = None  # From:, if not the tester's own address
+    signer: SignerIdentity | None = None  # if not the tester's signing identity
+    cipher: CipherName = "aes256-gcm"
+    sealed: bool = True
+    recipient: str | None = None  # if not the test mailbox
+    forge: Literal["", "ciphertext", "signature"] = ""
+    label: SecurityLabel | None = None
+
+
+@dataclass(frozen=True)
+class _Maker:
+    """Builds one case's message: the run's id, the member, its recipient and certificate."""
+
+    tester: Tester
+    member: Member
+    recipient: str
+    encryption: x509.Certificate
+    now: datetime
+    run_id: str
+
+    def make(self, spec: _Spec) -> Case:
+        to = spec.recipient or self.recipient
+        message_id = f"<conformance-{self.run_id}-{spec.name}@{self.tester.domain}>"
+        marker = f"Conformance case {spec.name} {self.run_id}: never to appear in a notice."
+        author = spec.author or self.tester.address
+        content = _message(author, to, message_id, spec.title, marker, now=self.now)
+        options = ProtectOptions(
+            cipher=spec.cipher,
+            label=spec.label,
+            receipt_request=ReceiptRequest(secrets.token_bytes(16), (self.tester.receipts_to,)),
+            sealed_for=SealedFor(self.member.org_id, (to,)) if spec.sealed else None,
+        )
+        identity = spec.signer or self.tester.signer
+        basis = None
+        if spec.forge == "signature":
+            wire = tamper_signed(content, identity, self.encryption, marker.encode(),
+                                 now=self.now, options=options)  # fmt: skip
+        else:
+            protected = protect(content, identity, [self.encryption], now=self.now,
+                                options=options)  # fmt: skip
+            wire = tamper(protected.message) if spec.forge else protected.message
+            basis = protected.receipt_basis
+        return Case(spec.name, spec.title, message_id, self.tester.address, to, wire,
+                    spec.expect, spec.requirements, marker, basis,
+                    downgrade=spec.cipher != "aes256-gcm")  # fmt: skip
+
+
+def _answered(member: Member, domain: str, run_id: str) -> list[_Spec]:
+    """The cases a conforming gateway answers: with a receipt, or a notice."""
+    if "aes256-gcm" in member.capabilities:
+        title = "AES-256-CBC, RSA PKCS#1 v1.5 to a member listing aes256-gcm"
+        cbc = _Spec("downgrade-cbc", title, "receipt", (*RECEIPTED, "SM-DIR-5"),
+                    cipher="aes256-cbc")  # fmt: skip
+    else:
+        cbc = _Spec("valid-cbc", "signed, AES-256-CBC (legacy)", "receipt", RECEIPTED,
+                    cipher="aes256-cbc")  # fmt: skip
+    return [
+        _Spec("valid-gcm", "signed, AES-256-GCM, receipt requested", "receipt", RECEIPTED),
+        _Spec("labelled", "labelled IN-CONFIDENCE (an ESS securityLabel)", "receipt",
+              RECEIPTED, label=SecurityLabel("IN-CONFIDENCE")),
+        cbc,
+        _Spec("unknown-mailbox", "to a mailbox the member does not have", "notice",
+              ("SM-FAIL-3", "SM-FAIL-2"), recipient=f"conformance-{run_id}@{domain}"),
+    ]  # fmt: skip
+
+
+def _refused(tester: Tester, member: Member, domain: str, now: datetime) -> list[_Spec]:
+    """The cases a conforming gateway refuses, each by one check (and answers with
+    nothing: none is from a sender it verified)."""
+    rogue = rogue_signer(tester.org_id, tester.domain, now)
+    specs = [
+        _Spec("tampered", "AES-GCM ciphertext with one byte changed", "refused",
+              ("SM-RECV-2", *REFUSAL), forge="ciphertext"),
+        _Spec("tampered-signed", "signed content changed, then encrypted afresh", "refused",
+              ("SM-RECV-5", *REFUSAL), forge="signature"),
+        _Spec("wrong-signer", "signed by a certificate the federation never issued",
+              "refused", ("SM-RECV-5", *REFUSAL), signer=rogue),
+        _Spec("from-not-owned", "From: an address in the member's domain", "refused",
+              ("SM-RECV-6", *REFUSAL), author=f"conformance@{domain}"),
+    ]  # fmt: skip
+    if tester.revoked is not None:
+        specs.append(_Spec("revoked", "signed by a certificate on the federation's CRL",
+                           "refused", ("SM-DIR-3", *REFUSAL), signer=tester.revoked))  # fmt: skip
+    if "sealed-for" in member.capabilities:
+        specs.append(_Spec("unsealed", "no sealedFor, from a signer listing sealed-for",
+                           "refused", ("SM-SEAL-2", *REFUSAL), sealed=False))  # fmt: skip
+    return specs
+
+
 def build_cases(
-    tester: Tester, member: str, recipient: str, encryption: x509.Certificate, now: datetime
+    tester: Tester, member: Member, recipient: str, encryption: x509.Certificate, now: datetime
 ) -> list[Case]:
-    """Every case, addressed to ``recipient`` at the member ``member`` (its org id, which
-    each case's sealedFor names) and encrypted to the member's ``encryption``."""
+    """Every case that applies to ``member``, addressed to ``recipient`` there and encrypted
+    to the member's ``encryption`` certificate."""
     run_id = secrets.token_hex(6)
-    target_domain = recipient.rpartition("@")[2]
-
-    def make(
-        name: str,
-        title: str,
-        *,
-        author: str = tester.address,
-        signer: SignerIdentity = tester.signer,
-        cipher: CipherName = "aes256-gcm",
-        receipt: bool = False,
-    ) -> tuple[str, bytes, str, ReceiptBasis | None]:
-        message_id = f"<conformance-{run_id}-{name}@{tester.domain}>"
-        marker = f"Conformance case {name} {run_id}: this line must never appear in a notice."
-        request = (
-            ReceiptRequest(secrets.token_bytes(16), (tester.receipts_to,)) if receipt else None
-        )
-        protected = protect(
-            _message(author, recipient, message_id, title, marker, now=now),
-            signer,
-            [encryption],
-            now=now,
-            options=ProtectOptions(
-                cipher=cipher,
-                receipt_request=request,
-                sealed_for=SealedFor(member, (recipient,)),
-            ),
-        )
-        return message_id, protected.message, marker, protected.receipt_basis
-
-    refusal = ("SM-FAIL-1", "SM-FAIL-2")
-    cases = []
-    valid: tuple[tuple[str, str, CipherName], ...] = (
-        ("valid-gcm", "signed, AES-256-GCM, receipt requested", "aes256-gcm"),
-        ("valid-cbc", "signed, AES-256-CBC (legacy), receipt requested", "aes256-cbc"),
-    )
-    for name, title, cipher in valid:
-        mid, wire, marker, basis = make(name, title, cipher=cipher, receipt=True)
-        checks: tuple[str, ...] = ("SM-RECV-1", "SM-RECV-5", "SM-RCPT-1", "SM-RCPT-2", "SM-RCPT-3")
-        cases.append(Case(name, title, mid, tester.address, recipient, wire, "receipt", checks,
-                          marker, basis))  # fmt: skip
-    title = "AES-GCM ciphertext with one byte changed"
-    mid, wire, marker, _ = make("tampered", title, receipt=True)
-    checks = ("SM-RECV-2", *refusal)
-    cases.append(Case("tampered", title, mid, tester.address, recipient, tamper(wire), "refused",
-                      checks, marker))  # fmt: skip
-    title = "signed by a certificate the federation never issued"
-    mid, wire, marker, _ = make("wrong-signer", title, signer=rogue_signer(tester, now),
-                                receipt=True)  # fmt: skip
-    checks = ("SM-RECV-5", *refusal)
-    cases.append(Case("wrong-signer", title, mid, tester.address, recipient, wire, "refused",
-                      checks, marker, reason="untrusted-signer"))  # fmt: skip
-    title = "From: an address in the member's domain, signed by the tester"
-    mid, wire, marker, _ = make("from-not-owned", title, author=f"conformance@{target_domain}",
-                                receipt=True)  # fmt: skip
-    checks = ("SM-RECV-6", *refusal)
-    cases.append(Case("from-not-owned", title, mid, tester.address, recipient, wire, "refused",
-                      checks, marker, reason="from-not-authorised"))  # fmt: skip
+    maker = _Maker(tester, member, recipient, encryption, now, run_id)
+    domain = recipient.rpartition("@")[2]
+    specs = [*_answered(member, domain, run_id), *_refused(tester, member, domain, now)]
+    cases = [maker.make(spec) for spec in specs]
     mid = f"<conformance-{run_id}-plaintext@{tester.domain}>"
     marker = f"Conformance case plaintext {run_id}."
     plain = _message(tester.address, recipient, mid, "plaintext", marker, now=now)
-    cases.append(Case("plaintext", "a plain, unsigned message", mid, tester.address, recipient,
-                      plain, "refused-at-data", ("SM-RECV-3",), marker))  # fmt: skip
+    cases.append(Case("plaintext", "a plain, unsigned message", mid, tester.address,
+                      recipient, plain, "refused-at-data", ("SM-RECV-3",), marker))  # fmt: skip
     return cases
-
-
-def tamper(wire: bytes) -> bytes:
-    """``wire`` with one byte of its encrypted content flipped (the outer base64 re-made)."""
-    head, _, body = wire.partition(CRLF + CRLF)
-    envelope = bytearray(base64.b64decode(body))
-    envelope[len(envelope) - 40] ^= 0x01  # inside the encrypted content, before the GCM tag
-    return head + CRLF + CRLF + encode_base64(bytes(envelope))
-
-
-def rogue_signer(tester: Tester, now: datetime) -> SignerIdentity:
-    """A certificate in the tester's name from a root the federation never trusted."""
-    root = make_root_ca("Conformance rogue root (not a federation anchor)", now=now)
-    issued = issue(
-        root, f"{tester.org_id} (rogue)", now=now, domains=[tester.domain],
-        emails=[f"gateway@{tester.domain}"],
-    )  # fmt: skip
-    return SignerIdentity(issued.certificate, issued.private_key)

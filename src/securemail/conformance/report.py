@@ -4,23 +4,31 @@ A finding is one observation about one requirement in one case. A requirement pa
 at least one finding supports it and none contradicts it; it fails when any finding does.
 The report is RFC 8785 canonical JSON, signed by the tester with a detached CMS SignedData
 (DER), which ``openssl cms -verify -binary -inform DER -in report.json.p7s -content
-report.json -CAfile federation-ca.pem`` checks. Pure: findings and ``now`` in, bytes out.
+report.json -CAfile federation-ca.pem`` checks. Beside it, :func:`report_page` renders the
+same document as a readable HTML page (autoescaped: every value in it came from the gateway
+under test or the evidence about it). Pure: findings and ``now`` in, bytes out.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import rfc8785
+from jinja2 import Environment, PackageLoader, select_autoescape
 
 from securemail.smime import SignerIdentity
 from securemail.smime.sign import sign
 
 FORMAT = "securemail-conformance/1"
-PROFILE_VERSION = "1.0"  # docs/profile.md §14
+_PAGES = Environment(
+    loader=PackageLoader("securemail.conformance", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+)
+PROFILE_VERSION = "1.1"  # docs/profile.md §14 and "Changes"
 
 
 @dataclass(frozen=True)
@@ -101,3 +109,10 @@ def sign_report(document: bytes, signer: SignerIdentity, now: datetime) -> bytes
 
 def _time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def report_page(document: bytes) -> bytes:
+    """The report (its canonical JSON) as a readable HTML page, each requirement with its
+    result and evidence: the same content, not a second source of truth."""
+    value = json.loads(document)
+    return _PAGES.get_template("report.html").render(report=value).encode("utf-8")

@@ -1,16 +1,15 @@
-"""One conformance run against a member's gateway: send the cases, collect what comes back,
-and judge each requirement.
+"""One conformance run against a member's gateway: look at its door, send the cases,
+collect what comes back, and judge each requirement.
 
 Theory of operation. The kit is a small gateway of its own for one run: it listens on the
 tester's directory endpoint (a peer listener, STARTTLS with the tester's TLS key, taking
 mail only for the tester's domain), so the gateway under test sends its receipts and
-notices there exactly as it would to any member. The kit first checks the door (STARTTLS
-offered, MAIL refused before it), then sends every case over pinned STARTTLS
-(:func:`securemail.relay.client.send`), and waits until each case has its answer (a receipt,
-a notice) or ``wait`` seconds passed. What comes back is opened as any member would open it
-(decrypted with the tester's keys, verified against the anchor and the directory's CRLs,
-the signer checked against the directory) and judged: see :mod:`securemail.conformance.cases`
-for what each case expects.
+notices there exactly as it would to any member. The kit first looks at the door
+(:mod:`securemail.conformance.transport`: STARTTLS, TLS version, certificate, pin), then
+sends every case over pinned STARTTLS (:func:`securemail.relay.client.send`), and waits
+until each case has its answer (a receipt, a notice) or ``wait`` seconds passed. What comes
+back is opened as any member would open it (:mod:`securemail.conformance.answers`) and
+judged (:mod:`securemail.conformance.judge`).
 
 Security: everything the gateway under test sends is untrusted and goes through
 :func:`securemail.smime.unprotect` and the strict receipt and notice readers; the kit only
@@ -21,35 +20,30 @@ evidence for this run: kept in memory and written with the report, never deliver
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import aiosmtplib
 from cryptography import x509
 
-from securemail import addresses, notices
 from securemail.conformance import ConformanceError, ConformanceReason
+from securemail.conformance.answers import Answer, Opener, open_answer
 from securemail.conformance.cases import Case, Tester, build_cases
+from securemail.conformance.judge import Judge
 from securemail.conformance.report import Finding
+from securemail.conformance.transport import check_door, check_tls
 from securemail.directory.model import Directory, Member
-from securemail.errors import SecureMailError
-from securemail.evidence import EvidenceError, is_receipt_message, read_receipt_message
 from securemail.receive import Received
 from securemail.receive.model import ListenerSettings
 from securemail.receive.peer import start_peer_listener
 from securemail.relay.client import Destination, RelayError, send
 from securemail.relay.tls import ClientCertificate, PeerTls
 from securemail.replies import Reply, ok
-from securemail.smime import RecipientIdentity, TrustStore, Unprotected, unprotect, verify_receipt
-from securemail.smime.decrypt import decrypt
-from securemail.smime.limits import Limits
-from securemail.smime.mime import decode_body, header_fields, split_header
+from securemail.smime import RecipientIdentity, TrustStore
 
-_REASON = re.compile(rb"^X-SecureMail-Reason:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 _POLL = 0.2  # seconds between looks at what came back
+_SETTLE = 5.0  # seconds, at least, to wait for late answers once the awaited ones came
 
 
 @dataclass(frozen=True)
@@ -71,6 +65,10 @@ class Kit:
     @property
     def trust(self) -> TrustStore:
         return TrustStore(list(self.anchors), list(self.directory.crls))
+
+    @property
+    def local(self) -> str:
+        return f"conformance.{self.tester.domain}"
 
 
 @dataclass(frozen=True)
@@ -95,18 +93,6 @@ class Run:
         self.findings.append(Finding(requirement, case, passed, evidence))
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A message from the gateway under test, opened: a receipt or a notice for a case."""
-
-    kind: str  # "receipt" or "notice"
-    message_id: str | None  # the case's Message-ID it answers
-    opened: Unprotected
-    receipt: bytes = b""
-    recipient: str = ""
-    reason: str = ""
-
-
 async def run_conformance(kit: Kit, target: Target) -> Run:
     """Run every case against ``target``; the findings, and what came back."""
     run = Run()
@@ -124,25 +110,54 @@ async def run_conformance(kit: Kit, target: Target) -> Run:
     except OSError as error:
         raise ConformanceError(ConformanceReason.LISTEN_FAILED, f"{host}:{port}: {error}") from None
     try:
-        await _check_door(run, kit, target)
-        encryption = _encryption(kit, target)
-        cases = build_cases(
-            kit.tester, target.member.org_id, target.recipient, encryption, kit.clock()
-        )
-        replies = await _send_all(run, kit, target, cases)
-        answers = await _await_answers(run, kit, target, cases, replies)
-        # A refusal after 250 is silent (profile §13: no notice for an unverified sender), so
-        # it is told from a gateway that answers nothing only by the valid cases' receipts.
-        receipts = any(
-            a.kind == "receipt" for c in cases if c.expect == "receipt"
-            for a in answers.get(c.message_id, [])
-        )  # fmt: skip
-        for case in cases:
-            found = answers.get(case.message_id, [])
-            _judge(run, kit, case, replies.get(case.name), found, receipts_seen=receipts)
+        await _run_cases(run, kit, target)
     finally:
         await listener.close()
     return run
+
+
+async def _look_at_door(run: Run, kit: Kit, target: Target) -> None:
+    """The transport entries: STARTTLS and MAIL before it, then the TLS it offers."""
+    offered = await check_door(run.add, target.host, target.port, kit.local, kit.tester.address)
+    if not offered:
+        return
+    client = kit.client
+    await check_tls(
+        run.add, (target.host, target.port, kit.local), anchors=kit.anchors,
+        pins=frozenset(target.member.tls_pins), now=kit.clock(),
+        client=None if client is None else (client.certificate, client.key, client.password),
+    )  # fmt: skip
+
+
+async def _run_cases(run: Run, kit: Kit, target: Target) -> None:
+    await _look_at_door(run, kit, target)
+    built = build_cases(
+        kit.tester, target.member, target.recipient, _encryption(kit, target), kit.clock()
+    )
+    # What must be refused goes first: a gateway that works in order has judged it by the
+    # time the valid cases' receipts come back (see _await_answers for the rest).
+    cases = sorted(built, key=lambda case: case.expect in ("receipt", "notice"))
+    replies = await _send_all(run, kit, target, cases)
+    opener = _opener(kit, target)
+    answers = await _await_answers(run, kit, opener, cases, replies)
+    # A refusal after 250 is silent (profile §13: no notice for an unverified sender), so
+    # it is told from a gateway that answers nothing only by the valid cases' receipts.
+    receipts = any(
+        a.kind == "receipt"
+        for c in cases
+        if c.expect == "receipt"
+        for a in answers.get(c.message_id, [])
+    )
+    judge = Judge(run.add, opener, kit.clock(), kit.wait, receipts)
+    for case in cases:
+        judge.case(case, replies.get(case.name), answers.get(case.message_id, []))
+
+
+def _opener(kit: Kit, target: Target) -> Opener:
+    tester = kit.directory.member(kit.tester.org_id)
+    if tester is None:
+        raise ConformanceError(ConformanceReason.MEMBER_UNKNOWN, f"{kit.tester.org_id} unknown")
+    return Opener(kit.identities, kit.trust, kit.directory, tester, target.member)
 
 
 def _encryption(kit: Kit, target: Target) -> x509.Certificate:
@@ -154,35 +169,17 @@ def _encryption(kit: Kit, target: Target) -> x509.Certificate:
     return certificate
 
 
-async def _check_door(run: Run, kit: Kit, target: Target) -> None:
-    """SM-TLS-3: STARTTLS is offered, and MAIL before it is refused with 530."""
-    client = aiosmtplib.SMTP(
-        hostname=target.host, port=target.port, start_tls=False, timeout=30,
-        local_hostname=f"conformance.{kit.tester.domain}",
-    )  # fmt: skip
-    try:
-        await client.connect()
-        await client.ehlo()
-        offered = client.supports_extension("starttls")
-        reply = await client.execute_command(b"MAIL", f"FROM:<{kit.tester.address}>".encode())
-    except (aiosmtplib.SMTPException, OSError) as error:
-        run.add("SM-TLS-3", "door", False, f"could not talk SMTP: {error}")
-        return
-    finally:
-        client.close()
-    run.add("SM-TLS-3", "door", offered, "STARTTLS offered" if offered else "no STARTTLS")
-    refused = reply.code == 530
-    run.add("SM-TLS-3", "door", refused, f"MAIL before STARTTLS answered {reply.code}")
-
-
 async def _send_all(
     run: Run, kit: Kit, target: Target, cases: list[Case]
 ) -> dict[str, Reply | RelayError]:
     """Send each case over pinned STARTTLS; the reply to its recipient, or the relay error."""
     destination = Destination(
-        target.host, target.port, f"conformance.{kit.tester.domain}",
-        PeerTls(frozenset(target.member.tls_pins), kit.anchors, kit.client), timeout=60,
-    )  # fmt: skip
+        target.host,
+        target.port,
+        kit.local,
+        PeerTls(frozenset(target.member.tls_pins), kit.anchors, kit.client),
+        timeout=60,
+    )
     replies: dict[str, Reply | RelayError] = {}
     for case in cases:
         run.cases.append({"name": case.name, "title": case.title, "message_id": case.message_id})
@@ -193,174 +190,43 @@ async def _send_all(
             replies[case.name] = error
     first = replies[cases[0].name]
     secured = not isinstance(first, RelayError)
-    evidence = "chain to the anchor, key pinned in the directory" if secured else str(first)
-    run.add("SM-TLS-3", "tls", secured, evidence)
+    evidence = "the kit's pinned STARTTLS session" + (" held" if secured else f": {first}")
+    run.add("SM-TLS-3", "send", secured, evidence)
     return replies
 
 
 def _awaited(case: Case, reply: Reply | RelayError | None) -> bool:
     """Whether ``case`` waits for an answer: it was taken (250), and expects one."""
-    return isinstance(reply, Reply) and reply.ok and case.expect != "refused-at-data"
+    return isinstance(reply, Reply) and reply.ok and case.expect in ("receipt", "notice")
 
 
 async def _await_answers(
     run: Run,
     kit: Kit,
-    target: Target,
+    opener: Opener,
     cases: list[Case],
     replies: dict[str, Reply | RelayError],
 ) -> dict[str | None, list[Answer]]:
-    """Open what comes back until every awaited case has an answer or ``wait`` passed."""
+    """Open what comes back until every awaited case has its answer and then as long again
+    (at least ``_SETTLE`` seconds), so that a receipt for a case that must be refused, made
+    as slowly as the valid ones, is still seen; never longer than ``wait``."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + kit.wait
+    start = loop.time()
+    deadline = start + kit.wait
     answers: dict[str | None, list[Answer]] = {}
     seen = 0
     awaited = {c.message_id for c in cases if _awaited(c, replies.get(c.name))}
+    settled = False
     while True:
         for number, body in enumerate(run.received[seen:], seen + 1):
-            answer = _open(run, kit, target, body, f"received-{number:02d}")
+            name = f"received-{number:02d}"
+            answer = open_answer(run.add, opener, body, name, kit.clock())
             if answer is not None:
                 answers.setdefault(answer.message_id, []).append(answer)
         seen = len(run.received)
-        if awaited <= set(answers) or loop.time() > deadline:
+        now = loop.time()
+        if not settled and awaited <= set(answers):
+            deadline, settled = min(deadline, now + max(_SETTLE, now - start)), True
+        if now > deadline:
             return answers
         await asyncio.sleep(_POLL)
-
-
-def _open(run: Run, kit: Kit, target: Target, body: bytes, name: str) -> Answer | None:
-    """Open a message from the gateway under test (``name``: as the report's folder calls
-    it), with the SM-SEND checks it allows."""
-    try:
-        opened = unprotect(
-            body, identities=kit.identities, trust=kit.trust, now=kit.clock(),
-            require_encryption=True,
-        )  # fmt: skip
-        author = addresses.author(opened.content)
-    except SecureMailError as error:
-        run.add("SM-SEND-4", name, False, f"what it sent does not open: {error.reason}")
-        return None
-    _check_sent(run, kit, target, body, opened=opened, domain=author.domain, name=name)
-    if is_receipt_message(opened.content):
-        try:
-            receipt, evidence = read_receipt_message(opened.content)
-        except EvidenceError as error:
-            run.add("SM-RCPT-3", name, False, f"receipt message refused: {error.reason}")
-            return None
-        return Answer("receipt", evidence.original_message_id, opened, receipt, evidence.recipient)
-    report = notices.read_failure_report(opened.content)
-    if report is None:
-        return None
-    reason = _REASON.search(opened.content)
-    code = "" if reason is None else reason.group(1).decode("ascii", "replace")
-    return Answer("notice", report.original_message_id, opened, reason=code)
-
-
-def _check_sent(
-    run: Run, kit: Kit, target: Target, body: bytes, *, opened: Unprotected, domain: str, name: str
-) -> None:
-    """SM-SEND-1/3/5 and SM-DIR-4 on one message the gateway under test sent us."""
-    owns = domain in target.member.domains
-    signer_ok = owns and kit.directory.may_sign_for(opened.signature.signer, domain)
-    run.add("SM-SEND-5", name, signer_ok, f"From: domain {domain}, signer listed: {signer_ok}")
-    block = b"\r\n" + split_header(body, Limits())[0] + b"\r\n"
-    subject = b"\r\nSubject: SecureMail message\r\n" in block
-    run.add("SM-SEND-1", name, subject, "outer Subject is 'SecureMail message'"
-            if subject else "outer Subject is not 'SecureMail message'")  # fmt: skip
-    tester = kit.directory.member(kit.tester.org_id)
-    capabilities = () if tester is None else tester.capabilities
-    wanted = "aes256-gcm" if "aes256-gcm" in capabilities else "aes256-cbc"
-    cipher = "" if opened.encryption is None else opened.encryption.content_encryption
-    run.add("SM-DIR-4", name, cipher == wanted, f"encrypted with {cipher}, directory says {wanted}")
-    binary = _inner_encoding(kit, body) == "binary"
-    allowed = not binary or "inner-binary" in capabilities
-    run.add("SM-SEND-3", name, allowed, f"inner entity {'binary' if binary else 'base64'}")
-
-
-def _inner_encoding(kit: Kit, body: bytes) -> str:
-    block, content = split_header(body, Limits())
-    inner, _ = decrypt(decode_body(header_fields(block, Limits()), content), kit.identities)
-    fields = header_fields(split_header(inner, Limits())[0], Limits())
-    encoding = next((v for n, v in fields if n.lower() == "content-transfer-encoding"), b"")
-    return encoding.decode("ascii", "replace").strip().lower() or "7bit"
-
-
-def _judge(
-    run: Run,
-    kit: Kit,
-    case: Case,
-    reply: Reply | RelayError | None,
-    answers: list[Answer],
-    *,
-    receipts_seen: bool,
-) -> None:
-    """The findings of one case from its SMTP reply and the answers that came back."""
-    if not isinstance(reply, Reply):
-        for requirement in case.requirements:
-            run.add(requirement, case.name, False, f"not run: {reply}")
-        return
-    said = f"DATA answered {reply.code} {reply.status}".strip()
-    if case.expect == "refused-at-data":
-        run.add(case.requirements[0], case.name, not reply.ok, said)
-    elif case.expect == "receipt":
-        _judge_receipt(run, kit, case, reply=reply, said=said, answers=answers)
-    else:
-        _judge_refusal(run, case, reply, said, answers, receipts_seen=receipts_seen)
-
-
-def _judge_receipt(
-    run: Run, kit: Kit, case: Case, *, reply: Reply, said: str, answers: list[Answer]
-) -> None:
-    receipts = [a for a in answers if a.kind == "receipt"]
-    taken = reply.ok and bool(receipts)
-    detail = f"{said}; {len(receipts)} receipt(s) within {kit.wait:.0f} s"
-    for requirement in ("SM-RECV-1", "SM-RECV-5", "SM-RCPT-1"):
-        run.add(requirement, case.name, taken, detail)
-    for answer in receipts:
-        assert case.basis is not None  # noqa: S101 (a receipt case asks for a receipt)
-        try:
-            verified = verify_receipt(answer.receipt, case.basis, trust=kit.trust, now=kit.clock())
-            bound = kit.directory.may_sign_for(verified.signer, case.recipient.rpartition("@")[2])
-            run.add(
-                "SM-RCPT-2",
-                case.name,
-                bound,
-                "bound to our signature" + ("" if bound else ", signer not the member's"),
-            )
-        except SecureMailError as error:
-            run.add("SM-RCPT-2", case.name, False, f"receipt refused: {error.reason}")
-        right = answer.recipient.lower() == case.recipient.lower()
-        run.add("SM-RCPT-3", case.name, right, f"evidence names {answer.recipient}")  # fmt: skip
-
-
-def _judge_refusal(
-    run: Run, case: Case, reply: Reply, said: str, answers: list[Answer], *, receipts_seen: bool
-) -> None:
-    """A message the gateway must not deliver: refused at DATA, or taken and then kept
-    (quarantined) without a receipt and, since its signer is not verified to own its
-    senders, without a notice (profile §13, SM-FAIL-1). Silence counts as a refusal only if
-    the same gateway receipted the valid cases: a gateway that answers nothing proves
-    nothing."""
-    check, *failures = case.requirements
-    if not reply.ok:
-        run.add(check, case.name, True, f"refused: {said}")
-        for requirement in failures:
-            run.add(requirement, case.name, True, f"refused at DATA: {said}")
-        return
-    receipted = any(a.kind == "receipt" for a in answers)
-    found = [a for a in answers if a.kind == "notice"]
-    if receipted:
-        run.add(check, case.name, False, f"{said}; receipted: the gateway delivered it")
-    elif not receipts_seen:
-        detail = f"{said}; cannot tell: the gateway receipted none of the valid cases either"
-        run.add(check, case.name, False, detail)
-    else:
-        run.add(check, case.name, True, f"{said}; kept without a receipt")
-    if found:
-        detail = f"a notice ({found[0].reason or 'no reason'}) to a sender it could not verify"
-        run.add("SM-FAIL-1", case.name, False, detail)
-    else:
-        run.add("SM-FAIL-1", case.name, True, "no notice to an unverified sender")
-    for notice in found:
-        quoted = case.marker.encode() in notice.opened.content
-        evidence = "quotes the refused body" if quoted else "quotes no body"
-        run.add("SM-FAIL-2", case.name, not quoted, evidence)

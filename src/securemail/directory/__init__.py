@@ -25,6 +25,7 @@ from securemail.directory.model import (
     KeyPair,
     Member,
     ModelError,
+    UpstreamQueue,
     spki_pin,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "KeyPair",
     "Member",
     "ModelError",
+    "UpstreamQueue",
     "canonical",
     "check_succession",
     "digest",

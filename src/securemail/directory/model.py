@@ -147,6 +147,56 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class UpstreamQueue:
+    """A queue that takes a member's mail while its gateway is away (profile §11.1).
+
+    Reached like a gateway (STARTTLS, a chain to the anchor, a leaf key in ``tls_pins``),
+    in New Zealand only, run by ``operator`` (the org id of the member, its gateway
+    service provider or the federation operator). It holds the ciphertext and never has
+    the member's keys.
+    """
+
+    host: str
+    port: int
+    tls_pins: tuple[str, ...]
+    region: str
+    operator: str
+
+    def __post_init__(self) -> None:
+        Endpoint(self.host, self.port)  # the same host and port rules
+        if not self.tls_pins or any(not p.startswith("sha256:") for p in self.tls_pins):
+            raise ModelError(f"upstream queue {self.host}: tls_pins must list sha256: pins")
+        if self.region != "NZ":
+            raise ModelError(f"upstream queue {self.host}: region must be NZ")
+        if not _ORG_ID.match(self.operator):
+            raise ModelError(f"upstream queue {self.host}: operator must be an org id")
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.host, self.port)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "tls_pins": list(self.tls_pins),
+            "region": self.region,
+            "operator": self.operator,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UpstreamQueue:
+        _keys(data, {"host", "port", "tls_pins", "region", "operator"}, "upstream queue")
+        return cls(
+            str(data["host"]),
+            _int(data["port"]),
+            tuple(data["tls_pins"]),
+            str(data["region"]),
+            str(data["operator"]),
+        )
+
+
+@dataclass(frozen=True)
 class KeyPair:
     """A current certificate and, during rollover, the next one."""
 
@@ -186,6 +236,7 @@ class Member:
     status: str = "active"
     accredited_on: date | None = None
     last_conformance_test: date | None = None
+    upstream: tuple[UpstreamQueue, ...] = ()  # tried in order after ``endpoints``
 
     def __post_init__(self) -> None:
         if not _ORG_ID.match(self.org_id):
@@ -216,6 +267,9 @@ class Member:
         return self.region == "NZ"
 
     def to_json(self) -> dict[str, Any]:
+        upstream = (
+            {"upstream_queues": [u.to_json() for u in self.upstream]} if self.upstream else {}
+        )
         return {
             "org_id": self.org_id,
             "name": self.name,
@@ -233,12 +287,18 @@ class Member:
             "accredited_on": _date_json(self.accredited_on),
             "last_conformance_test": _date_json(self.last_conformance_test),
             "contact": {"email": self.contact.email, "phone": self.contact.phone},
-        }
+        } | upstream
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Member:
+        if not isinstance(data, dict):
+            raise ModelError("member must be an object")
+        # "upstream_queues" is optional: documents written before it stay valid, unchanged
+        upstream = data.get("upstream_queues", [])
+        if not isinstance(upstream, list):
+            raise ModelError("upstream_queues must be a list")
         _keys(
-            data,
+            {k: v for k, v in data.items() if k != "upstream_queues"},
             {
                 "org_id",
                 "name",
@@ -274,6 +334,7 @@ class Member:
             accredited_on=_date(data["accredited_on"]),
             last_conformance_test=_date(data["last_conformance_test"]),
             contact=Contact(data["contact"]["email"], data["contact"]["phone"]),
+            upstream=tuple(UpstreamQueue.from_json(u) for u in upstream),
         )
 
 
@@ -358,6 +419,15 @@ class Directory:
         """Whether a TLS server certificate matches a pin of the member owning ``domain``."""
         member = self.owner_of(domain)
         return member is not None and spki_pin(cert) in member.tls_pins
+
+    def upstream_operator(self, pin: str) -> str | None:
+        """The operator of an active member's upstream queue whose key is ``pin``: that queue
+        forwards the member's mail to it, as a client of its peer listener."""
+        for member in self.members:
+            for queue in member.upstream if member.active else ():
+                if pin in queue.tls_pins:
+                    return queue.operator
+        return None
 
     def is_stale(self, now: datetime) -> bool:
         return now > self.next_update

@@ -36,6 +36,7 @@ from securemail.directory import (
     KeyPair,
     Member,
     ModelError,
+    UpstreamQueue,
     check_succession,
     digest,
     next_version,
@@ -107,6 +108,8 @@ class Changes:
     next_signing_csr: bytes | None = None
     next_encryption_csr: bytes | None = None
     promote_next: bool = False
+    upstream: tuple[str, ...] = ()  # HOST:PORT,PIN,OPERATOR each; replaces the list
+    no_upstream: bool = False  # remove every upstream queue
 
     @property
     def issues(self) -> bool:
@@ -189,6 +192,8 @@ def update(
     with _model():
         if changes.endpoints:
             fields["endpoints"] = tuple(Endpoint.parse(e) for e in changes.endpoints)
+        if changes.upstream or changes.no_upstream:
+            fields["upstream"] = tuple(parse_upstream(u) for u in changes.upstream)
         fields["contact"] = Contact(
             changes.contact_email or member.contact.email,
             changes.contact_phone or member.contact.phone,
@@ -213,6 +218,15 @@ def update(
     if updated == member:
         raise FederationError(FederationReason.NO_CHANGE, f"{member.org_id} is unchanged")
     return updated, issued
+
+
+def parse_upstream(text: str) -> UpstreamQueue:
+    """``HOST:PORT,PIN,OPERATOR`` (the operator's org id) as an upstream queue in NZ."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3:
+        raise ModelError(f"upstream queue must be HOST:PORT,PIN,OPERATOR, got {text!r}")
+    endpoint = Endpoint.parse(parts[0])
+    return UpstreamQueue(endpoint.host, endpoint.port, (parts[1],), "NZ", parts[2])
 
 
 def set_status(member: Member, status: str, revoked: set[int]) -> Member:

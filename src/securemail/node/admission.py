@@ -12,9 +12,12 @@ Mail from the ordinary listener is queued as kind "ordinary", which the inbound
 service never unprotects or marks verified; ordinary mail to a receipt address is refused.
 
 The peer listener knows a member by its TLS client certificate: the directory pins the
-key (:meth:`Admission.member_of`). A source whose peer mail was quarantined more than
-``[peer] quarantine_quota`` times in the last hour gets 451 at DATA (THREATS.md K): it
-cannot grow the store without bound, and a member that misbehaves only waits.
+key (:meth:`Admission.member_of`), or an upstream queue's key, which forwards a member's
+mail to its gateway. On an upstream queue node (``[upstream] backs_up``) the peer listener
+also takes mail for the members it backs up, as ciphertext only (securemail.upstream
+.intake). A source whose peer mail was quarantined more than ``[peer] quarantine_quota``
+times in the last hour gets 451 at DATA (THREATS.md K): it cannot grow the store without
+bound, and a member that misbehaves only waits.
 
 SecureMail traffic is dequeued ahead of ordinary traffic when both wait (issue 7 §4): mail
 from the ordinary listener, and outbound mail whose every recipient goes to the smarthost,
@@ -28,7 +31,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography import x509
 
@@ -48,8 +51,11 @@ from securemail.replies import Reply, ok, temporary
 from securemail.smime.labels import SecurityLabel
 from securemail.structured.schema import installed
 from securemail.structured.submission import admit_document
+from securemail.upstream.intake import backed_up, upstream_entries
 
 SECUREMAIL, ORDINARY = 0, 1  # queue priorities: lower is claimed first
+_QUOTA_FRESH = timedelta(seconds=1)  # how long a source's quarantine count is reused
+_QUOTA_SOURCES = 10_000  # sources whose counts are kept at most
 
 log = logging.getLogger("securemail.receive")
 
@@ -62,7 +68,7 @@ class AdmissionContext:
     directory: Callable[[], Directory | None]  # the current verified directory
     queue: QueueAccess
     clock: Callable[[], datetime]
-    # peer mail quarantined per source (shared with the inbound worker; see receive.door)
+    # how much peer mail from one source may end quarantined (receive.door)
     quarantined: SourceQuota = field(default_factory=lambda: SourceQuota(None))
 
 
@@ -71,6 +77,7 @@ class Admission:
 
     def __init__(self, context: AdmissionContext) -> None:
         self.context = context
+        self._quota_seen: dict[str, tuple[datetime, bool]] = {}  # client: (when, over)
 
     def member_of(self, certificate: bytes) -> str | None:
         """The active member whose directory entry pins the key of ``certificate`` (DER)."""
@@ -79,11 +86,20 @@ class Admission:
             pin = spki_pin(x509.load_der_x509_certificate(certificate))
         except ValueError:
             return None
-        members = () if directory is None else directory.members
-        return next((m.org_id for m in members if m.active and pin in m.tls_pins), None)
+        if directory is None:
+            return None
+        found = (m.org_id for m in directory.members if m.active and pin in m.tls_pins)
+        return next(found, None) or directory.upstream_operator(pin)
 
     def serves(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.context.config.domains
+
+    def serves_peer(self, domain: str) -> bool:
+        """The peer listener's domains: this node's, and those of members it backs up."""
+        if self.serves(domain):
+            return True
+        upstream = self.context.config.upstream
+        return backed_up(self.context.directory(), upstream, domain) is not None
 
     def sender_allowed(self, address: str) -> bool:
         return self.serves(address.rpartition("@")[2])
@@ -161,11 +177,16 @@ class Admission:
 
     async def admit_inbound(self, received: Received) -> Reply:
         """One entry per receiving organisation (a GSP node serves several)."""
-        if self.context.quarantined.exceeded(received.client_address, self.context.clock()):
+        if await self._over_quarantine_quota(received):
             detail = f"{received.client_address} is over its quarantine quota"
             text = "Too much refused mail from your address, try again later"
             return Reply(451, "4.7.1", text, ReceiveReason.QUARANTINE_QUOTA, detail)
-        return await self._enqueue(self._inbound(received, "mail", SECUREMAIL))
+        upstream = upstream_entries(
+            received, self.context.directory(), self.context.config.upstream
+        )
+        if isinstance(upstream, Reply):
+            return upstream
+        return await self._enqueue(self._inbound(received, "mail", SECUREMAIL) + upstream)
 
     async def admit_ordinary(self, received: Received) -> Reply:
         """Mail from outside SecureMail: like inbound, as kind "ordinary" with priority 1.
@@ -178,6 +199,26 @@ class Admission:
             reason = EvidenceReason.WRONG_KIND
             return Reply(550, "5.7.1", "Mailbox unavailable", reason, detail)
         return await self._enqueue(self._inbound(received, "ordinary", ORDINARY))
+
+    async def _over_quarantine_quota(self, received: Received) -> bool:
+        """Whether the source's peer mail quarantined within the window reached the quota.
+
+        The count is the queue's; one source's answer is kept for a second, so a busy
+        peer costs one read a second, not one per message (its mail quarantined in that
+        second counts from the next)."""
+        quota, now = self.context.quarantined, self.context.clock()
+        if quota.limit is None:
+            return False
+        client = f"{received.listener} {received.client_address}"
+        known = self._quota_seen.get(client)
+        if known is not None and timedelta(0) <= now - known[0] < _QUOTA_FRESH:
+            return known[1]
+        queue = self.context.queue
+        count = await queue.db(queue.manager.quarantined_from, client, now - quota.window)
+        if len(self._quota_seen) > _QUOTA_SOURCES:
+            self._quota_seen.clear()  # bounded: many sources only cost more reads
+        self._quota_seen[client] = (now, quota.exceeded_by(count))
+        return self._quota_seen[client][1]
 
     def _is_receipt_address(self, address: str) -> bool:
         org = self.context.config.organisation_for(address.rpartition("@")[2])

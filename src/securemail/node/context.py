@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -41,6 +42,9 @@ from securemail.queue.threads import DatabaseThreads
 from securemail.relay.transport import PooledRelay
 from securemail.smime import SignerIdentity, SmimeError, TrustStore
 from securemail.smime.keys import load_certificate, load_private_key
+
+if TYPE_CHECKING:  # the key ring loads keys with this module's functions
+    from securemail.node.keyring import KeyRing
 
 
 class NodeError(SecureMailError[NodeReason]):
@@ -152,7 +156,7 @@ class Node:
     """The parts one node process opened; only the composition root holds it."""
 
     config: NodeConfig
-    orgs: Mapping[str, OrgKeys]
+    orgs: KeyRing  # the organisations' keys; reloaded when their files change
     targets: Mapping[str, Target]
     anchors: tuple[x509.Certificate, ...]
     refresher: DirectoryRefresher

@@ -164,7 +164,7 @@ async def _start_transfer(config: NodeConfig, admission: Admission, started: _St
     peer = await started(
         start_peer_listener(
             peer_settings,
-            served=admission.serves,
+            served=admission.serves_peer,
             admit=admission.admit_inbound,
             member_of=admission.member_of,
         )

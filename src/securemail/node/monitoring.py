@@ -20,7 +20,7 @@ in ``[web] metrics_from`` (loopback by default) and 403 to others.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,7 +59,7 @@ class Monitor:
     store: QueueStore
     db: DbRunner
     refresher: DirectoryRefresher
-    orgs: dict[str, OrgKeys]
+    orgs: Mapping[str, OrgKeys]  # the node's key ring: organisations whose keys are open
     expected_orgs: int
     tls_certificate: x509.Certificate | None
     throttle: LoginThrottle | None
@@ -149,7 +149,7 @@ def open_monitor(node: Node, listeners: Listeners) -> Monitor:
         store=node.store,
         db=node.queue.db,
         refresher=node.refresher,
-        orgs=dict(node.orgs),
+        orgs=node.orgs,
         expected_orgs=len(config.organisations),
         tls_certificate=tls,
         throttle=throttle,

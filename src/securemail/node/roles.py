@@ -10,12 +10,16 @@ from dataclasses import dataclass
 
 from securemail.bounces import NoticeContext
 from securemail.config.node import NodeConfig
+from securemail.config.reasons import NodeReason
+from securemail.conformance.history import ConformanceHistory
+from securemail.conformance.schedule import ConformanceContext
 from securemail.node.admission import AdmissionContext
-from securemail.node.context import CurrentTrust, Node, read_passphrase
+from securemail.node.context import CurrentTrust, Node, NodeError, read_passphrase
 from securemail.protect.context import ProtectContext
 from securemail.receive.door import SourceQuota
 from securemail.relay import ClientCertificate, Destination
 from securemail.unprotect.context import UnprotectContext
+from securemail.upstream.context import UpstreamContext
 
 
 @dataclass(frozen=True)
@@ -26,13 +30,13 @@ class Roles:
     protect: ProtectContext  # the outbound worker
     unprotect: UnprotectContext  # the inbound worker: delivery, receipts
     notices: NoticeContext  # failure and delay notices, receipt windows
+    upstream: UpstreamContext | None = None  # [upstream]: forwarding, probes, delay notices
 
 
-def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
-    """The contexts for ``node``'s roles; ``quarantined`` is the peer listener's quarantine
-    quota, counted by the inbound worker (receive.door)."""
+def build_roles(node: Node) -> Roles:
+    """The contexts for ``node``'s roles."""
     config = node.config
-    quarantined = quarantined or SourceQuota(config.peer_edge.quarantine_quota)
+    quarantined = SourceQuota(config.peer_edge.quarantine_quota)  # counted in the queue
     client_tls = ClientCertificate(
         str(config.tls_certificate), str(config.tls_key), read_passphrase(config)
     )
@@ -55,6 +59,7 @@ def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
         notices=notices,
         clock=node.clock,
         client_tls=client_tls,
+        expected=node.orgs.expected,
     )
     unprotect = UnprotectContext(
         name=config.name,
@@ -66,11 +71,19 @@ def build_roles(node: Node, quarantined: SourceQuota | None = None) -> Roles:
         notices=notices,
         clock=node.clock,
         unsealed=config.peer_edge.unsealed,
-        quarantined=quarantined,
+        expected=node.orgs.expected,
+        hold_without_key=config.hold_without_key,
         contacts=node.contacts,
     )
     admission = AdmissionContext(config, node.directory, node.queue, node.clock, quarantined)
-    return Roles(admission, protect, unprotect, notices)
+    upstream = None
+    if config.upstream is not None:
+        reporter = node.orgs.get(config.organisations[0].org_id)
+        if reporter is None:
+            detail = "an upstream queue signs its notices with its first organisation's key"
+            raise NodeError(NodeReason.KEYS_UNAVAILABLE, detail)
+        upstream = UpstreamContext(protect, config.upstream, reporter)
+    return Roles(admission, protect, unprotect, notices, upstream)
 
 
 def smarthost(config: NodeConfig) -> Destination | None:
@@ -87,3 +100,12 @@ def smarthost(config: NodeConfig) -> Destination | None:
         require_tls=settings.require_tls,
         cafile=cafile,
     )
+
+
+def conformance_context(node: Node, history: ConformanceHistory) -> ConformanceContext | None:
+    """The scheduled conformance role's context, if ``[conformance]`` enables it."""
+    settings = node.config.conformance
+    if not settings.enabled:
+        return None
+    passphrase = read_passphrase(node.config)
+    return ConformanceContext(settings, node.directory, history, passphrase, node.clock)

@@ -16,14 +16,20 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from securemail import logbook
 from securemail.config.anchors import load_anchors
 from securemail.config.node import NodeConfig
 from securemail.config.reasons import NodeReason
+from securemail.conformance.history import ConformanceHistory
+from securemail.conformance.metrics import ConformanceCollector
+from securemail.conformance.schedule import run_schedule
 from securemail.contacts.store import ContactRegister
 from securemail.directory.fetch import Source
 from securemail.directory.refresh import DirectoryRefresher
@@ -33,21 +39,22 @@ from securemail.node.admission import Admission
 from securemail.node.context import (
     Node,
     NodeError,
-    load_org_keys,
     make_target,
     read_passphrase,
 )
+from securemail.node.keyring import KeyRing, run_key_watch
 from securemail.node.listeners import Listeners, start_listeners
 from securemail.node.mailboxes import open_node_accounts, start_node_imap
 from securemail.node.monitoring import monitoring_router, open_monitor
 from securemail.node.mta import keep_postfix_map
 from securemail.node.processes import WorkerProcesses
-from securemail.node.roles import Roles, build_roles
+from securemail.node.roles import Roles, build_roles, conformance_context
 from securemail.node.structured import QueueAnswers, with_application
 from securemail.node.web import WebServer, start_node_web
 from securemail.node.workers import (
     POLL_SECONDS,
     SHARED_POLL_SECONDS,
+    Process,
     WorkerLoop,
     run_body_purge,
     run_receipt_windows,
@@ -55,17 +62,20 @@ from securemail.node.workers import (
     run_worker,
 )
 from securemail.protect.service import Outbound
-from securemail.queue import Direction, QueueStore, RetryPolicy
+from securemail.queue import Direction, Entry, QueueStore, RetryPolicy
 from securemail.queue.access import QueueAccess
 from securemail.queue.commits import GroupCommit
 from securemail.queue.threads import DatabaseThreads
 from securemail.queue.wakeups import listen_for_work, listens
 from securemail.receive import Listener
-from securemail.receive.door import SourceQuota
+from securemail.records.service import keep_records
 from securemail.relay import PoolLimits, RelayPool
 from securemail.relay.transport import PooledRelay
 from securemail.storage.engine import connect
 from securemail.unprotect.service import Inbound
+from securemail.upstream.forward import Forwarder
+from securemail.upstream.intake import UPSTREAM
+from securemail.upstream.watch import run_delay_notices, run_probe
 
 log = logging.getLogger("securemail.node")
 
@@ -97,7 +107,7 @@ async def open_node(
     which the main process keeps current.
     """
     passphrase = read_passphrase(config)
-    orgs = {o.org_id: load_org_keys(o, passphrase) for o in config.organisations}
+    orgs = KeyRing.open(config, passphrase)
     anchors = load_anchors(config.anchor)
     retry = RetryPolicy(config.retry.schedule, config.retry.warn_after, config.retry.max_lifetime)
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -114,7 +124,14 @@ async def open_node(
     threads = DatabaseThreads(config.database)
     wake = {d: asyncio.Event() for d in Direction}
     queue = QueueAccess(
-        store, store, store, threads, GroupCommit(store, threads, clock), _notify(wake)
+        store,
+        store,
+        store,
+        threads,
+        GroupCommit(store, threads, clock),
+        _notify(wake),
+        store,
+        store,
     )
     answers = QueueAnswers(queue, store, clock)
     node = Node(
@@ -186,8 +203,7 @@ async def serve(
     recovered = await node.queue.db(node.store.recover, clock(), owner=config.name)
     if recovered:
         log.warning("%d entries were active at the last stop: back in the queue", recovered)
-    quarantined = SourceQuota(config.peer_edge.quarantine_quota)  # shared: door.py
-    roles = build_roles(node, quarantined)
+    roles = build_roles(node)
     admission = Admission(roles.admission)
     authenticator = None if node.accounts is None else node.accounts.authenticator
     listeners = await start_listeners(config, admission, authenticator)
@@ -204,16 +220,7 @@ async def serve(
         if imap is not None:
             await imap.close()
         raise
-    tasks = [
-        asyncio.create_task(node.refresher.run(config.refresh.total_seconds(), stop)),
-        asyncio.create_task(run_warnings(roles.notices, stop)),
-        asyncio.create_task(run_receipt_windows(roles.notices, stop)),
-        asyncio.create_task(run_body_purge(node.queue, config.retry.keep_body, clock, stop)),
-    ]
-    if config.workers > 1:
-        tasks.append(asyncio.create_task(_worker_processes(node).run(stop)))
-    else:
-        tasks += _work(node, roles, stop)
+    tasks = await _background(node, roles, monitor.registry, stop)
     ports = _ports(listeners, imap, web)
     log.info("node %s serving; %s", config.name, ", ".join(describe(ports)))
     if ready is not None:
@@ -230,8 +237,54 @@ async def serve(
             await web.close()
         for event in node.wake.values():
             event.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)  # the shutdown checkpoint too
         await node.close()
+
+
+async def _background(
+    node: Node, roles: Roles, registry: CollectorRegistry, stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    """Every role beside the listeners: records, directory refresh, notices, purge, key
+    watch, upstream probes, the workers (here or in worker processes) and conformance."""
+    config, clock = node.config, node.clock
+    tasks = [
+        asyncio.create_task(keep_records(config, read_passphrase(config), clock, stop)),
+        asyncio.create_task(node.refresher.run(config.refresh.total_seconds(), stop)),
+        asyncio.create_task(run_warnings(roles.notices, stop)),
+        asyncio.create_task(run_receipt_windows(roles.notices, stop)),
+        asyncio.create_task(run_body_purge(node.queue, config.retry.keep_body, clock, stop)),
+        asyncio.create_task(_key_watch(node, stop)),
+    ]
+    tasks += _upstream_watches(roles, stop)
+    if config.workers > 1:
+        tasks.append(asyncio.create_task(_worker_processes(node).run(stop)))
+    else:
+        tasks += _work(node, roles, stop)
+    tasks += await _conformance(node, registry, stop)
+    return tasks
+
+
+async def _conformance(
+    node: Node, registry: CollectorRegistry, stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    """The scheduled conformance role ([conformance]) and its gauges, if enabled."""
+    if not node.config.conformance.enabled:
+        return []
+    history = await node.queue.db(ConformanceHistory.open, node.config.database)
+    context = conformance_context(node, history)
+    assert context is not None  # noqa: S101 (enabled, so built)
+    registry.register(ConformanceCollector(history))
+
+    async def role() -> None:  # a run in progress is cut short at stop, not awaited
+        schedule = asyncio.create_task(run_schedule(context, stop))
+        try:
+            await stop.wait()
+        finally:
+            schedule.cancel()
+            await asyncio.gather(schedule, return_exceptions=True)
+            history.close()
+
+    return [asyncio.create_task(role())]
 
 
 async def serve_worker(
@@ -241,7 +294,11 @@ async def serve_worker(
     inbound workers only, until ``stop``; then it finishes the entries in hand."""
     node = await open_node(config, clock, fetch=False)
     work = _work(node, build_roles(node), stop)
-    tasks = [asyncio.create_task(_reload_directory(node, stop)), *work]
+    tasks = [
+        asyncio.create_task(_reload_directory(node, stop)),
+        asyncio.create_task(_key_watch(node, stop)),
+        *work,
+    ]
     log.info("node %s worker process %d working", config.name, os.getpid())
     try:
         await stop.wait()
@@ -262,12 +319,45 @@ def _work(node: Node, roles: Roles, stop: asyncio.Event) -> list[asyncio.Task[No
     outbound = _loop(node, Direction.OUTBOUND, poll)
     inbound = _loop(node, Direction.INBOUND, poll)
     tasks = [
-        asyncio.create_task(run_worker(outbound, Outbound(roles.protect).process, stop)),
+        asyncio.create_task(run_worker(outbound, _outbound_process(roles), stop)),
         asyncio.create_task(run_worker(inbound, Inbound(roles.unprotect).process, stop)),
     ]
     if listening:  # other nodes on the database queue work too
         tasks.append(asyncio.create_task(listen_for_work(node.config.database, node.wake, stop)))
     return tasks
+
+
+def _key_watch(node: Node, stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+    """Reload keys restored or installed while running, and release the mail they free
+    (every process of the node: each holds its own keys)."""
+    hold = node.config.hold_without_key
+    return run_key_watch(node.orgs, node.queue, node.clock, hold, stop)
+
+
+def _upstream_watches(roles: Roles, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """An upstream queue's probe of the gateways it backs up, and its delay notices."""
+    if roles.upstream is None:
+        return []
+    return [
+        asyncio.create_task(run_probe(roles.upstream, stop)),
+        asyncio.create_task(run_delay_notices(roles.upstream, stop)),
+    ]
+
+
+def _outbound_process(roles: Roles) -> Process:
+    """The outbound worker's step: protect and relay our mail; an upstream queue's entries
+    (kind ``upstream``) are forwarded unchanged instead (securemail.upstream.forward)."""
+    outbound = Outbound(roles.protect)
+    if roles.upstream is None:
+        return outbound.process
+    forwarder = Forwarder(roles.upstream)
+
+    async def process(entry: Entry) -> Entry:
+        if entry.kind == UPSTREAM:
+            return await forwarder.process(entry)
+        return await outbound.process(entry)
+
+    return process
 
 
 def _worker_processes(node: Node) -> WorkerProcesses:

@@ -21,6 +21,10 @@ Decisions, in order (the first that applies):
         ... but no valid certificate        -> defer   (no-certificate)     never plaintext
         ... but no endpoint or TLS pin      -> defer   (no-endpoint)
 
+A member route lists its hops (:func:`hops`): the member's endpoints, then its upstream
+queues (profile §11.1), each with the pins its TLS key must match; a sender tries them in
+that order and stops at the first that answers.
+
 The node check comes first because it depends on nothing but the node: an offshore node
 must not hold labelled mail at all, not even while it waits for a directory.
 """
@@ -60,6 +64,33 @@ class RouteReason(StrEnum):
     NODE_OFFSHORE = "node-offshore"
     LABEL_REQUIRES_SECUREMAIL = "label-requires-securemail"
     REGION_NOT_ALLOWED = "region-not-allowed"
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One place a member's mail may be handed to: an endpoint of its gateway, or one of its
+    upstream queues (``operator`` set), reached with STARTTLS and one of ``pins``."""
+
+    host: str
+    port: int
+    pins: tuple[str, ...]
+    operator: str | None = None  # who runs the upstream queue; None for the gateway
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def primary_hops(member: Member) -> tuple[Hop, ...]:
+    """The member's own gateway endpoints, pinned to its ``tls_pins``."""
+    return tuple(Hop(e.host, e.port, member.tls_pins) for e in member.endpoints)
+
+
+def hops(member: Member) -> tuple[Hop, ...]:
+    """Where a sender tries the member's mail, in order: its endpoints, then its upstream
+    queues (each pinned to its own key)."""
+    upstream = tuple(Hop(q.host, q.port, q.tls_pins, q.operator) for q in member.upstream)
+    return primary_hops(member) + upstream
 
 
 @dataclass(frozen=True)

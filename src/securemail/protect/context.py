@@ -32,6 +32,7 @@ class ProtectContext:
     notices: NoticeContext  # failure notices for what an attempt bounced
     clock: Callable[[], datetime]
     client_tls: ClientCertificate | None = None  # ours, shown to peers (mutual TLS)
+    expected: frozenset[str] = frozenset()  # every organisation served, keys installed or not
 
     def peer_destination(self, host: str, port: int, pins: tuple[str, ...]) -> Destination:
         """A member gateway's endpoint, its TLS certificate bound to the directory's pins;

@@ -30,10 +30,18 @@ from datetime import datetime
 from securemail import addresses
 from securemail.accounts.assurance import Submitted
 from securemail.bounces import bounce_newly_failed
+from securemail.config.reasons import HoldReason
 from securemail.directory.model import Directory
 from securemail.keys.org import OrgKeys
 from securemail.policy.labels import Classified, classify, protective_marking
-from securemail.policy.routing import Route, RouteKind, choose_inner_encoding, route
+from securemail.policy.routing import (
+    Hop,
+    Route,
+    RouteKind,
+    choose_inner_encoding,
+    hops,
+    route,
+)
 from securemail.protect.context import ProtectContext
 from securemail.protect.groups import Group, group_recipients
 from securemail.queue import Attempt, Entry, NewSignature
@@ -85,12 +93,15 @@ class Outbound:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
         context = self.context
         now = context.clock()
-        body = await context.queue.db(context.queue.manager.body, entry.id)
+        body = await context.queue.body(entry)
         org = context.orgs.get(entry.org_id)
         events: list[tuple[str, str]] = []
         signatures: list[NewSignature] = []
         relays: dict[str, str] = {}
-        if org is None:
+        if org is None and entry.org_id in context.expected:  # its keys are not installed yet
+            detail = f"{entry.org_id}'s signing key is not installed here"
+            results = _all(entry.pending(), temporary(HoldReason.KEY_UNAVAILABLE, detail))
+        elif org is None:
             results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
         else:
             classified = self._classify(entry, body, org, events)
@@ -161,8 +172,17 @@ class Outbound:
         if decision.kind is RouteKind.SMARTHOST:
             destination = self.context.smarthost
             assert destination is not None  # noqa: S101 (route() said there is one)
-            return await self._relay(destination, attempt, group.recipients, attempt.body)
+            return await self._smarthost(destination, attempt, group.recipients)
         return await self._send_member(attempt, group)
+
+    async def _smarthost(
+        self, destination: Destination, attempt: _Try, recipients: Sequence[str]
+    ) -> dict[str, Reply]:
+        try:
+            return await self._relay(destination, attempt, recipients, attempt.body)
+        except RelayError as error:
+            log.warning("relay of %s to %s deferred: %s", attempt.entry.id, destination.host, error)
+            return _all(recipients, temporary(error.reason, error.detail, "Peer unreachable"))
 
     async def _send_member(self, attempt: _Try, group: Group) -> dict[str, Reply]:
         decision, recipients, org = group.route, group.recipients, attempt.org
@@ -192,10 +212,6 @@ class Outbound:
                     window=org.organisation.receipts.window,
                 )
             )
-        endpoint = decision.member.endpoints[0]
-        destination = self.context.peer_destination(
-            endpoint.host, endpoint.port, decision.member.tls_pins
-        )
         attempt.events.append(
             (
                 "protected",
@@ -203,7 +219,27 @@ class Outbound:
                 f"{decision.member.org_id} ({decision.cipher})",
             )
         )
-        return await self._relay(destination, attempt, recipients, protected.message)
+        return await self.relay_hops(attempt, hops(decision.member), recipients, protected.message)
+
+    async def relay_hops(
+        self, attempt: _Try, places: Sequence[Hop], recipients: Sequence[str], body: bytes
+    ) -> dict[str, Reply]:
+        """Try each hop in order (the gateway's endpoints, then its upstream queues, profile
+        §11.1) until one answers; the same pinning rules for every hop."""
+        failure = temporary("no-endpoint", "no hop to try", "Peer unreachable")
+        for hop in places:
+            destination = self.context.peer_destination(hop.host, hop.port, hop.pins)
+            try:
+                replies = await self._relay(destination, attempt, recipients, body)
+            except RelayError as error:
+                log.warning("relay of %s to %s deferred: %s", attempt.entry.id, hop.where, error)
+                failure = temporary(error.reason, error.detail, "Peer unreachable")
+                continue
+            if hop.operator is not None:
+                detail = f"{hop.where}, run by {hop.operator}: the gateway did not answer"
+                attempt.events.append(("upstream-queue", detail))
+            return replies
+        return _all(recipients, failure)
 
     @staticmethod
     def _options(
@@ -234,14 +270,11 @@ class Outbound:
     async def _relay(
         self, destination: Destination, attempt: _Try, recipients: Sequence[str], body: bytes
     ) -> dict[str, Reply]:
+        """One attempt at ``destination``; RelayError when it failed as a whole."""
         entry = attempt.entry
         mail_from = "" if entry.kind == "notice" else entry.mail_from
         attempt.relays.update(dict.fromkeys(recipients, f"{destination.host}:{destination.port}"))
-        try:
-            return await self.context.relay.send(destination, mail_from, recipients, body)
-        except RelayError as error:
-            log.warning("relay of %s to %s deferred: %s", entry.id, destination.host, error)
-            return _all(recipients, temporary(error.reason, error.detail, "Peer unreachable"))
+        return await self.context.relay.send(destination, mail_from, recipients, body)
 
 
 def provider_id(directory: Directory | None, org_id: str) -> str | None:

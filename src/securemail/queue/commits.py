@@ -1,11 +1,12 @@
 """Group commit: the queue writes of many sessions and workers in one transaction each.
 
-Every accepted message and every attempt needs a durable commit (an fsync) before its
-SMTP reply or its next step. One commit per message spent most of a node's time waiting on
-the disk. Here, requests that arrive while a commit is running wait for the next one, which
-takes them all: under load, one fsync serves many messages; idle, a request is committed
-at once. The contract for callers is unchanged: ``enqueue`` returns only after the entry
-is committed (so the 250 after it is true), ``record`` only after the outcome is.
+Every accepted message, every reservation of a delivery's idempotency keys and every
+attempt needs a durable commit (an fsync) before its SMTP reply or its next step. One
+commit per message spent most of a node's time waiting on the disk. Here, requests that
+arrive while a commit is running wait for the next one, which takes them all: under load,
+one fsync serves many messages; idle, a request is committed at once. The contract for
+callers is unchanged: ``enqueue`` returns only after the entry is committed (so the 250
+after it is true), ``reserve`` and ``record`` only after theirs are.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from securemail.queue.dedup import Deduplication, check_key
 from securemail.queue.manager import QueueManager
-from securemail.queue.model import Attempt, Entry, NewMessage, QueueError
+from securemail.queue.model import Attempt, Entry, NewMessage, QueueError, Reservation
 from securemail.queue.threads import RunOffLoop
 
 log = logging.getLogger("securemail.node")
@@ -94,12 +96,24 @@ def _fail(batch: Sequence[tuple[Any, asyncio.Future[Any]]], error: BaseException
             future.set_exception(error)
 
 
-class GroupCommit:
-    """``enqueue`` and ``record`` for a node, batched into shared transactions."""
+class CommittedStore(QueueManager, Deduplication, Protocol):
+    """The parts of the store whose writes are grouped."""
 
-    def __init__(self, store: QueueManager, run: RunOffLoop, clock: Callable[[], datetime]) -> None:
+
+Reserve = tuple[tuple[str, ...], str]  # keys, and the entry that reserves them
+
+
+class GroupCommit:
+    """``enqueue``, ``reserve`` and ``record`` for a node, batched into shared transactions."""
+
+    def __init__(
+        self, store: CommittedStore, run: RunOffLoop, clock: Callable[[], datetime]
+    ) -> None:
         self._enqueue: _Batcher[NewMessage, str] = _Batcher(
             run, store.enqueue_many, store.enqueue, clock
+        )
+        self._reserve: _Batcher[Reserve, dict[str, Reservation]] = _Batcher(
+            run, store.reserve_many, _reserve_one(store), clock
         )
         self._record: _Batcher[Attempt, Entry] = _Batcher(
             run, store.record_many, _record_one(store), clock
@@ -108,8 +122,21 @@ class GroupCommit:
     async def enqueue(self, new: NewMessage) -> str:
         return await self._enqueue.submit(new)
 
+    async def reserve(self, keys: Sequence[str], entry_id: str) -> dict[str, Reservation]:
+        """:meth:`securemail.queue.dedup.Deduplication.reserve`, committed with others."""
+        for key in keys:
+            check_key(key)  # one bad key must not fail the batch it would join
+        return await self._reserve.submit((tuple(keys), entry_id))
+
     async def record(self, attempt: Attempt) -> Entry:
         return await self._record.submit(attempt)
+
+
+def _reserve_one(store: Deduplication) -> Callable[[Reserve, datetime], dict[str, Reservation]]:
+    def reserve(request: Reserve, now: datetime) -> dict[str, Reservation]:
+        return store.reserve(request[0], request[1], now)
+
+    return reserve
 
 
 def _record_one(store: QueueManager) -> Callable[[Attempt, datetime], Entry]:

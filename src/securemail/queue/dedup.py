@@ -29,12 +29,38 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from securemail.queue.model import Reservation, State
 from securemail.queue.schema import delivery_keys, messages
 from securemail.queue.transactions import Transactions
-from securemail.storage.dialect import insert_new
+from securemail.storage.dialect import insert_ignoring
+
+# The statements of every delivery, built once (see securemail.queue.schema).
+_KEY = delivery_keys.c.key == bindparam("b_key")
+_LOCK_KEY = select(delivery_keys).where(_KEY).with_for_update()
+_TAKE_KEY = update(delivery_keys).where(_KEY)
+_MINE = delivery_keys.c.entry_id == bindparam("b_entry")
+# The key reserved by the entry (or by no one), or handed to the store by it.
+_DELIVERED_BY = update(delivery_keys).where(
+    _KEY
+    & (
+        (delivery_keys.c.delivered.is_(False) & (_MINE | delivery_keys.c.entry_id.is_(None)))
+        | (delivery_keys.c.delivered.is_(True) & _MINE)
+    )
+)
+_DROP_UNUSED = delete(delivery_keys).where(
+    (delivery_keys.c.entry_id == bindparam("b_entry")) & delivery_keys.c.delivered.is_(False)
+)
+_LEASE_OF = select(messages.c.state, messages.c.lease_until).where(
+    messages.c.id == bindparam("b_entry")
+)
+
+
+def _insert_key(conn: Connection, row: dict[str, object]) -> bool:
+    """INSERT the key's row unless the key exists; whether it was inserted."""
+    insert = insert_ignoring(conn.dialect.name, delivery_keys, delivery_keys.c.key)
+    return conn.execute(insert, row).first() is not None
 
 
 class Deduplication(Protocol):
@@ -61,6 +87,10 @@ class Deduplication(Protocol):
         self, keys: Sequence[str], entry_id: str, now: datetime
     ) -> dict[str, Reservation]: ...
 
+    def reserve_many(
+        self, requests: Sequence[tuple[Sequence[str], str]], now: datetime
+    ) -> list[dict[str, Reservation]]: ...
+
     def handed(self, keys: Sequence[str], entry_id: str, now: datetime) -> int: ...
 
     def seen(self, key: str) -> bool: ...
@@ -76,9 +106,23 @@ class DeduplicationRows(Transactions):
     def reserve(self, keys: Sequence[str], entry_id: str, now: datetime) -> dict[str, Reservation]:
         """Reserve each of ``keys`` for ``entry_id``; what each one is now (see the module)."""
         for key in keys:
-            _check(key)
+            check_key(key)
         with self._write("reserve") as conn:
             return {key: _reserve(conn, key, entry_id, now) for key in keys}
+
+    def reserve_many(
+        self, requests: Sequence[tuple[Sequence[str], str]], now: datetime
+    ) -> list[dict[str, Reservation]]:
+        """:meth:`reserve` for several entries (``(keys, entry_id)`` each) in one
+        transaction (group commit), in order: all or none."""
+        for keys, _ in requests:
+            for key in keys:
+                check_key(key)
+        with self._write("reserve") as conn:
+            return [
+                {key: _reserve(conn, key, entry_id, now) for key in keys}
+                for keys, entry_id in requests
+            ]
 
     def handed(self, keys: Sequence[str], entry_id: str, now: datetime) -> int:
         """Mark ``keys``, reserved by ``entry_id``, delivered: the store answered 250 for
@@ -103,11 +147,9 @@ class DeduplicationRows(Transactions):
 
     def remember(self, key: str, now: datetime) -> bool:
         """Store an idempotency key as delivered; False if it was stored before."""
-        _check(key)
+        check_key(key)
         with self._write("remember") as conn:
-            insert = insert_new(conn, delivery_keys, key=key, stored_at=now, delivered=True)
-            stored = conn.execute(insert.returning(delivery_keys.c.key)).first()
-        return stored is not None
+            return _insert_key(conn, {"key": key, "stored_at": now, "delivered": True})
 
     def forget_before(self, when: datetime) -> int:
         """Drop delivered idempotency keys stored before ``when``; how many."""
@@ -116,26 +158,21 @@ class DeduplicationRows(Transactions):
             return conn.execute(delete(delivery_keys).where(old)).rowcount
 
 
-def _check(key: str) -> None:
+def check_key(key: str) -> None:
+    """ValueError unless ``key`` is a valid idempotency key (1 to 512 characters)."""
     if not 0 < len(key) <= 512:
         raise ValueError("an idempotency key has 1 to 512 characters")
 
 
 def _reserve(conn: Connection, key: str, entry_id: str, now: datetime) -> Reservation:
-    new = insert_new(
-        conn, delivery_keys, key=key, stored_at=now, entry_id=entry_id, delivered=False
-    )
-    if conn.execute(new.returning(delivery_keys.c.key)).first() is not None:
+    if _insert_key(conn, {"key": key, "stored_at": now, "entry_id": entry_id, "delivered": False}):
         return Reservation.RESERVED
-    row = conn.execute(
-        select(delivery_keys).where(delivery_keys.c.key == key).with_for_update()
-    ).one()
+    row = conn.execute(_LOCK_KEY, {"b_key": key}).one()
     if row.delivered:
         return Reservation.HANDED if row.entry_id == entry_id else Reservation.DELIVERED
     if row.entry_id != entry_id and _live(conn, row.entry_id, now):
         return Reservation.BUSY
-    taken = update(delivery_keys).where(delivery_keys.c.key == key)
-    conn.execute(taken.values(entry_id=entry_id, stored_at=now))
+    conn.execute(_TAKE_KEY, {"b_key": key, "entry_id": entry_id, "stored_at": now})
     return Reservation.RESERVED
 
 
@@ -143,9 +180,7 @@ def _live(conn: Connection, entry_id: str | None, now: datetime) -> bool:
     """Whether ``entry_id`` is being tried under a lease that holds."""
     if entry_id is None:
         return False
-    row = conn.execute(
-        select(messages.c.state, messages.c.lease_until).where(messages.c.id == entry_id)
-    ).first()
+    row = conn.execute(_LEASE_OF, {"b_entry": entry_id}).first()
     if row is None or row.state != State.ACTIVE:
         return False
     return row.lease_until is None or row.lease_until >= now
@@ -156,17 +191,11 @@ def record_delivered(conn: Connection, keys: Sequence[str], entry_id: str, now: 
     caller writes nothing) if one was recorded delivered by another entry. Then drop the
     entry's reservations it did not deliver under."""
     for key in keys:
-        reserved = delivery_keys.c.delivered.is_(False) & (
-            (delivery_keys.c.entry_id == entry_id) | delivery_keys.c.entry_id.is_(None)
-        )
-        handed = delivery_keys.c.delivered.is_(True) & (delivery_keys.c.entry_id == entry_id)
-        mine = (delivery_keys.c.key == key) & (reserved | handed)
         values = {"delivered": True, "stored_at": now, "entry_id": entry_id}
-        if conn.execute(update(delivery_keys).where(mine).values(values)).rowcount:
+        mine = values | {"b_key": key, "b_entry": entry_id}
+        if conn.execute(_DELIVERED_BY, mine).rowcount:
             continue
-        insert = insert_new(conn, delivery_keys, key=key, **values)
-        if conn.execute(insert.returning(delivery_keys.c.key)).first() is None:
+        if not _insert_key(conn, values | {"key": key}):
             return False
-    unused = (delivery_keys.c.entry_id == entry_id) & delivery_keys.c.delivered.is_(False)
-    conn.execute(delete(delivery_keys).where(unused))
+    conn.execute(_DROP_UNUSED, {"b_entry": entry_id})
     return True

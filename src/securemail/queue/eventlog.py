@@ -5,20 +5,26 @@ a write transaction collects (:func:`collecting`), keeps it here too. Just befor
 commit, one query reads the Message-ID, sender, client, direction and arrival time of the
 entries involved; after the commit, :func:`securemail.logbook.queue_events` writes the
 lines. A rolled-back transaction writes none, so the log shows exactly the history.
-Nothing is collected (and nothing read) when neither the log nor an observer (metrics)
-wants the lines, as in the CLI's commands.
+The same descriptions become records of the tamper-evident operations log
+(:mod:`securemail.records`), appended inside the transaction itself, so a committed
+event always has its record; the log lines are handed on only when the log or an observer
+(metrics) wants them.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Select, Table, bindparam, select
 
 from securemail import logbook
+from securemail.records.chain import append
+from securemail.records.messages import queue_records
 
 _KEY = "securemail.queue.eventlog"
 
@@ -57,30 +63,50 @@ def note_relays(conn: Connection, entry_id: str, relays: Mapping[str, str]) -> N
 def collecting(
     conn: Connection, messages: Table, wanted: bool
 ) -> Iterator[list[logbook.QueueLine]]:
-    """Collect the events written on ``conn``; the list is filled just before the commit
-    (with the heads read from ``messages``, the queue's table).
+    """Collect the events written on ``conn``; just before the commit they are appended to
+    the records log and, if ``wanted``, the list is filled (with the heads read from
+    ``messages``, the queue's table).
 
     Use inside the transaction; write the lines only after it committed.
     """
     lines: list[logbook.QueueLine] = []
-    if not wanted:
-        yield lines
-        return
     pending = conn.info[_KEY] = _Pending()
     try:
         yield lines
-        lines.extend(_describe(conn, pending, messages))
+        described = _describe(conn, pending, messages)
+        append(conn, queue_records(described, _recipients(conn, pending, messages)))
+        if wanted:
+            lines.extend(described)
     finally:
         conn.info.pop(_KEY, None)
+
+
+def _recipients(conn: Connection, pending: _Pending, messages: Table) -> dict[str, list[str]]:
+    """The recipients of the entries whose events name none (``accepted``, ``deleted``…)."""
+    ids = {event[0] for event in pending.events if not event[3]}
+    if not ids:
+        return {}
+    recipients = messages.metadata.tables["recipients"]
+    query = select(recipients.c.entry_id, recipients.c.address)
+    found: dict[str, list[str]] = {}
+    for row in conn.execute(query.where(recipients.c.entry_id.in_(ids))):
+        found.setdefault(row.entry_id, []).append(row.address)
+    return found
+
+
+@functools.cache
+def _heads(messages: Table) -> Select[Any]:
+    """What a log line says of its entry, for the entries named ``b_ids`` (built once)."""
+    columns = (messages.c.id, messages.c.direction, messages.c.message_id, messages.c.mail_from)
+    query = select(*columns, messages.c.client, messages.c.created_at)
+    return query.where(messages.c.id.in_(bindparam("b_ids", expanding=True)))
 
 
 def _describe(conn: Connection, pending: _Pending, messages: Table) -> list[logbook.QueueLine]:
     ids = {event[0] for event in pending.events}
     if not ids:
         return []
-    columns = (messages.c.id, messages.c.direction, messages.c.message_id, messages.c.mail_from)
-    query = select(*columns, messages.c.client, messages.c.created_at)
-    heads = {row.id: row for row in conn.execute(query.where(messages.c.id.in_(ids)))}
+    heads = {row.id: row for row in conn.execute(_heads(messages), {"b_ids": list(ids)})}
     lines = []
     for entry_id, event, now, recipient, reason, reply, detail in pending.events:
         head = heads.get(entry_id)  # None once deleted

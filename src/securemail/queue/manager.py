@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from securemail.queue import eventlog, tracking
 from securemail.queue.dedup import record_delivered
@@ -38,11 +38,13 @@ from securemail.queue.model import (
 )
 from securemail.queue.retry import settle
 from securemail.queue.schema import (
-    CLAIM_ORDER,
+    CLAIMED,
+    DUE,
     ORDER,
+    claimed_entries,
     events,
     follow_up,
-    insert_entry,
+    insert_entries,
     lock_entry,
     log_event,
     messages,
@@ -56,6 +58,11 @@ from securemail.replies import Reply
 from securemail.storage.dialect import durability
 
 LIVE_STATES = frozenset(State) - FINAL_STATES
+_QUARANTINED_FROM = select(func.count()).where(
+    (messages.c.state == State.QUARANTINED)
+    & (messages.c.updated_at >= bindparam("b_since"))
+    & (messages.c.client == bindparam("b_client"))
+)
 # How long a claim holds without renewal. A worker renews every third of it, so only a
 # process that died (or stalled for this long) loses its entries to another.
 DEFAULT_LEASE = timedelta(seconds=60)
@@ -71,10 +78,11 @@ class QueueManager(Protocol):
       may answer 250 then, never before; a database failure is QueueError UNAVAILABLE
       (answer 451);
     - ``claim`` moves due entries to ACTIVE, names ``owner`` on them and leases them for
-      ``lease``; no two claims, in any process or node sharing the database, return the
-      same entry while its lease holds; once it expired (the holder died, or stalled past
-      it without ``renew``), any claim may take the entry over: nothing is left behind
-      for an operator to recover;
+      ``lease`` (with ``bodies``, each entry carries its body); no two claims, in any
+      process or node sharing the database, return the same entry while its lease
+      holds; once it expired (the holder died, or stalled past it without ``renew``),
+      any claim may take the entry over: nothing is left behind for an operator to
+      recover;
     - ``renew`` extends the leases the owner still holds, and says which those are;
     - ``record``/``record_many``/``defer`` settle an ACTIVE entry's attempt (per recipient:
       delivered, bounced or still pending with its next attempt); what rides an attempt
@@ -87,7 +95,9 @@ class QueueManager(Protocol):
       queue, they are QueueError LEASE_LOST and nothing is written: a stale worker never
       overwrites the outcome of the process that took its work over;
     - ``quarantine`` sets a live entry aside with its body, never deletes it;
-    - ``recover`` returns entries a dead process left ACTIVE to the queue, due now.
+    - ``recover`` returns entries a dead process left ACTIVE to the queue, due now;
+    - ``quarantined_from`` counts the entries from ``client`` (as the listener named it,
+      ``peer 192.0.2.1``) quarantined since ``since`` and still quarantined.
     """
 
     def durability(self) -> dict[str, str]: ...
@@ -104,6 +114,7 @@ class QueueManager(Protocol):
         *,
         owner: str = "",
         lease: timedelta = DEFAULT_LEASE,
+        bodies: bool = False,
     ) -> list[Entry]: ...
 
     def renew(
@@ -142,6 +153,8 @@ class QueueManager(Protocol):
 
     def recover(self, now: datetime, *, owner: str | None = None) -> int: ...
 
+    def quarantined_from(self, client: str, since: datetime) -> int: ...
+
     def purge_bodies(self, older_than: datetime, now: datetime, *, limit: int = 500) -> int: ...
 
     def warnings_due(self, now: datetime, limit: int = 200) -> list[Entry]: ...
@@ -175,7 +188,7 @@ class ManagerRows(Transactions):
     def enqueue_many(self, news: Sequence[NewMessage], now: datetime) -> builtins.list[str]:
         """Store several accepted messages in one transaction (group commit): all or none."""
         with self._write("enqueue") as conn:
-            return [insert_entry(conn, new, now) for new in news]
+            return insert_entries(conn, news, now)
 
     def claim(
         self,
@@ -185,6 +198,7 @@ class ManagerRows(Transactions):
         *,
         owner: str = "",
         lease: timedelta = DEFAULT_LEASE,
+        bodies: bool = False,
     ) -> builtins.list[Entry]:
         """Move up to ``limit`` due entries of ``direction`` to ACTIVE: lowest priority
         value first (SecureMail before ordinary mail), then oldest first.
@@ -193,38 +207,23 @@ class ManagerRows(Transactions):
         ``now + lease`` (see :meth:`renew`). Due are INCOMING and DEFERRED entries whose
         time has come, and ACTIVE entries whose lease expired: their holder died (or stalled
         past its lease), and the entry is taken over with a "lease-expired" event.
+        With ``bodies``, each entry comes with its body (:attr:`Entry.body`).
         """
         with self._write("claim") as conn:
-            waiting = messages.c.state.in_([State.INCOMING, State.DEFERRED]) & (
-                messages.c.next_attempt_at <= now
-            )
-            abandoned = (messages.c.state == State.ACTIVE) & (messages.c.lease_until < now)
-            due = (
-                select(messages.c.id, messages.c.state, messages.c.claimed_by)
-                .where(messages.c.direction == direction)
-                .where(waiting | abandoned)
-                .order_by(*CLAIM_ORDER)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            rows = conn.execute(due).all()
+            due = {"b_direction": direction, "b_now": now, "b_limit": limit}
+            rows = conn.execute(DUE, due).all()
             if not rows:
                 return []
             ids = [row.id for row in rows]
-            conn.execute(
-                update(messages)
-                .where(messages.c.id.in_(ids))
-                .values(
-                    state=State.ACTIVE,
-                    updated_at=now,
-                    claimed_by=owner or None,
-                    lease_until=now + lease,
-                )
-            )
+            moved = {"b_ids": ids, "state": State.ACTIVE, "updated_at": now}
+            moved |= {"claimed_by": owner or None, "lease_until": now + lease}
+            conn.execute(CLAIMED, moved)
             for row in rows:
                 if row.state == State.ACTIVE:
                     held = f"held by {row.claimed_by or 'an unnamed claim'}; now {owner}"
                     log_event(conn, row.id, "lease-expired", now, detail=held)
+            if bodies:
+                return claimed_entries(conn, ids)
             return select_entries(conn, messages.c.id.in_(ids), limit)
 
     def renew(
@@ -416,16 +415,24 @@ class ManagerRows(Transactions):
                 log_event(conn, entry_id, "recovered", now, detail="was active at start")
         return len(ids)
 
+    def quarantined_from(self, client: str, since: datetime) -> int:
+        """Entries from ``client`` quarantined since ``since`` (the peer listener's
+        quarantine quota, receive.door: the same count in every process and node)."""
+        with self._read("quarantined_from") as conn:
+            found = conn.scalar(_QUARANTINED_FROM, {"b_client": client, "b_since": since})
+        return int(found or 0)
+
     def warnings_due(self, now: datetime, limit: int = 200) -> builtins.list[Entry]:
         """Deferred entries older than ``warn_after`` whose sender was not warned yet.
 
-        Notices and null-sender mail never get a notice (RFC 5321 §4.5.5), so never appear.
+        Notices and null-sender mail never get a notice (RFC 5321 §4.5.5), so never appear;
+        nor do an upstream queue's entries, which have their own delay (queue.upstream).
         """
         where = (
             (messages.c.state == State.DEFERRED)
             & messages.c.warned.is_(False)
             & (messages.c.created_at <= now - self._retry.warn_after)
-            & (messages.c.kind != "notice")
+            & messages.c.kind.notin_(["notice", "upstream"])
             & (messages.c.mail_from != "")
         )
         with self._read("warnings_due") as conn:

@@ -23,14 +23,16 @@ a receipt state, with exactly one final outcome::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from securemail.errors import SecureMailError
 from securemail.replies import Reply
 
-KINDS = ("mail", "notice", "ordinary")  # ordinary: inbound mail from outside SecureMail
+# ordinary: inbound mail from outside SecureMail; upstream: another member's ciphertext an
+# upstream queue holds for it (securemail.queue.upstream)
+KINDS = ("mail", "notice", "ordinary", "upstream")
 PRIORITIES = range(10)  # claimed lowest first: SecureMail 0, ordinary mail 1
 MAX_CONTENT_IDENTIFIER_HEX = 256  # RFC 2634 leaves the size open; smime caps it at 128 bytes
 _HEX_DIGITS = frozenset("0123456789abcdef")
@@ -159,13 +161,15 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Entry:
-    """A queued message without its body (read that with ``QueueStore.body``).
+    """A queued message, usually without its body (read that with ``QueueStore.body``).
 
     ``id`` is URL-safe and sorts by arrival; ``attempts`` counts delivery attempts of the
     whole entry; ``last_reply``/``reason`` describe the latest attempt's worst outcome;
     ``priority`` is :attr:`NewMessage.priority`; ``claimed_by`` names the process
     (``node/pid``) that claimed it last (None if unnamed or returned to the queue): a
-    worker hands it back as the :attr:`Attempt.holder` of its outcome.
+    worker hands it back as the :attr:`Attempt.holder` of its outcome. ``body`` is the
+    message when the entry was read with it (a worker's claim: one round trip less per
+    message), else None.
     """
 
     id: str
@@ -188,6 +192,7 @@ class Entry:
     priority: int = 0
     claimed_by: str | None = None
     assurance: str | None = None  # NewMessage.assurance
+    body: bytes | None = field(default=None, repr=False, compare=False)
 
     def pending(self) -> tuple[str, ...]:
         """The addresses still to be delivered, in envelope order."""

@@ -8,7 +8,8 @@ are portable: bodies are LargeBinary (PostgreSQL bytea, SQLite BLOB), times are 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     select,
     true,
     update,
@@ -80,6 +82,7 @@ messages = Table(
     Index("ix_messages_claim", "direction", "state", "next_attempt_at"),
     Index("ix_messages_state_updated", "state", "updated_at"),
     Index("ix_messages_lease", "state", "lease_until"),
+    Index("ix_messages_kind_org", "kind", "org_id", "state"),  # backlog, key holds (0012)
 )
 
 recipients = Table(
@@ -149,6 +152,49 @@ CLAIM_ORDER = (messages.c.priority, *ORDER)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WORK_CHANNEL = "securemail_work"  # PostgreSQL NOTIFY channel: the direction of new work
 
+# The message path's statements, built once: SQLAlchemy memoises a statement object's cache
+# key, so executing one of these with a parameter dict skips building the statement and
+# its key in Python, which cost more per message than the database's own work (profile in
+# docs/performance.md). Values come as bound parameters, never in the SQL text.
+_HEAD_BY_ID = select(*_HEAD).where(messages.c.id == bindparam("entry_id"))
+_HEAD_FOR_UPDATE = _HEAD_BY_ID.with_for_update()
+_RECIPIENTS_OF = (
+    select(recipients)
+    .where(recipients.c.entry_id.in_(bindparam("ids", expanding=True)))
+    .order_by(recipients.c.entry_id, recipients.c.position)
+)
+_INSERT_MESSAGE = messages.insert()
+_INSERT_RECIPIENTS = recipients.insert()
+_INSERT_EVENTS = events.insert()
+# UPDATEs whose SET columns are the keys of the parameters given with them ("b_" keys bind
+# the WHERE clause).
+_UPDATE_ENTRY = update(messages).where(messages.c.id == bindparam("b_id"))
+_RECIPIENT_ROW = (recipients.c.entry_id == bindparam("b_id")) & (
+    recipients.c.position == bindparam("b_position")
+)
+UPDATE_RECIPIENT = update(recipients).where(_RECIPIENT_ROW)
+_UPDATE_RECIPIENT_TRIED = UPDATE_RECIPIENT.values(attempts=recipients.c.attempts + 1)
+_CLAIMED_IDS = messages.c.id.in_(bindparam("b_ids", expanding=True))
+# A worker's claim: due entries of a direction (waiting ones whose time came, and ones whose
+# holder's lease expired), locked; their move to ACTIVE; and the entries, with bodies.
+DUE = (
+    select(messages.c.id, messages.c.state, messages.c.claimed_by)
+    .where(messages.c.direction == bindparam("b_direction"))
+    .where(
+        (
+            messages.c.state.in_([State.INCOMING, State.DEFERRED])
+            & (messages.c.next_attempt_at <= bindparam("b_now"))
+        )
+        | ((messages.c.state == State.ACTIVE) & (messages.c.lease_until < bindparam("b_now")))
+    )
+    .order_by(*CLAIM_ORDER)
+    .limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+)
+CLAIMED = update(messages).where(_CLAIMED_IDS)
+CLAIMED_ENTRIES: Select[Any] = select(*_HEAD, messages.c.body).where(_CLAIMED_IDS).order_by(*ORDER)
+_EVENT_ROWS = "securemail.queue.event_rows"  # Connection.info: this transaction's event rows
+
 
 def message_row(entry_id: str, new: NewMessage, now: datetime) -> dict[str, Any]:
     """The messages row of a new entry: INCOMING, due now."""
@@ -188,18 +234,22 @@ def log_event(
     """Add an event to the entry's history, and to the operations log once committed.
 
     ``reply`` splits the log line's ``reply=`` and ``detail=`` (the history's ``detail``
-    already holds both).
+    already holds both). Inside :func:`grouped_events` the row is written with the others
+    of the transaction, in order, before it commits.
     """
-    conn.execute(
-        events.insert().values(
-            entry_id=entry_id,
-            time=now,
-            event=event,
-            recipient=recipient,
-            reason=reason,
-            detail=detail,
-        )
-    )
+    row = {
+        "entry_id": entry_id,
+        "time": now,
+        "event": event,
+        "recipient": recipient,
+        "reason": reason,
+        "detail": detail,
+    }
+    grouped = conn.info.get(_EVENT_ROWS)
+    if grouped is None:
+        conn.execute(_INSERT_EVENTS, row)
+    else:
+        grouped.append(row)
     eventlog.keep(
         conn,
         entry_id,
@@ -210,6 +260,21 @@ def log_event(
         reply="" if reply is None else reply.line(),
         detail=detail if reply is None else reply.detail,
     )
+
+
+@contextmanager
+def grouped_events(conn: Connection) -> Iterator[None]:
+    """Within: the events :func:`log_event` adds are written in one multi-row INSERT (in
+    the order they were added) when the block ends, not one INSERT each. Use inside the
+    transaction: the rows commit with it or not at all."""
+    rows: list[dict[str, Any]] = []
+    conn.info[_EVENT_ROWS] = rows
+    try:
+        yield
+        if rows:
+            conn.execute(_INSERT_EVENTS, rows)
+    finally:
+        conn.info.pop(_EVENT_ROWS, None)
 
 
 def head(entry_id: str) -> Select[Any]:
@@ -224,7 +289,7 @@ def lock_entry(
     given a ``holder``, if that claim still holds it (the fence: QueueError LEASE_LOST when
     another process took it over or it went back to the queue; checked under the row lock,
     so no takeover can slip in between the check and the caller's writes)."""
-    row = conn.execute(head(entry_id).with_for_update()).first()
+    row = conn.execute(_HEAD_FOR_UPDATE, {"entry_id": entry_id}).first()
     if row is None:
         raise QueueError(QueueReason.NOT_FOUND, f"no queue entry {entry_id}")
     if holder is not None and row.claimed_by != holder:
@@ -240,7 +305,7 @@ def lock_entry(
 
 def one_entry(conn: Connection, entry_id: str) -> Entry:
     """An entry known to exist (read inside the transaction that changed it)."""
-    return select_entries(conn, messages.c.id == entry_id, 1)[0]
+    return _entries(conn, conn.execute(_HEAD_BY_ID, {"entry_id": entry_id}).all())[0]
 
 
 def select_entries(conn: Connection, where: ColumnElement[bool], limit: int) -> list[Entry]:
@@ -249,12 +314,18 @@ def select_entries(conn: Connection, where: ColumnElement[bool], limit: int) -> 
     return _entries(conn, rows)
 
 
+def claimed_entries(conn: Connection, ids: Sequence[str]) -> list[Entry]:
+    """The entries a claim just took, with their bodies, oldest first."""
+    return _entries(conn, conn.execute(CLAIMED_ENTRIES, {"b_ids": list(ids)}).all())
+
+
 def _entries(conn: Connection, rows: Iterable[Row[Any]]) -> list[Entry]:
     """Entries for message ``rows``, with their recipients in envelope order."""
     rows = list(rows)
     found: dict[str, list[Recipient]] = {row.id: [] for row in rows}
-    query = select(recipients).where(recipients.c.entry_id.in_(found))
-    for r in conn.execute(query.order_by(recipients.c.entry_id, recipients.c.position)):
+    if not found:
+        return []
+    for r in conn.execute(_RECIPIENTS_OF, {"ids": list(found)}):
         disposition, receipt = Disposition(r.disposition), ReceiptState(r.receipt_state)
         person = Recipient(
             r.address, disposition, r.attempts, r.last_reply, r.reason, r.updated_at, receipt
@@ -285,6 +356,7 @@ def _entry(row: Row[Any], people: tuple[Recipient, ...]) -> Entry:
         priority=row.priority,
         claimed_by=row.claimed_by,
         assurance=row.assurance,
+        body=bytes(row.body) if "body" in row._fields else None,
     )
 
 
@@ -294,6 +366,7 @@ def write_settlement(conn: Connection, entry: Entry, outcome: Settlement, now: d
     for change in outcome.changes:
         _write_change(conn, entry.id, positions[change.address], change, now)
     values: dict[str, Any] = {
+        "b_id": entry.id,
         "state": outcome.state,
         "next_attempt_at": outcome.next_attempt_at,
         "attempts": entry.attempts + 1,
@@ -303,7 +376,7 @@ def write_settlement(conn: Connection, entry: Entry, outcome: Settlement, now: d
         values |= {"last_reply": outcome.reply.line(), "reason": outcome.reply.reason or None}
     if outcome.expired:
         values["reason"] = "expired"
-    conn.execute(update(messages).where(messages.c.id == entry.id).values(values))
+    conn.execute(_UPDATE_ENTRY, values)
 
 
 def _write_change(
@@ -312,14 +385,16 @@ def _write_change(
     reply = change.reply
     reason = "expired" if change.event == "expired" else (reply.reason if reply else "")
     values: dict[str, Any] = {
+        "b_id": entry_id,
+        "b_position": position,
         "disposition": change.disposition,
         "updated_at": now,
         "reason": reason or None,
     }
-    if reply is not None:
-        values |= {"attempts": recipients.c.attempts + 1, "last_reply": reply.line()}
-    where = (recipients.c.entry_id == entry_id) & (recipients.c.position == position)
-    conn.execute(update(recipients).where(where).values(values))
+    if reply is None:
+        conn.execute(UPDATE_RECIPIENT, values)
+    else:
+        conn.execute(_UPDATE_RECIPIENT_TRIED, values | {"last_reply": reply.line()})
     # The peer's text (it may hold their queue id) goes to the history, never to a peer.
     detail = f"{reply.line()} ({reply.detail})" if reply and reply.detail else ""
     detail = detail or (reply.line() if reply else "not tried before the maximum lifetime")
@@ -338,9 +413,9 @@ def _write_change(
 def insert_entry(conn: Connection, new: NewMessage, now: datetime) -> str:
     """Insert an accepted message (row, recipients, "accepted" event); its new id."""
     entry_id = _new_id(now)
-    conn.execute(messages.insert().values(message_row(entry_id, new, now)))
+    conn.execute(_INSERT_MESSAGE, message_row(entry_id, new, now))
     conn.execute(
-        recipients.insert(),
+        _INSERT_RECIPIENTS,
         [
             {"entry_id": entry_id, "position": position, "address": address}
             | {"disposition": Disposition.PENDING, "attempts": 0, "updated_at": now}
@@ -349,14 +424,22 @@ def insert_entry(conn: Connection, new: NewMessage, now: datetime) -> str:
     )
     detail = f"{new.client}; {len(new.recipients)} recipients; {len(new.body)} bytes"
     log_event(conn, entry_id, "accepted", now, detail=detail)
-    notify(conn, WORK_CHANNEL, new.direction)  # wakes workers in other processes and nodes
     return entry_id
+
+
+def insert_entries(conn: Connection, news: Sequence[NewMessage], now: datetime) -> list[str]:
+    """Insert accepted messages (see :func:`insert_entry`); their new ids. Workers in other
+    processes and nodes are woken once per direction, when the transaction commits."""
+    ids = [insert_entry(conn, new, now) for new in news]
+    for direction in sorted({new.direction for new in news}):
+        notify(conn, WORK_CHANNEL, direction)
+    return ids
 
 
 def follow_up(conn: Connection, entry_id: str, news: Sequence[NewMessage], now: datetime) -> None:
     """Queue messages an entry's outcome caused (notices); their ids go to its history."""
     if news:
-        ids = [insert_entry(conn, new, now) for new in news]
+        ids = insert_entries(conn, news, now)
         log_event(conn, entry_id, "queued-follow-up", now, detail=", ".join(ids))
 
 

@@ -103,7 +103,12 @@ class Steering(Protocol):
     def delete(self, entry_id: str, now: datetime) -> bool: ...
 
     def purge(
-        self, states: Iterable[State], older_than: datetime, *, include_evidence: bool = False
+        self,
+        states: Iterable[State],
+        older_than: datetime,
+        *,
+        include_evidence: bool = False,
+        ids: Iterable[str] | None = None,
     ) -> int: ...
 
     def recover(self, now: datetime, *, owner: str | None = None) -> int: ...
@@ -219,13 +224,18 @@ class SteeringRows(Transactions):
         return True
 
     def purge(
-        self, states: Iterable[State], older_than: datetime, *, include_evidence: bool = False
+        self,
+        states: Iterable[State],
+        older_than: datetime,
+        *,
+        include_evidence: bool = False,
+        ids: Iterable[str] | None = None,
     ) -> int:
         """Delete final entries (history and signatures too) last changed before ``older_than``.
 
         Only DELIVERED and BOUNCED, and QUARANTINED when named: quarantine is evidence. So
         are receipts: entries with a recipient RECEIPTED or AWAITING stay unless
-        ``include_evidence``.
+        ``include_evidence``. With ``ids``, only those entries (a bulk action's selection).
         """
         chosen = set(states)
         if not chosen <= FINAL_STATES:
@@ -236,6 +246,8 @@ class SteeringRows(Transactions):
         old = messages.c.state.in_(chosen) & (messages.c.updated_at < older_than)
         if not include_evidence:
             old = old & ~messages.c.id.in_(select(recipients.c.entry_id).where(_EVIDENCE))
+        if ids is not None:
+            old = old & messages.c.id.in_(builtins.list(ids))
         with self._write("purge") as conn:
             purged = select(messages.c.id).where(old)
             conn.execute(delete(events).where(events.c.entry_id.in_(purged)))

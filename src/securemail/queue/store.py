@@ -9,6 +9,8 @@ commit together or not at all. The store never reads the clock: every change tak
     steering.Steering         look, hold, release, retry, delete, purge (operators)
     receipts.ReceiptTracking  signatures sent, receipts taken, windows expired
     dedup.Deduplication       idempotency keys of what was delivered
+    upstream.UpstreamRows     an upstream queue's backlog per member
+    holds.KeyHoldRows         mail held until its organisation's key is installed
 
 Security: bodies, envelopes and client names are untrusted values: stored only through
 bound parameters and blobs, never pickled, never interpolated into SQL. Errors and logs
@@ -19,11 +21,13 @@ failure is a QueueError UNAVAILABLE, which callers turn into a temporary reply, 
 from __future__ import annotations
 
 from securemail.queue.dedup import DeduplicationRows
+from securemail.queue.holds import KeyHoldRows
 from securemail.queue.manager import LIVE_STATES, ManagerRows
 from securemail.queue.receipts import TrackingRows
 from securemail.queue.retry import RetryPolicy
 from securemail.queue.steering import SteeringRows
 from securemail.queue.transactions import as_queue_error
+from securemail.queue.upstream import UpstreamRows
 from securemail.storage.engine import connect, upgrade
 
 DEFAULT_RETRY = RetryPolicy()
@@ -31,7 +35,9 @@ DEFAULT_RETRY = RetryPolicy()
 __all__ = ["DEFAULT_RETRY", "LIVE_STATES", "QueueStore"]
 
 
-class QueueStore(ManagerRows, SteeringRows, TrackingRows, DeduplicationRows):
+class QueueStore(
+    ManagerRows, SteeringRows, TrackingRows, DeduplicationRows, UpstreamRows, KeyHoldRows
+):
     """The whole queue; safe to share between threads. Roles hold it as the Protocols of
     the parts they use (see :class:`securemail.queue.access.QueueAccess`)."""
 

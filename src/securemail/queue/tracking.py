@@ -31,10 +31,17 @@ from securemail.queue.model import (
     ReceiptState,
     SentSignature,
 )
-from securemail.queue.schema import log_event, messages, recipients, signatures
+from securemail.queue.schema import (
+    UPDATE_RECIPIENT,
+    log_event,
+    messages,
+    recipients,
+    signatures,
+)
 from securemail.replies import Reply
 
 _RECORD_ORDER = (messages.c.created_at, messages.c.id, recipients.c.position)
+_INSERT_SIGNATURE = signatures.insert()  # built once (see securemail.queue.schema)
 
 
 def store_signatures(
@@ -55,7 +62,7 @@ def store_signatures(
             "basis": signature.basis,
             "created_at": now,
         }
-        conn.execute(signatures.insert().values(row))
+        conn.execute(_INSERT_SIGNATURE, row)
 
 
 def await_receipts(
@@ -79,7 +86,7 @@ def await_receipts(
             continue  # a receipt that came before this 250 (see accept) stays
         position, spelling = positions[address.casefold()]
         values = {"receipt_state": ReceiptState.AWAITING, "receipt_deadline": now + window}
-        conn.execute(update(recipients).where(_row(entry.id, position)).values(values))
+        conn.execute(UPDATE_RECIPIENT, values | {"b_id": entry.id, "b_position": position})
         log_event(conn, entry.id, "relayed", now, recipient=spelling, detail="receipt requested")
 
 

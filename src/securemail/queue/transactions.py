@@ -14,7 +14,7 @@ from securemail import logbook
 from securemail.queue import eventlog
 from securemail.queue.model import Entry, QueueError, QueueReason, State
 from securemail.queue.retry import RetryPolicy
-from securemail.queue.schema import lock_entry, log_event, messages, one_entry
+from securemail.queue.schema import grouped_events, lock_entry, log_event, messages, one_entry
 from securemail.storage.engine import transaction
 from securemail.storage.errors import StorageError, StorageReason
 
@@ -57,12 +57,14 @@ class Transactions:
 
     @contextmanager
     def _write(self, action: str) -> Iterator[Connection]:
-        """One write transaction; its events reach the operations log after the commit."""
+        """One write transaction; its events are written together at its end and reach the
+        operations log after the commit."""
         with as_queue_error():
             wanted = logbook.wanted() or bool(self._observers)
             with (
                 transaction(self._engine, action, write=True) as conn,
                 eventlog.collecting(conn, messages, wanted) as lines,
+                grouped_events(conn),
             ):
                 yield conn
             if lines:

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -122,6 +122,13 @@ def client_ip(session: Session | None) -> str:
     """The client's IP address (aiosmtpd's ``peer`` is the socket address tuple)."""
     peer = session.peer if session is not None else None
     return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
+def client_certificate(session: Any) -> bytes | None:
+    """The DER certificate the TLS client presented (verified by the handshake), if any."""
+    ssl_object = session.ssl.get("ssl_object") if session is not None and session.ssl else None
+    der = None if ssl_object is None else ssl_object.getpeercert(binary_form=True)
+    return der or None
 
 
 def log_refusal(listener: str, ip: str, reply: Reply) -> None:
@@ -256,7 +263,14 @@ class Conversation:
             tls_version=tls_version,
             auth_user=client.auth_user,
             assurance=client.assurance,
+            member=self._member(session),
         )
+
+    def _member(self, session: Session) -> str | None:
+        """The member the client's certificate names (peer listener), else None."""
+        member_of = self.gate.member_of
+        certificate = client_certificate(session)
+        return None if member_of is None or certificate is None else member_of(certificate)
 
     async def _admit_safely(self, received: Received) -> Reply:
         try:

@@ -7,19 +7,18 @@ them; a session must complete TLS, and then reach MAIL, within short deadlines, 
 session lives longer than ``max_session``. On stop, sessions that are not in the middle of
 a DATA transfer are dropped at once, and a transfer gets ``drain_deadline`` to finish.
 
-:class:`SourceQuota` counts what each source sent that ended quarantined; over the quota,
-the peer listener answers DATA with a 4xx until the hour has passed, so unauthenticated
-garbage cannot grow the store without bound.
+:class:`SourceQuota` bounds what each source sent that ended quarantined (counted in the
+queue); over the quota, the peer listener answers DATA with a 4xx until the hour has
+passed, so unauthenticated garbage cannot grow the store without bound.
 
 None means "no limit" (the relay, ordinary and submission listeners' default).
 """
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 
 @dataclass(frozen=True)
@@ -52,37 +51,19 @@ def at_limit(keys: Iterable[str | None], key: str | None, limit: int | None) -> 
     return limit is not None and key is not None and sum(1 for k in keys if k == key) >= limit
 
 
+@dataclass(frozen=True)
 class SourceQuota:
-    """Quarantined messages per source address in a sliding window (one process's view).
+    """How much peer mail from one source address may end quarantined: ``limit`` entries
+    within ``window`` (None: no limit).
 
-    The inbound service calls :meth:`record` when it quarantines a message, the peer
-    listener's admission :meth:`exceeded` before it queues one. Kept in memory: a restart
-    forgets it, and with several inbound processes each counts what it saw, which bounds
-    the growth as well (by the number of processes).
+    The count is the queue's (entries from the source quarantined within the window, see
+    :meth:`securemail.queue.manager.QueueManager.quarantined_from`), so every process and
+    node sharing the queue sees the same one, and a restart forgets nothing.
     """
 
-    def __init__(self, limit: int | None, window: timedelta = timedelta(hours=1)) -> None:
-        self.limit = limit
-        self.window = window
-        self._seen: dict[str, collections.deque[datetime]] = {}
+    limit: int | None
+    window: timedelta = timedelta(hours=1)
 
-    def record(self, source: str, now: datetime) -> None:
-        if self.limit is None:
-            return
-        times = self._seen.setdefault(source, collections.deque())
-        self._forget_before(times, now)
-        times.append(now)
-
-    def exceeded(self, source: str, now: datetime) -> bool:
-        times = self._seen.get(source)
-        if self.limit is None or times is None:
-            return False
-        self._forget_before(times, now)
-        if not times:
-            del self._seen[source]  # a quiet source leaves no trace: the map cannot grow
-            return False
-        return len(times) >= self.limit
-
-    def _forget_before(self, times: collections.deque[datetime], now: datetime) -> None:
-        while times and times[0] <= now - self.window:
-            times.popleft()
+    def exceeded_by(self, count: int) -> bool:
+        """Whether ``count`` quarantined entries in the window reach the limit."""
+        return self.limit is not None and count >= self.limit

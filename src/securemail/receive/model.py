@@ -106,6 +106,7 @@ class Received:
     # How the mailbox holder logged in (submission and webmail only): signed by the
     # provider's gateway as the sender assurance (docs/profile.md §2.2).
     assurance: Submitted | None = None
+    member: str | None = None  # peer listener: the member its TLS client certificate names
 
 
 class Admit(Protocol):

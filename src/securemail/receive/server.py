@@ -37,6 +37,7 @@ from securemail.receive.conversation import (
     Gate,
     LogIn,
     Proved,
+    client_certificate,
     client_ip,
     log_refusal,
 )
@@ -222,7 +223,7 @@ class _Session(SMTP):
         member_of = self._conversation.gate.member_of
         if member_of is None or self.member is not None:
             return None
-        certificate = _client_certificate(self.session)
+        certificate = client_certificate(self.session)
         if certificate is None:
             text = "Client certificate required"
             detail = "no TLS client certificate"
@@ -356,13 +357,6 @@ class Listener:
         tasks.update(session.abort() for session in list(self._live))
         await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
         await self._server.wait_closed()
-
-
-def _client_certificate(session: Any) -> bytes | None:
-    """The DER certificate the TLS client presented (verified by the handshake), if any."""
-    ssl_object = session.ssl.get("ssl_object") if session is not None and session.ssl else None
-    der = None if ssl_object is None else ssl_object.getpeercert(binary_form=True)
-    return der or None
 
 
 def _drop_login_data_warning(record: logging.LogRecord) -> bool:

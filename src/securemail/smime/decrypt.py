@@ -62,7 +62,7 @@ def _decrypt(data: bytes, identities: Sequence[RecipientIdentity]) -> tuple[byte
         auth = content_type == oids.ID_AUTH_ENVELOPED_DATA
         if not auth and content_type != oids.ID_ENVELOPED_DATA:
             raise SmimeError(Reason.NOT_ENCRYPTED, f"content type {content_type} is not encrypted")
-        fields = _fields(data, envelope, auth)
+        fields = envelope_fields(data, envelope, auth)
         inner_type, algorithm, encrypted = _encrypted_content_info(data, fields[der.SEQUENCE])
         cipher_name, key_size, aead = _cipher(algorithm[0])
         if aead != auth:
@@ -84,7 +84,7 @@ def _decrypt(data: bytes, identities: Sequence[RecipientIdentity]) -> tuple[byte
     return plaintext, Encryption(cipher_name, management, recipient)
 
 
-def _fields(data: bytes, envelope: der.Tlv, auth: bool) -> dict[int, der.Tlv]:
+def envelope_fields(data: bytes, envelope: der.Tlv, auth: bool) -> dict[int, der.Tlv]:
     """The (Auth)EnvelopedData fields by tag (RFC 5652 §6.1, RFC 5083 §2.1)."""
     expected = (
         (der.INTEGER, 0xA0, der.SET, der.SEQUENCE, 0xA1, der.OCTET_STRING, 0xA2)
@@ -134,7 +134,7 @@ def _content_key(
     for tlv in infos:
         # KeyTransRecipientInfo (an untagged SEQUENCE) is read shallowly; the others are
         # CHOICE alternatives with their own tags, for asn1crypto.
-        ktri = _ktri(data, tlv) if tlv.tag == der.SEQUENCE else None
+        ktri = key_transport(data, tlv) if tlv.tag == der.SEQUENCE else None
         info = None if ktri else cms.RecipientInfo.load(der.value(data, tlv), strict=True)
         for identity in identities:
             if ktri is not None and _ktri_matches(ktri, identity):
@@ -162,7 +162,7 @@ class KeyTrans(NamedTuple):
     encrypted_key: bytes
 
 
-def _ktri(data: bytes, info: der.Tlv) -> KeyTrans:
+def key_transport(data: bytes, info: der.Tlv) -> KeyTrans:
     parts = der.children(data, info)
     tags = [p.tag for p in parts]
     if len(tags) != 4 or tags[0] != der.INTEGER or tags[1] not in (der.SEQUENCE, 0x80):

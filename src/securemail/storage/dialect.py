@@ -9,9 +9,10 @@ other than ``off``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, func, select
+from sqlalchemy import Column, Connection, Insert, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from securemail.storage.errors import StorageError, StorageReason
@@ -25,6 +26,18 @@ def insert_new(connection: Connection, table: Table, **values: Any) -> Insert:
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table).values(values).on_conflict_do_nothing()
     return sqlite.insert(table).values(values).on_conflict_do_nothing()
+
+
+@functools.cache
+def insert_ignoring(
+    dialect_name: str, table: Table, returning: Column[Any] | None = None
+) -> Insert:
+    """As :func:`insert_new`, built once per dialect and table: the row comes as the
+    execution's parameters (a statement built once keeps its cache key, so SQLAlchemy
+    finds its compiled form without building it again); RETURNING ``returning``."""
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    statement = insert(table).on_conflict_do_nothing()
+    return statement if returning is None else statement.returning(returning)
 
 
 def notify(connection: Connection, channel: str, payload: str) -> None:

@@ -9,7 +9,7 @@ chain in ``migrations/`` (queue, accounts and web tables, in revision order).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,8 +35,11 @@ def connect(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
-    # hide_parameters: errors and logs must never carry a message body or address list
-    engine = create_engine(parsed, hide_parameters=True, pool_pre_ping=True)
+    # hide_parameters: errors and logs must never carry a message body or address list.
+    # A server's connections can go stale (restart, failover): each is pinged when taken
+    # from the pool. A SQLite file cannot, and the ping was a statement per transaction.
+    remote = parsed.get_backend_name() != "sqlite"
+    engine = create_engine(parsed, hide_parameters=True, pool_pre_ping=remote)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", dialect.sqlite_connect)
         event.listen(engine, "begin", dialect.sqlite_begin)
@@ -56,15 +59,31 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to the newest schema, or to ``revision`` (no-op when it is there)."""
+def migrations() -> Config:
+    """The migration chain's configuration (no alembic.ini: the chain ships in the package)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to the newest schema, or to ``revision`` (no-op when it is there)."""
+    _migrate(engine, command.upgrade, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the database back to ``revision`` (each revision's downgrade, newest first), in
+    one transaction: a failure leaves the schema as it was."""
+    _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, step: Callable[[Config, str], None], revision: str) -> None:
+    config = migrations()
     with _MIGRATING, transaction(engine, "migrate", write=True) as connection:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
 
 
 @contextmanager

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from securemail.bounces import NoticeContext
 from securemail.config.node import Unsealed
@@ -13,7 +13,6 @@ from securemail.deliver.target import Target
 from securemail.directory.model import Directory
 from securemail.keys.org import OrgKeys
 from securemail.queue.access import QueueAccess
-from securemail.receive.door import SourceQuota
 from securemail.smime import TrustStore
 
 
@@ -30,6 +29,8 @@ class UnprotectContext:
     notices: NoticeContext  # failure notices, and org_for (a sender's organisation here)
     clock: Callable[[], datetime]
     unsealed: Unsealed = "mark"  # [peer] unsealed: mail whose signature names no recipients
-    # peer mail quarantined per source (shared with the peer listener; see receive.door)
-    quarantined: SourceQuota = field(default_factory=lambda: SourceQuota(None))
+    # every organisation the node serves, keys installed or not, and how long mail for one
+    # whose key is not installed is held (securemail.unprotect.holding)
+    expected: frozenset[str] = frozenset()
+    hold_without_key: timedelta = timedelta(days=5)
     contacts: ContactRegister | None = None  # address verifications (securemail.contacts)

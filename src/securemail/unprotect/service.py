@@ -52,6 +52,7 @@ from securemail.smime.message import OUTER_FIELDS
 from securemail.unprotect.assurance import Assessed, assess, judge_assurance
 from securemail.unprotect.contacts import take_answer
 from securemail.unprotect.context import UnprotectContext
+from securemail.unprotect.holding import hold_for_key, waits_for_key
 from securemail.unprotect.receipts import (
     ReceiptRefusedError,
     issue_receipts,
@@ -107,7 +108,7 @@ class Inbound:
     async def process(self, entry: Entry) -> Entry:
         """One attempt at every pending recipient of ``entry``; return the recorded entry."""
         now = self.context.clock()
-        body = await self.context.queue.db(self.context.queue.manager.body, entry.id)
+        body = await self.context.queue.body(entry)
         local = self.context.orgs.get(entry.org_id)
         if entry.kind == "notice" and entry.client == "local" and local is not None:
             return await self._deliver(entry, local, body, _key(b"local", body), None)
@@ -120,6 +121,8 @@ class Inbound:
             if self._answers_a_verification(entry, opened):
                 return await self._take_answer(entry, opened, now)
         except (RefusedError, ReceiptRefusedError) as refusal:
+            if refusal.reason == "not-for-us" and waits_for_key(self.context, entry, body, now):
+                return await hold_for_key(self.context, entry, now)
             return await self._quarantine(entry, body, refusal.reason, refusal.detail, now)
         recorded = await self._deliver(entry, opened.org, opened.marked, opened.key, opened)
         # A recipient the organisation's store refused for good: the sender's gateway is
@@ -131,6 +134,8 @@ class Inbound:
         """Mail from the ordinary listener: never unprotected, whatever it contains (only the
         peer listener's mail can be verified), delivered marked not verified by SecureMail."""
         org = self.context.orgs.get(entry.org_id)
+        if org is None and waits_for_key(self.context, entry, body, now):
+            return await hold_for_key(self.context, entry, now)
         if org is None:
             return await self._quarantine(
                 entry, body, "not-for-us", f"no organisation {entry.org_id} on this node", now
@@ -349,9 +354,7 @@ class Inbound:
         held: dict[str, Reservation] = {}
         waiting = dict(keys)
         for pause in (*_BUSY_PAUSES, None):
-            found = await queue.db(
-                queue.keys.reserve, list(waiting.values()), entry.id, self.context.clock()
-            )
+            found = await queue.commits.reserve(list(waiting.values()), entry.id)
             held |= {r: found[k] for r, k in waiting.items()}
             waiting = {r: k for r, k in waiting.items() if found[k] is Reservation.BUSY}
             if not waiting or pause is None:
@@ -365,9 +368,6 @@ class Inbound:
         """Keep the entry, never delivered, and send nothing: whoever sent it is unproved,
         or is not the sender the signature vouches for (THREATS.md K)."""
         log.warning("quarantined %s: %s: %s; no notice sent", entry.id, reason, detail)
-        listener, _, source = entry.client.partition(" ")
-        if listener == "peer":
-            self.context.quarantined.record(source, now)
         queue = self.context.queue
         return await queue.db(
             queue.manager.quarantine, entry.id, reason, detail, now, holder=entry.claimed_by

@@ -23,6 +23,7 @@ from securemail import operations
 from securemail.access.model import Principal, Scope
 from securemail.errors import SecureMailError
 from securemail.queue import Entry, QueueError, QueueReason
+from securemail.records.access import opened
 from securemail.web.auth import api_principal
 from securemail.web.context import WebContext, web_context
 
@@ -235,6 +236,8 @@ async def entry(principal: OperatorToken, web: Web, entry_id: str) -> EntryDetai
         found = await web.db(operations.entry_detail, web.store, entry_id)
     except (operations.OperationError, QueueError) as error:
         raise refused(error) from None
+    by = principal.account.name
+    await web.db(opened, web.accounts.engine, found.entry, by=by, via="api", now=web.clock())
     events = [EventOut(**vars(ev)) for ev in found.events]
     return EntryDetailOut(
         entry=EntryOut.of(found.entry), headers=list(found.headers), events=events

@@ -1,4 +1,5 @@
-"""The operator console: the node's status, queue, quarantine, directory, keys and lockouts.
+"""The operator console: the node's status, queue, quarantine, directory, keys, lockouts and
+the conformance of member gateways.
 
 Server-rendered pages under ``/console``; every page needs an operator's session, every
 change is a POST form behind ``csrf_protect``. What the pages show and do comes from
@@ -20,10 +21,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BeforeValidator
 
-from securemail import operations
+from securemail import bulk, operations
 from securemail.access.model import Principal
+from securemail.conformance.history import ConformanceHistory
+from securemail.conformance.report import report_page
 from securemail.errors import SecureMailError
 from securemail.queue import Direction, State
+from securemail.records.access import opened
 from securemail.web.auth import csrf_protect, operator
 from securemail.web.context import WebContext, web_context
 
@@ -80,7 +84,10 @@ async def queue_page(
         **_paging(limit, offset, order),
     )
     page = await web.db(operations.list_entries, web.store, wanted)
+    backlog = await web.db(operations.upstream_backlog, web.store)
+    held = await web.db(operations.held_for_key, web.store)
     context = {"wanted": wanted, "directions": list(Direction)} | _listing(request, page)
+    context |= {"backlog": backlog, "held_for_key": held}
     return _page(request, principal, "queue.html", context)
 
 
@@ -109,6 +116,37 @@ def _listing(request: Request, page: operations.Page) -> dict[str, Any]:
     }
 
 
+@router.post("/queue/bulk", dependencies=CHECKED, response_class=HTMLResponse, name="console_bulk")
+async def steer_entries(
+    request: Request,
+    principal: Operator,
+    web: Web,
+    *,
+    action: Annotated[str, Form()],
+    ids: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies form defaults)
+    force: Annotated[bool, Form()] = False,
+    dry_run: Annotated[bool, Form()] = False,
+) -> HTMLResponse:
+    """The selected entries, steered (or, for a preview, what would change): the same
+    :mod:`securemail.bulk` as ``securemail queue hold ID…``; a delivered entry is never
+    held or retried, and the page says so for each one."""
+    if action not in ACTIONS:
+        return _page(request, principal, "missing.html", {"entry_id": action}, status=404)
+    if not ids:
+        nothing = bulk.BulkError(bulk.BulkReason.EMPTY_SELECTION, "tick at least one entry")
+        return _page(request, principal, "bulk.html", {"report": None, "refused": nothing}, 409)
+    selection = bulk.Selection(ids=tuple(dict.fromkeys(ids))[: operations.MAX_PAGE])
+    chosen = bulk.Action(action)
+    try:
+        report = await web.db(
+            bulk.steer, web.store, chosen, selection, web.clock(), dry_run=dry_run, force=force
+        )
+    except SecureMailError as error:
+        return _page(request, principal, "bulk.html", {"report": None, "refused": error}, 409)
+    context = {"report": report, "force": force}
+    return _page(request, principal, "bulk.html", context, status=409 if report.refused else 200)
+
+
 @router.get("/queue/{entry_id}", response_class=HTMLResponse, name="console_entry")
 async def entry_page(
     request: Request, principal: Operator, web: Web, entry_id: str
@@ -128,6 +166,8 @@ async def _entry_page(
     except SecureMailError as error:
         context = {"entry_id": entry_id, "refused": error}
         return _page(request, principal, "missing.html", context, status=404)
+    by = principal.account.name
+    await web.db(opened, web.accounts.engine, detail.entry, by=by, via="console", now=web.clock())
     context = {
         "detail": detail,
         "refused": refused,
@@ -238,3 +278,48 @@ async def unlock(
     except SecureMailError as error:
         return await _lockouts_page(request, principal, web, refused=error)
     return RedirectResponse(request.url_for("console_lockouts"), status_code=303)
+
+
+@router.get("/conformance", response_class=HTMLResponse, name="console_conformance")
+async def conformance_page(
+    request: Request,
+    principal: Operator,
+    web: Web,
+    *,
+    member: str = "",
+    limit: int = 50,
+    offset: int = 0,
+) -> HTMLResponse:
+    """Each member's latest conformance result, regressions first in an alert, and the
+    history of runs (of one member, with ``member``), paged."""
+    history = ConformanceHistory(web.accounts.engine)
+    paging = _paging(limit, offset, "newest")
+    wanted = member.strip() or None
+    latest = await web.db(history.latest)
+    runs = await web.db(history.runs, wanted, limit=paging["limit"] + 1, offset=paging["offset"])
+    more = len(runs) > paging["limit"]
+    before = max(0, paging["offset"] - paging["limit"]) if paging["offset"] else None
+    context = {
+        "latest": latest,
+        "regressed": [r for r in latest if r.regressed],
+        "runs": runs[: paging["limit"]],
+        "member": wanted or "",
+        "limit": paging["limit"],
+        "previous_url": None
+        if before is None
+        else str(request.url.include_query_params(offset=before)),
+        "next_url": str(request.url.include_query_params(offset=paging["offset"] + paging["limit"]))
+        if more
+        else None,
+    }
+    return _page(request, principal, "conformance.html", context)
+
+
+@router.get("/conformance/{result_id}", response_class=HTMLResponse, name="console_report")
+async def conformance_report(principal: Operator, web: Web, result_id: str) -> Response:
+    """One run's signed report as its readable page (the JSON and signature are in the
+    history; ``securemail conformance history --json`` names the run ids)."""
+    kept = await web.db(ConformanceHistory(web.accounts.engine).report, result_id)
+    if kept is None:
+        return HTMLResponse("<!DOCTYPE html><title>Not found</title><p>No such run.</p>", 404)
+    return HTMLResponse(report_page(kept[0]))

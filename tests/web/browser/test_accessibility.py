@@ -7,6 +7,7 @@ and the mail list at 375x812 as a phone shows it), so CI never rewrites them.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-unt
 from playwright.sync_api import Browser, FloatRect, Page, ViewportSize, expect
 
 from tests.web.browser.conftest import TO_HEMI, Site, new_context
+from tests.web.browser.test_browser import TO_HARBOUR
 
 SCREENSHOTS = Path(__file__).parents[3] / "docs" / "screenshots"
 PHONE: ViewportSize = {"width": 375, "height": 812}
@@ -116,3 +118,19 @@ def test_console_pages_are_accessible(site: Site, operator_page: Page, path: str
     """The operator console's status, queue and directory pages have no violations."""
     operator_page.goto(f"{site.origin}{path}")
     check(operator_page, "console-queue" if path == "/console/queue" else None)
+
+
+def test_console_bulk_preview_is_accessible(site: Site, operator_page: Page) -> None:
+    """The queue page's bulk form, the preview it leads to (a deferred entry ticked) and
+    the page for an empty selection have no violations."""
+    reply = site.send(TO_HARBOUR, TO_HARBOUR.message(9, datetime.now(UTC)))
+    assert reply.startswith("250"), reply
+    operator_page.goto(f"{site.origin}/console/queue")
+    operator_page.get_by_role("button", name="Preview").click()
+    expect(operator_page.get_by_role("heading", level=1)).to_have_text("Nothing selected")
+    check(operator_page)
+    operator_page.goto(f"{site.origin}/console/queue")
+    operator_page.get_by_role("checkbox", name="Select entry").first.check()
+    operator_page.get_by_role("button", name="Preview").click()
+    expect(operator_page.get_by_role("heading", level=1)).to_have_text("Preview: hold")
+    check(operator_page, "console-bulk-preview")

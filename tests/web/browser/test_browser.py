@@ -148,6 +148,36 @@ def test_operator_holds_and_releases_a_deferred_entry(site: Site, operator_page:
     expect(facts.locator("dt:has-text('State') + dd")).not_to_have_text("held")
 
 
+def test_operator_holds_entries_in_bulk_with_a_preview(site: Site, operator_page: Page) -> None:
+    """The operator ticks a deferred entry on the queue page, previews "hold" (nothing
+    changes yet), applies it from the preview, then releases it in bulk: all without
+    script, through the CSRF-checked forms."""
+    reply = site.send(TO_HARBOUR, TO_HARBOUR.message(4, NOW))
+    assert reply.startswith("250"), reply
+    message_id = Script.message_id(4, "securemail.provider.nz")
+    page = operator_page
+    page.goto(f"{site.origin}/console/queue?state=deferred&text={message_id}")
+    reload_until(page, HARBOUR)
+    row = page.get_by_role("row").filter(has_text=HARBOUR)
+    entry_id = row.get_by_role("link").inner_text()
+    row.get_by_role("checkbox", name=f"Select entry {entry_id}").check()
+    page.get_by_label("Action").select_option("hold")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Preview: hold")
+    expect(page.get_by_role("row").filter(has_text=entry_id)).to_contain_text("would hold")
+    page.get_by_role("button", name="Hold this entry").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Done: hold")
+    page.goto(f"{site.origin}/console/queue?state=held&text={message_id}")
+    held = page.get_by_role("row").filter(has_text=entry_id)
+    held.get_by_role("checkbox").check()
+    page.get_by_label("Action").select_option("release")
+    page.get_by_role("button", name="Apply to selected").click()
+    expect(page.get_by_role("row").filter(has_text=entry_id)).to_contain_text("done")
+    page.goto(f"{site.origin}/console/queue/{entry_id}")
+    facts = page.locator("dl.facts")
+    expect(facts.locator("dt:has-text('State') + dd")).not_to_have_text("held")
+
+
 def test_webmail_sent_copy_is_in_the_sent_folder_an_imap_client_lists(
     site: Site, browser: Browser
 ) -> None:

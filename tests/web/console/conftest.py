@@ -41,7 +41,9 @@ def context_for(store: QueueStore) -> WebContext:
     config = SimpleNamespace(name="test-node", region="NZ", organisations=())
     return WebContext(
         config=cast("NodeConfig", config),
-        accounts=cast("Accounts", None),  # only the lockout pages use them: not tested here
+        # the lockout pages use the accounts (not tested here); opening an entry is
+        # recorded in the node database, where the queue is
+        accounts=cast("Accounts", SimpleNamespace(engine=store._engine)),
         store=store,
         db=run_off_loop,
         directory=lambda: None,

@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
 
-from securemail.queue import Direction, QueueStore, State
+from securemail.queue import Direction, NewMessage, QueueStore, State
 from securemail.replies import ok
 from securemail.web import auth, console, context
 from securemail.web.app import mount_static
@@ -118,3 +118,57 @@ def test_status_quarantine_and_failures_pages(store: QueueStore) -> None:
     for path in ("/console/quarantine", "/console/failures?hours=48"):
         page = client.get(path)
         assert page.status_code == 200 and 'scope="col"' in page.text
+
+
+def test_bulk_hold_by_checkboxes_with_a_preview(store: QueueStore) -> None:
+    """The queue page has a checkbox per entry; a preview changes nothing and offers to
+    apply; applying holds the deferred entry and refuses the delivered one, saying why."""
+    waiting = deferred(store)
+    done = store.enqueue(message(), NOW)
+    store.claim(Direction.OUTBOUND, NOW)
+    store.record(done, {"bob@ministry.govt.nz": ok()}, NOW)
+    client = client_for(store)
+    page = client.get("/console/queue")
+    assert f'name="ids" value="{waiting}"' in page.text and f'value="{done}"' in page.text
+    form = {"csrf": "csrf-1", "action": "hold", "ids": [waiting, done]}
+    preview = client.post("/console/queue/bulk", data=form | {"dry_run": "true"})
+    assert preview.status_code == 409 and "would hold" in preview.text
+    assert "delivered entries cannot be held" in preview.text
+    assert store.get(waiting).state is State.DEFERRED  # type: ignore[union-attr]
+    assert f'<input type="hidden" name="ids" value="{waiting}">' in preview.text
+    assert f'<input type="hidden" name="ids" value="{done}">' not in preview.text
+    applied = client.post("/console/queue/bulk", data=form | {"dry_run": "false"})
+    assert "Hold: 1 changed, 1 refused" in applied.text
+    assert store.get(waiting).state is State.HELD  # type: ignore[union-attr]
+    assert store.get(done).state is State.DELIVERED  # type: ignore[union-attr]
+
+
+def test_bulk_post_without_csrf_changes_nothing(store: QueueStore) -> None:
+    """When csrf_protect refuses a bulk form, nothing is held."""
+    entry_id = deferred(store)
+    refused = client_for(store, csrf_ok=False).post(
+        "/console/queue/bulk", data={"action": "hold", "ids": [entry_id]}
+    )
+    assert refused.status_code == 403 and store.get(entry_id).state is State.DEFERRED  # type: ignore[union-attr]
+
+
+def test_queue_page_shows_the_upstream_backlog_and_key_holds(store: QueueStore) -> None:
+    """An upstream queue's backlog per member and the mail held for a key head the queue
+    page; without either, no such table."""
+    client = client_for(store)
+    assert "Waiting for a gateway or a key" not in client.get("/console/queue").text
+    upstream = message()
+    store.enqueue(
+        NewMessage(
+            Direction.OUTBOUND, "ministry", upstream.mail_from, upstream.recipients,
+            upstream.body, client="peer 127.0.0.9", kind="upstream", auth="agency",
+        ),
+        NOW,
+    )  # fmt: skip
+    store.enqueue(message(direction=Direction.INBOUND), NOW)
+    [inbound] = store.claim(Direction.INBOUND, NOW, 1)
+    store.hold_for_key(inbound.id, "no key", NOW)
+    page = client.get("/console/queue").text
+    assert "Waiting for a gateway or a key" in page
+    assert "<td>ministry</td><td>1</td><td>its gateway" in page
+    assert "<td>agency</td><td>1</td><td>its key (key-unavailable)" in page

@@ -9,7 +9,7 @@ no mailbox holder submitted. ``contacts``: the organisations' contact register
 (securemail.contacts).
 
 Revision ID: 0010
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-07
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

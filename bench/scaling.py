@@ -1,0 +1,113 @@
+"""The gateway benchmark's scaling rows: one node's outbound path by worker processes, and
+two sending nodes on one PostgreSQL database.
+
+The outbound path alone: gateway A (SQLite) with its relay listener, protect and the pinned
+relay, to a peer that only accepts: an SMTP sink in this process on the provider's peer
+port, offering STARTTLS with the provider's own TLS certificate (so A's pin and chain
+checks pass) and answering 250 to everything. It runs once with ``[node] workers = 1`` and
+once with ``workers = "auto"`` (a worker process per core beside the listeners).
+
+Two nodes on one PostgreSQL: gateway A and a second node of the same organisations and
+keys (``agency-2``: its own name, ports, data and mail directories) share one schema; the
+clients submit to both relay listeners in turn; gateway B delivers as in the main rows.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from securemail.config.node import load_config
+from securemail.demo.federation import NodeSetup, free_port
+from securemail.node.context import read_passphrase
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
+_LISTEN = re.compile(r'^(listen|tls_listen) = "127\.0\.0\.1:(\d+)"$', re.MULTILINE)
+
+
+class Accepting:
+    """aiosmtpd handler: 250 to every message; when each Message-ID first came."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+        self.copies: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        content = envelope.original_content or b""
+        found = _MESSAGE_ID.search(content.split(b"\r\n\r\n", 1)[0])
+        key = found.group(1).decode() if found else f"no-id-{len(self.seen)}"
+        with self._lock:
+            self.seen.setdefault(key, time.monotonic())
+            self.copies[key] = self.copies.get(key, 0) + 1
+        return "250 2.0.0 Accepted"
+
+
+@contextmanager
+def sink(provider: NodeSetup) -> Iterator[Accepting]:
+    """An accepting peer on the provider's peer port, with the provider's TLS identity."""
+    config = load_config(provider.config)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(
+        config.tls_certificate, config.tls_key, password=read_passphrase(config)
+    )
+    handler = Accepting()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=provider.peer_port,
+        tls_context=context,
+        require_starttls=True,
+        server_hostname="127.0.0.1",
+        data_size_limit=64 * 1024 * 1024,
+    )
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+def with_workers(text: str, workers: str) -> str:
+    """A node.toml text with ``[node] workers`` set (a number, or "auto")."""
+    value = workers if workers.isdigit() else f'"{workers}"'
+    return text.replace("[node]\n", f"[node]\nworkers = {value}\n", 1)
+
+
+def second_node(agency: NodeSetup) -> NodeSetup:
+    """A second node of the agency's organisations, beside it: its own name, listening
+    ports, data and mail directories; the same keys, federation and directory."""
+    text = agency.config.read_text()
+    text = text.replace('name = "agency.demo', 'name = "agency-2.demo', 1)
+    text = text.replace('data_dir = "data"', 'data_dir = "data-2"', 1)
+    text = text.replace('path = "mail"', 'path = "mail-2"')
+    text = _LISTEN.sub(lambda m: f'{m.group(1)} = "127.0.0.1:{free_port()}"', text)
+    config = agency.config.with_name("node-2.toml")
+    config.write_text(text)
+    mail = agency.config.parent / "mail-2"
+    mail.mkdir(mode=0o700, exist_ok=True)
+    return NodeSetup("agency-2", config, _port(text, "peer"), _port(text, "relay"), mail)
+
+
+def _port(text: str, table: str) -> int:
+    found = re.search(rf'\[{table}\]\nlisten = "127\.0\.0\.1:(\d+)"', text)
+    if found is None:
+        raise ValueError(f"no [{table}] listen in the node's configuration")
+    return int(found.group(1))
+
+
+def reset_second(setup: NodeSetup, original: str, database: str) -> None:
+    """Empty the second node's data and mail; point it at the shared ``database`` (its
+    accounts are the first node's, in the same database)."""
+    shutil.rmtree(setup.config.parent / "data-2", ignore_errors=True)
+    for item in setup.mail.iterdir():
+        shutil.rmtree(item)
+    setup.config.write_text(original.replace("[node]\n", f'[node]\ndatabase = "{database}"\n', 1))

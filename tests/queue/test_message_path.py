@@ -1,0 +1,125 @@
+"""The queue's message path in few round trips: claims with bodies, grouped event rows and
+reservations in one transaction, on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import datetime, timedelta
+
+import pytest
+
+from securemail.queue import Attempt, Direction, QueueError, QueueStore, Reservation, State
+from securemail.queue.commits import GroupCommit
+from securemail.queue.threads import DatabaseThreads
+from securemail.replies import ok, temporary
+from tests.queue.conftest import NOW, message
+
+BOB = "bob@ministry.govt.nz"
+CAROL = "carol@ministry.govt.nz"
+
+
+def test_a_claim_with_bodies_carries_each_entrys_message(store: QueueStore) -> None:
+    """A worker's claim returns every entry with its own body; a plain claim without."""
+    first = store.enqueue(message(body=b"Subject: one\r\n\r\n1\r\n"), NOW)
+    second = store.enqueue(message(body=b"Subject: two\r\n\r\n2\r\n"), NOW)
+    claimed = store.claim(Direction.OUTBOUND, NOW, 16, owner="gw-a/1", bodies=True)
+    assert {e.id: e.body for e in claimed} == {
+        first: b"Subject: one\r\n\r\n1\r\n",
+        second: b"Subject: two\r\n\r\n2\r\n",
+    }
+    assert all(e.state is State.ACTIVE and e.claimed_by == "gw-a/1" for e in claimed)
+    third = store.enqueue(message(), NOW)
+    [plain] = store.claim(Direction.OUTBOUND, NOW, 16)
+    assert plain.id == third and plain.body is None
+
+
+def test_an_attempts_events_are_written_in_order(store: QueueStore) -> None:
+    """The events of one attempt, grouped into one insert, keep their order in the history,
+    after the entry's earlier ones."""
+    entry_id = store.enqueue(message(BOB, CAROL), NOW)
+    store.claim(Direction.OUTBOUND, NOW, owner="gw-a/1")
+    later = NOW + timedelta(seconds=1)
+    results = {BOB: ok(), CAROL: temporary("timeout", "no answer")}
+    store.record(entry_id, results, later, events=[("protected", "p"), ("classified", "c")])
+    history = [(e.event, e.recipient) for e in store.events(entry_id)]
+    assert history == [
+        ("accepted", None),
+        ("protected", None),
+        ("classified", None),
+        ("delivered", BOB),
+        ("deferred", CAROL),
+    ]
+
+
+def test_a_failed_group_writes_none_of_its_events(store: QueueStore) -> None:
+    """A batch refused as a whole leaves no event of any of its attempts behind."""
+    done = store.enqueue(message(), NOW)
+    store.claim(Direction.OUTBOUND, NOW, owner="gw-a/1")
+    store.record(done, {BOB: ok()}, NOW)
+    other = store.enqueue(message(CAROL), NOW)
+    store.claim(Direction.OUTBOUND, NOW, owner="gw-a/1")
+    batch = [
+        Attempt(other, {CAROL: ok()}, (("protected", "p"),)),
+        Attempt(done, {BOB: ok()}, (("protected", "again"),)),  # no longer ACTIVE
+    ]
+    with pytest.raises(QueueError):
+        store.record_many(batch, NOW)
+    assert [e.event for e in store.events(other)] == ["accepted"]
+    assert store.get(other).state is State.ACTIVE  # type: ignore[union-attr]
+
+
+def test_reservations_of_several_entries_commit_together(store: QueueStore) -> None:
+    """Reservations made in one transaction answer as one by one: the second entry that
+    asks for a key a live entry holds finds it busy; a delivered key is delivered."""
+    first, second = (store.enqueue(message(body=b"x\r\n"), NOW) for _ in range(2))
+    store.claim(Direction.OUTBOUND, NOW, owner="gw-a/1", lease=timedelta(minutes=1))
+    store.record(first, {BOB: ok()}, NOW, remember=["old"])
+    third = store.enqueue(message(), NOW)
+    store.claim(Direction.OUTBOUND, NOW, owner="gw-a/1", lease=timedelta(minutes=1))
+    found = store.reserve_many([(["k1", "old"], second), (["k1"], third)], NOW)
+    assert found == [
+        {"k1": Reservation.RESERVED, "old": Reservation.DELIVERED},
+        {"k1": Reservation.BUSY},
+    ]
+
+
+def test_the_group_commit_reserves_concurrent_requests(store: QueueStore, url: str) -> None:
+    """Reservations asked for at once through the group commit each get their answer."""
+    ids = [store.enqueue(message(), NOW) for _ in range(3)]
+    store.claim(Direction.OUTBOUND, NOW, owner="gw-a/1", lease=timedelta(minutes=1))
+    threads = DatabaseThreads(url)
+
+    async def reserve_all() -> list[dict[str, Reservation]]:
+        commits = GroupCommit(store, threads, lambda: NOW)
+        asks = [commits.reserve(["same", f"own-{i}"], i) for i in ids]
+        return await asyncio.gather(*asks)
+
+    try:
+        answers = asyncio.run(reserve_all())
+    finally:
+        threads.close()
+    assert [a["same"] for a in answers] == [
+        Reservation.RESERVED,
+        Reservation.BUSY,
+        Reservation.BUSY,
+    ]
+    assert all(a[f"own-{i}"] is Reservation.RESERVED for a, i in zip(answers, ids, strict=True))
+
+
+def test_quarantined_entries_are_counted_per_source_and_window(store: QueueStore) -> None:
+    """The peer listener's quota counts a source's entries quarantined within the window,
+    from the queue every process shares; another source's and older ones do not count."""
+
+    def quarantined(client: str, at: datetime) -> None:
+        entry_id = store.enqueue(dataclasses.replace(message(), client=client), at)
+        store.quarantine(entry_id, "integrity-failed", "test", at)
+
+    quarantined("peer 192.0.2.1", NOW - timedelta(hours=2))
+    quarantined("peer 192.0.2.1", NOW - timedelta(minutes=10))
+    quarantined("peer 192.0.2.1", NOW)
+    quarantined("peer 192.0.2.9", NOW)
+    store.enqueue(dataclasses.replace(message(), client="peer 192.0.2.1"), NOW)
+    assert store.quarantined_from("peer 192.0.2.1", NOW - timedelta(hours=1)) == 2
+    assert store.quarantined_from("peer 192.0.2.9", NOW - timedelta(hours=1)) == 1
+    assert store.quarantined_from("peer 198.51.100.7", NOW - timedelta(hours=1)) == 0
