@@ -30,6 +30,7 @@ from securemail.config.reasons import NodeReason
 from securemail.conformance.history import ConformanceHistory
 from securemail.conformance.metrics import ConformanceCollector
 from securemail.conformance.schedule import run_schedule
+from securemail.contacts.store import ContactRegister
 from securemail.directory.fetch import Source
 from securemail.directory.refresh import DirectoryRefresher
 from securemail.directory.store import DirectoryStore
@@ -70,6 +71,7 @@ from securemail.receive import Listener
 from securemail.records.service import keep_records
 from securemail.relay import PoolLimits, RelayPool
 from securemail.relay.transport import PooledRelay
+from securemail.storage.engine import connect
 from securemail.unprotect.service import Inbound
 from securemail.upstream.forward import Forwarder
 from securemail.upstream.intake import UPSTREAM
@@ -152,6 +154,7 @@ async def open_node(
         wake=wake,
         clock=clock,
         accounts=accounts,
+        contacts=ContactRegister(connect(config.database)),  # migrated by QueueStore.open
     )
     await refresher.load(clock())
     if fetch:
