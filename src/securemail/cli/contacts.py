@@ -15,21 +15,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
-from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import click
 
 from securemail.cli.queue import open_store
 from securemail.cli.serve import CONFIG_OPTION, read_config
-from securemail.config.node import NodeConfig, Organisation
 from securemail.config.toml_table import parse_duration
-from securemail.contacts.model import Contact, new_id
+from securemail.contacts import desk
+from securemail.contacts.model import Contact
 from securemail.contacts.store import ContactRegister
 from securemail.policy.assurance import REQUIREMENTS
-from securemail.queue import Direction, NewMessage, QueueStore
+from securemail.queue import QueueStore
 from securemail.storage.engine import connect
 
 
@@ -50,27 +48,18 @@ def verify_command(
 ) -> None:
     """Ask ADDRESS's holder to confirm it; print the verification id."""
     config = read_config(config_path)
-    org = _org(config, org_id)
-    wanted = tuple(r.strip() for r in require.split(",") if r.strip())
-    unknown = [r for r in wanted if r not in REQUIREMENTS]
-    if unknown or "@" not in address or not purpose.strip() or not purpose.isprintable():
-        raise click.BadParameter(
-            f"requirements among {', '.join(REQUIREMENTS)}; an address; a purpose"
-        )
     now = datetime.now(UTC)
-    contact = Contact(
-        new_id(),
-        org.org_id,
-        address.strip().lower(),
-        " ".join(purpose.split()),
-        wanted,
-        parse_duration(valid, "--valid"),
-        "pending",
-        now,
-    )
+    valid_for = parse_duration(valid, "--valid")
+    try:
+        org = desk.organisation(config, org_id)
+        contact, request = desk.ask(
+            org, address, purpose, desk.requirements(require), valid_for, now=now
+        )
+    except desk.ContactError as error:
+        raise click.BadParameter(error.detail) from None  # a usage mistake: exit status 2
     with _opened(config_path) as (queue, register):
         register.add(contact)
-        queue.enqueue(_request(org, contact, now), now)
+        queue.enqueue(request, now)
     click.echo(contact.id)
 
 
@@ -95,7 +84,7 @@ def show_command(config_path: Path, ident: str) -> None:
     """One verification as JSON: what was asked, what was attested, and when."""
     with _opened(config_path) as (_, register):
         contact = _one(register, ident)
-    click.echo(json.dumps(_as_json(contact, datetime.now(UTC)), indent=2))
+    click.echo(json.dumps(desk.as_json(contact, datetime.now(UTC)), indent=2))
 
 
 @contacts_group.command("revoke")
@@ -103,9 +92,8 @@ def show_command(config_path: Path, ident: str) -> None:
 @click.argument("ident")
 def revoke_command(config_path: Path, ident: str) -> None:
     """Stop relying on a verification (the holder is not told)."""
-    with _opened(config_path) as (_, register):
-        contact = _one(register, ident)
-        register.save(replace(contact, state="revoked", note="revoked by the organisation"))
+    with _opened(config_path) as (_, register), _refusals():
+        desk.revoke(register, ident)
     click.echo(f"{ident}: revoked")
 
 
@@ -120,63 +108,16 @@ def _opened(config_path: Path) -> Iterator[tuple[QueueStore, ContactRegister]]:
             register.close()
 
 
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A refused contact operation as one ``error:`` line and exit status 1."""
+    try:
+        yield
+    except desk.ContactError as error:
+        click.echo(f"error: {error.reason.value}: {error.detail}", err=True)
+        raise SystemExit(1) from None
+
+
 def _one(register: ContactRegister, ident: str) -> Contact:
-    contact = register.get(ident)
-    if contact is None:
-        click.echo(f"error: no-such-contact: no verification {ident}", err=True)
-        raise SystemExit(1)
-    return contact
-
-
-def _org(config: NodeConfig, org_id: str | None) -> Organisation:
-    for org in config.organisations:
-        if org_id is None or org.org_id == org_id:
-            return org
-    raise click.BadParameter(f"no organisation {org_id} on this node", param_hint="--org")
-
-
-def _request(org: Organisation, contact: Contact, now: datetime) -> NewMessage:
-    """The SecureMail message that asks the holder to confirm (signed by the organisation)."""
-    needs = ", ".join(contact.require) or "nothing more"
-    lines = [
-        f"From: {org.contacts_address}",
-        f"To: {contact.address}",
-        f"Subject: Please confirm your address for {contact.purpose} [{contact.id}]",
-        f"Date: {format_datetime(now)}",
-        f"Message-ID: {make_msgid(domain=org.domains[0])}",
-        "MIME-Version: 1.0",
-        "Content-Type: text/plain; charset=utf-8",
-        "",
-        f"{org.org_id} asks you to confirm {contact.address} for: {contact.purpose}.",
-        f"It requires: {needs}.",
-        "",
-        "To confirm, sign in to your SecureMail mailbox as required and send a message",
-        f"to {org.contacts_address} with the subject: Confirm {contact.id}",
-        f"To withdraw later, send the subject: Withdraw {contact.id}",
-    ]
-    body = ("\r\n".join(lines) + "\r\n").encode("utf-8")
-    return NewMessage(
-        Direction.OUTBOUND, org.org_id, org.contacts_address, (contact.address,), body, "cli"
-    )
-
-
-def _as_json(contact: Contact, now: datetime) -> dict[str, object]:
-    when = {
-        k: None if v is None else v.isoformat()
-        for k, v in (
-            ("requested_at", contact.requested_at),
-            ("verified_at", contact.verified_at),
-            ("expires_at", contact.expires_at),
-        )
-    }
-    return {
-        "id": contact.id,
-        "org_id": contact.org_id,
-        "address": contact.address,
-        "purpose": contact.purpose,
-        "require": list(contact.require),
-        "status": contact.status(now),
-        "attested": contact.attested,
-        "note": contact.note,
-        **when,
-    }
+    with _refusals():
+        return desk.one(register, ident)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     select,
     update,
 )
@@ -73,6 +74,16 @@ class ContactRegister:
             query = query.where(contacts.c.org_id == org_id)
         with transaction(self._engine, "list contacts", write=False) as conn:
             return [_contact(row) for row in conn.execute(query)]
+
+    def page(self, address: str, offset: int, limit: int) -> tuple[builtins.list[Contact], int]:
+        """Contacts whose address contains ``address``, newest first, and how many in all."""
+        where = contacts.c.address.contains(address, autoescape=True)
+        query = select(contacts).where(where)
+        newest = query.order_by(contacts.c.requested_at.desc(), contacts.c.id.desc())
+        with transaction(self._engine, "page contacts", write=False) as conn:
+            total = conn.execute(select(func.count()).select_from(contacts).where(where)).scalar()
+            rows = conn.execute(newest.offset(offset).limit(limit))
+            return [_contact(row) for row in rows], int(total or 0)
 
     def save(self, contact: Contact) -> None:
         """Write ``contact``'s state, times, attestation and note."""

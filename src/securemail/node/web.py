@@ -22,10 +22,12 @@ import uvicorn
 from fastapi import APIRouter
 
 from securemail.config.reasons import NodeReason
+from securemail.contacts.desk import ContactDesk
 from securemail.node.admission import Admission
 from securemail.node.context import Node, NodeError
 from securemail.node.listeners import cannot_listen, server_tls
 from securemail.node.mailboxes import maildir_for
+from securemail.queue import NewMessage
 from securemail.storage.engine import connect
 from securemail.structured.inbox import PullInbox
 from securemail.web.app import make_app
@@ -91,6 +93,7 @@ async def start_node_web(
         admit=admission.admit_outbound,
         seal=node.accounts.mailbox_seal,
         inbox=_pull_inbox(node),
+        contacts=_contact_desk(node),
     )
     app = make_app(web, routers=routers, origin=origin)
     for router in extra:
@@ -122,6 +125,19 @@ async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
             server.should_exit = True
             raise RuntimeError("the web server did not start")
         await asyncio.sleep(0.01)
+
+
+def _contact_desk(node: Node) -> ContactDesk | None:
+    """The contact register, and requests entering the outbound queue as composed mail does."""
+    if node.contacts is None:
+        return None
+
+    async def enqueue(message: NewMessage) -> str:
+        entry_id = await node.queue.commits.enqueue(message)
+        node.queue.notify(message.direction)
+        return entry_id
+
+    return ContactDesk(node.contacts, enqueue)
 
 
 def _pull_inbox(node: Node) -> PullInbox | None:

@@ -44,6 +44,8 @@ ROUTERS = (
     "securemail.web.console",
     "securemail.web.api",
     "securemail.web.api_operator",
+    "securemail.web.api_contacts",
+    "securemail.web.console_contacts",
     "securemail.web.api_structured",
     "securemail.web.discovery",
 )

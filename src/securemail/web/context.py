@@ -15,6 +15,7 @@ from fastapi import Request
 
 from securemail.accounts.node import Accounts
 from securemail.config.node import NodeConfig
+from securemail.contacts.desk import ContactDesk
 from securemail.deliver.seal import MailboxSeal
 from securemail.directory.model import Directory
 from securemail.queue.access import OperatorQueue
@@ -37,6 +38,7 @@ class WebContext:
     admit: Admit  # how composed mail enters the outbound queue, as submission does
     seal: MailboxSeal  # the node's mailbox seal: what the gateway stored, and the Sent copy
     inbox: PullInbox | None = None  # structured documents waiting to be pulled (issue 21)
+    contacts: ContactDesk | None = None  # the contact register and its request path (issue 20)
 
 
 def web_context(request: Request) -> WebContext:
