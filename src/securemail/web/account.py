@@ -26,11 +26,17 @@ from securemail.accounts.model import AccountError, AccountReason, Granted, Serv
 from securemail.accounts.service import time_zones
 from securemail.web.app import render
 from securemail.web.auth import csrf_protect, sessions_of, signed_in, source
+from securemail.web.confirmations import confirmed_of
 from securemail.web.context import web_context
 
 router = APIRouter(prefix="/account", include_in_schema=False)
 SignedIn = Annotated[Principal, Depends(signed_in)]
 Posted = Annotated[Principal, Depends(csrf_protect)]
+WITHDRAWN = {  # what the account page says after a Withdraw (web.holder_contacts)
+    "sent": "Your withdrawal is sent; the organisation's register takes it when it arrives.",
+    "unknown": "That verification is not among those you confirmed.",
+    "failed": "Your withdrawal could not be sent; please try again later.",
+}
 WRONG_PASSWORD = "The current password is not right."  # noqa: S105 (a message)
 
 
@@ -180,5 +186,11 @@ async def _page(
     web, name = web_context(request), principal.account.name
     account = await web.db(web.accounts.service.get, name)
     apps = await web.db(web.accounts.service.app_passwords, name)
-    values = {"account": account, "app_passwords": apps, "time_zones": time_zones()} | context
+    values = {
+        "account": account,
+        "app_passwords": apps,
+        "time_zones": time_zones(),
+        "verifications": await confirmed_of(web, principal),
+        "withdrawn": WITHDRAWN.get(request.query_params.get("withdrawn", "")),
+    } | context
     return render(request, "account/index.html", values, status_code=status)

@@ -46,6 +46,7 @@ ROUTERS = (
     "securemail.web.api_operator",
     "securemail.web.api_contacts",
     "securemail.web.console_contacts",
+    "securemail.web.holder_contacts",
     "securemail.web.api_structured",
     "securemail.web.discovery",
 )

@@ -67,7 +67,7 @@ _MAX_QUERY = 200
 _MAX_UPLOADS = 10
 
 
-def _root(web: WebContext, who: Principal) -> Path:
+def mailbox_root(web: WebContext, who: Principal) -> Path:
     """The account's Maildir, with its special-use folders (made when missing)."""
     root = web.maildir_for(who.account.primary)
     if root is None:
@@ -103,10 +103,10 @@ async def list_page(
 ) -> Response:
     """The folder list and one page of the messages of one folder (or those matching ``q``
     among its newest :data:`~securemail.web.maildir_view.MAX_LISTED`)."""
-    root = _root(web, who)
+    root = mailbox_root(web, who)
     where = _folder(root, folder)
     directory = web.directory()
-    sealing = _sealing(web, who)
+    sealed_by = sealing(web, who)
     paging: dict[str, object] = {}
     if q.strip():
         rows = await asyncio.to_thread(
@@ -115,7 +115,7 @@ async def list_page(
             q.strip(),
             node_name=web.config.name,
             directory=directory,
-            sealing=sealing,
+            sealing=sealed_by,
         )
     else:
         rows, total = await asyncio.to_thread(
@@ -123,7 +123,7 @@ async def list_page(
             where,
             node_name=web.config.name,
             directory=directory,
-            sealing=sealing,
+            sealing=sealed_by,
             sort=sort if sort in SORTS else "newest",
             offset=offset,
         )
@@ -143,7 +143,7 @@ async def list_page(
 @router.get("/read", name="mail_read")
 async def read_page(request: Request, who: Who, web: Web, folder: str, key: str) -> Response:
     """One message with its verification panel; reading marks it seen."""
-    root = _root(web, who)
+    root = mailbox_root(web, who)
     where = _folder(root, folder)
     stored = _message(where, key)
     try:
@@ -198,7 +198,7 @@ def _paging(request: Request, offset: int, shown: int, total: int) -> dict[str, 
     }
 
 
-def _sealing(web: WebContext, who: Principal) -> maildir.Sealing:
+def sealing(web: WebContext, who: Principal) -> maildir.Sealing:
     """How the gateway's seal is checked, and the Sent copy sealed, in ``who``'s mailbox."""
     return maildir.Sealing(web.seal, who.account.primary)
 
@@ -213,7 +213,7 @@ async def attachment_download(
     who: Who, web: Web, folder: str, key: str, part: Annotated[int, Query(ge=0)]
 ) -> Response:
     """One attachment, always as a download (never rendered by the browser)."""
-    stored = _message(_folder(_root(web, who), folder), key)
+    stored = _message(_folder(mailbox_root(web, who), folder), key)
     try:
         data = await asyncio.to_thread(maildir.read, stored)
     except maildir.MessageTooLargeError:
@@ -233,7 +233,7 @@ async def attachment_download(
 async def move_message(request: Request, who: Who, web: Web) -> Response:
     """Move a message to another existing folder."""
     form = await request.form()
-    root = _root(web, who)
+    root = mailbox_root(web, who)
     where = _folder(root, str(form.get("folder", "")))
     stored = _message(where, str(form.get("key", "")))
     destination = _folder(root, str(form.get("to", "")))
@@ -245,7 +245,7 @@ async def move_message(request: Request, who: Who, web: Web) -> Response:
 async def delete_message(request: Request, who: Who, web: Web) -> Response:
     """Move a message to Trash (created if missing); nothing is destroyed here."""
     form = await request.form()
-    root = _root(web, who)
+    root = mailbox_root(web, who)
     where = _folder(root, str(form.get("folder", "")))
     stored = _message(where, str(form.get("key", "")))
     trash = await asyncio.to_thread(maildir.ensure_folder, root, maildir.TRASH)
@@ -289,7 +289,7 @@ async def compose_page(
     draft = Draft(sender=who.account.primary, to=(), cc=(), subject="", body="")
     draft_key = ""
     if folder and key and mode in ("reply", "forward", "draft"):
-        where = _folder(_root(web, who), maildir.DRAFTS if mode == "draft" else folder)
+        where = _folder(mailbox_root(web, who), maildir.DRAFTS if mode == "draft" else folder)
         stored = _message(where, key)
         reading = take_apart(await asyncio.to_thread(maildir.read, stored))
         if mode == "draft":
@@ -342,7 +342,7 @@ async def compose_send(request: Request, who: Who, web: Web) -> Response:
             status=400,
             draft_key=draft_key,
         )
-    reply = await web.admit(_received(request, web, who, composed))
+    reply = await web.admit(as_received(request, web, who, composed))
     if reply.code >= 300:
         problem = f"not sent: {reply.text}"
         return _compose_form(
@@ -355,10 +355,10 @@ async def compose_send(request: Request, who: Who, web: Web) -> Response:
             status=503,
             draft_key=draft_key,
         )
-    root = _root(web, who)
+    root = mailbox_root(web, who)
     sent = await asyncio.to_thread(maildir.ensure_folder, root, maildir.SENT)
     stored_key = await asyncio.to_thread(
-        maildir.store, sent, composed.message, seal=_sealing(web, who)
+        maildir.store, sent, composed.message, seal=sealing(web, who)
     )
     await asyncio.to_thread(_drop_draft, root, draft_key)
     query = urlencode({"key": stored_key, "message_id": composed.message_id})
@@ -369,7 +369,7 @@ async def compose_send(request: Request, who: Who, web: Web) -> Response:
 async def sent_page(request: Request, who: Who, web: Web, key: str, message_id: str) -> Response:
     """The confirmation after sending: each recipient's delivery state as the queue has it
     now (the timeline the Sent copy's panel shows), and a link to the copy in Sent."""
-    root = _root(web, who)
+    root = mailbox_root(web, who)
     stored = _message(_folder(root, maildir.SENT), key)
     sent = await web.db(timeline.timeline, web.store, message_id[:250], who.account.name)
     context = {
@@ -392,7 +392,7 @@ async def _save_draft(
         return _compose_form(
             request, web, who, draft, error=error.detail, status=400, draft_key=replaced
         )
-    root = _root(web, who)
+    root = mailbox_root(web, who)
     drafts = await asyncio.to_thread(maildir.ensure_folder, root, maildir.DRAFTS)
     key = await asyncio.to_thread(maildir.store, drafts, composed.message, flags="DS")
     await asyncio.to_thread(_drop_draft, root, replaced)
@@ -410,7 +410,7 @@ def _drop_draft(root: Path, key: str) -> None:
         stored.path.unlink(missing_ok=True)
 
 
-def _received(request: Request, web: WebContext, who: Principal, composed: Composed) -> Received:
+def as_received(request: Request, web: WebContext, who: Principal, composed: Composed) -> Received:
     """The composed message as the submission listener would have received it."""
     ip = request.client.host if request.client is not None else ""
     try:
@@ -499,7 +499,7 @@ def _compose_form(
     notice: str | None = None,
 ) -> Response:
     context = {
-        "folders": maildir.folders(_root(web, who)),
+        "folders": maildir.folders(mailbox_root(web, who)),
         "draft": draft,
         "draft_key": draft_key,
         "notice": notice,
