@@ -120,6 +120,18 @@ def test_console_pages_are_accessible(site: Site, operator_page: Page, path: str
     check(operator_page, "console-queue" if path == "/console/queue" else None)
 
 
+def test_console_contacts_page_is_accessible(site: Site, operator_page: Page) -> None:
+    """The Contacts page, with its verification form and the register, has no violations."""
+    operator_page.goto(f"{site.origin}/console/contacts")
+    assert operator_page.get_by_label("Purpose").is_visible()
+    operator_page.get_by_label("Address", exact=True).fill("hemi@provider.example.nz")
+    operator_page.get_by_label("Purpose").fill("benefit payments")
+    operator_page.get_by_label("strong-auth").check()
+    operator_page.get_by_role("button", name="Ask the holder to confirm").click()
+    assert operator_page.get_by_role("cell", name="pending").is_visible()
+    check(operator_page, "console-contacts")
+
+
 def test_console_bulk_preview_is_accessible(site: Site, operator_page: Page) -> None:
     """The queue page's bulk form, the preview it leads to (a deferred entry ticked) and
     the page for an empty selection have no violations."""
