@@ -18,6 +18,7 @@ from securemail.structured.documents import (
 from securemail.structured.findings import Finding, Severity
 from securemail.structured.schema import Schemas
 from securemail.structured.validate import CHECK_MLR, CHECK_SCHEMA, validate
+from securemail.structured.view import view
 
 FINDINGS = (
     Finding("UBL-SCHEMA", "cbc:IssueDate is not expected here", "/Invoice/cbc:IssueDate"),
@@ -94,3 +95,11 @@ def test_an_mlr_without_its_reference_fails_the_gateways_checks() -> None:
     )
     report = validate(document, None)
     assert report.rules == ["SM-MLR-01", "SM-MLR-04"]
+
+
+def test_the_webmail_shows_an_mlr_as_a_refusal_with_its_rules() -> None:
+    """view() of an MLR: its title, id and the refusal's summary naming the rules."""
+    shown = view(_written())
+    assert shown is not None and shown.title == "Message level response"
+    assert shown.number == "MLR-1"
+    assert shown.answer.endswith("(MLR RE): UBL-SCHEMA, BR-CO-15, PEPPOL-COMMON-R040")

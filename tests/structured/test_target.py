@@ -109,7 +109,7 @@ def test_an_invalid_document_on_receipt_is_refused_with_its_rule_ids(
     assert reply.detail == "PEPPOL-EN16931-R120, BR-CO-10, BR-CO-15"
     assert not (tmp_path / "drop").exists() and not _mail(tmp_path)
     (refused,) = refusals.answered
-    assert (refused.sender, refused.recipient) == (SENDER, TO)
+    assert (refused.sender, refused.recipient, refused.key) == (SENDER, TO, "a3")
     assert refused.message_id.startswith("<") and refused.message_id.endswith("@kowhai.example.nz>")
     rules = [f.rule for f in refused.findings]
     assert rules == ["PEPPOL-EN16931-R120", "BR-CO-10", "BR-CO-15"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -63,7 +63,10 @@ class QueueRefusals:
 
     async def answer(self, refused: Refused) -> None:
         now = self.clock()
-        response_id = f"MLR-{secrets.token_hex(8)}"
+        # From the delivery, so a repeat of it (a crash before the refusal was recorded)
+        # writes the same cbc:ID: the application keeps one.
+        delivery = f"{refused.key}:{refused.recipient.lower()}".encode()
+        response_id = f"MLR-{hashlib.sha256(delivery).hexdigest()[:16]}"
         document = mlr.write(
             response_id=response_id,
             message_id=refused.message_id,

@@ -62,12 +62,14 @@ class Answers(Protocol):
 
 @dataclass(frozen=True)
 class Refused:
-    """A document refused on receipt: who sent it (From:), to whom, which message, why."""
+    """A document refused on receipt: who sent it (From:), to whom, which message, why, and
+    the delivery's evidence id (``key``: a repeat of the delivery gives the same)."""
 
     sender: str
     recipient: str
     message_id: str
     findings: tuple[Finding, ...]
+    key: str
 
 
 class Refusals(Protocol):
@@ -167,7 +169,7 @@ class ApplicationTarget:
             )
         report = await asyncio.to_thread(validate, found.document, self.schemas)
         if not report.valid:
-            await self._answer_refusal(body, recipients, found, report)
+            await self._answer_refusal(body, recipients, key, found, report)
             rules = ", ".join(report.rules)
             refusal = Reply(554, "5.6.0", f"Document refused: {rules}", INVALID, rules)
             return dict.fromkeys(recipients, refusal)
@@ -215,7 +217,7 @@ class ApplicationTarget:
         return results
 
     async def _answer_refusal(
-        self, body: bytes, recipients: Sequence[str], found: Found, report: Report
+        self, body: bytes, recipients: Sequence[str], key: str, found: Found, report: Report
     ) -> None:
         kind = report.document_type
         answer_to_answer = kind is not None and kind.kind is Kind.MESSAGE_LEVEL_RESPONSE
@@ -226,7 +228,7 @@ class ApplicationTarget:
         if not sender or not sender[0][1] or not verified.message_id:
             return
         for recipient in recipients:
-            refused = Refused(sender[0][1], recipient, verified.message_id, report.findings)
+            refused = Refused(sender[0][1], recipient, verified.message_id, report.findings, key)
             await self.refusals.answer(refused)
 
     async def _note_answer(self, found: Found, report: Report) -> None:
