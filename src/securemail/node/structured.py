@@ -1,6 +1,7 @@
 """The composition of structured-document delivery: each organisation's application target
-wrapped around its mailbox target, business answers recorded on the queue's timeline, and
-the pull queue's taken rows purged after ``[structured] keep_taken``."""
+wrapped around its mailbox target, business answers recorded on the queue's timeline, the
+gateway's Message Level Responses queued for documents it refuses, and the pull queue's
+taken rows purged after ``[structured] keep_taken``."""
 
 from __future__ import annotations
 
@@ -62,30 +63,7 @@ class QueueRefusals:
         self.org_id, self.queue, self.clock = org_id, queue, clock
 
     async def answer(self, refused: Refused) -> None:
-        now = self.clock()
-        # From the delivery, so a repeat of it (a crash before the refusal was recorded)
-        # writes the same cbc:ID: the application keeps one.
-        delivery = f"{refused.key}:{refused.recipient.lower()}".encode()
-        response_id = f"MLR-{hashlib.sha256(delivery).hexdigest()[:16]}"
-        document = mlr.write(
-            response_id=response_id,
-            message_id=refused.message_id,
-            findings=refused.findings,
-            sender=refused.recipient,
-            receiver=refused.sender,
-            issued=now.date(),
-        )
-        outgoing = Outgoing(
-            document,
-            identify(parse(document)),
-            response_id,
-            refused.recipient,
-            refused.sender,
-            "Message level response: document refused",
-            receipt=False,
-            in_reply_to=refused.message_id,
-        )
-        message, message_id = compose(outgoing, now)
+        message, message_id = mlr_message(refused, self.clock())
         new = NewMessage(
             direction=Direction.OUTBOUND,
             org_id=self.org_id,
@@ -104,6 +82,33 @@ class QueueRefusals:
             )
             return
         self.queue.notify(Direction.OUTBOUND)
+
+
+def mlr_message(refused: Refused, now: datetime) -> tuple[bytes, str]:
+    """The MLR for ``refused`` as a structured message (profile §15.1) and its Message-ID."""
+    # From the delivery, so a repeat of it (a crash before the refusal was recorded)
+    # writes the same cbc:ID: the application keeps one.
+    delivery = f"{refused.key}:{refused.recipient.lower()}".encode()
+    response_id = f"MLR-{hashlib.sha256(delivery).hexdigest()[:16]}"
+    document = mlr.write(
+        response_id=response_id,
+        message_id=refused.message_id,
+        findings=refused.findings,
+        sender=refused.recipient,
+        receiver=refused.sender,
+        issued=now.date(),
+    )
+    outgoing = Outgoing(
+        document,
+        identify(parse(document)),
+        response_id,
+        refused.recipient,
+        refused.sender,
+        "Message level response: document refused",
+        receipt=False,
+        in_reply_to=refused.message_id,
+    )
+    return compose(outgoing, now)
 
 
 def open_inbox(config: NodeConfig) -> PullInbox | None:
