@@ -30,6 +30,7 @@ from securemail.config.reasons import NodeReason
 from securemail.conformance.history import ConformanceHistory
 from securemail.conformance.metrics import ConformanceCollector
 from securemail.conformance.schedule import run_schedule
+from securemail.contacts.store import ContactRegister
 from securemail.directory.fetch import Source
 from securemail.directory.refresh import DirectoryRefresher
 from securemail.directory.store import DirectoryStore
@@ -75,6 +76,7 @@ from securemail.receive import Listener
 from securemail.records.service import keep_records
 from securemail.relay import PoolLimits, RelayPool
 from securemail.relay.transport import PooledRelay
+from securemail.storage.engine import connect
 from securemail.unprotect.service import Inbound
 from securemail.upstream.forward import Forwarder
 from securemail.upstream.intake import UPSTREAM
@@ -159,6 +161,7 @@ async def open_node(
         clock=clock,
         accounts=accounts,
         inbox=inbox,
+        contacts=ContactRegister(connect(config.database)),  # migrated by QueueStore.open
     )
     await refresher.load(clock())
     if fetch:
