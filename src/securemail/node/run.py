@@ -49,7 +49,12 @@ from securemail.node.monitoring import monitoring_router, open_monitor
 from securemail.node.mta import keep_postfix_map
 from securemail.node.processes import WorkerProcesses
 from securemail.node.roles import Roles, build_roles, conformance_context
-from securemail.node.structured import QueueAnswers, with_application
+from securemail.node.structured import (
+    QueueAnswers,
+    open_inbox,
+    run_inbox_purge,
+    with_application,
+)
 from securemail.node.web import WebServer, start_node_web
 from securemail.node.workers import (
     POLL_SECONDS,
@@ -134,12 +139,13 @@ async def open_node(
         store,
     )
     answers = QueueAnswers(queue, store, clock)
+    inbox = open_inbox(config)
     node = Node(
         config=config,
         orgs=orgs,
         targets={
             o.org_id: with_application(
-                o, config, make_target(o, config, mailboxes, seal, passphrase), answers
+                o, config, make_target(o, config, mailboxes, seal, passphrase), answers, inbox
             )
             for o in config.organisations
         },
@@ -154,6 +160,7 @@ async def open_node(
         wake=wake,
         clock=clock,
         accounts=accounts,
+        inbox=inbox,
         contacts=ContactRegister(connect(config.database)),  # migrated by QueueStore.open
     )
     await refresher.load(clock())
@@ -255,6 +262,10 @@ async def _background(
         asyncio.create_task(run_body_purge(node.queue, config.retry.keep_body, clock, stop)),
         asyncio.create_task(_key_watch(node, stop)),
     ]
+    if node.inbox is not None:
+        keep = config.structured.keep_taken
+        purge = run_inbox_purge(node.inbox, node.queue.db, keep, clock, stop)
+        tasks.append(asyncio.create_task(purge))
     tasks += _upstream_watches(roles, stop)
     if config.workers > 1:
         tasks.append(asyncio.create_task(_worker_processes(node).run(stop)))
