@@ -53,6 +53,8 @@ accounts = Table(
     Column("operator", Boolean, nullable=False, server_default=false()),
     # 0008: the IANA zone the webmail shows dates in; NULL is New Zealand time
     Column("time_zone", String(64)),
+    # 0014: may make Privacy Act and OIA exports in the console (securemail.web.records)
+    Column("records", Boolean, nullable=False, server_default=false()),
 )
 
 account_addresses = Table(

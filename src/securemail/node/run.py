@@ -70,6 +70,7 @@ from securemail.receive import Listener
 from securemail.records.service import keep_records
 from securemail.relay import PoolLimits, RelayPool
 from securemail.relay.transport import PooledRelay
+from securemail.storage.engine import connect
 from securemail.unprotect.service import Inbound
 from securemail.upstream.forward import Forwarder
 from securemail.upstream.intake import UPSTREAM
@@ -118,6 +119,8 @@ async def open_node(
         Source(config.directory),
         clock=clock,
         on_current=keep_postfix_map(config) if fetch else None,
+        # only the fetching (main) process accepts versions, so only it records them
+        records=connect(config.database) if fetch else None,
     )
     threads = DatabaseThreads(config.database)
     wake = {d: asyncio.Event() for d in Direction}
