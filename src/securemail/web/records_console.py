@@ -38,9 +38,8 @@ from securemail.web.context import WebContext, web_context
 KINDS = ("subject", "query")
 
 
-async def records_officer(request: Request) -> Principal:
+async def records_officer(principal: Annotated[Principal, Depends(operator)]) -> Principal:
     """The signed-in operator if the records role is theirs; 403 otherwise."""
-    principal = await operator(request)
     if not principal.records:
         raise HTTPException(403, "the records role is needed")
     return principal
