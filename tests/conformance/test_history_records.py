@@ -11,8 +11,8 @@ from sqlalchemy import select
 from securemail.conformance.history import ConformanceHistory
 from securemail.records.schema import log
 from securemail.storage.engine import transaction
-from tests.conftest import NOW
 from tests.conformance.test_history import BROKEN, GOOD, _report, history
+from tests.conftest import NOW
 from tests.queue.conftest import pg_schema
 
 __all__ = ["history", "pg_schema"]
