@@ -1,4 +1,4 @@
-"""``securemail user operator``, ``records-role`` and ``user token``: roles and API tokens from the CLI."""
+"""``securemail user operator``, ``records-role`` and ``token``: roles and API tokens."""
 
 from __future__ import annotations
 
