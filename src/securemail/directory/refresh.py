@@ -90,6 +90,7 @@ class DirectoryRefresher:
         self._stored = stored
         if changed:
             log.info("directory serial %d accepted (%s)", stored.directory.serial, stored.digest)
+            self._last_refusal = None  # a later refusal is news again
             details = {"serial": str(stored.directory.serial), "digest": stored.digest}
             await self._record(now, "directory.accepted", details)
         self._warn_if_stale(now)
@@ -107,8 +108,6 @@ class DirectoryRefresher:
         self._last_refusal = seen
 
     async def _record(self, now: datetime, event: str, details: Mapping[str, str]) -> None:
-        if event == "directory.accepted":
-            self._last_refusal = None
         if self._records is None:
             return
         new = NewRecord(now, RecordClass.SECURITY, event, details=details)
