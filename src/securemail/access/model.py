@@ -36,6 +36,7 @@ class Principal:
     scopes: frozenset[Scope]
     session: str | None = None
     csrf: str | None = None
+    method: str | None = None  # how the session's login was made: "password", "password+totp"
 
     @property
     def operator(self) -> bool:

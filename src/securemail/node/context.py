@@ -27,6 +27,7 @@ from securemail.accounts.model import Mailboxes
 from securemail.accounts.node import Accounts
 from securemail.config.node import Delivery, NodeConfig, Organisation, StoreAuth
 from securemail.config.reasons import NodeReason
+from securemail.contacts.store import ContactRegister
 from securemail.deliver import MaildirTarget, SmtpTarget, Target
 from securemail.deliver.seal import MailboxSeal
 from securemail.deliver.smtp import StoreClient
@@ -166,6 +167,7 @@ class Node:
     wake: Mapping[Direction, asyncio.Event]
     clock: Callable[[], datetime]
     accounts: Accounts | None = None  # open when the node hosts people's mailboxes
+    contacts: ContactRegister | None = None  # the organisations' verified contacts
 
     def directory(self) -> Directory | None:
         """The current verified directory (None until one was loaded)."""
@@ -178,6 +180,8 @@ class Node:
         self.threads.close()
         if self.accounts is not None:
             self.accounts.close()
+        if self.contacts is not None:
+            self.contacts.close()
 
 
 class CurrentTrust:

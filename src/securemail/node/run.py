@@ -30,6 +30,7 @@ from securemail.config.reasons import NodeReason
 from securemail.conformance.history import ConformanceHistory
 from securemail.conformance.metrics import ConformanceCollector
 from securemail.conformance.schedule import run_schedule
+from securemail.contacts.store import ContactRegister
 from securemail.directory.fetch import Source
 from securemail.directory.refresh import DirectoryRefresher
 from securemail.directory.store import DirectoryStore
@@ -155,6 +156,7 @@ async def open_node(
         wake=wake,
         clock=clock,
         accounts=accounts,
+        contacts=ContactRegister(connect(config.database)),  # migrated by QueueStore.open
     )
     await refresher.load(clock())
     if fetch:
