@@ -36,6 +36,7 @@ from securemail.web.console import pages
 from securemail.web.context import WebContext, web_context
 
 KINDS = ("subject", "query")
+SHOWN = 50  # past exports listed; the caption says when there may be more
 
 
 async def records_officer(principal: Annotated[Principal, Depends(operator)]) -> Principal:
@@ -69,8 +70,9 @@ async def _page(
     extra: dict[str, Any],
     status: int = 200,
 ) -> HTMLResponse:
-    done = await web.db(past_exports, web.accounts.engine)
-    values = {"principal": principal, "csrf": principal.csrf, "exports": done, "kinds": KINDS}
+    done = await web.db(past_exports, web.accounts.engine, limit=SHOWN)
+    values: dict[str, Any] = {"principal": principal, "csrf": principal.csrf, "kinds": KINDS}
+    values |= {"exports": done, "shown": SHOWN}
     values |= {"form": {"kind": "subject", "about": "", "start": "", "end": ""}} | extra
     return pages.TemplateResponse(request, "console/records.html", values, status_code=status)
 

@@ -133,3 +133,15 @@ def test_a_bad_request_or_stale_form_writes_nothing(
     assert stale.post("/console/records", data={"about": AROHA}).status_code == 403
     assert not (tmp_path / "exports").exists()
     assert _exported(store) == []
+
+
+def test_a_long_list_of_exports_says_it_is_cut(store: QueueStore, tmp_path: Path, pki: Pki) -> None:
+    """With more exports than the page lists, the newest are shown and the caption says
+    the rest are in the log."""
+    details = {"kind": "oia", "about": "x", "records": "0", "by": "cli:o", "destination": "d"}
+    for _ in range(records_console.SHOWN + 1):
+        record(store._engine, NewRecord(NOW, RecordClass.SECURITY, "records.exported",
+                                        details=details))  # fmt: skip
+    page = _client(store, OFFICER, tmp_path, pki).get("/console/records").text
+    assert f"only the newest {records_console.SHOWN} are shown" in page
+    assert page.count("<td>cli:o</td>") == records_console.SHOWN
