@@ -125,6 +125,8 @@ async def open_node(
         Source(config.directory),
         clock=clock,
         on_current=keep_postfix_map(config) if fetch else None,
+        # only the fetching (main) process accepts versions, so only it records them
+        records=connect(config.database) if fetch else None,
     )
     threads = DatabaseThreads(config.database)
     wake = {d: asyncio.Event() for d in Direction}

@@ -23,9 +23,10 @@ from fastapi import APIRouter
 
 from securemail.config.reasons import NodeReason
 from securemail.node.admission import Admission
-from securemail.node.context import Node, NodeError
+from securemail.node.context import Node, NodeError, read_passphrase
 from securemail.node.listeners import cannot_listen, server_tls
 from securemail.node.mailboxes import maildir_for
+from securemail.records.service import node_signer
 from securemail.web.app import make_app
 from securemail.web.context import WebContext
 
@@ -89,6 +90,7 @@ async def start_node_web(
         admit=admission.admit_outbound,
         seal=node.accounts.mailbox_seal,
         inbox=node.inbox,
+        records_signer=lambda: node_signer(node.config, read_passphrase(node.config)),
     )
     app = make_app(web, routers=routers, origin=origin)
     for router in extra:
