@@ -57,6 +57,8 @@ accounts = Table(
     Column("identity_verified", UtcDateTime),
     # 0008: the IANA zone the webmail shows dates in; NULL is New Zealand time
     Column("time_zone", String(64)),
+    # 0014: may make Privacy Act and OIA exports in the console (securemail.web.records)
+    Column("records", Boolean, nullable=False, server_default=false()),
 )
 
 account_addresses = Table(

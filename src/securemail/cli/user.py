@@ -25,7 +25,7 @@ from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.cli.user_dovecot import export_dovecot_command
 from securemail.cli.user_identity import identity_group
 from securemail.cli.user_node import UserOptions, open_node_accounts
-from securemail.cli.user_web import operator_command, token_group
+from securemail.cli.user_web import operator_command, records_role_command, token_group
 from securemail.deliver.folders import ensure_special_folders
 from securemail.node.mailboxes import maildir_for
 
@@ -334,6 +334,7 @@ def app_password_revoke_command(name: str, ident: str) -> None:
 
 user_group.add_command(export_dovecot_command)
 user_group.add_command(operator_command)
+user_group.add_command(records_role_command)
 user_group.add_command(token_group)
 user_group.add_command(identity_group)
 

@@ -24,12 +24,11 @@ from fastapi import APIRouter
 from securemail.config.reasons import NodeReason
 from securemail.contacts.desk import ContactDesk
 from securemail.node.admission import Admission
-from securemail.node.context import Node, NodeError
+from securemail.node.context import Node, NodeError, read_passphrase
 from securemail.node.listeners import cannot_listen, server_tls
 from securemail.node.mailboxes import maildir_for
 from securemail.queue import NewMessage
-from securemail.storage.engine import connect
-from securemail.structured.inbox import PullInbox
+from securemail.records.service import node_signer
 from securemail.web.app import make_app
 from securemail.web.context import WebContext
 
@@ -92,8 +91,9 @@ async def start_node_web(
         maildir_for=maildir_for(node.config),
         admit=admission.admit_outbound,
         seal=node.accounts.mailbox_seal,
-        inbox=_pull_inbox(node),
         contacts=_contact_desk(node),
+        inbox=node.inbox,
+        records_signer=lambda: node_signer(node.config, read_passphrase(node.config)),
     )
     app = make_app(web, routers=routers, origin=origin)
     for router in extra:
@@ -138,9 +138,3 @@ def _contact_desk(node: Node) -> ContactDesk | None:
         return entry_id
 
     return ContactDesk(node.contacts, enqueue)
-
-
-def _pull_inbox(node: Node) -> PullInbox | None:
-    """The structured pull queue, if an organisation of the node takes documents that way."""
-    pulling = any(o.structured and o.structured.kind == "pull" for o in node.config.organisations)
-    return PullInbox(connect(node.config.database)) if pulling else None

@@ -21,6 +21,7 @@ from securemail.directory.model import Directory
 from securemail.queue.access import OperatorQueue
 from securemail.queue.threads import RunOffLoop
 from securemail.receive.model import Admit
+from securemail.smime import SignerIdentity
 from securemail.structured.inbox import PullInbox
 
 
@@ -39,6 +40,8 @@ class WebContext:
     seal: MailboxSeal  # the node's mailbox seal: what the gateway stored, and the Sent copy
     inbox: PullInbox | None = None  # structured documents waiting to be pulled (issue 21)
     contacts: ContactDesk | None = None  # the contact register and its request path (issue 20)
+    # the node's own signing identity, loaded when a records export is made (issue 19)
+    records_signer: Callable[[], SignerIdentity] | None = None
 
 
 def web_context(request: Request) -> WebContext:
