@@ -66,9 +66,22 @@ async def _send(client: httpx.AsyncClient, origin: str, subject: str) -> None:
     assert sent.status_code == 303, sent.text
 
 
+async def _withdraw_on_account_page(client: httpx.AsyncClient, origin: str, ident: str) -> None:
+    """The account page lists the confirmation with its purpose; its Withdraw button sends."""
+    page = await client.get("/account")
+    assert "benefit payments" in page.text and f'value="{ident}"' in page.text
+    done = await client.post(
+        "/account/verifications/withdraw",
+        data={"csrf": _csrf(page.text), "ident": ident},
+        headers={"Origin": origin},
+    )
+    assert done.headers["location"].endswith("withdrawn=sent#verifications"), done.text
+
+
 def test_verification_round_trip_and_withdrawal(federation: Federation) -> None:
     """verify -> request in Hemi's mailbox -> she confirms from the webmail with password and
-    code -> verified with the provider's attestation and an expiry -> she withdraws."""
+    code -> verified with the provider's attestation and an expiry -> she withdraws with the
+    account page's Withdraw button."""
 
     with _accounts(federation) as accounts:
         secret = _enrol(accounts, HEMI)
@@ -108,7 +121,7 @@ def test_verification_round_trip_and_withdrawal(federation: Federation) -> None:
                 await _send(client, origin, f"Confirm {ident}")
                 verified = await _until(agency, ident, "verified")
                 listing = await asyncio.to_thread(_contacts, agency, "list")
-                await _send(client, origin, f"Withdraw {ident}")
+                await _withdraw_on_account_page(client, origin, ident)
                 withdrawn = await _until(agency, ident, "withdrawn")
             return verified, withdrawn, listing
 
