@@ -70,7 +70,7 @@ def test_console_starts_lists_filters_and_revokes(app_client: TestClient, web: W
     assert started.status_code == 303  # type: ignore[attr-defined]
     assert isinstance(web.store, QueueStore)
     [entry] = web.store.list(direction=Direction.OUTBOUND)
-    assert [r.address for r in entry.recipients] == [HEMI]
+    assert [r.address for r in entry.recipients] == [HEMI] and entry.client == "console"
     page = app_client.get("/console/contacts", params={"address": "hemi.walker"}).text
     assert HEMI in page and "pending" in page and "benefit payments" in page
     assert HEMI not in app_client.get("/console/contacts", params={"address": "nobody"}).text

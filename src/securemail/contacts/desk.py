@@ -89,8 +89,10 @@ def ask(
     valid_for: timedelta,
     *,
     now: datetime,
+    client: str = "cli",
 ) -> tuple[Contact, NewMessage]:
-    """A pending verification of ``address`` and the message that asks its holder."""
+    """A pending verification of ``address`` and the message that asks its holder;
+    ``client`` names the face that asked (``cli``, ``console``, ``api``) in the queue."""
     address = address.strip().lower()
     local, _, domain = address.partition("@")
     if not local or "." not in domain or not address.isprintable() or " " in address:
@@ -111,10 +113,12 @@ def ask(
         "pending",
         now,
     )
-    return contact, request_message(org, contact, now)
+    return contact, request_message(org, contact, now, client)
 
 
-def request_message(org: Organisation, contact: Contact, now: datetime) -> NewMessage:
+def request_message(
+    org: Organisation, contact: Contact, now: datetime, client: str = "cli"
+) -> NewMessage:
     """The SecureMail message that asks the holder to confirm (signed by the organisation)."""
     needs = ", ".join(contact.require) or "nothing more"
     lines = [
@@ -135,7 +139,7 @@ def request_message(org: Organisation, contact: Contact, now: datetime) -> NewMe
     ]
     body = ("\r\n".join(lines) + "\r\n").encode("utf-8")
     return NewMessage(
-        Direction.OUTBOUND, org.org_id, org.contacts_address, (contact.address,), body, "cli"
+        Direction.OUTBOUND, org.org_id, org.contacts_address, (contact.address,), body, client
     )
 
 

@@ -112,7 +112,9 @@ async def start(principal: OperatorToken, web: Web, body: StartVerification) -> 
         org = desk.organisation(web.config, body.org_id)
         require = desk.requirements(",".join(body.require))
         valid_for = timedelta(days=body.valid_days)
-        asked, request = desk.ask(org, body.address, body.purpose, require, valid_for, now=now)
+        asked, request = desk.ask(
+            org, body.address, body.purpose, require, valid_for, now=now, client="api"
+        )
     except desk.ContactError as error:
         raise _refused(error) from None
     await web.db(desk_.register.add, asked)

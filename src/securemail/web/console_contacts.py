@@ -81,16 +81,17 @@ async def start(
     purpose: Annotated[str, Form(max_length=500)],
     require: Annotated[list[str] | None, Form()] = None,
     valid_days: Annotated[int, Form(ge=1, le=3660)] = 365,
+    org_id: Annotated[str, Form(max_length=255)] = "",
 ) -> Response:
     """Ask ``address``'s holder to confirm it, then show the register again."""
     if web.contacts is None:
         return await _render(request, principal, web)
     now = web.clock()
     try:
-        org = desk.organisation(web.config, None)
+        org = desk.organisation(web.config, org_id or None)
         wanted = desk.requirements(",".join(require or ()))
         asked, message = desk.ask(
-            org, address, purpose, wanted, timedelta(days=valid_days), now=now
+            org, address, purpose, wanted, timedelta(days=valid_days), now=now, client="console"
         )
     except desk.ContactError as error:
         return await _render(request, principal, web, refused=error)
