@@ -149,3 +149,15 @@ def test_control_characters_never_break_a_text_line(tmp_path: Path, restore_logg
     fields = logbook.parse(text)
     assert fields["queue_id"] == LINE.queue_id
     assert "\\r" in fields["detail"] and "\\x1b" in fields["reply"]
+
+
+def test_vouched_header_fields_never_reach_the_log_or_the_records() -> None:
+    """A ``sender-vouched`` event's detail (signed From:/To:/Date: fields, kept in the queue
+    for notices) is written to the log and the records only as "kept"; an operator's own
+    queue listing shows it on one line."""
+    header = "From: aroha@agency.govt.nz\r\nTo: hemi@provider.nz\r\nDate: Mon, 7 Dec 2026\r\n"
+    line = dataclasses.replace(LINE, event="sender-vouched", detail=header)
+    assert line.fields()["detail"] == "header fields kept in the queue for notices"
+    shown = logbook.shown_detail("sender-vouched", header, headers=True)
+    assert shown == "From: aroha@agency.govt.nz | To: hemi@provider.nz | Date: Mon, 7 Dec 2026"
+    assert logbook.shown_detail("deferred", "a\r\nb") == "a\r\nb"  # escaped by the log

@@ -40,6 +40,22 @@ import structlog
 LogFormat = Literal["text", "json"]
 QUEUE_LOGGER = "securemail.queue"
 FOLLOW_UP = "queued-follow-up"  # its detail lists the queue ids of what an entry caused
+# Events whose detail is message header text, kept in the queue for the notices it allows
+# (securemail.bounces): the log and the records say only that it is kept, never the fields.
+HEADER_DETAIL = frozenset({"sender-vouched"})
+
+
+def shown_detail(event: str, detail: str, *, headers: bool = False) -> str:
+    """An event's detail as a log line or a listing shows it. Header text is shown only
+    when ``headers`` (an operator's own listing of the queue), on one line; elsewhere the
+    line says it is kept. Other details are as recorded (the log escapes what it must)."""
+    if event not in HEADER_DETAIL or not detail:
+        return detail
+    if not headers:
+        return "header fields kept in the queue for notices"
+    return " | ".join(line.strip() for line in detail.splitlines() if line.strip())
+
+
 QUEUE_KEYS = (
     "queue_id",
     "event",
@@ -95,7 +111,7 @@ class QueueLine:
             "reason": self.reason,
             "reply": self.reply,
             "delay": delay,
-            "detail": self.detail,
+            "detail": shown_detail(self.event, self.detail),
         }
         return {key: value for key, value in values.items() if value is not None and value != ""}
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from securemail import logbook
 from securemail.config.node import load_config
 from securemail.demo.exchange import SCRIPTS, Script, header, submit, wait_for
 from securemail.demo.federation import AGENCY, MSP, OPERATOR, ORGS, PEOPLE, NodeSetup, found
@@ -282,7 +283,8 @@ def _trail(nodes: dict[str, NodeSetup], message_id: str) -> None:
             store.close()
     for time, name, direction, event in sorted(hops, key=lambda hop: hop[0]):
         who = f" {event.recipient}" if event.recipient else ""
-        detail = f": {event.detail}" if event.detail else ""
+        shown = logbook.shown_detail(event.event, event.detail)
+        detail = f": {shown}" if shown else ""
         click.echo(
             f"      {time:%H:%M:%S.%f}"[:-3]
             + f" {name:<8} {direction:<8} {event.event}{who}{detail}"[:160]

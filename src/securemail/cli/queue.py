@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from securemail import operations
+from securemail import logbook, operations
 from securemail.cli.files import fail, refuse_missing_database
 from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.cli.serve import CONFIG_OPTION, ports_file, read_config
@@ -197,7 +197,8 @@ def show_command(config_path: Path, entry_id: str, as_json: bool) -> None:
     for event in events:
         who = f" {event.recipient}" if event.recipient else ""
         reason = f" [{event.reason}]" if event.reason else ""
-        click.echo(f"{event.time:%Y-%m-%d %H:%M:%S} {event.event}{who}{reason} {event.detail}")
+        detail = logbook.shown_detail(event.event, event.detail, headers=True)
+        click.echo(f"{event.time:%Y-%m-%d %H:%M:%S} {event.event}{who}{reason} {detail}")
 
 
 def _opened(config: NodeConfig, entry: Entry) -> None:
