@@ -411,6 +411,7 @@ def insert_entry(conn: Connection, new: NewMessage, now: datetime) -> str:
     """Insert an accepted message (row, recipients, "accepted" event); its new id."""
     entry_id = _new_id(now)
     conn.execute(_INSERT_MESSAGE, message_row(entry_id, new, now))
+    eventlog.note_entry(conn, entry_id, new, now)
     conn.execute(
         _INSERT_RECIPIENTS,
         [
