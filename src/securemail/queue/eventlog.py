@@ -76,7 +76,7 @@ def note_relays(conn: Connection, entry_id: str, relays: Mapping[str, str]) -> N
 
 
 def note_entry(conn: Connection, entry_id: str, new: NewMessage, now: datetime) -> None:
-    """An entry this transaction inserts (called by insert_entry): its lines and records
+    """An entry this transaction inserts (called by insert_entries): its lines and records
     take its head and recipients from here instead of reading them back."""
     pending = conn.info.get(_KEY)
     if pending is not None:
