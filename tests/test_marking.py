@@ -20,6 +20,7 @@ from securemail.marking import (
     mark_verified,
     strip_trust_fields,
 )
+from securemail.smime.assurance import SenderAssurance
 
 VERDICT = Verdict(
     authserv_id="gw.ministry.govt.nz",
@@ -219,3 +220,15 @@ def test_stripping_never_leaves_a_trust_field(header: bytes, body: bytes) -> Non
     marked = _parse(mark_verified(header + b"\r\n" + body, VERDICT))
     assert len(marked.get_all("Authentication-Results") or []) == 1
     assert " ".join(str(marked["X-SecureMail-Status"]).split()).startswith("verified; signer=")
+
+
+def test_assurance_values_stay_one_token() -> None:
+    """A signed login word that is not a token (quotes, a plus) is quoted in the status
+    field and said "unknown" in Authentication-Results, so neither field can be bent."""
+    odd = SenderAssurance("provider", "hemi@securemail.provider.nz", 'pass"key+x')
+    verdict = Verdict(
+        "gw.agency.govt.nz", "provider", "Provider", "hemi@securemail.provider.nz", assurance=odd
+    )
+    marked = mark_verified(b"From: hemi@securemail.provider.nz\r\n\r\nHi\r\n", verdict)
+    head = marked.split(b"\r\n\r\n")[0].decode()
+    assert "policy.assurance=unknown" in head and 'login="pass\\"key+x"' in head

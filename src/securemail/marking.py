@@ -31,6 +31,7 @@ from email.errors import HeaderParseError
 from email.header import Header, decode_header, make_header
 
 from securemail.smime import mime
+from securemail.smime.assurance import SenderAssurance
 from securemail.smime.errors import SmimeError
 from securemail.smime.limits import Limits
 
@@ -71,6 +72,12 @@ class Verdict:
     # False when the signature does not name the recipients (a peer without the profile's
     # recipient binding, admitted by [peer] unsealed = "mark"): shown, never hidden.
     recipient_bound: bool = True
+    # The signed sender assurance (profile §2.2), if any; ``assurance_problem`` names why it
+    # is not believed (None: verified, the From: domain's provider said it); a warning when
+    # it is below the receiving organisation's policy (docs/assurance.md).
+    assurance: SenderAssurance | None = None
+    assurance_problem: str | None = None
+    assurance_warning: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("authserv_id", "signer_org", "from_address", "label", "receipt"):
@@ -101,16 +108,52 @@ def mark_verified(message: bytes, verdict: Verdict) -> bytes:
     status += [f"label={_value(verdict.label)}"] if verdict.label is not None else []
     status += [f"receipt={_value(verdict.receipt)}"] if verdict.receipt is not None else []
     status += [] if verdict.recipient_bound else ["recipient=not-bound"]
+    status += _assurance_status(verdict)
     results = [f"{_value(verdict.authserv_id)};", "smime=pass"]
     # RFC 8601 §2.7: a reason follows the result
     results += [] if verdict.recipient_bound else [f"reason={_quoted('recipient not bound')}"]
     results.append(f"header.from={_value(verdict.from_address)}")
+    if verdict.assurance is not None:  # RFC 8601 §2.3: ptype "policy", a local property
+        results.append(f"policy.assurance={_assurance_token(verdict)}")
     fields = (
         _fold("Authentication-Results", results)
         + _fold("X-SecureMail-Status", _separated(status))
         + _display_field("X-SecureMail-Signer", verdict.signer_name)
     )
+    if verdict.assurance_warning is not None:
+        fields += _display_field(WARNING_FIELD, verdict.assurance_warning)
     return fields + strip_trust_fields(message)
+
+
+def _assurance_status(verdict: Verdict) -> list[str]:
+    """The sender assurance items of X-SecureMail-Status (profile §2.2)."""
+    value = verdict.assurance
+    if value is None:
+        return []
+    if verdict.assurance_problem is not None:
+        return ["assurance=unverified", f"assurance-reason={_value(verdict.assurance_problem)}"]
+    items = ["assurance=verified", f"login={_value(value.login)}"]
+    if value.sole_use_since is not None:
+        items.append(f"sole-use-since={value.sole_use_since.date().isoformat()}")
+    if value.identity is not None:
+        items += [
+            f"identity-level={_value(value.identity.level)}",
+            f"identity-method={_value(value.identity.method)}",
+            f"identity-verified={value.identity.verified_on.isoformat()}",
+        ]
+    items += [] if verdict.assurance_warning is None else ["assurance-policy=below"]
+    return items
+
+
+def _assurance_token(verdict: Verdict) -> str:
+    """``unverified``, or the login with ``+sole-use`` and ``+identity`` as they hold."""
+    value = verdict.assurance
+    if value is None or verdict.assurance_problem is not None:
+        return "unverified"
+    # a login word that is no RFC 2045 token (a later profile's, or a bent one) is "unknown"
+    token = value.login if _TOKEN.fullmatch(value.login) and "+" not in value.login else "unknown"
+    token += "+sole-use" if value.sole_use_since is not None else ""
+    return token + ("+identity" if value.identity is not None else "")
 
 
 def mark_unverified(message: bytes, authserv_id: str, reason: str) -> bytes:

@@ -1,14 +1,19 @@
-"""``securemail user operator`` and ``user token``: roles and API tokens from the CLI."""
+"""``securemail user operator``, ``records-role`` and ``token``: roles and API tokens."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from securemail import audit
 from securemail.cli.main import cli
+from securemail.config.node import load_config
+from securemail.records.schema import log
+from securemail.storage.engine import connect
 from tests.cli.conftest import provider_config
 
 DOMAIN = "mail.example.govt.nz"
@@ -50,3 +55,19 @@ def test_token_list_and_revoke(config: Path) -> None:
     assert code == 1 and "no API token" in output
     log = config.parent / "data" / "accounts.log"
     assert audit.verify(log).ok and token not in log.read_text()
+
+
+def test_records_role_is_granted_revoked_and_recorded(config: Path) -> None:
+    """``user records-role`` turns the role on and off, each change a record naming the CLI
+    user; an unknown account is one error line; no token can take the records scope."""
+    assert user(config, "records-role", ALICE, "on") == (0, f"{ALICE} records-role on\n")
+    assert user(config, "records-role", ALICE, "off")[0] == 0
+    code, output = user(config, "records-role", f"nobody@{DOMAIN}", "on")
+    assert code == 1 and output.startswith("error: ") and "Traceback" not in output
+    code, _ = user(config, "token", "add", ALICE, "exports", "--scope", "records")
+    assert code == 2  # not a choice
+    with connect(load_config(config).database).connect() as conn:
+        events = conn.execute(select(log.c.event, log.c.record).order_by(log.c.seq)).all()
+    changes = [(e, json.loads(r)["details"]["by"]) for e, r in events if "role" in e]
+    assert [e for e, _ in changes] == ["records.role-granted", "records.role-revoked"]
+    assert all(by.startswith("cli:") for _, by in changes)

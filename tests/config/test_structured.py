@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,9 @@ def test_a_webhook_and_a_drop_folder_are_read_with_paths_from_the_config_folder(
     assert drop is not None and drop.path == Path("/etc/securemail/inbox")
     settings = structured_settings(Table({"ubl_schemas": "ubl"}, "structured", Path("/srv")))
     assert settings.ubl_schemas == Path("/srv/ubl")
+    assert settings.keep_taken == timedelta(days=7)
+    settings = structured_settings(Table({"keep_taken": "12h"}, "structured", Path("/srv")))
+    assert settings.keep_taken == timedelta(hours=12)
 
 
 @pytest.mark.parametrize(

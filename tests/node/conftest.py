@@ -24,7 +24,7 @@ from securemail.demo.federation import NodeSetup, add_people, found
 from securemail.node.run import serve
 from securemail.queue import QueueError, QueueReason, QueueStore
 
-WAIT = 30.0  # seconds: generous, the CI machine may be loaded
+WAIT = 60.0  # seconds: bounds a hang; three nodes starting on a loaded 2-core machine took >30
 
 
 @dataclass(frozen=True)

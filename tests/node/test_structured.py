@@ -24,6 +24,8 @@ import aiosmtplib
 import httpx
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import Engine
+from sqlalchemy.pool import QueuePool
 
 from securemail.access.model import Scope
 from securemail.access.store import WebStore
@@ -31,10 +33,11 @@ from securemail.access.tokens import WebAccess
 from securemail.accounts.events import ACCOUNTS_LOG, AccountEvents
 from securemail.accounts.node import open_accounts
 from securemail.cli.main import cli
+from securemail.node.run import open_node
 from securemail.queue import QueueStore
-from securemail.structured import responses
-from securemail.structured.documents import RESPONSE_NS, identify, parse
-from securemail.structured.message import Outgoing, compose
+from securemail.structured import mlr, responses
+from securemail.structured.documents import MLR, RESPONSE_NS, identify, parse
+from securemail.structured.message import Outgoing, compose, find
 from tests.node.conftest import WAIT, Federation, mailbox_files, running
 from tests.node.test_crash import Process
 from tests.structured.conftest import sample, schema_folder
@@ -315,11 +318,12 @@ def test_a_document_the_receiver_refuses_fails_back_to_the_sender_with_the_rule_
 ) -> None:
     """A sender without the schemas lets a schema-invalid invoice go; Harbour's gateway,
     which checks the schema, refuses it on receipt (554 5.6.0 structured-invalid): the
-    application never sees it, the sender gets the signed failure notice naming the rule,
-    and its track shows the receipt will not come."""
+    application never sees it, the sender gets the signed failure notice naming the rule
+    and a signed PEPPOL Message Level Response (RE, the rule as a line response) from
+    Harbour, which the agency's gateway matches to the invoice in its track."""
     mailbox = federation.nodes["agency"].mailbox(AROHA)
 
-    async def scenario() -> tuple[webhook.Inbox, str]:
+    async def scenario() -> tuple[webhook.Inbox, str, str]:
         inbox = webhook.Inbox(SECRET)
         runner, port = await webhook.start(inbox)
         try:
@@ -328,20 +332,32 @@ def test_a_document_the_receiver_refuses_fails_back_to_the_sender_with_the_rule_
                 posted = await _post(api, sample("invoice-nz-schema-order.xml"))
                 assert posted.status_code == 202, posted.text
                 assert "ubl-2.1-schema" not in posted.json()["validation"]["checks"]
-                tracked = await _tracked(federation, posted.json()["message_id"], "no receipt")
+                message_id = posted.json()["message_id"]
+                tracked = await _tracked(federation, message_id, "no receipt")
                 deadline = time.monotonic() + WAIT
                 while not any(b"UBL-SCHEMA" in m for m in mailbox_files(mailbox)):
                     assert time.monotonic() < deadline, "no failure notice naming the rule"
                     await asyncio.sleep(0.3)
-                return inbox, tracked
+                answered = await _tracked(federation, message_id, "business answer")
+                return inbox, tracked + answered, message_id
         finally:
             await runner.cleanup()
 
-    inbox, tracked = asyncio.run(asyncio.wait_for(scenario(), 4 * WAIT))
+    inbox, tracked, message_id = asyncio.run(asyncio.wait_for(scenario(), 4 * WAIT))
     assert not inbox.requests
     assert "no receipt in time" in tracked, tracked
-    (notice,) = [m for m in mailbox_files(mailbox) if b"UBL-SCHEMA" in m]
-    assert b"structured-invalid" in notice and b"Document refused" in notice
+    assert "business answer" in tracked and "(MLR RE): UBL-SCHEMA" in tracked, tracked
+    arrived = mailbox_files(mailbox)
+    (notice,) = [m for m in arrived if b"structured-invalid" in m]
+    assert b"UBL-SCHEMA" in notice and b"Document refused" in notice
+    (answer,) = [m for m in arrived if f"In-Reply-To: {message_id}".encode() in m]
+    assert b"X-SecureMail-Status: verified" in answer and b"signer=harbour" in answer
+    found = find(answer)
+    assert found is not None and found.declared_type is not None
+    assert found.declared_type.endswith(f"##{MLR}::2.1")
+    refusal = mlr.read(parse(found.document))
+    assert (refusal.code, refusal.message_id) == ("RE", message_id)
+    assert "UBL-SCHEMA" in refusal.rules
 
 
 def test_an_invoice_sent_with_the_cli_waits_in_the_agencys_pull_queue_until_taken(
@@ -387,3 +403,32 @@ def test_an_invoice_sent_with_the_cli_waits_in_the_agencys_pull_queue_until_take
     assert envelope["message_id"] == message_id and envelope["signer_org"] == "harbour"
     assert envelope["verified"] is True and HARBOUR_APP in envelope["from"]
     assert after == []
+
+
+def test_a_pulling_node_opens_one_pull_queue_and_closes_it_when_it_stops(
+    federation: Federation,
+) -> None:
+    """open_node() gives every pulling organisation one shared pull queue; Node.close()
+    closes its connections (none left checked in to the pool)."""
+    agency = federation.nodes["agency"].config
+    agency.write_text(agency.read_text() + '\n[organisation.structured]\nkind = "pull"\n')
+
+    async def scenario() -> tuple[int, int]:
+        node = await open_node(federation.config("agency"), fetch=False)
+        assert node.inbox is not None
+        now = datetime.now(UTC)
+        await node.queue.db(node.inbox.put, "agency", {"delivery_id": "x:a@b", "d": 1}, now)
+        engine = node.inbox._engine
+        before = _idle(engine)
+        await node.close()
+        return before, _idle(engine)
+
+    before, after = asyncio.run(asyncio.wait_for(scenario(), WAIT))
+    assert (before, after) == (1, 0)
+
+
+def _idle(engine: Engine) -> int:
+    """Connections checked in to ``engine``'s pool (a file database's pool is a queue)."""
+    pool = engine.pool
+    assert isinstance(pool, QueuePool)
+    return pool.checkedin()

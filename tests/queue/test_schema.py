@@ -15,6 +15,7 @@ from sqlalchemy import MetaData, create_engine
 from securemail.access.schema import metadata as web_metadata
 from securemail.accounts.schema import metadata as accounts_metadata
 from securemail.conformance.schema import metadata as conformance_metadata
+from securemail.contacts.store import metadata as contacts_metadata
 from securemail.queue import Direction, QueueStore
 from securemail.queue.schema import metadata
 from securemail.records.schema import metadata as records_metadata
@@ -40,6 +41,7 @@ def test_migrations_match_the_tables(store: QueueStore, url: str) -> None:
             records_metadata,
             inbox_metadata,
             conformance_metadata,
+            contacts_metadata,
         )
         for table in (t for m in tables for t in m.tables.values()):
             table.to_metadata(both)

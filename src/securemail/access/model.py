@@ -19,6 +19,7 @@ class Scope(StrEnum):
     MAILBOX = "mailbox"  # the account's own mail: read, send, track
     OPERATOR = "operator"  # the node: queue, quarantine, directory, keys, lockouts
     APPLICATION = "application"  # a business application: send and track structured documents
+    RECORDS = "records"  # an operator's console session: Privacy Act and OIA exports (no token)
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,13 @@ class Principal:
     scopes: frozenset[Scope]
     session: str | None = None
     csrf: str | None = None
+    method: str | None = None  # how the session's login was made: "password", "password+totp"
 
     @property
     def operator(self) -> bool:
         return Scope.OPERATOR in self.scopes
+
+    @property
+    def records(self) -> bool:
+        """May make Privacy Act and OIA exports: an operator with the records role."""
+        return self.operator and Scope.RECORDS in self.scopes

@@ -18,6 +18,7 @@ from securemail.access.model import Scope
 from securemail.access.schema import api_tokens, web_sessions
 from securemail.accounts.model import AccountError, AccountReason
 from securemail.accounts.schema import accounts
+from securemail.records.chain import NewRecord, RecordClass, append
 from securemail.storage.engine import transaction
 
 
@@ -65,6 +66,24 @@ class WebStore:
             )
             if not done.rowcount:
                 raise AccountError(AccountReason.NO_SUCH_ACCOUNT, f"no account {name}")
+
+    def records_role(self, name: str) -> bool:
+        with transaction(self._engine, "records role", write=False) as conn:
+            query = select(accounts.c.records).where(accounts.c.name == name)
+            return bool(conn.execute(query).scalar())
+
+    def set_records_role(self, name: str, flag: bool, *, by: str, now: datetime) -> None:
+        """Grant or revoke the records role, and record it in the records log (one
+        transaction: the change and its record stand or fall together)."""
+        with transaction(self._engine, "set records role", write=True) as conn:
+            done = conn.execute(
+                update(accounts).where(accounts.c.name == name).values(records=flag)
+            )
+            if not done.rowcount:
+                raise AccountError(AccountReason.NO_SUCH_ACCOUNT, f"no account {name}")
+            event = "records.role-granted" if flag else "records.role-revoked"
+            details = {"account": name, "by": by}
+            append(conn, [NewRecord(now, RecordClass.SECURITY, event, (name,), None, details)])
 
     def session_add(self, session: StoredSession, *, stale: datetime, old: datetime) -> None:
         """Store ``session``, first dropping those idle since ``stale`` or made before ``old``."""

@@ -46,15 +46,27 @@ class WebAccess:
         event = "operator-granted" if flag else "operator-revoked"
         self._events.record(event, self._clock(), name=name)
 
+    def records_role(self, name: str) -> bool:
+        return self.store.records_role(name.strip().lower())
+
+    def set_records_role(self, name: str, flag: bool, *, by: str) -> None:
+        """Grant (or revoke) the console's records exports; recorded in the records log."""
+        self.store.set_records_role(name.strip().lower(), flag, by=by, now=self._clock())
+
     def scopes(self, name: str) -> frozenset[Scope]:
-        """What a session of ``name`` may do now."""
-        return frozenset(
-            {Scope.MAILBOX, Scope.OPERATOR} if self.operator(name) else {Scope.MAILBOX}
-        )
+        """What a session of ``name`` may do now: the records scope only for an operator
+        who also has the records role."""
+        if not self.operator(name):
+            return frozenset({Scope.MAILBOX})
+        if self.records_role(name):
+            return frozenset({Scope.MAILBOX, Scope.OPERATOR, Scope.RECORDS})
+        return frozenset({Scope.MAILBOX, Scope.OPERATOR})
 
     def token_add(self, name: str, label: str, scope: Scope) -> tuple[str, str]:
         """A new token for ``name``: (its id, the token to show once)."""
         name, label = name.strip().lower(), _label(label)
+        if scope is Scope.RECORDS:
+            raise ValueError("the records role is for console sessions, not API tokens")
         if scope is Scope.OPERATOR and not self.operator(name):
             raise ValueError(f"{name} is not an operator: it cannot have an operator token")
         now = self._clock()
@@ -81,6 +93,8 @@ class WebAccess:
         """The account a token acts for and its scopes now, or None if it opens nothing."""
         found = self.store.token_by_digest(token_digest(token))
         if found is None:
+            return None
+        if found.scope is Scope.RECORDS:
             return None
         if found.scope is Scope.OPERATOR and not self.operator(found.account):
             return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -157,9 +158,10 @@ class PasswordLogin:
         if found.account is None or found.hash is None:  # decide() grants neither
             raise RuntimeError("login granted without an account")
         self._update_secret(found, secret, now)
-        return self._grant(
+        granted = self._grant(
             found.account, outcome, keys=keys, service=service, source=source, now=now
         )
+        return replace(granted, app_password_under_totp=found.app_password_under_totp)
 
     def _verify(self, hashed: str | None, secret: str) -> bool:
         try:

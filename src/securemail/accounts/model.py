@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Literal, Protocol
 
 from securemail.errors import SecureMailError
+from securemail.smime.assurance import IdentityCheck
 
 Method = Literal["password", "app-password", "password+totp"]
 
@@ -74,6 +75,8 @@ class Account:
     sole_use_acknowledged: datetime | None
     disabled: bool
     created: datetime
+    # How the provider verified the holder's identity (set by its operator), or None.
+    identity: IdentityCheck | None = None
     time_zone: str | None = None  # IANA name; None is the provider's default (NZ time)
 
     @property
@@ -91,6 +94,8 @@ class Granted:
 
     account: Account
     method: Method
+    # For an app password: it was created while the account had a confirmed second factor.
+    app_password_under_totp: bool = False
 
 
 @dataclass(frozen=True)

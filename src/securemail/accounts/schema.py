@@ -51,8 +51,14 @@ accounts = Table(
     Column("password_changed", UtcDateTime, nullable=False),
     # 0006: may use the operator console and operator API tokens (securemail.web)
     Column("operator", Boolean, nullable=False, server_default=false()),
+    # 0010: how the provider verified the holder's identity (docs/assurance.md)
+    Column("identity_level", Text),
+    Column("identity_method", Text),
+    Column("identity_verified", UtcDateTime),
     # 0008: the IANA zone the webmail shows dates in; NULL is New Zealand time
     Column("time_zone", String(64)),
+    # 0014: may make Privacy Act and OIA exports in the console (securemail.web.records)
+    Column("records", Boolean, nullable=False, server_default=false()),
 )
 
 account_addresses = Table(
@@ -73,6 +79,8 @@ app_passwords = Table(
     Column("hash", Text, nullable=False),
     Column("created", UtcDateTime, nullable=False),
     Column("last_used", UtcDateTime),
+    # 0010: created while the account had a confirmed second factor
+    Column("under_totp", Boolean, nullable=False, server_default=false()),
     Index("ix_app_passwords_account", "account"),
 )
 

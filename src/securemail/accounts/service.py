@@ -16,7 +16,7 @@ import functools
 import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 
@@ -28,6 +28,7 @@ from securemail.accounts.passwords import PasswordPolicy
 from securemail.accounts.store import AccountStore, AppPassword, StoredSecrets
 from securemail.accounts.throttle import ACCOUNT, Key, LoginThrottle
 from securemail.addresses import AddressError, parse_mailbox
+from securemail.smime.assurance import IdentityCheck
 
 APP_PASSWORD_CAP = 20
 MAX_LABEL = 100
@@ -107,6 +108,33 @@ class AccountService:
         """Record that the account's holder acknowledged it is for their sole use."""
         return self._change(name, "sole-use-acknowledged", sole_use_acknowledged=self._clock())
 
+    def set_identity(self, name: str, check: IdentityCheck | None) -> Account:
+        """Record how the provider verified the holder's identity (None: withdraw it); the
+        operator's statement, signed into every later message as the provider's word."""
+        if check is None:
+            values: dict[str, object] = dict.fromkeys(
+                ("identity_level", "identity_method", "identity_verified")
+            )
+            return self._change(name, "identity-cleared", **values)
+        verified = datetime.combine(check.verified_on, datetime.min.time(), UTC)
+        if verified > self._clock():
+            raise ValueError("an identity cannot be verified in the future")
+        account = self._store.update(
+            _name(name),
+            identity_level=check.level,
+            identity_method=check.method,
+            identity_verified=verified,
+        )
+        self._events.record(
+            "identity-verified",
+            self._clock(),
+            name=account.name,
+            level=check.level,
+            method=check.method,
+            verified_on=check.verified_on.isoformat(),
+        )
+        return account
+
     def set_time_zone(self, name: str, zone: str | None) -> Account:
         """Show ``name``'s dates in ``zone`` (an IANA name); None restores New Zealand time."""
         return self._change(name, "time-zone-changed", time_zone=_zone(zone))
@@ -158,7 +186,12 @@ class AccountService:
         now = self._clock()
         while True:  # ids are 4 of 31 characters: a clash is rare, another draw resolves it
             ident, secret = app_passwords.generate()
-            row = {"id": ident, "label": label, "hash": self._hasher.hash(secret)}
+            row = {
+                "id": ident,
+                "label": label,
+                "hash": self._hasher.hash(secret),
+                "under_totp": self.get(name).totp_enrolled,
+            }
             if self._store.app_password_add(name, row, now, cap=APP_PASSWORD_CAP):
                 break
         self._events.record("app-password-created", now, name=name, id=ident, label=label)

@@ -27,6 +27,7 @@ from securemail.accounts.schema import (
     accounts,
     app_passwords,
 )
+from securemail.smime.assurance import IdentityCheck
 from securemail.storage.dialect import insert_new
 from securemail.storage.engine import transaction
 
@@ -42,6 +43,7 @@ class AppPassword:
     label: str
     created: datetime
     last_used: datetime | None
+    under_totp: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Credentials:
     hash: str | None
     app_password: str | None
     totp: TotpState | None
+    app_password_under_totp: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,16 +195,17 @@ class AccountStore:
             row = _row(conn, name)
             if row is None:
                 return Credentials(None, None, None, None)
-            app_hash = None
+            app = None
             if app_password is not None:
-                app_hash = conn.execute(
-                    select(app_passwords.c.hash).where(
+                app = conn.execute(
+                    select(app_passwords.c.hash, app_passwords.c.under_totp).where(
                         app_passwords.c.id == app_password, app_passwords.c.account == name
                     )
-                ).scalar()
+                ).first()
             totp = _totp(conn, name)
-            if app_hash is not None:
-                return Credentials(_account(conn, name), app_hash, app_password, totp)
+            if app is not None:
+                account = _account(conn, name)
+                return Credentials(account, app.hash, app_password, totp, bool(app.under_totp))
             return Credentials(_account(conn, name), row.password_hash, None, totp)
 
     def totp_begin(self, name: str, sealed: bytes, now: datetime) -> None:
@@ -262,7 +266,7 @@ class AccountStore:
                 .where(app_passwords.c.account == name)
                 .order_by(app_passwords.c.created, app_passwords.c.id)
             )
-            return [AppPassword(r.id, r.label, r.created, r.last_used) for r in rows]
+            return [AppPassword(r.id, r.label, r.created, r.last_used, r.under_totp) for r in rows]
 
     def app_password_revoke(self, name: str, ident: str) -> None:
         with transaction(self._engine, "revoke app password", write=True) as conn:
@@ -335,5 +339,13 @@ def _build(row: Row[Any], addresses: Sequence[str], totp: TotpState | None) -> A
         sole_use_acknowledged=row.sole_use_acknowledged,
         disabled=row.disabled,
         created=row.created,
+        identity=_identity(row),
         time_zone=row.time_zone,
     )
+
+
+def _identity(row: Row[Any]) -> IdentityCheck | None:
+    if row.identity_level is None or row.identity_verified is None:
+        return None
+    method = row.identity_method or "unspecified"
+    return IdentityCheck(row.identity_level, method, row.identity_verified.date())

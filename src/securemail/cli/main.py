@@ -8,6 +8,7 @@ from securemail import __version__
 from securemail.cli.audit import audit_group
 from securemail.cli.check import check_config_command
 from securemail.cli.conformance import conformance
+from securemail.cli.contacts import contacts_group
 from securemail.cli.db import db_group
 from securemail.cli.demo import demo
 from securemail.cli.directory import directory
@@ -49,6 +50,7 @@ cli.add_command(evidence_group)
 cli.add_command(policy_group)
 cli.add_command(user_group)
 cli.add_command(log_group)
+cli.add_command(contacts_group)
 cli.add_command(structured)
 cli.add_command(records_group)
 cli.add_command(check_config_command)

@@ -22,6 +22,7 @@ import click
 
 from securemail.cli.files import fail
 from securemail.cli.output import JSON_OPTION, echo_json
+from securemail.cli.policy_assurance import explain_inbound
 from securemail.cli.serve import CONFIG_OPTION, read_config
 from securemail.config.anchors import load_anchors
 from securemail.config.node import NodeConfig, Organisation
@@ -63,6 +64,12 @@ def policy_group() -> None:
 )
 @click.option("--label", metavar="CLASSIFICATION", help="e.g. IN-CONFIDENCE (a marking header).")
 @click.option("--subject", default="", help="The Subject, which may carry a [SEC=...] marking.")
+@click.option(
+    "--assurance",
+    default="none",
+    show_default=True,
+    help="Mail from outside: what its provider vouched for, e.g. password-totp,sole-use.",
+)
 @JSON_OPTION
 def explain_command(
     config_path: Path,
@@ -70,12 +77,17 @@ def explain_command(
     recipients: tuple[str, ...],
     label: str | None,
     subject: str,
+    assurance: str,
     as_json: bool,
 ) -> None:
     """Print the label and, per recipient, the decision and why; send nothing. Exit 1, with
-    an ``error:`` line naming the reason, when any recipient would be refused."""
+    an ``error:`` line naming the reason, when any recipient would be refused. A sender from
+    outside writing to this node's recipients gets the sender assurance rules instead."""
     config = read_config(config_path)
     now = datetime.now(UTC)
+    if _from_outside(config, sender, recipients):
+        explain_inbound(config, sender, recipients, assurance)
+        return
     try:
         org = _organisation(config, _address(sender))
         domains = [_address(recipient)[1] for recipient in recipients]
@@ -113,6 +125,16 @@ def explain_command(
         names = ", ".join(recipient for recipient, _ in refused)
         click.echo(f"error: {refused[0][1]}: refused for {names}", err=True)
         sys.exit(1)
+
+
+def _from_outside(config: NodeConfig, sender: str, recipients: tuple[str, ...]) -> bool:
+    """The sender is not served here and every recipient is: mail this node receives."""
+    served = {d.lower() for d in config.domains}
+    return _domain_of(sender) not in served and all(_domain_of(r) in served for r in recipients)
+
+
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".")
 
 
 def synthetic_message(sender: str, subject: str, label: SecurityLabel | None) -> bytes:

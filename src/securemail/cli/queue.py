@@ -76,6 +76,8 @@ def _as_json(entry: Entry) -> dict[str, object]:
         "mail_from": entry.mail_from,
         "client": entry.client,  # which listener and address it came in on
         "auth": entry.auth,  # the account that logged in to submit it, if any
+        # how that account logged in, sole use and identity, as signed (docs/assurance.md)
+        "assurance": None if entry.assurance is None else json.loads(entry.assurance),
         "message_id": entry.message_id,
         "size": entry.size,
         "created_at": entry.created_at.isoformat(),

@@ -23,8 +23,9 @@ from securemail.accounts.model import Account
 from securemail.accounts.service import AccountService
 from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.cli.user_dovecot import export_dovecot_command
+from securemail.cli.user_identity import identity_group
 from securemail.cli.user_node import UserOptions, open_node_accounts
-from securemail.cli.user_web import operator_command, token_group
+from securemail.cli.user_web import operator_command, records_role_command, token_group
 from securemail.deliver.folders import ensure_special_folders
 from securemail.node.mailboxes import maildir_for
 
@@ -136,6 +137,9 @@ def show_command(name: str, as_json: bool) -> None:
         click.echo(f"  created: {account.created:%Y-%m-%d %H:%M:%S}Z")
         acknowledged = account.sole_use_acknowledged
         click.echo(f"  sole use acknowledged: {acknowledged or 'no'}")
+        identity = account.identity
+        verified = "no" if identity is None else f"{identity.level}, {identity.method}"
+        click.echo(f"  identity verified: {verified}")
         for app in service.app_passwords(name):
             click.echo(
                 f"  app password {app.id}  {app.label}  last used {app.last_used or 'never'}"
@@ -330,7 +334,9 @@ def app_password_revoke_command(name: str, ident: str) -> None:
 
 user_group.add_command(export_dovecot_command)
 user_group.add_command(operator_command)
+user_group.add_command(records_role_command)
 user_group.add_command(token_group)
+user_group.add_command(identity_group)
 
 
 def _config_after_the_command(group: click.Group) -> None:

@@ -19,6 +19,7 @@ from securemail.access.store import WebStore
 from securemail.access.tokens import WebAccess
 from securemail.accounts.events import ACCOUNTS_LOG, AccountEvents
 from securemail.cli.output import JSON_OPTION, echo_json
+from securemail.cli.records import operator as cli_operator
 from securemail.cli.user_node import open_node_accounts
 from securemail.storage.engine import connect
 
@@ -44,6 +45,17 @@ def operator_command(name: str, state: str) -> None:
     click.echo(f"{name.strip().lower()} operator {state}")
 
 
+@click.command("records-role")
+@click.argument("name")
+@click.argument("state", type=click.Choice(["on", "off"]))
+def records_role_command(name: str, state: str) -> None:
+    """Let NAME, an operator, make Privacy Act and OIA exports in the console (on), or no
+    longer (off). Recorded in the records log."""
+    with _access() as access:
+        access.set_records_role(name, state == "on", by=cli_operator())
+    click.echo(f"{name.strip().lower()} records-role {state}")
+
+
 @click.group("token")
 def token_group() -> None:
     """API tokens for business applications (the JSON API under /api/v1)."""
@@ -54,7 +66,7 @@ def token_group() -> None:
 @click.argument("label")
 @click.option(
     "--scope",
-    type=click.Choice([s.value for s in Scope]),
+    type=click.Choice([s.value for s in Scope if s is not Scope.RECORDS]),
     default=Scope.MAILBOX.value,
     show_default=True,
     help="mailbox: the account's own mail; operator: the node (NAME must be an operator); "

@@ -59,6 +59,7 @@ from securemail.config.toml_table import (
     Table,
     parse_duration,
 )
+from securemail.policy.assurance import AssuranceRule
 from securemail.policy.model import NodePolicy, OrgPolicy
 from securemail.receive.door import Door
 from securemail.records.retention import RecordsSettings, parse_records
@@ -223,6 +224,11 @@ class Organisation:
     def receipt_address(self) -> str:
         """Where peers send the receipts this organisation asks for (the ESS receiptsTo)."""
         return f"{RECEIPTS_LOCAL_PART}@{self.domains[0]}"
+
+    @property
+    def contacts_address(self) -> str:
+        """Where holders answer this organisation's address verifications (docs/assurance.md)."""
+        return f"securemail-contacts@{self.domains[0]}"
 
 
 @dataclass(frozen=True)
@@ -745,11 +751,35 @@ def _policy(table: Table | None) -> OrgPolicy:
             secure_from=table.text("secure_from", "IN-CONFIDENCE"),
             allowed_regions=tuple(r.upper() for r in table.strings("allowed_regions", ["NZ"])),
             personal_domains=tuple(d.lower() for d in table.strings("personal_domains", [])),
+            assurance=_assurance_rules(table),
         )
     except ValueError as error:
         raise ConfigError(f"{table.where}: {error}") from None
     table.finish()
     return policy
+
+
+def _assurance_rules(policy: Table) -> tuple[AssuranceRule, ...]:
+    """``[[organisation.policy.assurance]]``: docs/assurance.md, "Agency policy"."""
+    items = policy.data.get("assurance", [])
+    policy.used.add("assurance")
+    if not isinstance(items, list):
+        raise ConfigError(f"{policy.where}.assurance must be a list of tables")
+    rules = []
+    for number, item in enumerate(items):
+        table = Table(item, f"{policy.where}.assurance[{number}]", policy.base)
+        rules.append(
+            AssuranceRule(
+                require=table.strings("require", REQUIRED),
+                senders=table.text("from", "*"),
+                recipients=table.text("to", "*"),
+                below="refuse" if table.text("below", "warn") == "refuse" else "warn",
+            )
+        )
+        if table.data.get("below", "warn") not in ("warn", "refuse"):
+            raise ValueError(f"below must be warn or refuse, not {table.data['below']!r}")
+        table.finish()
+    return tuple(rules)
 
 
 def _receipts(table: Table | None) -> ReceiptPolicy:

@@ -1,6 +1,7 @@
 """Settings of structured documents (e-invoices): where the schemas are, where documents go.
 
     [structured]                  ubl_schemas (folder holding the UBL 2.1 maindoc/ and common/)
+                                  keep_taken (how long a taken pull-queue row stays; "7d")
     [organisation.structured]     kind = "webhook" | "drop" | "pull"
                                   webhook: url (https, or http to loopback), secret_file
                                   drop:    path
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -25,6 +27,7 @@ from securemail.config.toml_table import ConfigError, Table
 @dataclass(frozen=True)
 class StructuredSettings:
     ubl_schemas: Path | None = None  # no schema check without them (reports say so)
+    keep_taken: timedelta = timedelta(days=7)  # a taken pull-queue row, then it is purged
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,10 @@ class StructuredTarget:
 def structured_settings(table: Table | None) -> StructuredSettings:
     if table is None:
         return StructuredSettings()
-    settings = StructuredSettings(ubl_schemas=table.path("ubl_schemas", None))
+    settings = StructuredSettings(
+        ubl_schemas=table.path("ubl_schemas", None),
+        keep_taken=table.duration("keep_taken", "7d"),
+    )
     table.finish()
     return settings
 

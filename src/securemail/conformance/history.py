@@ -2,7 +2,10 @@
 
 A run is recorded with the requirements it failed and those that **regressed**: failed now,
 passed in the same member's previous run. The console, ``securemail conformance history``
-and the scheduled role read it; the scheduled role alerts on a regression.
+and the scheduled role read it; the scheduled role alerts on a regression. Each run is
+also a record in the records log (``conformance.passed`` / ``conformance.failed``, class
+security), appended in the same transaction as its row: the member, the gateway, the
+requirement ids and the run id, never the report's evidence.
 
 Security: the rows hold what a run concluded and the report as signed; member ids and
 requirement ids come from the verified directory and the kit, and are bound parameters.
@@ -18,6 +21,7 @@ from datetime import datetime
 from sqlalchemy import Engine, RowMapping, func, insert, select
 
 from securemail.conformance.schema import conformance_results as results
+from securemail.records.chain import NewRecord, RecordClass, append
 from securemail.storage.engine import connect, transaction, upgrade
 
 
@@ -96,6 +100,7 @@ class ConformanceHistory:
                 "report": document, "signature": signature,
             }  # fmt: skip
             connection.execute(insert(results).values(**row))
+            append(connection, [_news(row, _time(value["finished"]))])
         return _result(row)  # type: ignore[arg-type]
 
     def latest(self) -> list[Result]:
@@ -131,6 +136,14 @@ class ConformanceHistory:
         with transaction(self._engine, "conformance report", write=False) as connection:
             row = connection.execute(query).first()
         return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+
+def _news(row: dict[str, object], finished: datetime) -> NewRecord:
+    """The run as a record: what it concluded, not its evidence."""
+    keys = ("id", "member", "target", "tester", "failed", "regressed")
+    details = {k: str(row[k]) for k in keys}
+    event = "conformance.passed" if row["result"] == "pass" else "conformance.failed"
+    return NewRecord(finished, RecordClass.SECURITY, event, details=details)
 
 
 _COLUMNS = [c for c in results.c if c.name not in ("report", "signature")]

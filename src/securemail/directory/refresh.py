@@ -1,7 +1,10 @@
 """Keep a gateway's directory current: fetch, verify and accept on a schedule.
 
 Security: every fetched version goes through :meth:`DirectoryStore.accept`; a refused one
-is logged with its reason code and the last good version stays in use. A stale directory
+is logged with its reason code and the last good version stays in use. With a records
+database, a newly accepted serial (``directory.accepted``) and a refused version
+(``directory.refused``, once per distinct refusal) are also records (class security;
+serials, digests and reason codes only). A stale directory
 is still served, with a warning, because refusing all mail when the operator is late to
 publish is worse than using last week's member list; the operator is told in the log.
 """
@@ -10,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+
+from sqlalchemy import Engine
 
 from securemail.directory.document import DirectoryError
 from securemail.directory.fetch import FetchError, Source
 from securemail.directory.model import Directory
 from securemail.directory.store import DirectoryStore, Stored
+from securemail.records.chain import NewRecord, RecordClass, record
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ class DirectoryRefresher:
         *,
         clock: Callable[[], datetime] = _utc_now,
         on_current: Callable[[Directory], None] | None = None,
+        records: Engine | None = None,
     ) -> None:
         self.store = store
         self.source = source
@@ -48,6 +55,8 @@ class DirectoryRefresher:
         # Called in a worker thread with the current directory after each successful load
         # or refresh (e.g. to rewrite the Postfix transport map); it logs its own failures.
         self._on_current = on_current
+        self._records = records  # the node database whose records log hears of changes
+        self._last_refusal: str | None = None
 
     @property
     def current(self) -> Directory | None:
@@ -74,14 +83,38 @@ class DirectoryRefresher:
         except (FetchError, DirectoryError, OSError) as error:
             kept = "none" if self._stored is None else self._stored.directory.serial
             log.warning("directory refresh refused (keeping serial %s): %s", kept, error)
+            if isinstance(error, DirectoryError):
+                await self._refused(error, str(kept), now)
             self._warn_if_stale(now)
             return False
         self._stored = stored
         if changed:
             log.info("directory serial %d accepted (%s)", stored.directory.serial, stored.digest)
+            self._last_refusal = None  # a later refusal is news again
+            details = {"serial": str(stored.directory.serial), "digest": stored.digest}
+            await self._record(now, "directory.accepted", details)
         self._warn_if_stale(now)
         await self._tell(stored.directory)
         return changed
+
+    async def _refused(self, error: DirectoryError, kept: str, now: datetime) -> None:
+        """Record a refusal, once until another refusal or an acceptance (a bad version
+        is fetched again at every interval)."""
+        seen = f"{error.reason.value} {error.detail}"
+        if seen == self._last_refusal:
+            return
+        details = {"reason": error.reason.value, "detail": error.detail[:500], "kept": kept}
+        await self._record(now, "directory.refused", details)
+        self._last_refusal = seen
+
+    async def _record(self, now: datetime, event: str, details: Mapping[str, str]) -> None:
+        if self._records is None:
+            return
+        new = NewRecord(now, RecordClass.SECURITY, event, details=details)
+        try:
+            await asyncio.to_thread(record, self._records, new)
+        except Exception:  # the directory stays current; the node's log says what was lost
+            log.exception("records: the %s record could not be written", event)
 
     async def _tell(self, directory: Directory) -> None:
         if self._on_current is not None:

@@ -302,4 +302,5 @@ def _new(
         kind=kind,
         auth=received.auth_user,
         priority=priority,
+        assurance=None if received.assurance is None else received.assurance.to_json(),
     )

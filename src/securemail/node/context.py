@@ -27,6 +27,7 @@ from securemail.accounts.model import Mailboxes
 from securemail.accounts.node import Accounts
 from securemail.config.node import Delivery, NodeConfig, Organisation, StoreAuth
 from securemail.config.reasons import NodeReason
+from securemail.contacts.store import ContactRegister
 from securemail.deliver import MaildirTarget, SmtpTarget, Target
 from securemail.deliver.seal import MailboxSeal
 from securemail.deliver.smtp import StoreClient
@@ -41,6 +42,7 @@ from securemail.queue.threads import DatabaseThreads
 from securemail.relay.transport import PooledRelay
 from securemail.smime import SignerIdentity, SmimeError, TrustStore
 from securemail.smime.keys import load_certificate, load_private_key
+from securemail.structured.inbox import PullInbox
 
 if TYPE_CHECKING:  # the key ring loads keys with this module's functions
     from securemail.node.keyring import KeyRing
@@ -166,18 +168,25 @@ class Node:
     wake: Mapping[Direction, asyncio.Event]
     clock: Callable[[], datetime]
     accounts: Accounts | None = None  # open when the node hosts people's mailboxes
+    inbox: PullInbox | None = None  # open when an organisation pulls its documents (issue 21)
+    contacts: ContactRegister | None = None  # the organisations' verified contacts
 
     def directory(self) -> Directory | None:
         """The current verified directory (None until one was loaded)."""
         return self.refresher.current
 
     async def close(self) -> None:
-        """Close what ``open_node`` opened: relay sessions, the queue, the accounts."""
+        """Close what ``open_node`` opened: relay sessions, the queue, the structured pull
+        queue, the accounts, the contacts."""
         await self.relay.close()
         await self.queue.db(self.store.close)
+        if self.inbox is not None:
+            await self.queue.db(self.inbox.close)
         self.threads.close()
         if self.accounts is not None:
             self.accounts.close()
+        if self.contacts is not None:
+            self.contacts.close()
 
 
 class CurrentTrust:

@@ -73,6 +73,7 @@ def build_roles(node: Node) -> Roles:
         unsealed=config.peer_edge.unsealed,
         expected=node.orgs.expected,
         hold_without_key=config.hold_without_key,
+        contacts=node.contacts,
     )
     admission = AdmissionContext(config, node.directory, node.queue, node.clock, quarantined)
     upstream = None

@@ -30,6 +30,7 @@ from securemail.config.reasons import NodeReason
 from securemail.conformance.history import ConformanceHistory
 from securemail.conformance.metrics import ConformanceCollector
 from securemail.conformance.schedule import run_schedule
+from securemail.contacts.store import ContactRegister
 from securemail.directory.fetch import Source
 from securemail.directory.refresh import DirectoryRefresher
 from securemail.directory.store import DirectoryStore
@@ -48,7 +49,12 @@ from securemail.node.monitoring import monitoring_router, open_monitor
 from securemail.node.mta import keep_postfix_map
 from securemail.node.processes import WorkerProcesses
 from securemail.node.roles import Roles, build_roles, conformance_context
-from securemail.node.structured import QueueAnswers, with_application
+from securemail.node.structured import (
+    QueueAnswers,
+    open_inbox,
+    run_inbox_purge,
+    with_application,
+)
 from securemail.node.web import WebServer, start_node_web
 from securemail.node.workers import (
     POLL_SECONDS,
@@ -70,6 +76,7 @@ from securemail.receive import Listener
 from securemail.records.service import keep_records
 from securemail.relay import PoolLimits, RelayPool
 from securemail.relay.transport import PooledRelay
+from securemail.storage.engine import connect
 from securemail.unprotect.service import Inbound
 from securemail.upstream.forward import Forwarder
 from securemail.upstream.intake import UPSTREAM
@@ -118,6 +125,8 @@ async def open_node(
         Source(config.directory),
         clock=clock,
         on_current=keep_postfix_map(config) if fetch else None,
+        # only the fetching (main) process accepts versions, so only it records them
+        records=connect(config.database) if fetch else None,
     )
     threads = DatabaseThreads(config.database)
     wake = {d: asyncio.Event() for d in Direction}
@@ -132,12 +141,13 @@ async def open_node(
         store,
     )
     answers = QueueAnswers(queue, store, clock)
+    inbox = open_inbox(config)
     node = Node(
         config=config,
         orgs=orgs,
         targets={
             o.org_id: with_application(
-                o, config, make_target(o, config, mailboxes, seal, passphrase), answers
+                o, config, make_target(o, config, mailboxes, seal, passphrase), answers, inbox
             )
             for o in config.organisations
         },
@@ -152,6 +162,8 @@ async def open_node(
         wake=wake,
         clock=clock,
         accounts=accounts,
+        inbox=inbox,
+        contacts=ContactRegister(connect(config.database)),  # migrated by QueueStore.open
     )
     await refresher.load(clock())
     if fetch:
@@ -252,6 +264,10 @@ async def _background(
         asyncio.create_task(run_body_purge(node.queue, config.retry.keep_body, clock, stop)),
         asyncio.create_task(_key_watch(node, stop)),
     ]
+    if node.inbox is not None:
+        keep = config.structured.keep_taken
+        purge = run_inbox_purge(node.inbox, node.queue.db, keep, clock, stop)
+        tasks.append(asyncio.create_task(purge))
     tasks += _upstream_watches(roles, stop)
     if config.workers > 1:
         tasks.append(asyncio.create_task(_worker_processes(node).run(stop)))

@@ -23,11 +23,10 @@ from fastapi import APIRouter
 
 from securemail.config.reasons import NodeReason
 from securemail.node.admission import Admission
-from securemail.node.context import Node, NodeError
+from securemail.node.context import Node, NodeError, read_passphrase
 from securemail.node.listeners import cannot_listen, server_tls
 from securemail.node.mailboxes import maildir_for
-from securemail.storage.engine import connect
-from securemail.structured.inbox import PullInbox
+from securemail.records.service import node_signer
 from securemail.web.app import make_app
 from securemail.web.context import WebContext
 
@@ -90,7 +89,8 @@ async def start_node_web(
         maildir_for=maildir_for(node.config),
         admit=admission.admit_outbound,
         seal=node.accounts.mailbox_seal,
-        inbox=_pull_inbox(node),
+        inbox=node.inbox,
+        records_signer=lambda: node_signer(node.config, read_passphrase(node.config)),
     )
     app = make_app(web, routers=routers, origin=origin)
     for router in extra:
@@ -122,9 +122,3 @@ async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
             server.should_exit = True
             raise RuntimeError("the web server did not start")
         await asyncio.sleep(0.01)
-
-
-def _pull_inbox(node: Node) -> PullInbox | None:
-    """The structured pull queue, if an organisation of the node takes documents that way."""
-    pulling = any(o.structured and o.structured.kind == "pull" for o in node.config.organisations)
-    return PullInbox(connect(node.config.database)) if pulling else None

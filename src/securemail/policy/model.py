@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from securemail.policy.assurance import AssuranceRule
 from securemail.smime.labels import CLASSIFICATIONS, SecurityLabel
 
 
@@ -19,6 +20,8 @@ class OrgPolicy:
     secure_from: str = "IN-CONFIDENCE"  # this classification and above never leave SecureMail
     allowed_regions: tuple[str, ...] = ("NZ",)  # where labelled mail may be relayed
     personal_domains: tuple[str, ...] = ()  # sender domains whose mail is marked PERSONAL
+    # What mail from outside must carry of sender assurance (securemail.policy.assurance)
+    assurance: tuple[AssuranceRule, ...] = ()
 
     def __post_init__(self) -> None:
         for name in (self.default_label, self.secure_from):

@@ -24,10 +24,11 @@ import asyncio
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from securemail import addresses
+from securemail.accounts.assurance import Submitted
 from securemail.bounces import bounce_newly_failed
 from securemail.config.reasons import HoldReason
 from securemail.directory.model import Directory
@@ -46,7 +47,14 @@ from securemail.protect.groups import Group, group_recipients
 from securemail.queue import Attempt, Entry, NewSignature
 from securemail.relay import Destination, RelayError
 from securemail.replies import Reply, permanent, temporary
-from securemail.smime import ProtectOptions, ReceiptRequest, SealedFor, SmimeError, protect
+from securemail.smime import (
+    ProtectOptions,
+    ReceiptRequest,
+    SealedFor,
+    SenderAssurance,
+    SmimeError,
+    protect,
+)
 
 log = logging.getLogger("securemail.protect")
 
@@ -64,6 +72,7 @@ class _Try:
     signatures: list[NewSignature] = field(default_factory=list)
     classified: Classified = field(default_factory=lambda: Classified(None, "none"))
     relays: dict[str, str] = field(default_factory=dict)  # recipient: host:port tried
+    provider: str | None = None  # the sending org's id if the directory lists it as msp
 
     @property
     def wants_receipt(self) -> bool:
@@ -96,8 +105,10 @@ class Outbound:
             results = _all(entry.pending(), permanent("unknown-organisation", entry.org_id))
         else:
             classified = self._classify(entry, body, org, events)
+            directory = context.directory()
             attempt = _Try(entry, body, org, now, events, signatures, classified, relays)
-            results = await self._attempt(attempt, context.directory())
+            provider = provider_id(directory, org.organisation.org_id)
+            results = await self._attempt(replace(attempt, provider=provider), directory)
         recorded = await context.queue.commits.record(
             Attempt(
                 entry.id,
@@ -253,6 +264,7 @@ class Outbound:
             outer_marking=marking,
             inner_encoding=choose_inner_encoding(member),
             sealed_for=SealedFor(member.org_id, tuple(recipients)),
+            sender_assurance=sender_assurance(attempt.entry, attempt.body, attempt.provider),
         )
 
     async def _relay(
@@ -263,6 +275,34 @@ class Outbound:
         mail_from = "" if entry.kind == "notice" else entry.mail_from
         attempt.relays.update(dict.fromkeys(recipients, f"{destination.host}:{destination.port}"))
         return await self.context.relay.send(destination, mail_from, recipients, body)
+
+
+def provider_id(directory: Directory | None, org_id: str) -> str | None:
+    """``org_id`` if the directory lists it with the ``msp`` role (profile §2.2: only a mail
+    service provider writes senderAssurance; another member's would show as unverified)."""
+    member = None if directory is None else directory.member(org_id)
+    return org_id if member is not None and "msp" in member.roles else None
+
+
+def sender_assurance(entry: Entry, body: bytes, provider: str | None) -> SenderAssurance | None:
+    """The provider's assertion about the holder who submitted ``entry`` (profile §2.2), in
+    the provider's name and about the message's From: address; None for mail no holder
+    submitted (relayed, notices), from a sender that is not a provider, or an assurance
+    record that cannot be read."""
+    if entry.kind != "mail" or entry.assurance is None or provider is None:
+        return None
+    try:
+        submitted = Submitted.from_json(entry.assurance)
+        return SenderAssurance(
+            provider=provider,
+            address=addresses.author(body).address,
+            login=submitted.login,
+            sole_use_since=submitted.sole_use_since,
+            identity=submitted.identity,
+        )
+    except (ValueError, KeyError, TypeError, addresses.AddressError):
+        log.warning("entry %s: its sender assurance is unreadable; none is signed", entry.id)
+        return None
 
 
 def asks_for_receipt(message: bytes) -> bool:

@@ -123,6 +123,9 @@ class NewMessage:
     kind: str = "mail"
     auth: str | None = None
     priority: int = 0
+    # How the mailbox holder who submitted it logged in, and what the provider knows of the
+    # account then: JSON of securemail.accounts.assurance.Submitted; None if not submitted.
+    assurance: str | None = None
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -188,6 +191,7 @@ class Entry:
     recipients: tuple[Recipient, ...]
     priority: int = 0
     claimed_by: str | None = None
+    assurance: str | None = None  # NewMessage.assurance
     body: bytes | None = field(default=None, repr=False, compare=False)
 
     def pending(self) -> tuple[str, ...]:

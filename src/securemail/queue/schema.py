@@ -78,6 +78,7 @@ messages = Table(
     Column("claimed_by", String(255)),  # the node holding an ACTIVE entry (0003)
     Column("priority", Integer, nullable=False, server_default="0"),  # claim order (0004)
     Column("lease_until", UtcDateTime),  # an ACTIVE entry's claim holds until then (0007)
+    Column("assurance", Text),  # the submission's sender assurance, JSON (0010)
     Index("ix_messages_claim", "direction", "state", "next_attempt_at"),
     Index("ix_messages_state_updated", "state", "updated_at"),
     Index("ix_messages_lease", "state", "lease_until"),
@@ -215,6 +216,7 @@ def message_row(entry_id: str, new: NewMessage, now: datetime) -> dict[str, Any]
         "attempts": 0,
         "warned": False,
         "priority": new.priority,
+        "assurance": new.assurance,
     }
 
 
@@ -353,6 +355,7 @@ def _entry(row: Row[Any], people: tuple[Recipient, ...]) -> Entry:
         recipients=people,
         priority=row.priority,
         claimed_by=row.claimed_by,
+        assurance=row.assurance,
         body=bytes(row.body) if "body" in row._fields else None,
     )
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from securemail.accounts.assurance import Submitted
 from securemail.accounts.model import Account
 from securemail.receive.envelope import check_envelope_address
 from securemail.receive.message import (
@@ -51,6 +52,7 @@ class Proved:
 
     user: str
     account: Account | None = None
+    assurance: Submitted | None = None  # on submission: how the holder logged in
 
 
 class LogIn(Protocol):
@@ -75,6 +77,7 @@ class Client:
     ip: str
     auth_user: str | None
     account: Account | None = None
+    assurance: Submitted | None = None
 
 
 class Gate(Protocol):
@@ -136,7 +139,7 @@ def log_refusal(listener: str, ip: str, reply: Reply) -> None:
 def _client(session: Session) -> Client:
     proved = session.auth_data if session.authenticated else None
     if isinstance(proved, Proved):
-        return Client(client_ip(session), proved.user, proved.account)
+        return Client(client_ip(session), proved.user, proved.account, proved.assurance)
     return Client(client_ip(session), None)
 
 
@@ -259,6 +262,7 @@ class Conversation:
             tls=tls_version is not None,
             tls_version=tls_version,
             auth_user=client.auth_user,
+            assurance=client.assurance,
             member=self._member(session),
         )
 

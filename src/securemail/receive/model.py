@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
 
+from securemail.accounts.assurance import Submitted
 from securemail.receive.door import Door
 from securemail.replies import Reply
 
@@ -102,6 +103,9 @@ class Received:
     tls: bool
     tls_version: str | None
     auth_user: str | None
+    # How the mailbox holder logged in (submission and webmail only): signed by the
+    # provider's gateway as the sender assurance (docs/profile.md §2.2).
+    assurance: Submitted | None = None
     member: str | None = None  # peer listener: the member its TLS client certificate names
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from securemail import addresses
+from securemail.accounts.assurance import Submitted, login_of
 from securemail.accounts.model import (
     Account,
     AccountReason,
@@ -98,7 +99,8 @@ class _AccountLogIn:
             text = "Temporary authentication failure"
             return Reply(454, "4.7.0", text, ReceiveReason.AUTH_UNAVAILABLE, detail)
         if isinstance(outcome, Granted):
-            return Proved(outcome.account.name, outcome.account)
+            submitted = Submitted.of(outcome.account, login_of(outcome))
+            return Proved(outcome.account.name, outcome.account, submitted)
         return auth_refusal(outcome, user)
 
 

@@ -14,6 +14,7 @@ class RecordsReason(StrEnum):
     NO_HOLD = "records-no-hold"  # release of a hold that does not exist or was released
     OUTSIDE_STORAGE = "records-outside-storage"  # export outside the node's own storage
     BAD_REQUEST = "records-bad-request"  # an export without a subject or query, or bad dates
+    NO_SIGNER = "records-no-signer"  # the console cannot load the node's key to sign an export
 
 
 class RecordsError(SecureMailError[RecordsReason]):

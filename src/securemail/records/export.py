@@ -192,3 +192,30 @@ def export(
     details |= {k: str(v) for k, v in facts.items() if k in ("about", "start", "end") and v}
     acted(engine, "records.exported", by=by, now=now, details=details)
     return Bundle(folder, len(records), digest)
+
+
+@dataclass(frozen=True)
+class PastExport:
+    """One ``records.exported`` record, as the console lists it."""
+
+    seq: int
+    time: str
+    details: dict[str, str]
+
+
+def past_exports(engine: Engine, *, limit: int = 50) -> list[PastExport]:
+    """The newest exports recorded in the log (CLI and console alike), newest first."""
+    query = (
+        select(log.c.seq, log.c.record)
+        .where(log.c.record_class == "security", log.c.event == "records.exported")
+        .where(log.c.record.is_not(None))
+        .order_by(log.c.seq.desc())
+        .limit(limit)
+    )
+    with transaction(engine, "records exports", write=False) as conn:
+        rows = conn.execute(query).all()
+    found = []
+    for seq, text in rows:
+        value = json.loads(text)
+        found.append(PastExport(int(seq), value["time"], value["details"]))
+    return found

@@ -9,6 +9,7 @@ No sockets, no database, no clock: callers pass ``now``. Entry points:
 Every refusal is a :class:`SmimeError` with a stable :class:`Reason` code.
 """
 
+from securemail.smime.assurance import IdentityCheck, SenderAssurance
 from securemail.smime.attributes import ReceiptRequest, SealedFor
 from securemail.smime.errors import Reason, SmimeError
 from securemail.smime.keys import RecipientIdentity, SignerIdentity
@@ -33,6 +34,7 @@ from securemail.smime.receipts import (
 from securemail.smime.trust import TrustStore, ValidatedPath
 
 __all__ = [
+    "IdentityCheck",
     "Limits",
     "ProtectOptions",
     "Protected",
@@ -42,6 +44,7 @@ __all__ = [
     "RecipientIdentity",
     "SealedFor",
     "SecurityLabel",
+    "SenderAssurance",
     "SignerIdentity",
     "SmimeError",
     "TrustStore",

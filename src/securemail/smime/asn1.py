@@ -63,3 +63,25 @@ class SealedFor(core.Sequence):  # type: ignore[misc]
         ("member", core.UTF8String),
         ("recipients", _Utf8Strings),
     ]
+
+
+class IdentityVerification(core.Sequence):  # type: ignore[misc]
+    """How the provider verified the holder's identity (docs/profile.md §2.2)."""
+
+    _fields = [  # noqa: RUF012
+        ("level", core.UTF8String),
+        ("method", core.UTF8String),
+        ("verified_on", core.GeneralizedTime),
+    ]
+
+
+class SenderAssurance(core.Sequence):  # type: ignore[misc]
+    """SecureMail senderAssurance signed attribute (docs/profile.md §2.2)."""
+
+    _fields = [  # noqa: RUF012
+        ("provider", core.UTF8String),
+        ("address", core.UTF8String),
+        ("login", core.UTF8String),
+        ("sole_use_since", core.GeneralizedTime, {"implicit": 0, "optional": True}),
+        ("identity", IdentityVerification, {"implicit": 1, "optional": True}),
+    ]

@@ -20,7 +20,7 @@ from functools import lru_cache
 from asn1crypto import core, x509
 from cryptography.x509 import Certificate
 
-from securemail.smime import algorithms, asn1, der, labels, oids
+from securemail.smime import algorithms, asn1, assurance, der, labels, oids
 from securemail.smime.errors import Reason, SmimeError
 from securemail.smime.keys import SignerIdentity
 
@@ -138,6 +138,7 @@ def build_signed_attributes(
     receipt_request: ReceiptRequest | None = None,
     msg_sig_digest: bytes | None = None,
     sealed_for: SealedFor | None = None,
+    sender_assurance: assurance.SenderAssurance | None = None,
 ) -> bytes:
     """DER of the SignedAttributes SET, ready to be signed (RFC 5652 §5.4)."""
     attrs = [
@@ -155,6 +156,9 @@ def build_signed_attributes(
         attrs.append(_attribute(oids.ATTR_MSG_SIG_DIGEST, der.octet_string(msg_sig_digest).join()))
     if sealed_for is not None:
         attrs.append(_attribute(oids.ATTR_SEALED_FOR, encode_sealed_for(sealed_for)))
+    if sender_assurance is not None:
+        encoded = assurance.encode_sender_assurance(sender_assurance)
+        attrs.append(_attribute(oids.ATTR_SENDER_ASSURANCE, encoded))
     return der.der_set(attrs)
 
 
@@ -170,6 +174,7 @@ _VALUE_TAGS: dict[str, tuple[int, ...]] = {
     oids.ATTR_MSG_SIG_DIGEST: (der.OCTET_STRING,),
     oids.ATTR_SIGNING_CERTIFICATE: (der.SEQUENCE,),
     oids.ATTR_SIGNING_CERTIFICATE_V2: (der.SEQUENCE,),
+    oids.ATTR_SENDER_ASSURANCE: (der.SEQUENCE,),
 }
 
 

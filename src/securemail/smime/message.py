@@ -31,6 +31,7 @@ from cryptography import x509
 
 from securemail.smime import attributes, decrypt, der, encrypt, limits, mime, oids, sign, verify
 from securemail.smime.algorithms import CipherName, DigestName, RsaPadding
+from securemail.smime.assurance import SenderAssurance
 from securemail.smime.errors import Reason, SmimeError
 from securemail.smime.keys import RecipientIdentity, SignerIdentity
 from securemail.smime.labels import SecurityLabel
@@ -59,6 +60,9 @@ class ProtectOptions:
     # Whom the signature is for (profile "Recipient binding"): the receiving member and its
     # envelope recipients; a receiving gateway delivers to no one else.
     sealed_for: attributes.SealedFor | None = None
+    # What the provider vouches for the sender (profile §2.2): the mailbox holder's login,
+    # sole use and identity verification; only a mail service provider's gateway adds it.
+    sender_assurance: SenderAssurance | None = None
 
     def __post_init__(self) -> None:
         marking = self.outer_marking
@@ -120,6 +124,7 @@ def _signed_entity(
         label=options.label,
         receipt_request=options.receipt_request,
         sealed_for=options.sealed_for,
+        sender_assurance=options.sender_assurance,
     )
     body: bytes | der.Chunks = signed.der if binary else mime.encode_base64(signed.der.join())
     entity = der.Chunks(

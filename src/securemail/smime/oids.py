@@ -78,3 +78,8 @@ EKU_DIRECTORY_SIGNING = SECUREMAIL_LABEL_POLICY + ".2"
 # envelope recipients at it, so a signature cannot be re-sent to, or re-encrypted for,
 # anyone it does not name (THREATS.md K, surreptitious forwarding). On the wire: never change.
 ATTR_SEALED_FOR = SECUREMAIL_LABEL_POLICY + ".3"
+
+# The senderAssurance signed attribute (profile §2.2, "Sender assurance"): how the mailbox
+# holder logged in to submit the message, whether the mailbox is sole-use acknowledged, and
+# how the provider verified the holder's identity. On the wire: never change.
+ATTR_SENDER_ASSURANCE = SECUREMAIL_LABEL_POLICY + ".4"

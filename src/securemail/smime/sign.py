@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from securemail.smime import algorithms, attributes, der, oids
 from securemail.smime.algorithms import DigestName, RsaPadding
+from securemail.smime.assurance import SenderAssurance
 from securemail.smime.keys import SignerIdentity
 from securemail.smime.labels import SecurityLabel
 
@@ -106,6 +107,7 @@ def sign(
     content_type: str = oids.ID_DATA,
     msg_sig_digest: bytes | None = None,
     sealed_for: attributes.SealedFor | None = None,
+    sender_assurance: SenderAssurance | None = None,
 ) -> SignedData:
     """Return a ContentInfo holding SignedData over ``content`` by ``signer``."""
     signed_attrs = attributes.build_signed_attributes(
@@ -117,6 +119,7 @@ def sign(
         receipt_request=receipt_request,
         msg_sig_digest=msg_sig_digest,
         sealed_for=sealed_for,
+        sender_assurance=sender_assurance,
     )
     info, signature = signer_info(signer, signed_attrs, digest, rsa_padding)
     encap = (

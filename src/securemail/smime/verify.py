@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from securemail.smime import algorithms, attributes, der, keys, oids
 from securemail.smime.algorithms import DigestName
+from securemail.smime.assurance import SenderAssurance, read_sender_assurance
 from securemail.smime.errors import Reason, SmimeError
 from securemail.smime.labels import SecurityLabel
 from securemail.smime.sign import digest_content
@@ -48,6 +49,7 @@ class Signature:
     signed_attributes: bytes  # DER SET, as received: msgSigDigest is computed over it
     signature_value: bytes
     sealed_for: attributes.SealedFor | None = None  # whom the signer sealed it for
+    sender_assurance: SenderAssurance | None = None  # what the signer vouches of the sender
 
 
 def content_info(data: bytes) -> tuple[str, der.Tlv]:
@@ -229,6 +231,7 @@ def _verify_signer(
         signed_attributes=signed_attrs,
         signature_value=signature_value,
         sealed_for=attributes.read_sealed_for(attrs),
+        sender_assurance=read_sender_assurance(attrs),
     )
 
 

@@ -33,6 +33,8 @@ AUNZ_BILLING = (
 BILLING_PROFILE = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
 INVOICE_RESPONSE = "urn:fdc:peppol.eu:poacc:trns:invoice_response:3"
 INVOICE_RESPONSE_PROFILE = "urn:fdc:peppol.eu:poacc:bis:invoice_response:3"
+MLR = "urn:fdc:peppol.eu:poacc:trns:mlr:3"  # PEPPOL Message Level Response 3.0
+MLR_PROFILE = "urn:fdc:peppol.eu:poacc:bis:mlr:3"
 
 
 class DocumentReason(StrEnum):
@@ -51,12 +53,17 @@ class Kind(StrEnum):
     INVOICE = "invoice"
     CREDIT_NOTE = "credit-note"
     INVOICE_RESPONSE = "invoice-response"
+    MESSAGE_LEVEL_RESPONSE = "message-level-response"
 
 
+# root -> {CustomizationID: kind}; an ApplicationResponse is told apart by its customisation
 _ROOTS = {
-    (INVOICE_NS, "Invoice"): (Kind.INVOICE, AUNZ_BILLING),
-    (CREDIT_NOTE_NS, "CreditNote"): (Kind.CREDIT_NOTE, AUNZ_BILLING),
-    (RESPONSE_NS, "ApplicationResponse"): (Kind.INVOICE_RESPONSE, INVOICE_RESPONSE),
+    (INVOICE_NS, "Invoice"): {AUNZ_BILLING: Kind.INVOICE},
+    (CREDIT_NOTE_NS, "CreditNote"): {AUNZ_BILLING: Kind.CREDIT_NOTE},
+    (RESPONSE_NS, "ApplicationResponse"): {
+        INVOICE_RESPONSE: Kind.INVOICE_RESPONSE,
+        MLR: Kind.MESSAGE_LEVEL_RESPONSE,
+    },
 }
 
 
@@ -110,13 +117,13 @@ def identify(root: etree._Element) -> DocumentType:
             f"root {name.localname} in {name.namespace or 'no namespace'} is not a UBL "
             "Invoice, CreditNote or ApplicationResponse",
         )
-    kind, expected = known
     customization = text(root, "cbc:CustomizationID")
-    if customization != expected:
+    kind = known.get(customization)
+    if kind is None:
         raise DocumentError(
             DocumentReason.UNKNOWN_TYPE,
-            f"{kind.value} with CustomizationID {customization or 'missing'}; "
-            f"this gateway carries {expected}",
+            f"{name.localname} with CustomizationID {customization or 'missing'}; "
+            f"this gateway carries {' or '.join(known)}",
         )
     return DocumentType(
         kind, name.namespace or "", name.localname, customization, text(root, "cbc:ProfileID")

@@ -3,8 +3,10 @@
 An organisation whose ``[organisation.structured] kind = "pull"`` has its documents stored
 here (one row per delivery id, the envelope of :mod:`securemail.structured.target`); its
 application lists them with ``GET /api/v1/structured/inbox`` and says it has one with
-``POST /api/v1/structured/inbox/{key}/taken``. Every method of :class:`PullInbox` is one
-transaction; it never reads the clock (``now`` is passed in).
+``POST /api/v1/structured/inbox/{key}/taken``. A taken row stays ``[structured]
+keep_taken`` (for the operator's questions), then the node's purge loop deletes it. Every
+method of :class:`PullInbox` is one transaction; it never reads the clock (``now`` is
+passed in). The node opens one :class:`PullInbox` and closes it when it stops.
 
 Security: rows hold cleartext documents (like the Maildirs); the API shows an account only
 its own organisation's rows.
@@ -12,15 +14,26 @@ its own organisation's rows.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Engine, Index, MetaData, String, Table, Text, select, update
+from sqlalchemy import (
+    Column,
+    Engine,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    select,
+    update,
+)
 
+from securemail.queue.threads import RunOffLoop
 from securemail.replies import Reply, ok, temporary
 from securemail.storage.dialect import insert_new
 from securemail.storage.engine import transaction
@@ -40,6 +53,7 @@ structured_inbox = Table(
     Index("ix_structured_inbox_org", "org_id", "taken_at"),
 )
 MAX_PAGE = 100
+PURGE_BATCH = 500  # rows deleted in one transaction: short locks on a busy node
 
 
 def key_of(delivery_id: str) -> str:
@@ -84,18 +98,39 @@ class PullInbox:
         with transaction(self._engine, "inbox-take", write=True) as conn:
             return conn.execute(update(table).where(mine).values(taken_at=now)).rowcount == 1
 
+    def purge_taken(self, older_than: datetime, *, limit: int = PURGE_BATCH) -> int:
+        """Delete at most ``limit`` rows taken before ``older_than``; how many went. Rows
+        not taken stay whatever their age: the application has not got them yet."""
+        table = structured_inbox
+        old = select(table.c.key).where(table.c.taken_at < older_than).limit(limit)
+        with transaction(self._engine, "inbox-purge", write=True) as conn:
+            keys = [k for (k,) in conn.execute(old)]
+            if not keys:
+                return 0
+            return conn.execute(delete(table).where(table.c.key.in_(keys))).rowcount
+
+    def close(self) -> None:
+        """Close the inbox's connections (the node does, when it stops)."""
+        self._engine.dispose()
+
 
 class PullQueue:
     """See :class:`securemail.structured.webhook.Application`: rows in :class:`PullInbox`."""
 
     keeps_one_copy = True  # one row per delivery id
 
-    def __init__(self, inbox: PullInbox, org_id: str, clock: Callable[[], datetime]) -> None:
-        self.inbox, self.org_id, self.clock = inbox, org_id, clock
+    def __init__(
+        self,
+        inbox: PullInbox,
+        org_id: str,
+        clock: Callable[[], datetime],
+        db: RunOffLoop,
+    ) -> None:
+        self.inbox, self.org_id, self.clock, self.db = inbox, org_id, clock, db
 
     async def deliver(self, envelope: dict[str, Any], document: bytes) -> Reply:
         try:
-            await asyncio.to_thread(self.inbox.put, self.org_id, envelope, self.clock())
+            await self.db(self.inbox.put, self.org_id, envelope, self.clock())
         except StorageError as error:
             return temporary("structured-target-unavailable", f"pull queue: {error.detail}")
         return ok("kept for the application to pull")

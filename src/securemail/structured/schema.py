@@ -64,7 +64,8 @@ class Schemas:
         schema = load(self.folder, etree.QName(root).localname)
         if schema.validate(etree.ElementTree(root)):
             return []
-        return [Finding(RULE, e.message, f"line {e.line}") for e in list(schema.error_log)[:20]]
+        errors = list(schema.error_log)[:20]
+        return [Finding(RULE, e.message, e.path or f"line {e.line}") for e in errors]
 
 
 def installed(folder: Path | None) -> Schemas | None:

@@ -11,8 +11,10 @@ to ``copy_to``'s mailbox first when configured. Everything else goes to the mail
 - A document failing validation here: 5xx ``structured-invalid`` with the rule ids, so
   the sender's gateway gets a signed failure notice naming them (its application never
   sees the document).
-- An Invoice Response answering a message this node sent is reported to ``answers``, which
-  records it on the original's timeline (``securemail track``).
+  The gateway also answers the sender's organisation with a PEPPOL Message Level Response
+  (``refusals``), unless the refused document is itself an MLR (no answer to an answer).
+- An Invoice Response or an MLR answering a message this node sent is reported to
+  ``answers``, which records it on the original's timeline (``securemail track``).
 
 Security: only mail the gateway verified (:data:`SECUREMAIL_KEYWORD`) reaches the
 application, with the verification the gateway wrote (never a field from outside: the
@@ -29,14 +31,16 @@ import logging
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from email import message_from_bytes
+from email.utils import getaddresses
 from typing import Any, Protocol
 
 from securemail.config.structured import StructuredTarget
 from securemail.deliver.seal import Origin
 from securemail.deliver.target import SECUREMAIL_KEYWORD, Target
 from securemail.replies import Reply
-from securemail.structured import responses
-from securemail.structured.documents import Kind, parse
+from securemail.structured import mlr, responses
+from securemail.structured.documents import MLR, Kind, parse
+from securemail.structured.findings import Finding
 from securemail.structured.message import Found, declares, find
 from securemail.structured.schema import Schemas
 from securemail.structured.validate import Report, validate
@@ -54,6 +58,29 @@ class Answers(Protocol):
     """
 
     async def record(self, in_reply_to: str, summary: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A document refused on receipt: who sent it (From:), to whom, which message, why, and
+    the delivery's evidence id (``key``: a repeat of the delivery gives the same)."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    findings: tuple[Finding, ...]
+    key: str
+
+
+class Refusals(Protocol):
+    """Where the gateway's Message Level Responses go.
+
+    Contract for :meth:`answer`: queue an MLR for ``refused`` (a signed SecureMail message
+    from its recipient to its sender, answering its Message-ID); raise nothing for the
+    queue's trouble (the refusal itself stands and the failure notice still goes).
+    """
+
+    async def answer(self, refused: Refused) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -114,9 +141,11 @@ class ApplicationTarget:
         application: Application | None,
         schemas: Schemas | None,
         answers: Answers | None = None,
+        *,
+        refusals: Refusals | None = None,
     ) -> None:
         self.inner, self.settings, self.application = inner, settings, application
-        self.schemas, self.answers = schemas, answers
+        self.schemas, self.answers, self.refusals = schemas, answers, refusals
 
     @property
     def keeps_one_copy(self) -> bool:
@@ -140,6 +169,7 @@ class ApplicationTarget:
             )
         report = await asyncio.to_thread(validate, found.document, self.schemas)
         if not report.valid:
+            await self._answer_refusal(body, recipients, key, found, report)
             rules = ", ".join(report.rules)
             refusal = Reply(554, "5.6.0", f"Document refused: {rules}", INVALID, rules)
             return dict.fromkeys(recipients, refusal)
@@ -186,14 +216,30 @@ class ApplicationTarget:
             )
         return results
 
+    async def _answer_refusal(
+        self, body: bytes, recipients: Sequence[str], key: str, found: Found, report: Report
+    ) -> None:
+        kind = report.document_type
+        answer_to_answer = kind is not None and kind.kind is Kind.MESSAGE_LEVEL_RESPONSE
+        if self.refusals is None or answer_to_answer or f"##{MLR}::" in (found.declared_type or ""):
+            return
+        verified = verification_of(body)
+        sender = getaddresses([verified.sender])
+        if not sender or not sender[0][1] or not verified.message_id:
+            return
+        for recipient in recipients:
+            refused = Refused(sender[0][1], recipient, verified.message_id, report.findings, key)
+            await self.refusals.answer(refused)
+
     async def _note_answer(self, found: Found, report: Report) -> None:
         kind = report.document_type
-        if self.answers is None or kind is None or kind.kind is not Kind.INVOICE_RESPONSE:
+        if self.answers is None or kind is None or not found.in_reply_to:
             return
-        if not found.in_reply_to:
+        if kind.kind is Kind.INVOICE_RESPONSE:
+            summary = responses.read(parse(found.document)).summary()
+        elif kind.kind is Kind.MESSAGE_LEVEL_RESPONSE:
+            summary = mlr.read(parse(found.document)).summary()
+        else:
             return
-        answer = responses.read(parse(found.document))
-        if not await self.answers.record(found.in_reply_to, answer.summary()):
-            log.info(
-                "an invoice response answers %s, which this node did not send", found.in_reply_to
-            )
+        if not await self.answers.record(found.in_reply_to, summary):
+            log.info("a response answers %s, which this node did not send", found.in_reply_to)

@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from securemail.structured import billing, responses
-from securemail.structured.documents import DocumentError, DocumentType, identify, parse
+from securemail.structured import billing, mlr, responses
+from securemail.structured.documents import DocumentError, DocumentType, Kind, identify, parse
 from securemail.structured.findings import Finding, Severity
 from securemail.structured.schema import Schemas
 
 CHECK_SCHEMA = "ubl-2.1-schema"
 CHECK_BILLING = "a-nz-billing-rules-subset"
 CHECK_RESPONSE = "invoice-response-rules-subset"
+CHECK_MLR = "message-level-response-rules-subset"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ def validate(data: bytes, schemas: Schemas | None) -> Report:
     if kind.billing:
         findings += billing.check(root)
         checks.append(CHECK_BILLING)
+    elif kind.kind is Kind.MESSAGE_LEVEL_RESPONSE:
+        findings += mlr.check(root)
+        checks.append(CHECK_MLR)
     else:
         findings += responses.check(root)
         checks.append(CHECK_RESPONSE)

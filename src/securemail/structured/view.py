@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from securemail.structured import responses
+from securemail.structured import mlr, responses
 from securemail.structured.documents import NS, DocumentError, Kind, identify, parse, text
 
 _SUPPLIER = "cac:AccountingSupplierParty/cac:Party"
@@ -70,6 +70,8 @@ def view(document: bytes) -> DocumentView | None:
         return None
     if kind.kind is Kind.INVOICE_RESPONSE:
         return _response(root)
+    if kind.kind is Kind.MESSAGE_LEVEL_RESPONSE:
+        return _message_response(root)
     return _billing(root, kind.kind)
 
 
@@ -147,4 +149,20 @@ def _response(root: etree._Element) -> DocumentView:
         buyer_id="",
         buyer_reference="",
         answer=responses.read(root).summary(),
+    )
+
+
+def _message_response(root: etree._Element) -> DocumentView:
+    return DocumentView(
+        title="Message level response",
+        number=text(root, "cbc:ID"),
+        issued=text(root, "cbc:IssueDate"),
+        due="",
+        currency="",
+        supplier=text(root, "cac:ReceiverParty/cbc:EndpointID"),
+        supplier_id="",
+        buyer=text(root, "cac:SenderParty/cbc:EndpointID"),
+        buyer_id="",
+        buyer_reference="",
+        answer=mlr.read(root).summary(),
     )

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from securemail.bounces import NoticeContext
 from securemail.config.node import Unsealed
+from securemail.contacts.store import ContactRegister
 from securemail.deliver.target import Target
 from securemail.directory.model import Directory
 from securemail.keys.org import OrgKeys
@@ -32,3 +33,4 @@ class UnprotectContext:
     # whose key is not installed is held (securemail.unprotect.holding)
     expected: frozenset[str] = frozenset()
     hold_without_key: timedelta = timedelta(days=5)
+    contacts: ContactRegister | None = None  # address verifications (securemail.contacts)

@@ -31,7 +31,7 @@ import asyncio
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography.hazmat.primitives import serialization
@@ -46,9 +46,11 @@ from securemail.keys.org import OrgKeys
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
 from securemail.queue import Attempt, Entry, NewMessage, QueueError, Reservation
-from securemail.replies import ok, temporary
+from securemail.replies import ok, permanent, temporary
 from securemail.smime import Limits, Unprotected, mime, unprotect
 from securemail.smime.message import OUTER_FIELDS
+from securemail.unprotect.assurance import Assessed, assess, judge_assurance
+from securemail.unprotect.contacts import take_answer
 from securemail.unprotect.context import UnprotectContext
 from securemail.unprotect.holding import hold_for_key, waits_for_key
 from securemail.unprotect.receipts import (
@@ -65,6 +67,7 @@ log = logging.getLogger("securemail.unprotect")
 # outcome (seconds, about 3 in all) before leaving the recipient for the next attempt.
 _BUSY_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.5)
 _BUSY = temporary("duplicate-in-progress", "a copy of this message is being delivered")
+BELOW_POLICY = "assurance-below-policy"
 _OUR_TRACE = re.compile(rb"Received:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
 
 
@@ -93,6 +96,7 @@ class Opened:
     signer: Member
     evidence: str
     vouched: bytes | None
+    assessed: Assessed = field(default_factory=Assessed)
 
 
 class Inbound:
@@ -114,6 +118,8 @@ class Inbound:
             opened = await asyncio.to_thread(self._open, entry, body, now)
             if self._is_our_receipt(entry, opened):
                 return await self._take_receipt(entry, opened, now)
+            if self._answers_a_verification(entry, opened):
+                return await self._take_answer(entry, opened, now)
         except (RefusedError, ReceiptRefusedError) as refusal:
             if refusal.reason == "not-for-us" and waits_for_key(self.context, entry, body, now):
                 return await hold_for_key(self.context, entry, now)
@@ -173,6 +179,15 @@ class Inbound:
             )
         except NotSealedError as error:
             raise RefusedError(error.reason, error.detail) from None
+        judged = judge_assurance(
+            opened.signature.sender_assurance, signer=signer, author=author.address
+        )
+        assessed = assess(
+            judged,
+            org.organisation.policy.assurance,
+            author=author.address,
+            recipients=entry.pending(),
+        )
         verdict = marking.Verdict(
             authserv_id=self.context.name,
             signer_org=signer.org_id,
@@ -181,6 +196,9 @@ class Inbound:
             label=_label(opened, author.address),
             receipt=None if opened.signature.receipt_request is None else "requested",
             recipient_bound=bound,
+            assurance=None if judged is None else judged.assertion,
+            assurance_problem=None if judged is None else judged.problem,
+            assurance_warning=assessed.warning,
         )
         certificate = opened.signature.signer.public_bytes(serialization.Encoding.DER)
         owns_sender = not entry.mail_from or _domain(entry.mail_from) in signer.domains
@@ -192,6 +210,7 @@ class Inbound:
             signer=signer,
             evidence=_evidence(opened, signer.org_id, author.address),
             vouched=signed_routing_fields(opened.content) if owns_sender else None,
+            assessed=assessed,
         )
 
     def _is_our_receipt(self, entry: Entry, opened: Opened) -> bool:
@@ -203,6 +222,27 @@ class Inbound:
         if len(entry.recipients) != 1:
             raise RefusedError("receipt-malformed", "a receipt goes to the receipt address alone")
         return True
+
+    def _answers_a_verification(self, entry: Entry, opened: Opened) -> bool:
+        """Mail to the contacts address alone is a holder's answer (securemail.contacts)."""
+        address = opened.org.organisation.contacts_address
+        only = [r.address.lower() for r in entry.recipients] == [address]
+        return only and self.context.contacts is not None
+
+    async def _take_answer(self, entry: Entry, opened: Opened, now: datetime) -> Entry:
+        register = self.context.contacts
+        assert register is not None  # noqa: S101 (_answers_a_verification checked it)
+        org_id = opened.org.organisation.org_id
+        detail = await asyncio.to_thread(
+            take_answer, register, opened.unprotected, opened.signer, org_id, now
+        )
+        attempt = Attempt(
+            entry.id,
+            dict.fromkeys(entry.pending(), ok("verification answer taken")),
+            (("verified", opened.evidence), ("contact-answer", detail)),
+            holder=entry.claimed_by,
+        )
+        return await self.context.queue.commits.record(attempt)
 
     async def _take_receipt(self, entry: Entry, opened: Opened, now: datetime) -> Entry:
         taken = await take_receipt(self.context, opened.unprotected, now)
@@ -230,9 +270,11 @@ class Inbound:
         and queues the receipts owed, so both happen once per key.
         """
         target = self.context.targets[org.organisation.org_id]
-        keys = {r: f"{key}:{r.lower()}" for r in entry.pending()}
+        refused = dict(opened.assessed.refused) if opened is not None else {}
+        keys = {r: f"{key}:{r.lower()}" for r in entry.pending() if r not in refused}
         held = await self._reserve(entry, keys)
-        results = {r: ok("duplicate suppressed") for r in keys if held[r] is Reservation.DELIVERED}
+        results = {r: permanent(BELOW_POLICY, why, "5.7.1", why) for r, why in refused.items()}
+        results |= {r: ok("duplicate suppressed") for r in keys if held[r] is Reservation.DELIVERED}
         results |= {r: _BUSY for r in keys if held[r] is Reservation.BUSY}
         # Handed to the store by this entry in an attempt a crash left unrecorded: the store
         # has it; record it (and issue its receipts) now, without a second copy.
@@ -256,7 +298,7 @@ class Inbound:
         if delivered and not target.keeps_one_copy:
             await self._mark_handed(entry, [keys[r] for r in delivered])
         delivered += handed
-        events = [] if opened is None else [("verified", opened.evidence)]
+        events = [] if opened is None else [("verified", opened.evidence), *_assurance(opened)]
         events += [("handed-before-crash", f"{r}: not delivered again") for r in handed]
         follow_up: tuple[NewMessage, ...] = ()
         if opened is not None and opened.vouched is None:
@@ -330,6 +372,14 @@ class Inbound:
         return await queue.db(
             queue.manager.quarantine, entry.id, reason, detail, now, holder=entry.claimed_by
         )
+
+
+def _assurance(opened: Opened) -> list[tuple[str, str]]:
+    """History lines of the sender assurance and of recipients the policy refused."""
+    assessed = opened.assessed
+    events = [] if assessed.event is None else [("assurance", assessed.event)]
+    events += [(BELOW_POLICY, f"{r}: {why}") for r, why in assessed.refused]
+    return events + ([] if assessed.warning is None else [(BELOW_POLICY, assessed.warning)])
 
 
 def _domain(address: str) -> str:

@@ -264,6 +264,11 @@ async def me(principal: MailboxToken) -> MeOut:
 
 @router.get("/track/{message_id}", response_model=list[TrackOut], responses=ERRORS)
 async def track(principal: MailboxToken, web: Web, message_id: str) -> list[TrackOut]:
+    return await tracks_of(web, principal, message_id)
+
+
+async def tracks_of(web: WebContext, principal: Principal, message_id: str) -> list[TrackOut]:
+    """Each recipient's timeline of ``message_id``, if ``principal`` sent it (else 404)."""
     sender = principal.account.addresses
     try:
         tracks = await web.db(operations.track, web.store, message_id, sender=sender)

@@ -20,7 +20,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from securemail import operations
 from securemail.access.model import Principal, Scope
 from securemail.receive import Received
 from securemail.receive.message import trace_field
@@ -29,7 +28,7 @@ from securemail.structured.inbox import PullInbox
 from securemail.structured.message import Outgoing, compose
 from securemail.structured.schema import installed
 from securemail.structured.validate import validate
-from securemail.web.api import ERRORS, ApiError, StepOut, TrackOut, Web, refused, scoped
+from securemail.web.api import ERRORS, ApiError, TrackOut, Web, scoped, tracks_of
 from securemail.web.compose import reach
 
 router = APIRouter(prefix="/api/v1")
@@ -170,16 +169,4 @@ async def track_structured(
     principal: ApplicationToken, web: Web, message_id: str
 ) -> list[TrackOut]:
     """Each recipient's timeline: queued, relayed, receipted, and the business answer."""
-    sender = principal.account.addresses
-    try:
-        tracks = await web.db(operations.track, web.store, message_id, sender=sender)
-    except operations.OperationError as error:
-        raise refused(error) from None
-    return [
-        TrackOut(
-            recipient=t.recipient,
-            receipt=t.receipt,
-            timeline=[StepOut(time=s.time, what=s.what, detail=s.detail) for s in t.timeline],
-        )
-        for t in tracks
-    ]
+    return await tracks_of(web, principal, message_id)

@@ -42,6 +42,7 @@ HERE = Path(__file__).parent
 ROUTERS = (
     "securemail.web.mailbox",
     "securemail.web.console",
+    "securemail.web.records_console",
     "securemail.web.api",
     "securemail.web.api_operator",
     "securemail.web.api_structured",

@@ -79,7 +79,7 @@ async def current(request: Request) -> Principal | None:
             account = None
         if account is not None and not account.disabled:
             scopes = session.scopes & await web.db(access_of(request).scopes, account.name)
-            principal = Principal(account, scopes, session.id, session.csrf)
+            principal = Principal(account, scopes, session.id, session.csrf, session.method)
     request.state.principal = principal
     return principal
 

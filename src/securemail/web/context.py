@@ -20,6 +20,7 @@ from securemail.directory.model import Directory
 from securemail.queue.access import OperatorQueue
 from securemail.queue.threads import RunOffLoop
 from securemail.receive.model import Admit
+from securemail.smime import SignerIdentity
 from securemail.structured.inbox import PullInbox
 
 
@@ -37,6 +38,8 @@ class WebContext:
     admit: Admit  # how composed mail enters the outbound queue, as submission does
     seal: MailboxSeal  # the node's mailbox seal: what the gateway stored, and the Sent copy
     inbox: PullInbox | None = None  # structured documents waiting to be pulled (issue 21)
+    # the node's own signing identity, loaded when a records export is made (issue 19)
+    records_signer: Callable[[], SignerIdentity] | None = None
 
 
 def web_context(request: Request) -> WebContext:

@@ -25,6 +25,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
 from securemail.access.model import Principal
+from securemail.accounts.assurance import Submitted
 from securemail.config.anchors import load_anchors
 from securemail.receive.message import trace_field
 from securemail.receive.model import Received
@@ -427,7 +428,18 @@ def _received(request: Request, web: WebContext, who: Principal, composed: Compo
         tls=request.url.scheme == "https",
         tls_version=None,
         auth_user=who.account.name,
+        assurance=_assurance(who),
     )
+
+
+def _assurance(who: Principal) -> Submitted | None:
+    """How the sender logged in to the webmail: a session's method (an API token is no
+    login of the holder's: nothing is vouched for)."""
+    if who.method == "password+totp":
+        return Submitted.of(who.account, "password-totp")
+    if who.method == "password":
+        return Submitted.of(who.account, "password")
+    return None
 
 
 def _reach(web: WebContext, draft: Draft) -> list[Reach]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from securemail import addresses
@@ -42,9 +42,11 @@ from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.directory.model import Directory
 from securemail.evidence.mdn import SUBJECT as RECEIPT_SUBJECT
 from securemail.marking import WARNING_FIELD
+from securemail.policy.assurance import describe
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
 from securemail.smime import mime
+from securemail.smime.assurance import IdentityCheck, SenderAssurance
 
 NOT_VERIFIED = "Not verified: this message did not come through SecureMail"
 NOT_SEALED = (
@@ -85,6 +87,10 @@ class Verdict:
     receipt: str | None = None  # the gateway's receipt note: "sent", "not-requested", ...
     received: datetime | None = None
     sealed: bool = False  # the gateway stored this copy here
+    # The sender's provider's signed word on how the sender logged in, in plain words
+    # ("strong login (password and one-time code), sole use since 3 Dec 2026, ..."), or why
+    # it is not believed; None when the message carries none (docs/assurance.md).
+    assurance: str | None = None
 
     @property
     def verified(self) -> bool:
@@ -152,7 +158,37 @@ def judge(
         receipt=status.get("receipt") or None,
         received=received,
         sealed=True,
+        assurance=_assurance(status, org, author or ""),
+        warning=warning,
     )
+
+
+def _assurance(status: dict[str, str], org: str, author: str) -> str | None:
+    """The sender assurance items of the gateway's status field, in plain words."""
+    state = status.get("assurance")
+    if state == "unverified":
+        why = status.get("assurance-reason") or "unknown"
+        return f"Not verified: the signer is not this sender's mail provider ({why})"
+    if state != "verified":
+        return None
+    try:
+        since = status.get("sole-use-since")
+        level, method = status.get("identity-level"), status.get("identity-method")
+        verified_on = status.get("identity-verified")
+        identity = None
+        if level and method and verified_on:
+            identity = IdentityCheck(level, method, date.fromisoformat(verified_on))
+        value = SenderAssurance(
+            provider=org,
+            address=author,
+            login=status.get("login") or "unknown",
+            sole_use_since=None if not since else datetime.fromisoformat(since + "T00:00:00+00:00"),
+            identity=identity,
+        )
+    except ValueError:
+        return None
+    words = describe(value)
+    return words[:1].upper() + words[1:]
 
 
 def own_copy(verdict: Verdict) -> Verdict:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0008"  # brief: 0007; re-chained after 0008 came into main
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""The contact register: addresses an organisation verified with their holder's provider."""
