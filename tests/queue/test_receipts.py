@@ -307,7 +307,7 @@ def test_upgrade_from_0001_keeps_the_queue(url: str) -> None:
     upgrade(engine, "0001")
     with engine.begin() as conn:
         row = message_row("0001old", message(BOB), NOW)
-        del row["priority"]  # added by 0004
+        del row["priority"], row["assurance"]  # added by 0004 and 0010
         conn.execute(messages.insert().values(row))
         old = {"entry_id": "0001old", "position": 0, "address": BOB, "disposition": "pending"}
         conn.execute(recipients.insert().values(old | {"attempts": 0, "updated_at": NOW}))

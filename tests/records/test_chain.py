@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from typing import Any
 
 import rfc8785
 from sqlalchemy import Engine, delete, select, update
@@ -45,6 +46,38 @@ def test_encoding_escapes_what_could_forge_a_record() -> None:
     new = NewRecord(T0, RecordClass.SECURITY, "x", details={"k": '"},"seq":9\n'})
     value = json.loads(encode(new, 1, GENESIS))
     assert value["seq"] == 1 and value["details"]["k"] == '"},"seq":9\n'
+
+
+# Strings where a JSON writer could differ from RFC 8785: every control character, quotes
+# and backslashes, DEL, line and paragraph separators, non-ASCII in and above the BMP.
+_AWKWARD = "".join(map(chr, range(32))) + '"\\/\x7f\u2028\u2029é\ufeff\U0001f600'
+
+
+def _as_rfc8785(new: NewRecord, seq: int, prev: str) -> bytes:
+    """The record as the reference RFC 8785 implementation writes it."""
+    value: dict[str, Any] = {
+        "v": 1,
+        "seq": seq,
+        "time": new.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "class": new.record_class.value,
+        "event": new.event[:64],
+        "message_id": new.message_id,
+        "subjects": sorted({s.lower() for s in new.subjects}),
+        "details": dict(new.details),
+        "prev": prev,
+    }
+    return rfc8785.dumps(value)
+
+
+def test_encoding_is_the_reference_rfc8785_bytes() -> None:
+    """Awkward strings, non-ASCII names and a long event encode byte for byte as RFC 8785."""
+    names = {"ascii": _AWKWARD, "é": "1", "\ufb01": "2", "\U0001f600": "3", "z": ""}
+    news = [
+        NewRecord(T0, RecordClass.MESSAGE, "e" * 80, (_AWKWARD, "b@x.nz"), _AWKWARD, names),
+        NewRecord(T0, RecordClass.SECURITY, "login", (), None, {}),
+    ]
+    for new, seq in itertools.product(news, (1, 12345678901)):
+        assert encode(new, seq, "a" * 64) == _as_rfc8785(new, seq, "a" * 64)
 
 
 def _edit_byte(engine: Engine, seq: int) -> None:

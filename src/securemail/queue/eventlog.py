@@ -23,16 +23,32 @@ from typing import Any
 from sqlalchemy import Connection, Select, Table, bindparam, select
 
 from securemail import logbook
+from securemail.queue.model import NewMessage
 from securemail.records.chain import append
 from securemail.records.messages import queue_records
 
 _KEY = "securemail.queue.eventlog"
 
 
+@dataclass(frozen=True)
+class _Head:
+    """What a log line says of its entry (the columns :func:`_heads` reads)."""
+
+    id: str
+    direction: str
+    message_id: str | None
+    mail_from: str
+    client: str
+    created_at: datetime
+
+
 @dataclass
 class _Pending:
     events: list[tuple[str, str, datetime, str, str, str, str]] = field(default_factory=list)
     relays: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Entries this transaction inserted: their heads and recipients are known, not read back.
+    heads: dict[str, _Head] = field(default_factory=dict)
+    recipients: dict[str, list[str]] = field(default_factory=dict)
 
 
 def keep(
@@ -57,6 +73,17 @@ def note_relays(conn: Connection, entry_id: str, relays: Mapping[str, str]) -> N
     pending = conn.info.get(_KEY)
     if pending is not None:
         pending.relays |= {(entry_id, r.casefold()): where for r, where in relays.items()}
+
+
+def note_entry(conn: Connection, entry_id: str, new: NewMessage, now: datetime) -> None:
+    """An entry this transaction inserts (called by insert_entries): its lines and records
+    take its head and recipients from here instead of reading them back."""
+    pending = conn.info.get(_KEY)
+    if pending is not None:
+        pending.heads[entry_id] = _Head(
+            entry_id, new.direction, new.message_id, new.mail_from, new.client, now
+        )
+        pending.recipients[entry_id] = list(new.recipients)
 
 
 @contextmanager
@@ -84,14 +111,20 @@ def collecting(
 def _recipients(conn: Connection, pending: _Pending, messages: Table) -> dict[str, list[str]]:
     """The recipients of the entries whose events name none (``accepted``, ``deleted``…)."""
     ids = {event[0] for event in pending.events if not event[3]}
-    if not ids:
-        return {}
+    found = {i: pending.recipients[i] for i in ids if i in pending.recipients}
+    unknown = list(ids - found.keys())
+    if unknown:
+        for row in conn.execute(_recipients_of(messages), {"b_ids": unknown}):
+            found.setdefault(row.entry_id, []).append(row.address)
+    return found
+
+
+@functools.cache
+def _recipients_of(messages: Table) -> Select[Any]:
+    """The recipients of the entries named ``b_ids`` (built once)."""
     recipients = messages.metadata.tables["recipients"]
     query = select(recipients.c.entry_id, recipients.c.address)
-    found: dict[str, list[str]] = {}
-    for row in conn.execute(query.where(recipients.c.entry_id.in_(ids))):
-        found.setdefault(row.entry_id, []).append(row.address)
-    return found
+    return query.where(recipients.c.entry_id.in_(bindparam("b_ids", expanding=True)))
 
 
 @functools.cache
@@ -103,10 +136,10 @@ def _heads(messages: Table) -> Select[Any]:
 
 
 def _describe(conn: Connection, pending: _Pending, messages: Table) -> list[logbook.QueueLine]:
-    ids = {event[0] for event in pending.events}
-    if not ids:
-        return []
-    heads = {row.id: row for row in conn.execute(_heads(messages), {"b_ids": list(ids)})}
+    heads: dict[str, Any] = dict(pending.heads)
+    unknown = list({event[0] for event in pending.events} - heads.keys())
+    if unknown:
+        heads |= {row.id: row for row in conn.execute(_heads(messages), {"b_ids": unknown})}
     lines = []
     for entry_id, event, now, recipient, reason, reply, detail in pending.events:
         head = heads.get(entry_id)  # None once deleted

@@ -410,27 +410,29 @@ def _write_change(
     )
 
 
-def insert_entry(conn: Connection, new: NewMessage, now: datetime) -> str:
-    """Insert an accepted message (row, recipients, "accepted" event); its new id."""
-    entry_id = _new_id(now)
-    conn.execute(_INSERT_MESSAGE, message_row(entry_id, new, now))
-    conn.execute(
-        _INSERT_RECIPIENTS,
-        [
-            {"entry_id": entry_id, "position": position, "address": address}
-            | {"disposition": Disposition.PENDING, "attempts": 0, "updated_at": now}
-            for position, address in enumerate(new.recipients)
-        ],
-    )
-    detail = f"{new.client}; {len(new.recipients)} recipients; {len(new.body)} bytes"
-    log_event(conn, entry_id, "accepted", now, detail=detail)
-    return entry_id
-
-
 def insert_entries(conn: Connection, news: Sequence[NewMessage], now: datetime) -> list[str]:
-    """Insert accepted messages (see :func:`insert_entry`); their new ids. Workers in other
-    processes and nodes are woken once per direction, when the transaction commits."""
-    ids = [insert_entry(conn, new, now) for new in news]
+    """Insert accepted messages (rows, recipients, an "accepted" event each); their new ids.
+
+    All the rows of each table go in one statement. Workers in other processes and nodes
+    are woken once per direction, when the transaction commits.
+    """
+    if not news:
+        return []
+    ids = [_new_id(now) for _ in news]
+    entries = list(zip(ids, news, strict=True))
+    conn.execute(_INSERT_MESSAGE, [message_row(i, new, now) for i, new in entries])
+    people = [
+        {"entry_id": entry_id, "position": position, "address": address}
+        | {"disposition": Disposition.PENDING, "attempts": 0, "updated_at": now}
+        for entry_id, new in entries
+        for position, address in enumerate(new.recipients)
+    ]
+    if people:
+        conn.execute(_INSERT_RECIPIENTS, people)
+    for entry_id, new in entries:
+        eventlog.note_entry(conn, entry_id, new, now)
+        detail = f"{new.client}; {len(new.recipients)} recipients; {len(new.body)} bytes"
+        log_event(conn, entry_id, "accepted", now, detail=detail)
     for direction in sorted({new.direction for new in news}):
         notify(conn, WORK_CHANNEL, direction)
     return ids

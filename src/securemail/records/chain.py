@@ -24,6 +24,7 @@ key material.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +39,7 @@ from securemail.storage.engine import transaction
 
 GENESIS = "0" * 64
 VERSION = 1
-__all__ = ["GENESIS", "Head", "NewRecord", "RecordClass", "append", "record"]
+__all__ = ["GENESIS", "Head", "NewRecord", "Prepared", "RecordClass", "append", "record"]
 
 
 @dataclass(frozen=True)
@@ -73,20 +74,55 @@ def normal_subjects(addresses: Sequence[str]) -> list[str]:
     return sorted({a.strip().lower() for a in addresses if a.strip() and a.strip() != "<>"})
 
 
+# RFC 8785 orders members by their names' UTF-16 code units; the record's own names are
+# ASCII, so its members always come in this order: class, details, event, message_id,
+# prev, seq, subjects, time, v. Everything but ``prev`` and ``seq`` is known before the
+# chain's head is locked, so a record is written out in two parts beforehand and only
+# linked (two values put between them, one SHA-256) while the lock is held.
+# For strings, integers, null and ASCII member names, the standard library's encoder
+# (no ASCII escaping, no spaces, sorted keys, written in C) writes exactly RFC 8785's
+# form: ECMAScript's escapes (\b \f \n \r \t, other controls as lower-case \u00xx,
+# nothing else escaped); tests/records/test_chain.py holds the two to the same bytes.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A record written out around its link: ``before`` + prev + ``","seq":`` + seq + ``after``."""
+
+    new: NewRecord
+    subjects: tuple[str, ...]
+    before: str
+    after: str
+
+
+def prepare(new: NewRecord) -> Prepared:
+    """Write ``new`` out in canonical form but for its ``prev`` and ``seq``."""
+    about = normal_subjects(new.subjects)
+    details = {str(k): str(v) for k, v in new.details.items()}
+    # Python sorts names by code point, RFC 8785 by UTF-16 unit: the same for ASCII names
+    written = (
+        _JSON.encode(details)
+        if all(k.isascii() for k in details)
+        else rfc8785.dumps(details).decode("utf-8")
+    )
+    before = (
+        f'{{"class":{_JSON.encode(new.record_class.value)},"details":{written},'
+        f'"event":{_JSON.encode(new.event[:64])},'  # the column's width: both say the same
+        f'"message_id":{_JSON.encode(new.message_id or None)},"prev":"'
+    )
+    after = f',"subjects":{_JSON.encode(about)},"time":"{timestamp(new.time)}","v":{VERSION}}}'
+    return Prepared(new, tuple(about), before, after)
+
+
+def link(prepared: Prepared, seq: int, prev: str) -> bytes:
+    """The canonical bytes of record ``seq`` following ``prev`` (RFC 8785)."""
+    return f'{prepared.before}{prev}","seq":{seq}{prepared.after}'.encode()
+
+
 def encode(new: NewRecord, seq: int, prev: str) -> bytes:
     """The canonical bytes of record ``seq`` (RFC 8785)."""
-    record: dict[str, Any] = {
-        "v": VERSION,
-        "seq": seq,
-        "time": timestamp(new.time),
-        "class": new.record_class.value,
-        "event": new.event[:64],  # the column's width: both must say the same
-        "message_id": new.message_id or None,
-        "subjects": normal_subjects(new.subjects),
-        "details": {str(k): str(v) for k, v in new.details.items()},
-        "prev": prev,
-    }
-    return rfc8785.dumps(record)
+    return link(prepare(new), seq, prev)
 
 
 def digest(canonical: bytes) -> str:
@@ -94,40 +130,50 @@ def digest(canonical: bytes) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+# Built once (bound parameters): executing them skips building a statement and its cache
+# key per transaction.
+_LOCK_HEAD = select(head.c.seq, head.c.digest).where(head.c.id == 1).with_for_update()
+_READ_HEAD = select(head.c.seq, head.c.digest).where(head.c.id == 1)
+_MOVE_HEAD = update(head).where(head.c.id == 1)  # SET the columns given with it
+_INSERT_LOG = log.insert()
+_INSERT_SUBJECTS = subjects.insert()
+
+
 def append(conn: Connection, news: Sequence[NewRecord]) -> Head | None:
     """Append ``news`` in order inside the caller's write transaction; the new head.
 
     The caller's transaction must be a write one (``transaction(..., write=True)``): on
-    SQLite that is what takes the write lock first.
+    SQLite that is what takes the write lock first. The records are written out before
+    the head is locked; under the lock each is only linked to the one before it.
     """
     if not news:
         return None
+    prepared = [prepare(new) for new in news]
     current = lock(conn)
     seq, prev = current.seq, current.digest
     rows: list[dict[str, Any]] = []
     subject_rows: list[dict[str, Any]] = []
-    for new in news:
+    for one in prepared:
         seq += 1
-        canonical = encode(new, seq, prev)
-        link = digest(canonical)
-        rows.append(_row(new, seq, canonical, prev, link))
-        subject_rows += [{"seq": seq, "address": a[:320]} for a in normal_subjects(new.subjects)]
-        prev = link
-    conn.execute(log.insert(), rows)
+        canonical = link(one, seq, prev)
+        link_to = hashlib.sha256(canonical).hexdigest()
+        rows.append(_row(one.new, seq, canonical, prev, link_to))
+        subject_rows += [{"seq": seq, "address": a[:320]} for a in one.subjects]
+        prev = link_to
+    conn.execute(_INSERT_LOG, rows)
     if subject_rows:
-        conn.execute(subjects.insert(), subject_rows)
-    conn.execute(update(head).where(head.c.id == 1).values(seq=seq, digest=prev))
+        conn.execute(_INSERT_SUBJECTS, subject_rows)
+    conn.execute(_MOVE_HEAD, {"seq": seq, "digest": prev})
     return Head(seq, prev)
 
 
 def lock(conn: Connection) -> Head:
     """Lock the chain's head for the rest of the caller's write transaction; where it is."""
-    locked = select(head.c.seq, head.c.digest).where(head.c.id == 1).with_for_update()
-    row = conn.execute(locked).one()
+    row = conn.execute(_LOCK_HEAD).one()
     return Head(int(row.seq), str(row.digest))
 
 
-def _row(new: NewRecord, seq: int, canonical: bytes, prev: str, link: str) -> dict[str, Any]:
+def _row(new: NewRecord, seq: int, canonical: bytes, prev: str, link_to: str) -> dict[str, Any]:
     return {
         "seq": seq,
         "time": new.time,
@@ -136,7 +182,7 @@ def _row(new: NewRecord, seq: int, canonical: bytes, prev: str, link: str) -> di
         "message_id": new.message_id or None,
         "record": canonical.decode("utf-8"),
         "prev": prev,
-        "digest": link,
+        "digest": link_to,
     }
 
 
@@ -148,5 +194,5 @@ def record(engine: Engine, *news: NewRecord) -> Head | None:
 
 def current_head(conn: Connection) -> Head:
     """The chain's head as the head row says."""
-    row = conn.execute(select(head.c.seq, head.c.digest).where(head.c.id == 1)).one()
+    row = conn.execute(_READ_HEAD).one()
     return Head(int(row.seq), str(row.digest))
