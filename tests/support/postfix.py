@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from subprocess import DEVNULL
 
+from securemail.demo.federation import free_port as federation_free_port
+
 TEST_DOMAIN = "store.test"
 START_TIMEOUT = 30.0  # seconds; a heavily loaded CI machine is slow, a hang is not
 COMMAND_TIMEOUT = 120.0
@@ -221,11 +223,9 @@ def stop_postfix(instance: PostfixInstance, master: subprocess.Popen[bytes]) -> 
 
 
 def free_port() -> int:
-    """A loopback TCP port nobody listened on a moment ago (the caller may still collide)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A loopback TCP port nobody listened on a moment ago (the caller may still collide);
+    the demo's pick, outside the range outgoing connections take ports from."""
+    return federation_free_port()
 
 
 def _start_on_free_port(

@@ -98,12 +98,41 @@ class NodeSetup:
         return self.mail / domain / local
 
 
+EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port that was free a moment ago (the OS picks it)."""
+    """A loopback port that was free a moment ago and not handed out before by this process.
+
+    Chosen below the range the kernel gives outgoing connections (``ip_local_port_range``):
+    a port the OS picks (bind to 0) comes from that range, so any client connection on the
+    machine could take it between the pick and the node's bind (seen: a node's web port
+    "already in use" in a loaded test run). Outside Linux, the OS picks.
+    """
+    try:
+        low = int(EPHEMERAL.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    if low > 12_000:
+        for _ in range(100):
+            port = low - 1 - secrets.randbelow(10_000)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+        chosen: int = probe.getsockname()[1]
+        return chosen
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def found(root: Path, passphrase_file: Path, now: datetime) -> dict[str, NodeSetup]:
