@@ -53,6 +53,8 @@ def test_list_show_hold_release_retry_delete(federation: Federation) -> None:
     assert entry["client"] == "relay 127.0.0.1" and entry["auth"] is None
     code, output = run("queue", "show", "--config", config, entry["id"])
     assert code == 0 and "accepted" in output and "connect-failed" in output
+    assert not output.lstrip().startswith("{"), "the form for people is lines, not JSON"
+    assert "state:       deferred" in output and "hemi.walker@securemail.provider.nz  " in output
     assert run("queue", "hold", "--config", config, entry["id"])[0] == 0
     code, output = run("queue", "list", "--config", config, "--state", "held")
     assert entry["id"] in output

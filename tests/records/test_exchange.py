@@ -65,9 +65,9 @@ def exchanged(request: pytest.FixtureRequest, node_federation: Federation) -> It
                     admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def _verify(federation: Federation, node: str) -> tuple[int, str]:
+def _verify(federation: Federation, node: str, *flags: str) -> tuple[int, str]:
     config = str(federation.nodes[node].config)
-    done = CliRunner().invoke(cli, ["records", "verify", "--config", config])
+    done = CliRunner().invoke(cli, ["records", "verify", "--config", config, *flags])
     return done.exit_code, done.output
 
 
@@ -101,9 +101,15 @@ def test_log_verifies_after_the_exchange_and_names_each_break(exchanged: Federat
     assert delivered and delivered[0]["subjects"][-1] == SCRIPT.to[0]
     assert all("Your records" not in json.dumps(r) for r in _records(exchanged, "provider"))
 
+    code, output = _verify(exchanged, "agency", "--json")
+    assert code == 0 and json.loads(output)["ok"] is True, output
+
     _tamper(exchanged, "agency", update(log).where(log.c.seq == 2).values(event="queue.xccepted"))
     code, output = _verify(exchanged, "agency")
     assert code == 1 and "record 2" in output, output
+    code, output = _verify(exchanged, "agency", "--json")
+    report = json.loads(output[: output.rindex("}") + 1])
+    assert code == 1 and report["ok"] is False and report["bad_record"] == 2, output
 
     _tamper(exchanged, "provider", delete(log).where(log.c.seq == 2))
     code, output = _verify(exchanged, "provider")

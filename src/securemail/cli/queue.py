@@ -193,12 +193,31 @@ def show_command(config_path: Path, entry_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(_as_json(entry) | {"events": events})
         return
-    click.echo(json.dumps(_as_json(entry), indent=2))
+    for line in _details(entry):
+        click.echo(line)
+    click.echo("events:")
     for event in events:
         who = f" {event.recipient}" if event.recipient else ""
         reason = f" [{event.reason}]" if event.reason else ""
         detail = logbook.shown_detail(event.event, event.detail, headers=True)
-        click.echo(f"{event.time:%Y-%m-%d %H:%M:%S} {event.event}{who}{reason} {detail}")
+        click.echo(f"  {event.time:%Y-%m-%d %H:%M:%S} {event.event}{who}{reason} {detail}")
+
+
+def _details(entry: Entry) -> list[str]:
+    """The entry as aligned ``name: value`` lines and one line per recipient (the same
+    fields as ``--json``, for a person to read)."""
+    fields = _as_json(entry)
+    assurance = fields.pop("assurance")
+    del fields["recipients"]
+    lines = [f"{k + ':':<12} {'-' if v is None else v}" for k, v in fields.items()]
+    if assurance is not None:
+        lines.append(f"{'assurance:':<12} {json.dumps(assurance, sort_keys=True)}")
+    lines.append("recipients:")
+    for r in entry.recipients:
+        reason = f" [{r.reason}]" if r.reason else ""
+        reply = f" {r.last_reply}" if r.last_reply else ""
+        lines.append(f"  {r.address}  {r.disposition.value}  attempts {r.attempts}{reason}{reply}")
+    return lines
 
 
 def _opened(config: NodeConfig, entry: Entry) -> None:

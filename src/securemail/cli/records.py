@@ -7,6 +7,7 @@ node's own certificate or under the federation's anchors.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import click
 from sqlalchemy import Engine
 
 from securemail.cli.files import fail
+from securemail.cli.output import JSON_OPTION, echo_json
 from securemail.cli.serve import CONFIG_OPTION, read_config
 from securemail.config.anchors import load_anchors
 from securemail.config.node import NodeConfig
@@ -65,7 +67,8 @@ def _now() -> datetime:
 
 @records_group.command("verify")
 @CONFIG_OPTION
-def verify_command(config_path: Path) -> None:
+@JSON_OPTION
+def verify_command(config_path: Path, as_json: bool) -> None:
     """Check every record, disposal and checkpoint; name the first that does not hold."""
     config = read_config(config_path)
     trust = CheckpointTrust(
@@ -75,8 +78,12 @@ def verify_command(config_path: Path) -> None:
     )
     with node_database(config) as engine, transaction(engine, "verify", write=False) as conn:
         verdict = verify(conn, trust)
+    if as_json:  # printed for a broken log too, before the error line and exit 1
+        echo_json({"ok": verdict.ok} | dataclasses.asdict(verdict))
     if not verdict.ok:
         fail(RecordsError(RecordsReason.LOG_BROKEN, verdict.problem or ""))
+    if as_json:
+        return
     click.echo(
         f"records: the log holds: {verdict.records} records ({verdict.disposed} disposed of), "
         f"{verdict.checkpoints} signed checkpoints"
@@ -85,11 +92,15 @@ def verify_command(config_path: Path) -> None:
 
 @records_group.command("dispose")
 @CONFIG_OPTION
-def dispose_command(config_path: Path) -> None:
+@JSON_OPTION
+def dispose_command(config_path: Path, as_json: bool) -> None:
     """Destroy what is past its retention and not held; record each disposal in the log."""
     config = read_config(config_path)
     with node_database(config) as engine:
         done = disposal.dispose(engine, config.records, _now())
+    if as_json:
+        echo_json({"disposed": list(done)})
+        return
     for item in done:
         click.echo(
             f"disposed: {item.record_class}: {item.entries} queue entries, "
