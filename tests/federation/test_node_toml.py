@@ -100,6 +100,12 @@ def test_add_member_node_toml_with_the_documented_edits_becomes_ready(tmp_path: 
     _federation("publish", "--dir", fed, "--passphrase-env", "FED_PASS")
     (tmp_path / "postfix" / "securemail").mkdir(parents=True)
     (tmp_path / "postfix" / "main.cf").write_text("compatibility_level = 3.6\n")
+    pointer = re.search(
+        r"docs/integration\.md, section (\d+) \((.+?)\)", (node / "node.toml").read_text()
+    )
+    assert pointer is not None, "node.toml points at the guide"
+    guide = (Path(__file__).parents[2] / "docs" / "integration.md").read_text()
+    assert re.search(rf"^## {pointer[1]}\. {re.escape(pointer[2])}", guide, re.MULTILINE)
     (node / "certs" / "store-ca.pem").write_bytes(
         make_root_ca("Store CA", now=NOW).certificate_pem()
     )

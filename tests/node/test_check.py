@@ -131,3 +131,21 @@ def test_the_store_password_file_must_be_private(federation: Federation, tmp_pat
     path.write_text(text)
     [(reason, detail)] = _errors(check(federation.config("agency"), datetime.now(UTC)))
     assert reason == "key-permissions" and detail.startswith(f"{secret} is 0644")
+
+
+def test_keys_not_restored_and_a_missing_maildir_root_are_warned(federation: Federation) -> None:
+    """An organisation whose keys/ holds no key, and a hosted Maildir root that is not
+    there, are each a warning naming the organisation (the node starts; the mail waits)."""
+    config = _ready(federation)
+    hosted = next(o for o in config.organisations if o.delivery.kind == "maildir")
+    assert hosted.delivery.path is not None
+    for key in (hosted.keys / "keys").glob("*"):
+        if key.name.endswith(("signing.key", "encryption.key")):
+            key.unlink()
+    hosted.delivery.path.rename(hosted.delivery.path.with_name("moved-away"))
+    findings = check(config, datetime.now(UTC))
+    warned = {f.reason: f.detail for f in findings if f.level == "warning"}
+    assert hosted.org_id in warned["keys-not-installed"]
+    assert "key-unavailable" in warned["keys-not-installed"]
+    assert str(hosted.delivery.path) in warned["maildir-missing"]
+    assert _errors(findings) == []

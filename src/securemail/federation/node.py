@@ -82,7 +82,7 @@ def node_config(admission: Admission, federation: str, directory: Path) -> str:
         "# SecureMail node, written by `securemail federation add-member`.",
         "# Run it with: securemail serve --config node.toml",
         "# (the key passphrase is read from $SECUREMAIL_PASSPHRASE unless [keys] says otherwise)",
-        '# Edits for a real organisation: docs/integration.md, "The node.toml".',
+        "# Edits for a real organisation: docs/integration.md, section 6 (The node.toml).",
         "[node]",
         f"name = {_toml(endpoint.host)}",
         'data_dir = "data"',

@@ -26,13 +26,14 @@ from datetime import datetime
 from pathlib import Path
 
 from securemail.config.anchors import load_anchors
-from securemail.config.node import Delivery, NodeConfig
+from securemail.config.node import Delivery, NodeConfig, Organisation
 from securemail.config.toml_table import Listen
 from securemail.directory.document import verify_document
 from securemail.directory.fetch import Source
 from securemail.directory.store import DOCUMENT, SIGNATURE
 from securemail.errors import SecureMailError
 from securemail.node.context import read_passphrase
+from securemail.node.keyring import installed
 from securemail.storage.versions import schema_version
 
 ERROR, WARNING, OK = "error", "warning", "ok"
@@ -93,9 +94,34 @@ def _files(config: NodeConfig) -> Iterator[Finding]:
     for org in config.organisations:
         if not (org.keys / "keys").is_dir():
             yield Finding(ERROR, "missing-file", f"organisation {org.org_id}: no {org.keys}/keys")
+        elif not installed(org):
+            detail = (
+                f"organisation {org.org_id}: {org.keys}/keys holds no signing or encryption "
+                "key: the node starts, but holds its mail as key-unavailable (keys restore)"
+            )
+            yield Finding(WARNING, "keys-not-installed", detail)
+        yield from _store_root(org)
     private = set(private_files(config))
     for path in needed:
         yield _file(path, private=path in private)
+
+
+def _store_root(org: Organisation) -> Iterator[Finding]:
+    """A hosted Maildir root should be a folder the node may write. The node never makes
+    it (an unmounted volume must not look like an empty one) and starts without it, as
+    ``serve`` warns: its mail waits (451) until the folder is there."""
+    path = org.delivery.path
+    if org.delivery.kind != "maildir" or path is None:
+        return
+    if not path.is_dir():
+        detail = (
+            f"organisation {org.org_id}: delivery.path {path} is not a folder: mail waits (451)"
+        )
+        yield Finding(WARNING, "maildir-missing", detail)
+    elif not os.access(path, os.W_OK | os.X_OK):
+        yield Finding(WARNING, "maildir-missing", f"{path}: not writable by this user")
+    else:
+        yield _ok("maildir", f"organisation {org.org_id}: {path}")
 
 
 def _file(path: Path, *, private: bool) -> Finding:
