@@ -68,3 +68,13 @@ def test_lists_answer_json_for_an_operator_only(api: TestClient, web: WebContext
         assert answer.status_code == 200 and isinstance(answer.json(), list), path
     del api.headers["Authorization"]
     assert api.get("/api/v1/quarantine").status_code == 401
+
+
+def test_a_lone_surrogate_in_a_json_body_is_a_bad_request(api: TestClient) -> None:
+    """JSON may spell a lone surrogate ("\\ud800"), which no UTF-8 store can hold: the body
+    is refused as a bad request, never a 500."""
+    body = '{"scope": "account", "key": "alice\\ud800@example.nz"}'
+    refused = api.post(
+        "/api/v1/lockouts/unlock", content=body, headers={"content-type": "application/json"}
+    )
+    assert refused.status_code == 400 and refused.json()["error"] == "bad-request"

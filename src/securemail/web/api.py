@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from securemail import operations
 from securemail.access.model import Principal, Scope
@@ -38,6 +38,31 @@ _STATUS = {
     QueueReason.NOT_FOUND: 404,
     QueueReason.BAD_STATE: 409,
 }
+
+
+class RequestBody(BaseModel):
+    """The base of every JSON request body: its text must be Unicode that UTF-8 can carry.
+
+    JSON allows ``"\\ud800"``, a lone surrogate, and Python's decoder passes it through;
+    nothing downstream can encode it (a message, a queue row, a canonical record, a log
+    line), so it is refused here as a bad request rather than failing later as a 500.
+    """
+
+    @model_validator(mode="after")
+    def _encodable(self) -> RequestBody:
+        for name, value in self:
+            texts = value if isinstance(value, list) else [value]
+            if any(isinstance(text, str) and not _utf8(text) for text in texts):
+                raise ValueError(f"{name}: not UTF-8 text (a lone surrogate)")
+        return self
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ApiError(Exception):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from securemail.contacts import desk
 from securemail.contacts.model import Contact
-from securemail.web.api import ERRORS, ApiError, OperatorToken, Web
+from securemail.web.api import ERRORS, ApiError, OperatorToken, RequestBody, Web
 
 router = APIRouter(prefix="/api/v1/contacts")
 _STATUS = {
@@ -55,10 +55,10 @@ class ContactPageOut(BaseModel):
     next_offset: int | None
 
 
-class StartVerification(BaseModel):
+class StartVerification(RequestBody):
     address: str = Field(max_length=320)
     purpose: str = Field(max_length=500)
-    require: list[str] = []
+    require: list[str] = Field(default_factory=list)
     valid_days: int = Field(365, ge=1, le=3660)
     org_id: str | None = None
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from securemail import operations
 from securemail.queue import QueueError
-from securemail.web.api import ERRORS, EntryPage, OperatorToken, Paging, Web, refused
+from securemail.web.api import ERRORS, EntryPage, OperatorToken, Paging, RequestBody, Web, refused
 
 router = APIRouter(prefix="/api/v1")
 
@@ -58,7 +58,7 @@ class LockOut(BaseModel):
     failures: int
 
 
-class Unlock(BaseModel):
+class Unlock(RequestBody):
     scope: Literal["account", "source"]
     key: str
 

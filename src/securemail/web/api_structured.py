@@ -28,7 +28,7 @@ from securemail.structured.inbox import PullInbox
 from securemail.structured.message import Outgoing, compose
 from securemail.structured.schema import installed
 from securemail.structured.validate import validate
-from securemail.web.api import ERRORS, ApiError, TrackOut, Web, scoped, tracks_of
+from securemail.web.api import ERRORS, ApiError, RequestBody, TrackOut, Web, scoped, tracks_of
 from securemail.web.compose import reach
 
 router = APIRouter(prefix="/api/v1")
@@ -36,7 +36,7 @@ ApplicationToken = Annotated[Principal, scoped(Scope.APPLICATION)]
 MAX_DOCUMENT_TEXT = 10 * 2**20
 
 
-class DocumentIn(BaseModel):
+class DocumentIn(RequestBody):
     to: str = Field(max_length=254)
     document: str = Field(max_length=MAX_DOCUMENT_TEXT)
     sender: str | None = Field(None, max_length=254, description="one of the account's addresses")
