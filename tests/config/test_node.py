@@ -100,6 +100,8 @@ def test_valid_config_loads_with_paths_relative_to_the_file(tmp_path: Path) -> N
         (('name = "Test Federation"\n', ""), "federation.name is required"),
         (("port = 2525", "port = 99999"), "port must be between 1 and 65535"),
         (("port = 2525", "port = true"), "port must be a whole number"),
+        (("[node]\n", '[node]\nin_flow_delay = "5m"\n'), "in_flow_delay must be at most 60s"),
+        (("[node]\n", "[node]\nin_flow_backlog = 0\n"), "in_flow_backlog must be between"),
     ],
 )
 def test_mistakes_are_named(tmp_path: Path, change: tuple[str, str], message: str) -> None:
@@ -108,6 +110,15 @@ def test_mistakes_are_named(tmp_path: Path, change: tuple[str, str], message: st
         load_config(write(tmp_path, VALID.replace(*change, 1)))
     assert message in refused.value.detail
     assert refused.value.reason == "bad-config"
+
+
+def test_in_flow_control_defaults_and_settings(tmp_path: Path) -> None:
+    """In-flow control is on by default as Postfix's (1 s, a backlog of 32); 0s turns it off."""
+    config = load_config(write(tmp_path, VALID))
+    assert (config.in_flow.delay, config.in_flow.backlog) == (1.0, 32)
+    text = VALID.replace("[node]\n", '[node]\nin_flow_delay = "0s"\nin_flow_backlog = 8\n', 1)
+    config = load_config(write(tmp_path, text))
+    assert (config.in_flow.delay, config.in_flow.backlog) == (0.0, 8)
 
 
 def test_missing_table_and_unreadable_file(tmp_path: Path) -> None:

@@ -278,3 +278,17 @@ def test_a_starting_node_recovers_only_the_entries_it_claimed(store: QueueStore)
     assert store.get(mine.id).state is State.DEFERRED  # type: ignore[union-attr]
     assert store.get(theirs.id).state is State.ACTIVE  # type: ignore[union-attr]
     assert store.recover(NOW) == 1  # the operator's "all", for a node gone for good
+
+
+def test_waiting_counts_entries_no_worker_took_yet(store: QueueStore) -> None:
+    """``waiting`` is the workers' backlog: INCOMING entries of both directions, not the
+    ones claimed or settled (in-flow control reads it before MAIL)."""
+    assert store.waiting() == 0
+    for _ in range(3):
+        store.enqueue(message(), NOW)
+    store.enqueue(message(direction=Direction.INBOUND), NOW)
+    assert store.waiting() == 4
+    [claimed] = store.claim(Direction.OUTBOUND, NOW, limit=1)
+    assert store.waiting() == 3
+    store.record(claimed.id, {"bob@ministry.govt.nz": ok()}, NOW)
+    assert store.waiting() == 3

@@ -4,7 +4,8 @@ Every mistake is reported as a ConfigError naming the key (``peer.listen``) and 
 wrong with it, before anything starts. Relative paths are relative to the config file, so a
 node directory can be moved as a whole.
 
-    [node]            name (our host name), data_dir, database, region, workers, lease
+    [node]            name (our host name), data_dir, database, region, workers, lease,
+                      in_flow_delay, in_flow_backlog
     [federation]      name, anchor, directory (file path or https URL), refresh
     [peer]            listen, tls_certificate, tls_key            (mail from member gateways)
                       unsealed (refuse | mark: peer mail whose signature names no recipients)
@@ -62,6 +63,7 @@ from securemail.config.toml_table import (
 from securemail.policy.assurance import AssuranceRule
 from securemail.policy.model import NodePolicy, OrgPolicy
 from securemail.receive.door import Door
+from securemail.receive.flow import FlowLimits
 from securemail.records.retention import RecordsSettings, parse_records
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -334,6 +336,8 @@ class NodeConfig:
     # the outbound and inbound workers in N processes that meet the listeners at the queue.
     workers: int = 1
     lease: timedelta = timedelta(seconds=60)  # how long a claim holds without renewal
+    # in_flow_delay, in_flow_backlog: the pause before MAIL while the workers are behind
+    in_flow: FlowLimits = field(default_factory=FlowLimits)
     # [keys] hold_without_key: mail for an organisation here whose decryption key is not
     # installed is held (key-unavailable) this long before the normal failure path
     hold_without_key: timedelta = timedelta(days=5)
@@ -407,6 +411,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         postfix=_postfix(root.table("postfix"), relay.listen("listen")),
         workers=_workers(node),
         lease=node.duration("lease", "60s"),
+        in_flow=_in_flow(node),
         conformance=_conformance(root.table("conformance")),
         upstream=_upstream(root.table("upstream")),
         structured=structured_settings(root.table("structured")),
@@ -438,6 +443,18 @@ def _peer_edge(peer: Table) -> PeerEdge:
         door=door,
         quarantine_quota=peer.integer("quarantine_quota", 20, 1, 1_000_000),
     )
+
+
+def _in_flow(node: Table) -> FlowLimits:
+    """``[node] in_flow_delay`` (0s: off) and ``in_flow_backlog`` (securemail.receive.flow)."""
+    if node.data.get("in_flow_delay") in (0, "0", "0s"):  # a duration must be positive
+        node.used.add("in_flow_delay")
+        delay = 0.0
+    else:
+        delay = node.duration("in_flow_delay", "1s").total_seconds()
+    if delay > 60:
+        raise ConfigError("node.in_flow_delay must be at most 60s")
+    return FlowLimits(delay=delay, backlog=node.integer("in_flow_backlog", 32, 1, 1_000_000))
 
 
 def _workers(node: Table) -> int:

@@ -46,6 +46,7 @@ from securemail.queue import Direction, NewMessage, QueueError
 from securemail.queue.access import QueueAccess
 from securemail.receive import Received
 from securemail.receive.door import SourceQuota
+from securemail.receive.flow import InFlow
 from securemail.receive.model import ReceiveReason
 from securemail.replies import Reply, ok, temporary
 from securemail.smime.labels import SecurityLabel
@@ -78,6 +79,12 @@ class Admission:
     def __init__(self, context: AdmissionContext) -> None:
         self.context = context
         self._quota_seen: dict[str, tuple[datetime, bool]] = {}  # client: (when, over)
+        # one pause before MAIL for all of this process's listeners (receive.flow)
+        self.inflow = InFlow(context.config.in_flow, self._waiting)
+
+    async def _waiting(self) -> int:
+        queue = self.context.queue
+        return int(await queue.db(queue.manager.waiting))
 
     def member_of(self, certificate: bytes) -> str | None:
         """The active member whose directory entry pins the key of ``certificate`` (DER)."""

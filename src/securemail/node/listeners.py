@@ -34,6 +34,7 @@ from securemail.receive import (
     start_relay_listener,
     start_submission_listener,
 )
+from securemail.receive.flow import InFlow
 
 SettingsFor = Callable[[str, int], ListenerSettings]
 
@@ -107,7 +108,7 @@ def cannot_listen(error: OSError, where: str = "") -> str:
     return f"{where}: {os.strerror(error.errno) if error.errno else error}"
 
 
-def _settings_for(config: NodeConfig, tls: ssl.SSLContext) -> SettingsFor:
+def _settings_for(config: NodeConfig, tls: ssl.SSLContext, inflow: InFlow) -> SettingsFor:
     def settings(host: str, port: int) -> ListenerSettings:
         return ListenerSettings(
             host=host,
@@ -116,6 +117,7 @@ def _settings_for(config: NodeConfig, tls: ssl.SSLContext) -> SettingsFor:
             max_message_size=config.max_message_size,
             max_recipients=config.max_recipients,
             tls=tls,
+            inflow=inflow,
         )
 
     return settings
@@ -155,7 +157,7 @@ async def start_listeners(
 
 async def _start_transfer(config: NodeConfig, admission: Admission, started: _Started) -> Listeners:
     """The peer, relay and (if configured) ordinary listeners."""
-    settings = _settings_for(config, server_tls(config))
+    settings = _settings_for(config, server_tls(config), admission.inflow)
     peer_settings = dataclasses.replace(
         settings(config.peer.host, config.peer.port),
         tls=peer_server_tls(config),
@@ -200,7 +202,7 @@ async def _start_submission(
     if submission is None:
         return {}
     tls = server_tls(config, submission.tls_certificate, submission.tls_key)
-    settings = _settings_for(config, tls)
+    settings = _settings_for(config, tls, admission.inflow)
     wanted = {
         "submission": (submission.listen, False),
         "submission_tls": (submission.tls_listen, True),

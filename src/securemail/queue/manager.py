@@ -97,10 +97,14 @@ class QueueManager(Protocol):
     - ``quarantine`` sets a live entry aside with its body, never deletes it;
     - ``recover`` returns entries a dead process left ACTIVE to the queue, due now;
     - ``quarantined_from`` counts the entries from ``client`` (as the listener named it,
-      ``peer 192.0.2.1``) quarantined since ``since`` and still quarantined.
+      ``peer 192.0.2.1``) quarantined since ``since`` and still quarantined;
+    - ``waiting`` counts the entries no worker has taken yet (INCOMING), for in-flow
+      control (securemail.receive.flow).
     """
 
     def durability(self) -> dict[str, str]: ...
+
+    def waiting(self) -> int: ...
 
     def enqueue(self, new: NewMessage, now: datetime) -> str: ...
 
@@ -173,6 +177,9 @@ class QueueManager(Protocol):
     ) -> None: ...
 
 
+_WAITING = select(func.count()).select_from(messages).where(messages.c.state == State.INCOMING)
+
+
 class ManagerRows(Transactions):
     """The queue manager in SQL. See :class:`QueueManager`."""
 
@@ -180,6 +187,11 @@ class ManagerRows(Transactions):
         """The database's durability settings as it reports them (for status and checks)."""
         with self._read("durability") as conn:
             return durability(conn)
+
+    def waiting(self) -> int:
+        """How many entries wait for their first claim (INCOMING): the workers' backlog."""
+        with self._read("waiting") as conn:
+            return int(conn.execute(_WAITING).scalar_one())
 
     def enqueue(self, new: NewMessage, now: datetime) -> str:
         """Store an accepted message; its id once committed (only then may 250 be sent)."""

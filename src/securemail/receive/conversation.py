@@ -190,6 +190,8 @@ class Conversation:
         refusal = refusal or self.gate.refuse_sender(_client(session), sender)
         if refusal:
             return self._refuse(session, refusal)
+        if self._settings.inflow is not None:
+            await self._settings.inflow.pause()  # at most in_flow_delay (receive.flow)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"

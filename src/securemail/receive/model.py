@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 
 from securemail.accounts.assurance import Submitted
 from securemail.receive.door import Door
+from securemail.receive.flow import InFlow
 from securemail.replies import Reply
 
 MIB = 1024 * 1024
@@ -61,7 +62,8 @@ class ListenerSettings:
     ``timeout`` is the wait for each command (RFC 5321 §4.5.3.2.7: at least 5 minutes); the
     DATA transfer and the message's admission to the queue must also finish within it.
     ``tls`` is the server context for STARTTLS; the listener raises its minimum version to
-    TLS 1.2 if it was lower. ``door`` shares the sessions out fairly (see receive.door).
+    TLS 1.2 if it was lower. ``door`` shares the sessions out fairly (see receive.door);
+    ``inflow`` slows new mail while the queue's workers are behind (see receive.flow).
     """
 
     host: str
@@ -73,6 +75,7 @@ class ListenerSettings:
     timeout: float = 300.0
     tls: ssl.SSLContext | None = None
     door: Door = field(default_factory=Door)
+    inflow: InFlow | None = None  # the pause before MAIL while the workers are behind
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
