@@ -9,7 +9,20 @@ import time
 
 import pytest
 
+from securemail.receive import Listener, start_relay_listener
 from securemail.receive.flow import POLL, FlowLimits, InFlow
+from tests.receive.conftest import (
+    LOOPBACK,
+    PLAIN_MESSAGE,
+    Inbox,
+    check_recipient,
+    raw_session,
+    run,
+    send_data,
+    sender_allowed,
+    settings,
+    with_listener,
+)
 
 
 class Backlog:
@@ -90,3 +103,35 @@ def test_limits_out_of_range_are_refused(delay: float, backlog: int) -> None:
     """A negative delay or a backlog limit below one is a configuration error."""
     with pytest.raises(ValueError, match="in_flow"):
         FlowLimits(delay=delay, backlog=backlog)
+
+
+def test_a_listener_answers_mail_after_the_pause_and_takes_the_message() -> None:
+    """On a real relay listener whose queue is behind, MAIL FROM is answered 250 after the
+    delay (not refused), and the message is admitted as always."""
+    inbox = Inbox()
+
+    async def behind() -> int:
+        return 1000
+
+    flow = InFlow(FlowLimits(delay=0.4, backlog=32), behind)
+
+    async def body(listener: Listener) -> float:
+        client = await raw_session(listener.port)
+        started = time.monotonic()
+        reply = await client.command("MAIL FROM:<alice@agency.govt.nz>")
+        waited = time.monotonic() - started
+        assert reply.startswith("250"), reply
+        assert (await client.command("RCPT TO:<bob@ministry.govt.nz>")).startswith("250")
+        assert (await send_data(client, PLAIN_MESSAGE)).startswith("250")
+        await client.close()
+        return waited
+
+    start = start_relay_listener(
+        settings(None, inflow=flow),
+        networks=LOOPBACK,
+        check_recipient=check_recipient,
+        sender_allowed=sender_allowed,
+        admit=inbox,
+    )
+    assert 0.4 <= run(with_listener(start, body)) < 1.0
+    assert len(inbox.messages) == 1
