@@ -20,15 +20,16 @@ in ``[web] metrics_from`` (loopback by default) and 403 to others.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -37,17 +38,13 @@ from securemail.accounts.throttle import LoginThrottle, ThrottlePolicy
 from securemail.config.node import IPNetwork
 from securemail.directory.refresh import DirectoryRefresher
 from securemail.keys.org import OrgKeys
-from securemail.logbook import QueueLine
 from securemail.node.context import Node
+from securemail.node.counters import QueueCounters, add_up
 from securemail.node.listeners import Listeners
 from securemail.queue import QueueStore
 from securemail.receive import Listener
 from securemail.smime import SmimeError
 from securemail.smime.keys import load_certificate
-
-FINAL_EVENTS = frozenset({"delivered", "bounced", "expired", "quarantined"})
-TLS_REASONS = frozenset({"tls-failed", "tls-pin-mismatch", "tls-unavailable"})
-_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400)
 
 DbRunner = Callable[..., Awaitable[Any]]
 
@@ -67,47 +64,17 @@ class Monitor:
     metrics_from: tuple[IPNetwork, ...]
     listeners: list[Listener] = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    shared: Path | None = None  # the folder every process counts into (workers > 1)
 
     def __post_init__(self) -> None:
-        self.events = Counter(
-            "securemail_queue_events",
-            "Queue events by direction, event and reason code (one per log line).",
-            ("direction", "event", "reason"),
-            registry=self.registry,
-        )
-        self.outcomes = Counter(
-            "securemail_messages",
-            "Recipients reaching a final outcome, by direction and outcome.",
-            ("direction", "outcome"),
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "securemail_delivery_seconds",
-            "Seconds from accept to a recipient's final outcome.",
-            ("direction", "outcome"),
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.tls_failures = Counter(
-            "securemail_tls_failures",
-            "Relay attempts deferred because TLS or the directory pin failed, by reason.",
-            ("reason",),
-            registry=self.registry,
-        )
+        # With worker processes the counters are added up from every process's files
+        # (securemail.node.counters); this process's own go there too, not in the registry.
+        counted = self.registry if self.shared is None else CollectorRegistry()
+        self.counters = QueueCounters(counted)
+        if self.shared is not None:
+            add_up(self.registry, self.shared)
         self.registry.register(_StateCollector(self))
-        self.store.observe(self.observe)
-
-    def observe(self, lines: Sequence[QueueLine]) -> None:
-        """Count committed queue events (called by the store after each commit)."""
-        for line in lines:
-            self.events.labels(line.direction, line.event, line.reason).inc()
-            if line.event in FINAL_EVENTS:
-                self.outcomes.labels(line.direction, line.event).inc()
-                if line.created_at is not None:
-                    seconds = max((line.time - line.created_at).total_seconds(), 0.0)
-                    self.latency.labels(line.direction, line.event).observe(seconds)
-            if line.reason in TLS_REASONS:
-                self.tls_failures.labels(line.reason).inc()
+        self.store.observe(self.counters.observe)
 
     async def readiness(self) -> dict[str, str]:
         """Each check's problem, or "ok"."""
@@ -135,8 +102,9 @@ class Monitor:
         return any(address in network for network in self.metrics_from)
 
 
-def open_monitor(node: Node, listeners: Listeners) -> Monitor:
-    """The monitor of a running ``node`` whose ``listeners`` are bound."""
+def open_monitor(node: Node, listeners: Listeners, shared: Path | None = None) -> Monitor:
+    """The monitor of a running ``node`` whose ``listeners`` are bound; ``shared``: the
+    folder its worker processes count into (securemail.node.counters.share_counters)."""
     config = node.config
     try:
         tls: x509.Certificate | None = load_certificate(config.tls_certificate.read_bytes())
@@ -156,6 +124,7 @@ def open_monitor(node: Node, listeners: Listeners) -> Monitor:
         clock=node.clock,
         metrics_from=config.web.metrics_from if config.web else (),
         listeners=listeners.all(),
+        shared=shared,
     )
 
 

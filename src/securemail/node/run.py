@@ -42,6 +42,7 @@ from securemail.node.context import (
     make_target,
     read_passphrase,
 )
+from securemail.node.counters import QueueCounters, counting_worker, share_counters
 from securemail.node.keyring import KeyRing, run_key_watch
 from securemail.node.listeners import Listeners, start_listeners
 from securemail.node.mailboxes import open_node_accounts, start_node_imap
@@ -221,7 +222,7 @@ async def serve(
     except BaseException:  # e.g. the IMAP port is taken: leave nothing listening
         await listeners.close()
         raise
-    monitor = open_monitor(node, listeners)
+    monitor = open_monitor(node, listeners, share_counters(config))
     try:
         web = await start_node_web(node, admission, extra=[monitoring_router(monitor)])
     except BaseException:
@@ -306,6 +307,8 @@ async def serve_worker(
     """A worker process of a node (``securemail serve --role worker``): the outbound and
     inbound workers only, until ``stop``; then it finishes the entries in hand."""
     node = await open_node(config, clock, fetch=False)
+    if counting_worker():  # the main process adds this process's counts to its /metrics
+        node.store.observe(QueueCounters(CollectorRegistry()).observe)
     work = _work(node, build_roles(node), stop)
     tasks = [
         asyncio.create_task(_reload_directory(node, stop)),
