@@ -65,7 +65,7 @@ import psycopg
 
 from postfix_reference import Hop
 from postfix_reference import measure as postfix_measure
-from proc_cpu import group_cpu_seconds, main_thread_cpu_seconds, settle
+from proc_cpu import group_cpu_seconds, main_thread_cpu_seconds, own_cpu_seconds, settle
 from scaling import Accepting, reset_second, second_node, sink, with_workers
 from securemail.config.anchors import load_anchors
 from securemail.config.node import load_config
@@ -346,6 +346,7 @@ class Result:
     latencies: tuple[float, ...]  # 250 to file in the Maildir, seconds
     cpu: dict[str, float]  # node name -> CPU seconds of its processes over the batch
     settled: bool  # whether the nodes went idle after the batch (else CPU is a lower bound)
+    harness: float  # CPU seconds of the benchmark's own process, first submission to last seen
 
     @property
     def rate(self) -> float:
@@ -416,10 +417,11 @@ async def drive(
         pipeline.settle()
         cpu = pipeline.cpu()
         ids = [message_id("run", n) for n in range(count)]
-        started = time.monotonic()
+        started, harness = time.monotonic(), own_cpu_seconds()
         accepted = await submit_all(port, template, ids, args.sessions)
         pipeline.check()
         await pipeline.wait_for(ids)
+        harness = own_cpu_seconds() - harness
         settled = pipeline.settle()
         cpu = fold({name: seconds - cpu[name] for name, seconds in pipeline.cpu().items()})
         pipeline.check()
@@ -428,7 +430,7 @@ async def drive(
         raise RunFailedError(f"{len(twice)} messages delivered more than once, e.g. {twice[0]}")
     delivered_at = [delivered.seen[i] for i in ids]
     latencies = tuple(delivered.seen[i] - accepted[i] for i in ids)
-    return Result(count, max(delivered_at) - started, latencies, cpu, settled)
+    return Result(count, max(delivered_at) - started, latencies, cpu, settled, harness)
 
 
 def fold(cpu: dict[str, float]) -> dict[str, float]:
@@ -458,9 +460,10 @@ async def drive_outbound(
         pipeline.settle()
         cpu = pipeline.cpu()
         ids = [message_id("out", n) for n in range(count)]
-        started = time.monotonic()
+        started, harness = time.monotonic(), own_cpu_seconds()
         accepted = await submit_all(port, template, ids, args.sessions)
         await wait_seen(pipeline, accepted_by.seen, ids, args.stall)
+        harness = own_cpu_seconds() - harness
         settled = pipeline.settle()
         cpu = {name: seconds - cpu[name] for name, seconds in pipeline.cpu().items()}
     twice = [i for i in ids if accepted_by.copies[i] > 1]
@@ -468,7 +471,7 @@ async def drive_outbound(
         raise RunFailedError(f"{len(twice)} messages relayed more than once, e.g. {twice[0]}")
     latencies = tuple(accepted_by.seen[i] - accepted[i] for i in ids)
     last = max(accepted_by.seen[i] for i in ids)
-    return Result(count, last - started, latencies, cpu, settled)
+    return Result(count, last - started, latencies, cpu, settled, harness)
 
 
 async def wait_seen(
@@ -754,6 +757,19 @@ def _verdict(where: str, target: str, ok: bool, value: str) -> str:
     return f"target at {where}, {target}: {'PASS' if ok else 'MISS'} ({value})"
 
 
+def harness_note(rows: Sequence[Row]) -> str:
+    """The benchmark's own CPU per message in each measured row (it shares the cores)."""
+    parts = [
+        f"{row.path}, {row.size // KIB} KiB: {row.result.harness / row.result.count * 1e3:.2f}"
+        for row in rows
+        if row.result is not None
+    ]
+    return (
+        "harness CPU ms/msg (user + system time of this benchmark's process: clients, "
+        f"Maildir scans, sink; first submission to last arrival): {'; '.join(parts) or '-'}"
+    )
+
+
 def report(args: argparse.Namespace, rows: Sequence[Row], elapsed: float) -> None:
     info = [
         f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; securemail {revision()}",
@@ -764,6 +780,7 @@ def report(args: argparse.Namespace, rows: Sequence[Row], elapsed: float) -> Non
         "CPU: user + system time of each node's processes (/proc), from idle after the "
         "warm-up to idle after the batch, per message; Postfix: its master and daemons",
     ]
+    info.append(harness_note(rows))
     body = table_rows(rows)
     if args.markdown:
         print("\n".join(f"- {line}" for line in info) + "\n")
