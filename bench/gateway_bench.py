@@ -60,7 +60,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-import aiosmtplib
 import psycopg
 
 from postfix_reference import Hop
@@ -363,27 +362,83 @@ class Result:
         return self.cpu[node] / self.count
 
 
+class SmtpRefusedError(Exception):
+    """A reply other than the one expected: the reply code and text, on one line."""
+
+
+async def _reply(reader: asyncio.StreamReader, expected: int) -> list[bytes]:
+    """Read one (possibly multi-line) reply, its lines; fail unless its code is ``expected``."""
+    lines: list[bytes] = []
+    while True:
+        line = await reader.readline()
+        if not line.endswith(b"\n"):
+            raise SmtpRefusedError(f"connection closed, expecting {expected} ({line!r})")
+        lines.append(line.rstrip(b"\r\n"))
+        if line[3:4] != b"-":
+            break
+    if not lines[-1][:3].isdigit() or int(lines[-1][:3]) != expected:
+        text = " ".join(part.decode(errors="replace") for part in lines)
+        raise SmtpRefusedError(f"{text} (expected {expected})")
+    return lines
+
+
+async def send_one(port: int, data: bytes, size: int) -> float:
+    """One message over a new plain SMTP connection to 127.0.0.1:``port``: the greeting,
+    EHLO, MAIL (with SIZE= the message's ``size`` where offered, as aiosmtplib sends it),
+    RCPT, DATA (``data`` already dot-stuffed, ending in CRLF, sent with the final dot in
+    one write), QUIT, each reply checked; when the 250 to DATA came."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=64 * KIB)
+    try:
+        await _reply(reader, 220)
+        writer.write(b"EHLO bench.invalid\r\n")
+        offered = await _reply(reader, 250)
+        sized = any(line[4:].upper().startswith(b"SIZE") for line in offered[1:])
+        mail = f"MAIL FROM:<{SENDER}>{f' SIZE={size}' if sized else ''}\r\n"
+        for command, expected in (
+            (mail.encode(), 250),
+            (f"RCPT TO:<{RECIPIENT}>\r\n".encode(), 250),
+            (b"DATA\r\n", 354),
+            (data + b".\r\n", 250),
+        ):
+            writer.write(command)
+            await _reply(reader, expected)
+        accepted = time.monotonic()
+        writer.write(b"QUIT\r\n")
+        await _reply(reader, 221)
+        return accepted
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def dot_stuffed(template: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    """The message template as sent after DATA: a leading dot doubled on every line; the
+    Message-ID goes mid-line between the two parts, so each part is stuffed on its own."""
+    before, after = (re.sub(rb"(?m)^\.", b"..", part) for part in template)
+    return before, after if after.endswith(b"\r\n") else after + b"\r\n"
+
+
 async def submit_all(
     ports: Sequence[int], template: tuple[bytes, bytes], ids: Sequence[str], sessions: int
 ) -> dict[str, float]:
-    """Submit one message per id over ``sessions`` parallel clients, each to one of
-    ``ports`` in turn; when each got its 250."""
+    """Submit one message per id over ``sessions`` parallel clients (a new connection per
+    message), each to one of ``ports`` in turn; when each got its 250."""
     pending = list(reversed(ids))
     accepted: dict[str, float] = {}
+    before, after = dot_stuffed(template)
+    size = len(template[0]) + len(template[1])
 
     async def client(port: int) -> None:
         while pending:
             mid = pending.pop()
-            data = template[0] + mid.encode() + template[1]
+            data = before + mid.encode() + after
             try:
-                await aiosmtplib.send(
-                    data, sender=SENDER, recipients=[RECIPIENT], hostname="127.0.0.1",
-                    port=port, start_tls=False, timeout=30,
-                )  # fmt: skip
-            except aiosmtplib.SMTPException as error:
-                detail = " ".join(str(error).split())
+                async with asyncio.timeout(30):
+                    accepted[mid] = await send_one(port, data, size + len(mid))
+            except (SmtpRefusedError, OSError, TimeoutError) as error:
+                detail = " ".join(str(error).split()) or type(error).__name__
                 raise RunFailedError(f"gateway A refused {mid}: {detail}") from error
-            accepted[mid] = time.monotonic()
 
     await asyncio.gather(*(client(ports[n % len(ports)]) for n in range(sessions)))
     return accepted
