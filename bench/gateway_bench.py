@@ -32,10 +32,12 @@ message is delivered twice. ``--quick`` checks exactly that and nothing about sp
 Beside these, in the same run: the crypto ceiling (one process, one core, protect then
 unprotect with the federation's own agency and provider keys, messages/s) and the plain
 Postfix relay hop with its CPU time (bench/postfix_reference.py); and the scaling rows
-(bench/scaling.py): A's outbound path alone with ``workers = 1`` and ``workers = "auto"``,
-and two sending nodes on one PostgreSQL (not with ``--quick``). The whole run is bounded
-(900 s, 240 s with ``--quick``): past that it stops with a message saying so. Node
-processes are stopped on every exit path.
+(bench/scaling.py): A's outbound path alone with ``workers = 1`` and ``workers = "auto"``
+(to an accepting sink in a process of its own), and two sending nodes on one PostgreSQL
+(not with ``--quick``). The whole run is bounded (900 s, 240 s with ``--quick``): past that
+it stops with a message saying so. Node processes are stopped on every exit path. The
+table's notes give the benchmark's own CPU per message (its clients and scans share the
+cores with the nodes).
 """
 
 from __future__ import annotations
@@ -65,8 +67,14 @@ import psycopg
 
 from postfix_reference import Hop
 from postfix_reference import measure as postfix_measure
-from proc_cpu import group_cpu_seconds, main_thread_cpu_seconds, own_cpu_seconds, settle
-from scaling import Accepting, reset_second, second_node, sink, with_workers
+from proc_cpu import (
+    cpu_seconds,
+    group_cpu_seconds,
+    main_thread_cpu_seconds,
+    own_cpu_seconds,
+    settle,
+)
+from scaling import Sink, reset_second, second_node, sink, with_workers
 from securemail.config.anchors import load_anchors
 from securemail.config.node import load_config
 from securemail.demo.federation import NodeSetup, add_people, found
@@ -364,6 +372,7 @@ class Result:
     cpu: dict[str, float]  # node name -> CPU seconds of its processes over the batch
     settled: bool  # whether the nodes went idle after the batch (else CPU is a lower bound)
     harness: float  # CPU seconds of the benchmark's own process, first submission to last seen
+    sink: float | None = None  # CPU seconds of the sink process (outbound path alone), same span
 
     @property
     def rate(self) -> float:
@@ -517,49 +526,55 @@ def fold(cpu: dict[str, float]) -> dict[str, float]:
 async def drive_outbound(
     setups: dict[str, NodeSetup],
     process: subprocess.Popen[bytes],
-    accepted_by: Accepting,
+    accepting: Sink,
     size: int,
     args: argparse.Namespace,
 ) -> Result:
     """As :func:`drive`, for gateway A alone relaying to a peer that only accepts
-    (``args.scaling_count`` messages)."""
+    (``args.scaling_count`` messages); the sink process's CPU counts as the harness's."""
     count = args.scaling_count
     template, port = message_template(size), [setups["agency"].relay_port]
+    sink_pid = accepting.process.pid
+    assert sink_pid is not None  # started
     with MaildirWatch(setups["agency"].mailbox(SENDER)) as notices:
         pipeline = Pipeline({"agency": process}, notices, notices, args.stall)
         warm = [message_id("warm-out", n) for n in range(args.warmup)]
         await submit_all(port, template, warm, args.sessions)
-        await wait_seen(pipeline, accepted_by.seen, warm, args.stall)
+        await wait_seen(pipeline, accepting, warm, args.stall)
         pipeline.settle()
         cpu = pipeline.cpu()
         ids = [message_id("out", n) for n in range(count)]
-        started, harness = time.monotonic(), own_cpu_seconds()
+        started, harness, sunk = time.monotonic(), own_cpu_seconds(), cpu_seconds(sink_pid)
         accepted = await submit_all(port, template, ids, args.sessions)
-        await wait_seen(pipeline, accepted_by.seen, ids, args.stall)
-        harness = own_cpu_seconds() - harness
+        await wait_seen(pipeline, accepting, ids, args.stall)
+        harness, sunk = own_cpu_seconds() - harness, cpu_seconds(sink_pid) - sunk
         settled = pipeline.settle()
         cpu = {name: seconds - cpu[name] for name, seconds in pipeline.cpu().items()}
-    twice = [i for i in ids if accepted_by.copies[i] > 1]
+    seen, copies = accepting.results()
+    twice = [i for i in ids if copies[i] > 1]
     if twice:
         raise RunFailedError(f"{len(twice)} messages relayed more than once, e.g. {twice[0]}")
-    latencies = tuple(accepted_by.seen[i] - accepted[i] for i in ids)
-    last = max(accepted_by.seen[i] for i in ids)
-    return Result(count, last - started, latencies, cpu, settled, harness)
+    latencies = tuple(seen[i] - accepted[i] for i in ids)
+    last = max(seen[i] for i in ids)
+    return Result(count, last - started, latencies, cpu, settled, harness, sunk)
 
 
-async def wait_seen(
-    pipeline: Pipeline, seen: dict[str, float], ids: Sequence[str], stall: float
-) -> None:
-    """Until every id is in ``seen``; fail fast on a stall or a dead node."""
+async def wait_seen(pipeline: Pipeline, accepting: Sink, ids: Sequence[str], stall: float) -> None:
+    """Until the sink has every id; fail fast on a stall or a dead node or sink."""
+    accepting.expect(ids)
     progress, last = -1, time.monotonic()
-    while (done := sum(i in seen for i in ids)) < len(ids):
+    while True:
         pipeline.check()
+        if not accepting.process.is_alive():
+            raise RunFailedError(f"the sink exited with status {accepting.process.exitcode}")
+        if (done := accepting.arrived()) == len(ids):
+            return
         if done != progress:
             progress, last = done, time.monotonic()
         elif time.monotonic() - last > stall:
             raise RunFailedError(f"stalled: {done} of {len(ids)} relayed, none for {stall:.0f} s")
         remaining()
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
 
 
 def crypto_ceiling(setups: dict[str, NodeSetup], size: int, seconds: float) -> tuple[float, float]:
@@ -832,14 +847,18 @@ def _verdict(where: str, target: str, ok: bool, value: str) -> str:
 
 def harness_note(rows: Sequence[Row]) -> str:
     """The benchmark's own CPU per message in each measured row (it shares the cores)."""
-    parts = [
-        f"{row.path}, {row.size // KIB} KiB: {row.result.harness / row.result.count * 1e3:.2f}"
-        for row in rows
-        if row.result is not None
-    ]
+    parts = []
+    for row in rows:
+        if row.result is None:
+            continue
+        own = row.result.harness / row.result.count * 1e3
+        text = f"{row.path}, {row.size // KIB} KiB: {own:.2f}"
+        if row.result.sink is not None:
+            text += f" + {row.result.sink / row.result.count * 1e3:.2f} in the sink process"
+        parts.append(text)
     return (
-        "harness CPU ms/msg (user + system time of this benchmark's process: clients, "
-        f"Maildir scans, sink; first submission to last arrival): {'; '.join(parts) or '-'}"
+        "harness CPU ms/msg (user + system time of this benchmark's process: SMTP clients, "
+        f"Maildir scans; first submission to last arrival): {'; '.join(parts) or '-'}"
     )
 
 

@@ -2,10 +2,13 @@
 two sending nodes on one PostgreSQL database.
 
 The outbound path alone: gateway A (SQLite) with its relay listener, protect and the pinned
-relay, to a peer that only accepts: an SMTP sink in this process on the provider's peer
-port, offering STARTTLS with the provider's own TLS certificate (so A's pin and chain
-checks pass) and answering 250 to everything. It runs once with ``[node] workers = 1`` and
-once with ``workers = "auto"`` (a worker process per core beside the listeners).
+relay, to a peer that only accepts: an SMTP sink on the provider's peer port, offering
+STARTTLS with the provider's own TLS certificate (so A's pin and chain checks pass) and
+answering 250 to everything. The sink runs in a process of its own (its TLS and SMTP work
+do not share the clients' interpreter lock); the benchmark asks it over a pipe how many of
+the messages it waits for have come, and at the end when each came and how often. It runs
+once with ``[node] workers = 1`` and once with ``workers = "auto"`` (a worker process per
+core beside the listeners).
 
 Two nodes on one PostgreSQL: gateway A and a second node of the same organisations and
 keys (``agency-2``: its own name, ports, data and mail directories) share one schema; the
@@ -14,13 +17,17 @@ clients submit to both relay listeners in turn; gateway B delivers as in the mai
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import shutil
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -39,41 +46,109 @@ class Accepting:
     def __init__(self) -> None:
         self.seen: dict[str, float] = {}
         self.copies: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         content = envelope.original_content or b""
         found = _MESSAGE_ID.search(content.split(b"\r\n\r\n", 1)[0])
         key = found.group(1).decode() if found else f"no-id-{len(self.seen)}"
-        with self._lock:
+        with self.lock:
             self.seen.setdefault(key, time.monotonic())
             self.copies[key] = self.copies.get(key, 0) + 1
         return "250 2.0.0 Accepted"
 
 
-@contextmanager
-def sink(provider: NodeSetup) -> Iterator[Accepting]:
-    """An accepting peer on the provider's peer port, with the provider's TLS identity."""
-    config = load_config(provider.config)
+class Sink:
+    """The benchmark's side of the sink process: what it has accepted, over a pipe."""
+
+    def __init__(self, conn: Connection, process: BaseProcess) -> None:
+        self._conn = conn
+        self.process = process
+
+    def _call(self, *request: object) -> Any:  # each request has its own answer
+        self._conn.send(request)
+        if not self._conn.poll(30):
+            raise TimeoutError("the sink process did not answer for 30 s")
+        return self._conn.recv()
+
+    def expect(self, ids: Sequence[str]) -> None:
+        """The Message-IDs :meth:`arrived` counts from now on."""
+        self._call("expect", list(ids))
+
+    def arrived(self) -> int:
+        """How many of the expected Message-IDs the sink has accepted so far."""
+        count: int = self._call("arrived")
+        return count
+
+    def results(self) -> tuple[dict[str, float], dict[str, int]]:
+        """When each Message-ID first came (monotonic clock, the same system-wide), and
+        how many times."""
+        seen, copies = self._call("results")
+        return seen, copies
+
+
+def _serve(conn: Connection, port: int, chain: tuple[str, str, bytes | None]) -> None:
+    """In the sink process: accept on ``port`` and answer the benchmark's requests until
+    it closes the pipe (or exits)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(
-        config.tls_certificate, config.tls_key, password=read_passphrase(config)
-    )
+    context.load_cert_chain(chain[0], chain[1], password=chain[2])
     handler = Accepting()
     controller = Controller(
         handler,
         hostname="127.0.0.1",
-        port=provider.peer_port,
+        port=port,
         tls_context=context,
         require_starttls=True,
         server_hostname="127.0.0.1",
         data_size_limit=64 * 1024 * 1024,
     )
     controller.start()
+    expected: set[str] = set()
     try:
-        yield handler
+        conn.send("ready")
+        while True:
+            try:
+                request = conn.recv()
+            except EOFError:
+                return
+            with handler.lock:
+                if request[0] == "expect":
+                    expected = set(request[1])
+                    conn.send(None)
+                elif request[0] == "arrived":
+                    conn.send(len(expected.intersection(handler.seen)))
+                else:
+                    conn.send((dict(handler.seen), dict(handler.copies)))
     finally:
         controller.stop()
+
+
+@contextmanager
+def sink(provider: NodeSetup) -> Iterator[Sink]:
+    """An accepting peer on the provider's peer port, with the provider's TLS identity, in
+    a process of its own (stopped at exit)."""
+    config = load_config(provider.config)
+    chain = (str(config.tls_certificate), str(config.tls_key), read_passphrase(config))
+    ours, theirs = multiprocessing.Pipe()
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve, args=(theirs, provider.peer_port, chain), daemon=True
+    )
+    process.start()
+    theirs.close()
+    try:
+        try:
+            ready = ours.poll(60) and ours.recv() == "ready"
+        except EOFError:  # it exited (its traceback is on stderr)
+            ready = False
+        if not ready:
+            raise RuntimeError(f"the sink process did not start (exit status {process.exitcode})")
+        yield Sink(ours, process)
+    finally:
+        ours.close()  # the sink stops at the end of the pipe
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def with_workers(text: str, workers: str) -> str:
