@@ -22,6 +22,7 @@ import asyncio
 import multiprocessing
 import re
 import shutil
+import signal
 import ssl
 import time
 from collections.abc import Iterator, Sequence
@@ -131,6 +132,7 @@ class Sink:
 def _serve(conn: Connection, port: int, chain: tuple[str, str, bytes | None]) -> None:
     """In the sink process: accept on ``port`` and answer the benchmark's requests until
     it closes the pipe (or exits)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the benchmark stops it in order
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(chain[0], chain[1], password=chain[2])
     asyncio.run(_accept(conn, port, context))
