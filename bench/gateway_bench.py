@@ -74,7 +74,7 @@ from proc_cpu import (
     own_cpu_seconds,
     settle,
 )
-from scaling import Sink, reset_second, second_node, sink, with_workers
+from scaling import Sink, SinkError, reset_second, second_node, sink, with_workers
 from securemail.config.anchors import load_anchors
 from securemail.config.node import load_config
 from securemail.demo.federation import NodeSetup, add_people, found
@@ -704,12 +704,15 @@ def scaling_rows(
     for workers in ("1", "auto"):
         log(f"outbound path alone, workers = {workers}, {count} x {size // KIB} KiB ...")
         reset_node(agency, None, with_workers(originals["agency"], workers), passphrase)
-        with (
-            sink(provider) as accepting,
-            running([agency], root, args.py_spy, f"outbound-{workers}") as up,
-        ):
-            driven = drive_outbound(setups, up["agency"], accepting, size, args)
-            result = asyncio.run(driven)
+        try:
+            with (
+                sink(provider) as accepting,
+                running([agency], root, args.py_spy, f"outbound-{workers}") as up,
+            ):
+                driven = drive_outbound(setups, up["agency"], accepting, size, args)
+                result = asyncio.run(driven)
+        except SinkError as error:
+            raise RunFailedError(str(error)) from error
         processes = load_config(agency.config).workers
         label = "1" if workers == "1" else f"auto ({processes} worker processes)"
         path = f"A's outbound path alone, workers = {label}"

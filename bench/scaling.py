@@ -39,6 +39,10 @@ _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re
 _LISTEN = re.compile(r'^(listen|tls_listen) = "127\.0\.0\.1:(\d+)"$', re.MULTILINE)
 
 
+class SinkError(Exception):
+    """The sink process did not start, or stopped answering."""
+
+
 class Accepting:
     """When each Message-ID first came to the sink, and how many times."""
 
@@ -108,10 +112,13 @@ class Sink:
         self.process = process
 
     def _call(self, *request: object) -> Any:  # each request has its own answer
-        self._conn.send(request)
-        if not self._conn.poll(30):
-            raise TimeoutError("the sink process did not answer for 30 s")
-        return self._conn.recv()
+        try:
+            self._conn.send(request)
+            if not self._conn.poll(30):
+                raise SinkError("the sink process did not answer for 30 s")
+            return self._conn.recv()
+        except (OSError, EOFError) as error:  # it exited: the pipe is closed
+            raise SinkError(f"the sink process is gone ({error!r})") from error
 
     def expect(self, ids: Sequence[str]) -> None:
         """The Message-IDs :meth:`arrived` counts from now on."""
@@ -192,7 +199,7 @@ def sink(provider: NodeSetup) -> Iterator[Sink]:
         except EOFError:  # it exited (its traceback is on stderr)
             ready = False
         if not ready:
-            raise RuntimeError(f"the sink process did not start (exit status {process.exitcode})")
+            raise SinkError(f"the sink process did not start (exit status {process.exitcode})")
         yield Sink(ours, process)
     finally:
         ours.close()  # the sink stops at the end of the pipe
