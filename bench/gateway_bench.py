@@ -16,10 +16,11 @@ and mailboxes, and the benchmark's sender and recipient get their accounts again
 provider delivers only to accounts). ``--sessions`` SMTP clients (a new connection per
 message, as the Postfix reference's smtp-source does) submit N messages to A's relay
 listener; A signs, encrypts and relays each over pinned STARTTLS to B, which decrypts,
-verifies and delivers into a Maildir. A thread in this process scans B's Maildir (no
-inotify) and notes when each Message-ID appears. Throughput is N over the time from the
-first submission to the last delivery; latency runs from the 250 reply to DATA to the
-file's appearance. Each node's CPU time (user + system of its process group, /proc) is read
+verifies and delivers into a Maildir. A thread in this process scans B's Maildir every
+50 ms (no inotify) and takes when each Message-ID arrived from its file's change time (to
+the millisecond, however seldom it scans). Throughput is N over the time from the first
+submission to the last delivery; latency runs from the 250 reply to DATA to the file's
+arrival. Each node's CPU time (user + system of its process group, /proc) is read
 once the nodes are idle after a warm-up and again once they are idle after the batch, so it
 includes the work a message causes after its delivery (the signed receipt going back).
 
@@ -31,10 +32,12 @@ message is delivered twice. ``--quick`` checks exactly that and nothing about sp
 Beside these, in the same run: the crypto ceiling (one process, one core, protect then
 unprotect with the federation's own agency and provider keys, messages/s) and the plain
 Postfix relay hop with its CPU time (bench/postfix_reference.py); and the scaling rows
-(bench/scaling.py): A's outbound path alone with ``workers = 1`` and ``workers = "auto"``,
-and two sending nodes on one PostgreSQL (not with ``--quick``). The whole run is bounded
-(900 s, 240 s with ``--quick``): past that it stops with a message saying so. Node
-processes are stopped on every exit path.
+(bench/scaling.py): A's outbound path alone with ``workers = 1`` and ``workers = "auto"``
+(to an accepting sink in a process of its own), and two sending nodes on one PostgreSQL
+(not with ``--quick``). The whole run is bounded (900 s, 240 s with ``--quick``): past that
+it stops with a message saying so. Node processes are stopped on every exit path. The
+table's notes give the benchmark's own CPU per message (its clients and scans share the
+cores with the nodes).
 """
 
 from __future__ import annotations
@@ -60,13 +63,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-import aiosmtplib
 import psycopg
 
 from postfix_reference import Hop
 from postfix_reference import measure as postfix_measure
-from proc_cpu import group_cpu_seconds, main_thread_cpu_seconds, settle
-from scaling import Accepting, reset_second, second_node, sink, with_workers
+from proc_cpu import (
+    cpu_seconds,
+    group_cpu_seconds,
+    main_thread_cpu_seconds,
+    own_cpu_seconds,
+    settle,
+)
+from scaling import Sink, SinkError, reset_second, second_node, sink, with_workers
 from securemail.config.anchors import load_anchors
 from securemail.config.node import load_config
 from securemail.demo.federation import NodeSetup, add_people, found
@@ -234,18 +242,24 @@ def postgres_schemas(names: Sequence[str]) -> Iterator[dict[str, str]]:
 
 
 class MaildirWatch:
-    """Notes when each Message-ID first appears in a Maildir, and how often (polling).
+    """Notes when each Message-ID first appeared in a Maildir, and how often (polling).
 
     Verified mail arrives in cur/ (it carries the $SecureMail keyword); other mail in new/.
+    A scan every ``interval`` lists both folders and reads each new file's header once;
+    when a file appeared is its inode's change time (the node links it into place, syncs
+    the folder and unlinks its tmp/ name, each of which sets it; nothing touches it after),
+    on this process's monotonic clock: the kernel's file timestamps keep it within a
+    millisecond or so (at worst one scheduler tick), however seldom the folders are scanned.
     """
 
-    def __init__(self, mailbox: Path, interval: float = 0.005) -> None:
+    def __init__(self, mailbox: Path, interval: float = 0.05) -> None:
         self.folders = (mailbox / "new", mailbox / "cur")
         self.interval = interval
         self.seen: dict[str, float] = {}
         self.copies: dict[str, int] = {}  # Message-ID (or file name, without one) -> files
         self.heads: list[bytes] = []  # the header of each file, in order of appearance
-        self._names: set[str] = set()
+        self._entries: set[str] = set()  # every file name listed so far
+        self._names: set[str] = set()  # the same without ":2,flags" (a move to cur/ adds it)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -256,6 +270,8 @@ class MaildirWatch:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+        with contextlib.suppress(FileNotFoundError):
+            self._scan()  # what arrived since the last scan
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -263,19 +279,28 @@ class MaildirWatch:
                 self._scan()
 
     def _scan(self) -> None:
-        now = time.monotonic()
         fresh = []
         for folder in self.folders:
             with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
-                fresh += [e.path for e in entries if e.name.split(":")[0] not in self._names]
-        for path in fresh:
-            name = os.path.basename(path).split(":")[0]  # a move to cur/ adds ":2,flags"
+                fresh += [e for e in entries if e.name not in self._entries]
+        offset = time.time() - time.monotonic()  # file times are wall-clock
+        for entry in fresh:
+            self._entries.add(entry.name)
+            name = entry.name.split(":")[0]
+            if name in self._names:
+                continue  # the same file, moved from new/ to cur/
             self._names.add(name)
-            with contextlib.suppress(FileNotFoundError), open(path, "rb") as file:
-                head = file.read(16 * KIB)
+            try:
+                with open(entry.path, "rb") as file:
+                    changed = os.fstat(file.fileno()).st_ctime_ns / 1e9
+                    head = file.read(16 * KIB)
+            except FileNotFoundError:
+                self._entries.discard(entry.name)  # moved while we looked: the next scan
+                self._names.discard(name)
+                continue
             found_id = _MESSAGE_ID.search(head.split(b"\n\r\n", 1)[0].split(b"\n\n", 1)[0])
             key = found_id.group(1).decode() if found_id else name
-            self.seen.setdefault(key, now)
+            self.seen.setdefault(key, changed - offset)
             self.copies[key] = self.copies.get(key, 0) + 1
             self.heads.append(head)
 
@@ -312,10 +337,10 @@ class Pipeline:
 
     async def wait_for(self, ids: Sequence[str]) -> None:
         """Until every id is delivered; fail fast on a stall, a notice or a dead node."""
-        progress, last = -1, time.monotonic()
+        wanted, progress, last = set(ids), -1, time.monotonic()
         while True:
             self.check()
-            done = sum(i in self.delivered.seen for i in ids)
+            done = len(wanted.intersection(self.delivered.seen))
             if done == len(ids):
                 return
             if done != progress:
@@ -326,7 +351,7 @@ class Pipeline:
                     f"none for {self.stall:.0f} s"
                 )
             remaining()
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)  # the delivery times come from the files, not from here
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of each node's process group, and of each node's main thread
@@ -346,6 +371,8 @@ class Result:
     latencies: tuple[float, ...]  # 250 to file in the Maildir, seconds
     cpu: dict[str, float]  # node name -> CPU seconds of its processes over the batch
     settled: bool  # whether the nodes went idle after the batch (else CPU is a lower bound)
+    harness: float  # CPU seconds of the benchmark's own process, first submission to last seen
+    sink: float | None = None  # CPU seconds of the sink process (outbound path alone), same span
 
     @property
     def rate(self) -> float:
@@ -362,27 +389,83 @@ class Result:
         return self.cpu[node] / self.count
 
 
+class SmtpRefusedError(Exception):
+    """A reply other than the one expected: the reply code and text, on one line."""
+
+
+async def _reply(reader: asyncio.StreamReader, expected: int) -> list[bytes]:
+    """Read one (possibly multi-line) reply, its lines; fail unless its code is ``expected``."""
+    lines: list[bytes] = []
+    while True:
+        line = await reader.readline()
+        if not line.endswith(b"\n"):
+            raise SmtpRefusedError(f"connection closed, expecting {expected} ({line!r})")
+        lines.append(line.rstrip(b"\r\n"))
+        if line[3:4] != b"-":
+            break
+    if not lines[-1][:3].isdigit() or int(lines[-1][:3]) != expected:
+        text = " ".join(part.decode(errors="replace") for part in lines)
+        raise SmtpRefusedError(f"{text} (expected {expected})")
+    return lines
+
+
+async def send_one(port: int, data: bytes, size: int) -> float:
+    """One message over a new plain SMTP connection to 127.0.0.1:``port``: the greeting,
+    EHLO, MAIL (with SIZE= the message's ``size`` where offered, as aiosmtplib sends it),
+    RCPT, DATA (``data`` already dot-stuffed, ending in CRLF, sent with the final dot in
+    one write), QUIT, each reply checked; when the 250 to DATA came."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=64 * KIB)
+    try:
+        await _reply(reader, 220)
+        writer.write(b"EHLO bench.invalid\r\n")
+        offered = await _reply(reader, 250)
+        sized = any(line[4:].upper().startswith(b"SIZE") for line in offered[1:])
+        mail = f"MAIL FROM:<{SENDER}>{f' SIZE={size}' if sized else ''}\r\n"
+        for command, expected in (
+            (mail.encode(), 250),
+            (f"RCPT TO:<{RECIPIENT}>\r\n".encode(), 250),
+            (b"DATA\r\n", 354),
+            (data + b".\r\n", 250),
+        ):
+            writer.write(command)
+            await _reply(reader, expected)
+        accepted = time.monotonic()
+        writer.write(b"QUIT\r\n")
+        await _reply(reader, 221)
+        return accepted
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def dot_stuffed(template: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    """The message template as sent after DATA: a leading dot doubled on every line; the
+    Message-ID goes mid-line between the two parts, so each part is stuffed on its own."""
+    before, after = (re.sub(rb"(?m)^\.", b"..", part) for part in template)
+    return before, after if after.endswith(b"\r\n") else after + b"\r\n"
+
+
 async def submit_all(
     ports: Sequence[int], template: tuple[bytes, bytes], ids: Sequence[str], sessions: int
 ) -> dict[str, float]:
-    """Submit one message per id over ``sessions`` parallel clients, each to one of
-    ``ports`` in turn; when each got its 250."""
+    """Submit one message per id over ``sessions`` parallel clients (a new connection per
+    message), each to one of ``ports`` in turn; when each got its 250."""
     pending = list(reversed(ids))
     accepted: dict[str, float] = {}
+    before, after = dot_stuffed(template)
+    size = len(template[0]) + len(template[1])
 
     async def client(port: int) -> None:
         while pending:
             mid = pending.pop()
-            data = template[0] + mid.encode() + template[1]
+            data = before + mid.encode() + after
             try:
-                await aiosmtplib.send(
-                    data, sender=SENDER, recipients=[RECIPIENT], hostname="127.0.0.1",
-                    port=port, start_tls=False, timeout=30,
-                )  # fmt: skip
-            except aiosmtplib.SMTPException as error:
-                detail = " ".join(str(error).split())
+                async with asyncio.timeout(30):
+                    accepted[mid] = await send_one(port, data, size + len(mid))
+            except (SmtpRefusedError, OSError, TimeoutError) as error:
+                detail = " ".join(str(error).split()) or type(error).__name__
                 raise RunFailedError(f"gateway A refused {mid}: {detail}") from error
-            accepted[mid] = time.monotonic()
 
     await asyncio.gather(*(client(ports[n % len(ports)]) for n in range(sessions)))
     return accepted
@@ -416,10 +499,11 @@ async def drive(
         pipeline.settle()
         cpu = pipeline.cpu()
         ids = [message_id("run", n) for n in range(count)]
-        started = time.monotonic()
+        started, harness = time.monotonic(), own_cpu_seconds()
         accepted = await submit_all(port, template, ids, args.sessions)
         pipeline.check()
         await pipeline.wait_for(ids)
+        harness = own_cpu_seconds() - harness
         settled = pipeline.settle()
         cpu = fold({name: seconds - cpu[name] for name, seconds in pipeline.cpu().items()})
         pipeline.check()
@@ -428,7 +512,7 @@ async def drive(
         raise RunFailedError(f"{len(twice)} messages delivered more than once, e.g. {twice[0]}")
     delivered_at = [delivered.seen[i] for i in ids]
     latencies = tuple(delivered.seen[i] - accepted[i] for i in ids)
-    return Result(count, max(delivered_at) - started, latencies, cpu, settled)
+    return Result(count, max(delivered_at) - started, latencies, cpu, settled, harness)
 
 
 def fold(cpu: dict[str, float]) -> dict[str, float]:
@@ -442,48 +526,55 @@ def fold(cpu: dict[str, float]) -> dict[str, float]:
 async def drive_outbound(
     setups: dict[str, NodeSetup],
     process: subprocess.Popen[bytes],
-    accepted_by: Accepting,
+    accepting: Sink,
     size: int,
     args: argparse.Namespace,
 ) -> Result:
     """As :func:`drive`, for gateway A alone relaying to a peer that only accepts
-    (``args.scaling_count`` messages)."""
+    (``args.scaling_count`` messages); the sink process's CPU counts as the harness's."""
     count = args.scaling_count
     template, port = message_template(size), [setups["agency"].relay_port]
+    sink_pid = accepting.process.pid
+    assert sink_pid is not None  # started
     with MaildirWatch(setups["agency"].mailbox(SENDER)) as notices:
         pipeline = Pipeline({"agency": process}, notices, notices, args.stall)
         warm = [message_id("warm-out", n) for n in range(args.warmup)]
         await submit_all(port, template, warm, args.sessions)
-        await wait_seen(pipeline, accepted_by.seen, warm, args.stall)
+        await wait_seen(pipeline, accepting, warm, args.stall)
         pipeline.settle()
         cpu = pipeline.cpu()
         ids = [message_id("out", n) for n in range(count)]
-        started = time.monotonic()
+        started, harness, sunk = time.monotonic(), own_cpu_seconds(), cpu_seconds(sink_pid)
         accepted = await submit_all(port, template, ids, args.sessions)
-        await wait_seen(pipeline, accepted_by.seen, ids, args.stall)
+        await wait_seen(pipeline, accepting, ids, args.stall)
+        harness, sunk = own_cpu_seconds() - harness, cpu_seconds(sink_pid) - sunk
         settled = pipeline.settle()
         cpu = {name: seconds - cpu[name] for name, seconds in pipeline.cpu().items()}
-    twice = [i for i in ids if accepted_by.copies[i] > 1]
+    seen, copies = accepting.results()
+    twice = [i for i in ids if copies[i] > 1]
     if twice:
         raise RunFailedError(f"{len(twice)} messages relayed more than once, e.g. {twice[0]}")
-    latencies = tuple(accepted_by.seen[i] - accepted[i] for i in ids)
-    last = max(accepted_by.seen[i] for i in ids)
-    return Result(count, last - started, latencies, cpu, settled)
+    latencies = tuple(seen[i] - accepted[i] for i in ids)
+    last = max(seen[i] for i in ids)
+    return Result(count, last - started, latencies, cpu, settled, harness, sunk)
 
 
-async def wait_seen(
-    pipeline: Pipeline, seen: dict[str, float], ids: Sequence[str], stall: float
-) -> None:
-    """Until every id is in ``seen``; fail fast on a stall or a dead node."""
+async def wait_seen(pipeline: Pipeline, accepting: Sink, ids: Sequence[str], stall: float) -> None:
+    """Until the sink has every id; fail fast on a stall or a dead node or sink."""
+    accepting.expect(ids)
     progress, last = -1, time.monotonic()
-    while (done := sum(i in seen for i in ids)) < len(ids):
+    while True:
         pipeline.check()
+        if not accepting.process.is_alive():
+            raise RunFailedError(f"the sink exited with status {accepting.process.exitcode}")
+        if (done := accepting.arrived()) == len(ids):
+            return
         if done != progress:
             progress, last = done, time.monotonic()
         elif time.monotonic() - last > stall:
             raise RunFailedError(f"stalled: {done} of {len(ids)} relayed, none for {stall:.0f} s")
         remaining()
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
 
 
 def crypto_ceiling(setups: dict[str, NodeSetup], size: int, seconds: float) -> tuple[float, float]:
@@ -613,12 +704,15 @@ def scaling_rows(
     for workers in ("1", "auto"):
         log(f"outbound path alone, workers = {workers}, {count} x {size // KIB} KiB ...")
         reset_node(agency, None, with_workers(originals["agency"], workers), passphrase)
-        with (
-            sink(provider) as accepting,
-            running([agency], root, args.py_spy, f"outbound-{workers}") as up,
-        ):
-            driven = drive_outbound(setups, up["agency"], accepting, size, args)
-            result = asyncio.run(driven)
+        try:
+            with (
+                sink(provider) as accepting,
+                running([agency], root, args.py_spy, f"outbound-{workers}") as up,
+            ):
+                driven = drive_outbound(setups, up["agency"], accepting, size, args)
+                result = asyncio.run(driven)
+        except SinkError as error:
+            raise RunFailedError(str(error)) from error
         processes = load_config(agency.config).workers
         label = "1" if workers == "1" else f"auto ({processes} worker processes)"
         path = f"A's outbound path alone, workers = {label}"
@@ -754,6 +848,23 @@ def _verdict(where: str, target: str, ok: bool, value: str) -> str:
     return f"target at {where}, {target}: {'PASS' if ok else 'MISS'} ({value})"
 
 
+def harness_note(rows: Sequence[Row]) -> str:
+    """The benchmark's own CPU per message in each measured row (it shares the cores)."""
+    parts = []
+    for row in rows:
+        if row.result is None:
+            continue
+        own = row.result.harness / row.result.count * 1e3
+        text = f"{row.path}, {row.size // KIB} KiB: {own:.2f}"
+        if row.result.sink is not None:
+            text += f" + {row.result.sink / row.result.count * 1e3:.2f} in the sink process"
+        parts.append(text)
+    return (
+        "harness CPU ms/msg (user + system time of this benchmark's process: SMTP clients, "
+        f"Maildir scans; first submission to last arrival): {'; '.join(parts) or '-'}"
+    )
+
+
 def report(args: argparse.Namespace, rows: Sequence[Row], elapsed: float) -> None:
     info = [
         f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; securemail {revision()}",
@@ -764,6 +875,7 @@ def report(args: argparse.Namespace, rows: Sequence[Row], elapsed: float) -> Non
         "CPU: user + system time of each node's processes (/proc), from idle after the "
         "warm-up to idle after the batch, per message; Postfix: its master and daemons",
     ]
+    info.append(harness_note(rows))
     body = table_rows(rows)
     if args.markdown:
         print("\n".join(f"- {line}" for line in info) + "\n")

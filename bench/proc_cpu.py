@@ -29,6 +29,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def own_cpu_seconds() -> float:
+    """User + system CPU time of this process (every thread) so far: a benchmark's own cost."""
+    return cpu_seconds(os.getpid())
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU time of process group ``pgid`` so far (see the module docstring)."""
     total = 0
