@@ -47,6 +47,10 @@ class PoolLimits:
     """How much a RelayPool keeps.
 
     ``idle_per_destination``: parked sessions per Destination; more are closed on return.
+    The caller sets it to the most sends it runs at once to one Destination (the node: its
+    outbound worker's concurrency). A new session is opened only when none is parked, so
+    the sessions open to a Destination never outnumber the most sends in flight at once; a
+    smaller limit only closes sessions the next burst opens again (a full handshake each).
     ``messages_per_session``: transactions after which a session is closed (as Postfix's
     reuse limits, it bounds what one session's state can affect).
     ``idle_seconds``: a parked session not taken within this time says QUIT. 5 s, longer
