@@ -6,6 +6,7 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from securemail.directory import (
     Contact,
@@ -17,6 +18,7 @@ from securemail.directory import (
     UpstreamQueue,
     spki_pin,
 )
+from securemail.directory.model import certificate_pin
 from securemail.pki.authority import issue
 from tests.conftest import NOW, Pki
 from tests.directory.conftest import FEDERATION, member_of
@@ -73,6 +75,16 @@ def test_tls_pin_identifies_the_peer(pki: Pki, first: Directory) -> None:
     """Only the pinned key is the ministry's TLS certificate."""
     assert first.is_peer_tls("ministry.govt.nz", pki.ministry.certificate)
     assert not first.is_peer_tls("ministry.govt.nz", pki.agency.certificate)
+
+
+def test_certificate_pin_is_the_spki_pin_of_the_der(pki: Pki) -> None:
+    """The pin of a DER certificate, asked twice, is its key's pin; DER that is no
+    certificate is refused every time it is asked."""
+    for cert in (pki.agency.certificate, pki.ministry.certificate, pki.agency.certificate):
+        assert certificate_pin(cert.public_bytes(serialization.Encoding.DER)) == spki_pin(cert)
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            certificate_pin(b"0 not a certificate")
 
 
 @pytest.mark.parametrize(

@@ -359,3 +359,19 @@ def test_limits_are_validated() -> None:
         PoolLimits(messages_per_session=0)
     with pytest.raises(ValueError, match="idle_seconds"):
         PoolLimits(idle_seconds=0)
+
+
+def test_sessions_up_to_the_idle_limit_are_all_reused(tls_pki: TlsPki) -> None:
+    """Rounds of as many sends at once as the idle limit open sessions in the first round only."""
+    handler = Commands()
+
+    async def script(pool: RelayPool, dest: Destination) -> None:
+        for round_ in range(3):
+            rcpts = [f"r{round_}-{n}@y.example" for n in range(6)]
+            replies = await asyncio.gather(*(mail(pool, dest, r) for r in rcpts))
+            assert all(reply.ok for reply in replies)
+            assert pool.idle(dest) == 6
+
+    run_member(tls_pki, handler, script, PoolLimits(idle_per_destination=6))
+    assert handler.connections == 6
+    assert len(handler.received) == 18

@@ -8,6 +8,7 @@ import pytest
 
 from securemail.directory.model import spki_pin
 from securemail.relay import Destination, PeerTls, RelayError, RelayReason, send
+from securemail.relay.tls import peer_context
 from securemail.replies import Reply
 from tests.relay.loopback import WAIT, Recorder, TlsPki, serving
 
@@ -47,6 +48,24 @@ def test_wrong_pin_is_refused_before_mail_from(tls_pki: TlsPki) -> None:
     assert caught.value.reason is RelayReason.TLS_PIN_MISMATCH
     assert handler.received == []
     assert b"MAIL" not in handler.raw  # raw holds only the plaintext part: EHLO, STARTTLS
+
+
+def test_wrong_pin_is_refused_on_a_context_already_used(tls_pki: TlsPki) -> None:
+    """Members share one TLS context, yet each new session is checked against its own pins."""
+    handler = Recorder()
+    right = tls_pki.peer()
+    wrong = tls_pki.peer(frozenset({spki_pin(tls_pki.stranger.certificate)}))
+    assert peer_context(right) is peer_context(wrong)
+
+    async def run() -> None:
+        async with serving(handler, tls=tls_pki.context(tls_pki.server)) as port:
+            await send(member(port, right), "a@x.example", ["b@y.example"], BODY)
+            await send(member(port, wrong), "a@x.example", ["c@y.example"], BODY)
+
+    with pytest.raises(RelayError) as caught:
+        asyncio.run(run())
+    assert caught.value.reason is RelayReason.TLS_PIN_MISMATCH
+    assert [r.rcpt_tos for r in handler.received] == [("b@y.example",)]
 
 
 def test_certificate_from_another_ca_fails_tls(tls_pki: TlsPki) -> None:

@@ -14,7 +14,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from cryptography import x509
@@ -97,6 +97,19 @@ def spki_pin(cert: x509.Certificate) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return "sha256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
+@lru_cache(maxsize=256)
+def certificate_pin(der: bytes) -> str:
+    """:func:`spki_pin` of a DER certificate; raises ValueError if ``der`` is not one.
+
+    Remembered for the last 256 certificates: a peer shows the same certificate on every
+    TLS session and its pin is asked at each session's MAIL and for each message, while
+    parsing the DER and writing out the key is most of the work. The pin is a function of
+    the DER alone, so a remembered pin is the pin (no trust decision is cached here: the
+    caller still looks it up in the directory it holds now).
+    """
+    return spki_pin(x509.load_der_x509_certificate(der))
 
 
 @dataclass(frozen=True)

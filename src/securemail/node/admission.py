@@ -33,11 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cryptography import x509
-
 from securemail import addresses, notices
 from securemail.config.node import NodeConfig
-from securemail.directory.model import Directory, spki_pin
+from securemail.directory.model import Directory, certificate_pin
 from securemail.evidence import EvidenceReason
 from securemail.policy.labels import classify
 from securemail.policy.model import OrgPolicy
@@ -90,7 +88,7 @@ class Admission:
         """The active member whose directory entry pins the key of ``certificate`` (DER)."""
         directory = self.context.directory()
         try:
-            pin = spki_pin(x509.load_der_x509_certificate(certificate))
+            pin = certificate_pin(certificate)
         except ValueError:
             return None
         if directory is None:

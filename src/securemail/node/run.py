@@ -58,6 +58,7 @@ from securemail.node.structured import (
 )
 from securemail.node.web import WebServer, start_node_web
 from securemail.node.workers import (
+    CONCURRENCY,
     POLL_SECONDS,
     SHARED_POLL_SECONDS,
     Process,
@@ -157,9 +158,10 @@ async def open_node(
         store=store,
         queue=queue,
         threads=threads,
-        # Eight idle sessions per peer: half the outbound workers (measured: 4 -> 101-105
-        # msg/s, 16 -> 113), leaving most of a peer's 100 slots free.
-        relay=PooledRelay(RelayPool(PoolLimits(8))),
+        # As many parked sessions per peer as the outbound worker has sends in flight: a
+        # session is then never closed for want of room only to be opened again moments
+        # later (a full handshake at both ends), and never more are open than the worker's slots.
+        relay=PooledRelay(RelayPool(PoolLimits(idle_per_destination=CONCURRENCY))),
         wake=wake,
         clock=clock,
         accounts=accounts,

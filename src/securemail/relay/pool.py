@@ -6,8 +6,9 @@ is a few round trips. So, as Postfix does (``smtp_connection_cache``), a session
 transaction ended normally is parked in the pool under its :class:`Destination` instead of
 being closed, and the next message to an equal Destination takes it and goes straight to
 MAIL (after RSET if the last transaction had any refusal, so no half-open transaction is
-ever carried over). Limits (:class:`PoolLimits`): a few idle sessions per Destination,
-a number of messages per session, and a short idle time after which the session says QUIT.
+ever carried over). Limits (:class:`PoolLimits`): idle sessions per Destination (as many
+as the caller's sends at once), a number of messages per session, and a short idle time
+after which the session says QUIT.
 
 A session is parked only if nothing went wrong: any exception (protocol error, timeout,
 drop, cancellation) closes it, and a 421 reply makes aiosmtplib close it, so it is never
@@ -47,6 +48,10 @@ class PoolLimits:
     """How much a RelayPool keeps.
 
     ``idle_per_destination``: parked sessions per Destination; more are closed on return.
+    The caller sets it to the most sends it runs at once to one Destination (the node: its
+    outbound worker's concurrency). A new session is opened only when none is parked, so
+    the sessions open to a Destination never outnumber the most sends in flight at once; a
+    smaller limit only closes sessions the next burst opens again (a full handshake each).
     ``messages_per_session``: transactions after which a session is closed (as Postfix's
     reuse limits, it bounds what one session's state can affect).
     ``idle_seconds``: a parked session not taken within this time says QUIT. 5 s, longer
