@@ -2,10 +2,12 @@
 
 Theory of operation (the Maildir protocol, as qmail's maildir(5) describes it): write the
 message to ``tmp/``, fsync it, hard-link it into ``new/`` and fsync ``new/``; only then is
-it durable and 250 is returned. A message delivered with IMAP keywords (``$SecureMail`` for
-verified SecureMail) is linked into ``cur/`` instead, named ``<name>,S=<size>:2,<letters>``
-with the letters the mailbox's ``dovecot-keywords`` file gives the keywords (see
-:mod:`securemail.deliver.keywords`), as Dovecot's LDA does for mail stored with flags.
+it durable and 250 is returned (deliveries into one folder at the same time share its
+fsync: :mod:`securemail.deliver.folder_sync`). A message delivered with IMAP keywords
+(``$SecureMail`` for verified SecureMail) is linked into ``cur/`` instead, named
+``<name>,S=<size>:2,<letters>`` with the letters the mailbox's ``dovecot-keywords`` file
+gives the keywords (see :mod:`securemail.deliver.keywords`), as Dovecot's LDA does for mail
+stored with flags.
 
 The file name starts with a name derived from the message key and the recipient, not from
 the clock, so a second delivery of the same key finds the file in ``new/`` or ``cur/``
@@ -48,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securemail.accounts.model import Mailboxes
+from securemail.deliver.folder_sync import FolderSyncs
 from securemail.deliver.keywords import keyword_letters
 from securemail.deliver.quota import mailbox_usage
 from securemail.deliver.seal import MailboxSeal, Origin
@@ -86,6 +89,7 @@ class MaildirTarget:
         self._create = create_mailboxes
         self._mailboxes = None if mailboxes is None else frozenset(m.lower() for m in mailboxes)
         self._accounts = accounts
+        self._syncs = FolderSyncs(fsync_dir)  # one fsync for the links made meanwhile
 
     async def deliver(
         self,
@@ -190,8 +194,10 @@ class MaildirTarget:
             raise
 
     def _sync_folder(self, folder: Path) -> None:
-        """fsync ``folder`` (the other I/O step tests override, to fake a failing disk)."""
-        fsync_dir(folder)
+        """fsync ``folder`` after a link into it, shared with the deliveries into it at the
+        same time (:mod:`securemail.deliver.folder_sync`: each returns only once a sync that
+        started after its link succeeded). The other I/O step tests override."""
+        self._syncs.sync(folder)
 
     def _write(self, fd: int, content: bytes) -> None:
         """Write all of ``content`` to ``fd`` (the one I/O step tests override to fake ENOSPC)."""
