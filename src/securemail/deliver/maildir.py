@@ -254,6 +254,8 @@ def _safe_part(part: str, limit: int) -> bool:
 
 def make_mailbox(mailbox: Path) -> None:
     """Create ``mailbox`` (and its domain folder) with tmp/, new/ and cur/ if missing, 0700."""
+    if all(os.path.isdir(os.path.join(mailbox, sub)) for sub in ("tmp", "new", "cur")):
+        return  # every delivery asks: three stats, not five failing mkdirs and exceptions
     for folder in (mailbox.parent, mailbox, mailbox / "tmp", mailbox / "new", mailbox / "cur"):
         try:
             folder.mkdir(mode=0o700)
