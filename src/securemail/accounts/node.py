@@ -48,11 +48,12 @@ class StoredMailboxes:
 
     Every delivery asks, so a found mailbox is reused for ``ttl`` seconds (a database
     query a message was a tenth of the delivery thread's time). A change through this
-    node's own store (its web and services) ends every reuse at once (``AccountStore
-    .writes``); one made by another process (``securemail user`` on the same database)
-    reaches delivery within ``ttl``: until then mail to an alias just removed still goes
-    to its account, a new quota applies a moment later. An address no account has is never
-    cached: an account created a moment ago is found at once, never refused with 550.
+    process's own store ends every reuse at once (``AccountStore.writes``); one made by
+    another process (``securemail user``, or the web while the inbound worker runs in a
+    worker process, ``[node] workers`` > 1) reaches delivery within ``ttl``: until then
+    mail to an alias just removed still goes to its account, a new quota applies a moment
+    later. An address no account has is never cached: an account created a moment ago is
+    found at once, never refused with 550.
     """
 
     def __init__(

@@ -13,11 +13,11 @@ The file name starts with a name derived from the message key and the recipient,
 the clock, so a second delivery of the same key finds the file in ``new/`` or ``cur/``
 (whatever flags a client gave it since) and writes nothing. The caller may say that no
 copy can be there (a FRESH key, see :class:`securemail.deliver.target.Target`): then the
-folders are not listed. ``os.link`` never replaces an
-existing name, so two concurrent deliveries of one key store one file. A message stays in
-``new/`` or ``cur/`` only if it was fully written and synced: a failure removes what this
-delivery made. ``,S=<size>`` is the stored size, as Dovecot writes it, so the quota scan
-(:mod:`securemail.deliver.quota`) need not stat every file.
+folders are not listed. ``os.link`` never replaces an existing name, so two concurrent
+deliveries of one key store one file. A message stays in ``new/`` or ``cur/`` only if it
+was fully written and synced: a failure removes what this delivery made. ``,S=<size>`` is
+the stored size, as Dovecot writes it, so the quota scan (:mod:`securemail.deliver.quota`)
+need not stat every file.
 
 With ``accounts`` (the mailbox accounts of a mail service provider), an address is
 delivered to its account's primary mailbox (aliases included), an address no account has
