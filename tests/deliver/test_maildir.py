@@ -13,6 +13,7 @@ import pytest
 
 from securemail.deliver import MaildirTarget
 from securemail.deliver.maildir import mailbox_path, message_name
+from securemail.deliver.target import StoreUncertainError
 from securemail.replies import Reply
 
 BODY = b"From: a@x.example\r\nTo: bob@y.example\r\nSubject: Budget\r\n\r\nThe figures.\r\n"
@@ -51,6 +52,57 @@ def test_second_delivery_of_the_same_key_stores_nothing(tmp_path: Path) -> None:
     os.rename(new / name, cur / f"{name}:2,S")  # what a mail client does when it reads it
     assert deliver(target, ["bob@y.example"])["bob@y.example"].code == 250
     assert files(new) == [] and files(cur) == [f"{name}:2,S"]
+
+
+def test_a_fresh_recipient_is_not_looked_for(tmp_path: Path) -> None:
+    """For a recipient the caller says is FRESH the folders are not listed: a copy a
+    client moved to cur/ is not found (the caller's promise is that none can be there)."""
+    target = MaildirTarget(tmp_path)
+    deliver(target, ["bob@y.example"])
+    new = tmp_path / "y.example" / "bob" / "new"
+    [name] = files(new)
+    os.rename(new / name, new.parent / "cur" / f"{name}:2,S")
+    fresh = asyncio.run(
+        target.deliver("a@x.example", ["bob@y.example"], BODY, KEY, fresh={"bob@y.example"})
+    )
+    assert fresh["bob@y.example"].code == 250
+    assert files(new) == [name]
+
+
+class FailingFolderSync(MaildirTarget):
+    """A Maildir whose first ``failures`` folder fsyncs fail with EIO (the other I/O step
+    tests override, as FullDisk does ``_write``)."""
+
+    def __init__(self, root: Path, failures: int) -> None:
+        super().__init__(root)
+        self.failures = failures
+
+    def _sync_folder(self, folder: Path) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        super()._sync_folder(folder)
+
+
+def test_a_failed_folder_fsync_takes_the_link_back(tmp_path: Path) -> None:
+    """new/ cannot be synced: the link is removed (and that synced), the reply is 452
+    4.3.1, nothing is left in new/ or tmp/, and a retry stores the message."""
+    reply = deliver(FailingFolderSync(tmp_path, 1), ["bob@y.example"])["bob@y.example"]
+    assert (reply.code, reply.status, reply.reason) == (452, "4.3.1", "store-unavailable")
+    box = tmp_path / "y.example" / "bob"
+    assert files(box / "new") == [] and files(box / "tmp") == []
+    assert deliver(MaildirTarget(tmp_path), ["bob@y.example"])["bob@y.example"].code == 250
+    assert len(files(box / "new")) == 1
+
+
+def test_a_link_that_cannot_be_synced_nor_taken_back_is_uncertain(tmp_path: Path) -> None:
+    """new/ cannot be synced, not even after the link was removed: the store cannot tell
+    whether it holds the message, which is StoreUncertainError (with the reply), not a
+    Reply that would let the caller release the key."""
+    with pytest.raises(StoreUncertainError) as raised:
+        deliver(FailingFolderSync(tmp_path, 2), ["bob@y.example"])
+    reply = raised.value.reply
+    assert (reply.code, reply.status, reply.reason) == (452, "4.3.1", "store-unavailable")
 
 
 def test_concurrent_deliveries_of_one_key_store_it_once(tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def _inbound_copies(store: QueueStore, count: int) -> list[str]:
 def test_a_key_has_one_holder_and_one_delivery(store: QueueStore) -> None:
     """A key reserved by one live entry is BUSY for a copy, then DELIVERED once recorded."""
     first, second = _inbound_copies(store, 2)
-    assert store.reserve(["k"], first, NOW) == {"k": Reservation.RESERVED}
+    assert store.reserve(["k"], first, NOW) == {"k": Reservation.FRESH}
     assert store.reserve(["k"], first, NOW) == {"k": Reservation.RESERVED}  # its retry
     assert store.reserve(["k"], second, NOW) == {"k": Reservation.BUSY}
     assert not store.seen("k")
@@ -90,6 +90,15 @@ def test_a_failed_delivery_frees_its_reservation(store: QueueStore) -> None:
     first, second = _inbound_copies(store, 2)
     store.reserve(["k"], first, NOW)
     store.record(first, {BOB: temporary("store-down", "451 from the store")}, NOW)
+    assert store.reserve(["k"], second, NOW) == {"k": Reservation.FRESH}
+
+
+def test_a_deferred_attempt_keeps_its_reservations(store: QueueStore) -> None:
+    """A whole attempt deferred (its outcome unknown: the store may hold the message) keeps
+    the entry's reservations, so the next holder takes the key over, never FRESH."""
+    first, second = _inbound_copies(store, 2)
+    assert store.reserve(["k"], first, NOW) == {"k": Reservation.FRESH}
+    store.defer(first, temporary("internal-error", "RuntimeError"), NOW)
     assert store.reserve(["k"], second, NOW) == {"k": Reservation.RESERVED}
 
 
@@ -118,7 +127,8 @@ def _reserve_all(
     store: QueueStore, keys: list[str], entry_id: str, start: threading.Barrier
 ) -> list[str]:
     start.wait(timeout=30)
-    return [k for k in keys if store.reserve([k], entry_id, NOW)[k] is Reservation.RESERVED]
+    held = (Reservation.FRESH, Reservation.RESERVED)
+    return [k for k in keys if store.reserve([k], entry_id, NOW)[k] in held]
 
 
 def test_racing_processes_reserve_each_key_once(store: QueueStore, url: str) -> None:

@@ -79,7 +79,7 @@ def test_reservations_of_several_entries_commit_together(store: QueueStore) -> N
     store.claim(Direction.OUTBOUND, NOW, owner="gw-a/1", lease=timedelta(minutes=1))
     found = store.reserve_many([(["k1", "old"], second), (["k1"], third)], NOW)
     assert found == [
-        {"k1": Reservation.RESERVED, "old": Reservation.DELIVERED},
+        {"k1": Reservation.FRESH, "old": Reservation.DELIVERED},
         {"k1": Reservation.BUSY},
     ]
 
@@ -100,11 +100,11 @@ def test_the_group_commit_reserves_concurrent_requests(store: QueueStore, url: s
     finally:
         threads.close()
     assert [a["same"] for a in answers] == [
-        Reservation.RESERVED,
+        Reservation.FRESH,
         Reservation.BUSY,
         Reservation.BUSY,
     ]
-    assert all(a[f"own-{i}"] is Reservation.RESERVED for a, i in zip(answers, ids, strict=True))
+    assert all(a[f"own-{i}"] is Reservation.FRESH for a, i in zip(answers, ids, strict=True))
 
 
 def test_quarantined_entries_are_counted_per_source_and_window(store: QueueStore) -> None:

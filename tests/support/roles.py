@@ -83,6 +83,7 @@ class RecordingTarget:
         *,
         keywords: Set[str] = frozenset(),
         origin: Origin = Origin.DELIVERED,
+        fresh: Set[str] = frozenset(),
     ) -> dict[str, Reply]:
         self.stored.append(Stored(tuple(recipients), body, key, frozenset(keywords), origin))
         return {r: ok("stored") for r in recipients}

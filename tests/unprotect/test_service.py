@@ -136,9 +136,10 @@ class TakenOverStore(RecordingTarget):
         *,
         keywords: Set[str] = frozenset(),
         origin: Origin = Origin.DELIVERED,
+        fresh: Set[str] = frozenset(),
     ) -> dict[str, Reply]:
         replies = await super().deliver(
-            mail_from, recipients, body, key, keywords=keywords, origin=origin
+            mail_from, recipients, body, key, keywords=keywords, origin=origin, fresh=fresh
         )
         if self.take_over is not None:
             self.take_over()

@@ -153,7 +153,8 @@ class Mailboxes(Protocol):
 
     Contract: :meth:`mailbox_for` returns the mailbox an address (primary or alias,
     case-insensitive) delivers to, or None if no account has it. Synchronous: it is called
-    from the delivery worker thread and may read the database.
+    from the delivery worker thread and may read the database. It may answer a found
+    mailbox from a cache whose staleness it bounds and states; None is always current.
     """
 
     def mailbox_for(self, address: str) -> Mailbox | None: ...

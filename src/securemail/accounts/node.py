@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,14 +37,51 @@ from securemail.storage.engine import connect, upgrade
 _MAILBOX_SEAL = "mailbox-seal"  # the name the sealed key is bound to
 
 
-class StoredMailboxes:
-    """Address to mailbox from the account store. See ``model.Mailboxes``."""
+# How long a mailbox look-up is reused (seconds): the bound on how late a change another
+# process makes (the CLI on the node's database) reaches delivery; see StoredMailboxes.
+MAILBOX_CACHE_SECONDS = 2.0
+_MAILBOX_CACHE_SIZE = 4096
 
-    def __init__(self, store: AccountStore) -> None:
+
+class StoredMailboxes:
+    """Address to mailbox from the account store. See ``model.Mailboxes``.
+
+    Every delivery asks, so a found mailbox is reused for ``ttl`` seconds (a database
+    query a message was a tenth of the delivery thread's time). A change through this
+    process's own store ends every reuse at once (``AccountStore.writes``); one made by
+    another process (``securemail user``, or the web while the inbound worker runs in a
+    worker process, ``[node] workers`` > 1) reaches delivery within ``ttl``: until then
+    mail to an alias just removed still goes to its account, a new quota applies a moment
+    later. An address no account has is never cached: an account created a moment ago is
+    found at once, never refused with 550.
+    """
+
+    def __init__(
+        self,
+        store: AccountStore,
+        *,
+        ttl: float = MAILBOX_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
+        self._ttl = ttl
+        self._clock = clock
+        self._found: dict[str, tuple[float, int, Mailbox]] = {}  # until, writes, mailbox
 
     def mailbox_for(self, address: str) -> Mailbox | None:
-        return self._store.mailbox_for(address.strip().lower())
+        key = address.strip().lower()
+        now, writes = self._clock(), self._store.writes  # both read before the query
+        cached = self._found.get(key)
+        if cached is not None and now < cached[0] and writes == cached[1]:
+            return cached[2]
+        found = self._store.mailbox_for(key)
+        if found is None:
+            self._found.pop(key, None)
+            return None
+        if len(self._found) >= _MAILBOX_CACHE_SIZE:
+            self._found.clear()  # a bound, not an LRU: refilled within one ttl
+        self._found[key] = (now + self._ttl, writes, found)
+        return found
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ a database failure is a StorageError UNAVAILABLE (securemail.storage).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -80,6 +82,21 @@ class AccountStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        # Write transactions this object ran: a cache of what it reads (StoredMailboxes)
+        # is stale once this moved since the cached read.
+        self.writes = 0
+        self._counting = threading.Lock()
+
+    @contextmanager
+    def _write(self, name: str) -> Iterator[Connection]:
+        """A write transaction; :attr:`writes` moves once it is over (committed or not), so a
+        reader that looked at :attr:`writes` before its own read sees the change."""
+        try:
+            with transaction(self._engine, name, write=True) as conn:
+                yield conn
+        finally:
+            with self._counting:
+                self.writes += 1
 
     def salt(self, fresh: bytes) -> bytes:
         """The database's TOTP sealing salt, storing ``fresh`` if it has none yet."""
@@ -91,7 +108,7 @@ class AccountStore:
 
     def setting(self, name: str, fresh: str) -> str:
         """The node-wide value ``name``, storing ``fresh`` if it has none yet (first start)."""
-        with transaction(self._engine, name, write=True) as conn:
+        with self._write(name) as conn:
             conn.execute(insert_new(conn, account_settings, name=name, value=fresh))
             stored: str = conn.execute(
                 select(account_settings.c.value).where(account_settings.c.name == name)
@@ -100,7 +117,7 @@ class AccountStore:
 
     def add(self, name: str, display_name: str, password_hash: str, now: datetime) -> Account:
         """A new account whose name is its primary address; ADDRESS_TAKEN if any has it."""
-        with transaction(self._engine, "add account", write=True) as conn:
+        with self._write("add account") as conn:
             if _owner(conn, name) is not None or _row(conn, name) is not None:
                 raise AccountError(AccountReason.ADDRESS_TAKEN, f"{name} is already in use")
             conn.execute(
@@ -159,13 +176,13 @@ class AccountStore:
 
     def update(self, name: str, **values: Any) -> Account:
         """Set account columns (password_hash, disabled, quota...); NO_SUCH_ACCOUNT if none."""
-        with transaction(self._engine, "update account", write=True) as conn:
+        with self._write("update account") as conn:
             _exists(conn, name)
             conn.execute(update(accounts).where(accounts.c.name == name).values(**values))
             return _account(conn, name)
 
     def add_address(self, name: str, address: str) -> Account:
-        with transaction(self._engine, "add alias", write=True) as conn:
+        with self._write("add alias") as conn:
             _exists(conn, name)
             if _owner(conn, address) is not None or _row(conn, address) is not None:
                 raise AccountError(AccountReason.ADDRESS_TAKEN, f"{address} is already in use")
@@ -175,7 +192,7 @@ class AccountStore:
             return _account(conn, name)
 
     def remove_address(self, name: str, address: str) -> Account:
-        with transaction(self._engine, "remove alias", write=True) as conn:
+        with self._write("remove alias") as conn:
             _exists(conn, name)
             if address == name:
                 raise AccountError(AccountReason.PRIMARY_ADDRESS, "the primary address stays")
@@ -210,7 +227,7 @@ class AccountStore:
 
     def totp_begin(self, name: str, sealed: bytes, now: datetime) -> None:
         """Store a new, unconfirmed secret (replacing an unconfirmed one; not a confirmed one)."""
-        with transaction(self._engine, "totp begin", write=True) as conn:
+        with self._write("totp begin") as conn:
             _exists(conn, name)
             conn.execute(delete(account_totp).where(account_totp.c.account == name))
             conn.execute(
@@ -225,7 +242,7 @@ class AccountStore:
 
     def totp_use(self, name: str, step: int, *, confirm: bool = False) -> bool:
         """Record ``step`` as used (and the secret as confirmed); False if it is not newer."""
-        with transaction(self._engine, "totp use", write=True) as conn:
+        with self._write("totp use") as conn:
             newer = (account_totp.c.last_step.is_(None)) | (account_totp.c.last_step < step)
             values: dict[str, Any] = {"last_step": step} | ({"confirmed": True} if confirm else {})
             done = conn.execute(
@@ -234,7 +251,7 @@ class AccountStore:
             return bool(done.rowcount)
 
     def totp_remove(self, name: str) -> bool:
-        with transaction(self._engine, "totp remove", write=True) as conn:
+        with self._write("totp remove") as conn:
             _exists(conn, name)
             return bool(
                 conn.execute(delete(account_totp).where(account_totp.c.account == name)).rowcount
@@ -243,7 +260,7 @@ class AccountStore:
     def app_password_add(self, name: str, row: dict[str, Any], now: datetime, *, cap: int) -> bool:
         """Store an app password row (id, label, hash); False if its id is taken (draw
         another). APP_PASSWORD_LIMIT once the account has ``cap`` of them."""
-        with transaction(self._engine, "add app password", write=True) as conn:
+        with self._write("add app password") as conn:
             _exists(conn, name)
             count = conn.execute(
                 select(func.count()).where(app_passwords.c.account == name)
@@ -269,7 +286,7 @@ class AccountStore:
             return [AppPassword(r.id, r.label, r.created, r.last_used, r.under_totp) for r in rows]
 
     def app_password_revoke(self, name: str, ident: str) -> None:
-        with transaction(self._engine, "revoke app password", write=True) as conn:
+        with self._write("revoke app password") as conn:
             _exists(conn, name)
             gone = conn.execute(
                 delete(app_passwords).where(
@@ -283,7 +300,7 @@ class AccountStore:
 
     def app_password_update(self, ident: str, **values: Any) -> None:
         """Set an app password's last_used or hash (after a login)."""
-        with transaction(self._engine, "update app password", write=True) as conn:
+        with self._write("update app password") as conn:
             conn.execute(update(app_passwords).where(app_passwords.c.id == ident).values(**values))
 
 

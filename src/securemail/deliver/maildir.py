@@ -2,18 +2,22 @@
 
 Theory of operation (the Maildir protocol, as qmail's maildir(5) describes it): write the
 message to ``tmp/``, fsync it, hard-link it into ``new/`` and fsync ``new/``; only then is
-it durable and 250 is returned. A message delivered with IMAP keywords (``$SecureMail`` for
-verified SecureMail) is linked into ``cur/`` instead, named ``<name>,S=<size>:2,<letters>``
-with the letters the mailbox's ``dovecot-keywords`` file gives the keywords (see
-:mod:`securemail.deliver.keywords`), as Dovecot's LDA does for mail stored with flags.
+it durable and 250 is returned (deliveries into one folder at the same time share its
+fsync: :mod:`securemail.deliver.folder_sync`). A message delivered with IMAP keywords
+(``$SecureMail`` for verified SecureMail) is linked into ``cur/`` instead, named
+``<name>,S=<size>:2,<letters>`` with the letters the mailbox's ``dovecot-keywords`` file
+gives the keywords (see :mod:`securemail.deliver.keywords`), as Dovecot's LDA does for mail
+stored with flags.
 
 The file name starts with a name derived from the message key and the recipient, not from
 the clock, so a second delivery of the same key finds the file in ``new/`` or ``cur/``
-(whatever flags a client gave it since) and writes nothing. ``os.link`` never replaces an
-existing name, so two concurrent deliveries of one key store one file. A message stays in
-``new/`` or ``cur/`` only if it was fully written and synced: a failure removes what this
-delivery made. ``,S=<size>`` is the stored size, as Dovecot writes it, so the quota scan
-(:mod:`securemail.deliver.quota`) need not stat every file.
+(whatever flags a client gave it since) and writes nothing. The caller may say that no
+copy can be there (a FRESH key, see :class:`securemail.deliver.target.Target`): then the
+folders are not listed. ``os.link`` never replaces an existing name, so two concurrent
+deliveries of one key store one file. A message stays in ``new/`` or ``cur/`` only if it
+was fully written and synced: a failure removes what this delivery made. ``,S=<size>`` is
+the stored size, as Dovecot writes it, so the quota scan (:mod:`securemail.deliver.quota`)
+need not stat every file.
 
 With ``accounts`` (the mailbox accounts of a mail service provider), an address is
 delivered to its account's primary mailbox (aliases included), an address no account has
@@ -36,6 +40,7 @@ here: it may be an unmounted volume.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
@@ -45,9 +50,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securemail.accounts.model import Mailboxes
+from securemail.deliver.folder_sync import FolderSyncs
 from securemail.deliver.keywords import keyword_letters
 from securemail.deliver.quota import mailbox_usage
 from securemail.deliver.seal import MailboxSeal, Origin
+from securemail.deliver.target import StoreUncertainError
 from securemail.durable import fsync_dir
 from securemail.replies import Reply
 
@@ -82,6 +89,7 @@ class MaildirTarget:
         self._create = create_mailboxes
         self._mailboxes = None if mailboxes is None else frozenset(m.lower() for m in mailboxes)
         self._accounts = accounts
+        self._syncs = FolderSyncs(fsync_dir)  # one fsync for the links made meanwhile
 
     async def deliver(
         self,
@@ -92,11 +100,12 @@ class MaildirTarget:
         *,
         keywords: Set[str] = frozenset(),
         origin: Origin = Origin.DELIVERED,
+        fresh: Set[str] = frozenset(),
     ) -> dict[str, Reply]:
         if not key or any(c not in "0123456789abcdefABCDEF" for c in key):
             raise ValueError("the message key must be hexadecimal")
         wanted = list(dict.fromkeys(recipients))
-        store = _Store(mail_from, body, key.lower(), frozenset(keywords), origin)
+        store = _Store(mail_from, body, key.lower(), frozenset(keywords), origin, frozenset(fresh))
         return await asyncio.to_thread(self._deliver_all, store, wanted)
 
     def _deliver_all(self, store: _Store, wanted: list[str]) -> dict[str, Reply]:
@@ -110,7 +119,9 @@ class MaildirTarget:
         name = message_name(store.key, rcpt)
         try:
             make_mailbox(mailbox)
-            if not stored(mailbox, name):
+            # A FRESH key was never handed to a store (securemail.queue.dedup): no copy can
+            # be here, and listing new/ and cur/ costs more the fuller the mailbox is.
+            if rcpt in store.fresh or not stored(mailbox, name):
                 content = _stored_form(store.mail_from, rcpt, store.body)
                 if self._seal is not None:
                     content = self._seal.stamp(owner, store.origin, content)
@@ -149,7 +160,10 @@ class MaildirTarget:
     def _store(self, mailbox: Path, name: str, content: bytes, letters: str) -> None:
         """tmp → fsync → link into new (cur with keywords) → fsync that folder.
 
-        On failure nothing stays in new/ or cur/.
+        On failure (OSError) nothing stays in new/ or cur/: a link whose folder could not
+        be synced is removed, and its removal synced. If even that fails, whether the
+        message is in the store is unknown: StoreUncertainError. A temporary file that
+        cannot be removed is left in tmp/ (not mail: readers clean tmp/), never a failure.
         """
         tmp = mailbox / "tmp" / f"{name}.{os.getpid()}.{secrets.token_hex(8)}"
         sized = f"{name},S={len(content)}"
@@ -163,9 +177,27 @@ class MaildirTarget:
             finally:
                 os.close(fd)
             if _link_new(tmp, final):
-                _sync_new(final)
+                self._sync_new(final)
         finally:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+    def _sync_new(self, final: Path) -> None:
+        try:
+            self._sync_folder(final.parent)
+        except OSError as error:
+            try:
+                final.unlink(missing_ok=True)  # not known durable: the retry stores it again
+                self._sync_folder(final.parent)  # and its removal cannot come back
+            except OSError:
+                raise StoreUncertainError(_storage_failure(error)) from error
+            raise
+
+    def _sync_folder(self, folder: Path) -> None:
+        """fsync ``folder`` after a link into it, shared with the deliveries into it at the
+        same time (:mod:`securemail.deliver.folder_sync`: each returns only once a sync that
+        started after its link succeeded). The other I/O step tests override."""
+        self._syncs.sync(folder)
 
     def _write(self, fd: int, content: bytes) -> None:
         """Write all of ``content`` to ``fd`` (the one I/O step tests override to fake ENOSPC)."""
@@ -183,6 +215,7 @@ class _Store:
     key: str
     keywords: frozenset[str]
     origin: Origin
+    fresh: frozenset[str]  # recipients whose key was reserved FRESH (see Target)
 
 
 def mailbox_path(root: Path, address: str) -> Path | None:
@@ -221,6 +254,8 @@ def _safe_part(part: str, limit: int) -> bool:
 
 def make_mailbox(mailbox: Path) -> None:
     """Create ``mailbox`` (and its domain folder) with tmp/, new/ and cur/ if missing, 0700."""
+    if all(os.path.isdir(os.path.join(mailbox, sub)) for sub in ("tmp", "new", "cur")):
+        return  # every delivery asks: three stats, not five failing mkdirs and exceptions
     for folder in (mailbox.parent, mailbox, mailbox / "tmp", mailbox / "new", mailbox / "cur"):
         try:
             folder.mkdir(mode=0o700)
@@ -236,14 +271,6 @@ def _link_new(tmp: Path, final: Path) -> bool:
     except FileExistsError:
         return False
     return True
-
-
-def _sync_new(final: Path) -> None:
-    try:
-        fsync_dir(final.parent)
-    except OSError:
-        final.unlink(missing_ok=True)  # not known durable: the retry stores it again
-        raise
 
 
 def _stored_form(mail_from: str, rcpt: str, body: bytes) -> bytes:

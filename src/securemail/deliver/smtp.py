@@ -121,6 +121,7 @@ class SmtpTarget:
         *,
         keywords: Set[str] = frozenset(),
         origin: Origin = Origin.DELIVERED,
+        fresh: Set[str] = frozenset(),  # nothing to skip: a store is never asked
     ) -> dict[str, Reply]:
         wanted = list(dict.fromkeys(recipients))
         final: dict[str, Reply] = {}  # definite answers only, filled as they arrive

@@ -9,6 +9,16 @@ whose entry is no longer ACTIVE under a live lease (it crashed, was recovered, d
 is taken over by the next copy. Receipts ride the record's transaction, so they are
 issued once per key as well.
 
+FRESH: a reservation that INSERTed the key's row (none existed) tells the worker that no
+store was ever handed the message under that key, so a store that looks for an earlier copy
+(the Maildir's listing of new/ and cur/) may skip looking. That holds because a row goes
+away only (a) in a record whose results say the delivery under it failed, and a store's
+failure leaves nothing stored (the Target contract; the Maildir removes its link when it
+cannot make it durable), or (b) by ``forget_before`` of a delivered key (a copy re-sent
+after that is delivered again anyway). A crash, a deferred attempt (an exception, a record
+that failed) and a lost lease keep the entry's rows: the next holder takes them over as
+RESERVED, not FRESH.
+
 A store that cannot tell a second copy (SMTP, LMTP) is guarded further: the moment it
 answers 250, the worker marks the keys ``handed`` (delivered, by its entry) in a
 transaction of their own, before anything else of the attempt. If the process dies after
@@ -71,7 +81,8 @@ class Deduplication(Protocol):
     - a key (1 to 512 characters) names one message's content for one recipient;
     - ``reserve`` gives a key to one entry at a time, in every process and node sharing
       the database (a unique key, not a lock in memory): RESERVED to the entry that may
-      deliver, DELIVERED once a delivery under it was recorded, BUSY while another live
+      deliver (FRESH when no one held it before), DELIVERED once a delivery under it was
+      recorded, BUSY while another live
       entry holds it, HANDED to the entry that handed it to the store in an attempt whose
       record never committed (see ``handed``);
     - ``handed`` marks an entry's reserved keys delivered the moment the store said 250,
@@ -166,7 +177,7 @@ def check_key(key: str) -> None:
 
 def _reserve(conn: Connection, key: str, entry_id: str, now: datetime) -> Reservation:
     if _insert_key(conn, {"key": key, "stored_at": now, "entry_id": entry_id, "delivered": False}):
-        return Reservation.RESERVED
+        return Reservation.FRESH
     row = conn.execute(_LOCK_KEY, {"b_key": key}).one()
     if row.delivered:
         return Reservation.HANDED if row.entry_id == entry_id else Reservation.DELIVERED
@@ -186,10 +197,15 @@ def _live(conn: Connection, entry_id: str | None, now: datetime) -> bool:
     return row.lease_until is None or row.lease_until >= now
 
 
-def record_delivered(conn: Connection, keys: Sequence[str], entry_id: str, now: datetime) -> bool:
+def record_delivered(
+    conn: Connection, keys: Sequence[str], entry_id: str, now: datetime, *, release: bool = True
+) -> bool:
     """Mark ``keys`` delivered by ``entry_id`` in its attempt's transaction; False (and the
-    caller writes nothing) if one was recorded delivered by another entry. Then drop the
-    entry's reservations it did not deliver under."""
+    caller writes nothing) if one was recorded delivered by another entry. Then, with
+    ``release`` (an attempt whose results say what each delivery did), drop the entry's
+    reservations it did not deliver under; without it (a whole attempt deferred, whose
+    deliveries may have stored something before it failed) keep them, so the next
+    holder takes them over (RESERVED, not FRESH) and the store looks for a copy."""
     for key in keys:
         values = {"delivered": True, "stored_at": now, "entry_id": entry_id}
         mine = values | {"b_key": key, "b_entry": entry_id}
@@ -197,5 +213,6 @@ def record_delivered(conn: Connection, keys: Sequence[str], entry_id: str, now: 
             continue
         if not _insert_key(conn, values | {"key": key}):
             return False
-    conn.execute(_DROP_UNUSED, {"b_entry": entry_id})
+    if release:
+        conn.execute(_DROP_UNUSED, {"b_entry": entry_id})
     return True

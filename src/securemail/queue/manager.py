@@ -343,7 +343,11 @@ class ManagerRows(Transactions):
             raise ValueError(f"defer needs a temporary (4xx) reply, not {reply.code}")
         attempt = Attempt(entry_id, {}, holder=holder)
         return self._attempt(
-            entry_id, lambda entry: dict.fromkeys(entry.pending(), reply), now, attempt
+            entry_id,
+            lambda entry: dict.fromkeys(entry.pending(), reply),
+            now,
+            attempt,
+            release=False,
         )
 
     def quarantine(
@@ -476,10 +480,13 @@ class ManagerRows(Transactions):
         results_for: Callable[[Entry], Mapping[str, Reply]],
         now: datetime,
         attempt: Attempt | None = None,
+        *,
+        release: bool = True,
     ) -> Entry:
-        """Settle an ACTIVE entry's attempt (see :func:`settle`) in one transaction."""
+        """Settle an ACTIVE entry's attempt (see :func:`settle`) in one transaction;
+        ``release`` as :func:`securemail.queue.dedup.record_delivered` takes it."""
         with self._write("record") as conn:
-            return self._settle(conn, entry_id, results_for, now, attempt)
+            return self._settle(conn, entry_id, results_for, now, attempt, release=release)
 
     def _settle(
         self,
@@ -488,6 +495,8 @@ class ManagerRows(Transactions):
         results_for: Callable[[Entry], Mapping[str, Reply]],
         now: datetime,
         attempt: Attempt | None,
+        *,
+        release: bool = True,
     ) -> Entry:
         holder = attempt.holder if attempt is not None else None
         entry = lock_entry(conn, entry_id, {State.ACTIVE}, holder=holder)
@@ -504,7 +513,7 @@ class ManagerRows(Transactions):
         write_settlement(conn, entry, settle(self._retry, entry, results, now), now)
         tracking.store_signatures(conn, entry, attempt.signatures, now)
         tracking.await_receipts(conn, entry, results, attempt.signatures, now)
-        if not record_delivered(conn, attempt.remember, entry_id, now):
+        if not record_delivered(conn, attempt.remember, entry_id, now, release=release):
             detail = f"{entry_id}: a copy was recorded delivered under the same key"
             raise QueueError(QueueReason.BAD_STATE, detail)
         follow_up(conn, entry_id, attempt.enqueue, now)

@@ -82,6 +82,11 @@ class Reservation(StrEnum):
     """What :meth:`Deduplication.reserve` found for one idempotency key."""
 
     RESERVED = "reserved"  # this entry holds the key: deliver, then record it delivered
+    # As RESERVED, and the key had no row: no entry held it, so nothing was ever handed to
+    # a store under it (a reservation is dropped only by a record whose results say its
+    # delivery failed, and a store's failure leaves nothing stored: see
+    # securemail.queue.dedup); a store need not look for an earlier copy.
+    FRESH = "fresh"
     DELIVERED = "delivered"  # a copy was delivered under this key: suppress this one
     BUSY = "busy"  # another live entry holds the key, delivering now: try again shortly
     # This entry handed the message to the store under this key in an attempt whose record

@@ -161,11 +161,12 @@ class ApplicationTarget:
         *,
         keywords: Set[str] = frozenset(),
         origin: Origin = Origin.DELIVERED,
+        fresh: Set[str] = frozenset(),
     ) -> dict[str, Reply]:
         found = find(body) if SECUREMAIL_KEYWORD in keywords and declares(body) else None
         if found is None:
             return await self.inner.deliver(
-                mail_from, recipients, body, key, keywords=keywords, origin=origin
+                mail_from, recipients, body, key, keywords=keywords, origin=origin, fresh=fresh
             )
         report = await asyncio.to_thread(validate, found.document, self.schemas)
         if not report.valid:
@@ -175,7 +176,7 @@ class ApplicationTarget:
             return dict.fromkeys(recipients, refusal)
         if self.application is None or self.settings is None:
             results = await self.inner.deliver(
-                mail_from, recipients, body, key, keywords=keywords, origin=origin
+                mail_from, recipients, body, key, keywords=keywords, origin=origin, fresh=fresh
             )
         else:
             results = await self._to_application(

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from securemail import addresses, marking
 from securemail.bounces import VOUCHED, bounce_newly_failed
 from securemail.deliver.seal import Origin
-from securemail.deliver.target import SECUREMAIL_KEYWORD
+from securemail.deliver.target import SECUREMAIL_KEYWORD, StoreUncertainError
 from securemail.directory.model import Member
 from securemail.errors import SecureMailError
 from securemail.keys.org import OrgKeys
@@ -67,6 +67,7 @@ log = logging.getLogger("securemail.unprotect")
 # outcome (seconds, about 3 in all) before leaving the recipient for the next attempt.
 _BUSY_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.5)
 _BUSY = temporary("duplicate-in-progress", "a copy of this message is being delivered")
+_HOLDING = frozenset({Reservation.FRESH, Reservation.RESERVED})  # this entry may deliver
 BELOW_POLICY = "assurance-below-policy"
 _OUR_TRACE = re.compile(rb"Received:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
 
@@ -280,21 +281,23 @@ class Inbound:
         # has it; record it (and issue its receipts) now, without a second copy.
         handed = [r for r in keys if held[r] is Reservation.HANDED]
         results |= {r: ok("handed to the store before a crash") for r in handed}
-        fresh = [r for r in keys if held[r] is Reservation.RESERVED]
-        if fresh:
+        reserved = [r for r in keys if held[r] in _HOLDING]
+        if reserved:
             # Only mail that was unprotected and verified carries the keyword.
             keywords = frozenset() if opened is None else frozenset({SECUREMAIL_KEYWORD})
-            results.update(
-                await target.deliver(
+            try:
+                results |= await target.deliver(
                     entry.mail_from,
-                    fresh,
+                    reserved,
                     message,
                     key,
                     keywords=keywords,
                     origin=_origin(entry),
+                    fresh=frozenset(r for r in reserved if held[r] is Reservation.FRESH),
                 )
-            )
-        delivered = [r for r in fresh if results[r].ok]
+            except StoreUncertainError as error:
+                return await self._defer_uncertain(entry, error)
+        delivered = [r for r in reserved if results[r].ok]
         if delivered and not target.keeps_one_copy:
             await self._mark_handed(entry, [keys[r] for r in delivered])
         delivered += handed
@@ -331,6 +334,17 @@ class Inbound:
         recorded = await self.context.queue.commits.record(attempt)
         self.context.queue.notify_about(follow_up)
         return recorded
+
+    async def _defer_uncertain(self, entry: Entry, error: StoreUncertainError) -> Entry:
+        """The store cannot tell whether it holds the message: defer the whole attempt with
+        its reply, keeping every key reserved (a defer keeps them), so the next attempt
+        takes them over and the store looks for a copy before storing another."""
+        log.warning("%s: the store cannot tell what it holds: %s", entry.id, error)
+        queue = self.context.queue
+        now = self.context.clock()
+        return await queue.db(
+            queue.manager.defer, entry.id, error.reply, now, holder=entry.claimed_by
+        )
 
     async def _mark_handed(self, entry: Entry, keys: list[str]) -> None:
         """The store said 250 and cannot tell a second copy: say so in the database at once
