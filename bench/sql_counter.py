@@ -71,9 +71,16 @@ def _write_forever(directory: Path) -> None:
         time.sleep(PERIOD)
 
 
-def install(directory: Path) -> None:
-    """Count this process's database work into ``directory``."""
+def install(directory: Path | None = None) -> None:
+    """Count this process's database work (into ``directory``, if given)."""
     event.listen(Engine, "begin", _begin)
     event.listen(Engine, "commit", _commit)
     event.listen(Engine, "before_cursor_execute", _statement)
-    threading.Thread(target=_write_forever, args=(directory,), daemon=True).start()
+    if directory is not None:
+        threading.Thread(target=_write_forever, args=(directory,), daemon=True).start()
+
+
+def counted() -> Counter[str]:
+    """The totals so far, in this process."""
+    with _LOCK:
+        return Counter(_COUNTS)
