@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, select
 
 from securemail import logbook
-from securemail.queue.model import NewMessage
+from securemail.queue.model import Entry, NewMessage
 from securemail.records.chain import append
 from securemail.records.messages import queue_records
 from securemail.storage.prepared import Prepared
@@ -47,7 +47,8 @@ class _Head:
 class _Pending:
     events: list[tuple[str, str, datetime, str, str, str, str]] = field(default_factory=list)
     relays: dict[tuple[str, str], str] = field(default_factory=dict)
-    # Entries this transaction inserted: their heads and recipients are known, not read back.
+    # Entries this transaction inserted or settled: their heads and recipients are known,
+    # not read back.
     heads: dict[str, _Head] = field(default_factory=dict)
     recipients: dict[str, list[str]] = field(default_factory=dict)
 
@@ -85,6 +86,23 @@ def note_entry(conn: Connection, entry_id: str, new: NewMessage, now: datetime) 
             entry_id, new.direction, new.message_id, new.mail_from, new.client, now
         )
         pending.recipients[entry_id] = list(new.recipients)
+
+
+def note_known(conn: Connection, entry: Entry) -> None:
+    """An entry this transaction read and holds locked, whose head and recipients it does
+    not change (a settlement): its lines and records take them from here instead of
+    reading them again at the commit."""
+    pending = conn.info.get(_KEY)
+    if pending is not None:
+        pending.heads[entry.id] = _Head(
+            entry.id,
+            entry.direction,
+            entry.message_id,
+            entry.mail_from,
+            entry.client,
+            entry.created_at,
+        )
+        pending.recipients[entry.id] = [r.address for r in entry.recipients]
 
 
 @contextmanager

@@ -479,6 +479,7 @@ class ManagerRows(Transactions):
     ) -> Entry:
         holder = attempt.holder if attempt is not None else None
         entry = lock_entry(conn, entry_id, {State.ACTIVE}, holder=holder)
+        eventlog.note_known(conn, entry)  # the log lines' heads, without reading them again
         results = results_for(entry)
         pending = {address.casefold() for address in entry.pending()}
         for address in results:
