@@ -173,10 +173,10 @@ def test_statement_listeners_see_every_statement(engine: Engine) -> None:
     """before_cursor_execute listeners (echo, counting) see the statement and its values."""
     seen: list[tuple[str, bool]] = []
 
-    def listen(
+    def listen(  # noqa: PLR0917 - SQLAlchemy's event signature
         conn: object, cursor: object, text: str, values: object, context: object, many: bool
-    ) -> None:  # noqa: PLR0917
-        seen.append((text.split()[0], many))
+    ) -> None:
+        seen.append((text.split(maxsplit=1)[0], many))
 
     event.listen(engine, "before_cursor_execute", listen)
     with transaction(engine, "test", write=True) as conn:
