@@ -8,6 +8,7 @@ Run from the repository root, as root (the Postfix reference needs it)::
     python bench/gateway_bench.py --no-postgres --no-postfix --count 500
     python bench/gateway_bench.py --sizes 4 --no-scaling   # 4 KiB only, no scaling rows
     python bench/gateway_bench.py --py-spy /tmp/profiles   # also profile both nodes
+    python bench/gateway_bench.py --count-sql      # also transactions, commits, statements
 
 The demo federation is founded once (securemail.demo.federation.found). For each database
 (SQLite, then PostgreSQL in a fresh schema per node) and message size, the agency node
@@ -57,8 +58,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -84,6 +86,8 @@ from securemail.keys.org import OrgKeys
 from securemail.node.context import load_org_keys, read_passphrase
 from securemail.smime import TrustStore, protect, unprotect
 from smime_bench import make_message, markdown_table, plain_table, revision
+from sql_counter import PERIOD as SQL_COUNT_PERIOD
+from sql_counter import totals
 
 KIB = 1024
 BUDGET, QUICK_BUDGET = 900, 240  # seconds for the whole run (a loaded machine founds slowly)
@@ -363,6 +367,13 @@ class Pipeline:
     def settle(self) -> bool:
         return settle([p.pid for p in self.processes.values()], timeout=SETTLE)
 
+    def sql(self, directory: Path | None) -> dict[str, Counter[str]]:
+        """Each node's database work so far (``--count-sql``; empty without it)."""
+        if directory is None:
+            return {}
+        time.sleep(3 * SQL_COUNT_PERIOD)  # the nodes' counters write their totals
+        return {name: totals(directory, p.pid) for name, p in self.processes.items()}
+
 
 @dataclass(frozen=True)
 class Result:
@@ -373,6 +384,7 @@ class Result:
     settled: bool  # whether the nodes went idle after the batch (else CPU is a lower bound)
     harness: float  # CPU seconds of the benchmark's own process, first submission to last seen
     sink: float | None = None  # CPU seconds of the sink process (outbound path alone), same span
+    sql: dict[str, Counter[str]] = field(default_factory=dict)  # node -> work (--count-sql)
 
     @property
     def rate(self) -> float:
@@ -498,6 +510,7 @@ async def drive(
         await pipeline.wait_for(warm)
         pipeline.settle()
         cpu = pipeline.cpu()
+        sql = pipeline.sql(args.count_sql)
         ids = [message_id("run", n) for n in range(count)]
         started, harness = time.monotonic(), own_cpu_seconds()
         accepted = await submit_all(port, template, ids, args.sessions)
@@ -506,13 +519,14 @@ async def drive(
         harness = own_cpu_seconds() - harness
         settled = pipeline.settle()
         cpu = fold({name: seconds - cpu[name] for name, seconds in pipeline.cpu().items()})
+        sql = {name: work - sql[name] for name, work in pipeline.sql(args.count_sql).items()}
         pipeline.check()
     twice = [i for i in ids if delivered.copies[i] > 1]
     if twice:
         raise RunFailedError(f"{len(twice)} messages delivered more than once, e.g. {twice[0]}")
     delivered_at = [delivered.seen[i] for i in ids]
     latencies = tuple(delivered.seen[i] - accepted[i] for i in ids)
-    return Result(count, max(delivered_at) - started, latencies, cpu, settled, harness)
+    return Result(count, max(delivered_at) - started, latencies, cpu, settled, harness, sql=sql)
 
 
 def fold(cpu: dict[str, float]) -> dict[str, float]:
@@ -680,6 +694,8 @@ def gateway_rows(
                 processes = stack.enter_context(running(pair, root, args.py_spy, label))
                 result = asyncio.run(drive(setups, processes, size, count, args))
             log(f"  CPU per message, {cpu_split(result)}")
+            for name, work in sorted(result.sql.items()):
+                log(f"  database work per message, {name}: {sql_split(work, result.count)}")
             if not result.settled:
                 log(f"  nodes still busy {SETTLE:.0f} s after the batch: CPU is a lower bound")
             title = "SQLite" if database == "sqlite" else "PostgreSQL"
@@ -734,6 +750,13 @@ def scaling_rows(
     path = "two nodes A + A' → B, one PostgreSQL"
     rows.append(Row(size, path, count, result.rate, result))
     return rows
+
+
+def sql_split(work: Counter[str], count: int) -> str:
+    """A node's transactions, commits and statements (by kind) per message."""
+    named = ["transactions", "commits", "statements"]
+    named += sorted(k for k in work if k.startswith("statements "))
+    return ", ".join(f"{k} {work[k] / count:.2f}" for k in [*named, "executemany rows"])
 
 
 def cpu_split(result: Result) -> str:
@@ -919,6 +942,12 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--py-spy", type=Path, metavar="DIR", help="profile both nodes into DIR (collapsed)"
     )
+    parser.add_argument(
+        "--count-sql",
+        action="store_const",
+        const=Path(),
+        help="count each node's transactions, commits and statements per message",
+    )
     args = parser.parse_args(argv)
     counts = QUICK_COUNTS if args.quick else COUNTS
     if args.sizes:
@@ -944,6 +973,10 @@ def run(args: argparse.Namespace) -> list[Row]:
         setups = found(root, passphrase, datetime.now(UTC))
         secret = passphrase.read_bytes().strip()
         originals = {name: setup.config.read_text() for name, setup in setups.items()}
+        if args.count_sql is not None:
+            args.count_sql = root / "sql-count"
+            args.count_sql.mkdir()
+            count_sql(args.count_sql)
         rows = gateway_rows(args, setups, root, secret)
         if args.quick or args.no_scaling:
             why = "--quick" if args.quick else "--no-scaling"
@@ -952,6 +985,15 @@ def run(args: argparse.Namespace) -> list[Row]:
         else:
             rows += scaling_rows(args, setups, root, secret, originals)
         return rows if args.quick else rows + reference_rows(args, setups)
+
+
+def count_sql(directory: Path) -> None:
+    """Nodes started from now on count their database work into ``directory``
+    (bench/sqlcount/sitecustomize.py loads bench/sql_counter.py into them)."""
+    hook = str(Path(__file__).resolve().parent / "sqlcount")
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = hook if not path else f"{hook}{os.pathsep}{path}"
+    os.environ["SECUREMAIL_SQL_COUNT"] = str(directory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,17 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from securemail.queue import Attempt, Direction, QueueError, QueueStore, Reservation, State
+from securemail.queue import (
+    Attempt,
+    Direction,
+    NewSignature,
+    QueueError,
+    QueueStore,
+    ReceiptOutcome,
+    ReceiptTaken,
+    Reservation,
+    State,
+)
 from securemail.queue.commits import GroupCommit
 from securemail.queue.threads import DatabaseThreads
 from securemail.replies import ok, temporary
@@ -105,6 +115,28 @@ def test_the_group_commit_reserves_concurrent_requests(store: QueueStore, url: s
         Reservation.BUSY,
     ]
     assert all(a[f"own-{i}"] is Reservation.FRESH for a, i in zip(answers, ids, strict=True))
+
+
+def test_the_group_commit_takes_concurrent_receipts(store: QueueStore, url: str) -> None:
+    """Receipts taken at once through the group commit share a transaction and each get
+    their answer: one copy accepted, the other a duplicate."""
+    bob, carol = "bob@ministry.govt.nz", "carol@ministry.govt.nz"
+    entry_id = store.enqueue(message(bob, carol), NOW)
+    store.claim(Direction.OUTBOUND, NOW)
+    sent = NewSignature("c0ffee02", "ministry", (bob, carol), b"0", "{}", timedelta(hours=1))
+    store.record(entry_id, {bob: ok(), carol: ok()}, NOW, signatures=[sent])
+    threads = DatabaseThreads(url)
+
+    async def take_all() -> list[ReceiptOutcome]:
+        commits = GroupCommit(store, threads, lambda: NOW)
+        taken = [ReceiptTaken("c0ffee02", who, b"r", "{}") for who in (bob, carol, bob)]
+        return await asyncio.gather(*(commits.accept_receipt(t) for t in taken))
+
+    try:
+        outcomes = asyncio.run(take_all())
+    finally:
+        threads.close()
+    assert outcomes == ["accepted", "accepted", "duplicate"]
 
 
 def test_quarantined_entries_are_counted_per_source_and_window(store: QueueStore) -> None:

@@ -21,6 +21,7 @@ from securemail.queue import (
     QueueStore,
     ReceiptOutcome,
     ReceiptState,
+    ReceiptTaken,
     State,
 )
 from securemail.queue.schema import message_row, messages, recipients
@@ -122,6 +123,22 @@ def test_the_senders_notice_is_queued_with_the_receipt(store: QueueStore) -> Non
     assert follow_up.event == "queued-follow-up" and store.get(follow_up.detail) is not None
     store.accept_receipt("c0ffee01", BOB, RECEIPT, EVIDENCE, NOW, enqueue=[notice()])
     store.accept_receipt("ffff", BOB, RECEIPT, EVIDENCE, NOW, enqueue=[notice()])
+    assert len([e for e in store.list() if e.kind == "notice"]) == 1
+
+
+def test_receipts_taken_together_answer_as_one_by_one(store: QueueStore) -> None:
+    """Receipts settled in one transaction each get the answer they would get alone: the
+    second copy for a recipient is a duplicate (and queues no notice), a stranger unknown."""
+    first = relayed(store, BOB, CAROL)
+    taken = [
+        ReceiptTaken("c0ffee01", BOB, RECEIPT, EVIDENCE, (notice(),)),
+        ReceiptTaken("c0ffee01", BOB, b"other", "{}", (notice(),)),
+        ReceiptTaken("ffff", BOB, RECEIPT, EVIDENCE, (notice(),)),
+        ReceiptTaken("c0ffee01", CAROL, RECEIPT, EVIDENCE),
+    ]
+    outcomes = store.accept_receipts(taken, NOW)
+    assert outcomes == ["accepted", "duplicate", "unknown", "accepted"]
+    assert (state_of(store, first), state_of(store, first, CAROL)) == (ReceiptState.RECEIPTED,) * 2
     assert len([e for e in store.list() if e.kind == "notice"]) == 1
 
 

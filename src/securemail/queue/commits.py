@@ -19,7 +19,16 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from securemail.queue.dedup import Deduplication, check_key
 from securemail.queue.manager import QueueManager
-from securemail.queue.model import Attempt, Entry, NewMessage, QueueError, Reservation
+from securemail.queue.model import (
+    Attempt,
+    Entry,
+    NewMessage,
+    QueueError,
+    ReceiptOutcome,
+    ReceiptTaken,
+    Reservation,
+)
+from securemail.queue.receipts import ReceiptTracking
 from securemail.queue.threads import RunOffLoop
 
 log = logging.getLogger("securemail.node")
@@ -96,7 +105,7 @@ def _fail(batch: Sequence[tuple[Any, asyncio.Future[Any]]], error: BaseException
             future.set_exception(error)
 
 
-class CommittedStore(QueueManager, Deduplication, Protocol):
+class CommittedStore(QueueManager, Deduplication, ReceiptTracking, Protocol):
     """The parts of the store whose writes are grouped."""
 
 
@@ -104,7 +113,8 @@ Reserve = tuple[tuple[str, ...], str]  # keys, and the entry that reserves them
 
 
 class GroupCommit:
-    """``enqueue``, ``reserve`` and ``record`` for a node, batched into shared transactions."""
+    """``enqueue``, ``reserve``, ``record`` and ``accept_receipt`` for a node, batched into
+    shared transactions."""
 
     def __init__(
         self, store: CommittedStore, run: RunOffLoop, clock: Callable[[], datetime]
@@ -118,6 +128,9 @@ class GroupCommit:
         self._record: _Batcher[Attempt, Entry] = _Batcher(
             run, store.record_many, _record_one(store), clock
         )
+        self._receipts: _Batcher[ReceiptTaken, ReceiptOutcome] = _Batcher(
+            run, store.accept_receipts, _accept_one(store), clock
+        )
 
     async def enqueue(self, new: NewMessage) -> str:
         return await self._enqueue.submit(new)
@@ -130,6 +143,11 @@ class GroupCommit:
 
     async def record(self, attempt: Attempt) -> Entry:
         return await self._record.submit(attempt)
+
+    async def accept_receipt(self, taken: ReceiptTaken) -> ReceiptOutcome:
+        """:meth:`securemail.queue.receipts.ReceiptTracking.accept_receipt`, committed
+        with others (its notice commits with it, as there)."""
+        return await self._receipts.submit(taken)
 
 
 def _reserve_one(store: Deduplication) -> Callable[[Reserve, datetime], dict[str, Reservation]]:
@@ -154,3 +172,10 @@ def _record_one(store: QueueManager) -> Callable[[Attempt, datetime], Entry]:
         )
 
     return record
+
+
+def _accept_one(store: ReceiptTracking) -> Callable[[ReceiptTaken, datetime], ReceiptOutcome]:
+    def accept(taken: ReceiptTaken, now: datetime) -> ReceiptOutcome:
+        return store.accept_receipts([taken], now)[0]
+
+    return accept

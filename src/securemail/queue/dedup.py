@@ -35,6 +35,7 @@ sees it twice. No SMTP store can be asked whether it holds a message (docs/opera
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
@@ -45,32 +46,49 @@ from securemail.queue.model import Reservation, State
 from securemail.queue.schema import delivery_keys, messages
 from securemail.queue.transactions import Transactions
 from securemail.storage.dialect import insert_ignoring
+from securemail.storage.prepared import Prepared
 
-# The statements of every delivery, built once (see securemail.queue.schema).
+# The statements of every delivery, prepared once (see securemail.queue.schema).
 _KEY = delivery_keys.c.key == bindparam("b_key")
-_LOCK_KEY = select(delivery_keys).where(_KEY).with_for_update()
-_TAKE_KEY = update(delivery_keys).where(_KEY)
+_LOCK_KEY = Prepared(select(delivery_keys).where(_KEY).with_for_update())
+_TAKE_KEY = Prepared(update(delivery_keys).where(_KEY))
 _MINE = delivery_keys.c.entry_id == bindparam("b_entry")
 # The key reserved by the entry (or by no one), or handed to the store by it.
-_DELIVERED_BY = update(delivery_keys).where(
-    _KEY
-    & (
-        (delivery_keys.c.delivered.is_(False) & (_MINE | delivery_keys.c.entry_id.is_(None)))
-        | (delivery_keys.c.delivered.is_(True) & _MINE)
+_DELIVERED_BY = Prepared(
+    update(delivery_keys).where(
+        _KEY
+        & (
+            (delivery_keys.c.delivered.is_(False) & (_MINE | delivery_keys.c.entry_id.is_(None)))
+            | (delivery_keys.c.delivered.is_(True) & _MINE)
+        )
     )
 )
-_DROP_UNUSED = delete(delivery_keys).where(
-    (delivery_keys.c.entry_id == bindparam("b_entry")) & delivery_keys.c.delivered.is_(False)
+_DROP_UNUSED = Prepared(
+    delete(delivery_keys).where(
+        (delivery_keys.c.entry_id == bindparam("b_entry")) & delivery_keys.c.delivered.is_(False)
+    )
 )
-_LEASE_OF = select(messages.c.state, messages.c.lease_until).where(
-    messages.c.id == bindparam("b_entry")
+_LEASE_OF = Prepared(
+    select(messages.c.state, messages.c.lease_until).where(messages.c.id == bindparam("b_entry"))
 )
+# An entry's reserved keys the store took (``handed``).
+_HANDED = Prepared(
+    update(delivery_keys).where(
+        delivery_keys.c.key.in_(bindparam("b_keys", expanding=True))
+        & (delivery_keys.c.entry_id == bindparam("b_entry"))
+        & delivery_keys.c.delivered.is_(False)
+    )
+)
+
+
+@functools.cache
+def _insert_key_statement(dialect_name: str) -> Prepared:
+    return Prepared(insert_ignoring(dialect_name, delivery_keys, delivery_keys.c.key))
 
 
 def _insert_key(conn: Connection, row: dict[str, object]) -> bool:
     """INSERT the key's row unless the key exists; whether it was inserted."""
-    insert = insert_ignoring(conn.dialect.name, delivery_keys, delivery_keys.c.key)
-    return conn.execute(insert, row).first() is not None
+    return _insert_key_statement(conn.dialect.name).first(conn, row) is not None
 
 
 class Deduplication(Protocol):
@@ -140,14 +158,9 @@ class DeduplicationRows(Transactions):
         them (see the module); how many were marked."""
         if not keys:
             return 0
-        mine = (
-            delivery_keys.c.key.in_(keys)
-            & (delivery_keys.c.entry_id == entry_id)
-            & delivery_keys.c.delivered.is_(False)
-        )
+        marked = {"b_keys": list(keys), "b_entry": entry_id, "delivered": True, "stored_at": now}
         with self._write("handed") as conn:
-            marked = update(delivery_keys).where(mine).values(delivered=True, stored_at=now)
-            return conn.execute(marked).rowcount
+            return _HANDED.run(conn, marked)
 
     def seen(self, key: str) -> bool:
         """Whether a delivery was recorded under an idempotency key."""
@@ -178,12 +191,12 @@ def check_key(key: str) -> None:
 def _reserve(conn: Connection, key: str, entry_id: str, now: datetime) -> Reservation:
     if _insert_key(conn, {"key": key, "stored_at": now, "entry_id": entry_id, "delivered": False}):
         return Reservation.FRESH
-    row = conn.execute(_LOCK_KEY, {"b_key": key}).one()
+    row = _LOCK_KEY.one(conn, {"b_key": key})
     if row.delivered:
         return Reservation.HANDED if row.entry_id == entry_id else Reservation.DELIVERED
     if row.entry_id != entry_id and _live(conn, row.entry_id, now):
         return Reservation.BUSY
-    conn.execute(_TAKE_KEY, {"b_key": key, "entry_id": entry_id, "stored_at": now})
+    _TAKE_KEY.run(conn, {"b_key": key, "entry_id": entry_id, "stored_at": now})
     return Reservation.RESERVED
 
 
@@ -191,7 +204,7 @@ def _live(conn: Connection, entry_id: str | None, now: datetime) -> bool:
     """Whether ``entry_id`` is being tried under a lease that holds."""
     if entry_id is None:
         return False
-    row = conn.execute(_LEASE_OF, {"b_entry": entry_id}).first()
+    row = _LEASE_OF.first(conn, {"b_entry": entry_id})
     if row is None or row.state != State.ACTIVE:
         return False
     return row.lease_until is None or row.lease_until >= now
@@ -209,10 +222,10 @@ def record_delivered(
     for key in keys:
         values = {"delivered": True, "stored_at": now, "entry_id": entry_id}
         mine = values | {"b_key": key, "b_entry": entry_id}
-        if conn.execute(_DELIVERED_BY, mine).rowcount:
+        if _DELIVERED_BY.run(conn, mine):
             continue
         if not _insert_key(conn, values | {"key": key}):
             return False
     if release:
-        conn.execute(_DROP_UNUSED, {"b_entry": entry_id})
+        _DROP_UNUSED.run(conn, {"b_entry": entry_id})
     return True

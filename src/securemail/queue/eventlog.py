@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, bindparam, select
+from sqlalchemy import Connection, Table, bindparam, select
 
 from securemail import logbook
-from securemail.queue.model import NewMessage
+from securemail.queue.model import Entry, NewMessage
 from securemail.records.chain import append
 from securemail.records.messages import queue_records
+from securemail.storage.prepared import Prepared
 
 _KEY = "securemail.queue.eventlog"
 
@@ -46,7 +47,8 @@ class _Head:
 class _Pending:
     events: list[tuple[str, str, datetime, str, str, str, str]] = field(default_factory=list)
     relays: dict[tuple[str, str], str] = field(default_factory=dict)
-    # Entries this transaction inserted: their heads and recipients are known, not read back.
+    # Entries this transaction inserted or settled: their heads and recipients are known,
+    # not read back.
     heads: dict[str, _Head] = field(default_factory=dict)
     recipients: dict[str, list[str]] = field(default_factory=dict)
 
@@ -86,6 +88,23 @@ def note_entry(conn: Connection, entry_id: str, new: NewMessage, now: datetime) 
         pending.recipients[entry_id] = list(new.recipients)
 
 
+def note_known(conn: Connection, entry: Entry) -> None:
+    """An entry this transaction read and holds locked, whose head and recipients it does
+    not change (a settlement): its lines and records take them from here instead of
+    reading them again at the commit."""
+    pending = conn.info.get(_KEY)
+    if pending is not None:
+        pending.heads[entry.id] = _Head(
+            entry.id,
+            entry.direction,
+            entry.message_id,
+            entry.mail_from,
+            entry.client,
+            entry.created_at,
+        )
+        pending.recipients[entry.id] = [r.address for r in entry.recipients]
+
+
 @contextmanager
 def collecting(
     conn: Connection, messages: Table, wanted: bool
@@ -114,32 +133,32 @@ def _recipients(conn: Connection, pending: _Pending, messages: Table) -> dict[st
     found = {i: pending.recipients[i] for i in ids if i in pending.recipients}
     unknown = list(ids - found.keys())
     if unknown:
-        for row in conn.execute(_recipients_of(messages), {"b_ids": unknown}):
+        for row in _recipients_of(messages).rows(conn, {"b_ids": unknown}):
             found.setdefault(row.entry_id, []).append(row.address)
     return found
 
 
 @functools.cache
-def _recipients_of(messages: Table) -> Select[Any]:
-    """The recipients of the entries named ``b_ids`` (built once)."""
+def _recipients_of(messages: Table) -> Prepared:
+    """The recipients of the entries named ``b_ids`` (prepared once)."""
     recipients = messages.metadata.tables["recipients"]
     query = select(recipients.c.entry_id, recipients.c.address)
-    return query.where(recipients.c.entry_id.in_(bindparam("b_ids", expanding=True)))
+    return Prepared(query.where(recipients.c.entry_id.in_(bindparam("b_ids", expanding=True))))
 
 
 @functools.cache
-def _heads(messages: Table) -> Select[Any]:
-    """What a log line says of its entry, for the entries named ``b_ids`` (built once)."""
+def _heads(messages: Table) -> Prepared:
+    """What a log line says of its entry, for the entries named ``b_ids`` (prepared once)."""
     columns = (messages.c.id, messages.c.direction, messages.c.message_id, messages.c.mail_from)
     query = select(*columns, messages.c.client, messages.c.created_at)
-    return query.where(messages.c.id.in_(bindparam("b_ids", expanding=True)))
+    return Prepared(query.where(messages.c.id.in_(bindparam("b_ids", expanding=True))))
 
 
 def _describe(conn: Connection, pending: _Pending, messages: Table) -> list[logbook.QueueLine]:
     heads: dict[str, Any] = dict(pending.heads)
     unknown = list({event[0] for event in pending.events} - heads.keys())
     if unknown:
-        heads |= {row.id: row for row in conn.execute(_heads(messages), {"b_ids": unknown})}
+        heads |= {row.id: row for row in _heads(messages).rows(conn, {"b_ids": unknown})}
     lines = []
     for entry_id, event, now, recipient, reason, reply, detail in pending.events:
         head = heads.get(entry_id)  # None once deleted

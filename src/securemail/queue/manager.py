@@ -223,13 +223,13 @@ class ManagerRows(Transactions):
         """
         with self._write("claim") as conn:
             due = {"b_direction": direction, "b_now": now, "b_limit": limit}
-            rows = conn.execute(DUE, due).all()
+            rows = DUE.rows(conn, due)
             if not rows:
                 return []
             ids = [row.id for row in rows]
             moved = {"b_ids": ids, "state": State.ACTIVE, "updated_at": now}
             moved |= {"claimed_by": owner or None, "lease_until": now + lease}
-            conn.execute(CLAIMED, moved)
+            CLAIMED.run(conn, moved)
             for row in rows:
                 if row.state == State.ACTIVE:
                     held = f"held by {row.claimed_by or 'an unnamed claim'}; now {owner}"
@@ -500,6 +500,7 @@ class ManagerRows(Transactions):
     ) -> Entry:
         holder = attempt.holder if attempt is not None else None
         entry = lock_entry(conn, entry_id, {State.ACTIVE}, holder=holder)
+        eventlog.note_known(conn, entry)  # the log lines' heads, without reading them again
         results = results_for(entry)
         pending = {address.casefold() for address in entry.pending()}
         for address in results:

@@ -278,6 +278,19 @@ class ReceiptRecord:
 
 
 @dataclass(frozen=True)
+class ReceiptTaken:
+    """A verified receipt to settle (:meth:`QueueStore.accept_receipts`): for the
+    recipient ``recipient`` of the signature ``content_identifier``, the receipt's DER, its
+    evidence JSON, and the notice to queue if it is the one accepted."""
+
+    content_identifier: str
+    recipient: str
+    receipt: bytes
+    evidence: str
+    enqueue: tuple[NewMessage, ...] = ()
+
+
+@dataclass(frozen=True)
 class Attempt:
     """One attempt's outcome for :meth:`QueueStore.record_many`: per-recipient replies,
     history events (name, detail) and idempotency keys to store with it, the signatures

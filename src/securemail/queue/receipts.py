@@ -9,12 +9,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import Connection
+
 from securemail.queue import tracking
 from securemail.queue.model import (
     NewMessage,
     ReceiptOutcome,
     ReceiptRecord,
     ReceiptState,
+    ReceiptTaken,
     SentSignature,
 )
 from securemail.queue.schema import follow_up, messages, recipients, signatures
@@ -52,6 +55,10 @@ class ReceiptTracking(Protocol):
         *,
         enqueue: Sequence[NewMessage] = (),
     ) -> ReceiptOutcome: ...
+
+    def accept_receipts(
+        self, taken: Sequence[ReceiptTaken], now: datetime
+    ) -> list[ReceiptOutcome]: ...
 
     def receipts_due(self, now: datetime, limit: int = 200) -> list[ReceiptRecord]: ...
 
@@ -92,16 +99,15 @@ class TrackingRows(Transactions):
         ``enqueue`` (the notice to the sender) is queued in the same commit, only if ACCEPTED:
         a crash cannot leave a receipted recipient whose sender is never told.
         """
+        taken = ReceiptTaken(content_identifier, recipient, receipt, evidence, tuple(enqueue))
+        return self.accept_receipts([taken], now)[0]
+
+    def accept_receipts(self, taken: Sequence[ReceiptTaken], now: datetime) -> list[ReceiptOutcome]:
+        """:meth:`accept_receipt` for several receipts in one transaction (group commit),
+        in order, each answered as if alone (a second receipt for the same recipient finds
+        the first's change: DUPLICATE): all or none."""
         with self._write("accept_receipt") as conn:
-            signature = tracking.find_signature(conn, content_identifier)
-            if signature is None:
-                return ReceiptOutcome.UNKNOWN
-            outcome = tracking.accept(
-                conn, signature, recipient, receipt=receipt, evidence=evidence, now=now
-            )
-            if outcome is ReceiptOutcome.ACCEPTED:
-                follow_up(conn, signature.entry_id, enqueue, now)
-            return outcome
+            return [_accept(conn, one, now) for one in taken]
 
     def receipts_due(self, now: datetime, limit: int = 200) -> list[ReceiptRecord]:
         """Recipients still AWAITING a receipt whose deadline has come, earliest first."""
@@ -128,3 +134,15 @@ class TrackingRows(Transactions):
         """Every recipient of the entries with this Message-ID, in arrival order."""
         with self._read("receipt_records") as conn:
             return tracking.select_records(conn, messages.c.message_id == message_id, _ALL)
+
+
+def _accept(conn: Connection, taken: ReceiptTaken, now: datetime) -> ReceiptOutcome:
+    signature = tracking.find_signature(conn, taken.content_identifier)
+    if signature is None:
+        return ReceiptOutcome.UNKNOWN
+    outcome = tracking.accept(
+        conn, signature, taken.recipient, receipt=taken.receipt, evidence=taken.evidence, now=now
+    )
+    if outcome is ReceiptOutcome.ACCEPTED:
+        follow_up(conn, signature.entry_id, taken.enqueue, now)
+    return outcome

@@ -24,7 +24,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
-    Row,
     Select,
     String,
     Table,
@@ -50,6 +49,7 @@ from securemail.queue.model import (
 from securemail.queue.retry import Change, Settlement
 from securemail.replies import Reply
 from securemail.storage.dialect import notify
+from securemail.storage.prepared import Prepared
 from securemail.storage.types import UtcDateTime
 
 metadata = MetaData()
@@ -152,32 +152,36 @@ CLAIM_ORDER = (messages.c.priority, *ORDER)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WORK_CHANNEL = "securemail_work"  # PostgreSQL NOTIFY channel: the direction of new work
 
-# The message path's statements, built once: SQLAlchemy memoises a statement object's cache
-# key, so executing one of these with a parameter dict skips building the statement and
-# its key in Python, which cost more per message than the database's own work (profile in
+# The message path's statements, prepared once (securemail.storage.prepared): compiled
+# once per dialect and run on the driver's cursor, without the per-execution machinery of
+# Connection.execute, which cost more per message than the database's own work (profile in
 # docs/performance.md). Values come as bound parameters, never in the SQL text.
-_HEAD_BY_ID = select(*_HEAD).where(messages.c.id == bindparam("entry_id"))
-_HEAD_FOR_UPDATE = _HEAD_BY_ID.with_for_update()
-_RECIPIENTS_OF = (
+_HEAD_BY_ID = Prepared(select(*_HEAD).where(messages.c.id == bindparam("entry_id")))
+_HEAD_FOR_UPDATE = Prepared(
+    select(*_HEAD).where(messages.c.id == bindparam("entry_id")).with_for_update()
+)
+_RECIPIENTS_OF = Prepared(
     select(recipients)
     .where(recipients.c.entry_id.in_(bindparam("ids", expanding=True)))
     .order_by(recipients.c.entry_id, recipients.c.position)
 )
-_INSERT_MESSAGE = messages.insert()
-_INSERT_RECIPIENTS = recipients.insert()
-_INSERT_EVENTS = events.insert()
+_INSERT_MESSAGE = Prepared(messages.insert())
+_INSERT_RECIPIENTS = Prepared(recipients.insert())
+_INSERT_EVENTS = Prepared(events.insert())
 # UPDATEs whose SET columns are the keys of the parameters given with them ("b_" keys bind
 # the WHERE clause).
-_UPDATE_ENTRY = update(messages).where(messages.c.id == bindparam("b_id"))
-_RECIPIENT_ROW = (recipients.c.entry_id == bindparam("b_id")) & (
+_UPDATE_ENTRY = Prepared(update(messages).where(messages.c.id == bindparam("b_id")))
+RECIPIENT_ROW = (recipients.c.entry_id == bindparam("b_id")) & (
     recipients.c.position == bindparam("b_position")
 )
-UPDATE_RECIPIENT = update(recipients).where(_RECIPIENT_ROW)
-_UPDATE_RECIPIENT_TRIED = UPDATE_RECIPIENT.values(attempts=recipients.c.attempts + 1)
+UPDATE_RECIPIENT = Prepared(update(recipients).where(RECIPIENT_ROW))
+_UPDATE_RECIPIENT_TRIED = Prepared(
+    update(recipients).where(RECIPIENT_ROW).values(attempts=recipients.c.attempts + 1)
+)
 _CLAIMED_IDS = messages.c.id.in_(bindparam("b_ids", expanding=True))
 # A worker's claim: due entries of a direction (waiting ones whose time came, and ones whose
 # holder's lease expired), locked; their move to ACTIVE; and the entries, with bodies.
-DUE = (
+DUE = Prepared(
     select(messages.c.id, messages.c.state, messages.c.claimed_by)
     .where(messages.c.direction == bindparam("b_direction"))
     .where(
@@ -191,8 +195,8 @@ DUE = (
     .limit(bindparam("b_limit"))
     .with_for_update(skip_locked=True)
 )
-CLAIMED = update(messages).where(_CLAIMED_IDS)
-CLAIMED_ENTRIES: Select[Any] = select(*_HEAD, messages.c.body).where(_CLAIMED_IDS).order_by(*ORDER)
+CLAIMED = Prepared(update(messages).where(_CLAIMED_IDS))
+CLAIMED_ENTRIES = Prepared(select(*_HEAD, messages.c.body).where(_CLAIMED_IDS).order_by(*ORDER))
 _EVENT_ROWS = "securemail.queue.event_rows"  # Connection.info: this transaction's event rows
 
 
@@ -247,7 +251,7 @@ def log_event(
     }
     grouped = conn.info.get(_EVENT_ROWS)
     if grouped is None:
-        conn.execute(_INSERT_EVENTS, row)
+        _INSERT_EVENTS.run(conn, row)
     else:
         grouped.append(row)
     eventlog.keep(
@@ -272,7 +276,7 @@ def grouped_events(conn: Connection) -> Iterator[None]:
     try:
         yield
         if rows:
-            conn.execute(_INSERT_EVENTS, rows)
+            _INSERT_EVENTS.run(conn, rows)
     finally:
         conn.info.pop(_EVENT_ROWS, None)
 
@@ -289,7 +293,7 @@ def lock_entry(
     given a ``holder``, if that claim still holds it (the fence: QueueError LEASE_LOST when
     another process took it over or it went back to the queue; checked under the row lock,
     so no takeover can slip in between the check and the caller's writes)."""
-    row = conn.execute(_HEAD_FOR_UPDATE, {"entry_id": entry_id}).first()
+    row = _HEAD_FOR_UPDATE.first(conn, {"entry_id": entry_id})
     if row is None:
         raise QueueError(QueueReason.NOT_FOUND, f"no queue entry {entry_id}")
     if holder is not None and row.claimed_by != holder:
@@ -305,7 +309,7 @@ def lock_entry(
 
 def one_entry(conn: Connection, entry_id: str) -> Entry:
     """An entry known to exist (read inside the transaction that changed it)."""
-    return _entries(conn, conn.execute(_HEAD_BY_ID, {"entry_id": entry_id}).all())[0]
+    return _entries(conn, _HEAD_BY_ID.rows(conn, {"entry_id": entry_id}))[0]
 
 
 def select_entries(conn: Connection, where: ColumnElement[bool], limit: int) -> list[Entry]:
@@ -316,16 +320,16 @@ def select_entries(conn: Connection, where: ColumnElement[bool], limit: int) -> 
 
 def claimed_entries(conn: Connection, ids: Sequence[str]) -> list[Entry]:
     """The entries a claim just took, with their bodies, oldest first."""
-    return _entries(conn, conn.execute(CLAIMED_ENTRIES, {"b_ids": list(ids)}).all())
+    return _entries(conn, CLAIMED_ENTRIES.rows(conn, {"b_ids": list(ids)}))
 
 
-def _entries(conn: Connection, rows: Iterable[Row[Any]]) -> list[Entry]:
+def _entries(conn: Connection, rows: Iterable[Any]) -> list[Entry]:
     """Entries for message ``rows``, with their recipients in envelope order."""
     rows = list(rows)
     found: dict[str, list[Recipient]] = {row.id: [] for row in rows}
     if not found:
         return []
-    for r in conn.execute(_RECIPIENTS_OF, {"ids": list(found)}):
+    for r in _RECIPIENTS_OF.rows(conn, {"ids": list(found)}):
         disposition, receipt = Disposition(r.disposition), ReceiptState(r.receipt_state)
         person = Recipient(
             r.address, disposition, r.attempts, r.last_reply, r.reason, r.updated_at, receipt
@@ -334,7 +338,7 @@ def _entries(conn: Connection, rows: Iterable[Row[Any]]) -> list[Entry]:
     return [_entry(row, tuple(found[row.id])) for row in rows]
 
 
-def _entry(row: Row[Any], people: tuple[Recipient, ...]) -> Entry:
+def _entry(row: Any, people: tuple[Recipient, ...]) -> Entry:
     return Entry(
         id=row.id,
         direction=Direction(row.direction),
@@ -376,7 +380,7 @@ def write_settlement(conn: Connection, entry: Entry, outcome: Settlement, now: d
         values |= {"last_reply": outcome.reply.line(), "reason": outcome.reply.reason or None}
     if outcome.expired:
         values["reason"] = "expired"
-    conn.execute(_UPDATE_ENTRY, values)
+    _UPDATE_ENTRY.run(conn, values)
 
 
 def _write_change(
@@ -392,9 +396,9 @@ def _write_change(
         "reason": reason or None,
     }
     if reply is None:
-        conn.execute(UPDATE_RECIPIENT, values)
+        UPDATE_RECIPIENT.run(conn, values)
     else:
-        conn.execute(_UPDATE_RECIPIENT_TRIED, values | {"last_reply": reply.line()})
+        _UPDATE_RECIPIENT_TRIED.run(conn, values | {"last_reply": reply.line()})
     # The peer's text (it may hold their queue id) goes to the history, never to a peer.
     detail = f"{reply.line()} ({reply.detail})" if reply and reply.detail else ""
     detail = detail or (reply.line() if reply else "not tried before the maximum lifetime")
@@ -420,7 +424,7 @@ def insert_entries(conn: Connection, news: Sequence[NewMessage], now: datetime) 
         return []
     ids = [_new_id(now) for _ in news]
     entries = list(zip(ids, news, strict=True))
-    conn.execute(_INSERT_MESSAGE, [message_row(i, new, now) for i, new in entries])
+    _INSERT_MESSAGE.run(conn, [message_row(i, new, now) for i, new in entries])
     people = [
         {"entry_id": entry_id, "position": position, "address": address}
         | {"disposition": Disposition.PENDING, "attempts": 0, "updated_at": now}
@@ -428,7 +432,7 @@ def insert_entries(conn: Connection, news: Sequence[NewMessage], now: datetime) 
         for position, address in enumerate(new.recipients)
     ]
     if people:
-        conn.execute(_INSERT_RECIPIENTS, people)
+        _INSERT_RECIPIENTS.run(conn, people)
     for entry_id, new in entries:
         eventlog.note_entry(conn, entry_id, new, now)
         detail = f"{new.client}; {len(new.recipients)} recipients; {len(new.body)} bytes"

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, select, update
+from sqlalchemy import ColumnElement, Connection, Row, bindparam, select
 
 from securemail.queue.model import (
     Disposition,
@@ -32,6 +32,7 @@ from securemail.queue.model import (
     SentSignature,
 )
 from securemail.queue.schema import (
+    RECIPIENT_ROW,
     UPDATE_RECIPIENT,
     log_event,
     messages,
@@ -39,9 +40,22 @@ from securemail.queue.schema import (
     signatures,
 )
 from securemail.replies import Reply
+from securemail.storage.prepared import Prepared
 
 _RECORD_ORDER = (messages.c.created_at, messages.c.id, recipients.c.position)
-_INSERT_SIGNATURE = signatures.insert()  # built once (see securemail.queue.schema)
+# The statements of every attempt and receipt, prepared once (see securemail.queue.schema).
+_INSERT_SIGNATURE = Prepared(signatures.insert())
+_SIGNATURE = Prepared(
+    select(signatures)
+    .where(signatures.c.content_identifier == bindparam("b_content_identifier"))
+    .order_by(signatures.c.id)
+)
+_POSITIONS = Prepared(
+    select(recipients.c.position, recipients.c.address).where(
+        recipients.c.entry_id == bindparam("b_id")
+    )
+)
+_LOCK_RECIPIENT = Prepared(select(recipients).where(RECIPIENT_ROW).with_for_update())
 
 
 def store_signatures(
@@ -62,7 +76,7 @@ def store_signatures(
             "basis": signature.basis,
             "created_at": now,
         }
-        conn.execute(_INSERT_SIGNATURE, row)
+        _INSERT_SIGNATURE.run(conn, row)
 
 
 def await_receipts(
@@ -86,20 +100,22 @@ def await_receipts(
             continue  # a receipt that came before this 250 (see accept) stays
         position, spelling = positions[address.casefold()]
         values = {"receipt_state": ReceiptState.AWAITING, "receipt_deadline": now + window}
-        conn.execute(UPDATE_RECIPIENT, values | {"b_id": entry.id, "b_position": position})
+        UPDATE_RECIPIENT.run(conn, values | {"b_id": entry.id, "b_position": position})
         log_event(conn, entry.id, "relayed", now, recipient=spelling, detail="receipt requested")
 
 
 def find_signature(conn: Connection, content_identifier: str) -> SentSignature | None:
     """The stored signature with this contentIdentifier (hex, any case), or None."""
-    where = signatures.c.content_identifier == content_identifier.lower()
-    found = select_signatures(conn, where)
-    return found[0] if found else None
+    rows = _SIGNATURE.rows(conn, {"b_content_identifier": content_identifier.lower()})
+    return _signatures(rows)[0] if rows else None
 
 
 def select_signatures(conn: Connection, where: ColumnElement[bool]) -> list[SentSignature]:
     """Stored signatures matching ``where``, oldest first."""
-    rows = conn.execute(select(signatures).where(where).order_by(signatures.c.id))
+    return _signatures(conn.execute(select(signatures).where(where).order_by(signatures.c.id)))
+
+
+def _signatures(rows: Iterable[Any]) -> list[SentSignature]:
     return [
         SentSignature(
             entry_id=r.entry_id,
@@ -147,12 +163,12 @@ def accept(
         "receipt": receipt,
         "evidence": evidence,
     }
-    conn.execute(update(recipients).where(_row(row.entry_id, row.position)).values(values))
+    UPDATE_RECIPIENT.run(conn, values | {"b_id": row.entry_id, "b_position": row.position})
     log_event(conn, row.entry_id, "receipted", now, recipient=row.address, detail=detail)
     return ReceiptOutcome.ACCEPTED
 
 
-def _still_pending(row: Row[Any]) -> bool:
+def _still_pending(row: Any) -> bool:
     return bool(row.disposition == Disposition.PENDING)
 
 
@@ -161,8 +177,8 @@ def expire(conn: Connection, entry_id: str, recipient: str, now: datetime) -> bo
     row = _lock_recipient(conn, entry_id, recipient)
     if row is None or row.receipt_state != ReceiptState.AWAITING:
         return False
-    where = _row(entry_id, row.position)
-    conn.execute(update(recipients).where(where).values(receipt_state=ReceiptState.EXPIRED))
+    expired = {"receipt_state": ReceiptState.EXPIRED, "b_id": entry_id, "b_position": row.position}
+    UPDATE_RECIPIENT.run(conn, expired)
     detail = f"no receipt by {row.receipt_deadline.isoformat()}"
     log_event(conn, entry_id, "receipt-expired", now, recipient=row.address, detail=detail)
     return True
@@ -196,20 +212,14 @@ def _record(r: Row[Any]) -> ReceiptRecord:
     )
 
 
-def _lock_recipient(conn: Connection, entry_id: str, address: str) -> Row[Any] | None:
+def _lock_recipient(conn: Connection, entry_id: str, address: str) -> Any | None:
     """The recipient's row, locked for this transaction; None if the entry has no such one."""
-    query = select(recipients.c.position, recipients.c.address)
     wanted = address.casefold()
-    for position, spelling in conn.execute(query.where(recipients.c.entry_id == entry_id)):
+    for position, spelling in _POSITIONS.rows(conn, {"b_id": entry_id}):
         if spelling.casefold() == wanted:
-            locked = select(recipients).where(_row(entry_id, position)).with_for_update()
-            return conn.execute(locked).first()
+            return _LOCK_RECIPIENT.first(conn, {"b_id": entry_id, "b_position": position})
     return None
 
 
 def _names(addresses: Iterable[str], address: str) -> bool:
     return address.casefold() in {a.casefold() for a in addresses}
-
-
-def _row(entry_id: str, position: int) -> ColumnElement[bool]:
-    return (recipients.c.entry_id == entry_id) & (recipients.c.position == position)

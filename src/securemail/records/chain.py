@@ -36,6 +36,7 @@ from sqlalchemy import Connection, Engine, select, update
 from securemail.records.classes import RecordClass
 from securemail.records.schema import head, log, subjects
 from securemail.storage.engine import transaction
+from securemail.storage.prepared import Prepared as Statement
 
 GENESIS = "0" * 64
 VERSION = 1
@@ -130,13 +131,12 @@ def digest(canonical: bytes) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-# Built once (bound parameters): executing them skips building a statement and its cache
-# key per transaction.
-_LOCK_HEAD = select(head.c.seq, head.c.digest).where(head.c.id == 1).with_for_update()
+# Prepared once (securemail.storage.prepared): each queue transaction runs them.
+_LOCK_HEAD = Statement(select(head.c.seq, head.c.digest).where(head.c.id == 1).with_for_update())
 _READ_HEAD = select(head.c.seq, head.c.digest).where(head.c.id == 1)
-_MOVE_HEAD = update(head).where(head.c.id == 1)  # SET the columns given with it
-_INSERT_LOG = log.insert()
-_INSERT_SUBJECTS = subjects.insert()
+_MOVE_HEAD = Statement(update(head).where(head.c.id == 1))  # SET the columns given with it
+_INSERT_LOG = Statement(log.insert())
+_INSERT_SUBJECTS = Statement(subjects.insert())
 
 
 def append(conn: Connection, news: Sequence[NewRecord]) -> Head | None:
@@ -160,16 +160,16 @@ def append(conn: Connection, news: Sequence[NewRecord]) -> Head | None:
         rows.append(_row(one.new, seq, canonical, prev, link_to))
         subject_rows += [{"seq": seq, "address": a[:320]} for a in one.subjects]
         prev = link_to
-    conn.execute(_INSERT_LOG, rows)
+    _INSERT_LOG.run(conn, rows)
     if subject_rows:
-        conn.execute(_INSERT_SUBJECTS, subject_rows)
-    conn.execute(_MOVE_HEAD, {"seq": seq, "digest": prev})
+        _INSERT_SUBJECTS.run(conn, subject_rows)
+    _MOVE_HEAD.run(conn, {"seq": seq, "digest": prev})
     return Head(seq, prev)
 
 
 def lock(conn: Connection) -> Head:
     """Lock the chain's head for the rest of the caller's write transaction; where it is."""
-    row = conn.execute(_LOCK_HEAD).one()
+    row = _LOCK_HEAD.one(conn)
     return Head(int(row.seq), str(row.digest))
 
 

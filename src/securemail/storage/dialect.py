@@ -12,10 +12,11 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Column, Connection, Insert, Table, func, select
+from sqlalchemy import Column, Connection, Insert, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from securemail.storage.errors import StorageError, StorageReason
+from securemail.storage.prepared import Prepared
 
 BUSY_TIMEOUT_MS = 30_000  # a loaded disk may stall a writer for seconds; 451 only after this
 WRITE = "securemail_write"  # execution option: this transaction writes
@@ -40,12 +41,15 @@ def insert_ignoring(
     return statement if returning is None else statement.returning(returning)
 
 
+_NOTIFY = Prepared(select(func.pg_notify(bindparam("b_channel"), bindparam("b_payload"))))
+
+
 def notify(connection: Connection, channel: str, payload: str) -> None:
     """PostgreSQL: tell the channel's listeners ``payload`` when this transaction commits
     (NOTIFY; repeats within one transaction are sent once). SQLite has no such thing: its
     readers poll."""
     if connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_notify(channel, payload)))
+        _NOTIFY.run(connection, {"b_channel": channel, "b_payload": payload})
 
 
 def durability(connection: Connection) -> dict[str, str]:

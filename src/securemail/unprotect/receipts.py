@@ -50,6 +50,7 @@ from securemail.queue import (
     NewMessage,
     ReceiptOutcome,
     ReceiptState,
+    ReceiptTaken,
     SentSignature,
 )
 from securemail.smime import (
@@ -199,15 +200,14 @@ async def take_receipt(context: UnprotectContext, opened: Unprotected, now: date
     # The sender's MDN is made first and queued in the receipt's own commit, and only if
     # this receipt is the one accepted: a crash cannot tell the sender twice or never.
     follow_up = await _mdn_for_sender(context, sent.entry_id, ours, now)
-    outcome = await context.queue.db(
-        context.queue.tracking.accept_receipt,
+    taken = ReceiptTaken(
         evidence.content_identifier,
         ours.recipient,
         receipt_der,
         evidence.to_json().decode(),
-        now,
-        enqueue=follow_up,
+        follow_up,
     )
+    outcome = await context.queue.commits.accept_receipt(taken)  # with others' (group commit)
     context.queue.notify_about(follow_up)
     if outcome is ReceiptOutcome.UNKNOWN:
         raise ReceiptRefusedError("receipt-unknown", f"{evidence.recipient} was not sent this copy")
