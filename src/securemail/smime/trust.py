@@ -84,6 +84,11 @@ class TrustStore:
         self._crls = [c.public_bytes(serialization.Encoding.DER) for c in self.crls]
         self._cache: dict[bytes, ValidatedPath] = {}
         self._lock = Lock()
+        # One cold validation at a time: the anchors' asn1crypto objects parse their parts
+        # lazily on first use, which is not safe from two threads at once (a worker
+        # process that has just started validates a burst in several threads). A cold
+        # validation is a few ms and rare (paths are cached), so the wait costs nothing.
+        self._validating = Lock()
 
     def validate(
         self,
@@ -106,7 +111,8 @@ class TrustStore:
             cached = self._cache.get(key)
         if cached is not None and cached.valid_from <= now <= cached.valid_until:
             return cached
-        path = self._validate(cert, intermediates, now, purpose)
+        with self._validating:
+            path = self._validate(cert, intermediates, now, purpose)
         with self._lock:
             if len(self._cache) >= CACHE_LIMIT:
                 self._cache.clear()
