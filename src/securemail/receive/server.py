@@ -30,8 +30,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, login_always_fail
 
+from securemail.receive.commands import CommandTable, bind, command_table
 from securemail.receive.conversation import (
     Conversation,
     Gate,
@@ -46,6 +47,7 @@ from securemail.receive.model import Admit, ListenerSettings, ReceiveReason
 from securemail.replies import Reply
 
 log = logging.getLogger("securemail.receive")
+_aiosmtpd_log = logging.getLogger("mail.log")  # aiosmtpd's own logger
 
 _IDENT = "ESMTP SecureMail"  # the greeting does not name the software version
 
@@ -103,25 +105,9 @@ class _Session(SMTP):
         settings: ListenerSettings,
         live: set[_Session],
         implicit_tls: bool,
+        table: CommandTable,
     ) -> None:
-        # aiosmtpd keeps these limits in one dict shared by every session and grows it on
-        # each EHLO; each session gets its own.
-        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
-        gate = conversation.gate
-        super().__init__(
-            conversation,
-            data_size_limit=settings.max_message_size,
-            hostname=settings.hostname,
-            ident=_IDENT,
-            # With implicit TLS (RFC 8314 §3.3) the socket is TLS from the first byte:
-            # no STARTTLS inside it, and AUTH needs no further TLS.
-            tls_context=None if implicit_tls else settings.tls,
-            require_starttls=gate.requires_tls,
-            timeout=settings.timeout,
-            auth_require_tls=not implicit_tls,
-            auth_exclude_mechanism=() if gate.log_in else ("LOGIN", "PLAIN"),
-            loop=asyncio.get_running_loop(),
-        )
+        self._init_smtp(conversation, settings, implicit_tls, table)
         self._conversation = conversation
         self._max_sessions = settings.max_connections
         self._door = settings.door
@@ -134,6 +120,72 @@ class _Session(SMTP):
         self.in_data = False  # a DATA transfer (and its admission) is in progress
         self._mail_seen = False  # a MAIL command was accepted in this session
         self._deadlines: list[asyncio.TimerHandle] = []
+
+    def _init_smtp(
+        self,
+        conversation: Conversation,
+        settings: ListenerSettings,
+        implicit_tls: bool,
+        table: CommandTable,
+    ) -> None:
+        """What aiosmtpd 1.4.6's ``SMTP.__init__`` does with the arguments this listener
+        gives it, but with the introspected tables from ``table`` (built once per listener)
+        instead of walking the class on every connection.
+
+        With implicit TLS (RFC 8314 §3.3) the socket is TLS from the first byte: no
+        STARTTLS inside it, and AUTH needs no further TLS.
+        """
+        self.__ident__ = _IDENT
+        self.loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(loop=self.loop, limit=self.line_length_limit)
+        asyncio.StreamReaderProtocol.__init__(
+            self, reader, client_connected_cb=self._cb_client_connected, loop=self.loop
+        )
+        self.event_handler = conversation
+        self.data_size_limit = settings.max_message_size
+        self.enable_SMTPUTF8 = False
+        self._decode_data = False
+        # aiosmtpd keeps these limits in one dict shared by every session and grows it on
+        # each EHLO; each session gets its own.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        self.hostname = settings.hostname
+        self.tls_context = tls = None if implicit_tls else settings.tls
+        if tls is not None:
+            if tls.verify_mode not in {ssl.CERT_NONE, ssl.CERT_OPTIONAL}:
+                _aiosmtpd_log.warning(
+                    "tls_context.verify_mode not in {CERT_NONE, CERT_OPTIONAL}; "
+                    "this might cause client connection problems"
+                )
+            elif tls.check_hostname:
+                _aiosmtpd_log.warning(
+                    "tls_context.check_hostname == True; "
+                    "this might cause client connection problems"
+                )
+        self.require_starttls = tls and conversation.gate.requires_tls
+        self._timeout_duration = settings.timeout
+        self._timeout_handle = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._auth_require_tls = not implicit_tls
+        self._proxy_timeout = None
+        self._authenticator = None
+        self._auth_callback = login_always_fail
+        self._auth_required = False
+        excluded = () if conversation.gate.log_in else ("LOGIN", "PLAIN")
+        self._smtp_methods, self._auth_methods, self._handle_hooks = bind(table, self, excluded)
+        if _aiosmtpd_log.isEnabledFor(logging.INFO):
+            names = (
+                m + "(builtin)" if a.is_builtin else m
+                for m, a in sorted(self._auth_methods.items())
+            )
+            _aiosmtpd_log.info("Available AUTH mechanisms: " + " ".join(names))
+        self._ehlo_hook_ver = table.ehlo_hook_version
+        self._enforce_call_limit = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -384,8 +436,9 @@ async def start_listener(
     logging.getLogger("mail.log").addFilter(_drop_login_data_warning)  # a set: added once
     conversation = Conversation(settings, gate, admit)
     live: set[_Session] = set()
+    table = command_table(_Session, conversation)
     server = await asyncio.get_running_loop().create_server(
-        lambda: _Session(conversation, settings, live, implicit_tls),
+        lambda: _Session(conversation, settings, live, implicit_tls, table),
         settings.host,
         settings.port,
         ssl=settings.tls if implicit_tls else None,
