@@ -44,6 +44,7 @@ from securemail.receive.conversation import (
 )
 from securemail.receive.door import at_limit
 from securemail.receive.model import Admit, ListenerSettings, ReceiveReason
+from securemail.receive.path import as_written, plain_path
 from securemail.replies import Reply
 
 log = logging.getLogger("securemail.receive")
@@ -345,19 +346,11 @@ class _Session(SMTP):
         return AuthResult(success=True, auth_data=outcome, message=_GRANTED)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's parse of a path, but the address exactly as the client wrote it.
-
-        aiosmtpd (through ``email``'s parser) silently drops a source route, comments and
-        spaces; :mod:`securemail.receive.envelope` must judge what was sent. ``<>`` stays
-        ``<>`` as in aiosmtpd.
-        """
-        address, rest = super()._getaddr(arg)
-        if not address or rest is None:
-            return address, rest
-        written = arg[: len(arg) - len(rest)].rstrip()
-        if written.startswith("<") and written.endswith(">"):
-            written = written[1:-1]
-        return written or "<>", rest
+        """The path as the client wrote it (see :mod:`securemail.receive.path`)."""
+        plain = plain_path(arg)
+        if plain is not None:
+            return plain
+        return as_written(arg, *super()._getaddr(arg))
 
     def _timeout_cb(self) -> None:
         """No complete command within the timeout (RFC 5321 §4.5.3.2.7): 421, then close."""
