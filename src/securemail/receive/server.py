@@ -30,7 +30,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, login_always_fail
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, login_always_fail
 
 from securemail.receive.commands import CommandTable, bind, command_table
 from securemail.receive.conversation import (
@@ -42,6 +42,7 @@ from securemail.receive.conversation import (
     client_ip,
     log_refusal,
 )
+from securemail.receive.data import Body, Verdict, read_data
 from securemail.receive.door import at_limit
 from securemail.receive.model import Admit, ListenerSettings, ReceiveReason
 from securemail.receive.path import as_written, plain_path
@@ -84,6 +85,12 @@ _BUILTIN_REPLIES = {
     ),
 }
 
+
+# aiosmtpd's replies to a transfer over a limit (given codes by _BUILTIN_REPLIES).
+_DATA_REFUSALS = {
+    Verdict.LINE_TOO_LONG: "500 Line too long (see RFC5321 4.5.3.1.6)",
+    Verdict.TOO_MUCH: "552 Error: Too much mail data",
+}
 
 _GRANTED = "235 2.7.0 Authentication successful"  # RFC 4954 §6
 
@@ -295,9 +302,36 @@ class _Session(SMTP):
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 (aiosmtpd's command method)
         self.in_data = True
         try:
-            await super().smtp_DATA(arg)
+            await self._data(arg)
         finally:
             self.in_data = False
+
+    async def _data(self, arg: str) -> None:
+        """aiosmtpd 1.4.6's ``smtp_DATA``, the transfer read in blocks (receive.data)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if self.envelope is None or not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        body = Body(self.data_size_limit, self.line_length_limit)
+        try:
+            await read_data(self._reader, body)
+        except asyncio.CancelledError:
+            _aiosmtpd_log.info("Connection lost during DATA")
+            self._writer.close()
+            raise
+        if body.verdict is not Verdict.OK:
+            await self.push(_DATA_REFUSALS[body.verdict])
+            self.envelope = self._create_envelope()
+            return
+        self.envelope.content = self.envelope.original_content = body.content()
+        status = await self._call_handler_hook("DATA")
+        self.envelope = self._create_envelope()
+        await self.push("250 OK" if status is MISSING else status)
 
     async def _handle_client(self) -> None:
         refusal = self._refusal_at_connect()
