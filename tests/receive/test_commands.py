@@ -10,11 +10,21 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP
 
+from securemail.receive import Listener, start_relay_listener
 from securemail.receive.commands import command_table
 from securemail.receive.conversation import Conversation
 from securemail.receive.relay import RelayGate
 from securemail.receive.server import _IDENT, _Session
-from tests.receive.conftest import LOOPBACK, Inbox, Tls, check_recipient, run, sender_allowed
+from tests.receive.conftest import (
+    LOOPBACK,
+    Inbox,
+    RawClient,
+    Tls,
+    check_recipient,
+    run,
+    sender_allowed,
+    with_listener,
+)
 from tests.receive.conftest import settings as listener_settings
 
 
@@ -83,3 +93,32 @@ def test_table_session_equals_aiosmtpds(
     assert got == expected
     assert list(ours._smtp_methods) == list(theirs._smtp_methods)
     assert list(ours._auth_methods) == list(theirs._auth_methods) != [] or not with_auth
+
+
+def test_ehlo_reply_and_help_are_aiosmtpds(tls: Tls) -> None:
+    """EHLO's lines (written at once) and HELP's list of commands are as aiosmtpd gives them."""
+
+    async def body(listener: Listener) -> tuple[str, str, str]:
+        client = await RawClient.connect(listener.port)
+        await client.reply()
+        ehlo = await client.command("EHLO client.agency.govt.nz")
+        help_all, help_ehlo = await client.command("HELP"), await client.command("HELP EHLO")
+        await client.close()
+        return ehlo, help_all, help_ehlo
+
+    gate_settings = listener_settings(tls.server())
+    start = start_relay_listener(
+        gate_settings,
+        networks=LOOPBACK,
+        check_recipient=check_recipient,
+        sender_allowed=sender_allowed,
+        admit=Inbox(),
+    )
+    ehlo, help_all, help_ehlo = run(with_listener(start, body))
+    size = gate_settings.max_message_size
+    expected = ["250-mx.agency.govt.nz", f"250-SIZE {size}", "250-8BITMIME", "250-STARTTLS"]
+    assert ehlo.split("\n") == [*expected, "250 HELP"]
+    assert (
+        help_all == "250 Supported commands: AUTH EHLO HELO HELP NOOP QUIT RCPT RSET STARTTLS VRFY"
+    )
+    assert help_ehlo == "250 Syntax: EHLO hostname"
