@@ -123,6 +123,7 @@ class _Session(SMTP):
         self._implicit_tls = implicit_tls
         self._offered: LoginPassword | None = None
         self._held: list[bytes] | None = None  # reply lines held back to be written at once
+        self._idle_deadline = 0.0  # loop time after which an idle session gets 421
         self.source: str | None = None  # the client's IP address, once connected
         self.member: str | None = None  # the member its client certificate names, once known
         self.admitted = False  # let in at connect (counts against the limits)
@@ -401,6 +402,24 @@ class _Session(SMTP):
         if plain is not None:
             return plain
         return as_written(arg, *super()._getaddr(arg))
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd's idle timer (restarted by every valid command) without a new timer per
+        command: the deadline moves, and the one timer, if it fires before the deadline
+        it was set for, is set again for the rest."""
+        self._idle_deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > self._idle_deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_timer)
+
+    def _idle_timer(self) -> None:
+        handle = self._timeout_handle
+        if handle is not None and self._idle_deadline > handle.when():
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_timer)
+            return
+        self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         """No complete command within the timeout (RFC 5321 §4.5.3.2.7): 421, then close."""
