@@ -4,13 +4,15 @@ Usage (from the repository root, the project's venv first on PATH):
 
     PYTHONPATH=src:. python bench/smtpd_bench.py                 # 2000 x 4 KiB, 8 clients
     PYTHONPATH=src:. python bench/smtpd_bench.py --count 600 --size 65536 --clients 4
+    PYTHONPATH=src:. python bench/smtpd_bench.py --per-session 10   # DATA's share alone
 
 The listener runs in a thread of this process, in its own event loop (uvloop where it is
 installed, as ``securemail serve`` runs it), with the relay listener's gate (loopback
 allowed, every sender and recipient taken) and an Admit that answers 250 at once, so what
 is measured is aiosmtpd and :mod:`securemail.receive`: the greeting, EHLO, MAIL, RCPT,
 DATA with a 4 KiB message (the gateway benchmark's), QUIT, a new connection per message
-as the gateway benchmark's clients do. The clients run in a child process (blocking
+as the gateway benchmark's clients do (``--per-session N``: N messages a connection, as
+gateway A's pinned relay sessions bring them to B). The clients run in a child process (blocking
 sockets, one thread each), so they take no CPU from the server's thread. Printed: the
 server thread's CPU time per message (``time.thread_time`` read inside the loop after a
 warm-up and after the batch), and the rate, which on a shared machine means little.
@@ -104,30 +106,34 @@ def _expect(sock: socket.socket, code: bytes) -> None:
         raise RuntimeError(f"wanted {code!r}, got {data!r}")
 
 
-def _session(port: int, body: bytes) -> None:
+def _session(port: int, body: bytes, messages: int) -> None:
     with socket.create_connection(("127.0.0.1", port)) as sock:
         _expect(sock, b"220")
-        for line, code in (
-            (b"EHLO client.agency.govt.nz", b"250"),
-            (b"MAIL FROM:<alice@agency.govt.nz>", b"250"),
-            (b"RCPT TO:<bob@ministry.govt.nz>", b"250"),
-            (b"DATA", b"354"),
-        ):
-            sock.sendall(line + b"\r\n")
-            _expect(sock, code)
-        sock.sendall(body + b".\r\n")
+        sock.sendall(b"EHLO client.agency.govt.nz\r\n")
         _expect(sock, b"250")
+        for _ in range(messages):
+            for line, code in (
+                (b"MAIL FROM:<alice@agency.govt.nz>", b"250"),
+                (b"RCPT TO:<bob@ministry.govt.nz>", b"250"),
+                (b"DATA", b"354"),
+            ):
+                sock.sendall(line + b"\r\n")
+                _expect(sock, code)
+            sock.sendall(body + b".\r\n")
+            _expect(sock, b"250")
         sock.sendall(b"QUIT\r\n")
         _expect(sock, b"221")
 
 
-def _clients(port: int, body: bytes, count: int, clients: int) -> None:
-    """``count`` sessions from ``clients`` threads (run in a child process)."""
-    shares = [count // clients + (1 if i < count % clients else 0) for i in range(clients)]
+def _clients(port: int, body: bytes, count: int, clients: int, per_session: int) -> None:
+    """``count`` messages from ``clients`` threads, ``per_session`` a connection (run in a
+    child process); ``count`` is rounded down to whole sessions."""
+    sessions = count // per_session
+    shares = [sessions // clients + (1 if i < sessions % clients else 0) for i in range(clients)]
 
     def work(share: int) -> None:
         for _ in range(share):
-            _session(port, body)
+            _session(port, body, per_session)
 
     threads = [threading.Thread(target=work, args=(share,)) for share in shares]
     for thread in threads:
@@ -136,9 +142,9 @@ def _clients(port: int, body: bytes, count: int, clients: int) -> None:
         thread.join()
 
 
-def _batch(port: int, body: bytes, count: int, clients: int) -> None:
+def _batch(port: int, body: bytes, count: int, clients: int, per_session: int) -> None:
     child = multiprocessing.get_context("spawn").Process(
-        target=_clients, args=(port, body, count, clients)
+        target=_clients, args=(port, body, count, clients, per_session)
     )
     child.start()
     child.join()
@@ -151,19 +157,24 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="messages (default 2000)")
     parser.add_argument("--size", type=int, default=4096, help="body bytes (default 4096)")
     parser.add_argument("--clients", type=int, default=8, help="client threads (default 8)")
+    parser.add_argument(
+        "--per-session", type=int, default=1, help="messages a connection (default 1)"
+    )
     options = parser.parse_args()
     body = make_message(options.size)
     server = Server()
     port = server.listener.port
-    _batch(port, body, 50, options.clients)  # warm-up
+    per_session = options.per_session
+    count = options.count // per_session * per_session
+    _batch(port, body, 50, options.clients, per_session)  # warm-up
     cpu, start = server.cpu(), time.perf_counter()
-    _batch(port, body, options.count, options.clients)
+    _batch(port, body, count, options.clients, per_session)
     cpu, wall = server.cpu() - cpu, time.perf_counter() - start
     server.stop()
     print(
-        f"smtpd_bench: {options.count} x {options.size} B, {options.clients} clients, "
-        f"a connection per message: server thread CPU {cpu * 1000 / options.count:.3f} ms/msg, "
-        f"{options.count / wall:.0f} msg/s"
+        f"smtpd_bench: {count} x {options.size} B, {options.clients} clients, "
+        f"{per_session} a connection: server thread CPU {cpu * 1000 / count:.3f} ms/msg, "
+        f"{count / wall:.0f} msg/s"
     )
 
 
