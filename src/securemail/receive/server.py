@@ -2,7 +2,10 @@
 
 Theory of operation: :func:`start_listener` binds ``loop.create_server`` to a factory of
 :class:`_Session` (an aiosmtpd ``SMTP`` subclass, one per connection). aiosmtpd reads the
-commands and DATA; its handler hooks call :class:`securemail.receive.conversation
+commands; :mod:`securemail.receive.data` reads DATA in blocks with the result aiosmtpd's own
+line loop gives, :mod:`securemail.receive.path` the plain MAIL/RCPT path, and
+:mod:`securemail.receive.commands` holds the tables aiosmtpd would build by introspection on
+every connection. The handler hooks call :class:`securemail.receive.conversation
 .Conversation`, which applies the checks common to every listener and then the listener's
 :class:`securemail.receive.conversation.Gate`. This module adds what aiosmtpd leaves to
 its user: a cap on concurrent sessions, a gate before the greeting, the path exactly as the
@@ -15,10 +18,11 @@ A gate that identifies members (the peer listener) is asked at the first MAIL, w
 client certificate the handshake verified: no certificate is 530 5.7.0, one that is not a
 member's 550 5.7.1, and the session ends there.
 
-Security: every byte from the client is untrusted. aiosmtpd ends DATA only at
-CRLF.CRLF and drops plaintext pipelined after STARTTLS (RFC 3207 §4.2); the tests in
-tests/receive prove both. A session never holds more than ``max_message_size`` octets of
-DATA, and a slow client is cut off after ``timeout`` seconds without a complete command.
+Security: every byte from the client is untrusted. DATA ends only at CRLF.CRLF
+(receive.data, checked against aiosmtpd's loop) and aiosmtpd drops plaintext pipelined
+after STARTTLS (RFC 3207 §4.2); the tests in tests/receive prove both. A session never
+holds more than ``max_message_size`` octets of DATA (and one line and one block), and a
+slow client is cut off after ``timeout`` seconds without a complete command.
 """
 
 from __future__ import annotations
