@@ -184,6 +184,27 @@ def test_idle_client_is_cut_off() -> None:
     assert rest == b""
 
 
+def test_each_command_restarts_the_idle_timeout() -> None:
+    """NOOPs keep a session past its timeout; after the last one it gets the full timeout."""
+
+    async def body(listener: Listener) -> tuple[list[str], str, float]:
+        client = await raw_session(listener.port)
+        replies = []
+        for _ in range(6):  # 0.9 s of commands, each within the 0.5 s timeout
+            replies.append(await client.command("NOOP"))
+            await asyncio.sleep(0.15)
+        started = time.monotonic()
+        reply = await client.reply()
+        elapsed = time.monotonic() - started
+        await client.close()
+        return replies, reply, elapsed
+
+    replies, reply, elapsed = run(with_listener(_relay(Inbox(), timeout=0.5), body))
+    assert all(r.startswith("250") for r in replies), replies
+    assert reply == "421 4.4.2 Timeout, closing connection"
+    assert 0.3 < elapsed < 20
+
+
 def test_slow_client_is_cut_off() -> None:
     """A client that trickles one byte at a time never completes a command and is cut off."""
 

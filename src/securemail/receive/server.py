@@ -2,7 +2,10 @@
 
 Theory of operation: :func:`start_listener` binds ``loop.create_server`` to a factory of
 :class:`_Session` (an aiosmtpd ``SMTP`` subclass, one per connection). aiosmtpd reads the
-commands and DATA; its handler hooks call :class:`securemail.receive.conversation
+commands; :mod:`securemail.receive.data` reads DATA in blocks with the result aiosmtpd's own
+line loop gives, :mod:`securemail.receive.path` the plain MAIL/RCPT path, and
+:mod:`securemail.receive.commands` holds the tables aiosmtpd would build by introspection on
+every connection. The handler hooks call :class:`securemail.receive.conversation
 .Conversation`, which applies the checks common to every listener and then the listener's
 :class:`securemail.receive.conversation.Gate`. This module adds what aiosmtpd leaves to
 its user: a cap on concurrent sessions, a gate before the greeting, the path exactly as the
@@ -15,10 +18,11 @@ A gate that identifies members (the peer listener) is asked at the first MAIL, w
 client certificate the handshake verified: no certificate is 530 5.7.0, one that is not a
 member's 550 5.7.1, and the session ends there.
 
-Security: every byte from the client is untrusted. aiosmtpd ends DATA only at
-CRLF.CRLF and drops plaintext pipelined after STARTTLS (RFC 3207 §4.2); the tests in
-tests/receive prove both. A session never holds more than ``max_message_size`` octets of
-DATA, and a slow client is cut off after ``timeout`` seconds without a complete command.
+Security: every byte from the client is untrusted. DATA ends only at CRLF.CRLF
+(receive.data, checked against aiosmtpd's loop) and aiosmtpd drops plaintext pipelined
+after STARTTLS (RFC 3207 §4.2); the tests in tests/receive prove both. A session never
+holds more than ``max_message_size`` octets of DATA (and one line and one block), and a
+slow client is cut off after ``timeout`` seconds without a complete command.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, login_always_fail, syntax
 
+from securemail.receive.commands import CommandTable, bind, command_table
 from securemail.receive.conversation import (
     Conversation,
     Gate,
@@ -41,11 +46,14 @@ from securemail.receive.conversation import (
     client_ip,
     log_refusal,
 )
+from securemail.receive.data import Body, Verdict, read_data
 from securemail.receive.door import at_limit
 from securemail.receive.model import Admit, ListenerSettings, ReceiveReason
+from securemail.receive.path import as_written, plain_path
 from securemail.replies import Reply
 
 log = logging.getLogger("securemail.receive")
+_aiosmtpd_log = logging.getLogger("mail.log")  # aiosmtpd's own logger
 
 _IDENT = "ESMTP SecureMail"  # the greeting does not name the software version
 
@@ -82,6 +90,12 @@ _BUILTIN_REPLIES = {
 }
 
 
+# aiosmtpd's replies to a transfer over a limit (given codes by _BUILTIN_REPLIES).
+_DATA_REFUSALS = {
+    Verdict.LINE_TOO_LONG: "500 Line too long (see RFC5321 4.5.3.1.6)",
+    Verdict.TOO_MUCH: "552 Error: Too much mail data",
+}
+
 _GRANTED = "235 2.7.0 Authentication successful"  # RFC 4954 §6
 
 
@@ -103,37 +117,89 @@ class _Session(SMTP):
         settings: ListenerSettings,
         live: set[_Session],
         implicit_tls: bool,
+        table: CommandTable,
     ) -> None:
-        # aiosmtpd keeps these limits in one dict shared by every session and grows it on
-        # each EHLO; each session gets its own.
-        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
-        gate = conversation.gate
-        super().__init__(
-            conversation,
-            data_size_limit=settings.max_message_size,
-            hostname=settings.hostname,
-            ident=_IDENT,
-            # With implicit TLS (RFC 8314 §3.3) the socket is TLS from the first byte:
-            # no STARTTLS inside it, and AUTH needs no further TLS.
-            tls_context=None if implicit_tls else settings.tls,
-            require_starttls=gate.requires_tls,
-            timeout=settings.timeout,
-            auth_require_tls=not implicit_tls,
-            auth_exclude_mechanism=() if gate.log_in else ("LOGIN", "PLAIN"),
-            loop=asyncio.get_running_loop(),
-        )
+        self._init_smtp(conversation, settings, implicit_tls, table)
         self._conversation = conversation
         self._max_sessions = settings.max_connections
         self._door = settings.door
         self._live = live
         self._implicit_tls = implicit_tls
         self._offered: LoginPassword | None = None
+        self._held: list[bytes] | None = None  # reply lines held back to be written at once
+        self._idle_deadline = 0.0  # loop time after which an idle session gets 421
         self.source: str | None = None  # the client's IP address, once connected
         self.member: str | None = None  # the member its client certificate names, once known
         self.admitted = False  # let in at connect (counts against the limits)
         self.in_data = False  # a DATA transfer (and its admission) is in progress
         self._mail_seen = False  # a MAIL command was accepted in this session
         self._deadlines: list[asyncio.TimerHandle] = []
+
+    def _init_smtp(
+        self,
+        conversation: Conversation,
+        settings: ListenerSettings,
+        implicit_tls: bool,
+        table: CommandTable,
+    ) -> None:
+        """What aiosmtpd 1.4.6's ``SMTP.__init__`` does with the arguments this listener
+        gives it, but with the introspected tables from ``table`` (built once per listener)
+        instead of walking the class on every connection.
+
+        With implicit TLS (RFC 8314 §3.3) the socket is TLS from the first byte: no
+        STARTTLS inside it, and AUTH needs no further TLS.
+        """
+        self.__ident__ = _IDENT
+        self.loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(loop=self.loop, limit=self.line_length_limit)
+        asyncio.StreamReaderProtocol.__init__(
+            self, reader, client_connected_cb=self._cb_client_connected, loop=self.loop
+        )
+        self.event_handler = conversation
+        self.data_size_limit = settings.max_message_size
+        self.enable_SMTPUTF8 = False
+        self._decode_data = False
+        # aiosmtpd keeps these limits in one dict shared by every session and grows it on
+        # each EHLO; each session gets its own.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        self.hostname = settings.hostname
+        self.tls_context = tls = None if implicit_tls else settings.tls
+        if tls is not None:
+            if tls.verify_mode not in {ssl.CERT_NONE, ssl.CERT_OPTIONAL}:
+                _aiosmtpd_log.warning(
+                    "tls_context.verify_mode not in {CERT_NONE, CERT_OPTIONAL}; "
+                    "this might cause client connection problems"
+                )
+            elif tls.check_hostname:
+                _aiosmtpd_log.warning(
+                    "tls_context.check_hostname == True; "
+                    "this might cause client connection problems"
+                )
+        self.require_starttls = tls and conversation.gate.requires_tls
+        self._timeout_duration = settings.timeout
+        self._timeout_handle = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._auth_require_tls = not implicit_tls
+        self._proxy_timeout = None
+        self._authenticator = None
+        self._auth_callback = login_always_fail
+        self._auth_required = False
+        excluded = () if conversation.gate.log_in else ("LOGIN", "PLAIN")
+        self._smtp_methods, self._auth_methods, self._handle_hooks = bind(table, self, excluded)
+        if _aiosmtpd_log.isEnabledFor(logging.INFO):
+            names = (
+                m + "(builtin)" if a.is_builtin else m
+                for m, a in sorted(self._auth_methods.items())
+            )
+            _aiosmtpd_log.info("Available AUTH mechanisms: " + " ".join(names))
+        self._ehlo_hook_ver = table.ehlo_hook_version
+        self._enforce_call_limit = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -242,9 +308,36 @@ class _Session(SMTP):
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 (aiosmtpd's command method)
         self.in_data = True
         try:
-            await super().smtp_DATA(arg)
+            await self._data(arg)
         finally:
             self.in_data = False
+
+    async def _data(self, arg: str) -> None:
+        """aiosmtpd 1.4.6's ``smtp_DATA``, the transfer read in blocks (receive.data)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if self.envelope is None or not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        body = Body(self.data_size_limit, self.line_length_limit)
+        try:
+            await read_data(self._reader, body)
+        except asyncio.CancelledError:
+            _aiosmtpd_log.info("Connection lost during DATA")
+            self._writer.close()
+            raise
+        if body.verdict is not Verdict.OK:
+            await self.push(_DATA_REFUSALS[body.verdict])
+            self.envelope = self._create_envelope()
+            return
+        self.envelope.content = self.envelope.original_content = body.content()
+        status = await self._call_handler_hook("DATA")
+        self.envelope = self._create_envelope()
+        await self.push("250 OK" if status is MISSING else status)
 
     async def _handle_client(self) -> None:
         refusal = self._refusal_at_connect()
@@ -257,11 +350,26 @@ class _Session(SMTP):
 
     async def push(self, status: AnyStr) -> None:
         builtin = _BUILTIN_REPLIES.get(status) if isinstance(status, str) else None
-        if builtin is None:
+        if builtin is not None:
+            log_refusal(self._conversation.gate.listener, client_ip(self.session), builtin)
+            status = builtin.line()
+        if self._held is None:
             await super().push(status)
-            return
-        log_refusal(self._conversation.gate.listener, client_ip(self.session), builtin)
-        await super().push(builtin.line())
+        else:
+            self._held.append(status.encode("ascii") if isinstance(status, str) else status)
+
+    @syntax("EHLO hostname")  # as aiosmtpd's, for HELP
+    async def smtp_EHLO(self, hostname: str) -> None:  # noqa: N802 (aiosmtpd's command method)
+        """aiosmtpd's EHLO, its reply lines written at once: the same octets in one write
+        (one system call and, after STARTTLS, one TLS record) instead of one per line."""
+        self._held = []
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            held, self._held = self._held, None
+        if held:
+            self._writer.write(b"\r\n".join(held) + b"\r\n")
+            await self._writer.drain()
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         """Keep what aiosmtpd's AUTH PLAIN/LOGIN decoded, for :meth:`_log_in` to check.
@@ -293,19 +401,29 @@ class _Session(SMTP):
         return AuthResult(success=True, auth_data=outcome, message=_GRANTED)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's parse of a path, but the address exactly as the client wrote it.
+        """The path as the client wrote it (see :mod:`securemail.receive.path`)."""
+        plain = plain_path(arg)
+        if plain is not None:
+            return plain
+        return as_written(arg, *super()._getaddr(arg))
 
-        aiosmtpd (through ``email``'s parser) silently drops a source route, comments and
-        spaces; :mod:`securemail.receive.envelope` must judge what was sent. ``<>`` stays
-        ``<>`` as in aiosmtpd.
-        """
-        address, rest = super()._getaddr(arg)
-        if not address or rest is None:
-            return address, rest
-        written = arg[: len(arg) - len(rest)].rstrip()
-        if written.startswith("<") and written.endswith(">"):
-            written = written[1:-1]
-        return written or "<>", rest
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd's idle timer (restarted by every valid command) without a new timer per
+        command: the deadline moves, and the one timer, if it fires before the deadline
+        it was set for, is set again for the rest."""
+        self._idle_deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > self._idle_deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_timer)
+
+    def _idle_timer(self) -> None:
+        handle = self._timeout_handle
+        if handle is not None and self._idle_deadline > handle.when():
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_timer)
+            return
+        self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         """No complete command within the timeout (RFC 5321 §4.5.3.2.7): 421, then close."""
@@ -384,8 +502,9 @@ async def start_listener(
     logging.getLogger("mail.log").addFilter(_drop_login_data_warning)  # a set: added once
     conversation = Conversation(settings, gate, admit)
     live: set[_Session] = set()
+    table = command_table(_Session, conversation)
     server = await asyncio.get_running_loop().create_server(
-        lambda: _Session(conversation, settings, live, implicit_tls),
+        lambda: _Session(conversation, settings, live, implicit_tls, table),
         settings.host,
         settings.port,
         ssl=settings.tls if implicit_tls else None,

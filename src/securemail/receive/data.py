@@ -1,0 +1,118 @@
+"""The DATA transfer read in blocks, with the verdict aiosmtpd 1.4.6's line loop reaches.
+
+Theory of operation: aiosmtpd reads DATA a line at a time (``readuntil(CRLF)`` through a
+1001-octet stream limit) and runs Python for every line. :func:`read_data` instead asks the
+stream for everything up to the next ``.CRLF`` (or, past the stream limit, for what is
+buffered) and hands whole blocks to :class:`Body`, which finds the lines with one split
+per block. The result is the same, octet for octet and reply for reply:
+
+- DATA ends only at a line that is exactly ``.`` CRLF, that is ``.CRLF`` at the start of
+  the transfer or after CRLF (RFC 5321 §4.1.1.4); a bare CR or LF before the dot is not a
+  line end (SMTP smuggling, THREATS.md B). Nothing after that line is read: it stays in
+  the stream for the next command.
+- A line longer than 1001 octets with its CRLF (RFC 5321 §4.5.3.1.6, plus the
+  transparency dot) makes the reply ``500 Line too long``; more than ``size_limit`` octets
+  of lines (counted with their CRLF, before dot-unstuffing) make it ``552 Too much mail
+  data``. Whichever aiosmtpd would have met first is the one given: a line whose text is
+  over 1001 octets overran its stream limit before the line was counted, a shorter
+  over-long line was counted first. Both are given only after the final dot.
+- Once the verdict is not "ok" nothing more is kept, so a transfer never holds more than
+  ``size_limit`` octets plus one line and one block.
+- Dot-unstuffing (RFC 5321 §4.5.2): the first octet of every line that starts with a dot is
+  removed.
+
+Security: every octet is the client's. The stream's own limit bounds what one read
+returns; tests/receive/test_data.py checks :class:`Body` against aiosmtpd's line loop on
+generated transfers, and tests/receive/test_smuggling.py the listener end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+
+_CRLF = b"\r\n"
+_DOT_LINE = b".\r\n"
+
+
+class Verdict(enum.Enum):
+    """How a DATA transfer ended: a message, or which limit it broke first."""
+
+    OK = enum.auto()
+    LINE_TOO_LONG = enum.auto()
+    TOO_MUCH = enum.auto()
+
+
+class Body:
+    """The octets of one DATA transfer before its final dot, fed in blocks of any size.
+
+    ``line_limit`` is aiosmtpd's ``line_length_limit`` (1001, the stream limit too);
+    ``size_limit`` its ``data_size_limit`` (None or 0: none).
+    """
+
+    def __init__(self, size_limit: int | None, line_limit: int) -> None:
+        self.verdict = Verdict.OK
+        self._size_limit = size_limit or 0
+        self._line_limit = line_limit
+        self._parts: list[bytes] = []
+        self._open = b""  # the last line so far, without its CRLF yet
+        self._counted = 0  # octets of whole lines so far, with their CRLF
+
+    def feed(self, block: bytes) -> None:
+        """The next octets of the transfer (never past the final dot's CRLF)."""
+        if self.verdict is not Verdict.OK:
+            return
+        self._parts.append(block)
+        lines = (self._open + block).split(_CRLF)
+        self._open = lines.pop()
+        if lines and max(map(len, lines)) + 2 > self._line_limit:
+            self._stop(self._first_too_long(lines))
+            return
+        self._counted += sum(map(len, lines)) + 2 * len(lines)
+        if self._size_limit and self._counted > self._size_limit:
+            self._stop(Verdict.TOO_MUCH)
+        elif len(self._open) > self._line_limit + 1:
+            # Its text is longer than the stream limit even if a CR ends it: it overran.
+            self._stop(Verdict.LINE_TOO_LONG)
+
+    def _first_too_long(self, lines: list[bytes]) -> Verdict:
+        """Which limit aiosmtpd meets first, given that one of ``lines`` is too long."""
+        start = self._counted
+        for line in lines:
+            if len(line) + 2 > self._line_limit:
+                # Longer than the stream limit: LimitOverrunError before it was counted.
+                counted = start if len(line) > self._line_limit else start + len(line) + 2
+                over = self._size_limit and counted > self._size_limit
+                return Verdict.TOO_MUCH if over else Verdict.LINE_TOO_LONG
+            start += len(line) + 2
+        raise AssertionError("no line is too long")
+
+    def _stop(self, verdict: Verdict) -> None:
+        self.verdict = verdict
+        self._parts.clear()
+        self._open = b""
+
+    def content(self) -> bytes:
+        """The message: every line with its CRLF, dot-unstuffed (only for Verdict.OK)."""
+        if self.verdict is not Verdict.OK or self._open:
+            raise ValueError("the transfer did not end in a message")
+        data = b"".join(self._parts).replace(b"\r\n.", _CRLF)
+        return data[1:] if data.startswith(b".") else data
+
+
+async def read_data(reader: asyncio.StreamReader, body: Body) -> None:
+    """Feed ``body`` from ``reader`` up to the line ``.``, which is read but not fed."""
+    tail = b""  # the last two octets read so far (empty: at the start of the transfer)
+    while True:
+        try:
+            block = await reader.readuntil(_DOT_LINE)
+        except asyncio.LimitOverrunError as error:
+            # No ".CRLF" starts within error.consumed octets: they cannot end the transfer.
+            block = await reader.read(error.consumed)
+        else:
+            before = (tail + block[:-3])[-2:]
+            if before == _CRLF or (not tail and len(block) == 3):
+                body.feed(block[:-3])
+                return
+        body.feed(block)
+        tail = (tail + block)[-2:]
