@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from hypothesis import given
@@ -27,6 +28,14 @@ def test_normalised_text_has_only_crlf(body: bytes) -> None:
     assert normal.replace(b"\r\n", b"") == body.replace(b"\r\n", b"").replace(b"\r", b"").replace(
         b"\n", b""
     )
+
+
+@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\n\r"]), max_size=60))
+def test_the_canonical_fast_path_agrees_with_the_substitution(parts: list[bytes]) -> None:
+    """Line ends only: the result is the regular substitution's, whether the input was
+    already canonical (returned as is) or not."""
+    body = b"".join(parts)
+    assert normalise_line_ends(body) == re.sub(rb"\r\n|\r|\n", b"\r\n", body)
 
 
 def test_header_section_stops_at_the_empty_line() -> None:

@@ -34,6 +34,9 @@ def normalise_line_ends(body: bytes) -> bytes:
     end could let ``<LF>.<LF>`` end DATA there; after this, what we relay onward has only
     CRLF line ends, and the sending client's dot-stuffing (RFC 5321 §4.5.2) covers them.
     """
+    crlf = body.count(b"\r\n")
+    if body.count(b"\r") == crlf and body.count(b"\n") == crlf:
+        return body  # every CR begins a CRLF and every LF ends one: already canonical
     return _LINE_END.sub(b"\r\n", body)
 
 
