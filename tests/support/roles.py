@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence, Set
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from securemail.bounces import NoticeContext
 from securemail.config.node import Delivery, Organisation
 from securemail.deliver.seal import Origin
+from securemail.deliver.target import Target
 from securemail.directory.model import Directory
 from securemail.keys.org import OrgKeys
 from securemail.queue import Direction, QueueStore
@@ -25,6 +27,7 @@ from securemail.queue.commits import GroupCommit
 from securemail.queue.threads import DatabaseThreads
 from securemail.relay import Destination, RelayError
 from securemail.replies import Reply, ok
+from securemail.unprotect.context import UnprotectContext
 from tests.conftest import NOW, Org, Pki
 from tests.directory.conftest import member_of
 
@@ -130,3 +133,27 @@ def notices_for(orgs: dict[str, OrgKeys], queue: QueueAccess) -> NoticeContext:
     """The notice context of a node named ``gw.test`` serving ``orgs``."""
     by_domain = {d: k.organisation for k in orgs.values() for d in k.organisation.domains}
     return NoticeContext("gw.test", orgs, by_domain.get, queue, lambda: NOW)
+
+
+def unprotect_context(
+    pki: Pki,
+    queue: Queue,
+    orgs: dict[str, OrgKeys],
+    target: Target,
+    *,
+    clock: Callable[[], datetime] = lambda: NOW,
+    **settings: Any,
+) -> UnprotectContext:
+    """The inbound role of a node named ``gw.test`` serving ``orgs`` on ``queue``, the
+    agency's verified mail going to ``target``; ``settings``: other UnprotectContext fields."""
+    return UnprotectContext(
+        name="gw.test",
+        orgs=orgs,
+        targets={"agency": target},
+        directory=lambda: directory(pki),
+        trust=pki.trust,
+        queue=queue.access,
+        notices=notices_for(orgs, queue.access),
+        clock=clock,
+        **settings,
+    )

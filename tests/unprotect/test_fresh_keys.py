@@ -17,10 +17,9 @@ from securemail.deliver.seal import Origin
 from securemail.queue import Direction, Entry, Event, State
 from securemail.queue.store import QueueStore
 from securemail.replies import Reply, temporary
-from securemail.unprotect.context import UnprotectContext
 from securemail.unprotect.service import Inbound
 from tests.conftest import NOW, Pki
-from tests.support.roles import directory, notices_for, open_queue, org_keys
+from tests.support.roles import open_queue, org_keys, unprotect_context
 from tests.unprotect.test_service import from_ministry, inbound
 
 ALICE = "alice@agency.govt.nz"
@@ -73,16 +72,7 @@ def run(pki: Pki, tmp_path: Path, target: MaildirTarget, *steps: Step) -> Entry:
     async def scenario() -> Entry:
         async with open_queue(tmp_path / "queue.sqlite") as queue:
             orgs = {"agency": org_keys(pki.agency, "agency", tmp_path)}
-            context = UnprotectContext(
-                name="gw.test",
-                orgs=orgs,
-                targets={"agency": target},
-                directory=lambda: directory(pki),
-                trust=pki.trust,
-                queue=queue.access,
-                notices=notices_for(orgs, queue.access),
-                clock=lambda: NOW,
-            )
+            context = unprotect_context(pki, queue, orgs, target)
             entry_id = queue.store.enqueue(inbound(from_ministry(pki)), NOW)
             for step in steps:
                 await step(Inbound(context), queue.store, entry_id)

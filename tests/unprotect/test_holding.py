@@ -13,10 +13,9 @@ from securemail.keys.org import OrgKeys
 from securemail.logbook import QueueLine
 from securemail.queue import Direction, Entry, State
 from securemail.smime import ProtectOptions, SealedFor, protect
-from securemail.unprotect.context import UnprotectContext
 from securemail.unprotect.service import Inbound
 from tests.conftest import NOW, Pki
-from tests.support.roles import RecordingTarget, directory, notices_for, open_queue, org_keys
+from tests.support.roles import RecordingTarget, open_queue, org_keys, unprotect_context
 from tests.unprotect.test_service import FROM_MINISTRY, inbound
 
 
@@ -51,14 +50,11 @@ def process_one(
     async def scenario() -> Entry:
         async with open_queue(tmp_path / "queue.sqlite") as queue:
             queue.store.observe(target.lines.extend)
-            context = UnprotectContext(
-                name="gw.test",
-                orgs=orgs,
-                targets={"agency": target},
-                directory=lambda: directory(pki),
-                trust=pki.trust,
-                queue=queue.access,
-                notices=notices_for(orgs, queue.access),
+            context = unprotect_context(
+                pki,
+                queue,
+                orgs,
+                target,
                 clock=lambda: now,
                 expected=frozenset({"agency"}),
                 hold_without_key=timedelta(days=2),

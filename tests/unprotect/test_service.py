@@ -15,10 +15,9 @@ from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.queue import Direction, Entry, NewMessage, QueueError, QueueReason, State
 from securemail.replies import Reply
 from securemail.smime import ProtectOptions, SealedFor, protect
-from securemail.unprotect.context import UnprotectContext
 from securemail.unprotect.service import Inbound
 from tests.conftest import NOW, Pki
-from tests.support.roles import RecordingTarget, directory, notices_for, open_queue, org_keys
+from tests.support.roles import RecordingTarget, open_queue, org_keys, unprotect_context
 
 # The agency's gateway receives the ministry's mail for alice.
 FROM_MINISTRY = (
@@ -51,16 +50,7 @@ def process(
     async def scenario() -> list[Entry]:
         async with open_queue(tmp_path / "queue.sqlite") as queue:
             orgs = {"agency": org_keys(pki.agency, "agency", tmp_path)}
-            context = UnprotectContext(
-                name="gw.test",
-                orgs=orgs,
-                targets={"agency": target},
-                directory=lambda: directory(pki),
-                trust=pki.trust,
-                queue=queue.access,
-                notices=notices_for(orgs, queue.access),
-                clock=lambda: NOW,
-            )
+            context = unprotect_context(pki, queue, orgs, target)
             for body in bodies:
                 queue.store.enqueue(body if isinstance(body, NewMessage) else inbound(body), NOW)
                 [claimed] = queue.store.claim(Direction.INBOUND, NOW, 1)
@@ -157,16 +147,7 @@ def test_a_store_that_cannot_tell_copies_gets_one_across_a_takeover(
     async def scenario() -> tuple[Entry, list[str]]:
         async with open_queue(tmp_path / "queue.sqlite") as queue:
             orgs = {"agency": org_keys(pki.agency, "agency", tmp_path)}
-            context = UnprotectContext(
-                name="gw.test",
-                orgs=orgs,
-                targets={"agency": target},
-                directory=lambda: directory(pki),
-                trust=pki.trust,
-                queue=queue.access,
-                notices=notices_for(orgs, queue.access),
-                clock=lambda: NOW,
-            )
+            context = unprotect_context(pki, queue, orgs, target)
             entry_id = queue.store.enqueue(inbound(from_ministry(pki)), NOW)
             lease = timedelta(seconds=30)
             [stale] = queue.store.claim(Direction.INBOUND, NOW, 1, owner="gw-a/11", lease=lease)
