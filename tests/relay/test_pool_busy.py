@@ -148,22 +148,28 @@ def test_peer_over_its_share_gets_every_message_without_deferral(tls_pki: TlsPki
 
 
 def test_peer_busy_past_the_wait_defers_at_greeting(tls_pki: TlsPki) -> None:
-    """A peer that refuses every session at the greeting: after the bounded wait, the
-    attempt fails as before (connect-failed), in about ``busy_seconds``."""
+    """A peer that refuses every session at the greeting: after the bounded wait, each of
+    eight sends fails as before (connect-failed), having tried twice, not in a loop."""
     peer = SharePeer(0, "greeting")
 
-    async def run() -> None:
+    async def run() -> list[BaseException | dict[str, Reply]]:
         pool = RelayPool(PoolLimits(busy_seconds=0.3))
         async with serving(peer, tls_pki.context(tls_pki.server)) as port:
+            dest = member(port, tls_pki)
             started = time.monotonic()
-            with pytest.raises(RelayError) as caught:
-                await mail(pool, member(port, tls_pki), "b@y.example")
-            assert caught.value.reason is RelayReason.CONNECT_FAILED
+            sends = (
+                send(dest, "a@x.example", [f"r{k}@y.example"], BODY, pool=pool) for k in range(8)
+            )
+            outcomes = await asyncio.gather(*sends, return_exceptions=True)
             assert 0.3 <= time.monotonic() - started < 5
             await pool.close_all()
+            return outcomes
 
-    asyncio.run(run())
-    assert peer.refused == 2  # the first attempt and the one after the wait: no busy loop
+    outcomes = asyncio.run(run())
+    assert all(
+        isinstance(o, RelayError) and o.reason is RelayReason.CONNECT_FAILED for o in outcomes
+    )
+    assert peer.refused == 16  # each send's first attempt and the one after the wait
 
 
 def test_peer_busy_past_the_wait_defers_at_mail(tls_pki: TlsPki) -> None:

@@ -273,8 +273,8 @@ class RelayPool:
             return self._unclaimed(dest, waiter)
         except BaseException:
             session = self._unclaimed(dest, waiter)
-            if session is not None:  # handed over as this task was cancelled: pass it on
-                session.client.close()
+            if session is not None and not self._pass_on(dest, session):
+                session.client.close()  # handed over as this task was cancelled
                 self._gone(dest)
             raise
 
@@ -304,18 +304,20 @@ class RelayPool:
         try:
             return _Session(await open_session(dest))
         except SMTPConnectResponseError as exc:
-            self._gone(dest)
+            self._gone(dest, freed=False)
             if exc.code == 421:
                 raise _PeerBusyError from exc
             raise
         except BaseException:
-            self._gone(dest)
+            self._gone(dest, freed=False)
             raise
 
-    def _gone(self, dest: Destination) -> None:
-        """An active session was closed: a waiting message may open one in its place."""
+    def _gone(self, dest: Destination, *, freed: bool = True) -> None:
+        """An active session was closed. If the peer had taken it (``freed``), a waiting
+        message may open one in its place; a refused one frees nothing there, and waking a
+        waiter for it would only make the next refusal at once."""
         self._flow(dest).active -= 1
-        waiter = self._next_waiter(dest)
+        waiter = self._next_waiter(dest) if freed else None
         if waiter is not None:
             waiter.set_result(None)
         self._forget(dest)
@@ -331,9 +333,9 @@ class RelayPool:
         """Run the transaction; pass the session on or close it after, close it on failure."""
         try:
             results = await _run(session, mail_from, wanted, body)
-        except BaseException:
+        except BaseException as exc:
             session.client.close()
-            self._gone(dest)
+            self._gone(dest, freed=not isinstance(exc, _PeerBusyError))
             raise
         session.messages += 1
         # Any refusal may have left a transaction open (MAIL accepted, every RCPT refused):
