@@ -7,6 +7,7 @@ Run from the repository root, as root (the Postfix reference needs it)::
     python bench/gateway_bench.py --markdown       # Markdown table, for docs/performance.md
     python bench/gateway_bench.py --no-postgres --no-postfix --count 500
     python bench/gateway_bench.py --sizes 4 --no-scaling   # 4 KiB only, no scaling rows
+    python bench/gateway_bench.py --sizes 4 --two-nodes-only --scaling-count 500
     python bench/gateway_bench.py --py-spy /tmp/profiles   # also profile both nodes
     python bench/gateway_bench.py --count-sql      # also transactions, commits, statements
 
@@ -737,6 +738,19 @@ def scaling_rows(
     if args.no_postgres:
         log("two nodes on one PostgreSQL: skipped (--no-postgres)")
         return rows
+    return rows + two_node_rows(args, setups, root, passphrase, originals)
+
+
+def two_node_rows(
+    args: argparse.Namespace,
+    setups: dict[str, NodeSetup],
+    root: Path,
+    passphrase: bytes,
+    originals: dict[str, str],
+) -> list[Row]:
+    """Two sending nodes of one member on one PostgreSQL database, to gateway B."""
+    size, count = min(args.counts), args.scaling_count
+    agency, provider = setups["agency"], setups["provider"]
     log(f"two nodes A + A' -> B on one PostgreSQL, {count} x {size // KIB} KiB ...")
     second = second_node(agency)
     both = {**setups, "agency-2": second}
@@ -748,8 +762,7 @@ def scaling_rows(
             result = asyncio.run(drive(both, up, size, count, args, senders=("agency", "agency-2")))
     log(f"  CPU per message, {cpu_split(result)}")
     path = "two nodes A + A' → B, one PostgreSQL"
-    rows.append(Row(size, path, count, result.rate, result))
-    return rows
+    return [Row(size, path, count, result.rate, result)]
 
 
 def sql_split(work: Counter[str], count: int) -> str:
@@ -933,6 +946,11 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="skip the outbound-alone (workers = 1 / auto) and two-node rows",
     )
     parser.add_argument(
+        "--two-nodes-only",
+        action="store_true",
+        help="only the two-node row (A + A' -> B, one PostgreSQL), at the first size",
+    )
+    parser.add_argument(
         "--scaling-count",
         type=int,
         default=SCALING_COUNT,
@@ -977,6 +995,8 @@ def run(args: argparse.Namespace) -> list[Row]:
             args.count_sql = root / "sql-count"
             args.count_sql.mkdir()
             count_sql(args.count_sql)
+        if args.two_nodes_only:
+            return two_node_rows(args, setups, root, secret, originals)
         rows = gateway_rows(args, setups, root, secret)
         if args.quick or args.no_scaling:
             why = "--quick" if args.quick else "--no-scaling"

@@ -17,6 +17,16 @@ fails on its first command (RSET or MAIL) with a drop or a 421; then it is dropp
 message is sent ONCE more on a new session. Only then: nothing of the message was accepted
 yet. Any failure after MAIL is the attempt's failure (RelayError), as without a pool.
 
+A peer that refuses a NEW session because it is busy (421 to the greeting, or to the first
+MAIL: the door's share per source or per member, THREATS.md K) makes the pool lower that
+Destination's allowed sessions to the number open now, as Postfix's destination concurrency
+feedback does; the message then waits for a session of that Destination to come free (at
+most ``busy_seconds``, then one more attempt whose failure is the normal deferral) instead
+of going back to the queue's retry schedule. Each later transaction raises the limit by
+1/limit, until it reaches ``idle_per_destination`` and is forgotten. Two nodes of one
+member sending to one peer each learn their part of the peer's share this way. A session
+handed to a waiting message is one the pool would have parked: checked, clean, reusable.
+
 One pool belongs to one event loop (its sessions' sockets do): the node makes it, passes it
 to every ``send`` and awaits :meth:`RelayPool.close_all` at stop. Taking and parking are
 synchronous steps of the loop, so one session is never in two transactions at once.
@@ -32,9 +42,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass
 
-from aiosmtplib import SMTP, SMTPException, SMTPResponseException, SMTPServerDisconnected
+from aiosmtplib import (
+    SMTP,
+    SMTPConnectResponseError,
+    SMTPException,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+)
 
 from securemail.relay.client import Destination, open_session, quit_session, relay_error
 from securemail.relay.transaction import finish_mail, start_mail
@@ -60,11 +77,14 @@ class PoolLimits:
     the receiving listener's connection slots (shared by all its clients), and below the
     shortest idle timeout a peer is likely to use (Postfix ``smtpd_timeout`` is 10 s under
     stress), so the peer rarely closes a session we are about to take.
+    ``busy_seconds``: how long a message waits for a session once the Destination refused
+    a new one as busy (or while it is at its lowered limit), before one last attempt.
     """
 
     idle_per_destination: int = 4
     messages_per_session: int = 100
     idle_seconds: float = 5.0
+    busy_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if self.idle_per_destination < 0:
@@ -73,10 +93,36 @@ class PoolLimits:
             raise ValueError("messages_per_session must be at least 1")
         if self.idle_seconds <= 0:
             raise ValueError("idle_seconds must be positive")
+        if self.busy_seconds < 0:
+            raise ValueError("busy_seconds must not be negative")
 
 
 class _StaleSessionError(Exception):
     """A parked session failed on its first command: the peer had closed it."""
+
+
+class _PeerBusyError(Exception):
+    """The peer refused a new session as busy: ``refusal`` (421 to MAIL) or the cause."""
+
+    def __init__(self, refusal: dict[str, Reply] | None = None) -> None:
+        super().__init__()
+        self.refusal = refusal
+
+
+class _Flow:
+    """One Destination's sessions in use and what the peer allows (mutable by design).
+
+    ``active``: sessions opening or in a transaction (parked ones are the pool's ``_idle``);
+    ``limit``: the most sessions the peer took lately (None: not limited); ``waiters``:
+    messages waiting for a session, each given one (or None: a slot came free).
+    """
+
+    __slots__ = ("active", "limit", "waiters")
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.limit: float | None = None
+        self.waiters: deque[asyncio.Future[_Session | None]] = deque()
 
 
 class _Session:
@@ -100,6 +146,7 @@ class RelayPool:
     def __init__(self, limits: PoolLimits | None = None) -> None:
         self.limits = limits or PoolLimits()
         self._idle: dict[Destination, list[_Session]] = {}
+        self._flows: dict[Destination, _Flow] = {}
         self._quitting: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -116,19 +163,34 @@ class RelayPool:
         ``wanted`` holds distinct recipients. Raises RelayError as ``send`` does.
         """
         self._check_loop()
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None  # set once the message has to wait for a session
         try:
-            session = self._take(dest)
-            if session is not None:
+            while True:
+                session = self._take(dest)
+                if session is None and (deadline is not None or self._full(dest)):
+                    if deadline is None:
+                        deadline = loop.time() + self.limits.busy_seconds
+                    session = await self._wait(dest, deadline)
+                if session is not None:
+                    try:
+                        return await self._use(dest, session, mail_from, wanted, body)
+                    except _StaleSessionError:
+                        log.debug(
+                            "parked session to %s:%d was closed; opening a new one",
+                            dest.host,
+                            dest.port,
+                        )
                 try:
-                    return await self._use(dest, session, mail_from, wanted, body)
-                except _StaleSessionError:
-                    log.debug(
-                        "parked session to %s:%d was closed; opening a new one",
-                        dest.host,
-                        dest.port,
-                    )
-            session = _Session(await open_session(dest))
-            return await self._use(dest, session, mail_from, wanted, body)
+                    return await self._use(dest, await self._open(dest), mail_from, wanted, body)
+                except _PeerBusyError as busy:
+                    self._lower(dest)
+                    if deadline is None:
+                        deadline = loop.time() + self.limits.busy_seconds
+                    elif loop.time() >= deadline:  # waited enough: the queue's deferral
+                        if busy.refusal is not None:
+                            return busy.refusal
+                        raise busy.__cause__ or busy from None
         except (SMTPException, OSError, TimeoutError) as exc:
             raise relay_error(exc, dest) from exc
 
@@ -161,37 +223,152 @@ class RelayPool:
                 session.client.close()  # the peer closed it while parked (EOF already seen)
         if not sessions:
             self._idle.pop(dest, None)
+        if found is not None:
+            self._flow(dest).active += 1
         return found
+
+    def _flow(self, dest: Destination) -> _Flow:
+        flow = self._flows.get(dest)
+        if flow is None:
+            flow = self._flows[dest] = _Flow()
+        return flow
+
+    def _full(self, dest: Destination) -> bool:
+        """Whether ``dest`` has as many sessions open as the peer took lately."""
+        flow = self._flows.get(dest)
+        if flow is None or flow.limit is None:
+            return False
+        return flow.active + self.idle(dest) >= int(flow.limit)
+
+    def _lower(self, dest: Destination) -> None:
+        """The peer refused a new session as busy: allow only as many as are open now."""
+        flow = self._flow(dest)
+        limit = max(1, flow.active + self.idle(dest))
+        if flow.limit is None or limit < int(flow.limit):
+            log.info(
+                "peer %s:%d is busy: at most %d sessions to it for now", dest.host, dest.port, limit
+            )
+        flow.limit = limit if flow.limit is None else min(flow.limit, limit)
+
+    def _raise_limit(self, dest: Destination) -> None:
+        """A transaction went through: the limit grows by 1/limit, up to the idle limit."""
+        flow = self._flows.get(dest)
+        if flow is None or flow.limit is None:
+            return
+        flow.limit += 1 / flow.limit
+        if flow.limit >= max(1, self.limits.idle_per_destination):
+            flow.limit = None
+            self._forget(dest)
+
+    async def _wait(self, dest: Destination, deadline: float) -> _Session | None:
+        """A session handed over by a transaction that ended, or None: a slot came free, or
+        ``deadline`` (the loop's clock) passed."""
+        waiter: asyncio.Future[_Session | None] = asyncio.get_running_loop().create_future()
+        flow = self._flow(dest)
+        flow.waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await waiter
+        except TimeoutError:
+            return self._unclaimed(dest, waiter)
+        except BaseException:
+            session = self._unclaimed(dest, waiter)
+            if session is not None and not self._pass_on(dest, session):
+                session.client.close()  # handed over as this task was cancelled
+                self._gone(dest)
+            raise
+
+    def _unclaimed(
+        self, dest: Destination, waiter: asyncio.Future[_Session | None]
+    ) -> _Session | None:
+        """Stop waiting; what was handed to ``waiter`` meanwhile, if anything."""
+        flow = self._flow(dest)
+        if waiter in flow.waiters:
+            flow.waiters.remove(waiter)
+        if waiter.done() and not waiter.cancelled():
+            return waiter.result()
+        waiter.cancel()
+        return None
+
+    def _next_waiter(self, dest: Destination) -> asyncio.Future[_Session | None] | None:
+        flow = self._flows.get(dest)
+        while flow is not None and flow.waiters:
+            waiter = flow.waiters.popleft()
+            if not waiter.done():
+                return waiter
+        return None
+
+    async def _open(self, dest: Destination) -> _Session:
+        """A new session, counted as active; _PeerBusyError for a 421 to the greeting."""
+        self._flow(dest).active += 1
+        try:
+            return _Session(await open_session(dest))
+        except SMTPConnectResponseError as exc:
+            self._gone(dest, freed=False)
+            if exc.code == 421:
+                raise _PeerBusyError from exc
+            raise
+        except BaseException:
+            self._gone(dest, freed=False)
+            raise
+
+    def _gone(self, dest: Destination, *, freed: bool = True) -> None:
+        """An active session was closed. If the peer had taken it (``freed``), a waiting
+        message may open one in its place; a refused one frees nothing there, and waking a
+        waiter for it would only make the next refusal at once."""
+        self._flow(dest).active -= 1
+        waiter = self._next_waiter(dest) if freed else None
+        if waiter is not None:
+            waiter.set_result(None)
+        self._forget(dest)
+
+    def _forget(self, dest: Destination) -> None:
+        flow = self._flows.get(dest)
+        if flow is not None and not flow.active and not flow.waiters and flow.limit is None:
+            del self._flows[dest]
 
     async def _use(
         self, dest: Destination, session: _Session, mail_from: str, wanted: list[str], body: bytes
     ) -> dict[str, Reply]:
-        """Run the transaction; park or close the session after it, close it on any failure."""
+        """Run the transaction; pass the session on or close it after, close it on failure."""
         try:
             results = await _run(session, mail_from, wanted, body)
-        except BaseException:
+        except BaseException as exc:
             session.client.close()
+            self._gone(dest, freed=not isinstance(exc, _PeerBusyError))
             raise
         session.messages += 1
         # Any refusal may have left a transaction open (MAIL accepted, every RCPT refused):
         # RSET before the next one is cheap and needs no finer bookkeeping.
         session.needs_rset = not all(reply.ok for reply in results.values())
-        if not self._park(dest, session):
-            await quit_session(session.client)
+        self._raise_limit(dest)
+        if not self._pass_on(dest, session):
+            try:
+                await quit_session(session.client)
+            finally:
+                self._gone(dest)
         return results
 
-    def _park(self, dest: Destination, session: _Session) -> bool:
+    def _pass_on(self, dest: Destination, session: _Session) -> bool:
+        """Hand the session to a waiting message, or park it; False: it is to be closed."""
         limits = self.limits
         if (
             self._closed
             or not session.client.is_connected
             or session.messages >= limits.messages_per_session
-            or self.idle(dest) >= limits.idle_per_destination
         ):
+            return False
+        waiter = self._next_waiter(dest)
+        if waiter is not None:
+            waiter.set_result(session)  # still active: the waiting transaction takes it
+            return True
+        if self.idle(dest) >= limits.idle_per_destination:
             return False
         loop = asyncio.get_running_loop()
         session.expiry = loop.call_later(limits.idle_seconds, self._expire, dest, session)
         self._idle.setdefault(dest, []).append(session)
+        self._flow(dest).active -= 1
+        self._forget(dest)
         return True
 
     def _expire(self, dest: Destination, session: _Session) -> None:
@@ -222,9 +399,10 @@ async def _run(
         raise
     if refusal is None:
         return await finish_mail(client, mail_from, wanted, body)
-    if session.messages and not client.is_connected:
-        # A 421 to MAIL closed the session: the peer's own idle timeout crossed our MAIL.
-        raise _StaleSessionError
+    if not client.is_connected:  # a 421 to MAIL closed the session
+        if session.messages:  # the peer's own idle timeout crossed our MAIL
+            raise _StaleSessionError
+        raise _PeerBusyError(refusal)  # a new session refused: the door's share is taken
     return refusal
 
 
