@@ -480,14 +480,30 @@ class GpgsmPeer:
         (home / "trustlist.txt").write_text(f"{anchor} S relax\n")
         (home / "gpgsm.conf").write_text("disable-crl-checks\ndisable-dirmngr\n")
         (home / "gpg-agent.conf").write_text("allow-loopback-pinentry\n")
-        p12 = home / "peer.p12"
-        run(
-            "openssl", "pkcs12", "-export", "-legacy", "-inkey", keys.smime_key,
-            "-in", keys.signing, "-certfile", keys.anchor, "-out", p12,
-            "-passout", f"pass:{P12_PASSPHRASE}",
-        )  # fmt: skip
         self.gpgsm("--import", keys.anchor, keys.encryption)
-        self.gpgsm("--import", p12, passphrase=True)
+        self._import_key()
+
+    def _import_key(self, tries: int = 3) -> None:
+        """The peer's key into gpgsm, from a legacy PKCS#12 made by ``openssl pkcs12``.
+
+        gpgsm 2.2 now and then refuses a good file ("decryption failed; trying charset …",
+        "error parsing or decrypting the PKCS#12 file"; seen once in many CI runs, the same
+        test passing at once when run again), so a refusal of that kind is met with a new
+        file (new salt and IV), at most ``tries`` times; any other error is raised at once.
+        """
+        p12 = self.home / "peer.p12"
+        for attempt in range(tries):
+            run(
+                "openssl", "pkcs12", "-export", "-legacy", "-inkey", self.keys.smime_key,
+                "-in", self.keys.signing, "-certfile", self.keys.anchor, "-out", p12,
+                "-passout", f"pass:{P12_PASSPHRASE}",
+            )  # fmt: skip
+            try:
+                self.gpgsm("--import", p12, passphrase=True)
+                return
+            except ForeignPeerError as error:
+                if "decrypting the PKCS#12" not in str(error) or attempt == tries - 1:
+                    raise
 
     @property
     def env(self) -> dict[str, str]:
