@@ -36,15 +36,16 @@ def connect(url: str) -> Engine:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     # hide_parameters: errors and logs must never carry a message body or address list.
-    # A server's connections can go stale (restart, failover): each is pinged when taken
-    # from the pool. A SQLite file cannot, and the ping was a statement per transaction.
-    remote = parsed.get_backend_name() != "sqlite"
-    engine = create_engine(parsed, hide_parameters=True, pool_pre_ping=remote)
+    # A server's connections can go stale (restart, failover): each is checked when taken
+    # from the pool, by the BEGIN of its transaction (dialect.postgresql_checkout), not by
+    # the pool's pre-ping, which was a round trip of its own. A SQLite file cannot go stale.
+    engine = create_engine(parsed, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", dialect.sqlite_connect)
         event.listen(engine, "begin", dialect.sqlite_begin)
     elif engine.dialect.name == "postgresql":
         event.listen(engine, "connect", dialect.postgresql_connect)
+        event.listen(engine, "checkout", dialect.postgresql_checkout)
     else:
         detail = f"unsupported database {parsed.drivername}"
         raise StorageError(StorageReason.UNSAFE_SETTINGS, detail)
