@@ -18,7 +18,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from securemail.storage import dialect
+from securemail.storage import dialect, prepared
 from securemail.storage.dialect import WRITE
 from securemail.storage.errors import StorageError, StorageReason
 
@@ -46,6 +46,7 @@ def connect(url: str) -> Engine:
     elif engine.dialect.name == "postgresql":
         event.listen(engine, "connect", dialect.postgresql_connect)
         event.listen(engine, "checkout", dialect.postgresql_checkout)
+        event.listen(engine, "checkin", prepared.forget_cursor)
     else:
         detail = f"unsupported database {parsed.drivername}"
         raise StorageError(StorageReason.UNSAFE_SETTINGS, detail)
