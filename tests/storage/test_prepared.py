@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import (
@@ -183,6 +184,41 @@ def test_statement_listeners_see_every_statement(engine: Engine) -> None:
         INSERT.run(conn, [_row("a"), _row("b")])
         BY_IDS.rows(conn, {"b_ids": ["a"]})
     assert [s for s in seen if s[0] != "BEGIN"] == [("INSERT", True), ("SELECT", False)]
+
+
+def test_an_idle_connection_keeps_no_cursor_or_rows(engine: Engine) -> None:
+    """On PostgreSQL a transaction's statements share one cursor, closed with the rows it
+    read when the connection goes back to the pool; on SQLite each statement has its own."""
+    cursors: list[Any] = []
+
+    def listen(  # noqa: PLR0917 - SQLAlchemy's event signature
+        conn: object, cursor: object, text: str, values: object, context: object, many: bool
+    ) -> None:
+        cursors.append(cursor)
+
+    event.listen(engine, "before_cursor_execute", listen)
+    with transaction(engine, "test", write=True) as conn:
+        INSERT.run(conn, [_row("a", body=b"body"), _row("b", body=None)])
+        assert [r.body for r in BY_IDS.rows(conn, {"b_ids": ["a"]})] == [b"body"]
+        assert BY_IDS.first(conn, {"b_ids": ["b"]}) is not None
+    if engine.dialect.name == "postgresql":
+        assert len({id(c) for c in cursors}) == 1
+        assert cursors[0].closed
+    else:
+        assert len({id(c) for c in cursors}) == len(cursors) > 1
+
+
+def test_a_failed_statement_leaves_the_next_transaction_working(engine: Engine) -> None:
+    """After a statement fails, the next transaction on the pooled connection runs its
+    statements and reads their rows."""
+    with transaction(engine, "test", write=True) as conn:
+        INSERT.run(conn, _row("a"))
+    with pytest.raises(StorageError), transaction(engine, "test", write=True) as conn:
+        BY_IDS.rows(conn, {"b_ids": ["a"]})
+        INSERT.run(conn, _row("a"))
+    with transaction(engine, "test", write=True) as conn:
+        INSERT.run(conn, _row("b"))
+        assert [r.id for r in BY_IDS.rows(conn, {"b_ids": ["a", "b"]})] == ["a", "b"]
 
 
 def test_python_side_defaults_are_refused(engine: Engine) -> None:

@@ -4,7 +4,8 @@ SQLite: every connection uses WAL with ``synchronous=FULL`` (a commit is fsynced
 returns, so the SMTP 250 that follows it is true), enforces foreign keys and waits for
 locks; write transactions start with ``BEGIN IMMEDIATE`` so two writers queue up instead
 of failing on a lock upgrade. PostgreSQL: every connection must have ``synchronous_commit``
-other than ``off``.
+other than ``off``; a connection taken from the pool starts its transaction there, and
+that BEGIN is also the check that the connection still works (a stale one is replaced).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from psycopg import pq
 from sqlalchemy import Column, Connection, Insert, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InvalidatePoolError
 
 from securemail.storage.errors import StorageError, StorageReason
 from securemail.storage.prepared import Prepared
@@ -99,3 +102,20 @@ def postgresql_connect(dbapi_connection: Any, record: Any) -> None:
             StorageReason.UNSAFE_SETTINGS,
             "PostgreSQL synchronous_commit=off: a committed message could be lost in a crash",
         )
+
+
+def postgresql_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Begin the transaction of a connection taken from the pool, and so check it.
+
+    psycopg would send the same ``BEGIN`` (no isolation level or access mode is set on
+    these connections) before the first statement; sent here, it is also the liveness
+    check the pool's pre-ping made with a ``SELECT 1`` of its own (a round trip and a
+    statement a transaction). A connection that cannot begin, as after a server restart,
+    makes the pool drop its connections and take a fresh one, as the pre-ping did.
+    """
+    pgconn = dbapi_connection.pgconn
+    if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        return  # already in a transaction (not one the pool hands out): leave it to psycopg
+    result = pgconn.exec_(b"BEGIN")
+    if result.status != pq.ExecStatus.COMMAND_OK:
+        raise InvalidatePoolError(f"BEGIN on checkout failed: {pgconn.error_message!r}")

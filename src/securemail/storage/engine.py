@@ -18,7 +18,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from securemail.storage import dialect
+from securemail.storage import dialect, prepared
 from securemail.storage.dialect import WRITE
 from securemail.storage.errors import StorageError, StorageReason
 
@@ -36,15 +36,17 @@ def connect(url: str) -> Engine:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     # hide_parameters: errors and logs must never carry a message body or address list.
-    # A server's connections can go stale (restart, failover): each is pinged when taken
-    # from the pool. A SQLite file cannot, and the ping was a statement per transaction.
-    remote = parsed.get_backend_name() != "sqlite"
-    engine = create_engine(parsed, hide_parameters=True, pool_pre_ping=remote)
+    # A server's connections can go stale (restart, failover): each is checked when taken
+    # from the pool, by the BEGIN of its transaction (dialect.postgresql_checkout), not by
+    # the pool's pre-ping, which was a round trip of its own. A SQLite file cannot go stale.
+    engine = create_engine(parsed, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", dialect.sqlite_connect)
         event.listen(engine, "begin", dialect.sqlite_begin)
     elif engine.dialect.name == "postgresql":
         event.listen(engine, "connect", dialect.postgresql_connect)
+        event.listen(engine, "checkout", dialect.postgresql_checkout)
+        event.listen(engine, "checkin", prepared.forget_cursor)
     else:
         detail = f"unsupported database {parsed.drivername}"
         raise StorageError(StorageReason.UNSAFE_SETTINGS, detail)

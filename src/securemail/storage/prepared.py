@@ -9,7 +9,11 @@ columns), into its SQL text and the order of its parameters with their bind proc
 Each execution then only puts the values in that order, through the same processors
 (``UtcDateTime``, SQLite's DATETIME text, booleans), runs the text on the DBAPI cursor of
 the caller's connection, inside the caller's transaction, and reads the rows as tuples
-through the same result processors (named tuples: ``row.id`` as before).
+through the same result processors (named tuples: ``row.id`` as before). On PostgreSQL
+the statements of a checkout share one cursor of the connection's (a new psycopg cursor
+looks its adapters up again), closed with its last rows when the connection goes back to
+the pool (``forget_cursor``, the engine's check-in event); SQLite's cursors are one a
+statement.
 
 What stays SQLAlchemy's: the SQL text and every type's conversion (compiled by it), the
 connection, its transaction, BEGIN and COMMIT and their events. Listeners of
@@ -38,6 +42,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any] | None
 _MAX_TEXTS = 256  # SQL texts kept per form, by the lengths of its expanding lists
+_CURSOR = "securemail_cursor"  # in a pooled connection's info: the cursor it keeps
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,7 @@ class Prepared:
         try:
             found = cursor.fetchall()
         finally:
-            cursor.close()
+            _release(conn, cursor)
         return _read(form, found)
 
     def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any | None:
@@ -140,7 +145,7 @@ class Prepared:
         try:
             found = cursor.fetchone()
         finally:
-            cursor.close()
+            _release(conn, cursor)
         return None if found is None else _read(form, [found])[0]
 
     def one(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any:
@@ -160,7 +165,7 @@ class Prepared:
         try:
             return int(cursor.rowcount)
         finally:
-            cursor.close()
+            _release(conn, cursor)
 
     def _form(self, dialect: Dialect, params: Mapping[str, Any]) -> _Form:
         key = (dialect.name, frozenset(params) if self._by_keys else None)
@@ -173,12 +178,12 @@ class Prepared:
         form = self._form(conn.dialect, params)
         values, lengths = form.values(params)
         text = form.sql(lengths)
-        cursor = conn.connection.cursor()
+        cursor = _cursor(conn)
         _announce(conn, cursor, text, values, many=False)
         try:
             cursor.execute(text, values)
         except conn.dialect.loaded_dbapi.Error as error:
-            cursor.close()
+            _discard(conn, cursor)
             raise _wrapped(conn, text, error) from error
         return form, cursor
 
@@ -187,14 +192,50 @@ class Prepared:
         if any(s.expanding and s.key is not None for s in form.slots):
             raise ValueError("an expanding list cannot be given to executemany")
         values = [form.values(p)[0] for p in params]
-        cursor = conn.connection.cursor()
+        cursor = _cursor(conn)
         _announce(conn, cursor, form.text, values, many=True)
         try:
             cursor.executemany(form.text, values)
         except conn.dialect.loaded_dbapi.Error as error:
-            cursor.close()
+            _discard(conn, cursor)
             raise _wrapped(conn, form.text, error) from error
         return cursor
+
+
+def _cursor(conn: Connection) -> Any:
+    """A cursor of the connection's: on PostgreSQL the one it keeps while checked out (a
+    new psycopg cursor looks up its parameters' and columns' adapters again, some
+    microseconds a statement); on SQLite a new one each time (cheap, and an unfinished
+    one would hold its statement open)."""
+    if conn.dialect.name != "postgresql":
+        return conn.connection.cursor()
+    info = conn.connection.info
+    raw = conn.connection.dbapi_connection
+    kept = info.get(_CURSOR)
+    if kept is None or kept.closed or kept.connection is not raw:
+        kept = info[_CURSOR] = conn.connection.cursor()
+    return kept
+
+
+def _release(conn: Connection, cursor: Any) -> None:
+    """Done with ``cursor``'s rows: close it unless the connection keeps it."""
+    if cursor is not conn.connection.info.get(_CURSOR):
+        cursor.close()
+
+
+def _discard(conn: Connection, cursor: Any) -> None:
+    """Close ``cursor`` after an error, and no longer keep it."""
+    if conn.connection.info.get(_CURSOR) is cursor:
+        del conn.connection.info[_CURSOR]
+    cursor.close()
+
+
+def forget_cursor(dbapi_connection: Any, record: Any) -> None:
+    """Pool check-in: close the cursor the connection kept, and with it the last rows it
+    read (a claim's message bodies must not stay in an idle connection)."""
+    kept = record.info.pop(_CURSOR, None)
+    if kept is not None:
+        kept.close()
 
 
 def _announce(conn: Connection, cursor: Any, text: str, values: Any, *, many: bool) -> None:
