@@ -50,7 +50,9 @@ class Recorder:
     ``rcpt_replies`` maps an address to its RCPT reply (others get 250); ``data_reply`` is
     the final DATA reply (LMTP: one line per accepted recipient, joined by CRLF);
     ``drop_after_data`` closes the connection instead of answering the final DATA.
-    ``connections`` and ``disconnections`` count TCP connections opened and closed (SMTP).
+    ``connections`` and ``disconnections`` count TCP connections opened and closed (SMTP);
+    ``pipelining`` offers PIPELINING (RFC 2920) in EHLO (aiosmtpd reads commands in order
+    however they arrive, it only does not say so).
     """
 
     rcpt_replies: dict[str, str] = field(default_factory=dict)
@@ -61,6 +63,20 @@ class Recorder:
     raw: bytearray = field(default_factory=bytearray)
     connections: int = 0
     disconnections: int = 0
+    pipelining: bool = False
+
+    async def handle_EHLO(  # noqa: N802 (aiosmtpd hook name)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # this hook replaces aiosmtpd's own bookkeeping
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(  # noqa: N802 (aiosmtpd hook name)
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any

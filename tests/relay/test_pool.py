@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +24,21 @@ from securemail.relay import (
     send,
 )
 from securemail.replies import Reply
+from tests.relay import loopback
 from tests.relay.loopback import WAIT, Recorder, TlsPki, serving
 
 BODY = b"Subject: SecureMail message\r\n\r\nprotected content\r\n"
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["one-by-one", "pipelined"])
+def offer_pipelining(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pool test runs against a server without, then with PIPELINING (RFC 2920)."""
+
+    def offering(handler: Recorder, **options: Any) -> AbstractAsyncContextManager[int]:
+        handler.pipelining = request.param
+        return loopback.serving(handler, **options)
+
+    monkeypatch.setattr(sys.modules[__name__], "serving", offering)
 
 
 @dataclass

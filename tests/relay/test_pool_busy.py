@@ -19,16 +19,19 @@ from tests.relay.loopback import WAIT, TlsPki
 BODY = b"Subject: SecureMail message\r\n\r\nprotected content\r\n"
 _EHLO_PLAIN = b"250-test.invalid\r\n250-STARTTLS\r\n250 8BITMIME\r\n"
 _EHLO_TLS = b"250-test.invalid\r\n250 8BITMIME\r\n"
+_EHLO_TLS_PIPELINING = b"250-test.invalid\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
 BUSY = b"421 4.7.0 Too many connections, try again later\r\n"
 
 
 @dataclass
 class SharePeer:
     """A peer whose door lets ``share`` sessions in at once, as receive.door does: a 421 to
-    the greeting beyond it (``at`` "greeting"), or to MAIL once TLS is up ("mail")."""
+    the greeting beyond it (``at`` "greeting"), or to MAIL once TLS is up ("mail"); with
+    ``pipelining`` it offers PIPELINING (RFC 2920) after STARTTLS."""
 
     share: int
     at: str = "greeting"
+    pipelining: bool = False
     live: int = 0  # sessions let in now
     most: int = 0  # the most let in at once
     refused: int = 0  # 421 answers
@@ -57,7 +60,8 @@ class SharePeer:
             while line := await reader.readline():
                 verb = line.split(maxsplit=1)[0].upper() if line.strip() else b""
                 if verb == b"EHLO":
-                    writer.write(_EHLO_TLS if secure else _EHLO_PLAIN)
+                    tls_ehlo = _EHLO_TLS_PIPELINING if self.pipelining else _EHLO_TLS
+                    writer.write(tls_ehlo if secure else _EHLO_PLAIN)
                 elif verb == b"STARTTLS" and not secure:
                     writer.write(b"220 2.0.0 Ready to start TLS\r\n")
                     await writer.drain()
@@ -134,10 +138,13 @@ def burst(tls_pki: TlsPki, peer: SharePeer, limits: PoolLimits, rounds: int) -> 
     return asyncio.run(run())
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
 @pytest.mark.parametrize("at", ["greeting", "mail"])
-def test_peer_over_its_share_gets_every_message_without_deferral(tls_pki: TlsPki, at: str) -> None:
+def test_peer_over_its_share_gets_every_message_without_deferral(
+    tls_pki: TlsPki, at: str, pipelining: bool
+) -> None:
     """Sixteen sends at once to a peer that takes three sessions: each is delivered, once."""
-    peer = SharePeer(3, at)
+    peer = SharePeer(3, at, pipelining)
     replies = burst(tls_pki, peer, PoolLimits(idle_per_destination=16), rounds=3)
     assert all(reply.ok for reply in replies), [r.line() for r in replies if not r.ok]
     assert sorted(peer.received) == sorted(
@@ -172,10 +179,11 @@ def test_peer_busy_past_the_wait_defers_at_greeting(tls_pki: TlsPki) -> None:
     assert peer.refused == 16  # each send's first attempt and the one after the wait
 
 
-def test_peer_busy_past_the_wait_defers_at_mail(tls_pki: TlsPki) -> None:
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_peer_busy_past_the_wait_defers_at_mail(tls_pki: TlsPki, pipelining: bool) -> None:
     """A peer that refuses every session at MAIL: after the bounded wait, the recipient gets
     the peer's 421 (temporary), as before."""
-    peer = SharePeer(0, "mail")
+    peer = SharePeer(0, "mail", pipelining)
 
     async def run() -> Reply:
         pool = RelayPool(PoolLimits(busy_seconds=0.3))

@@ -11,10 +11,11 @@ as the caller's sends at once), a number of messages per session, and a short id
 after which the session says QUIT.
 
 A session is parked only if nothing went wrong: any exception (protocol error, timeout,
-drop, cancellation) closes it, and a 421 reply makes aiosmtplib close it, so it is never
-parked. A parked session that the peer closed meanwhile is found closed when taken, or
-fails on its first command (RSET or MAIL) with a drop or a 421; then it is dropped and the
-message is sent ONCE more on a new session. Only then: nothing of the message was accepted
+drop, cancellation) closes it, and a 421 reply closes it (aiosmtplib does, and so does the
+pipelined transaction), so it is never parked. A parked session that the peer closed
+meanwhile is found closed when taken, or fails on its first command (RSET or MAIL, or the
+pipelined group's MAIL reply) with a drop or a 421; then it is dropped and the message is
+sent ONCE more on a new session. Only then: nothing of the message was accepted
 yet. Any failure after MAIL is the attempt's failure (RelayError), as without a pool.
 
 A peer that refuses a NEW session because it is busy (421 to the greeting, or to the first
@@ -54,7 +55,7 @@ from aiosmtplib import (
 )
 
 from securemail.relay.client import Destination, open_session, quit_session, relay_error
-from securemail.relay.transaction import finish_mail, start_mail
+from securemail.relay.transaction import mail_steps
 from securemail.replies import Reply
 
 log = logging.getLogger("securemail.relay")
@@ -389,16 +390,17 @@ async def _run(
 ) -> dict[str, Reply]:
     """RSET if needed, MAIL, then RCPT and DATA; a reused session failing at first is stale."""
     client = session.client
+    mail = mail_steps(client, mail_from, wanted, body)
     try:
         if session.needs_rset:
             await client.rset()
-        refusal = await start_mail(client, mail_from, wanted, body)
+        refusal = await mail.start()
     except (SMTPServerDisconnected, SMTPResponseException) as exc:
         if session.messages:
             raise _StaleSessionError from exc
         raise
     if refusal is None:
-        return await finish_mail(client, mail_from, wanted, body)
+        return await mail.finish()
     if not client.is_connected:  # a 421 to MAIL closed the session
         if session.messages:  # the peer's own idle timeout crossed our MAIL
             raise _StaleSessionError

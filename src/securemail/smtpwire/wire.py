@@ -17,6 +17,7 @@ from securemail.replies import Reply
 MAX_DETAIL = 512  # characters of a remote reply kept for the log
 _STATUS = re.compile(r"([245])\.\d{1,3}\.\d{1,3}(?=\s|$)")  # RFC 3463 §2: class.subject.detail
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 PROTOCOL_ERROR = "protocol-error"
 
 
@@ -76,3 +77,21 @@ def needs_smtputf8(mail_from: str, recipients: list[str]) -> bool:
 def no_smtputf8(reason: str, address: str) -> Reply:
     """553 5.6.7: the server cannot take a non-ASCII address (RFC 6531 §3.2, RFC 6533)."""
     return Reply(553, "5.6.7", "Address needs SMTPUTF8", reason, clean_detail(address))
+
+
+def data_payload(body: bytes) -> bytes:
+    """What follows a 354: ``body`` with CRLF line ends, dot-stuffed, ending in CRLF.CRLF.
+
+    RFC 5321 §4.5.2 (a line starting with "." gets another); THREATS.md B (SMTP smuggling):
+    every bare CR and bare LF becomes CRLF, so no server after us can read a line end, or
+    an end of data, that we did not send. The relayed body is already CRLF-canonical, so
+    that is checked by counting before anything is rewritten.
+    """
+    crlf = body.count(b"\r\n")
+    if body.count(b"\r") != crlf or body.count(b"\n") != crlf:
+        body = _LINE_ENDS.sub(b"\r\n", body)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    if body.startswith(b"."):
+        body = b"." + body
+    return body.replace(b"\r\n.", b"\r\n..") + b".\r\n"
