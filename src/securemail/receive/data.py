@@ -2,9 +2,10 @@
 
 Theory of operation: aiosmtpd reads DATA a line at a time (``readuntil(CRLF)`` through a
 1001-octet stream limit) and runs Python for every line. :func:`read_data` instead asks the
-stream for everything up to the next ``.CRLF`` (or, past the stream limit, for what is
-buffered) and hands whole blocks to :class:`Body`, which finds the lines with one split
-per block. The result is the same, octet for octet and reply for reply:
+stream for everything up to the next ``.CRLF``, or ``CRLF.CRLF`` once past a line start
+(past the stream limit, for what is buffered), and hands whole blocks to :class:`Body`,
+which checks their lines by jumps of one line limit. The result is the same, octet for
+octet and reply for reply:
 
 - DATA ends only at a line that is exactly ``.`` CRLF, that is ``.CRLF`` at the start of
   the transfer or after CRLF (RFC 5321 §4.1.1.4); a bare CR or LF before the dot is not a
