@@ -83,7 +83,7 @@ async def _ours(stream: bytes, size_limit: int | None, chunk: int) -> tuple[str,
     reader = asyncio.StreamReader(limit=LINE_LIMIT)
     feeder = asyncio.create_task(_feed(reader, stream, chunk))
     body = Body(size_limit, LINE_LIMIT)
-    await read_data(reader, body)
+    await asyncio.wait_for(read_data(reader, body), 30)  # a missed end fails, never hangs
     await feeder
     left = bytes(reader._buffer)  # type: ignore[attr-defined]
     if body.verdict is Verdict.OK:
@@ -107,6 +107,24 @@ def test_blocks_give_aiosmtpds_result(body: bytes, size_limit: int | None, chunk
     _both(body + b"\r\n.\r\n" + AFTER, size_limit, chunk)
 
 
+# Long transfers of lines, some ending in a dot, some dot-stuffed, a few over the limit:
+# what is read once past a line start is searched for CRLF.CRLF, in blocks over the limit.
+lines = st.one_of(
+    st.integers(0, 1100).map(lambda n: b"b" * n + b"\r\n"),
+    st.sampled_from([b"end.\r\n", b"..\r\n", b".x\r\n", b"a\r", b"a\n", b"\r\n.\r", b"."]),
+)
+long_transfers = st.lists(lines, min_size=1, max_size=60).map(b"".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(long_transfers, size_limits, st.sampled_from([1000, 1001, 1002, 2048, 4096, 1 << 20]))
+def test_long_transfers_give_aiosmtpds_result(
+    body: bytes, size_limit: int | None, chunk: int
+) -> None:
+    """Many lines in blocks over the stream limit: same reply, content and unread rest."""
+    _both(body + b"\r\n.\r\n" + AFTER, size_limit, chunk)
+
+
 @pytest.mark.parametrize(
     "stream",
     [
@@ -120,6 +138,9 @@ def test_blocks_give_aiosmtpds_result(body: bytes, size_limit: int | None, chunk
         b"a" * 1002 + b"\r\n.\r\n" + AFTER,
         b"a" * 1001 + b"\r" + b"\r\n.\r\n" + AFTER,
         b"b" * 50 + b"\r\n" + b"a" * 5000 + b"\r\n.\r\n" + AFTER,
+        b"a" * 1500 + b"\r\n" + b"c" * 1500 + b".\r\n.\r\n" + AFTER,  # past the limit
+        b"a" * 1500 + b"\r\n.\r\n" + AFTER,
+        b"a" * 1500 + b"\r\n..\r\n.\r\n" + AFTER,
     ],
 )
 @pytest.mark.parametrize("size_limit", [None, 40, 1001, 1100])
@@ -129,6 +150,13 @@ def test_edge_transfers_give_aiosmtpds_result(
 ) -> None:
     """The line-length and size limits at their edges, the empty message, smuggling shapes."""
     _both(stream, size_limit, chunk)
+
+
+@pytest.mark.parametrize("chunk", range(1498, 1508))
+@pytest.mark.parametrize("end", [b"\r\n.\r\n", b"\r\nx.\r\n.\r\n", b"\r\n..\r\n.\r\n"])
+def test_a_block_boundary_inside_the_end_gives_aiosmtpds_result(chunk: int, end: bytes) -> None:
+    """A block past the stream limit that stops inside CRLF.CRLF: the end is still found."""
+    _both(b"a" * 1500 + end + AFTER, None, chunk)
 
 
 def test_an_overlong_line_is_not_kept() -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from securemail.smime import Limits, Reason, SmimeError
 from securemail.smime.mime import (
@@ -113,3 +116,32 @@ def test_unknown_transfer_encoding_is_malformed() -> None:
     with pytest.raises(SmimeError) as refused:
         read_entity(entity, LIMITS)
     assert refused.value.reason is Reason.MALFORMED
+
+
+_EMPTY_LINE = re.compile(rb"(?:^|\r?\n)(\r?\n)")  # what the header's end was found with
+
+
+def _by_expression(data: bytes, limits: Limits) -> tuple[bytes, bytes] | Reason:
+    found = _EMPTY_LINE.search(data, 0, limits.max_header_bytes + 4)
+    if found is None:
+        return Reason.TOO_LARGE if len(data) > limits.max_header_bytes else Reason.MALFORMED
+    head = b"" if found.start() == 0 else canonicalize(data[: found.start()]) + b"\r\n"
+    return head, data[found.end() :]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b"b: c", b" "]), max_size=30).map(
+        b"".join
+    ),
+    st.sampled_from([0, 1, 2, 3, 5, 8, 13, 1000]),
+)
+def test_the_header_ends_where_the_expression_found_it(data: bytes, max_header: int) -> None:
+    """split_header splits at the first empty line (CRLF or LF) within the header limit
+    exactly where the regular expression it replaced did, and refuses what it refused."""
+    limits = Limits(max_header_bytes=max_header)
+    try:
+        ours: tuple[bytes, bytes] | Reason = split_header(data, limits)
+    except SmimeError as error:
+        ours = error.reason
+    assert ours == _by_expression(data, limits)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from securemail.structured.documents import identify, parse
 from securemail.structured.message import (
@@ -91,3 +95,16 @@ def test_ordinary_mail_is_not_parsed_on_the_submission_path() -> None:
     assert may_carry(pdf) is False
     message, _ = compose(_outgoing(), NOW)
     assert may_carry(message)
+
+
+_XML_PART = re.compile(rb"(?im)^content-type:[ \t]*(?:application|text)/xml\b")
+_PIECES = [b"Content-Type:", b"CONTENT-type:", b"content-typE: ", b"\t", b" ", b"\r\n", b"\n"]
+_PIECES += [b"\r", b"application/xml", b"TEXT/XML", b"text/xmlx", b"text/xml;", b"x", b"-"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=25).map(b"".join))
+def test_the_xml_part_search_is_the_case_blind_line_start_pattern(message: bytes) -> None:
+    """may_carry() finds an XML Content-Type exactly where ^content-type:... (?im) does."""
+    expected = _XML_PART.search(message) is not None or declares(message)
+    assert may_carry(message) is expected

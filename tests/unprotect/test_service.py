@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from securemail.deliver.seal import Origin
 from securemail.deliver.target import SECUREMAIL_KEYWORD
@@ -82,6 +84,17 @@ def test_verified_mail_is_delivered_marked_and_once(pki: Pki, tmp_path: Path) ->
     assert [e.state for e in entries] == [State.DELIVERED, State.DELIVERED]
     replies = sorted(str(e.recipients[0].last_reply) for e in entries)
     assert replies == ["250 2.0.0 duplicate suppressed", "250 2.0.0 stored"]
+
+
+def test_the_idempotency_key_is_the_signer_and_the_signed_content(pki: Pki, tmp_path: Path) -> None:
+    """The key (it names Maildir files and de-duplication rows, so a copy re-sent across an
+    upgrade must get the same one) is SHA-256 of the signer certificate's SHA-256 and then
+    the signed content."""
+    target = RecordingTarget()
+    process(pki, tmp_path, target, from_ministry(pki))
+    certificate = pki.ministry.certificate.public_bytes(serialization.Encoding.DER)
+    expected = hashlib.sha256(hashlib.sha256(certificate).digest() + FROM_MINISTRY)
+    assert target.stored[0].key == expected.hexdigest()
 
 
 def test_the_gateways_own_notice_is_stored_as_the_gateways(pki: Pki, tmp_path: Path) -> None:

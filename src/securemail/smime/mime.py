@@ -25,7 +25,6 @@ PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 _FIELD_NAME = re.compile(rb"[!-9;-~]+")
-_EMPTY_LINE = re.compile(rb"(?:^|\r?\n)(\r?\n)")
 
 Fields = list[tuple[str, bytes]]
 
@@ -49,14 +48,34 @@ def split_header(data: bytes, limits: Limits) -> tuple[bytes, bytes]:
 
 def _header_block(data: bytes, limits: Limits) -> tuple[bytes, int]:
     """(header block as :func:`split_header` returns it, where the body starts)."""
-    found = _EMPTY_LINE.search(data, 0, limits.max_header_bytes + 4)
+    found = _empty_line(data, limits.max_header_bytes + 4)
     if found is None:
         if len(data) > limits.max_header_bytes:
             raise SmimeError(Reason.TOO_LARGE, f"header over {limits.max_header_bytes} bytes")
         raise SmimeError(Reason.MALFORMED, "no empty line after the header")
-    if found.start() == 0:
-        return b"", found.end()
-    return canonicalize(data[: found.start()]) + CRLF, found.end()
+    start, end = found
+    if start == 0:
+        return b"", end
+    return canonicalize(data[:start]) + CRLF, end
+
+
+def _empty_line(data: bytes, limit: int) -> tuple[int, int] | None:
+    """Where the first empty line lies within ``data[:limit]``: (start of the line end before
+    it, end of its own line end); None if there is none.
+
+    Line ends are CRLF or LF. An empty first line is one at 0; any other follows the LF of
+    the line before, so it is the first ``LF LF`` or ``LF CRLF``, found with ``find`` (in C,
+    the CRLF form first: the second search then stops where it was found).
+    """
+    for empty in (b"\r\n", b"\n"):
+        if data.startswith(empty, 0, limit):
+            return 0, len(empty)
+    crlf = data.find(b"\n\r\n", 0, limit)
+    lf = data.find(b"\n\n", 0, limit if crlf < 0 else crlf + 2)
+    at, end = (lf, lf + 2) if lf >= 0 else (crlf, crlf + 3)
+    if at < 0:
+        return None
+    return (at - 1 if data[at - 1 : at] == b"\r" else at), end
 
 
 def header_fields(block: bytes, limits: Limits) -> Fields:

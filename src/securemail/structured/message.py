@@ -98,20 +98,44 @@ def find(message: bytes) -> Found | None:
     )
 
 
-_XML_PART = re.compile(rb"(?im)^content-type:[ \t]*(?:application|text)/xml\b")
+_CONTENT_TYPE = b"content-type:"
+_XML_TYPE = re.compile(rb"[ \t]*(?:application|text)/xml\b")
 
 
 def may_carry(message: bytes) -> bool:
     """Whether :func:`find` could find a document: some Content-Type in the message is XML,
-    or its header names a document type. One scan of the bytes, no parsing: ordinary mail
-    on the submission path pays only this."""
-    return _XML_PART.search(message) is not None or declares(message)
+    or its header names a document type. No parsing: ordinary mail on the submission path
+    pays only this."""
+    return _has_xml_part(message) or declares(message)
+
+
+def _has_xml_part(message: bytes) -> bool:
+    """Whether a line starts with a Content-Type field (any case) naming an XML type.
+
+    The lower-cased copy is searched with ``find``, in C: a case-blind regular expression
+    anchored at line starts would be tried at every offset (0.7 ms at 64 KiB).
+    """
+    lowered = message.lower()
+    at = lowered.find(_CONTENT_TYPE)
+    while at >= 0:
+        line_start = at == 0 or lowered[at - 1] == 0x0A
+        if line_start and _XML_TYPE.match(lowered, at + len(_CONTENT_TYPE)):
+            return True
+        at = lowered.find(_CONTENT_TYPE, at + 1)
+    return False
 
 
 def declares(message: bytes) -> bool:
     """Whether the message's header names a document type (cheap: the header only)."""
-    head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    head = message[: _end_of(message, b"\r\n\r\n")]
+    head = head[: _end_of(head, b"\n\n")]
     return re.search(rb"(?im)^" + TYPE_FIELD.encode() + rb":", head) is not None
+
+
+def _end_of(data: bytes, separator: bytes) -> int:
+    """Where ``separator`` first starts in ``data``, or its length (the body is not copied)."""
+    found = data.find(separator)
+    return len(data) if found < 0 else found
 
 
 def _leaves(message: Message) -> list[Message]:

@@ -460,4 +460,7 @@ def _mark_ordinary(body: bytes, authserv_id: str) -> tuple[bytes, str]:
 
 
 def _key(certificate: bytes, content: bytes) -> str:
-    return hashlib.sha256(hashlib.sha256(certificate).digest() + content).hexdigest()
+    """SHA-256 over the certificate's SHA-256 and then the content, fed in turn (no copy)."""
+    key = hashlib.sha256(hashlib.sha256(certificate).digest())
+    key.update(content)
+    return key.hexdigest()
