@@ -40,6 +40,7 @@ from securemail.smtpwire.tls import store_context
 from securemail.smtpwire.wire import (
     bad_address,
     clean_detail,
+    data_payload,
     needs_smtputf8,
     no_smtputf8,
     unsafe_text,
@@ -51,7 +52,6 @@ UNAVAILABLE = "downstream-unavailable"
 _LINE_LIMIT = 8192  # bytes per reply line; RFC 5321 §4.5.3.1.5 asks for 512
 _MAX_REPLY_LINES = 200
 _REPLY_LINE = re.compile(r"([2-5][0-9]{2})([ -]?)(.*)")
-_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 _QUIT_TIMEOUT = 10.0
 
 
@@ -218,7 +218,7 @@ class SmtpTarget:
         if code != 354:
             final.update(dict.fromkeys(accepted, wire_reply(code, text, reason=REFUSED)))
             return
-        await session.send(_data_payload(body))
+        await session.send(data_payload(body))
         if not self._lmtp:
             code, text = await session.reply()
             final.update(dict.fromkeys(accepted, wire_reply(code, text, reason=REFUSED)))
@@ -266,14 +266,6 @@ def _options(utf8: bool, body: bytes, extensions: frozenset[str]) -> str:
     if not body.isascii() and "8BITMIME" in extensions:
         options += " BODY=8BITMIME"  # RFC 6152 §3
     return options
-
-
-def _data_payload(body: bytes) -> bytes:
-    """CRLF line ends, dot-stuffed, ending with CRLF.CRLF (RFC 5321 §4.5.2)."""
-    text = _LINE_ENDS.sub(b"\r\n", body)
-    if not text.endswith(b"\r\n"):
-        text += b"\r\n"
-    return re.sub(rb"(?m)^\.", b"..", text) + b".\r\n"
 
 
 class _Session:
