@@ -1,11 +1,11 @@
-"""The queue's message path in few round trips: claims with bodies, grouped event rows and
-reservations in one transaction, on both engines."""
+"""The queue's message path in few round trips: claims with bodies, grouped event rows,
+reservations in one transaction, settlements without a read-back, on both engines."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -22,8 +22,9 @@ from securemail.queue import (
 )
 from securemail.queue.commits import GroupCommit
 from securemail.queue.threads import DatabaseThreads
-from securemail.replies import ok, temporary
-from tests.queue.conftest import NOW, message
+from securemail.replies import ok, permanent, temporary
+from tests.queue.conftest import NOW, RETRY, message
+from tests.queue.statements import statements
 
 BOB = "bob@ministry.govt.nz"
 CAROL = "carol@ministry.govt.nz"
@@ -155,3 +156,57 @@ def test_quarantined_entries_are_counted_per_source_and_window(store: QueueStore
     assert store.quarantined_from("peer 192.0.2.1", NOW - timedelta(hours=1)) == 2
     assert store.quarantined_from("peer 192.0.2.9", NOW - timedelta(hours=1)) == 1
     assert store.quarantined_from("peer 198.51.100.7", NOW - timedelta(hours=1)) == 0
+
+
+def _settled(store: QueueStore, direction: Direction, *, release: bool = True) -> list[str]:
+    """The statements of one settlement of a fresh entry of ``direction`` (delivered to
+    BOB, deferred for CAROL; with ``release`` a record, else a defer)."""
+    entry_id = store.enqueue(message(BOB, CAROL, direction=direction), NOW)
+    store.claim(direction, NOW, owner="gw-a/1")
+    with statements() as seen:
+        if release:
+            store.record(entry_id, {BOB: ok(), CAROL: temporary("timeout", "x")}, NOW)
+        else:
+            store.defer(entry_id, temporary("timeout", "x"), NOW)
+    return seen
+
+
+def test_a_settlement_reads_its_entry_once(store: QueueStore) -> None:
+    """A settlement reads the entry and its recipients once, under the entry's lock, and
+    not again after its writes: the entry it returns is made from what it wrote."""
+    seen = _settled(store, Direction.INBOUND)
+    first_write = next(i for i, s in enumerate(seen) if not s.startswith("SELECT"))
+    assert [s for s in seen[:first_write] if "FROM MESSAGES" in s] != []
+    assert not any("FROM MESSAGES" in s or "FROM RECIPIENTS" in s for s in seen[first_write:])
+
+
+def test_only_an_inbound_entrys_record_drops_unused_reservations(store: QueueStore) -> None:
+    """An inbound entry's record drops the reservations it did not deliver under; an
+    outbound entry's record (outbound entries never reserve) and a defer do not look."""
+
+    def dropped(seen: list[str]) -> int:
+        return sum(1 for s in seen if s.startswith("DELETE FROM DELIVERY_KEYS"))
+
+    assert dropped(_settled(store, Direction.INBOUND)) == 1
+    assert dropped(_settled(store, Direction.OUTBOUND)) == 0
+    assert dropped(_settled(store, Direction.INBOUND, release=False)) == 0
+
+
+@pytest.mark.parametrize("direction", list(Direction))
+def test_a_settled_entry_is_the_entry_as_stored(store: QueueStore, direction: Direction) -> None:
+    """The entry each settlement returns equals the stored one read afterwards: delivered,
+    bounced, deferred, awaiting a receipt, and expired past the maximum lifetime."""
+    dave = "Dave@Ministry.govt.nz"
+    entry_id = store.enqueue(message(BOB, CAROL, dave, direction=direction), NOW)
+    store.claim(direction, NOW, owner="gw-a/1")
+    sent = NewSignature("c0ffee07", "ministry", (BOB,), b"0", "{}", timedelta(hours=1))
+    results = {BOB: ok(), CAROL: permanent("refused", "no"), dave.lower(): temporary("t", "x")}
+    first = store.record(entry_id, results, NOW, signatures=[sent], holder="gw-a/1")
+    assert first == store.get(entry_id)
+    assert first.state is State.DEFERRED and first.recipients[0].receipt_state == "awaiting"
+    later = NOW + RETRY.max_lifetime + timedelta(minutes=1)
+    store.claim(direction, later, owner="gw-a/2")
+    local = timezone(timedelta(hours=13))  # a settlement's time in another zone
+    last = store.defer(entry_id, temporary("t", "again"), later.astimezone(local))
+    assert last == store.get(entry_id)
+    assert last.state is State.DELIVERED and last.reason == "expired"

@@ -48,7 +48,6 @@ from securemail.queue.schema import (
     lock_entry,
     log_event,
     messages,
-    one_entry,
     recipients,
     select_entries,
     write_settlement,
@@ -511,14 +510,15 @@ class ManagerRows(Transactions):
         eventlog.note_relays(conn, entry_id, dict(attempt.relays))
         for event, detail in attempt.events:  # e.g. "verified"
             log_event(conn, entry_id, event, now, detail=detail)
-        write_settlement(conn, entry, settle(self._retry, entry, results, now), now)
+        settled = write_settlement(conn, entry, settle(self._retry, entry, results, now), now)
         tracking.store_signatures(conn, entry, attempt.signatures, now)
-        tracking.await_receipts(conn, entry, results, attempt.signatures, now)
+        settled = tracking.await_receipts(conn, settled, results, attempt.signatures, now)
+        release = release and entry.direction is Direction.INBOUND
         if not record_delivered(conn, attempt.remember, entry_id, now, release=release):
             detail = f"{entry_id}: a copy was recorded delivered under the same key"
             raise QueueError(QueueReason.BAD_STATE, detail)
         follow_up(conn, entry_id, attempt.enqueue, now)
-        return one_entry(conn, entry_id)
+        return settled  # as it now stands: made from what was written, not read back
 
 
 def _results_of(attempt: Attempt) -> Callable[[Entry], Mapping[str, Reply]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -364,11 +365,19 @@ def _entry(row: Any, people: tuple[Recipient, ...]) -> Entry:
     )
 
 
-def write_settlement(conn: Connection, entry: Entry, outcome: Settlement, now: datetime) -> None:
-    """Write an attempt's settlement: each recipient and its event, then the entry itself."""
+def write_settlement(conn: Connection, entry: Entry, outcome: Settlement, now: datetime) -> Entry:
+    """Write an attempt's settlement: each recipient and its event, then the entry itself.
+
+    Returns the entry as it now stands, made from the values written (the entry is locked
+    and nothing else changes it in this transaction), so it is not read back.
+    """
+    people = list(entry.recipients)
     positions = {r.address: i for i, r in enumerate(entry.recipients)}
     for change in outcome.changes:
-        _write_change(conn, entry.id, positions[change.address], change, now)
+        position = positions[change.address]
+        people[position] = _write_change(
+            conn, entry.id, position, people[position], change, now=now
+        )
     values: dict[str, Any] = {
         "b_id": entry.id,
         "state": outcome.state,
@@ -381,11 +390,28 @@ def write_settlement(conn: Connection, entry: Entry, outcome: Settlement, now: d
     if outcome.expired:
         values["reason"] = "expired"
     _UPDATE_ENTRY.run(conn, values)
+    due = outcome.next_attempt_at
+    return replace(
+        entry,
+        state=outcome.state,
+        next_attempt_at=None if due is None else due.astimezone(UTC),  # as read back
+        attempts=entry.attempts + 1,
+        last_reply=values.get("last_reply", entry.last_reply),
+        reason=values.get("reason", entry.reason),
+        recipients=tuple(people),
+    )
 
 
 def _write_change(
-    conn: Connection, entry_id: str, position: int, change: Change, now: datetime
-) -> None:
+    conn: Connection,
+    entry_id: str,
+    position: int,
+    person: Recipient,
+    change: Change,
+    *,
+    now: datetime,
+) -> Recipient:
+    """Write one recipient's change and its event; the recipient as it now stands."""
     reply = change.reply
     reason = "expired" if change.event == "expired" else (reply.reason if reply else "")
     values: dict[str, Any] = {
@@ -411,6 +437,14 @@ def _write_change(
         reason=reason,
         detail=detail,
         reply=reply,
+    )
+    return replace(
+        person,
+        disposition=change.disposition,
+        attempts=person.attempts + (reply is not None),
+        last_reply=person.last_reply if reply is None else reply.line(),
+        reason=reason or None,
+        updated_at=now.astimezone(UTC),  # as UtcDateTime reads it back
     )
 
 
