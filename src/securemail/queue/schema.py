@@ -158,11 +158,25 @@ WORK_CHANNEL = "securemail_work"  # PostgreSQL NOTIFY channel: the direction of 
 # Connection.execute, which cost more per message than the database's own work (profile in
 # docs/performance.md). Values come as bound parameters, never in the SQL text.
 _HEAD_BY_ID = Prepared(select(*_HEAD).where(messages.c.id == bindparam("entry_id")))
-_HEAD_FOR_UPDATE = Prepared(
-    select(*_HEAD).where(messages.c.id == bindparam("entry_id")).with_for_update()
+# A Recipient's columns, in its fields' order.
+_PERSON = tuple(
+    recipients.c[c]
+    for c in (
+        *("address", "disposition", "attempts", "last_reply", "reason", "updated_at"),
+        "receipt_state",
+    )
+)
+# An entry with its recipients in one statement, the entry's row locked (not the
+# recipients': receipts lock those, securemail.queue.tracking).
+_ENTRY_FOR_UPDATE = Prepared(
+    select(*_HEAD, *(c.label(f"r_{c.name}") for c in _PERSON))
+    .select_from(messages.outerjoin(recipients, recipients.c.entry_id == messages.c.id))
+    .where(messages.c.id == bindparam("entry_id"))
+    .order_by(recipients.c.position)
+    .with_for_update(of=messages)
 )
 _RECIPIENTS_OF = Prepared(
-    select(recipients)
+    select(recipients.c.entry_id, *_PERSON)
     .where(recipients.c.entry_id.in_(bindparam("ids", expanding=True)))
     .order_by(recipients.c.entry_id, recipients.c.position)
 )
@@ -294,7 +308,8 @@ def lock_entry(
     given a ``holder``, if that claim still holds it (the fence: QueueError LEASE_LOST when
     another process took it over or it went back to the queue; checked under the row lock,
     so no takeover can slip in between the check and the caller's writes)."""
-    row = _HEAD_FOR_UPDATE.first(conn, {"entry_id": entry_id})
+    rows = _ENTRY_FOR_UPDATE.rows(conn, {"entry_id": entry_id})
+    row = rows[0] if rows else None
     if row is None:
         raise QueueError(QueueReason.NOT_FOUND, f"no queue entry {entry_id}")
     if holder is not None and row.claimed_by != holder:
@@ -305,7 +320,8 @@ def lock_entry(
     if row.state not in allowed:
         expected = ", ".join(sorted(allowed))
         raise QueueError(QueueReason.BAD_STATE, f"{entry_id} is {row.state}, not {expected}")
-    return _entries(conn, [row])[0]
+    people = (_person(*r[len(_HEAD) :]) for r in rows if r.r_address is not None)
+    return _entry(row, tuple(people))
 
 
 def one_entry(conn: Connection, entry_id: str) -> Entry:
@@ -331,12 +347,28 @@ def _entries(conn: Connection, rows: Iterable[Any]) -> list[Entry]:
     if not found:
         return []
     for r in _RECIPIENTS_OF.rows(conn, {"ids": list(found)}):
-        disposition, receipt = Disposition(r.disposition), ReceiptState(r.receipt_state)
-        person = Recipient(
-            r.address, disposition, r.attempts, r.last_reply, r.reason, r.updated_at, receipt
-        )
-        found[r.entry_id].append(person)
+        found[r.entry_id].append(_person(*r[1:]))
     return [_entry(row, tuple(found[row.id])) for row in rows]
+
+
+def _person(  # noqa: PLR0917 - a recipient row's columns, in _PERSON order
+    address: str,
+    disposition: str,
+    attempts: int,
+    last_reply: str | None,
+    reason: str | None,
+    updated_at: datetime,
+    receipt_state: str,
+) -> Recipient:
+    return Recipient(
+        address,
+        Disposition(disposition),
+        attempts,
+        last_reply,
+        reason,
+        updated_at,
+        ReceiptState(receipt_state),
+    )
 
 
 def _entry(row: Any, people: tuple[Recipient, ...]) -> Entry:
