@@ -44,7 +44,7 @@ from securemail.replies import ok
 POSTGRES = "postgresql://root@127.0.0.1:5432/test"
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 SENDER, RECIPIENT = "aroha@agency.govt.nz", "hemi@provider.nz"
-KINDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+KINDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")  # WITH: PostgreSQL's records append
 
 
 def new(direction: Direction, *, receipt: bool = False) -> NewMessage:

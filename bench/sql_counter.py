@@ -53,10 +53,11 @@ def _statement(  # noqa: PLR0917 - SQLAlchemy's event signature
 
 
 def _claims(verb: str, statement: str) -> tuple[str, ...]:
-    """A worker's claim: its look for due entries (securemail.queue.schema.DUE, ordered
-    by priority), and its move of what it found to ACTIVE (CLAIMED, only when it found
-    any): the difference is the claims that found nothing."""
-    if verb == "SELECT" and "ORDER BY messages.priority" in statement:
+    """A worker's claim (securemail.queue.claims): its look for due entries (ordered by
+    priority; on PostgreSQL a worker's whole claim), and on SQLite its move of what it
+    found to ACTIVE (only when it found any): there, the difference is the claims that
+    found nothing."""
+    if "ORDER BY messages.priority" in statement:
         return ("statements claim (look)",)
     if verb == "UPDATE" and "claimed_by=" in statement and "state=" in statement:
         return ("statements claim (took entries)",)

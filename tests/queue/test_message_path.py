@@ -212,3 +212,28 @@ def test_a_settled_entry_is_the_entry_as_stored(store: QueueStore, direction: Di
     last = store.defer(entry_id, temporary("t", "again"), later.astimezone(local))
     assert last == store.get(entry_id)
     assert last.state is State.DELIVERED and last.reason == "expired"
+
+
+def test_a_workers_claim_is_one_statement_and_the_recipients_on_postgresql(
+    store: QueueStore,
+) -> None:
+    """A claim with bodies is one statement and the recipients' read on PostgreSQL (look,
+    move and read on SQLite); either way it takes entries oldest first with their bodies
+    and recipients, and takes over an expired lease with a "lease-expired" event."""
+    bodies = [f"{n}\r\n".encode() for n in range(3)]
+    ids = [
+        store.enqueue(message(BOB, CAROL, body=body), NOW + timedelta(seconds=n))
+        for n, body in enumerate(bodies)
+    ]
+    with statements() as seen:
+        [first] = store.claim(Direction.OUTBOUND, NOW, 1, owner="gw-a/1", bodies=True)
+    on_postgresql = "synchronous_commit" in store.durability()
+    assert len(seen) == (2 if on_postgresql else 4) and first.id == ids[0]
+    later = NOW + timedelta(minutes=2)
+    claimed = store.claim(Direction.OUTBOUND, later, 16, owner="gw-b/1", bodies=True)
+    assert [e.id for e in claimed] == ids
+    assert [e.body for e in claimed] == bodies
+    assert all(e.claimed_by == "gw-b/1" and e.state is State.ACTIVE for e in claimed)
+    assert all(e.recipients[1].address == CAROL for e in claimed)
+    assert store.event_details(ids[0], "lease-expired") == ["held by gw-a/1; now gw-b/1"]
+    assert store.event_details(ids[1], "lease-expired") == []

@@ -23,6 +23,7 @@ from typing import Protocol
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from securemail.queue import eventlog, tracking
+from securemail.queue.claims import claim_entries
 from securemail.queue.dedup import record_delivered
 from securemail.queue.model import (
     FINAL_STATES,
@@ -38,10 +39,7 @@ from securemail.queue.model import (
 )
 from securemail.queue.retry import settle
 from securemail.queue.schema import (
-    CLAIMED,
-    DUE,
     ORDER,
-    claimed_entries,
     events,
     follow_up,
     insert_entries,
@@ -221,21 +219,7 @@ class ManagerRows(Transactions):
         With ``bodies``, each entry comes with its body (:attr:`Entry.body`).
         """
         with self._write("claim") as conn:
-            due = {"b_direction": direction, "b_now": now, "b_limit": limit}
-            rows = DUE.rows(conn, due)
-            if not rows:
-                return []
-            ids = [row.id for row in rows]
-            moved = {"b_ids": ids, "state": State.ACTIVE, "updated_at": now}
-            moved |= {"claimed_by": owner or None, "lease_until": now + lease}
-            CLAIMED.run(conn, moved)
-            for row in rows:
-                if row.state == State.ACTIVE:
-                    held = f"held by {row.claimed_by or 'an unnamed claim'}; now {owner}"
-                    log_event(conn, row.id, "lease-expired", now, detail=held)
-            if bodies:
-                return claimed_entries(conn, ids)
-            return select_entries(conn, messages.c.id.in_(ids), limit)
+            return claim_entries(conn, direction, now, limit, owner, lease, bodies)
 
     def renew(
         self,

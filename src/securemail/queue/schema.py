@@ -145,7 +145,7 @@ delivery_keys = Table(
     Column("delivered", Boolean, nullable=False, server_default=true()),
 )
 
-_HEAD = [c for c in messages.c if c.name not in ("body", "updated_at")]
+HEAD = [c for c in messages.c if c.name not in ("body", "updated_at")]
 ORDER = (messages.c.created_at, messages.c.id)  # oldest first: ids sort by arrival too
 # Workers claim SecureMail traffic (priority 0) ahead of ordinary mail (1) when both wait
 # (issue 7 §4); within a priority, oldest first, so neither starves the other's order.
@@ -157,7 +157,7 @@ WORK_CHANNEL = "securemail_work"  # PostgreSQL NOTIFY channel: the direction of 
 # once per dialect and run on the driver's cursor, without the per-execution machinery of
 # Connection.execute, which cost more per message than the database's own work (profile in
 # docs/performance.md). Values come as bound parameters, never in the SQL text.
-_HEAD_BY_ID = Prepared(select(*_HEAD).where(messages.c.id == bindparam("entry_id")))
+_HEAD_BY_ID = Prepared(select(*HEAD).where(messages.c.id == bindparam("entry_id")))
 # A Recipient's columns, in its fields' order.
 _PERSON = tuple(
     recipients.c[c]
@@ -169,7 +169,7 @@ _PERSON = tuple(
 # An entry with its recipients in one statement, the entry's row locked (not the
 # recipients': receipts lock those, securemail.queue.tracking).
 _ENTRY_FOR_UPDATE = Prepared(
-    select(*_HEAD, *(c.label(f"r_{c.name}") for c in _PERSON))
+    select(*HEAD, *(c.label(f"r_{c.name}") for c in _PERSON))
     .select_from(messages.outerjoin(recipients, recipients.c.entry_id == messages.c.id))
     .where(messages.c.id == bindparam("entry_id"))
     .order_by(recipients.c.position)
@@ -193,25 +193,6 @@ UPDATE_RECIPIENT = Prepared(update(recipients).where(RECIPIENT_ROW))
 _UPDATE_RECIPIENT_TRIED = Prepared(
     update(recipients).where(RECIPIENT_ROW).values(attempts=recipients.c.attempts + 1)
 )
-_CLAIMED_IDS = messages.c.id.in_(bindparam("b_ids", expanding=True))
-# A worker's claim: due entries of a direction (waiting ones whose time came, and ones whose
-# holder's lease expired), locked; their move to ACTIVE; and the entries, with bodies.
-DUE = Prepared(
-    select(messages.c.id, messages.c.state, messages.c.claimed_by)
-    .where(messages.c.direction == bindparam("b_direction"))
-    .where(
-        (
-            messages.c.state.in_([State.INCOMING, State.DEFERRED])
-            & (messages.c.next_attempt_at <= bindparam("b_now"))
-        )
-        | ((messages.c.state == State.ACTIVE) & (messages.c.lease_until < bindparam("b_now")))
-    )
-    .order_by(*CLAIM_ORDER)
-    .limit(bindparam("b_limit"))
-    .with_for_update(skip_locked=True)
-)
-CLAIMED = Prepared(update(messages).where(_CLAIMED_IDS))
-CLAIMED_ENTRIES = Prepared(select(*_HEAD, messages.c.body).where(_CLAIMED_IDS).order_by(*ORDER))
 _EVENT_ROWS = "securemail.queue.event_rows"  # Connection.info: this transaction's event rows
 
 
@@ -298,7 +279,7 @@ def grouped_events(conn: Connection) -> Iterator[None]:
 
 def head(entry_id: str) -> Select[Any]:
     """An entry's row without its body."""
-    return select(*_HEAD).where(messages.c.id == entry_id)
+    return select(*HEAD).where(messages.c.id == entry_id)
 
 
 def lock_entry(
@@ -320,28 +301,24 @@ def lock_entry(
     if row.state not in allowed:
         expected = ", ".join(sorted(allowed))
         raise QueueError(QueueReason.BAD_STATE, f"{entry_id} is {row.state}, not {expected}")
-    people = (_person(*r[len(_HEAD) :]) for r in rows if r.r_address is not None)
+    people = (_person(*r[len(HEAD) :]) for r in rows if r.r_address is not None)
     return _entry(row, tuple(people))
 
 
 def one_entry(conn: Connection, entry_id: str) -> Entry:
     """An entry known to exist (read inside the transaction that changed it)."""
-    return _entries(conn, _HEAD_BY_ID.rows(conn, {"entry_id": entry_id}))[0]
+    return entries_of(conn, _HEAD_BY_ID.rows(conn, {"entry_id": entry_id}))[0]
 
 
 def select_entries(conn: Connection, where: ColumnElement[bool], limit: int) -> list[Entry]:
     """Up to ``limit`` entries matching ``where``, oldest first."""
-    rows = conn.execute(select(*_HEAD).where(where).order_by(*ORDER).limit(limit)).all()
-    return _entries(conn, rows)
+    rows = conn.execute(select(*HEAD).where(where).order_by(*ORDER).limit(limit)).all()
+    return entries_of(conn, rows)
 
 
-def claimed_entries(conn: Connection, ids: Sequence[str]) -> list[Entry]:
-    """The entries a claim just took, with their bodies, oldest first."""
-    return _entries(conn, CLAIMED_ENTRIES.rows(conn, {"b_ids": list(ids)}))
-
-
-def _entries(conn: Connection, rows: Iterable[Any]) -> list[Entry]:
-    """Entries for message ``rows``, with their recipients in envelope order."""
+def entries_of(conn: Connection, rows: Iterable[Any]) -> list[Entry]:
+    """Entries for message ``rows`` (with the columns of ``HEAD``, and ``body`` if read),
+    with their recipients in envelope order."""
     rows = list(rows)
     found: dict[str, list[Recipient]] = {row.id: [] for row in rows}
     if not found:
