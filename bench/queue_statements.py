@@ -20,6 +20,11 @@ statements of securemail.storage.prepared fire the same ``before_cursor_execute`
 
 What the gateway benchmark's ``--count-sql`` shows per message under load is less (the
 group commit and claims share transactions) plus the workers' idle polls.
+
+With ``--repeat N`` it also runs each node's path N more times on the same store and
+prints the CPU milliseconds one message costs it: this process (SQLite runs in it) plus,
+on PostgreSQL, the server process of the store's one connection (``/proc``), as
+bench/enqueue_cost.py measures.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import argparse
 import secrets
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,13 +44,15 @@ from typing import Any
 import psycopg
 
 import sql_counter
+from enqueue_cost import server_pid
+from proc_cpu import cpu_seconds
 from securemail.queue import Attempt, Direction, NewMessage, NewSignature, QueueStore
 from securemail.replies import ok
 
 POSTGRES = "postgresql://root@127.0.0.1:5432/test"
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 SENDER, RECIPIENT = "aroha@agency.govt.nz", "hemi@provider.nz"
-KINDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+KINDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")  # WITH: PostgreSQL's records append
 
 
 def new(direction: Direction, *, receipt: bool = False) -> NewMessage:
@@ -131,16 +139,33 @@ def table(title: str, rows: Sequence[tuple[str, Counter[str]]]) -> list[str]:
     return lines
 
 
+def cpu_ms(store: QueueStore, path: Callable[[QueueStore], Any], repeat: int) -> str:
+    """CPU ms a message of ``path`` run ``repeat`` times: this process, the server's."""
+    engine = store._engine  # its one connection: the server process measured
+    pid = server_pid(engine)
+    server0 = cpu_seconds(pid) if pid else 0.0
+    client0 = time.process_time()
+    for _ in range(repeat):
+        path(store)
+    client = (time.process_time() - client0) / repeat * 1e3
+    server = ((cpu_seconds(pid) - server0) if pid else 0.0) / repeat * 1e3
+    return f"CPU ms a message: {client + server:.2f} ({client:.2f} here, {server:.2f} server)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--repeat", type=int, default=0, help="also measure CPU over N runs")
     args = parser.parse_args(argv)
     sql_counter.install()
     for engine in ["sqlite"] if args.no_postgres else ["sqlite", "postgresql"]:
         for node, path in (("gateway A", sender), ("gateway B", receiver)):
             with database(engine) as url, QueueStore.open(url) as store:
                 rows = path(store)
+                cpu = cpu_ms(store, path, args.repeat) if args.repeat else ""
             print("\n".join(table(f"{node}, {engine}", rows)) + "\n")
+            if cpu:
+                print(f"{node}, {engine}: {cpu}\n")
     return 0
 
 

@@ -49,7 +49,19 @@ def _statement(  # noqa: PLR0917 - SQLAlchemy's event signature
     if verb == "BEGIN":  # SQLite's BEGIN [IMMEDIATE], issued by the transaction's begin
         return
     rows = len(parameters) if many else 1
-    _add("statements", f"statements {verb}", rows=rows)
+    _add("statements", f"statements {verb}", *_claims(verb, statement), rows=rows)
+
+
+def _claims(verb: str, statement: str) -> tuple[str, ...]:
+    """A worker's claim (securemail.queue.claims): its look for due entries (ordered by
+    priority; on PostgreSQL a worker's whole claim), and on SQLite its move of what it
+    found to ACTIVE (only when it found any): there, the difference is the claims that
+    found nothing."""
+    if "ORDER BY messages.priority" in statement:
+        return ("statements claim (look)",)
+    if verb == "UPDATE" and "claimed_by=" in statement and "state=" in statement:
+        return ("statements claim (took entries)",)
+    return ()
 
 
 def totals(directory: Path, pid: int) -> Counter[str]:

@@ -1,11 +1,11 @@
-"""The queue's message path in few round trips: claims with bodies, grouped event rows and
-reservations in one transaction, on both engines."""
+"""The queue's message path in few round trips: claims with bodies, grouped event rows,
+reservations in one transaction, settlements without a read-back, on both engines."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -22,8 +22,9 @@ from securemail.queue import (
 )
 from securemail.queue.commits import GroupCommit
 from securemail.queue.threads import DatabaseThreads
-from securemail.replies import ok, temporary
-from tests.queue.conftest import NOW, message
+from securemail.replies import ok, permanent, temporary
+from tests.queue.conftest import NOW, RETRY, message
+from tests.queue.statements import statements
 
 BOB = "bob@ministry.govt.nz"
 CAROL = "carol@ministry.govt.nz"
@@ -155,3 +156,84 @@ def test_quarantined_entries_are_counted_per_source_and_window(store: QueueStore
     assert store.quarantined_from("peer 192.0.2.1", NOW - timedelta(hours=1)) == 2
     assert store.quarantined_from("peer 192.0.2.9", NOW - timedelta(hours=1)) == 1
     assert store.quarantined_from("peer 198.51.100.7", NOW - timedelta(hours=1)) == 0
+
+
+def _settled(store: QueueStore, direction: Direction, *, release: bool = True) -> list[str]:
+    """The statements of one settlement of a fresh entry of ``direction`` (delivered to
+    BOB, deferred for CAROL; with ``release`` a record, else a defer)."""
+    entry_id = store.enqueue(message(BOB, CAROL, direction=direction), NOW)
+    store.claim(direction, NOW, owner="gw-a/1")
+    with statements() as seen:
+        if release:
+            store.record(entry_id, {BOB: ok(), CAROL: temporary("timeout", "x")}, NOW)
+        else:
+            store.defer(entry_id, temporary("timeout", "x"), NOW)
+    return seen
+
+
+def test_a_settlement_reads_its_entry_once(store: QueueStore) -> None:
+    """A settlement reads the entry and its recipients once, in one statement under the
+    entry's lock, and not again after its writes: the entry it returns is made from what
+    it wrote."""
+    seen = _settled(store, Direction.INBOUND)
+    first_write = next(i for i, s in enumerate(seen) if not s.startswith("SELECT"))
+    [read] = seen[:first_write]
+    assert "FROM MESSAGES LEFT OUTER JOIN RECIPIENTS" in read
+    assert not any("FROM MESSAGES" in s or "FROM RECIPIENTS" in s for s in seen[first_write:])
+
+
+def test_only_an_inbound_entrys_record_drops_unused_reservations(store: QueueStore) -> None:
+    """An inbound entry's record drops the reservations it did not deliver under; an
+    outbound entry's record (outbound entries never reserve) and a defer do not look."""
+
+    def dropped(seen: list[str]) -> int:
+        return sum(1 for s in seen if s.startswith("DELETE FROM DELIVERY_KEYS"))
+
+    assert dropped(_settled(store, Direction.INBOUND)) == 1
+    assert dropped(_settled(store, Direction.OUTBOUND)) == 0
+    assert dropped(_settled(store, Direction.INBOUND, release=False)) == 0
+
+
+@pytest.mark.parametrize("direction", list(Direction))
+def test_a_settled_entry_is_the_entry_as_stored(store: QueueStore, direction: Direction) -> None:
+    """The entry each settlement returns equals the stored one read afterwards: delivered,
+    bounced, deferred, awaiting a receipt, and expired past the maximum lifetime."""
+    dave = "Dave@Ministry.govt.nz"
+    entry_id = store.enqueue(message(BOB, CAROL, dave, direction=direction), NOW)
+    store.claim(direction, NOW, owner="gw-a/1")
+    sent = NewSignature("c0ffee07", "ministry", (BOB,), b"0", "{}", timedelta(hours=1))
+    results = {BOB: ok(), CAROL: permanent("refused", "no"), dave.lower(): temporary("t", "x")}
+    first = store.record(entry_id, results, NOW, signatures=[sent], holder="gw-a/1")
+    assert first == store.get(entry_id)
+    assert first.state is State.DEFERRED and first.recipients[0].receipt_state == "awaiting"
+    later = NOW + RETRY.max_lifetime + timedelta(minutes=1)
+    store.claim(direction, later, owner="gw-a/2")
+    local = timezone(timedelta(hours=13))  # a settlement's time in another zone
+    last = store.defer(entry_id, temporary("t", "again"), later.astimezone(local))
+    assert last == store.get(entry_id)
+    assert last.state is State.DELIVERED and last.reason == "expired"
+
+
+def test_a_workers_claim_is_one_statement_and_the_recipients_on_postgresql(
+    store: QueueStore,
+) -> None:
+    """A claim with bodies is one statement and the recipients' read on PostgreSQL (look,
+    move and read on SQLite); either way it takes entries oldest first with their bodies
+    and recipients, and takes over an expired lease with a "lease-expired" event."""
+    bodies = [f"{n}\r\n".encode() for n in range(3)]
+    ids = [
+        store.enqueue(message(BOB, CAROL, body=body), NOW + timedelta(seconds=n))
+        for n, body in enumerate(bodies)
+    ]
+    with statements() as seen:
+        [first] = store.claim(Direction.OUTBOUND, NOW, 1, owner="gw-a/1", bodies=True)
+    on_postgresql = "synchronous_commit" in store.durability()
+    assert len(seen) == (2 if on_postgresql else 4) and first.id == ids[0]
+    later = NOW + timedelta(minutes=2)
+    claimed = store.claim(Direction.OUTBOUND, later, 16, owner="gw-b/1", bodies=True)
+    assert [e.id for e in claimed] == ids
+    assert [e.body for e in claimed] == bodies
+    assert all(e.claimed_by == "gw-b/1" and e.state is State.ACTIVE for e in claimed)
+    assert all(e.recipients[1].address == CAROL for e in claimed)
+    assert store.event_details(ids[0], "lease-expired") == ["held by gw-a/1; now gw-b/1"]
+    assert store.event_details(ids[1], "lease-expired") == []

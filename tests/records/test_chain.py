@@ -10,10 +10,11 @@ from typing import Any
 import rfc8785
 from sqlalchemy import Engine, delete, select, update
 
-from securemail.records.chain import GENESIS, NewRecord, RecordClass, encode
-from securemail.records.schema import head, log
+from securemail.records.chain import GENESIS, NewRecord, RecordClass, encode, record
+from securemail.records.schema import head, log, subjects
 from securemail.records.verify import CheckpointTrust, verify
 from securemail.storage.engine import transaction
+from tests.queue.statements import statements
 from tests.records.conftest import T0, some_records
 
 
@@ -150,3 +151,23 @@ def test_empty_log_verifies(engine: Engine) -> None:
     """A node that recorded nothing yet verifies with zero records."""
     verdict = _verdict(engine)
     assert verdict.ok and verdict.records == 0
+
+
+def test_an_append_is_one_statement_after_the_heads_lock(engine: Engine) -> None:
+    """On PostgreSQL an append writes its records, their subjects and the head's move in
+    one statement after locking the head (SQLite: one each); the chain verifies either
+    way, and a record without subjects is kept beside ones with them."""
+    news = [
+        NewRecord(T0, RecordClass.MESSAGE, "queue.accepted", ("Aroha@msp.nz", "b@agency.nz")),
+        NewRecord(T0, RecordClass.SECURITY, "login.failed", details={"why": "no"}),
+    ]
+    with statements() as seen:
+        record(engine, *news)
+    expected = 2 if engine.dialect.name == "postgresql" else 4
+    assert len(seen) == expected
+    with transaction(engine, "read", write=False) as conn:
+        about = sorted(tuple(r) for r in conn.execute(select(subjects.c.seq, subjects.c.address)))
+        moved = conn.execute(select(head.c.seq)).scalar_one()
+    assert about == [(1, "aroha@msp.nz"), (1, "b@agency.nz")] and moved == 2
+    assert [r.event for r in _rows(engine)] == ["queue.accepted", "login.failed"]
+    assert _verdict(engine).ok and _verdict(engine).records == 2

@@ -4,7 +4,9 @@ Theory of operation. Before delivering, the worker ``reserve``s each recipient's
 its entry: an INSERT into ``delivery_keys``, whose primary key is the key, so one
 reservation per key can exist in the whole database, whichever process or node asks. The
 attempt's record turns the entry's reserved keys it delivered into delivered ones and
-drops the rest (see :meth:`securemail.queue.manager.ManagerRows.record`). A reservation
+drops the rest (see :meth:`securemail.queue.manager.ManagerRows.record`). Only inbound
+entries reserve (the inbound worker delivers): an outbound entry's record does not look
+for reservations to drop, a statement less on every relayed message. A reservation
 whose entry is no longer ACTIVE under a live lease (it crashed, was recovered, deferred)
 is taken over by the next copy. Receipts ride the record's transaction, so they are
 issued once per key as well.
@@ -97,7 +99,8 @@ class Deduplication(Protocol):
     Contract:
 
     - a key (1 to 512 characters) names one message's content for one recipient;
-    - ``reserve`` gives a key to one entry at a time, in every process and node sharing
+    - ``reserve`` gives a key to one inbound entry at a time (an outbound entry's record
+      never releases reservations), in every process and node sharing
       the database (a unique key, not a lock in memory): RESERVED to the entry that may
       deliver (FRESH when no one held it before), DELIVERED once a delivery under it was
       recorded, BUSY while another live

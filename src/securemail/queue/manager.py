@@ -23,6 +23,7 @@ from typing import Protocol
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from securemail.queue import eventlog, tracking
+from securemail.queue.claims import claim_entries
 from securemail.queue.dedup import record_delivered
 from securemail.queue.model import (
     FINAL_STATES,
@@ -38,17 +39,13 @@ from securemail.queue.model import (
 )
 from securemail.queue.retry import settle
 from securemail.queue.schema import (
-    CLAIMED,
-    DUE,
     ORDER,
-    claimed_entries,
     events,
     follow_up,
     insert_entries,
     lock_entry,
     log_event,
     messages,
-    one_entry,
     recipients,
     select_entries,
     write_settlement,
@@ -222,21 +219,7 @@ class ManagerRows(Transactions):
         With ``bodies``, each entry comes with its body (:attr:`Entry.body`).
         """
         with self._write("claim") as conn:
-            due = {"b_direction": direction, "b_now": now, "b_limit": limit}
-            rows = DUE.rows(conn, due)
-            if not rows:
-                return []
-            ids = [row.id for row in rows]
-            moved = {"b_ids": ids, "state": State.ACTIVE, "updated_at": now}
-            moved |= {"claimed_by": owner or None, "lease_until": now + lease}
-            CLAIMED.run(conn, moved)
-            for row in rows:
-                if row.state == State.ACTIVE:
-                    held = f"held by {row.claimed_by or 'an unnamed claim'}; now {owner}"
-                    log_event(conn, row.id, "lease-expired", now, detail=held)
-            if bodies:
-                return claimed_entries(conn, ids)
-            return select_entries(conn, messages.c.id.in_(ids), limit)
+            return claim_entries(conn, direction, now, limit, owner, lease, bodies)
 
     def renew(
         self,
@@ -511,14 +494,15 @@ class ManagerRows(Transactions):
         eventlog.note_relays(conn, entry_id, dict(attempt.relays))
         for event, detail in attempt.events:  # e.g. "verified"
             log_event(conn, entry_id, event, now, detail=detail)
-        write_settlement(conn, entry, settle(self._retry, entry, results, now), now)
+        settled = write_settlement(conn, entry, settle(self._retry, entry, results, now), now)
         tracking.store_signatures(conn, entry, attempt.signatures, now)
-        tracking.await_receipts(conn, entry, results, attempt.signatures, now)
+        settled = tracking.await_receipts(conn, settled, results, attempt.signatures, now)
+        release = release and entry.direction is Direction.INBOUND
         if not record_delivered(conn, attempt.remember, entry_id, now, release=release):
             detail = f"{entry_id}: a copy was recorded delivered under the same key"
             raise QueueError(QueueReason.BAD_STATE, detail)
         follow_up(conn, entry_id, attempt.enqueue, now)
-        return one_entry(conn, entry_id)
+        return settled  # as it now stands: made from what was written, not read back
 
 
 def _results_of(attempt: Attempt) -> Callable[[Entry], Mapping[str, Reply]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -144,7 +145,7 @@ delivery_keys = Table(
     Column("delivered", Boolean, nullable=False, server_default=true()),
 )
 
-_HEAD = [c for c in messages.c if c.name not in ("body", "updated_at")]
+HEAD = [c for c in messages.c if c.name not in ("body", "updated_at")]
 ORDER = (messages.c.created_at, messages.c.id)  # oldest first: ids sort by arrival too
 # Workers claim SecureMail traffic (priority 0) ahead of ordinary mail (1) when both wait
 # (issue 7 §4); within a priority, oldest first, so neither starves the other's order.
@@ -156,12 +157,26 @@ WORK_CHANNEL = "securemail_work"  # PostgreSQL NOTIFY channel: the direction of 
 # once per dialect and run on the driver's cursor, without the per-execution machinery of
 # Connection.execute, which cost more per message than the database's own work (profile in
 # docs/performance.md). Values come as bound parameters, never in the SQL text.
-_HEAD_BY_ID = Prepared(select(*_HEAD).where(messages.c.id == bindparam("entry_id")))
-_HEAD_FOR_UPDATE = Prepared(
-    select(*_HEAD).where(messages.c.id == bindparam("entry_id")).with_for_update()
+_HEAD_BY_ID = Prepared(select(*HEAD).where(messages.c.id == bindparam("entry_id")))
+# A Recipient's columns, in its fields' order.
+_PERSON = tuple(
+    recipients.c[c]
+    for c in (
+        *("address", "disposition", "attempts", "last_reply", "reason", "updated_at"),
+        "receipt_state",
+    )
+)
+# An entry with its recipients in one statement, the entry's row locked (not the
+# recipients': receipts lock those, securemail.queue.tracking).
+_ENTRY_FOR_UPDATE = Prepared(
+    select(*HEAD, *(c.label(f"r_{c.name}") for c in _PERSON))
+    .select_from(messages.outerjoin(recipients, recipients.c.entry_id == messages.c.id))
+    .where(messages.c.id == bindparam("entry_id"))
+    .order_by(recipients.c.position)
+    .with_for_update(of=messages)
 )
 _RECIPIENTS_OF = Prepared(
-    select(recipients)
+    select(recipients.c.entry_id, *_PERSON)
     .where(recipients.c.entry_id.in_(bindparam("ids", expanding=True)))
     .order_by(recipients.c.entry_id, recipients.c.position)
 )
@@ -178,25 +193,6 @@ UPDATE_RECIPIENT = Prepared(update(recipients).where(RECIPIENT_ROW))
 _UPDATE_RECIPIENT_TRIED = Prepared(
     update(recipients).where(RECIPIENT_ROW).values(attempts=recipients.c.attempts + 1)
 )
-_CLAIMED_IDS = messages.c.id.in_(bindparam("b_ids", expanding=True))
-# A worker's claim: due entries of a direction (waiting ones whose time came, and ones whose
-# holder's lease expired), locked; their move to ACTIVE; and the entries, with bodies.
-DUE = Prepared(
-    select(messages.c.id, messages.c.state, messages.c.claimed_by)
-    .where(messages.c.direction == bindparam("b_direction"))
-    .where(
-        (
-            messages.c.state.in_([State.INCOMING, State.DEFERRED])
-            & (messages.c.next_attempt_at <= bindparam("b_now"))
-        )
-        | ((messages.c.state == State.ACTIVE) & (messages.c.lease_until < bindparam("b_now")))
-    )
-    .order_by(*CLAIM_ORDER)
-    .limit(bindparam("b_limit"))
-    .with_for_update(skip_locked=True)
-)
-CLAIMED = Prepared(update(messages).where(_CLAIMED_IDS))
-CLAIMED_ENTRIES = Prepared(select(*_HEAD, messages.c.body).where(_CLAIMED_IDS).order_by(*ORDER))
 _EVENT_ROWS = "securemail.queue.event_rows"  # Connection.info: this transaction's event rows
 
 
@@ -283,7 +279,7 @@ def grouped_events(conn: Connection) -> Iterator[None]:
 
 def head(entry_id: str) -> Select[Any]:
     """An entry's row without its body."""
-    return select(*_HEAD).where(messages.c.id == entry_id)
+    return select(*HEAD).where(messages.c.id == entry_id)
 
 
 def lock_entry(
@@ -293,7 +289,8 @@ def lock_entry(
     given a ``holder``, if that claim still holds it (the fence: QueueError LEASE_LOST when
     another process took it over or it went back to the queue; checked under the row lock,
     so no takeover can slip in between the check and the caller's writes)."""
-    row = _HEAD_FOR_UPDATE.first(conn, {"entry_id": entry_id})
+    rows = _ENTRY_FOR_UPDATE.rows(conn, {"entry_id": entry_id})
+    row = rows[0] if rows else None
     if row is None:
         raise QueueError(QueueReason.NOT_FOUND, f"no queue entry {entry_id}")
     if holder is not None and row.claimed_by != holder:
@@ -304,38 +301,51 @@ def lock_entry(
     if row.state not in allowed:
         expected = ", ".join(sorted(allowed))
         raise QueueError(QueueReason.BAD_STATE, f"{entry_id} is {row.state}, not {expected}")
-    return _entries(conn, [row])[0]
+    people = (_person(*r[len(HEAD) :]) for r in rows if r.r_address is not None)
+    return _entry(row, tuple(people))
 
 
 def one_entry(conn: Connection, entry_id: str) -> Entry:
     """An entry known to exist (read inside the transaction that changed it)."""
-    return _entries(conn, _HEAD_BY_ID.rows(conn, {"entry_id": entry_id}))[0]
+    return entries_of(conn, _HEAD_BY_ID.rows(conn, {"entry_id": entry_id}))[0]
 
 
 def select_entries(conn: Connection, where: ColumnElement[bool], limit: int) -> list[Entry]:
     """Up to ``limit`` entries matching ``where``, oldest first."""
-    rows = conn.execute(select(*_HEAD).where(where).order_by(*ORDER).limit(limit)).all()
-    return _entries(conn, rows)
+    rows = conn.execute(select(*HEAD).where(where).order_by(*ORDER).limit(limit)).all()
+    return entries_of(conn, rows)
 
 
-def claimed_entries(conn: Connection, ids: Sequence[str]) -> list[Entry]:
-    """The entries a claim just took, with their bodies, oldest first."""
-    return _entries(conn, CLAIMED_ENTRIES.rows(conn, {"b_ids": list(ids)}))
-
-
-def _entries(conn: Connection, rows: Iterable[Any]) -> list[Entry]:
-    """Entries for message ``rows``, with their recipients in envelope order."""
+def entries_of(conn: Connection, rows: Iterable[Any]) -> list[Entry]:
+    """Entries for message ``rows`` (with the columns of ``HEAD``, and ``body`` if read),
+    with their recipients in envelope order."""
     rows = list(rows)
     found: dict[str, list[Recipient]] = {row.id: [] for row in rows}
     if not found:
         return []
     for r in _RECIPIENTS_OF.rows(conn, {"ids": list(found)}):
-        disposition, receipt = Disposition(r.disposition), ReceiptState(r.receipt_state)
-        person = Recipient(
-            r.address, disposition, r.attempts, r.last_reply, r.reason, r.updated_at, receipt
-        )
-        found[r.entry_id].append(person)
+        found[r.entry_id].append(_person(*r[1:]))
     return [_entry(row, tuple(found[row.id])) for row in rows]
+
+
+def _person(  # noqa: PLR0917 - a recipient row's columns, in _PERSON order
+    address: str,
+    disposition: str,
+    attempts: int,
+    last_reply: str | None,
+    reason: str | None,
+    updated_at: datetime,
+    receipt_state: str,
+) -> Recipient:
+    return Recipient(
+        address,
+        Disposition(disposition),
+        attempts,
+        last_reply,
+        reason,
+        updated_at,
+        ReceiptState(receipt_state),
+    )
 
 
 def _entry(row: Any, people: tuple[Recipient, ...]) -> Entry:
@@ -364,11 +374,19 @@ def _entry(row: Any, people: tuple[Recipient, ...]) -> Entry:
     )
 
 
-def write_settlement(conn: Connection, entry: Entry, outcome: Settlement, now: datetime) -> None:
-    """Write an attempt's settlement: each recipient and its event, then the entry itself."""
+def write_settlement(conn: Connection, entry: Entry, outcome: Settlement, now: datetime) -> Entry:
+    """Write an attempt's settlement: each recipient and its event, then the entry itself.
+
+    Returns the entry as it now stands, made from the values written (the entry is locked
+    and nothing else changes it in this transaction), so it is not read back.
+    """
+    people = list(entry.recipients)
     positions = {r.address: i for i, r in enumerate(entry.recipients)}
     for change in outcome.changes:
-        _write_change(conn, entry.id, positions[change.address], change, now)
+        position = positions[change.address]
+        people[position] = _write_change(
+            conn, entry.id, position, people[position], change, now=now
+        )
     values: dict[str, Any] = {
         "b_id": entry.id,
         "state": outcome.state,
@@ -381,11 +399,28 @@ def write_settlement(conn: Connection, entry: Entry, outcome: Settlement, now: d
     if outcome.expired:
         values["reason"] = "expired"
     _UPDATE_ENTRY.run(conn, values)
+    due = outcome.next_attempt_at
+    return replace(
+        entry,
+        state=outcome.state,
+        next_attempt_at=None if due is None else due.astimezone(UTC),  # as read back
+        attempts=entry.attempts + 1,
+        last_reply=values.get("last_reply", entry.last_reply),
+        reason=values.get("reason", entry.reason),
+        recipients=tuple(people),
+    )
 
 
 def _write_change(
-    conn: Connection, entry_id: str, position: int, change: Change, now: datetime
-) -> None:
+    conn: Connection,
+    entry_id: str,
+    position: int,
+    person: Recipient,
+    change: Change,
+    *,
+    now: datetime,
+) -> Recipient:
+    """Write one recipient's change and its event; the recipient as it now stands."""
     reply = change.reply
     reason = "expired" if change.event == "expired" else (reply.reason if reply else "")
     values: dict[str, Any] = {
@@ -411,6 +446,14 @@ def _write_change(
         reason=reason,
         detail=detail,
         reply=reply,
+    )
+    return replace(
+        person,
+        disposition=change.disposition,
+        attempts=person.attempts + (reply is not None),
+        last_reply=person.last_reply if reply is None else reply.line(),
+        reason=reason or None,
+        updated_at=now.astimezone(UTC),  # as UtcDateTime reads it back
     )
 
 

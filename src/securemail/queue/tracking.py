@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,8 +86,9 @@ def await_receipts(
     results: Mapping[str, Reply],
     sent: Sequence[NewSignature],
     now: datetime,
-) -> None:
-    """Recipients relayed (2xx) under one of ``sent`` await a receipt until its window ends."""
+) -> Entry:
+    """Recipients relayed (2xx) under one of ``sent`` await a receipt until its window ends;
+    ``entry`` with those recipients AWAITING."""
     windows: dict[str, timedelta] = {}
     for signature in reversed(sent):  # the first signature naming a recipient decides
         windows |= {address.casefold(): signature.window for address in signature.recipients}
@@ -94,6 +96,7 @@ def await_receipts(
     receipted = {
         r.address.casefold() for r in entry.recipients if r.receipt_state is ReceiptState.RECEIPTED
     }
+    people = list(entry.recipients)
     for address, reply in results.items():
         window = windows.get(address.casefold())
         if not reply.ok or window is None or address.casefold() in receipted:
@@ -102,6 +105,8 @@ def await_receipts(
         values = {"receipt_state": ReceiptState.AWAITING, "receipt_deadline": now + window}
         UPDATE_RECIPIENT.run(conn, values | {"b_id": entry.id, "b_position": position})
         log_event(conn, entry.id, "relayed", now, recipient=spelling, detail="receipt requested")
+        people[position] = replace(people[position], receipt_state=ReceiptState.AWAITING)
+    return replace(entry, recipients=tuple(people))
 
 
 def find_signature(conn: Connection, content_identifier: str) -> SentSignature | None:
