@@ -209,6 +209,16 @@ async def smtp_client(port: int, tls: Tls | None = None) -> aiosmtplib.SMTP:
     return client
 
 
+async def swaks(port: int, *args: str) -> tuple[int, str]:
+    """Run swaks against 127.0.0.1:``port``: its exit status and transcript."""
+    command = ["swaks", "--server", f"127.0.0.1:{port}", "--timeout", "30", *args]
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), WAIT)
+    return process.returncode or 0, out.decode(errors="replace")
+
+
 async def with_listener(start: Awaitable[Listener], body: Callable[[Listener], Awaitable[T]]) -> T:
     """Run ``body`` against a started listener and always close it."""
     listener = await start

@@ -96,7 +96,8 @@ def test_table_session_equals_aiosmtpds(
 
 
 def test_ehlo_reply_and_help_are_aiosmtpds(tls: Tls) -> None:
-    """EHLO's lines (written at once) and HELP's list of commands are as aiosmtpd gives them."""
+    """EHLO's lines (written at once) are aiosmtpd's with PIPELINING, and HELP's list of
+    commands is as aiosmtpd gives it."""
 
     async def body(listener: Listener) -> tuple[str, str, str]:
         client = await RawClient.connect(listener.port)
@@ -116,8 +117,8 @@ def test_ehlo_reply_and_help_are_aiosmtpds(tls: Tls) -> None:
     )
     ehlo, help_all, help_ehlo = run(with_listener(start, body))
     size = gate_settings.max_message_size
-    expected = ["250-mx.agency.govt.nz", f"250-SIZE {size}", "250-8BITMIME", "250-STARTTLS"]
-    assert ehlo.split("\n") == [*expected, "250 HELP"]
+    expected = ["250-mx.agency.govt.nz", "250-PIPELINING", f"250-SIZE {size}", "250-8BITMIME"]
+    assert ehlo.split("\n") == [*expected, "250-STARTTLS", "250 HELP"]
     assert (
         help_all == "250 Supported commands: AUTH EHLO HELO HELP NOOP QUIT RCPT RSET STARTTLS VRFY"
     )

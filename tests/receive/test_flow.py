@@ -135,3 +135,20 @@ def test_a_listener_answers_mail_after_the_pause_and_takes_the_message() -> None
     )
     assert 0.4 <= run(with_listener(start, body)) < 1.0
     assert len(inbox.messages) == 1
+
+
+def test_the_session_is_told_before_each_wait_and_only_then() -> None:
+    """``before_waiting`` (the session writes its held replies) runs before every sleep
+    while the backlog is over the limit, and not at all when MAIL is answered at once."""
+    calls: list[float] = []
+    behind = InFlow(FlowLimits(delay=0.12, backlog=64), Backlog(500))
+    keeping_up = InFlow(FlowLimits(delay=0.12, backlog=64), Backlog(10))
+
+    async def scenario() -> None:
+        await behind.pause(lambda: calls.append(time.monotonic()))
+        assert len(calls) >= 2
+        calls.clear()
+        await keeping_up.pause(lambda: calls.append(time.monotonic()))
+
+    asyncio.run(scenario())
+    assert calls == []

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from securemail.receive import Listener
 from tests.conftest import require_tool
-from tests.receive.conftest import WAIT, Inbox, Tls, run, with_listener
+from tests.receive.conftest import Inbox, Tls, run, swaks, with_listener
 from tests.receive.test_submission_listener import ALICE, ALICE_PASSWORD, Accounts, start
-
-
-async def swaks(port: int, *args: str) -> tuple[int, str]:
-    """Run swaks against 127.0.0.1:``port``: its exit status and transcript."""
-    command = ["swaks", "--server", f"127.0.0.1:{port}", "--timeout", "30", *args]
-    process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), WAIT)
-    return process.returncode or 0, out.decode(errors="replace")
 
 
 @pytest.mark.parametrize(

@@ -118,6 +118,13 @@ class Gate(Protocol):
         """At the end of DATA, given the top-level header section (CRLF line ends)."""
 
 
+class HoldsReplies(Protocol):
+    """The session as the MAIL hook sees it: it may hold replies for a pipelined group."""
+
+    def write_held(self) -> None:
+        """Write now the replies held for the rest of the group (RFC 2920 §3.2)."""
+
+
 def client_ip(session: Session | None) -> str:
     """The client's IP address (aiosmtpd's ``peer`` is the socket address tuple)."""
     peer = session.peer if session is not None else None
@@ -172,14 +179,18 @@ class Conversation:
         hostname: str,
         responses: list[str],
     ) -> list[str]:
+        """aiosmtpd's EHLO lines, with PIPELINING (RFC 2920) and AUTH only where a login is
+        offered, as one reply string: the lines go out in one write (one system call and,
+        after STARTTLS, one TLS record) instead of one each."""
         session.host_name = hostname  # aiosmtpd leaves this to a handler that has the hook
-        if self.gate.log_in is not None:
-            return responses
-        return [line for line in responses if not line[4:].startswith("AUTH")]
+        lines = [responses[0], "250-PIPELINING", *responses[1:]]
+        if self.gate.log_in is None:
+            lines = [line for line in lines if not line[4:].startswith("AUTH")]
+        return ["\r\n".join(lines)]
 
     async def handle_MAIL(  # noqa: N802 (aiosmtpd's hook name)
         self,
-        server: SMTP,
+        server: HoldsReplies,
         session: Session,
         envelope: Envelope,
         address: str,
@@ -191,7 +202,8 @@ class Conversation:
         if refusal:
             return self._refuse(session, refusal)
         if self._settings.inflow is not None:
-            await self._settings.inflow.pause()  # at most in_flow_delay (receive.flow)
+            # At most in_flow_delay (receive.flow); replies held for the group go out first.
+            await self._settings.inflow.pause(server.write_held)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"

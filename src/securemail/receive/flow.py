@@ -67,10 +67,12 @@ class InFlow:
         self._backlog = 0
         self._read_at = float("-inf")
 
-    async def pause(self) -> float:
+    async def pause(self, before_waiting: Callable[[], None] = lambda: None) -> float:
         """Wait while the backlog is above the limit, at most ``delay``; the seconds waited.
 
-        A failure to read the backlog (the database is down) does not hold the session:
+        ``before_waiting`` is called before each sleep: the session writes the replies it
+        held for a pipelined group then (RFC 2920 §3.2: no replies held while waiting). A
+        failure to read the backlog (the database is down) does not hold the session:
         admission will answer for the database itself.
         """
         if self.limits.delay <= 0:
@@ -85,6 +87,7 @@ class InFlow:
             left = self.limits.delay - waited
             if backlog <= self.limits.backlog or left <= 0:
                 return waited
+            before_waiting()
             await asyncio.sleep(min(POLL, left))
 
     async def _current(self) -> int:

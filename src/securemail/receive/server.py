@@ -10,7 +10,13 @@ every connection. The handler hooks call :class:`securemail.receive.conversation
 :class:`securemail.receive.conversation.Gate`. This module adds what aiosmtpd leaves to
 its user: a cap on concurrent sessions, a gate before the greeting, the path exactly as the
 client wrote it, enhanced status codes on aiosmtpd's own refusals, 421 on idle timeout, an
-AUTH check that is awaited (aiosmtpd's own hook is synchronous) and implicit TLS (port 465).
+AUTH check that is awaited (aiosmtpd's own hook is synchronous), implicit TLS (port 465)
+and PIPELINING (RFC 2920): the replies to RSET, MAIL, RCPT and the end of DATA are held
+while the client's next command is already in the input buffer, and go out with the
+first reply that does not wait (at the latest the one that ends the group: 354, the 220 of
+STARTTLS, AUTH's 334, 221, any other command's, a 421), so a pipelined group gets its
+replies in one write, one TLS record. A reply is never held while the session would wait
+for input (§3.2), nor across the TLS switch or a close.
 It also keeps the listener's :class:`~securemail.receive.door.Door`: per-source and
 per-member session limits, TLS-handshake, pre-MAIL and whole-session deadlines, and on stop
 drops every session not in the middle of DATA at once (a transfer gets the drain deadline).
@@ -22,7 +28,9 @@ Security: every byte from the client is untrusted. DATA ends only at CRLF.CRLF
 (receive.data, checked against aiosmtpd's loop) and aiosmtpd drops plaintext pipelined
 after STARTTLS (RFC 3207 §4.2); the tests in tests/receive prove both. A session never
 holds more than ``max_message_size`` octets of DATA (and one line and one block), and a
-slow client is cut off after ``timeout`` seconds without a complete command.
+slow client is cut off after ``timeout`` seconds without a complete command. Held
+replies are bounded by the commands already read (the input buffer), and every reply
+before STARTTLS's 220 goes out with it, in plaintext, before the switch.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import asyncio
 import collections
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, login_always_fail, syntax
@@ -126,7 +134,8 @@ class _Session(SMTP):
         self._live = live
         self._implicit_tls = implicit_tls
         self._offered: LoginPassword | None = None
-        self._held: list[bytes] | None = None  # reply lines held back to be written at once
+        self._replies: list[bytes] = []  # held for the rest of a pipelined group, in order
+        self._in_group = False  # the reply being made may wait for the group's next command
         self._idle_deadline = 0.0  # loop time after which an idle session gets 421
         self.source: str | None = None  # the client's IP address, once connected
         self.member: str | None = None  # the member its client certificate names, once known
@@ -252,7 +261,8 @@ class _Session(SMTP):
         reply = Reply(421, "4.4.2", "Timeout, closing connection", reason, detail)
         log_refusal(self._conversation.gate.listener, self.source or "?", reply)
         if self.transport is not None:
-            self._writer.write(reply.line().encode("ascii") + b"\r\n")
+            self._replies.append(reply.line().encode("ascii"))
+            self.write_held()
             self.transport.close()
 
     def _refusal_at_connect(self) -> Reply | None:
@@ -276,11 +286,11 @@ class _Session(SMTP):
         refusal = self._refuse_member()
         if refusal is not None:
             log_refusal(self._conversation.gate.listener, self.source or "?", refusal)
-            await super().push(refusal.line())
+            await self.push(refusal.line())
             if self.transport is not None:
                 self.transport.close()
             return
-        await super().smtp_MAIL(arg)
+        await self._grouped(super().smtp_MAIL(arg))
         self._mail_seen = self._mail_seen or (
             self.envelope is not None and self.envelope.mail_from is not None
         )
@@ -331,13 +341,32 @@ class _Session(SMTP):
             self._writer.close()
             raise
         if body.verdict is not Verdict.OK:
-            await self.push(_DATA_REFUSALS[body.verdict])
+            await self._grouped(self.push(_DATA_REFUSALS[body.verdict]))
             self.envelope = self._create_envelope()
             return
         self.envelope.content = self.envelope.original_content = body.content()
         status = await self._call_handler_hook("DATA")
         self.envelope = self._create_envelope()
-        await self.push("250 OK" if status is MISSING else status)
+        # RFC 2920 §3.1: the message may be the first "command" of the next group.
+        await self._grouped(self.push("250 OK" if status is MISSING else status))
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")  # as aiosmtpd's
+    async def smtp_RCPT(self, arg: str) -> None:  # noqa: N802 (aiosmtpd's command method)
+        await self._grouped(super().smtp_RCPT(arg))
+
+    @syntax("RSET")  # as aiosmtpd's, for HELP
+    async def smtp_RSET(self, arg: str) -> None:  # noqa: N802 (aiosmtpd's command method)
+        await self._grouped(super().smtp_RSET(arg))
+
+    async def _grouped(self, command: Awaitable[None]) -> None:
+        """Run a command whose reply may wait for the rest of its pipelined group: RFC 2920
+        §3.2 lets a server buffer the replies to RSET, MAIL and RCPT (and the message's,
+        which may start a group) and send them as a unit."""
+        self._in_group = True
+        try:
+            await command
+        finally:
+            self._in_group = False
 
     async def _handle_client(self) -> None:
         refusal = self._refusal_at_connect()
@@ -349,27 +378,28 @@ class _Session(SMTP):
             self.transport.close()
 
     async def push(self, status: AnyStr) -> None:
+        """Send one reply (and those held before it), or hold it while it may wait."""
         builtin = _BUILTIN_REPLIES.get(status) if isinstance(status, str) else None
         if builtin is not None:
             log_refusal(self._conversation.gate.listener, client_ip(self.session), builtin)
             status = builtin.line()
-        if self._held is None:
-            await super().push(status)
-        else:
-            self._held.append(status.encode("ascii") if isinstance(status, str) else status)
+        self._replies.append(status.encode("ascii") if isinstance(status, str) else status)
+        if self._in_group and self._command_waiting():
+            return  # the next command is read without waiting: its reply goes with this one
+        self.write_held()
+        await self._writer.drain()
 
-    @syntax("EHLO hostname")  # as aiosmtpd's, for HELP
-    async def smtp_EHLO(self, hostname: str) -> None:  # noqa: N802 (aiosmtpd's command method)
-        """aiosmtpd's EHLO, its reply lines written at once: the same octets in one write
-        (one system call and, after STARTTLS, one TLS record) instead of one per line."""
-        self._held = []
-        try:
-            await super().smtp_EHLO(hostname)
-        finally:
-            held, self._held = self._held, None
-        if held:
-            self._writer.write(b"\r\n".join(held) + b"\r\n")
-            await self._writer.drain()
+    def _command_waiting(self) -> bool:
+        """Whether the client's next command line is already in the input buffer, so the
+        session will read it without waiting (aiosmtpd reads commands up to LF)."""
+        return b"\n" in self._reader._buffer  # type: ignore[attr-defined]
+
+    def write_held(self) -> None:
+        """Write the replies held so far, in one write (the in-flow pause calls this
+        before it waits, so a pause never holds replies already due)."""
+        if self._replies:
+            self._writer.write(b"\r\n".join(self._replies) + b"\r\n")
+            self._replies = []
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         """Keep what aiosmtpd's AUTH PLAIN/LOGIN decoded, for :meth:`_log_in` to check.
@@ -427,11 +457,7 @@ class _Session(SMTP):
 
     def _timeout_cb(self) -> None:
         """No complete command within the timeout (RFC 5321 §4.5.3.2.7): 421, then close."""
-        reply = Reply(421, "4.4.2", "Timeout, closing connection", ReceiveReason.TIMEOUT, "idle")
-        log_refusal(self._conversation.gate.listener, client_ip(self.session), reply)
-        if self.transport is not None:
-            self._writer.write(reply.line().encode("ascii") + b"\r\n")
-            self.transport.close()
+        self._drop(ReceiveReason.TIMEOUT, "idle")
 
     def abort(self) -> asyncio.Task[None] | None:
         """Drop the connection now; the task serving it, to wait for, if it still runs.
