@@ -4,18 +4,21 @@ queue: a worker that outlived its lease is fenced out, and only real losses are 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
-from securemail.node.workers import WorkerLoop, run_worker
+from securemail.node.workers import CONCURRENCY, WorkerLoop, run_worker
 from securemail.policy.model import NodePolicy
 from securemail.protect.context import ProtectContext
 from securemail.protect.service import Outbound
 from securemail.queue import Direction, Entry, QueueStore, State
+from securemail.queue.manager import QueueManager
 from securemail.relay import Destination
 from securemail.replies import Reply, ok
 from tests.conftest import NOW, Pki
@@ -118,3 +121,68 @@ def test_an_entry_settled_between_renewals_is_not_reported_lost(
     entry = run_one(pki, tmp_path, stall=0, take_over=False, linger=0.5)
     assert (entry.state, entry.claimed_by) == (State.DELIVERED, OWNER)
     assert [r.getMessage() for r in caplog.records] == []
+
+
+class CountingClaims:
+    """The queue manager with its claims counted (every other call passes through)."""
+
+    def __init__(self, manager: QueueManager) -> None:
+        self._manager = manager
+        self.claims: list[int] = []  # how many entries each claim took
+
+    def claim(self, *args: Any, **kwargs: Any) -> list[Entry]:
+        taken = self._manager.claim(*args, **kwargs)
+        self.claims.append(len(taken))
+        return taken
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
+
+
+def claims_for(tmp_path: Path, queued: int, *, told: bool) -> list[int]:
+    """Run the claim loop over ``queued`` entries whose processing takes a moment each,
+    with no other wake-up and a long poll; what each claim took."""
+
+    async def scenario() -> list[int]:
+        async with open_queue(tmp_path / "queue.sqlite") as queue:
+            counting = CountingClaims(queue.access.manager)
+            access = dataclasses.replace(queue.access, manager=cast(QueueManager, counting))
+            for _ in range(queued):
+                queue.store.enqueue(outbound(), NOW)
+
+            async def process(entry: Entry) -> Entry:
+                await asyncio.sleep(0.01 * (1 + len(counting.claims)))
+                return entry
+
+            wake, stop = asyncio.Event(), asyncio.Event()
+            loop = WorkerLoop(access, Direction.OUTBOUND, wake, OWNER, lambda: NOW, told=told)
+            running = asyncio.create_task(run_worker(loop, process, stop))
+            await asyncio.sleep(0.3)  # well inside the 1 s poll
+            stop.set()
+            wake.set()
+            await asyncio.wait_for(running, 10)
+            return counting.claims
+
+    return asyncio.run(scenario())
+
+
+def test_finished_entries_claim_again_only_while_more_may_wait(tmp_path: Path) -> None:
+    """Three entries, one claim takes them all (slots were left free): their ends wake no
+    claim, which under load was an empty transaction for about every other message."""
+    assert claims_for(tmp_path, 3, told=True) == [3]
+
+
+def test_a_full_claim_is_followed_by_one_when_a_slot_frees(tmp_path: Path) -> None:
+    """More entries than slots: the first claim fills every slot, so a finished entry
+    claims again at once (without waiting for the poll) and the rest are taken."""
+    claims = claims_for(tmp_path, CONCURRENCY + 2, told=True)
+    assert claims[0] == CONCURRENCY
+    assert sum(claims) == CONCURRENCY + 2
+
+
+def test_a_loop_no_wake_up_reaches_claims_again_at_every_finished_entry(tmp_path: Path) -> None:
+    """A worker process on SQLite hears of nothing queued: each finished entry is its
+    chance to look again, so its ends do claim (they find nothing here)."""
+    claims = claims_for(tmp_path, 3, told=False)
+    assert claims[0] == 3
+    assert len(claims) > 1

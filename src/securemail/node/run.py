@@ -334,8 +334,8 @@ def _work(node: Node, roles: Roles, stop: asyncio.Event) -> list[asyncio.Task[No
     # hears of new work by NOTIFY on PostgreSQL, and polls more often on SQLite.
     alone = node.config.workers == 1
     poll = POLL_SECONDS if alone or listening else SHARED_POLL_SECONDS
-    outbound = _loop(node, Direction.OUTBOUND, poll)
-    inbound = _loop(node, Direction.INBOUND, poll)
+    outbound = _loop(node, Direction.OUTBOUND, poll, told=alone or listening)
+    inbound = _loop(node, Direction.INBOUND, poll, told=alone or listening)
     tasks = [
         asyncio.create_task(run_worker(outbound, _outbound_process(roles), stop)),
         asyncio.create_task(run_worker(inbound, Inbound(roles.unprotect).process, stop)),
@@ -399,11 +399,11 @@ async def _reload_directory(node: Node, stop: asyncio.Event) -> None:
             await node.refresher.load(node.clock())
 
 
-def _loop(node: Node, direction: Direction, poll: float) -> WorkerLoop:
+def _loop(node: Node, direction: Direction, poll: float, *, told: bool) -> WorkerLoop:
     owner = f"{node.config.name}/{os.getpid()}"  # the node and the process holding a claim
     wake = node.wake[direction]
     config = node.config
-    return WorkerLoop(node.queue, direction, wake, owner, node.clock, config.lease, poll)
+    return WorkerLoop(node.queue, direction, wake, owner, node.clock, config.lease, poll, told)
 
 
 def _ports(listeners: Listeners, imap: ImapServer | None, web: WebServer | None) -> Ports:
