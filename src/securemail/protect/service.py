@@ -191,7 +191,8 @@ class Outbound:
         if attempt.wants_receipt:  # receipts come back to our own gateway (ESS receiptsTo)
             request = ReceiptRequest(os.urandom(16), (org.organisation.receipt_address,))
         try:
-            protected = protect(
+            protected = await self.context.cpu(
+                protect,
                 attempt.body,
                 org.signer,
                 [decision.certificate],
