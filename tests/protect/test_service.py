@@ -13,13 +13,11 @@ from securemail.policy.model import NodePolicy
 from securemail.protect.context import ProtectContext
 from securemail.protect.service import Outbound
 from securemail.queue import Direction, Entry, NewMessage, State
-from securemail.queue.threads import RunOffLoop
 from securemail.relay import Destination, RelayError, RelayReason
 from securemail.replies import Reply
 from securemail.smime import unprotect
 from tests.conftest import MESSAGE, NOW, Pki
 from tests.support.roles import RecordingRelay, directory, notices_for, open_queue, org_keys
-from tests.support.threads import RecordingThreads
 
 BOB = "bob@ministry.govt.nz"
 
@@ -36,11 +34,8 @@ def attempt(
     relay: RecordingRelay,
     body: bytes = MESSAGE,
     directory_of: Callable[[Pki], Directory] = directory,
-    *,
-    cpu: RunOffLoop = asyncio.to_thread,
 ) -> list[Entry]:
-    """One claimed outbound entry processed (S/MIME work run by ``cpu``); every entry of
-    the queue after it."""
+    """One claimed outbound entry processed; every entry of the queue after it."""
 
     async def scenario() -> list[Entry]:
         async with open_queue(tmp_path / "queue.sqlite") as queue:
@@ -56,7 +51,6 @@ def attempt(
                 queue=queue.access,
                 notices=notices_for(orgs, queue.access),
                 clock=lambda: NOW,
-                cpu=cpu,
             )
             queue.store.enqueue(outbound(body), NOW)
             [claimed] = queue.store.claim(Direction.OUTBOUND, NOW, 1)
@@ -81,19 +75,6 @@ def test_member_mail_is_signed_encrypted_and_relayed_to_the_pinned_endpoint(
     opened = unprotect(sent.body, identities=[pki.ministry.recipient], trust=pki.trust(), now=NOW)
     assert opened.content == MESSAGE
     assert entry.state is State.DELIVERED
-
-
-def test_sign_and_encrypt_run_on_the_cpu_threads_not_the_event_loop(
-    pki: Pki, tmp_path: Path
-) -> None:
-    """protect (the RSA signature with it) runs on the context's CPU threads, off the event
-    loop, once per copy, and its result is what the relay sends."""
-    relay, threads = RecordingRelay(), RecordingThreads()
-    [entry] = attempt(pki, tmp_path, relay, cpu=threads)
-    assert threads.names() == ["protect"] and threads.off_the_loop()
-    [sent] = relay.sent
-    opened = unprotect(sent.body, identities=[pki.ministry.recipient], trust=pki.trust(), now=NOW)
-    assert opened.content == MESSAGE and entry.state is State.DELIVERED
 
 
 def test_a_from_outside_the_organisation_bounces_with_a_notice_and_nothing_is_sent(

@@ -13,13 +13,11 @@ import pytest
 from securemail.deliver.seal import Origin
 from securemail.deliver.target import SECUREMAIL_KEYWORD
 from securemail.queue import Direction, Entry, NewMessage, QueueError, QueueReason, State
-from securemail.queue.threads import RunOffLoop
 from securemail.replies import Reply
-from securemail.smime import ProtectOptions, ReceiptRequest, SealedFor, protect
+from securemail.smime import ProtectOptions, SealedFor, protect
 from securemail.unprotect.service import Inbound
 from tests.conftest import NOW, Pki
 from tests.support.roles import RecordingTarget, open_queue, org_keys, unprotect_context
-from tests.support.threads import RecordingThreads
 
 # The agency's gateway receives the ministry's mail for alice.
 FROM_MINISTRY = (
@@ -44,19 +42,15 @@ def inbound(body: bytes) -> NewMessage:
 
 
 def process(
-    pki: Pki,
-    tmp_path: Path,
-    target: RecordingTarget,
-    *bodies: bytes | NewMessage,
-    cpu: RunOffLoop = asyncio.to_thread,
+    pki: Pki, tmp_path: Path, target: RecordingTarget, *bodies: bytes | NewMessage
 ) -> list[Entry]:
     """Each of ``bodies`` queued inbound (as from a peer, unless a NewMessage) and processed
-    in turn, the S/MIME work run by ``cpu``; every entry after them."""
+    in turn; every entry after them."""
 
     async def scenario() -> list[Entry]:
         async with open_queue(tmp_path / "queue.sqlite") as queue:
             orgs = {"agency": org_keys(pki.agency, "agency", tmp_path)}
-            context = unprotect_context(pki, queue, orgs, target, cpu=cpu)
+            context = unprotect_context(pki, queue, orgs, target)
             for body in bodies:
                 queue.store.enqueue(body if isinstance(body, NewMessage) else inbound(body), NOW)
                 [claimed] = queue.store.claim(Direction.INBOUND, NOW, 1)
@@ -66,11 +60,10 @@ def process(
     return asyncio.run(scenario())
 
 
-def from_ministry(pki: Pki, receipt: ReceiptRequest | None = None) -> bytes:
+def from_ministry(pki: Pki) -> bytes:
     """FROM_MINISTRY as the ministry's gateway sends it: signed (sealed for the agency and
-    alice, asking for ``receipt``), encrypted to the agency."""
-    sealed = SealedFor("agency", ("alice@agency.govt.nz",))
-    options = ProtectOptions(sealed_for=sealed, receipt_request=receipt)
+    alice), encrypted to the agency."""
+    options = ProtectOptions(sealed_for=SealedFor("agency", ("alice@agency.govt.nz",)))
     return protect(
         FROM_MINISTRY, pki.ministry.signer, [pki.agency.certificate], now=NOW, options=options
     ).message
@@ -89,28 +82,6 @@ def test_verified_mail_is_delivered_marked_and_once(pki: Pki, tmp_path: Path) ->
     assert [e.state for e in entries] == [State.DELIVERED, State.DELIVERED]
     replies = sorted(str(e.recipients[0].last_reply) for e in entries)
     assert replies == ["250 2.0.0 duplicate suppressed", "250 2.0.0 stored"]
-
-
-def test_decrypt_and_verify_run_on_the_cpu_threads_and_no_receipt_costs_no_hop(
-    pki: Pki, tmp_path: Path
-) -> None:
-    """Opening a member's message (decrypt, verify, mark) runs on the context's CPU threads,
-    off the event loop; a message that asks no receipt makes no second trip there."""
-    target, threads = RecordingTarget(), RecordingThreads()
-    [entry] = process(pki, tmp_path, target, from_ministry(pki), cpu=threads)
-    assert threads.names() == ["_open"] and threads.off_the_loop()
-    assert entry.state is State.DELIVERED and len(target.stored) == 1
-
-
-def test_a_receipt_is_signed_on_the_cpu_threads(pki: Pki, tmp_path: Path) -> None:
-    """The signed receipt a delivered message asked for is made on the CPU threads (an RSA
-    signature, off the event loop) and queued back with the delivery's record."""
-    request = ReceiptRequest(b"cid-threads", ("gateway@ministry.govt.nz",))
-    target, threads = RecordingTarget(), RecordingThreads()
-    entries = process(pki, tmp_path, target, from_ministry(pki, request), cpu=threads)
-    assert threads.names() == ["_open", "issue_receipts"] and threads.off_the_loop()
-    receipt = [e for e in entries if e.direction is Direction.OUTBOUND]
-    assert [e.recipients[0].address for e in receipt] == ["gateway@ministry.govt.nz"]
 
 
 def test_the_gateways_own_notice_is_stored_as_the_gateways(pki: Pki, tmp_path: Path) -> None:

@@ -36,7 +36,6 @@ from securemail.directory.refresh import DirectoryRefresher
 from securemail.errors import SecureMailError
 from securemail.keys.org import OrgKeys
 from securemail.keys.rollover import decryption_identities
-from securemail.node.threads import CpuThreads
 from securemail.queue import Direction, QueueStore
 from securemail.queue.access import QueueAccess
 from securemail.queue.threads import DatabaseThreads
@@ -165,7 +164,6 @@ class Node:
     store: QueueStore  # the whole queue; roles get its parts through ``queue``
     queue: QueueAccess
     threads: DatabaseThreads
-    cpu: CpuThreads  # S/MIME work of the workers (securemail.node.threads)
     relay: PooledRelay
     wake: Mapping[Direction, asyncio.Event]
     clock: Callable[[], datetime]
@@ -179,13 +177,12 @@ class Node:
 
     async def close(self) -> None:
         """Close what ``open_node`` opened: relay sessions, the queue, the structured pull
-        queue, the CPU threads, the accounts, the contacts."""
+        queue, the accounts, the contacts."""
         await self.relay.close()
         await self.queue.db(self.store.close)
         if self.inbox is not None:
             await self.queue.db(self.inbox.close)
         self.threads.close()
-        self.cpu.close()
         if self.accounts is not None:
             self.accounts.close()
         if self.contacts is not None:

@@ -60,7 +60,6 @@ def build_roles(node: Node) -> Roles:
         clock=node.clock,
         client_tls=client_tls,
         expected=node.orgs.expected,
-        cpu=node.cpu,
     )
     unprotect = UnprotectContext(
         name=config.name,
@@ -75,7 +74,6 @@ def build_roles(node: Node) -> Roles:
         expected=node.orgs.expected,
         hold_without_key=config.hold_without_key,
         contacts=node.contacts,
-        cpu=node.cpu,
     )
     admission = AdmissionContext(config, node.directory, node.queue, node.clock, quarantined)
     upstream = None

@@ -56,7 +56,6 @@ from securemail.node.structured import (
     run_inbox_purge,
     with_application,
 )
-from securemail.node.threads import CpuThreads, usable_cores
 from securemail.node.web import WebServer, start_node_web
 from securemail.node.workers import (
     CONCURRENCY,
@@ -159,7 +158,6 @@ async def open_node(
         store=store,
         queue=queue,
         threads=threads,
-        cpu=CpuThreads(usable_cores()),
         # As many parked sessions per peer as the outbound worker has sends in flight: a
         # session is then never closed for want of room only to be opened again moments
         # later (a full handshake at both ends), and never more are open than the worker's slots.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +13,6 @@ from securemail.directory.model import Directory
 from securemail.keys.org import OrgKeys
 from securemail.policy.model import NodePolicy
 from securemail.queue.access import QueueAccess
-from securemail.queue.threads import RunOffLoop
 from securemail.relay import ClientCertificate, Destination, PeerTls
 from securemail.relay.transport import Relay
 
@@ -35,9 +33,6 @@ class ProtectContext:
     clock: Callable[[], datetime]
     client_tls: ClientCertificate | None = None  # ours, shown to peers (mutual TLS)
     expected: frozenset[str] = frozenset()  # every organisation served, keys installed or not
-    # where sign + encrypt runs: the node's CPU threads (securemail.node.threads), never the
-    # event loop, which the RSA signature would hold for a millisecond a message
-    cpu: RunOffLoop = asyncio.to_thread
 
     def peer_destination(self, host: str, port: int, pins: tuple[str, ...]) -> Destination:
         """A member gateway's endpoint, its TLS certificate bound to the directory's pins;

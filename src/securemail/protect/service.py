@@ -191,8 +191,7 @@ class Outbound:
         if attempt.wants_receipt:  # receipts come back to our own gateway (ESS receiptsTo)
             request = ReceiptRequest(os.urandom(16), (org.organisation.receipt_address,))
         try:
-            protected = await self.context.cpu(
-                protect,
+            protected = protect(
                 attempt.body,
                 org.signer,
                 [decision.certificate],

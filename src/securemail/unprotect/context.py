@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,7 +13,6 @@ from securemail.deliver.target import Target
 from securemail.directory.model import Directory
 from securemail.keys.org import OrgKeys
 from securemail.queue.access import QueueAccess
-from securemail.queue.threads import RunOffLoop
 from securemail.smime import TrustStore
 
 
@@ -36,6 +34,3 @@ class UnprotectContext:
     expected: frozenset[str] = frozenset()
     hold_without_key: timedelta = timedelta(days=5)
     contacts: ContactRegister | None = None  # address verifications (securemail.contacts)
-    # where decrypt + verify, marking and receipt signing run: the node's CPU threads
-    # (securemail.node.threads), off the event loop
-    cpu: RunOffLoop = asyncio.to_thread

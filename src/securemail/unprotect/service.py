@@ -54,7 +54,6 @@ from securemail.unprotect.contacts import take_answer
 from securemail.unprotect.context import UnprotectContext
 from securemail.unprotect.holding import hold_for_key, waits_for_key
 from securemail.unprotect.receipts import (
-    Issued,
     ReceiptRefusedError,
     issue_receipts,
     settle_from_peer_notice,
@@ -117,7 +116,7 @@ class Inbound:
         if entry.kind == "ordinary":
             return await self._deliver_ordinary(entry, body, now)
         try:
-            opened = await self.context.cpu(self._open, entry, body, now)
+            opened = await asyncio.to_thread(self._open, entry, body, now)
             if self._is_our_receipt(entry, opened):
                 return await self._take_receipt(entry, opened, now)
             if self._answers_a_verification(entry, opened):
@@ -142,7 +141,7 @@ class Inbound:
             return await self._quarantine(
                 entry, body, "not-for-us", f"no organisation {entry.org_id} on this node", now
             )
-        marked, key = await self.context.cpu(_mark_ordinary, body, self.context.name)
+        marked, key = await asyncio.to_thread(_mark_ordinary, body, self.context.name)
         recorded = await self._deliver(entry, org, marked, key, None)
         await bounce_newly_failed(self.context.notices, entry, recorded, body, now)
         return recorded
@@ -311,7 +310,14 @@ class Inbound:
             # A notice or receipt is our word: only for a sender the signature vouches for
             # (a peer's failure notice, from <>, is vouched and may settle receipt waits).
             events.append((VOUCHED, opened.vouched.decode("utf-8", "replace")))
-            issued = await self._issue_receipts(org, opened, delivered)
+            issued = issue_receipts(
+                self.context,
+                org,
+                opened.unprotected,
+                signer=opened.signer,
+                delivered=delivered,
+                now=self.context.clock(),
+            )
             events += issued.events
             follow_up = issued.messages
             events += await settle_from_peer_notice(
@@ -328,21 +334,6 @@ class Inbound:
         recorded = await self.context.queue.commits.record(attempt)
         self.context.queue.notify_about(follow_up)
         return recorded
-
-    async def _issue_receipts(self, org: OrgKeys, opened: Opened, delivered: list[str]) -> Issued:
-        """The receipts owed (:func:`issue_receipts`), signed on the CPU threads when one is
-        asked for: an RSA signature each, which would otherwise hold the event loop."""
-        if opened.unprotected.signature.receipt_request is None or not delivered:
-            return Issued((), ())
-        return await self.context.cpu(
-            issue_receipts,
-            self.context,
-            org,
-            opened.unprotected,
-            signer=opened.signer,
-            delivered=delivered,
-            now=self.context.clock(),
-        )
 
     async def _defer_uncertain(self, entry: Entry, error: StoreUncertainError) -> Entry:
         """The store cannot tell whether it holds the message: defer the whole attempt with
